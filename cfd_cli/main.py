@@ -1,0 +1,211 @@
+"""`cfd`: run and operate CFD Broker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+import shared
+from shared.errors import CfdError, SettingsError
+from shared.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+console = Console()
+err = Console(stderr=True)
+
+app = typer.Typer(
+    name="cfd",
+    help="Run and operate CFD Broker: services, database, users, prices, health.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The database: migrations.", no_args_is_help=True)
+mail_app = typer.Typer(help="Mail sent by the platform.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(mail_app, name="mail")
+
+
+def fail(message: str, hint: str | None = None) -> NoReturn:
+    """An expected failure: one red line (and what to do next), exit 1."""
+    err.print(f"[bold red]error:[/] {message}")
+    if hint:
+        err.print(f"[dim]→ {hint}[/]")
+    raise typer.Exit(1)
+
+
+def settings_or_fail(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        fail(str(exc), "fix the environment variable and run the command again")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine; platform errors become a red line instead of a traceback."""
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except SettingsError as exc:
+        fail(str(exc))
+    except CfdError as exc:
+        reason = exc.details.get("reason") if isinstance(exc.details, dict) else None
+        fail(exc.message + (f" ({reason})" if reason else ""), "check the backends with: cfd doctor")
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False, markup=False)],
+        force=True,
+    )
+    for noisy in ("aiokafka", "kafka", "asyncio", "httpx", "httpcore", "piccolo", "websockets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"cfd-broker {shared.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
+) -> None:
+    setup_logging(verbose)
+
+
+def _banner(settings: Settings, services: tuple[str, ...], port: int | None) -> None:
+    console.print(f"[bold green]CFD Broker[/] {shared.__version__} running: {', '.join(services)}")
+    for concern, backend in settings.describe_backends().items():
+        console.print(f"  [cyan]{concern:<9}[/] {backend}")
+    if port:
+        console.print(f"  [cyan]{'api':<9}[/] http://{settings.http_host}:{port}/api/v1  "
+                      f"(docs: http://{settings.http_host}:{port}/schema)")
+        console.print(f"  [cyan]{'feed':<9}[/] ws://{settings.http_host}:{settings.ws_port}/ws")
+    console.print("[dim]Ctrl-C stops everything gracefully.[/]")
+
+
+async def _serve(settings: Settings, services: tuple[str, ...], migrate_db: bool) -> None:
+    from cfd_cli.platform import Platform
+
+    platform = Platform(settings, services, migrate_db=migrate_db)
+
+    async def announce() -> None:
+        while platform.http_port is None and "server" in platform.services:
+            await asyncio.sleep(0.05)
+        _banner(settings, platform.services, platform.http_port)
+
+    task = asyncio.ensure_future(announce())
+    try:
+        await platform.run_until_signalled()
+    finally:
+        task.cancel()
+
+
+@app.command()
+def up(
+    no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply database migrations first.")] = False,
+) -> None:
+    """Run every service (server, dbproc, poller) in one process, on the embedded backends unless the
+    environment names real ones."""
+    settings = settings_or_fail()
+    run_async(_serve(settings, ("dbproc", "server", "poller"), migrate_db=not no_migrate))
+
+
+@app.command()
+def server() -> None:
+    """Run the API server (REST and WebSocket feed) alone; needs a real bus to reach a dbproc."""
+    settings = settings_or_fail()
+    if not settings.kafka_bootstrap:
+        err.print("[yellow]warning:[/] no CFD_KAFKA_BOOTSTRAP: with the in-process bus no dbproc can answer "
+                  "this server; use [bold]cfd up[/] to run everything in one process.")
+    run_async(_serve(settings, ("server",), migrate_db=False))
+
+
+@app.command()
+def dbproc(
+    migrate_first: Annotated[bool, typer.Option("--migrate", help="Apply database migrations first.")] = False,
+) -> None:
+    """Run the database processor alone (one member of the dbproc consumer group)."""
+    settings = settings_or_fail()
+    if not settings.kafka_bootstrap:
+        err.print("[yellow]warning:[/] no CFD_KAFKA_BOOTSTRAP: an in-process bus serves no other process; "
+                  "use [bold]cfd up[/] to run everything in one process.")
+    run_async(_serve(settings, ("dbproc",), migrate_db=migrate_first))
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply the committed database migrations that have not run yet."""
+    from shared.db import Database, migrate
+
+    settings = settings_or_fail()
+
+    async def go() -> list[str]:
+        database = Database(settings)
+        try:
+            with console.status(f"migrating {settings.describe_backends()['database']} …"):
+                return await migrate(database)
+        finally:
+            await database.stop()
+
+    try:
+        applied = run_async(go())
+    except (OSError, RuntimeError) as exc:
+        fail(f"migration failed: {exc}", "check CFD_DATABASE_URL and that the database is up (cfd doctor)")
+    if applied:
+        for name in applied:
+            console.print(f"[green]✓[/] applied {name}")
+    else:
+        console.print("[green]✓[/] the database is up to date")
+
+
+@app.command()
+def doctor() -> None:
+    """Check every configured backend and say plainly what is wrong and how to fix it."""
+    from cfd_cli.doctor import run_doctor
+
+    settings = settings_or_fail()
+    ok = run_async(run_doctor(settings, console))
+    raise typer.Exit(0 if ok else 1)
+
+
+@mail_app.command("outbox")
+def mail_outbox(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100, help="How many mails.")] = 5,
+    to: Annotated[str | None, typer.Option("--to", help="Only mails to this address.")] = None,
+) -> None:
+    """Show the newest mails of the embedded mail backend (where a local user finds their code)."""
+    from shared.mail import OutboxMailer
+
+    settings = settings_or_fail()
+    if settings.smtp_host:
+        fail(f"mail goes to SMTP ({settings.smtp_host}), not to the outbox", "read it in that mailbox")
+    mails = OutboxMailer(settings.mail_from, settings.outbox_dir).latest(limit, to)
+    if not mails:
+        console.print(f"[dim]no mail in {settings.outbox_dir}[/]")
+        return
+    for mail in mails:
+        body = mail.get_body(preferencelist=("plain",))
+        console.rule(f"[bold]{mail['Subject']}[/]")
+        console.print(f"[cyan]to[/] {mail['To']}   [cyan]date[/] {mail['Date']}")
+        console.print(body.get_content().strip() if body else "")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,51 @@
+"""The dbproc service: the only process that touches the database; answers requests from the bus."""
+
+from __future__ import annotations
+
+import logging
+
+from cfd_dbproc.users import UserHandlers
+from shared.bus import Bus, Subscription, Topics
+from shared.bus.rpc import Responder
+from shared.contracts import BusRequest, HealthReport, RequestType, encode
+from shared.db import Database
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CONSUMER_GROUP = "cfd-dbproc"
+
+
+class DbProc:
+    """Consumes the request topics as one member of the `cfd-dbproc` consumer group."""
+
+    def __init__(self, settings: Settings, bus: Bus, db: Database) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.db = db
+        self.topics = Topics(settings)
+        self.responder = Responder(bus, self.topics.replies)
+        users = UserHandlers(db, settings.demo_deposit)
+        self.responder.route(RequestType.USER_EXISTS, users.exists)
+        self.responder.route(RequestType.USER_CREATE, users.create)
+        self.responder.route(RequestType.USER_CREDENTIALS, users.credentials)
+        self.responder.route(RequestType.USER_PROFILE, users.profile)
+        self.responder.route(RequestType.HEALTH, self.health)
+        self._subscriptions: list[Subscription] = []
+
+    async def start(self) -> None:
+        await self.bus.ensure_topics(self.topics.all())
+        self._subscriptions.append(
+            await self.bus.subscribe([self.topics.user_requests], self.responder, group=CONSUMER_GROUP)
+        )
+        log.info("dbproc %s consuming %s", self.settings.instance_id, self.topics.user_requests)
+
+    async def health(self, request: BusRequest) -> bytes:
+        await self.db.ping()
+        return encode(HealthReport(database=self.db.engine.__class__.__name__, instance_id=self.settings.instance_id))
+
+    async def stop(self) -> None:
+        """Stop consuming; the request in hand finishes and is committed first."""
+        for subscription in self._subscriptions:
+            await subscription.stop()
+        self._subscriptions.clear()

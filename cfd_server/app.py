@@ -1,0 +1,88 @@
+"""The Litestar app factory; the lifespan opens the backends and closes them in `finally`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+
+import shared
+from cfd_server.auth.controller import AuthController
+from cfd_server.auth.dependencies import provide_auth
+from cfd_server.auth.passwords import DummyHash
+from cfd_server.auth.service import AuthService
+from cfd_server.context import MailQueue, ServerContext
+from cfd_server.errors import EXCEPTION_HANDLERS
+from cfd_server.health import HealthController
+from cfd_server.info import info
+from shared.bus import Bus, Topics, create_bus
+from shared.bus.rpc import RequestClient
+from shared.cache import create_cache
+from shared.mail import create_mailer
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings, *, bus: Bus | None = None) -> Litestar:
+    """The server app. Pass `bus` to share one (the in-process bus of `cfd up`); else it opens its own."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        own_bus = bus is None
+        the_bus = bus or create_bus(settings)
+        cache = create_cache(settings)
+        mailer = create_mailer(settings)
+        topics = Topics(settings)
+        rpc = RequestClient(the_bus, topics.replies, settings.instance_id, settings.request_timeout)
+        mail = MailQueue(mailer)
+        started_bus = False
+        try:
+            if own_bus:
+                await the_bus.start()
+                started_bus = True
+            await the_bus.ensure_topics(topics.all())
+            await rpc.start()
+            mail.start()
+            ctx = ServerContext(settings=settings, bus=the_bus, cache=cache, mailer=mailer, rpc=rpc, mail=mail,
+                                topics=topics)
+            app.state.ctx = ctx
+            app.state.auth = AuthService(ctx, await asyncio.to_thread(DummyHash, settings.bcrypt_rounds))
+            log.info("server %s ready; backends: %s", settings.instance_id, settings.describe_backends())
+            yield
+        finally:
+            await mail.stop()
+            await rpc.stop()
+            await cache.close()
+            if started_bus:
+                await the_bus.stop()
+
+    api = Router(
+        path="/api/v1",
+        route_handlers=[AuthController, info],
+        dependencies={"auth": Provide(provide_auth)},
+    )
+    return Litestar(
+        route_handlers=[api, HealthController],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        request_max_body_size=MAX_BODY_BYTES,
+        openapi_config=OpenAPIConfig(
+            title="CFD Broker API",
+            version=shared.__version__,
+            description="REST API of CFD Broker. Money, prices and quantities are decimal strings; "
+            "times are epoch milliseconds. Errors: {\"error\": {\"code\", \"message\", \"details\"}}.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
+        debug=False,
+        logging_config=None,
+    )

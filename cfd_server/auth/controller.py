@@ -1,0 +1,58 @@
+"""`/api/v1/auth`: sign-up with an emailed code, verify, sign-in, logout, me."""
+
+from __future__ import annotations
+
+from litestar import Controller, Response, get, post
+from litestar.datastructures import Cookie
+from litestar.di import Provide
+from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
+
+from cfd_server.auth.dependencies import COOKIE_NAME, provide_session
+from cfd_server.auth.service import AuthService
+from cfd_server.auth.tokens import Session
+from shared.contracts import AuthSession, MeResponse, SigninRequest, SignupAccepted, SignupRequest, VerifyRequest
+
+SIGNUP_ACCEPTED = SignupAccepted(
+    message="If the address can receive mail, a 6-digit code is on its way. It is valid for 10 minutes."
+)
+
+
+class AuthController(Controller):
+    path = "/auth"
+    tags = ["auth"]
+
+    def _signed_in(self, auth: AuthService, token: str, session: Session, status: int) -> Response[AuthSession]:
+        settings = auth.settings
+        body = AuthSession(user=session.user, access_token=token, expires_in=settings.jwt_ttl_seconds)
+        cookie = Cookie(key=COOKIE_NAME, value=token, max_age=settings.jwt_ttl_seconds, httponly=True,
+                        samesite="strict", secure=settings.cookie_secure, path="/")
+        return Response(body, status_code=status, cookies=[cookie])
+
+    @post("/signup", status_code=HTTP_202_ACCEPTED, operation_id="signup",
+          summary="Mail a one-time code to a new address (same answer for a registered one)")
+    async def signup(self, data: SignupRequest, auth: AuthService) -> SignupAccepted:
+        await auth.signup(data.email)
+        return SIGNUP_ACCEPTED
+
+    @post("/verify", operation_id="verify", summary="Create the account with the mailed code and sign in")
+    async def verify(self, data: VerifyRequest, auth: AuthService) -> Response[AuthSession]:
+        token, session = await auth.verify(data)
+        return self._signed_in(auth, token, session, HTTP_201_CREATED)
+
+    @post("/signin", status_code=200, operation_id="signin", summary="Sign in with email and password")
+    async def signin(self, data: SigninRequest, auth: AuthService) -> Response[AuthSession]:
+        token, session = await auth.signin(data)
+        return self._signed_in(auth, token, session, 200)
+
+    @post("/logout", status_code=HTTP_204_NO_CONTENT, operation_id="logout", summary="End this session",
+          dependencies={"session": Provide(provide_session)})
+    async def logout(self, auth: AuthService, session: Session) -> Response[None]:
+        await auth.logout(session)
+        return Response(None, status_code=HTTP_204_NO_CONTENT,
+                        cookies=[Cookie(key=COOKIE_NAME, value="", max_age=0, httponly=True, samesite="strict",
+                                        path="/")])
+
+    @get("/me", operation_id="me", summary="The signed-in user",
+         dependencies={"session": Provide(provide_session)})
+    async def me(self, session: Session) -> MeResponse:
+        return MeResponse(user=session.user)

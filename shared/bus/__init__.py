@@ -1,0 +1,88 @@
+"""The message bus: topics split into partitions by key, consumer groups, at-least-once delivery.
+
+Two implementations keep one contract: `MemoryBus` (in-process, the default) and `KafkaBus` (aiokafka).
+- A message's key picks its partition; messages with one key are delivered in the order published.
+- `subscribe(..., group="name")` shares the partitions among the group's subscribers; an offset is
+  committed only after the handler returns, so a subscriber that dies has its messages redelivered.
+- `subscribe(..., group=None)` is a broadcast: the subscriber sees every message published after it
+  subscribed, from all partitions (every server instance uses this for prices, replies and events).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+
+from msgspec import Struct
+
+from shared.settings import Settings
+
+
+class Message(Struct, frozen=True):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+Handler = Callable[[Message], Awaitable[None]]
+
+
+class Subscription(ABC):
+    """A running subscription; `stop()` finishes the message in hand, commits and stops."""
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+
+class Bus(ABC):
+    """A partitioned log with consumer groups (see the module docstring for the contract)."""
+
+    name: str
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    @abstractmethod
+    async def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Create the topics if they do not exist (with the configured partition count)."""
+
+    @abstractmethod
+    async def publish(self, topic: str, value: bytes, *, key: bytes | None = None, wait: bool = True) -> None:
+        """Append a message; with `wait`, return once it is durably accepted."""
+
+    @abstractmethod
+    async def subscribe(self, topics: Sequence[str], handler: Handler, *, group: str | None) -> Subscription:
+        """Start delivering messages to `handler`; returns once the subscription is live."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise `BackendDown` if the bus cannot be reached."""
+
+
+def create_bus(settings: Settings) -> Bus:
+    """The bus the settings name: Kafka when `CFD_KAFKA_BOOTSTRAP` is set, else in-process."""
+    if settings.kafka_bootstrap:
+        from shared.bus.kafka import KafkaBus
+
+        return KafkaBus(settings)
+    from shared.bus.memory import MemoryBus
+
+    return MemoryBus(partitions=settings.kafka_partitions)
+
+
+class Topics:
+    """The platform's topic names, with the deployment's prefix applied."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.prices = settings.topic("price-updates")
+        self.user_requests = settings.topic("requests.users")
+        self.replies = settings.topic("replies")
+        self.events = settings.topic("account-events")
+
+    def all(self) -> list[str]:
+        return [self.prices, self.user_requests, self.replies, self.events]

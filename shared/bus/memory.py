@@ -1,0 +1,171 @@
+"""The in-process bus: Kafka's contract (partitions by key, per-key order, groups, commits) in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import zlib
+from collections.abc import Sequence
+
+from shared.bus import Bus, Handler, Message, Subscription
+
+log = logging.getLogger(__name__)
+
+
+class _Partition:
+    """An append-only log with a bounded retention; readers wait on `changed` for new messages."""
+
+    def __init__(self, topic: str, index: int, retention: int) -> None:
+        self.topic = topic
+        self.index = index
+        self.retention = retention
+        self.base = 0  # offset of log[0]
+        self.log: list[Message] = []
+        self.changed = asyncio.Event()
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.log)
+
+    def append(self, key: bytes | None, value: bytes) -> None:
+        self.log.append(Message(self.topic, self.index, self.end, key, value))
+        if len(self.log) > 2 * self.retention:
+            drop = len(self.log) - self.retention
+            del self.log[:drop]
+            self.base += drop
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    async def read(self, position: int) -> list[Message]:
+        """Messages from `position` on, waiting for at least one."""
+        while position >= self.end:
+            await self.changed.wait()
+        start = max(position, self.base) - self.base
+        return self.log[start:]
+
+
+class _Group:
+    def __init__(self) -> None:
+        self.members: list[_MemorySubscription] = []
+        self.committed: dict[tuple[str, int], int] = {}
+
+
+class MemoryBus(Bus):
+    """Everything in one process; survives nothing, which is fine because everything dies together."""
+
+    name = "in-process"
+
+    def __init__(self, partitions: int = 6, retention: int = 100_000) -> None:
+        self.partitions = partitions
+        self.retention = retention
+        self._topics: dict[str, list[_Partition]] = {}
+        self._groups: dict[str, _Group] = {}
+        self._round_robin = itertools.count()
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        for group in self._groups.values():
+            for member in list(group.members):
+                await member.stop()
+
+    async def ping(self) -> None:
+        pass
+
+    async def ensure_topics(self, topics: Sequence[str]) -> None:
+        for topic in topics:
+            self._partitions(topic)
+
+    def _partitions(self, topic: str) -> list[_Partition]:
+        if topic not in self._topics:
+            self._topics[topic] = [_Partition(topic, i, self.retention) for i in range(self.partitions)]
+        return self._topics[topic]
+
+    async def publish(self, topic: str, value: bytes, *, key: bytes | None = None, wait: bool = True) -> None:
+        partitions = self._partitions(topic)
+        index = zlib.crc32(key) if key is not None else next(self._round_robin)
+        partitions[index % len(partitions)].append(key, value)
+
+    async def subscribe(self, topics: Sequence[str], handler: Handler, *, group: str | None) -> Subscription:
+        subscription = _MemorySubscription(self, list(topics), handler, group)
+        if group is None:
+            subscription.assign({(p.topic, p.index): p.end for t in topics for p in self._partitions(t)})
+        else:
+            self._groups.setdefault(group, _Group()).members.append(subscription)
+            self._rebalance(group)
+        return subscription
+
+    def _rebalance(self, group_name: str) -> None:
+        group = self._groups[group_name]
+        for member in group.members:
+            member.assign({})
+        if not group.members:
+            return
+        wanted = sorted({(p.topic, p.index) for m in group.members for t in m.topics for p in self._partitions(t)})
+        shares: dict[int, dict[tuple[str, int], int]] = {i: {} for i in range(len(group.members))}
+        for i, tp in enumerate(wanted):
+            shares[i % len(group.members)][tp] = group.committed.get(tp, 0)
+        for i, member in enumerate(group.members):
+            member.assign(shares[i])
+
+    def _commit(self, group: str, topic: str, partition: int, offset: int) -> None:
+        self._groups[group].committed[(topic, partition)] = offset
+
+    def _leave(self, subscription: _MemorySubscription) -> None:
+        if subscription.group is not None:
+            group = self._groups[subscription.group]
+            if subscription in group.members:
+                group.members.remove(subscription)
+                self._rebalance(subscription.group)
+
+
+class _MemorySubscription(Subscription):
+    def __init__(self, bus: MemoryBus, topics: list[str], handler: Handler, group: str | None) -> None:
+        self.bus = bus
+        self.topics = topics
+        self.handler = handler
+        self.group = group
+        self._tasks: list[asyncio.Task[None]] = []
+        self._busy: set[asyncio.Task[None]] = set()
+        self._stopped = False
+
+    def assign(self, positions: dict[tuple[str, int], int]) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = [
+            asyncio.get_running_loop().create_task(self._consume(self.bus._topics[topic][index], position))
+            for (topic, index), position in positions.items()
+        ]
+
+    async def _consume(self, partition: _Partition, position: int) -> None:
+        while True:
+            task = asyncio.current_task()
+            for message in await partition.read(position):
+                if self._stopped:
+                    return
+                self._busy.add(task)
+                try:
+                    await self.handler(message)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("handler failed on %s[%d]@%d; skipped", message.topic, message.partition,
+                                  message.offset)
+                finally:
+                    self._busy.discard(task)
+                position = message.offset + 1
+                if self.group is not None:
+                    self.bus._commit(self.group, partition.topic, partition.index, position)
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            if task not in self._busy:  # a task in a handler finishes that message, commits and returns
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.bus._leave(self)

@@ -1,0 +1,73 @@
+"""The in-process cache: a dict with expiry times, swept lazily."""
+
+from __future__ import annotations
+
+import time
+
+from shared.cache import Cache
+
+
+class MemoryCache(Cache):
+    name = "in-process"
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self._clock = clock
+        self._data: dict[str, tuple[bytes, float | None]] = {}
+        self._writes = 0
+
+    def _live(self, key: str) -> tuple[bytes, float | None] | None:
+        item = self._data.get(key)
+        if item is not None and item[1] is not None and item[1] <= self._clock():
+            del self._data[key]
+            return None
+        return item
+
+    def _sweep(self) -> None:
+        self._writes += 1
+        if self._writes % 1024 == 0:
+            now = self._clock()
+            for key in [k for k, (_, exp) in self._data.items() if exp is not None and exp <= now]:
+                del self._data[key]
+
+    async def get(self, key: str) -> bytes | None:
+        item = self._live(key)
+        return item[0] if item else None
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None, *, only_if_absent: bool = False) -> bool:
+        if only_if_absent and self._live(key) is not None:
+            return False
+        self._data[key] = (value, self._clock() + ttl if ttl else None)
+        self._sweep()
+        return True
+
+    async def getdel(self, key: str) -> bytes | None:
+        item = self._live(key)
+        if item is None:
+            return None
+        del self._data[key]
+        return item[0]
+
+    async def delete(self, *keys: str) -> int:
+        return sum(self._data.pop(k, None) is not None for k in keys if self._live(k) is not None)
+
+    async def incr(self, key: str, ttl: float) -> int:
+        item = self._live(key)
+        if item is None:
+            self._data[key] = (b"1", self._clock() + ttl)
+            self._sweep()
+            return 1
+        count = int(item[0]) + 1
+        self._data[key] = (str(count).encode(), item[1])
+        return count
+
+    async def ttl(self, key: str) -> float | None:
+        item = self._live(key)
+        if item is None or item[1] is None:
+            return None
+        return max(0.0, item[1] - self._clock())
+
+    async def ping(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        self._data.clear()

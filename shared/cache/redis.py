@@ -1,0 +1,78 @@
+"""The Redis cache (redis.asyncio); connection failures become `BackendDown("cache")`."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared.cache import Cache
+from shared.errors import BackendDown
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _guarded(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise BackendDown("cache", f"Redis: {exc}") from exc
+        except RedisError as exc:
+            raise BackendDown("cache", f"Redis error: {exc}") from exc
+
+    return wrapper
+
+
+class RedisCache(Cache):
+    name = "redis"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._redis = aioredis.from_url(
+            url, socket_connect_timeout=1.0, socket_timeout=2.0, health_check_interval=10, max_connections=256
+        )
+
+    @_guarded
+    async def get(self, key: str) -> bytes | None:
+        return await self._redis.get(key)
+
+    @_guarded
+    async def set(self, key: str, value: bytes, ttl: float | None = None, *, only_if_absent: bool = False) -> bool:
+        px = int(ttl * 1000) if ttl else None
+        return bool(await self._redis.set(key, value, px=px, nx=only_if_absent))
+
+    @_guarded
+    async def getdel(self, key: str) -> bytes | None:
+        return await self._redis.getdel(key)
+
+    @_guarded
+    async def delete(self, *keys: str) -> int:
+        return await self._redis.delete(*keys) if keys else 0
+
+    @_guarded
+    async def incr(self, key: str, ttl: float) -> int:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.pexpire(key, int(ttl * 1000), nx=True)
+            count, _ = await pipe.execute()
+        return int(count)
+
+    @_guarded
+    async def ttl(self, key: str) -> float | None:
+        ms = await self._redis.pttl(key)
+        return ms / 1000 if ms >= 0 else None
+
+    @_guarded
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    async def close(self) -> None:
+        await self._redis.aclose()

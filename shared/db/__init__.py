@@ -1,0 +1,111 @@
+"""The database: Piccolo on SQLite (default) or PostgreSQL (asyncpg), chosen by `CFD_DATABASE_URL`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from piccolo.engine.base import Engine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+
+from shared.db import piccolo_conf
+from shared.db.tables import ALL_TABLES
+from shared.errors import BackendDown
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Piccolo's migration machinery finds its engine through this module.
+os.environ.setdefault("PICCOLO_CONF", "shared.db.piccolo_conf")
+
+
+def sqlite_path(url: str) -> Path:
+    """`sqlite:///relative.db` and `sqlite:////absolute.db` both map to a file path."""
+    return Path(url.removeprefix("sqlite:///"))
+
+
+class Database:
+    """The engine plus the one way the platform writes: a transaction per command."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.url = settings.database_url
+        self.is_sqlite = settings.uses_sqlite
+        self.engine: Engine
+        if self.is_sqlite:
+            path = sqlite_path(self.url)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.engine = SQLiteEngine(path=str(path), timeout=30)
+        else:
+            self.engine = PostgresEngine(config={"dsn": self.url}, log_queries=False)
+        # SQLite has one writer; serialising here turns "database is locked" into a short wait.
+        self._sqlite_lock = asyncio.Lock()
+
+    async def start(self, *, pool_size: int = 10) -> None:
+        """Bind the tables to this engine and open the pool (PostgreSQL)."""
+        piccolo_conf.DB = self.engine
+        for table in ALL_TABLES:
+            table._meta.db = self.engine
+        if not self.is_sqlite:
+            try:
+                await self.engine.start_connection_pool(min_size=1, max_size=pool_size)
+            except (OSError, Exception) as exc:
+                raise BackendDown("database", f"PostgreSQL at {_host(self.url)}: {exc}") from exc
+        else:
+            await self.engine.run_ddl("PRAGMA journal_mode=WAL")
+
+    async def stop(self) -> None:
+        if not self.is_sqlite:
+            with contextlib.suppress(Exception):
+                await self.engine.close_connection_pool()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        if self.is_sqlite:
+            async with self._sqlite_lock, self.engine.transaction(transaction_type=TransactionType.immediate):
+                yield
+        else:
+            async with self.engine.transaction():
+                yield
+
+    async def ping(self) -> None:
+        try:
+            await self.engine.run_ddl("SELECT 1")
+        except Exception as exc:
+            raise BackendDown("database", f"{_host(self.url)}: {exc}") from exc
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 5432}/{parts.path.lstrip('/')}"
+
+
+async def migrate(database: Database) -> list[str]:
+    """Apply the committed migrations that have not run yet; returns the names of those applied."""
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+
+    await database.start(pool_size=2)
+    before = await _applied(database)
+    chatter = io.StringIO()  # Piccolo prints progress; the CLI reports the outcome itself
+    with contextlib.redirect_stdout(chatter):
+        result = await run_forwards(app_name="cfd", migration_id="all", fake=False)
+    if not result.success:
+        raise RuntimeError(f"migration failed: {result.message}\n{chatter.getvalue()}")
+    after = await _applied(database)
+    return [name for name in after if name not in before]
+
+
+async def _applied(database: Database) -> list[str]:
+    from piccolo.apps.migrations.tables import Migration
+
+    Migration._meta.db = database.engine
+    if not await Migration.table_exists().run():
+        return []
+    rows = await Migration.select(Migration.name).where(Migration.app_name == "cfd").order_by(Migration.id).run()
+    return [row["name"] for row in rows]

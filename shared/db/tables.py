@@ -1,0 +1,57 @@
+"""The database tables. Only the dbproc (and `cfd db migrate`) touch them.
+
+Money columns are NUMERIC and read back as `Decimal`; times are epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+from piccolo.columns import UUID, BigInt, Boolean, Numeric, Text, Varchar
+from piccolo.columns.indexes import IndexMethod
+from piccolo.table import Table
+
+MONEY = (28, 10)
+
+
+class Users(Table, tablename="users"):
+    id = UUID(primary_key=True)
+    email = Varchar(length=254, unique=True, index=True)
+    name = Varchar(length=200)
+    password_hash = Varchar(length=100)
+    disabled = Boolean(default=False)
+    created_at = BigInt()
+
+
+class Accounts(Table, tablename="accounts"):
+    """One cross-margin account per user; `balance` is the sum of the user's ledger entries."""
+
+    id = UUID(primary_key=True)
+    user_id = UUID(unique=True, index=True)
+    currency = Varchar(length=8, default="USD")
+    balance = Numeric(digits=MONEY)
+    created_at = BigInt()
+
+
+class LedgerEntries(Table, tablename="ledger_entries"):
+    """Every balance change: deposit, realised_pnl, fee, shortfall (negative-balance protection)."""
+
+    id = UUID(primary_key=True)
+    user_id = UUID(index=True, index_method=IndexMethod.btree)
+    kind = Varchar(length=32)
+    amount = Numeric(digits=MONEY)
+    balance_after = Numeric(digits=MONEY)
+    reference = Varchar(length=64, null=True, default=None)
+    command_id = Varchar(length=128)
+    created_at = BigInt(index=True)
+
+
+class ProcessedCommands(Table, tablename="processed_commands"):
+    """The reply of every applied command, so a repeated command returns it and changes nothing."""
+
+    command_id = Varchar(length=128, primary_key=True)
+    type = Varchar(length=64)
+    user_id = Varchar(length=254, index=True)
+    reply = Text()
+    created_at = BigInt()
+
+
+ALL_TABLES: list[type[Table]] = [Users, Accounts, LedgerEntries, ProcessedCommands]
