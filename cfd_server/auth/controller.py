@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from litestar import Controller, Response, get, post
 from litestar.datastructures import Cookie
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from cfd_server.auth.dependencies import COOKIE_NAME, provide_session
@@ -30,23 +31,23 @@ class AuthController(Controller):
 
     @post("/signup", status_code=HTTP_202_ACCEPTED, operation_id="signup",
           summary="Mail a one-time code to a new address (same answer for a registered one)")
-    async def signup(self, data: SignupRequest, auth: AuthService) -> SignupAccepted:
+    async def signup(self, data: JSONBody[SignupRequest], auth: NamedDependency[AuthService]) -> SignupAccepted:
         await auth.signup(data.email)
         return SIGNUP_ACCEPTED
 
     @post("/verify", operation_id="verify", summary="Create the account with the mailed code and sign in")
-    async def verify(self, data: VerifyRequest, auth: AuthService) -> Response[AuthSession]:
+    async def verify(self, data: JSONBody[VerifyRequest], auth: NamedDependency[AuthService]) -> Response[AuthSession]:
         token, session = await auth.verify(data)
         return self._signed_in(auth, token, session, HTTP_201_CREATED)
 
     @post("/signin", status_code=200, operation_id="signin", summary="Sign in with email and password")
-    async def signin(self, data: SigninRequest, auth: AuthService) -> Response[AuthSession]:
+    async def signin(self, data: JSONBody[SigninRequest], auth: NamedDependency[AuthService]) -> Response[AuthSession]:
         token, session = await auth.signin(data)
         return self._signed_in(auth, token, session, 200)
 
     @post("/logout", status_code=HTTP_204_NO_CONTENT, operation_id="logout", summary="End this session",
           dependencies={"session": Provide(provide_session)})
-    async def logout(self, auth: AuthService, session: Session) -> Response[None]:
+    async def logout(self, auth: NamedDependency[AuthService], session: NamedDependency[Session]) -> Response[None]:
         await auth.logout(session)
         return Response(None, status_code=HTTP_204_NO_CONTENT,
                         cookies=[Cookie(key=COOKIE_NAME, value="", max_age=0, httponly=True, samesite="strict",
@@ -54,5 +55,5 @@ class AuthController(Controller):
 
     @get("/me", operation_id="me", summary="The signed-in user",
          dependencies={"session": Provide(provide_session)})
-    async def me(self, session: Session) -> MeResponse:
+    async def me(self, session: NamedDependency[Session]) -> MeResponse:
         return MeResponse(user=session.user)

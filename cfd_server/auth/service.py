@@ -22,7 +22,7 @@ from shared.contracts import (
     UserExistsQuery,
     VerifyRequest,
 )
-from shared.errors import BadRequest, Forbidden, Throttled, Unauthorized
+from shared.errors import BadRequest, Forbidden, Throttled, TimedOut, Unauthorized, Unavailable
 from shared.validation import check_name, check_otp, normalise_email
 from shared.validation import check_password as check_password_rules
 
@@ -87,14 +87,21 @@ class AuthService:
         if await self.cache.getdel(f"otp:{email}") is None:  # a concurrent request used it first
             raise BadRequest("That code is wrong or has expired; ask for a new one.", code="invalid_code",
                              details={"field": "otp"})
-        password_hash = await hash_password(body.password, self.settings.bcrypt_rounds)
-        user = await self._request(
-            RequestType.USER_CREATE,
-            CreateUser(email=email, name=name, password_hash=password_hash),
-            User,
-            key=email,
-            command_id=f"user.create:{email}",
-        )
+        try:
+            password_hash = await hash_password(body.password, self.settings.bcrypt_rounds)
+            user = await self._request(
+                RequestType.USER_CREATE,
+                CreateUser(email=email, name=name, password_hash=password_hash),
+                User,
+                key=email,
+                command_id=f"user.create:{email}",
+            )
+        except (TimedOut, Unavailable):
+            # The account may or may not exist yet: give the code back so the client can retry; the
+            # command id makes a retry return the same account instead of creating a second one.
+            await self.cache.set(f"otp:{email}", stored, ttl=OTP_TTL, only_if_absent=True)
+            raise
+        await self.cache.delete(f"otp-cooldown:{email}", f"otp-tries:{email}")
         return await self.sessions.issue(user)
 
     async def signin(self, body: SigninRequest) -> tuple[str, Session]:

@@ -46,9 +46,13 @@ class Database:
             self.engine = PostgresEngine(config={"dsn": self.url}, log_queries=False)
         # SQLite has one writer; serialising here turns "database is locked" into a short wait.
         self._sqlite_lock = asyncio.Lock()
+        self._started = False
 
     async def start(self, *, pool_size: int = 10) -> None:
-        """Bind the tables to this engine and open the pool (PostgreSQL)."""
+        """Bind the tables to this engine and open the pool (PostgreSQL); a second call does nothing."""
+        if self._started:
+            return
+        self._started = True
         piccolo_conf.DB = self.engine
         for table in ALL_TABLES:
             table._meta.db = self.engine
@@ -61,6 +65,7 @@ class Database:
             await self.engine.run_ddl("PRAGMA journal_mode=WAL")
 
     async def stop(self) -> None:
+        self._started = False
         if not self.is_sqlite:
             with contextlib.suppress(Exception):
                 await self.engine.close_connection_pool()

@@ -1,0 +1,125 @@
+"""Test fixtures. One pytest run uses one backend set, chosen by `CFD_TEST_BACKENDS`:
+
+- `embedded` (default): in-process bus and cache, a fresh SQLite file, mail to an outbox folder;
+- `real`: Kafka, Redis and PostgreSQL named by `CFD_KAFKA_BOOTSTRAP`, `CFD_REDIS_URL`, `CFD_DATABASE_URL`
+  (a fresh database is created for the run), and a real SMTP server (aiosmtpd) on loopback.
+
+`scripts/test` runs the suite on the embedded set, then the integration and end-to-end tests on the real
+set when `CFD_TEST_REAL_BACKENDS=1`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+from helpers import REAL, RUN_ID, Mailbox, SmtpSink, free_port
+
+from shared.settings import Settings, load_settings
+
+# --- backend sets ----------------------------------------------------------------------------------------
+
+
+async def _fresh_postgres_database(base_url: str) -> str:
+    import asyncpg
+
+    name = f"cfd_test_{RUN_ID}"
+    conn = await asyncpg.connect(base_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    parts = urlsplit(base_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def mailbox_and_overrides(tmp_path_factory) -> tuple[Mailbox, dict[str, Any]]:
+    data_dir = tmp_path_factory.mktemp("cfd-data")
+    if not REAL:
+        return Mailbox(outbox=data_dir / "outbox"), {"data_dir": data_dir}
+    from aiosmtpd.controller import Controller
+
+    missing = [v for v in ("CFD_KAFKA_BOOTSTRAP", "CFD_REDIS_URL", "CFD_DATABASE_URL") if not os.environ.get(v)]
+    if missing:
+        pytest.exit(f"CFD_TEST_BACKENDS=real needs {', '.join(missing)}; run: eval \"$(scripts/services.sh env)\"")
+    mailbox = Mailbox()
+    controller = Controller(SmtpSink(mailbox), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    database_url = asyncio.run(_fresh_postgres_database(os.environ["CFD_DATABASE_URL"]))
+    redis_url = os.environ["CFD_REDIS_URL"].rsplit("/", 1)[0] + "/1"
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    overrides = {
+        "data_dir": data_dir,
+        "kafka_bootstrap": os.environ["CFD_KAFKA_BOOTSTRAP"],
+        "redis_url": redis_url,
+        "database_url": database_url,
+        "smtp_host": "127.0.0.1",
+        "smtp_port": controller.port,
+        "smtp_security": "none",
+        "topic_prefix": f"t{RUN_ID}.",
+        "kafka_partitions": 3,
+    }
+    return mailbox, overrides
+
+
+@pytest.fixture(scope="session")
+def backend_overrides(mailbox_and_overrides) -> dict[str, Any]:
+    """Settings overrides for the selected backend set."""
+    return mailbox_and_overrides[1]
+
+
+@pytest.fixture(scope="session")
+def mailbox(mailbox_and_overrides) -> Mailbox:
+    return mailbox_and_overrides[0]
+
+
+@pytest.fixture(scope="session")
+def make_settings(backend_overrides) -> Callable[..., Settings]:
+    """Settings for the selected backend set, on ephemeral ports; keyword overrides win."""
+
+    def make(**overrides: Any) -> Settings:
+        values = {"env": "test", "http_port": 0, "ws_port": 0, "bcrypt_rounds": 8, "request_timeout": 5.0,
+                  **backend_overrides, **overrides}
+        return load_settings(environ={}, **values)
+
+    return make
+
+
+# --- the running platform --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+async def platform(make_settings) -> AsyncIterator[Any]:
+    """The dbproc and the server, in this process, on the selected backend set (shared by the session)."""
+    from cfd_cli.platform import Platform
+
+    running = Platform(make_settings(), ("dbproc", "server"), migrate_db=True)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest.fixture
+async def api(platform) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the running platform's REST API (`/api/v1` paths)."""
+    async with httpx.AsyncClient(base_url=platform.base_url + "/api/v1", timeout=15) as client:
+        yield client
+
+
+@pytest.fixture
+def email() -> str:
+    """A fresh address for each test, so tests share one platform without sharing users."""
+    return f"trader-{uuid.uuid4().hex[:10]}@example.com"
+
+
