@@ -13,7 +13,7 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CONSUMER_GROUP = "cfd-dbproc"
+CONSUMER_GROUP = "cfd-dbproc"  # prefixed with the deployment's topic prefix
 
 
 class DbProc:
@@ -36,7 +36,8 @@ class DbProc:
     async def start(self) -> None:
         await self.bus.ensure_topics(self.topics.all())
         self._subscriptions.append(
-            await self.bus.subscribe([self.topics.user_requests], self.responder, group=CONSUMER_GROUP)
+            await self.bus.subscribe([self.topics.user_requests], self.responder,
+                                   group=self.settings.topic(CONSUMER_GROUP))
         )
         log.info("dbproc %s consuming %s", self.settings.instance_id, self.topics.user_requests)
 
