@@ -169,8 +169,141 @@ class RequestType:
     USER_CREDENTIALS = "user.credentials"
     USER_PROFILE = "user.profile"
     HEALTH = "health.check"
+    CANDLES_HISTORY = "candles.history"
 
 
 class HealthReport(Struct, kw_only=True):
     database: str
     instance_id: str
+
+
+# --- markets, prices and candles -------------------------------------------------------------------------
+
+
+class MarketInfo(Struct, kw_only=True):
+    """A market's contract terms as clients see them (`GET /markets`)."""
+
+    symbol: str
+    base: str
+    quote: str
+    max_leverage: int
+    min_qty: Decimal
+    qty_step: Decimal
+    price_tick: Decimal
+    spread_bps: Decimal
+
+
+class Price(Struct, kw_only=True):
+    """The latest broker quote of a market (`GET /prices`); `stale` when its feed has gone quiet."""
+
+    symbol: str
+    bid: Decimal
+    ask: Decimal
+    mid: Decimal
+    ts: int
+    stale: bool = False
+
+
+class Candle(Struct, kw_only=True):
+    """OHLC of the broker mid over the bucket starting at `t` (epoch ms); `n` counts the quotes in it."""
+
+    t: int
+    o: Decimal
+    h: Decimal
+    l: Decimal  # noqa: E741 - the wire name every charting client expects
+    c: Decimal
+    n: int
+
+
+class CandlesQuery(Struct, kw_only=True):
+    """Bus request `candles.history`: the last `limit` candles of `interval` for `symbol`."""
+
+    symbol: str
+    interval: str
+    limit: int
+
+
+class CandleHistory(Struct, kw_only=True):
+    """The dbproc's answer to `candles.history`, oldest first."""
+
+    candles: list[Candle]
+
+
+# --- the WebSocket feed: client operations ----------------------------------------------------------------
+
+WsId = Annotated[int, Meta(ge=-(2**53), le=2**53)] | Annotated[str, Meta(max_length=64)] | None
+
+
+class SubscribeOp(Struct, tag_field="op", tag="subscribe", forbid_unknown_fields=True):
+    channels: list[str]
+
+
+class UnsubscribeOp(Struct, tag_field="op", tag="unsubscribe", forbid_unknown_fields=True):
+    channels: list[str]
+
+
+class AuthOp(Struct, tag_field="op", tag="auth", forbid_unknown_fields=True):
+    token: str
+
+
+class PingOp(Struct, tag_field="op", tag="ping", forbid_unknown_fields=True):
+    id: WsId = None
+
+
+WsOp = SubscribeOp | UnsubscribeOp | AuthOp | PingOp
+
+
+# --- the WebSocket feed: server frames --------------------------------------------------------------------
+
+
+class WelcomeFrame(Struct, tag_field="type", tag="welcome", kw_only=True):
+    """The first frame on every connection: what this server is and the limits it enforces."""
+
+    version: str
+    server_time: int
+    max_frame_bytes: int
+    max_subscriptions: int
+
+
+class SubscribedFrame(Struct, tag_field="type", tag="subscribed", kw_only=True):
+    channels: list[str]
+
+
+class UnsubscribedFrame(Struct, tag_field="type", tag="unsubscribed", kw_only=True):
+    channels: list[str]
+
+
+class AuthenticatedFrame(Struct, tag_field="type", tag="authenticated", kw_only=True):
+    user_id: str
+
+
+class PriceFrame(Struct, tag_field="type", tag="price", kw_only=True):
+    symbol: str
+    bid: Decimal
+    ask: Decimal
+    mid: Decimal
+    ts: int
+
+
+class CandleFrame(Struct, tag_field="type", tag="candle", kw_only=True):
+    """A live candle: sent as it changes (`closed` false), and once more when its bucket ends."""
+
+    symbol: str
+    interval: str
+    t: int
+    o: Decimal
+    h: Decimal
+    l: Decimal  # noqa: E741 - the wire name every charting client expects
+    c: Decimal
+    n: int
+    closed: bool
+
+
+class PongFrame(Struct, tag_field="type", tag="pong", kw_only=True):
+    id: WsId = None
+    server_time: int
+
+
+class ErrorFrame(Struct, tag_field="type", tag="error", kw_only=True):
+    code: str
+    message: str

@@ -5,7 +5,7 @@ Money columns are NUMERIC and read back as `Decimal`; times are epoch millisecon
 
 from __future__ import annotations
 
-from piccolo.columns import UUID, BigInt, Boolean, Numeric, Text, Varchar
+from piccolo.columns import UUID, BigInt, Boolean, Integer, Numeric, Text, Varchar
 from piccolo.columns.indexes import IndexMethod
 from piccolo.table import Table
 
@@ -54,4 +54,23 @@ class ProcessedCommands(Table, tablename="processed_commands"):
     created_at = BigInt()
 
 
-ALL_TABLES: list[type[Table]] = [Users, Accounts, LedgerEntries, ProcessedCommands]
+class Candles(Table, tablename="candles"):
+    """One-minute candles on the broker mid, one row per market and minute.
+
+    The migration adds a unique index on `(symbol, t)` (Piccolo's `Unique` constraint needs ALTER TABLE ADD
+    CONSTRAINT, which SQLite lacks), which also serves every history query.
+
+    `last_tick_us` is the exchange time of the last tick applied, so a redelivered tick changes nothing.
+    """
+
+    symbol = Varchar(length=32)
+    t = BigInt()
+    o = Numeric(digits=MONEY)
+    h = Numeric(digits=MONEY)
+    l = Numeric(digits=MONEY)  # noqa: E741 - the candle's low, named as on the wire
+    c = Numeric(digits=MONEY)
+    n = Integer()
+    last_tick_us = BigInt()
+
+
+ALL_TABLES: list[type[Table]] = [Users, Accounts, LedgerEntries, ProcessedCommands, Candles]

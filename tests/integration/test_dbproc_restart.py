@@ -12,10 +12,10 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from helpers import REAL, Mailbox, real_only
 
 from cfd_cli.platform import Platform
 from cfd_dbproc.service import DbProc
-from helpers import REAL, Mailbox, real_only
 from shared.db.tables import Accounts, LedgerEntries, Users
 
 
@@ -39,7 +39,8 @@ async def _prepare(api: httpx.AsyncClient, mailbox: Mailbox, count: int) -> list
     for email in emails:
         assert (await api.post("/auth/signup", json={"email": email})).status_code == 202
     codes = [await mailbox.code_for(email) for email in emails]
-    return [{"email": e, "otp": c, "password": "correct horse", "name": "Burst"} for e, c in zip(emails, codes)]
+    return [{"email": e, "otp": c, "password": "correct horse", "name": "Burst"}
+            for e, c in zip(emails, codes, strict=True)]
 
 
 async def _assert_each_applied_once(emails: list[str]) -> None:

@@ -1,0 +1,140 @@
+"""Candles in the dbproc: 1-minute candles built from every tick and persisted, and the history request.
+
+The candle price is the mid of the broker quote (`shared.markets.broker_quote`): the one price a chart can
+show for a market the broker quotes two-sided, the same for longs and shorts, and the same series the
+server's live candles use, so a chart's stored history and its live bar line up.
+
+Each tick is applied in one transaction that reads the market's latest row: a tick whose exchange time is
+not after that row's `last_tick_us` was applied before (a redelivery after a crash or a rebalance) and
+changes nothing, so `n` never counts a tick twice. Longer intervals are rolled up from the 1m rows in SQL
+(the same roll-up as `shared.candles.aggregate`).
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+import msgspec
+
+from shared.bus import Message
+from shared.candles import INTERVALS, MAX_LIMIT, MINUTE_MS, bucket_start
+from shared.contracts import BusRequest, Candle, CandleHistory, CandlesQuery, PriceTick, encode
+from shared.db import Database
+from shared.db.tables import Candles
+from shared.errors import BadRequest, NotFound
+from shared.markets import MARKETS, Market, broker_quote
+
+log = logging.getLogger(__name__)
+
+CONSUMER_GROUP = "cfd-candles"
+"""The dbproc's consumer group on the prices topic (prefix it with the deployment's topic prefix)."""
+
+_ROW = (Candles.t, Candles.o, Candles.h, Candles.l, Candles.c, Candles.n)
+
+# Buckets of LENGTH ms rolled up from 1m rows: high, low and count in one pass, open and close from the
+# first and last minute of each bucket. LENGTH is an integer from `INTERVALS`, never client text.
+_ROLL_UP = """
+SELECT b.bucket AS t, f.o AS o, b.h AS h, b.l AS l, z.c AS c, b.n AS n
+FROM (
+    SELECT (t / LENGTH) * LENGTH AS bucket, MAX(h) AS h, MIN(l) AS l, SUM(n) AS n,
+           MIN(t) AS first_t, MAX(t) AS last_t
+    FROM candles WHERE symbol = {} AND t >= {}
+    GROUP BY (t / LENGTH) * LENGTH
+) AS b
+JOIN candles AS f ON f.symbol = {} AND f.t = b.first_t
+JOIN candles AS z ON z.symbol = {} AND z.t = b.last_t
+ORDER BY b.bucket
+"""
+
+
+class CandleRecorder:
+    """Builds and stores 1m candles from `price-updates`; answers `candles.history`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.applied = 0
+        self.skipped = 0
+        self._decoder = msgspec.json.Decoder(PriceTick)
+        self._last_tick_us: dict[str, int] = {}  # a cheap first check; the row decides
+
+    async def on_tick(self, message: Message) -> None:
+        """Fold one tick into its market's 1m candle (bus handler for the prices topic)."""
+        try:
+            tick = self._decoder.decode(message.value)
+        except msgspec.DecodeError:
+            log.warning("skipping an undecodable tick on %s[%d]@%d", message.topic, message.partition,
+                        message.offset)
+            return
+        market = MARKETS.get(tick.symbol)
+        if market is None:
+            return
+        if tick.exchange_time_us <= self._last_tick_us.get(tick.symbol, -1):
+            self.skipped += 1
+            return
+        mid = broker_quote(market, tick.bid, tick.ask, tick.exchange_time_us // 1000).mid
+        if await self._apply(tick.symbol, tick.exchange_time_us, mid):
+            self.applied += 1
+        else:
+            self.skipped += 1
+        self._last_tick_us[tick.symbol] = max(tick.exchange_time_us, self._last_tick_us.get(tick.symbol, -1))
+
+    async def _apply(self, symbol: str, tick_us: int, price: Decimal) -> bool:
+        minute = bucket_start(tick_us // 1000, MINUTE_MS)
+        async with self.db.transaction():
+            row = await Candles.select(*_ROW, Candles.last_tick_us).where(Candles.symbol == symbol).order_by(
+                Candles.t, ascending=False).first().run()
+            if row is not None and tick_us <= row["last_tick_us"]:
+                return False
+            if row is not None and row["t"] == minute:
+                await Candles.update({
+                    Candles.h: max(row["h"], price),
+                    Candles.l: min(row["l"], price),
+                    Candles.c: price,
+                    Candles.n: row["n"] + 1,
+                    Candles.last_tick_us: tick_us,
+                }).where((Candles.symbol == symbol) & (Candles.t == minute)).run()
+            else:
+                await Candles.insert(Candles(symbol=symbol, t=minute, o=price, h=price, l=price, c=price, n=1,
+                                             last_tick_us=tick_us)).run()
+        return True
+
+    async def history(self, request: BusRequest) -> bytes:
+        """`candles.history`: the last `limit` candles of `interval`, oldest first (the live one excluded)."""
+        query = msgspec.json.decode(request.body, type=CandlesQuery)
+        market = MARKETS.get(query.symbol)
+        if market is None:
+            raise NotFound(f"There is no market {query.symbol!r}.", code="unknown_market")
+        length = INTERVALS.get(query.interval)
+        if length is None:
+            raise BadRequest(f"Unknown interval {query.interval!r}; use one of {', '.join(INTERVALS)}.",
+                             code="invalid_interval")
+        if not 1 <= query.limit <= MAX_LIMIT:
+            raise BadRequest(f"The limit must be between 1 and {MAX_LIMIT}.", code="invalid_limit")
+        rows = await self._rows(query.symbol, length, query.limit)
+        return encode(CandleHistory(candles=[_candle(market, row) for row in rows]))
+
+    async def _rows(self, symbol: str, length: int, limit: int) -> list[dict]:
+        if length == MINUTE_MS:
+            rows = await Candles.select(*_ROW).where(Candles.symbol == symbol).order_by(
+                Candles.t, ascending=False).limit(limit).run()
+            return rows[::-1]
+        latest = await Candles.select(Candles.t).where(Candles.symbol == symbol).order_by(
+            Candles.t, ascending=False).first().run()
+        if latest is None:
+            return []
+        since = bucket_start(latest["t"], length) - (limit - 1) * length
+        sql = _ROLL_UP.replace("LENGTH", str(int(length)))
+        return await Candles.raw(sql, symbol, since, symbol, symbol).run()
+
+
+def _candle(market: Market, row: dict) -> Candle:
+    """A stored row as a wire candle, prices at the mid's precision (SQLite hands aggregates back as floats)."""
+    step = market.price_tick / 10
+    return Candle(t=int(row["t"]), o=_price(row["o"], step), h=_price(row["h"], step), l=_price(row["l"], step),
+                  c=_price(row["c"], step), n=int(row["n"]))
+
+
+def _price(value: Decimal | float | str, step: Decimal) -> Decimal:
+    number = value if isinstance(value, Decimal) else Decimal(str(value))
+    return number.quantize(step)

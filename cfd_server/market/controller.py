@@ -1,0 +1,95 @@
+"""`/markets`, `/prices`, `/candles`: the catalogue, the latest broker quotes and candle history."""
+
+from __future__ import annotations
+
+import copy
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.datastructures import State
+from litestar.params import Parameter
+
+from cfd_server.market.history import fetch_history
+from cfd_server.market.runtime import MarketRuntime
+from shared.candles import DEFAULT_LIMIT, INTERVALS, MAX_LIMIT, overlay
+from shared.contracts import Candle, MarketInfo, Price, Quote
+from shared.errors import BadRequest, NotFound, Unavailable
+from shared.markets import MARKETS, Market
+
+MARKET_INFOS = [
+    MarketInfo(symbol=m.symbol, base=m.base, quote=m.quote, max_leverage=m.max_leverage, min_qty=m.min_qty,
+               qty_step=m.qty_step, price_tick=m.price_tick, spread_bps=m.spread_bps)
+    for m in MARKETS.values()
+]
+
+
+def market_or_404(symbol: str) -> Market:
+    market = MARKETS.get(symbol.upper())
+    if market is None:
+        raise NotFound(f"There is no market {symbol!r}; see GET /markets.", code="unknown_market",
+                       details={"markets": list(MARKETS)})
+    return market
+
+
+def _price(quote: Quote, stale: bool) -> Price:
+    return Price(symbol=quote.symbol, bid=quote.bid, ask=quote.ask, mid=quote.mid, ts=quote.ts, stale=stale)
+
+
+class MarketController(Controller):
+    path = "/"
+    tags = ("markets",)
+
+    @get("/markets", operation_id="list_markets", summary="The tradable markets and their contract terms")
+    async def markets(self) -> list[MarketInfo]:
+        return MARKET_INFOS
+
+    @get("/prices", operation_id="list_prices",
+         summary="The latest broker quote of every market that has one (`stale` when its feed is quiet)")
+    async def prices(self, state: State) -> list[Price]:
+        market: MarketRuntime = state.market
+        return [_price(quote, stale) for quote, stale in market.quotes.all()]
+
+    @get("/prices/{symbol:str}", operation_id="get_price",
+         summary="The latest broker quote of one market (503 while it has none or it is stale)")
+    async def price(self, state: State, symbol: str) -> Price:
+        market = market_or_404(symbol)
+        runtime: MarketRuntime = state.market
+        latest = runtime.quotes.get(market.symbol)
+        if latest is None:
+            raise Unavailable(f"There is no price for {market.symbol} yet; retry shortly.", code="market_unavailable",
+                              retry_after=2)
+        quote, stale = latest
+        if stale:
+            age = runtime.quotes.age(market.symbol) or 0.0
+            raise Unavailable(f"The price of {market.symbol} is stale (no update for {age:.0f} s).",
+                              code="market_unavailable", retry_after=5, details={"last": _price(quote, True)})
+        return _price(quote, False)
+
+    @get("/candles/{symbol:str}", operation_id="get_candles",
+         summary="Candles on the broker mid, oldest first; the last one is the bucket in progress")
+    async def candles(
+        self,
+        state: State,
+        symbol: str,
+        interval: Annotated[str, Parameter(description=f"One of {', '.join(INTERVALS)}")] = "1m",
+        limit: Annotated[int, Parameter(description=f"How many candles, 1 to {MAX_LIMIT}")] = DEFAULT_LIMIT,
+    ) -> list[Candle]:
+        market = market_or_404(symbol)
+        if interval not in INTERVALS:
+            raise BadRequest(f"Unknown interval {interval!r}; use one of {', '.join(INTERVALS)}.",
+                             code="invalid_interval")
+        if not 1 <= limit <= MAX_LIMIT:
+            raise BadRequest(f"The limit must be between 1 and {MAX_LIMIT}, got {limit}.", code="invalid_limit")
+        runtime: MarketRuntime = state.market
+        history = await fetch_history(state.ctx, market.symbol, interval, limit)
+        current = runtime.candles.current(market.symbol, interval)
+        if current is None:
+            return history[-limit:]
+        live, whole = copy.copy(current[0]), current[1]
+        if not whole and history and history[-1].t == live.t:
+            runtime.candles.absorb(market.symbol, interval, history[-1])  # later frames start from the stored open
+        return overlay(history, live, live_is_whole=whole, limit=limit)
+
+
+MARKET_HANDLERS = [MarketController]
+"""Route handlers to mount under `/api/v1`."""

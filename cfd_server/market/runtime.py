@@ -1,0 +1,133 @@
+"""Live market data in a server: the quote book, live candles and the WebSocket feed, started together.
+
+`start_market(ctx)` is called from the app's lifespan: it subscribes to every tick (a broadcast
+subscription, so every server instance sees every price), wires ticks → quote book → hub and live candles,
+and starts the WebSocket listener on `CFD_WS_PORT` in the same event loop. `MarketRuntime.stop()` undoes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from cfd_server.auth.tokens import Sessions
+from cfd_server.context import ServerContext
+from cfd_server.market.history import fetch_history
+from cfd_server.market.live_candles import LiveCandles
+from cfd_server.market.quotes import QuoteBook
+from cfd_server.ws import Hub, Limits, WsServer
+from shared.bus import Subscription
+from shared.contracts import CandleFrame, encode
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_SECONDS = 1.0
+HEAL_TIMEOUT = 3.0
+
+
+class MarketSnapshots:
+    """What a new WebSocket subscriber gets first: the last price, the live candle."""
+
+    def __init__(self, quotes: QuoteBook, candles: LiveCandles) -> None:
+        self.quotes = quotes
+        self.candles = candles
+
+    def price(self, symbol: str) -> bytes | None:
+        return self.quotes.frame(symbol)
+
+    def candle(self, symbol: str, interval: str) -> bytes | None:
+        current = self.candles.current(symbol, interval)
+        if current is None:
+            return None
+        c = current[0]
+        return encode(CandleFrame(symbol=symbol, interval=interval, t=c.t, o=c.o, h=c.h, l=c.l, c=c.c, n=c.n,
+                                  closed=False))
+
+
+class MarketRuntime:
+    """The server's live market data; `app.state.market`."""
+
+    def __init__(self, ctx: ServerContext, limits: Limits | None = None) -> None:
+        settings = ctx.settings
+        self.ctx = ctx
+        self.quotes = QuoteBook(settings.stale_after_seconds)
+        self.candles = LiveCandles()
+        self.hub = Hub()
+        self.quotes.on_price(self.hub.publish_price)
+        self.quotes.on_mid(self.candles.add)
+        self.candles.on_change(self.hub.publish_candle)
+        sessions = Sessions(ctx.cache, settings.jwt_secret, settings.jwt_ttl_seconds)
+
+        async def authenticate(token: str) -> str:
+            return (await sessions.resolve(token)).user.id
+
+        self.ws = WsServer(self.hub, MarketSnapshots(self.quotes, self.candles), host=settings.http_host,
+                           port=settings.ws_port, limits=limits, authenticate=authenticate)
+        self._subscription: Subscription | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._healing: set[tuple[str, str, int]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def ws_port(self) -> int:
+        """The port the WebSocket feed listens on (the bound one when `CFD_WS_PORT=0`)."""
+        return self.ws.port
+
+    async def start(self) -> None:
+        self._subscription = await self.ctx.bus.subscribe([self.ctx.topics.prices], self.quotes.on_message,
+                                                          group=None)
+        try:
+            await self.ws.start()
+        except BaseException:
+            await self._subscription.stop()
+            raise
+        self._housekeeping = asyncio.get_running_loop().create_task(self._housekeep())
+
+    async def stop(self) -> None:
+        """Stop taking ticks, close every WebSocket connection (1001) and stop listening."""
+        if self._subscription is not None:
+            await self._subscription.stop()
+            self._subscription = None
+        tasks = [t for t in (self._housekeeping, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._housekeeping = None
+        await self.ws.stop()
+
+    async def _housekeep(self) -> None:
+        """Once a second: note stale markets, close candles whose bucket ended, complete joined candles."""
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            try:
+                self.quotes.check_staleness()
+                self.candles.sweep()
+                self._heal()
+            except Exception:
+                log.exception("market housekeeping failed")
+
+    def _heal(self) -> None:
+        """Ask the stored part of each candle this server joined midway (once per bucket)."""
+        for key in self.candles.partial():
+            if key in self._healing:
+                continue
+            self._healing.add(key)
+            task = asyncio.get_running_loop().create_task(self._heal_one(*key))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if len(self._healing) > 10_000:
+            self._healing.clear()
+
+    async def _heal_one(self, symbol: str, interval: str, t: int) -> None:
+        with contextlib.suppress(Exception):
+            stored = await fetch_history(self.ctx, symbol, interval, 1, timeout=HEAL_TIMEOUT)
+            if stored and stored[-1].t == t:
+                self.candles.absorb(symbol, interval, stored[-1])
+
+
+async def start_market(ctx: ServerContext, *, limits: Limits | None = None) -> MarketRuntime:
+    """Start live prices, candles and the WebSocket feed for this server; `stop()` the result on shutdown."""
+    runtime = MarketRuntime(ctx, limits)
+    await runtime.start()
+    return runtime

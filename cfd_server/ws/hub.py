@@ -1,0 +1,186 @@
+"""The hub: who listens to what, and the fan-out of each frame to its listeners.
+
+Indexes are kept per delivery target, so publishing walks exactly the clients that want a frame: one set
+per symbol for prices (a client on `prices.*` sits in every symbol's set), one per (interval, symbol) for
+candles, one per user for `account`. A frame is encoded and framed once and the same bytes are queued for
+every listener; outboxes are flushed once per event-loop iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from cfd_server.ws.client import Client
+from cfd_server.ws.outbox import Outbox
+from cfd_server.ws.protocol import ACCOUNT, ALL_PRICES, CLOSE_TOO_SLOW, Channel, text_frame
+from shared.candles import INTERVALS
+from shared.contracts import Candle, CandleFrame, encode
+from shared.markets import MARKETS
+
+log = logging.getLogger(__name__)
+
+
+class HubStats:
+    """Counters for logs, tests and the benchmark."""
+
+    __slots__ = ("closed_slow", "connections", "deliveries", "frames")
+
+    def __init__(self) -> None:
+        self.connections = 0  # accepted since start
+        self.frames = 0  # frames published (each fanned out to its listeners)
+        self.deliveries = 0  # frames queued to a client
+        self.closed_slow = 0
+
+
+class Hub:
+    """Subscriptions and fan-out; one per server, in the server's event loop."""
+
+    def __init__(self) -> None:
+        self.clients: set[Client] = set()
+        self.stats = HubStats()
+        self._prices: dict[str, set[Client]] = {symbol: set() for symbol in MARKETS}
+        self._candles: dict[tuple[str, str], set[Client]] = {
+            (interval, symbol): set() for interval in INTERVALS for symbol in MARKETS
+        }
+        self._accounts: dict[str, set[Client]] = {}  # user id -> clients on `account`
+        self._users: dict[str, set[Client]] = {}  # user id -> authenticated clients
+        self._dirty: list[Outbox] = []
+        self._flush_handle: asyncio.Handle | None = None
+
+    # --- connections ----------------------------------------------------------------------------------
+
+    def add(self, client: Client) -> None:
+        self.clients.add(client)
+        self.stats.connections += 1
+
+    def remove(self, client: Client) -> None:
+        """Forget `client` everywhere (its connection closed)."""
+        client.outbox.close()
+        self.clients.discard(client)
+        self.unsubscribe(client, list(client.channels))
+        if client.user_id is not None:
+            _discard(self._users, client.user_id, client)
+
+    def schedule(self, outbox: Outbox) -> None:
+        """Flush `outbox` at the end of this loop iteration (an `Outbox` calls this on its first frame)."""
+        self._dirty.append(outbox)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write every outbox touched since the last flush (normally called by the event loop)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        dirty, self._dirty = self._dirty, []
+        for outbox in dirty:
+            outbox.flush()
+
+    def stuck(self, client: Client, reason: str) -> None:
+        """Close a client that stopped reading (its outbox gave up on it)."""
+        self.stats.closed_slow += 1
+        log.warning("closing %r: too slow (%s)", client, reason)
+        self.remove(client)
+        if client.conn is not None:
+            asyncio.get_running_loop().create_task(client.conn.close(CLOSE_TOO_SLOW, "too slow"))
+
+    # --- subscriptions ----------------------------------------------------------------------------------
+
+    def subscribe(self, client: Client, channels: Iterable[Channel]) -> None:
+        for channel in channels:
+            if channel.name in client.channels:
+                continue
+            client.channels.add(channel.name)
+            if channel.kind == "prices":
+                for symbol in self._symbols(channel):
+                    self._prices[symbol].add(client)
+            elif channel.kind == "candles":
+                self._candles[(channel.interval, channel.symbol)].add(client)  # type: ignore[index]
+            elif channel.kind == ACCOUNT and client.user_id is not None:
+                self._accounts.setdefault(client.user_id, set()).add(client)
+
+    def unsubscribe(self, client: Client, channels: Iterable[Channel | str]) -> None:
+        for channel in channels:
+            name = channel if isinstance(channel, str) else channel.name
+            if name not in client.channels:
+                continue
+            client.channels.discard(name)
+            if name.startswith("prices."):
+                wildcard = ALL_PRICES in client.channels
+                for symbol in MARKETS if name == ALL_PRICES else (name.removeprefix("prices."),):
+                    if not wildcard and f"prices.{symbol}" not in client.channels:
+                        self._prices[symbol].discard(client)
+            elif name.startswith("candles."):
+                _, interval, symbol = name.split(".")
+                self._candles[(interval, symbol)].discard(client)
+            elif name == ACCOUNT and client.user_id is not None:
+                _discard(self._accounts, client.user_id, client)
+
+    def authenticate(self, client: Client, user_id: str) -> None:
+        """Attach `client` to `user_id` (a re-auth as someone else drops the old user's account channel)."""
+        if client.user_id == user_id:
+            return
+        if client.user_id is not None:
+            self.unsubscribe(client, [ACCOUNT])
+            _discard(self._users, client.user_id, client)
+        client.user_id = user_id
+        self._users.setdefault(user_id, set()).add(client)
+
+    def connections_of(self, user_id: str) -> set[Client]:
+        """The authenticated connections of `user_id` (for account and position events)."""
+        return self._users.get(user_id, set())
+
+    @staticmethod
+    def _symbols(channel: Channel) -> Iterable[str]:
+        return MARKETS if channel.symbol == "*" else (channel.symbol,)  # type: ignore[return-value]
+
+    # --- publishing ---------------------------------------------------------------------------------
+
+    def send(self, client: Client, payload: bytes) -> None:
+        """Queue one frame (a reply) for one client; never conflated."""
+        client.outbox.put(None, text_frame(payload))
+
+    def publish_price(self, symbol: str, payload: bytes) -> None:
+        """Fan a `price` frame out to every client on `prices.<symbol>` or `prices.*` (the hot path)."""
+        clients = self._prices.get(symbol)
+        if not clients:
+            return
+        frame = text_frame(payload)
+        for client in clients:
+            client.outbox.put(symbol, frame)
+        self.stats.frames += 1
+        self.stats.deliveries += len(clients)
+
+    def publish_candle(self, symbol: str, interval: str, candle: Candle, closed: bool) -> None:
+        """Fan a `candle` frame out to `candles.<interval>.<symbol>`; encoded only when someone listens."""
+        clients = self._candles.get((interval, symbol))
+        if not clients:
+            return
+        frame = text_frame(encode(CandleFrame(symbol=symbol, interval=interval, t=candle.t, o=candle.o,
+                                              h=candle.h, l=candle.l, c=candle.c, n=candle.n, closed=closed)))
+        key = (interval, symbol, candle.t)  # updates of one bucket conflate; the next bucket's do not
+        for client in clients:
+            client.outbox.put(key, frame)
+        self.stats.frames += 1
+        self.stats.deliveries += len(clients)
+
+    def publish_account(self, user_id: str, payload: bytes) -> None:
+        """Send an account or position event to the user's connections on `account`; never conflated."""
+        clients = self._accounts.get(user_id)
+        if not clients:
+            return
+        frame = text_frame(payload)
+        for client in clients:
+            client.outbox.put(None, frame)
+        self.stats.frames += 1
+        self.stats.deliveries += len(clients)
+
+
+def _discard(index: dict[str, set[Client]], key: str, client: Client) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.discard(client)
+        if not members:
+            del index[key]
