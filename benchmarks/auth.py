@@ -55,7 +55,7 @@ class Codes:
         self.outbox = outbox
         self.smtp: dict[str, str] = {}
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd's hook name
         self._remember(envelope.original_content or envelope.content)
         return "250 OK"
 

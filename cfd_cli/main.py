@@ -106,8 +106,7 @@ async def _serve(settings: Settings, services: tuple[str, ...], migrate_db: bool
     platform = Platform(settings, services, migrate_db=migrate_db)
 
     async def announce() -> None:
-        while platform.http_port is None and "server" in platform.services:
-            await asyncio.sleep(0.05)
+        await platform.started.wait()
         _banner(settings, platform.services, platform.http_port)
 
     task = asyncio.ensure_future(announce())

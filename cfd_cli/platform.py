@@ -43,6 +43,7 @@ class Platform:
         self._http_task: asyncio.Task[None] | None = None
         self.extras: list = []  # other started parts (the poller), each with an async stop()
         self.http_port: int | None = None
+        self.started = asyncio.Event()
 
     @property
     def base_url(self) -> str:
@@ -62,6 +63,7 @@ class Platform:
                 await self._start_http()
             if "poller" in self.services:
                 await self._start_poller()
+            self.started.set()
         except BaseException:
             await self.stop()
             raise

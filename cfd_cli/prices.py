@@ -143,41 +143,40 @@ async def tail_feed(url: str, board: PriceBoard, console: Console, *, count: int
     channels = [f"prices.{s}" for s in board.symbols] or ["prices.*"]
     subscribe = msgspec.json.encode({"op": "subscribe", "channels": channels}).decode()
     backoff = Backoff(initial=0.5, cap=10.0)
-    ever_connected = False
-    with Live(board, console=console, auto_refresh=False, transient=False) as live:
+    live: Live | None = None  # shown from the first successful connection on
+    with contextlib.ExitStack() as stack:
+        while True:
+            try:
+                async with connect(url, open_timeout=open_timeout, close_timeout=1) as ws:
+                    if live is None:
+                        live = stack.enter_context(Live(board, console=console, auto_refresh=False))
+                        stack.callback(live.refresh)
+                        refresher = asyncio.ensure_future(_refresh(live, refresh_per_second))
+                        stack.callback(refresher.cancel)
+                    backoff.reset()
+                    board.set_status(f"connected to {url}", "green")
+                    await ws.send(subscribe)
+                    async for raw in ws:
+                        try:
+                            frame = msgspec.json.decode(raw)
+                        except msgspec.DecodeError:
+                            continue
+                        if isinstance(frame, dict) and board.apply(frame) and count and board.updates >= count:
+                            return board.updates
+                reason = "the server closed the feed"
+            except (OSError, TimeoutError, WebSocketException) as exc:
+                if live is None:
+                    raise FeedUnavailable(f"cannot connect to {url}: {exc or type(exc).__name__}") from exc
+                reason = str(exc) or type(exc).__name__
+            delay = backoff.next()
+            board.set_status(f"reconnecting in {delay:.1f} s ({reason})", "yellow")
+            await asyncio.sleep(delay)
 
-        async def refresh() -> None:
-            while True:
-                live.refresh()
-                await asyncio.sleep(1 / refresh_per_second)
 
-        refresher = asyncio.ensure_future(refresh())
-        try:
-            while True:
-                try:
-                    async with connect(url, open_timeout=open_timeout, close_timeout=1) as ws:
-                        ever_connected = True
-                        backoff.reset()
-                        board.set_status(f"connected to {url}", "green")
-                        await ws.send(subscribe)
-                        async for raw in ws:
-                            try:
-                                frame = msgspec.json.decode(raw)
-                            except msgspec.DecodeError:
-                                continue
-                            if isinstance(frame, dict) and board.apply(frame) and count and board.updates >= count:
-                                return board.updates
-                    reason = "the server closed the feed"
-                except (OSError, TimeoutError, WebSocketException) as exc:
-                    if not ever_connected:
-                        raise FeedUnavailable(f"cannot connect to {url}: {exc or type(exc).__name__}") from exc
-                    reason = str(exc) or type(exc).__name__
-                delay = backoff.next()
-                board.set_status(f"reconnecting in {delay:.1f} s ({reason})", "yellow")
-                await asyncio.sleep(delay)
-        finally:
-            refresher.cancel()
-            live.refresh()
+async def _refresh(live: Live, per_second: float) -> None:
+    while True:
+        live.refresh()
+        await asyncio.sleep(1 / per_second)
 
 
 @prices_app.command("tail")
@@ -325,8 +324,8 @@ def exchange_serve(
         except OSError as exc:
             fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", "pick another port with --port")
         console.print(f"[bold green]local exchange[/] on {exchange.url} · {rate:g} quotes/s per market")
-        console.print(f"[dim]point the platform at it:[/] CFD_PRICE_SOURCE=backpack "
-                      f"CFD_BACKPACK_WS_URL={exchange.url} cfd up")
+        console.print("[dim]point the platform at it:[/]")
+        console.print(f"  CFD_PRICE_SOURCE=backpack CFD_BACKPACK_WS_URL={exchange.url} cfd up", soft_wrap=True)
         console.print("[dim]Ctrl-C stops it.[/]")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

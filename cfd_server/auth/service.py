@@ -44,7 +44,8 @@ class AuthService:
         self.dummy = dummy
 
     def _code_digest(self, email: str, code: str) -> bytes:
-        return hmac.new(self.settings.jwt_secret.encode(), f"{email}:{code}".encode(), hashlib.sha256).hexdigest().encode()
+        digest = hmac.new(self.settings.jwt_secret.encode(), f"{email}:{code}".encode(), hashlib.sha256)
+        return digest.hexdigest().encode()
 
     async def _request(self, type: str, body, response_type, *, key: str, command_id: str | None = None):
         return await self.ctx.rpc.request(self.ctx.topics.user_requests, type, body, response_type, key=key,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from litestar import Controller, get
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import Parameter, PathParameter
 
 from cfd_server.market.history import fetch_history
 from cfd_server.market.runtime import MarketRuntime
@@ -15,6 +15,8 @@ from shared.candles import DEFAULT_LIMIT, INTERVALS, MAX_LIMIT, overlay
 from shared.contracts import Candle, MarketInfo, Price, Quote
 from shared.errors import BadRequest, NotFound, Unavailable
 from shared.markets import MARKETS, Market
+
+Symbol = Annotated[str, PathParameter(description="A market symbol, e.g. SOL_USDC (any case)")]
 
 MARKET_INFOS = [
     MarketInfo(symbol=m.symbol, base=m.base, quote=m.quote, max_leverage=m.max_leverage, min_qty=m.min_qty,
@@ -51,7 +53,7 @@ class MarketController(Controller):
 
     @get("/prices/{symbol:str}", operation_id="get_price",
          summary="The latest broker quote of one market (503 while it has none or it is stale)")
-    async def price(self, state: State, symbol: str) -> Price:
+    async def price(self, state: State, symbol: Symbol) -> Price:
         market = market_or_404(symbol)
         runtime: MarketRuntime = state.market
         latest = runtime.quotes.get(market.symbol)
@@ -70,7 +72,7 @@ class MarketController(Controller):
     async def candles(
         self,
         state: State,
-        symbol: str,
+        symbol: Symbol,
         interval: Annotated[str, Parameter(description=f"One of {', '.join(INTERVALS)}")] = "1m",
         limit: Annotated[int, Parameter(description=f"How many candles, 1 to {MAX_LIMIT}")] = DEFAULT_LIMIT,
     ) -> list[Candle]:

@@ -36,6 +36,7 @@ class BookEntry(NamedTuple):
     quote: Quote
     frame: bytes  # the encoded `price` frame, reused for snapshots
     received: float  # this server's monotonic clock when the tick arrived
+    exchange_us: int  # the tick's exchange time: a tick not after it is old or a redelivery
 
 
 class QuoteBook:
@@ -75,14 +76,14 @@ class QuoteBook:
             self.rejected += 1
             return None
         symbol = tick.symbol
-        ts = tick.exchange_time_us // 1000
         previous = self._entries.get(symbol)
-        if previous is not None and ts < previous.quote.ts:
-            self.rejected += 1  # out of order: an older price never replaces a newer one
+        if previous is not None and tick.exchange_time_us <= previous.exchange_us:
+            self.rejected += 1  # a redelivery, or out of order: an older price never replaces a newer one
             return None
+        ts = tick.exchange_time_us // 1000
         quote = broker_quote(market, tick.bid, tick.ask, ts)
         frame = encode(PriceFrame(symbol=symbol, bid=quote.bid, ask=quote.ask, mid=quote.mid, ts=ts))
-        self._entries[symbol] = BookEntry(quote, frame, self.clock())
+        self._entries[symbol] = BookEntry(quote, frame, self.clock(), tick.exchange_time_us)
         self.ticks += 1
         if symbol in self._stale:
             self._stale.discard(symbol)
