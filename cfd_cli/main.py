@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Coroutine
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 import shared
+from cfd_cli.platform import StartupError
 from shared.errors import CfdError, SettingsError
 from shared.settings import Settings, load_settings
 
@@ -56,14 +58,17 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         raise typer.Exit(130) from None
     except SettingsError as exc:
         fail(str(exc))
+    except StartupError as exc:
+        fail(str(exc), exc.hint)
     except CfdError as exc:
         reason = exc.details.get("reason") if isinstance(exc.details, dict) else None
         fail(exc.message + (f" ({reason})" if reason else ""), "check the backends with: cfd doctor")
 
 
 def setup_logging(verbose: bool) -> None:
+    level = os.environ.get("CFD_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else getattr(logging, level, logging.INFO),
         format="%(name)s: %(message)s",
         datefmt="%H:%M:%S",
         handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False, markup=False)],

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Iterable, Iterator
 
 import uvicorn
@@ -21,12 +22,26 @@ log = logging.getLogger(__name__)
 SERVICES = ("dbproc", "server", "poller")
 
 
+class StartupError(Exception):
+    """A service could not start; the message says why and `hint` what to do."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
 class _EmbeddedServer(uvicorn.Server):
     """uvicorn without its own signal handling: the platform owns shutdown."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().serve(sockets)
+        except SystemExit:  # uvicorn exits the process when the app's start-up fails; we report instead
+            raise StartupError("the API server's start-up failed (see the log above)") from None
 
 
 class Platform:
@@ -69,20 +84,23 @@ class Platform:
             raise
 
     async def _start_http(self) -> None:
+        host, port = self.settings.http_host, self.settings.http_port
+        try:  # bind here, so a port in use is one clear error instead of uvicorn exiting the process
+            sock = socket.create_server((host, port), reuse_port=False)
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                               "stop what uses the port, or set CFD_HTTP_PORT to a free one") from exc
         app = create_app(self.settings, bus=self.bus)
-        config = uvicorn.Config(app, host=self.settings.http_host, port=self.settings.http_port, lifespan="on",
-                                log_config=None, access_log=False, timeout_graceful_shutdown=5)
+        config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=5)
         self.http = _EmbeddedServer(config)
-        self._http_task = asyncio.get_running_loop().create_task(self.http.serve())
+        self._http_task = asyncio.get_running_loop().create_task(self.http.serve(sockets=[sock]))
         while not self.http.started:
             if self._http_task.done():
+                sock.close()
                 exc = self._http_task.exception()
-                raise RuntimeError(
-                    f"the server did not start on {self.settings.http_host}:{self.settings.http_port}"
-                    + (f": {exc}" if exc else " (is the port in use? set CFD_HTTP_PORT)")
-                )
+                raise StartupError(f"the API server did not start: {exc or 'its start-up failed (see the log above)'}")
             await asyncio.sleep(0.01)
-        self.http_port = self.http.servers[0].sockets[0].getsockname()[1]
+        self.http_port = sock.getsockname()[1]
 
     async def _start_poller(self) -> None:
         try:

@@ -58,7 +58,12 @@ class AuthService:
             wait = math.ceil(await self.cache.ttl(f"otp-cooldown:{email}") or RESEND_COOLDOWN)
             raise Throttled(f"A code was sent recently; you can ask for another in {wait} s.",
                             code="resend_too_soon", retry_after=wait, details={"retry_after": wait})
-        exists = await self._request(RequestType.USER_EXISTS, UserExistsQuery(email=email), UserExists, key=email)
+        try:
+            exists = await self._request(RequestType.USER_EXISTS, UserExistsQuery(email=email), UserExists,
+                                         key=email)
+        except (TimedOut, Unavailable):
+            await self.cache.delete(f"otp-cooldown:{email}")  # nothing was sent: the client may retry now
+            raise
         if exists.exists:
             self.ctx.mail.submit(email, "Your CFD Broker account", _ALREADY_REGISTERED)
             return

@@ -3,7 +3,8 @@
 Indexes are kept per delivery target, so publishing walks exactly the clients that want a frame: one set
 per symbol for prices (a client on `prices.*` sits in every symbol's set), one per (interval, symbol) for
 candles, one per user for `account`. A frame is encoded and framed once and the same bytes are queued for
-every listener; outboxes are flushed once per event-loop iteration.
+every listener: written at once for the first frame of an event-loop iteration, queued and flushed at the
+end of the iteration for the rest of a burst.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Hub:
         self._users: dict[str, set[Client]] = {}  # user id -> authenticated clients
         self._dirty: list[Outbox] = []
         self._flush_handle: asyncio.Handle | None = None
+        self._burst = False  # something was fanned out in this loop iteration already
 
     # --- connections ----------------------------------------------------------------------------------
 
@@ -69,8 +71,18 @@ class Hub:
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
 
+    def _first_in_iteration(self) -> bool:
+        """True for the first fan-out of this loop iteration: its frames can be written at once."""
+        if self._burst:
+            return False
+        self._burst = True
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+        return True
+
     def flush(self) -> None:
         """Write every outbox touched since the last flush (normally called by the event loop)."""
+        self._burst = False
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -148,8 +160,12 @@ class Hub:
         if not clients:
             return
         frame = text_frame(payload)
-        for client in clients:
-            client.outbox.put(symbol, frame)
+        if self._first_in_iteration():
+            for client in clients:
+                client.outbox.put_now(symbol, frame)
+        else:
+            for client in clients:
+                client.outbox.put(symbol, frame)
         self.stats.frames += 1
         self.stats.deliveries += len(clients)
 

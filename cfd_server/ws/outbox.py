@@ -1,8 +1,9 @@
 """A connection's outbox: lossless while the client keeps up, conflated when it does not, never unbounded.
 
 Frames are complete WebSocket frames (built once per tick for every client, see `protocol.text_frame`).
-`put` only queues; the hub flushes every outbox it touched once per event-loop iteration, so a burst of
-ticks reaches a client in one write (one system call) instead of one per tick.
+The first frame of an event-loop iteration is written at once (`put_now`); later ones are queued (`put`)
+and the hub flushes every outbox it touched at the end of the iteration, so a burst of ticks reaches a
+client in two writes (system calls) instead of one per tick.
 
 A client is slow when its transport's write buffer, which only grows when the kernel's socket buffer is
 already full, holds more than `write_buffer_high` bytes. From then on frames go to a backlog keyed by what
@@ -68,6 +69,20 @@ class Outbox:
         if not self.scheduled:
             self.scheduled = True
             self._schedule(self)
+
+    def put_now(self, key: Hashable, frame: bytes) -> None:
+        """Write `frame` at once when nothing is queued (the first frame of a loop iteration), else `put` it."""
+        if self.pending or self.backlog is not None:
+            self.put(key, frame)
+            return
+        if self.done or not self._is_open():
+            return
+        transport = self.transport
+        if transport.get_write_buffer_size() > self.high:
+            self._become_slow([(key, frame)])
+            return
+        transport.write(frame)
+        self.sent += 1
 
     def flush(self) -> None:
         """Write what is pending (called once per loop iteration by the hub), or start conflating."""

@@ -89,6 +89,7 @@ class Session:
         if self.client.errors >= self.limits.max_errors:
             log.info("closing %r after %d errors", self.client, self.client.errors)
             self.hub.flush()  # the last error frame goes out before the close frame
+            self.hub.remove(self.client)  # and no data frame after it
             await conn.close(CLOSE_POLICY, "too many errors")
             return False
         return True

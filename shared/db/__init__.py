@@ -95,7 +95,7 @@ async def migrate(database: Database) -> list[str]:
     """Apply the committed migrations that have not run yet; returns the names of those applied."""
     from piccolo.apps.migrations.commands.forwards import run_forwards
 
-    await database.start(pool_size=2)
+    await database.start()
     before = await _applied(database)
     chatter = io.StringIO()  # Piccolo prints progress; the CLI reports the outcome itself
     with contextlib.redirect_stdout(chatter):

@@ -55,7 +55,7 @@ class OutboxMailer(Mailer):
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.eml"
         path.write_bytes(bytes(message))
-        log.info("mail to %s (%s) written to %s", message["To"], message["Subject"], path)
+        log.info("mail to %s written to %s", message["To"], path)
 
     async def ping(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
