@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 
+from cfd_dbproc.trading.engine import TradingEngine
+from cfd_dbproc.trading.quotes import QuoteCache
+from cfd_dbproc.trading.risk_runner import RiskRunner
 from cfd_dbproc.users import UserHandlers
 from shared.bus import Bus, Subscription, Topics
 from shared.bus.rpc import Responder
 from shared.contracts import BusRequest, HealthReport, RequestType, encode
+from shared.contracts_trading import TradingRequest
 from shared.db import Database
 from shared.settings import Settings
 
@@ -31,15 +35,33 @@ class DbProc:
         self.responder.route(RequestType.USER_CREDENTIALS, users.credentials)
         self.responder.route(RequestType.USER_PROFILE, users.profile)
         self.responder.route(RequestType.HEALTH, self.health)
+        self.quotes = QuoteCache(settings.stale_after_seconds)
+        self.trading = TradingEngine(db, bus, self.topics.events, self.quotes)
+        for type, handler in {
+            TradingRequest.OPEN: self.trading.open,
+            TradingRequest.CLOSE: self.trading.close,
+            TradingRequest.MODIFY: self.trading.modify,
+            TradingRequest.RISK_CLOSE: self.trading.risk_close,
+            TradingRequest.STOP_OUT: self.trading.stop_out,
+            TradingRequest.DEPOSIT: self.trading.deposit,
+            TradingRequest.ACCOUNT: self.trading.account,
+            TradingRequest.POSITIONS: self.trading.positions,
+            TradingRequest.POSITION: self.trading.position,
+            TradingRequest.LEDGER: self.trading.ledger,
+        }.items():
+            self.responder.route(type, handler)
+        self.risk = RiskRunner(bus, self.topics, self.quotes)
         self._subscriptions: list[Subscription] = []
 
     async def start(self) -> None:
         await self.bus.ensure_topics(self.topics.all())
+        await self.risk.start()  # quotes and the risk book are live before the first order arrives
         self._subscriptions.append(
-            await self.bus.subscribe([self.topics.user_requests], self.responder,
-                                   group=self.settings.topic(CONSUMER_GROUP))
+            await self.bus.subscribe([self.topics.user_requests, self.topics.trading_requests], self.responder,
+                                     group=self.settings.topic(CONSUMER_GROUP))
         )
-        log.info("dbproc %s consuming %s", self.settings.instance_id, self.topics.user_requests)
+        log.info("dbproc %s consuming %s and %s", self.settings.instance_id, self.topics.user_requests,
+                 self.topics.trading_requests)
 
     async def health(self, request: BusRequest) -> bytes:
         await self.db.ping()
@@ -50,3 +72,4 @@ class DbProc:
         for subscription in self._subscriptions:
             await subscription.stop()
         self._subscriptions.clear()
+        await self.risk.stop()

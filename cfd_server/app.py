@@ -21,6 +21,7 @@ from cfd_server.context import MailQueue, ServerContext
 from cfd_server.errors import EXCEPTION_HANDLERS
 from cfd_server.health import HealthController
 from cfd_server.info import info
+from cfd_server.trading.controller import TradingController
 from shared.bus import Bus, Topics, create_bus
 from shared.bus.rpc import RequestClient
 from shared.cache import create_cache
@@ -67,7 +68,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> Litestar:
 
     api = Router(
         path="/api/v1",
-        route_handlers=[AuthController, info],
+        route_handlers=[AuthController, TradingController, info],
         dependencies={"auth": Provide(provide_auth)},
     )
     return Litestar(

@@ -81,8 +81,9 @@ class Topics:
     def __init__(self, settings: Settings) -> None:
         self.prices = settings.topic("price-updates")
         self.user_requests = settings.topic("requests.users")
+        self.trading_requests = settings.topic("requests.trading")
         self.replies = settings.topic("replies")
         self.events = settings.topic("account-events")
 
     def all(self) -> list[str]:
-        return [self.prices, self.user_requests, self.replies, self.events]
+        return [self.prices, self.user_requests, self.trading_requests, self.replies, self.events]

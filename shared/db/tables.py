@@ -73,4 +73,28 @@ class Candles(Table, tablename="candles"):
     last_tick_us = BigInt()
 
 
-ALL_TABLES: list[type[Table]] = [Users, Accounts, LedgerEntries, ProcessedCommands, Candles]
+class Positions(Table, tablename="positions"):
+    """Leveraged positions, open and closed. A partial close books the closed part as its own closed row
+    (`parent_id` names the position it came from) and shrinks the open one."""
+
+    id = UUID(primary_key=True)
+    user_id = UUID(index=True)
+    symbol = Varchar(length=32)
+    side = Varchar(length=5)
+    qty = Numeric(digits=MONEY)
+    entry_price = Numeric(digits=MONEY)
+    leverage = Integer()
+    margin = Numeric(digits=MONEY)
+    stop_loss = Numeric(digits=MONEY, null=True, default=None)
+    take_profit = Numeric(digits=MONEY, null=True, default=None)
+    status = Varchar(length=8, index=True)
+    opened_at = BigInt()
+    updated_at = BigInt()
+    closed_at = BigInt(null=True, default=None)
+    close_price = Numeric(digits=MONEY, null=True, default=None)
+    realized_pnl = Numeric(digits=MONEY, null=True, default=None)
+    close_reason = Varchar(length=16, null=True, default=None)
+    parent_id = UUID(null=True, default=None)
+
+
+ALL_TABLES: list[type[Table]] = [Users, Accounts, LedgerEntries, ProcessedCommands, Candles, Positions]

@@ -1,0 +1,386 @@
+"""The trading engine: open, close, modify, risk closes and stop-out, each one transaction, applied once.
+
+Requests arrive keyed by user, so one consumer applies one user's commands in order: the margin check of
+an open cannot race another open of the same user. Every balance change is a ledger entry written in the
+same transaction; events go out after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from decimal import Decimal
+
+import msgspec
+
+from cfd_dbproc.commands import apply_once, now_ms
+from cfd_dbproc.trading.quotes import QuoteCache
+from shared.bus import Bus
+from shared.contracts import BusRequest, Quote, encode
+from shared.contracts_trading import (
+    Account,
+    AccountEvent,
+    AccountQuery,
+    CloseCommand,
+    DepositCommand,
+    LedgerEntry,
+    LedgerQuery,
+    ModifyCommand,
+    OpenCommand,
+    Position,
+    PositionEvent,
+    PositionQuery,
+    PositionsQuery,
+    RiskCloseCommand,
+    StopOutCommand,
+)
+from shared.db import Database
+from shared.db.tables import Accounts, LedgerEntries, Positions
+from shared.errors import NotFound, Rejected
+from shared.trading import (
+    STOP_OUT_LEVEL,
+    Exposure,
+    account_state,
+    check_order,
+    check_stops,
+    close_price,
+    margin,
+    money,
+    open_price,
+    pnl,
+)
+
+log = logging.getLogger(__name__)
+
+
+def position_from_row(row: dict, *, with_user: bool = False) -> Position:
+    return Position(
+        id=str(row["id"]), symbol=row["symbol"], side=row["side"], qty=row["qty"], entry_price=row["entry_price"],
+        leverage=row["leverage"], margin=row["margin"], stop_loss=row["stop_loss"], take_profit=row["take_profit"],
+        status=row["status"], opened_at=row["opened_at"], updated_at=row["updated_at"], closed_at=row["closed_at"],
+        close_price=row["close_price"], realized_pnl=row["realized_pnl"], close_reason=row["close_reason"],
+        parent_id=str(row["parent_id"]) if row["parent_id"] else None,
+        user_id=str(row["user_id"]) if with_user else None,
+    )
+
+
+def exposure(p: Position) -> Exposure:
+    return Exposure(p.symbol, p.side, p.qty, p.entry_price, p.margin)
+
+
+def _uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound(f"No such {what}.", code=f"{what}_not_found") from None
+
+
+class TradingEngine:
+    def __init__(self, db: Database, bus: Bus, events_topic: str, quotes: QuoteCache) -> None:
+        self.db = db
+        self.bus = bus
+        self.events_topic = events_topic
+        self.quotes = quotes
+
+    # --- reading state inside a transaction ---------------------------------------------------------------
+
+    async def _balance(self, user_id: uuid.UUID) -> Decimal:
+        row = await Accounts.select(Accounts.balance).where(Accounts.user_id == user_id).first().run()
+        if row is None:
+            raise NotFound("No trading account for this user.", code="account_not_found")
+        return row["balance"]
+
+    async def _open_positions(self, user_id: uuid.UUID) -> list[Position]:
+        rows = await Positions.select().where(
+            (Positions.user_id == user_id) & (Positions.status == "open")
+        ).order_by(Positions.opened_at).run()
+        return [position_from_row(r) for r in rows]
+
+    async def _position(self, user_id: uuid.UUID, position_id: str) -> Position:
+        pid = _uuid(position_id, "position")
+        row = await Positions.select().where((Positions.id == pid) & (Positions.user_id == user_id)).first().run()
+        if row is None:  # another user's position is "not found", never "forbidden"
+            raise NotFound("No such position.", code="position_not_found")
+        return position_from_row(row)
+
+    def _account(self, balance: Decimal, positions: list[Position], quotes: dict[str, Quote]) -> Account:
+        state = account_state(balance, [exposure(p) for p in positions], quotes)
+        return Account(currency="USD", balance=state.balance, equity=state.equity, used_margin=state.used_margin,
+                       free_margin=state.free_margin, margin_level=state.margin_level,
+                       unrealized_pnl=state.unrealized_pnl)
+
+    async def _book(self, user_id: uuid.UUID, kind: str, amount: Decimal, balance: Decimal, reference: str,
+                    command_id: str, at: int) -> Decimal:
+        """Add a ledger entry and move the balance; returns the new balance."""
+        new_balance = money(balance + amount)
+        await LedgerEntries.insert(LedgerEntries(
+            id=uuid.uuid4(), user_id=user_id, kind=kind, amount=money(amount), balance_after=new_balance,
+            reference=reference, command_id=command_id, created_at=at,
+        )).run()
+        await Accounts.update({Accounts.balance: new_balance}).where(Accounts.user_id == user_id).run()
+        return new_balance
+
+    async def _realize(self, user_id: uuid.UUID, position: Position, qty: Decimal, price: Decimal,
+                       balance: Decimal, command_id: str, at: int) -> tuple[Decimal, Decimal]:
+        """Book the PnL of closing `qty` of `position`; a loss beyond the balance is a shortfall entry, so the
+        balance never goes below zero. Returns (realised PnL, new balance)."""
+        realized = money(pnl(position.side, qty, position.entry_price, price))
+        balance = await self._book(user_id, "realized_pnl", realized, balance, position.id, command_id, at)
+        if balance < 0:
+            balance = await self._book(user_id, "shortfall", -balance, balance, position.id, command_id, at)
+        return realized, balance
+
+    async def _close(self, user_id: uuid.UUID, position: Position, qty: Decimal, price: Decimal, reason: str,
+                     balance: Decimal, command_id: str) -> tuple[Position, Decimal]:
+        at = now_ms()
+        realized, balance = await self._realize(user_id, position, qty, price, balance, command_id, at)
+        closed_fields = {"status": "closed", "closed_at": at, "close_price": price, "realized_pnl": realized,
+                         "close_reason": reason, "updated_at": at}
+        if qty == position.qty:
+            await Positions.update({getattr(Positions, k): v for k, v in closed_fields.items()}).where(
+                Positions.id == uuid.UUID(position.id)).run()
+            return msgspec.structs.replace(position, **closed_fields), balance
+        # A partial close: the closed part becomes its own closed row; the open one shrinks.
+        closed_margin = money(position.margin * qty / position.qty)
+        part = msgspec.structs.replace(position, id=str(uuid.uuid4()), qty=qty, margin=closed_margin,
+                                       parent_id=position.id, **closed_fields)
+        await Positions.insert(Positions(
+            id=uuid.UUID(part.id), user_id=user_id, symbol=part.symbol, side=part.side, qty=part.qty,
+            entry_price=part.entry_price, leverage=part.leverage, margin=part.margin, stop_loss=part.stop_loss,
+            take_profit=part.take_profit, status="closed", opened_at=part.opened_at, updated_at=at, closed_at=at,
+            close_price=price, realized_pnl=realized, close_reason=reason, parent_id=uuid.UUID(position.id),
+        )).run()
+        remaining = msgspec.structs.replace(position, qty=position.qty - qty, margin=position.margin - closed_margin,
+                                            updated_at=at)
+        await Positions.update({Positions.qty: remaining.qty, Positions.margin: remaining.margin,
+                                Positions.updated_at: at}).where(Positions.id == uuid.UUID(position.id)).run()
+        return part, balance
+
+    async def _emit(self, user_id: str, *events: PositionEvent | AccountEvent) -> None:
+        for event in events:
+            try:
+                await self.bus.publish(self.events_topic, encode(event), key=user_id.encode(), wait=False)
+            except Exception as exc:  # events are notifications; the state is already committed
+                log.warning("could not publish an account event for %s: %s", user_id, exc)
+
+    async def _snapshot_event(self, user_id: str, balance: Decimal) -> AccountEvent:
+        positions = await self._open_positions(uuid.UUID(user_id))
+        return AccountEvent(event="snapshot", user_id=user_id,
+                            account=self._account(balance, positions, self.quotes.fresh()))
+
+    # --- commands -----------------------------------------------------------------------------------------
+
+    async def open(self, request: BusRequest) -> bytes:
+        command = msgspec.json.decode(request.body, type=OpenCommand)
+        order = command.order
+        user_id = _uuid(command.user_id, "account")
+        events: list = []
+
+        async def apply() -> bytes:
+            market, quote = self.quotes.quote(order.symbol)
+            check_order(market, order.side, order.qty, order.leverage)
+            fill = open_price(order.side, quote)
+            check_stops(order.side, fill, order.stop_loss, order.take_profit, market)
+            balance = await self._balance(user_id)
+            positions = await self._open_positions(user_id)
+            account = self._account(balance, positions, self.quotes.fresh())
+            needed = margin(order.qty, fill, order.leverage)
+            if needed > account.free_margin:
+                raise Rejected(
+                    f"This order needs {needed} of margin; the free margin is {account.free_margin}.",
+                    code="insufficient_margin",
+                    details={"required_margin": str(needed), "free_margin": str(account.free_margin)},
+                )
+            at = now_ms()
+            position = Position(
+                id=str(uuid.uuid4()), symbol=order.symbol, side=order.side, qty=order.qty, entry_price=fill,
+                leverage=order.leverage, margin=needed, stop_loss=order.stop_loss, take_profit=order.take_profit,
+                status="open", opened_at=at, updated_at=at,
+            )
+            await Positions.insert(Positions(
+                id=uuid.UUID(position.id), user_id=user_id, symbol=position.symbol, side=position.side,
+                qty=position.qty, entry_price=fill, leverage=position.leverage, margin=needed,
+                stop_loss=position.stop_loss, take_profit=position.take_profit, status="open", opened_at=at,
+                updated_at=at,
+            )).run()
+            events.append(PositionEvent(event="opened", user_id=command.user_id, position=position, balance=balance))
+            events.append(AccountEvent(event="snapshot", user_id=command.user_id,
+                                       account=self._account(balance, [*positions, position], self.quotes.fresh())))
+            return encode(position)
+
+        reply = await apply_once(self.db, request, command.user_id, apply)
+        await self._emit(command.user_id, *events)
+        return reply
+
+    async def close(self, request: BusRequest) -> bytes:
+        command = msgspec.json.decode(request.body, type=CloseCommand)
+        user_id = _uuid(command.user_id, "account")
+        events: list = []
+
+        async def apply() -> bytes:
+            position = await self._position(user_id, command.position_id)
+            if position.status != "open":
+                raise Rejected("This position is already closed.", code="position_closed")
+            market, quote = self.quotes.quote(position.symbol)
+            qty = position.qty if command.qty is None else command.qty
+            if not qty.is_finite() or qty <= 0 or qty > position.qty:
+                raise Rejected(f"The quantity to close must be above 0 and at most {position.qty}.",
+                               code="invalid_quantity", details={"field": "qty"})
+            if qty % market.qty_step != 0:
+                raise Rejected(f"The quantity must be a multiple of {market.qty_step}.", code="invalid_quantity_step",
+                               details={"field": "qty"})
+            if 0 < position.qty - qty < market.min_qty:
+                raise Rejected(f"That would leave less than the minimum {market.min_qty}; close it all instead.",
+                               code="quantity_too_small", details={"field": "qty"})
+            balance = await self._balance(user_id)
+            closed, balance = await self._close(user_id, position, qty, close_price(position.side, quote), "manual",
+                                                balance, request.command_id)
+            events.append(PositionEvent(event="closed", user_id=command.user_id, position=closed, balance=balance))
+            if closed.id != position.id:
+                remaining = await self._position(user_id, position.id)
+                events.append(PositionEvent(event="updated", user_id=command.user_id, position=remaining,
+                                            balance=balance))
+            events.append(await self._snapshot_event(command.user_id, balance))
+            return encode(closed)
+
+        reply = await apply_once(self.db, request, command.user_id, apply)
+        await self._emit(command.user_id, *events)
+        return reply
+
+    async def modify(self, request: BusRequest) -> bytes:
+        command = msgspec.json.decode(request.body, type=ModifyCommand)
+        user_id = _uuid(command.user_id, "account")
+        events: list = []
+
+        async def apply() -> bytes:
+            position = await self._position(user_id, command.position_id)
+            if position.status != "open":
+                raise Rejected("This position is already closed.", code="position_closed")
+            market, quote = self.quotes.quote(position.symbol)
+            update = command.update
+            stop_loss = position.stop_loss if update.stop_loss is msgspec.UNSET else update.stop_loss
+            take_profit = position.take_profit if update.take_profit is msgspec.UNSET else update.take_profit
+            check_stops(position.side, close_price(position.side, quote), stop_loss, take_profit, market)
+            at = now_ms()
+            await Positions.update({Positions.stop_loss: stop_loss, Positions.take_profit: take_profit,
+                                    Positions.updated_at: at}).where(Positions.id == uuid.UUID(position.id)).run()
+            updated = msgspec.structs.replace(position, stop_loss=stop_loss, take_profit=take_profit, updated_at=at)
+            events.append(PositionEvent(event="updated", user_id=command.user_id, position=updated,
+                                        balance=await self._balance(user_id)))
+            return encode(updated)
+
+        reply = await apply_once(self.db, request, command.user_id, apply)
+        await self._emit(command.user_id, *events)
+        return reply
+
+    async def risk_close(self, request: BusRequest) -> bytes:
+        """A stop-loss or take-profit hit: close at the triggering tick's price, if still open."""
+        command = msgspec.json.decode(request.body, type=RiskCloseCommand)
+        user_id = _uuid(command.user_id, "account")
+        events: list = []
+
+        async def apply() -> bytes:
+            position = await self._position(user_id, command.position_id)
+            if position.status != "open":
+                return encode(position)
+            balance = await self._balance(user_id)
+            closed, balance = await self._close(user_id, position, position.qty, command.price, command.reason,
+                                                balance, request.command_id)
+            events.append(PositionEvent(event="closed", user_id=command.user_id, position=closed, balance=balance))
+            events.append(await self._snapshot_event(command.user_id, balance))
+            return encode(closed)
+
+        reply = await apply_once(self.db, request, command.user_id, apply)
+        await self._emit(command.user_id, *events)
+        return reply
+
+    async def stop_out(self, request: BusRequest) -> bytes:
+        """Close the worst losing position first until the margin level is back at the stop-out level."""
+        command = msgspec.json.decode(request.body, type=StopOutCommand)
+        user_id = _uuid(command.user_id, "account")
+        quotes = {q.symbol: q for q in command.quotes}
+        events: list = []
+
+        async def apply() -> bytes:
+            balance = await self._balance(user_id)
+            positions = await self._open_positions(user_id)
+            closed_ids: list[str] = []
+            while positions:
+                account = self._account(balance, positions, quotes)
+                if account.margin_level is None or account.margin_level >= STOP_OUT_LEVEL:
+                    break
+                priced = [p for p in positions if p.symbol in quotes]
+                if not priced:
+                    break
+                worst = min(priced, key=lambda p: pnl(p.side, p.qty, p.entry_price, close_price(p.side, quotes[p.symbol])))
+                closed, balance = await self._close(user_id, worst, worst.qty, close_price(worst.side, quotes[worst.symbol]),
+                                                    "stop_out", balance, request.command_id)
+                positions.remove(worst)
+                closed_ids.append(closed.id)
+                events.append(PositionEvent(event="closed", user_id=command.user_id, position=closed, balance=balance))
+            if closed_ids:
+                events.append(AccountEvent(event="stop_out", user_id=command.user_id,
+                                           account=self._account(balance, positions, quotes)))
+            return encode({"closed": closed_ids})
+
+        reply = await apply_once(self.db, request, command.user_id, apply)
+        await self._emit(command.user_id, *events)
+        return reply
+
+    async def deposit(self, request: BusRequest) -> bytes:
+        """An operator's deposit (or, negative, a withdrawal that cannot take the balance below zero)."""
+        command = msgspec.json.decode(request.body, type=DepositCommand)
+        user_id = _uuid(command.user_id, "account")
+        events: list = []
+
+        async def apply() -> bytes:
+            balance = await self._balance(user_id)
+            if not command.amount.is_finite() or command.amount == 0 or balance + command.amount < 0:
+                raise Rejected("The amount must be non-zero and leave the balance at or above zero.",
+                               code="invalid_amount")
+            balance = await self._book(user_id, "deposit", command.amount, balance, "operator", request.command_id,
+                                       now_ms())
+            events.append(await self._snapshot_event(command.user_id, balance))
+            return encode(await self._account_of(user_id, balance))
+
+        reply = await apply_once(self.db, request, command.user_id, apply)
+        await self._emit(command.user_id, *events)
+        return reply
+
+    # --- queries ------------------------------------------------------------------------------------------
+
+    async def _account_of(self, user_id: uuid.UUID, balance: Decimal | None = None) -> Account:
+        balance = await self._balance(user_id) if balance is None else balance
+        return self._account(balance, await self._open_positions(user_id), self.quotes.fresh())
+
+    async def account(self, request: BusRequest) -> bytes:
+        query = msgspec.json.decode(request.body, type=AccountQuery)
+        return encode(await self._account_of(_uuid(query.user_id, "account")))
+
+    async def positions(self, request: BusRequest) -> bytes:
+        query = msgspec.json.decode(request.body, type=PositionsQuery)
+        condition = None
+        if query.user_id is not None:
+            condition = Positions.user_id == _uuid(query.user_id, "account")
+        if query.status is not None:
+            by_status = Positions.status == query.status
+            condition = by_status if condition is None else condition & by_status
+        select = Positions.select()
+        if condition is not None:
+            select = select.where(condition)
+        newest_first = Positions.closed_at if query.status == "closed" else Positions.opened_at
+        rows = await select.order_by(newest_first, ascending=False).limit(max(1, min(query.limit, 1000))).run()
+        return encode([position_from_row(r, with_user=query.user_id is None) for r in rows])
+
+    async def position(self, request: BusRequest) -> bytes:
+        query = msgspec.json.decode(request.body, type=PositionQuery)
+        return encode(await self._position(_uuid(query.user_id, "account"), query.position_id))
+
+    async def ledger(self, request: BusRequest) -> bytes:
+        query = msgspec.json.decode(request.body, type=LedgerQuery)
+        rows = await LedgerEntries.select().where(LedgerEntries.user_id == _uuid(query.user_id, "account")).order_by(
+            LedgerEntries.created_at, ascending=False).limit(max(1, min(query.limit, 1000))).run()
+        return encode([LedgerEntry(id=str(r["id"]), kind=r["kind"], amount=r["amount"],
+                                   balance_after=r["balance_after"], reference=r["reference"],
+                                   created_at=r["created_at"]) for r in rows])
+

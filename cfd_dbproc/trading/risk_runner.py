@@ -1,0 +1,122 @@
+"""The risk engine on the tick path: quotes in, stop-loss / take-profit / stop-out commands out.
+
+Every dbproc instance keeps the whole book of open positions in memory (loaded at start, then kept up to
+date from the account events every instance publishes), checks it on every tick, and turns each trigger
+into a command on the user's request partition. The command ids are derived from what triggered, so when
+several instances see the same trigger the command is still applied once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import msgspec
+
+from cfd_dbproc.risk.book import OpenPosition, RiskBook, Trigger
+from cfd_dbproc.trading.quotes import QuoteCache
+from shared.bus import Bus, Message, Subscription, Topics
+from shared.contracts import BusRequest, encode
+from shared.contracts_trading import (
+    AccountEvent,
+    Event,
+    Position,
+    PositionEvent,
+    RiskCloseCommand,
+    StopOutCommand,
+    TradingRequest,
+)
+from shared.db.tables import Accounts, Positions
+
+log = logging.getLogger(__name__)
+
+_event_decoder = msgspec.json.Decoder(Event)
+
+
+def open_position(user_id: str, p: Position) -> OpenPosition:
+    return OpenPosition(id=p.id, user_id=user_id, symbol=p.symbol, side=p.side, qty=p.qty,
+                        entry_price=p.entry_price, margin=p.margin, stop_loss=p.stop_loss, take_profit=p.take_profit)
+
+
+class RiskRunner:
+    def __init__(self, bus: Bus, topics: Topics, quotes: QuoteCache, book: RiskBook | None = None) -> None:
+        self.bus = bus
+        self.topics = topics
+        self.quotes = quotes
+        self.book = book or RiskBook()
+        self._subscriptions: list[Subscription] = []
+        self.ticks = 0
+        self.triggers = 0
+        self.check_seconds = 0.0
+
+    async def start(self) -> None:
+        # Events first, then the snapshot: nothing that happens in between is missed, and an event the
+        # snapshot already holds is applied again harmlessly.
+        self._subscriptions.append(await self.bus.subscribe([self.topics.events], self.on_event, group=None))
+        await self.load()
+        self._subscriptions.append(await self.bus.subscribe([self.topics.prices], self.on_tick, group=None))
+
+    async def load(self) -> None:
+        rows = await Positions.select().where(Positions.status == "open").run()
+        balances = {str(r["user_id"]): r["balance"] for r in await Accounts.select(Accounts.user_id, Accounts.balance).run()}
+        from cfd_dbproc.trading.engine import position_from_row
+
+        self.book.load([open_position(str(r["user_id"]), position_from_row(r)) for r in rows], balances)
+        log.info("risk book loaded: %d open positions, %d accounts", len(rows), len(balances))
+
+    async def stop(self) -> None:
+        for subscription in self._subscriptions:
+            await subscription.stop()
+        self._subscriptions.clear()
+
+    async def on_event(self, message: Message) -> None:
+        try:
+            event = _event_decoder.decode(message.value)
+        except msgspec.DecodeError:
+            log.warning("undecodable account event at %s@%d", message.topic, message.offset)
+            return
+        if isinstance(event, PositionEvent):
+            if event.event == "opened":
+                self.book.position_opened(open_position(event.user_id, event.position))
+            elif event.event == "updated":
+                self.book.position_updated(open_position(event.user_id, event.position))
+            else:
+                self.book.position_closed(event.position.id)
+            self.book.balance_changed(event.user_id, event.balance)
+        elif isinstance(event, AccountEvent) and event.account is not None and event.event == "snapshot":
+            self.book.balance_changed(event.user_id, event.account.balance)
+
+    async def on_tick(self, message: Message) -> None:
+        quote = self.quotes.on_tick(message)
+        if quote is None:
+            return
+        started = time.perf_counter()
+        triggers = self.book.on_quote(quote)
+        self.check_seconds += time.perf_counter() - started
+        self.ticks += 1
+        for trigger in triggers:
+            self.triggers += 1
+            try:
+                await self._act(trigger)
+            except Exception:
+                log.exception("could not act on %s for %s", trigger.kind, trigger.user_id)
+
+    async def _act(self, trigger: Trigger) -> None:
+        if trigger.kind in ("stop_loss", "take_profit"):
+            assert trigger.position_id is not None
+            body = RiskCloseCommand(user_id=trigger.user_id, position_id=trigger.position_id, reason=trigger.kind,
+                                    price=trigger.price, quote=trigger.quote)
+            await self._command(TradingRequest.RISK_CLOSE, f"risk:{trigger.position_id}", trigger.user_id, body)
+        elif trigger.kind == "stop_out":
+            body = StopOutCommand(user_id=trigger.user_id, quotes=list(self.quotes.fresh().values()))
+            await self._command(TradingRequest.STOP_OUT,
+                                f"stop-out:{trigger.user_id}:{trigger.quote.symbol}:{trigger.quote.ts}",
+                                trigger.user_id, body)
+        else:
+            event = AccountEvent(event=trigger.kind, user_id=trigger.user_id, margin_level=trigger.margin_level)
+            await self.bus.publish(self.topics.events, encode(event), key=trigger.user_id.encode(), wait=False)
+
+    async def _command(self, type: str, command_id: str, user_id: str, body) -> None:
+        request = BusRequest(type=type, command_id=command_id, correlation_id=command_id, reply_to="risk",
+                             body=msgspec.Raw(encode(body)), sent_at_ms=time.time_ns() // 1_000_000)
+        await self.bus.publish(self.topics.trading_requests, encode(request), key=user_id.encode())

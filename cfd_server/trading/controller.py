@@ -1,0 +1,120 @@
+"""`/api/v1/account`, `/positions`, `/ledger`: each a request to the dbproc, the user's single writer."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated, Any, Literal, TypeVar
+
+from litestar import Controller, Request, get, patch, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, Parameter
+
+from cfd_server.auth.dependencies import provide_session
+from cfd_server.auth.tokens import Session
+from cfd_server.context import ServerContext
+from shared.contracts_trading import (
+    Account,
+    AccountQuery,
+    CloseCommand,
+    LedgerEntry,
+    LedgerQuery,
+    ModifyCommand,
+    OpenCommand,
+    Position,
+    PositionClose,
+    PositionCreate,
+    PositionQuery,
+    PositionsQuery,
+    PositionUpdate,
+    TradingRequest,
+)
+from shared.errors import BadRequest, NotFound, Rejected
+from shared.markets import MARKETS
+from shared.trading import check_order
+
+T = TypeVar("T")
+_IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+
+def command_id(request: Request, session: Session, action: str) -> str:
+    """The `Idempotency-Key` header scoped to the user and the action; a fresh id without one."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return uuid.uuid4().hex
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise BadRequest("Idempotency-Key must be 1 to 100 letters, digits or . _ : -", code="invalid_idempotency_key")
+    return f"{action}:{session.user.id}:{key}"
+
+
+def position_id(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise NotFound("No such position.", code="position_not_found") from None
+
+
+async def ask(state: State, session: Session, type: str, body: Any, response_type: type[T],
+              command: str | None = None) -> T:
+    ctx: ServerContext = state.ctx
+    return await ctx.rpc.request(ctx.topics.trading_requests, type, body, response_type, key=session.user.id,
+                                 command_id=command)
+
+
+class TradingController(Controller):
+    path = "/"
+    tags = ["trading"]
+    dependencies = {"session": Provide(provide_session)}
+
+    @get("/account", operation_id="get_account", summary="Balance, equity, margin and margin level")
+    async def account(self, state: State, session: NamedDependency[Session]) -> Account:
+        return await ask(state, session, TradingRequest.ACCOUNT, AccountQuery(user_id=session.user.id), Account)
+
+    @post("/positions", operation_id="open_position", status_code=201,
+          summary="Open a position at the broker's quote (ask for long, bid for short)")
+    async def open_position(self, request: Request, state: State, session: NamedDependency[Session],
+                            data: JSONBody[PositionCreate]) -> Position:
+        market = MARKETS.get(data.symbol)
+        if market is None:
+            raise Rejected(f"There is no market {data.symbol!r}; see GET /markets.", code="unknown_market",
+                           details={"field": "symbol"})
+        check_order(market, data.side, data.qty, data.leverage)
+        body = OpenCommand(user_id=session.user.id, order=data)
+        return await ask(state, session, TradingRequest.OPEN, body, Position, command_id(request, session, "open"))
+
+    @get("/positions", operation_id="list_positions", summary="Your positions, newest first")
+    async def positions(
+        self, state: State, session: NamedDependency[Session],
+        status: Annotated[Literal["open", "closed"] | None, Parameter(query="status")] = None,
+        limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 200,
+    ) -> list[Position]:
+        query = PositionsQuery(user_id=session.user.id, status=status, limit=limit)
+        return await ask(state, session, TradingRequest.POSITIONS, query, list[Position])
+
+    @get("/positions/{position:str}", operation_id="get_position", summary="One of your positions")
+    async def position(self, state: State, session: NamedDependency[Session], position: str) -> Position:
+        query = PositionQuery(user_id=session.user.id, position_id=position_id(position))
+        return await ask(state, session, TradingRequest.POSITION, query, Position)
+
+    @patch("/positions/{position:str}", operation_id="modify_position", summary="Set or remove stop-loss and take-profit")
+    async def modify(self, request: Request, state: State, session: NamedDependency[Session], position: str,
+                     data: JSONBody[PositionUpdate]) -> Position:
+        body = ModifyCommand(user_id=session.user.id, position_id=position_id(position), update=data)
+        return await ask(state, session, TradingRequest.MODIFY, body, Position,
+                         command_id(request, session, f"modify:{position}"))
+
+    @post("/positions/{position:str}/close", operation_id="close_position", status_code=200,
+          summary="Close a position, or part of it with qty")
+    async def close(self, request: Request, state: State, session: NamedDependency[Session], position: str,
+                    data: JSONBody[PositionClose | None] = None) -> Position:
+        body = CloseCommand(user_id=session.user.id, position_id=position_id(position),
+                            qty=data.qty if data is not None else None)
+        return await ask(state, session, TradingRequest.CLOSE, body, Position,
+                         command_id(request, session, f"close:{position}"))
+
+    @get("/ledger", operation_id="list_ledger", summary="Every balance change, newest first")
+    async def ledger(self, state: State, session: NamedDependency[Session],
+                     limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 200) -> list[LedgerEntry]:
+        return await ask(state, session, TradingRequest.LEDGER, LedgerQuery(user_id=session.user.id, limit=limit),
+                         list[LedgerEntry])

@@ -1,0 +1,180 @@
+"""Wire contracts of trading: positions, the account, the ledger, and their bus requests and events.
+
+Money, prices and quantities are `Decimal` (decimal strings on the wire; clients may send JSON numbers,
+decoded exactly); times are epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from shared.contracts import Quote
+
+Symbol = Annotated[str, Meta(min_length=1, max_length=32)]
+Leverage = Annotated[int, Meta(ge=1, le=1000)]
+
+
+class PositionCreate(Struct, forbid_unknown_fields=True, kw_only=True):
+    """POST /positions."""
+
+    symbol: Symbol
+    side: Literal["long", "short"]
+    qty: Decimal
+    leverage: Leverage = 1
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+
+
+class PositionUpdate(Struct, forbid_unknown_fields=True, kw_only=True):
+    """PATCH /positions/{id}: a field left out is kept, a null removes that stop."""
+
+    stop_loss: Decimal | None | UnsetType = UNSET
+    take_profit: Decimal | None | UnsetType = UNSET
+
+
+class PositionClose(Struct, forbid_unknown_fields=True, kw_only=True):
+    """POST /positions/{id}/close: without `qty` the whole position closes."""
+
+    qty: Decimal | None = None
+
+
+class Position(Struct, kw_only=True):
+    id: str
+    symbol: str
+    side: Literal["long", "short"]
+    qty: Decimal
+    entry_price: Decimal
+    leverage: int
+    margin: Decimal
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    status: Literal["open", "closed"]
+    opened_at: int
+    updated_at: int
+    closed_at: int | None = None
+    close_price: Decimal | None = None
+    realized_pnl: Decimal | None = None
+    close_reason: Literal["manual", "stop_loss", "take_profit", "stop_out"] | None = None
+    parent_id: str | None = None
+    user_id: str | None = None  # set for operators only
+
+
+class Account(Struct, kw_only=True):
+    currency: str
+    balance: Decimal
+    equity: Decimal
+    used_margin: Decimal
+    free_margin: Decimal
+    margin_level: Decimal | None
+    unrealized_pnl: Decimal
+
+
+class LedgerEntry(Struct, kw_only=True):
+    id: str
+    kind: Literal["deposit", "realized_pnl", "fee", "shortfall"]
+    amount: Decimal
+    balance_after: Decimal
+    reference: str | None
+    created_at: int
+
+
+# --- bus requests (topic requests.trading, keyed by user id) ----------------------------------------------
+
+
+class OpenCommand(Struct, kw_only=True):
+    user_id: str
+    order: PositionCreate
+
+
+class CloseCommand(Struct, kw_only=True):
+    user_id: str
+    position_id: str
+    qty: Decimal | None = None
+
+
+class ModifyCommand(Struct, kw_only=True):
+    user_id: str
+    position_id: str
+    update: PositionUpdate
+
+
+class RiskCloseCommand(Struct, kw_only=True):
+    """Issued by the risk engine: close a position at the price of the tick that hit its stop."""
+
+    user_id: str
+    position_id: str
+    reason: Literal["stop_loss", "take_profit"]
+    price: Decimal
+    quote: Quote
+
+
+class StopOutCommand(Struct, kw_only=True):
+    """Issued by the risk engine: close the worst losers until the margin level recovers."""
+
+    user_id: str
+    quotes: list[Quote]
+
+
+class AccountQuery(Struct, kw_only=True):
+    user_id: str
+
+
+class PositionsQuery(Struct, kw_only=True):
+    user_id: str | None  # None: every user's (operators)
+    status: Literal["open", "closed"] | None = None
+    limit: int = 200
+
+
+class PositionQuery(Struct, kw_only=True):
+    user_id: str
+    position_id: str
+
+
+class LedgerQuery(Struct, kw_only=True):
+    user_id: str
+    limit: int = 200
+
+
+class DepositCommand(Struct, kw_only=True):
+    user_id: str
+    amount: Decimal
+
+
+# --- account events (topic account-events, keyed by user id) -----------------------------------------------
+
+
+class PositionEvent(Struct, tag_field="type", tag="position", kw_only=True):
+    event: Literal["opened", "updated", "closed"]
+    user_id: str
+    position: Position
+    balance: Decimal
+
+
+class AccountEvent(Struct, tag_field="type", tag="account", kw_only=True):
+    """A snapshot of the account (on change, and as mark-to-market updates), or a margin call."""
+
+    event: Literal["snapshot", "margin_call", "margin_call_cleared", "stop_out"]
+    user_id: str
+    account: Account | None = None
+    margin_level: Decimal | None = None
+
+
+Event = PositionEvent | AccountEvent
+
+
+class TradingRequest:
+    """The `type` of each trading request the dbproc answers."""
+
+    OPEN = "position.open"
+    CLOSE = "position.close"
+    MODIFY = "position.modify"
+    RISK_CLOSE = "position.risk_close"
+    STOP_OUT = "account.stop_out"
+    ACCOUNT = "account.get"
+    POSITIONS = "positions.list"
+    POSITION = "position.get"
+    LEDGER = "ledger.list"
+    DEPOSIT = "account.deposit"

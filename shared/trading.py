@@ -1,0 +1,160 @@
+"""Trading maths: fills, margin, PnL, equity, margin level, the order rules and stop triggers.
+
+Pure functions on `Decimal`, shared by the dbproc (which applies them), the risk engine and clients
+(which preview them). Money is rounded to `MONEY_QUANTUM` only where it is booked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Literal
+
+from msgspec import Struct
+
+from shared.contracts import Quote
+from shared.errors import Rejected
+from shared.markets import Market
+
+Side = Literal["long", "short"]
+CloseReason = Literal["manual", "stop_loss", "take_profit", "stop_out"]
+
+MONEY_QUANTUM = Decimal("0.01")  # the account currency is USD: amounts are booked in cents
+MARGIN_CALL_LEVEL = Decimal(100)
+STOP_OUT_LEVEL = Decimal(50)
+HUNDRED = Decimal(100)
+
+
+def money(value: Decimal) -> Decimal:
+    """Round an amount to the precision the ledger books."""
+    return value.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+def open_price(side: Side, quote: Quote) -> Decimal:
+    """Longs buy at the ask, shorts sell at the bid."""
+    return quote.ask if side == "long" else quote.bid
+
+
+def close_price(side: Side, quote: Quote) -> Decimal:
+    """Longs sell at the bid, shorts buy back at the ask."""
+    return quote.bid if side == "long" else quote.ask
+
+
+def margin(qty: Decimal, entry: Decimal, leverage: int) -> Decimal:
+    return money(qty * entry / leverage)
+
+
+def pnl(side: Side, qty: Decimal, entry: Decimal, exit_price: Decimal) -> Decimal:
+    """Profit of closing `qty` at `exit_price`: long (exit − entry) × qty, short (entry − exit) × qty."""
+    return (exit_price - entry) * qty if side == "long" else (entry - exit_price) * qty
+
+
+def unrealized_pnl(side: Side, qty: Decimal, entry: Decimal, quote: Quote) -> Decimal:
+    return pnl(side, qty, entry, close_price(side, quote))
+
+
+class Exposure(Struct, frozen=True):
+    """What the account maths needs of one open position."""
+
+    symbol: str
+    side: Side
+    qty: Decimal
+    entry_price: Decimal
+    margin: Decimal
+
+
+class AccountState(Struct, frozen=True, kw_only=True):
+    balance: Decimal
+    equity: Decimal
+    used_margin: Decimal
+    free_margin: Decimal
+    margin_level: Decimal | None  # percent; None without open positions
+    unrealized_pnl: Decimal
+
+
+def account_state(balance: Decimal, positions: Iterable[Exposure], quotes: dict[str, Quote]) -> AccountState:
+    """Equity = balance + Σ unrealised PnL; free margin = equity − used margin; level = equity / used × 100.
+
+    A position whose market has no quote is valued at its entry price (no unrealised PnL)."""
+    used = Decimal(0)
+    unrealized = Decimal(0)
+    for p in positions:
+        used += p.margin
+        quote = quotes.get(p.symbol)
+        if quote is not None:
+            unrealized += unrealized_pnl(p.side, p.qty, p.entry_price, quote)
+    equity = balance + unrealized
+    level = (equity / used * HUNDRED).quantize(Decimal("0.01")) if used > 0 else None
+    return AccountState(balance=money(balance), equity=money(equity), used_margin=money(used),
+                        free_margin=money(equity - used), margin_level=level, unrealized_pnl=money(unrealized))
+
+
+def stop_out_price(side: Side, qty: Decimal, entry: Decimal, equity: Decimal, used_margin: Decimal) -> Decimal | None:
+    """The close price of a position at which the account reaches the stop-out level, other prices fixed.
+
+    `equity` is the account's equity with the position at `entry` (no PnL yet) and `used_margin` includes
+    its margin: equity + pnl(p) = STOP_OUT_LEVEL% × used_margin. None when it can never happen."""
+    if qty <= 0:
+        return None
+    cushion = (equity - used_margin * STOP_OUT_LEVEL / HUNDRED) / qty
+    price = entry - cushion if side == "long" else entry + cushion
+    return price if price > 0 else None
+
+
+# --- order rules -----------------------------------------------------------------------------------------
+
+
+def check_order(market: Market, side: str, qty: Decimal, leverage: int) -> None:
+    """Reject (422, with a precise code) an order that breaks the market's contract terms."""
+    if side not in ("long", "short"):
+        raise Rejected("The side must be long or short.", code="invalid_side", details={"field": "side"})
+    if not qty.is_finite() or qty <= 0:
+        raise Rejected("The quantity must be positive.", code="invalid_quantity", details={"field": "qty"})
+    if qty < market.min_qty:
+        raise Rejected(f"The minimum quantity for {market.symbol} is {market.min_qty}.", code="quantity_too_small",
+                       details={"field": "qty", "min_qty": str(market.min_qty)})
+    if qty % market.qty_step != 0:
+        raise Rejected(f"The quantity must be a multiple of {market.qty_step}.", code="invalid_quantity_step",
+                       details={"field": "qty", "qty_step": str(market.qty_step)})
+    if not 1 <= leverage <= market.max_leverage:
+        raise Rejected(f"The leverage for {market.symbol} is 1 to {market.max_leverage}.", code="invalid_leverage",
+                       details={"field": "leverage", "max_leverage": market.max_leverage})
+
+
+def check_stops(side: Side, reference: Decimal, stop_loss: Decimal | None, take_profit: Decimal | None,
+                market: Market) -> None:
+    """Stop-loss below and take-profit above a long's reference price (the other way round for a short)."""
+    for name, value in (("stop_loss", stop_loss), ("take_profit", take_profit)):
+        if value is None:
+            continue
+        if not value.is_finite() or value <= 0:
+            raise Rejected(f"The {name.replace('_', '-')} must be a positive price.", code=f"invalid_{name}",
+                           details={"field": name})
+        if value % market.price_tick != 0:
+            raise Rejected(f"Prices for {market.symbol} are multiples of {market.price_tick}.",
+                           code=f"invalid_{name}", details={"field": name, "price_tick": str(market.price_tick)})
+    if stop_loss is not None and (stop_loss >= reference if side == "long" else stop_loss <= reference):
+        where = "below" if side == "long" else "above"
+        raise Rejected(f"A {side}'s stop-loss must be {where} {reference}.", code="invalid_stop_loss",
+                       details={"field": "stop_loss", "reference_price": str(reference)})
+    if take_profit is not None and (take_profit <= reference if side == "long" else take_profit >= reference):
+        where = "above" if side == "long" else "below"
+        raise Rejected(f"A {side}'s take-profit must be {where} {reference}.", code="invalid_take_profit",
+                       details={"field": "take_profit", "reference_price": str(reference)})
+
+
+def stop_trigger(side: Side, stop_loss: Decimal | None, take_profit: Decimal | None,
+                 quote: Quote) -> CloseReason | None:
+    """Which stop a quote hits: a long is checked on the bid, a short on the ask; stop-loss first."""
+    price = close_price(side, quote)
+    if side == "long":
+        if stop_loss is not None and price <= stop_loss:
+            return "stop_loss"
+        if take_profit is not None and price >= take_profit:
+            return "take_profit"
+    else:
+        if stop_loss is not None and price >= stop_loss:
+            return "stop_loss"
+        if take_profit is not None and price <= take_profit:
+            return "take_profit"
+    return None
