@@ -30,6 +30,15 @@ def money(value: Decimal) -> Decimal:
     return value.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
+def plain(value: Decimal | None) -> Decimal | None:
+    """Without trailing zeros and never in exponent form: 160.0000000000 → 160, 0.50 → 0.5."""
+    if value is None:
+        return None
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()
+
+
 def open_price(side: Side, quote: Quote) -> Decimal:
     """Longs buy at the ask, shorts sell at the bid."""
     return quote.ask if side == "long" else quote.bid

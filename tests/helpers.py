@@ -81,3 +81,31 @@ async def sign_up(api: httpx.AsyncClient, mailbox: Mailbox, email: str, password
                                                     "name": name})
     assert response.status_code == 201, response.text
     return response.json()
+
+
+async def set_price(platform: Any, symbol: str, bid: str, ask: str, timeout: float = 10.0) -> None:
+    """Publish an exchange tick and wait until the dbproc trades on it."""
+    import time
+    from decimal import Decimal
+
+    from shared.contracts import PriceTick, encode
+    from shared.markets import MARKETS, broker_quote
+
+    now_us = time.time_ns() // 1000
+    tick = PriceTick(symbol=symbol, bid=Decimal(bid), ask=Decimal(ask), exchange_time_us=now_us, ingest_time_us=now_us)
+    expected = broker_quote(MARKETS[symbol], tick.bid, tick.ask, now_us // 1000)
+    await platform.bus.publish(platform.dbproc.topics.prices, encode(tick), key=symbol.encode())
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        fresh = platform.dbproc.quotes.fresh().get(symbol)
+        if fresh is not None and fresh.bid == expected.bid and fresh.ask == expected.ask and fresh.ts == expected.ts:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"the dbproc never saw the {symbol} tick")
+        await asyncio.sleep(0.005)
+
+
+async def signed_in(api: httpx.AsyncClient, mailbox: Mailbox, email: str) -> dict[str, str]:
+    """Sign a new user up; returns the Authorization header to use."""
+    body = await sign_up(api, mailbox, email)
+    return {"Authorization": f"Bearer {body['access_token']}"}

@@ -47,6 +47,7 @@ from shared.trading import (
     margin,
     money,
     open_price,
+    plain,
     pnl,
 )
 
@@ -55,10 +56,13 @@ log = logging.getLogger(__name__)
 
 def position_from_row(row: dict, *, with_user: bool = False) -> Position:
     return Position(
-        id=str(row["id"]), symbol=row["symbol"], side=row["side"], qty=row["qty"], entry_price=row["entry_price"],
-        leverage=row["leverage"], margin=row["margin"], stop_loss=row["stop_loss"], take_profit=row["take_profit"],
-        status=row["status"], opened_at=row["opened_at"], updated_at=row["updated_at"], closed_at=row["closed_at"],
-        close_price=row["close_price"], realized_pnl=row["realized_pnl"], close_reason=row["close_reason"],
+        id=str(row["id"]), symbol=row["symbol"], side=row["side"], qty=plain(row["qty"]),
+        entry_price=plain(row["entry_price"]), leverage=row["leverage"], margin=money(row["margin"]),
+        stop_loss=plain(row["stop_loss"]), take_profit=plain(row["take_profit"]), status=row["status"],
+        opened_at=row["opened_at"], updated_at=row["updated_at"], closed_at=row["closed_at"],
+        close_price=plain(row["close_price"]),
+        realized_pnl=None if row["realized_pnl"] is None else money(row["realized_pnl"]),
+        close_reason=row["close_reason"],
         parent_id=str(row["parent_id"]) if row["parent_id"] else None,
         user_id=str(row["user_id"]) if with_user else None,
     )
@@ -88,7 +92,7 @@ class TradingEngine:
         row = await Accounts.select(Accounts.balance).where(Accounts.user_id == user_id).first().run()
         if row is None:
             raise NotFound("No trading account for this user.", code="account_not_found")
-        return row["balance"]
+        return money(row["balance"])
 
     async def _open_positions(self, user_id: uuid.UUID) -> list[Position]:
         rows = await Positions.select().where(
@@ -380,7 +384,7 @@ class TradingEngine:
         query = msgspec.json.decode(request.body, type=LedgerQuery)
         rows = await LedgerEntries.select().where(LedgerEntries.user_id == _uuid(query.user_id, "account")).order_by(
             LedgerEntries.created_at, ascending=False).limit(max(1, min(query.limit, 1000))).run()
-        return encode([LedgerEntry(id=str(r["id"]), kind=r["kind"], amount=r["amount"],
-                                   balance_after=r["balance_after"], reference=r["reference"],
+        return encode([LedgerEntry(id=str(r["id"]), kind=r["kind"], amount=money(r["amount"]),
+                                   balance_after=money(r["balance_after"]), reference=r["reference"],
                                    created_at=r["created_at"]) for r in rows])
 
