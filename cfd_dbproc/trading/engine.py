@@ -125,28 +125,30 @@ class TradingEngine:
         return new_balance
 
     async def _realize(self, user_id: uuid.UUID, position: Position, qty: Decimal, price: Decimal,
-                       balance: Decimal, command_id: str, at: int) -> tuple[Decimal, Decimal]:
+                       balance: Decimal, reference: str, command_id: str, at: int) -> tuple[Decimal, Decimal]:
         """Book the PnL of closing `qty` of `position`; a loss beyond the balance is a shortfall entry, so the
         balance never goes below zero. Returns (realised PnL, new balance)."""
         realized = money(pnl(position.side, qty, position.entry_price, price))
-        balance = await self._book(user_id, "realized_pnl", realized, balance, position.id, command_id, at)
+        balance = await self._book(user_id, "realized_pnl", realized, balance, reference, command_id, at)
         if balance < 0:
-            balance = await self._book(user_id, "shortfall", -balance, balance, position.id, command_id, at)
+            balance = await self._book(user_id, "shortfall", -balance, balance, reference, command_id, at)
         return realized, balance
 
     async def _close(self, user_id: uuid.UUID, position: Position, qty: Decimal, price: Decimal, reason: str,
                      balance: Decimal, command_id: str) -> tuple[Position, Decimal]:
         at = now_ms()
-        realized, balance = await self._realize(user_id, position, qty, price, balance, command_id, at)
+        whole = qty == position.qty
+        closed_id = position.id if whole else str(uuid.uuid4())
+        realized, balance = await self._realize(user_id, position, qty, price, balance, closed_id, command_id, at)
         closed_fields = {"status": "closed", "closed_at": at, "close_price": price, "realized_pnl": realized,
                          "close_reason": reason, "updated_at": at}
-        if qty == position.qty:
+        if whole:
             await Positions.update({getattr(Positions, k): v for k, v in closed_fields.items()}).where(
                 Positions.id == uuid.UUID(position.id)).run()
             return msgspec.structs.replace(position, **closed_fields), balance
         # A partial close: the closed part becomes its own closed row; the open one shrinks.
         closed_margin = money(position.margin * qty / position.qty)
-        part = msgspec.structs.replace(position, id=str(uuid.uuid4()), qty=qty, margin=closed_margin,
+        part = msgspec.structs.replace(position, id=closed_id, qty=qty, margin=closed_margin,
                                        parent_id=position.id, **closed_fields)
         await Positions.insert(Positions(
             id=uuid.UUID(part.id), user_id=user_id, symbol=part.symbol, side=part.side, qty=part.qty,

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from litestar import Controller, Request, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from cfd_server.auth.dependencies import provide_session
 from cfd_server.auth.tokens import Session
@@ -86,19 +86,19 @@ class TradingController(Controller):
     @get("/positions", operation_id="list_positions", summary="Your positions, newest first")
     async def positions(
         self, state: State, session: NamedDependency[Session],
-        status: Annotated[Literal["open", "closed"] | None, Parameter(query="status")] = None,
-        limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 200,
+        status: Annotated[Literal["open", "closed"] | None, QueryParameter()] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 200,
     ) -> list[Position]:
         query = PositionsQuery(user_id=session.user.id, status=status, limit=limit)
         return await ask(state, session, TradingRequest.POSITIONS, query, list[Position])
 
     @get("/positions/{position:str}", operation_id="get_position", summary="One of your positions")
-    async def position(self, state: State, session: NamedDependency[Session], position: str) -> Position:
+    async def position(self, state: State, session: NamedDependency[Session], position: FromPath[str]) -> Position:
         query = PositionQuery(user_id=session.user.id, position_id=position_id(position))
         return await ask(state, session, TradingRequest.POSITION, query, Position)
 
     @patch("/positions/{position:str}", operation_id="modify_position", summary="Set or remove stop-loss and take-profit")
-    async def modify(self, request: Request, state: State, session: NamedDependency[Session], position: str,
+    async def modify(self, request: Request, state: State, session: NamedDependency[Session], position: FromPath[str],
                      data: JSONBody[PositionUpdate]) -> Position:
         body = ModifyCommand(user_id=session.user.id, position_id=position_id(position), update=data)
         return await ask(state, session, TradingRequest.MODIFY, body, Position,
@@ -106,7 +106,7 @@ class TradingController(Controller):
 
     @post("/positions/{position:str}/close", operation_id="close_position", status_code=200,
           summary="Close a position, or part of it with qty")
-    async def close(self, request: Request, state: State, session: NamedDependency[Session], position: str,
+    async def close(self, request: Request, state: State, session: NamedDependency[Session], position: FromPath[str],
                     data: JSONBody[PositionClose | None] = None) -> Position:
         body = CloseCommand(user_id=session.user.id, position_id=position_id(position),
                             qty=data.qty if data is not None else None)
@@ -115,6 +115,6 @@ class TradingController(Controller):
 
     @get("/ledger", operation_id="list_ledger", summary="Every balance change, newest first")
     async def ledger(self, state: State, session: NamedDependency[Session],
-                     limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 200) -> list[LedgerEntry]:
+                     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 200) -> list[LedgerEntry]:
         return await ask(state, session, TradingRequest.LEDGER, LedgerQuery(user_id=session.user.id, limit=limit),
                          list[LedgerEntry])
