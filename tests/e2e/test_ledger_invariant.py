@@ -1,0 +1,77 @@
+"""Over random price paths and random commands, the ledger invariant holds for every user at all times.
+
+balance = deposits + Σ realised PnL − fees + Σ shortfall credits (negative-balance protection), the balance is
+never negative, and every closed position has exactly its one realised-PnL entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import uuid
+from decimal import Decimal
+
+from helpers import set_price, signed_in
+from shared.db.tables import Accounts, LedgerEntries, Positions, Users
+from shared.markets import MARKETS
+
+SYMBOLS = ["SOL_USDC", "ETH_USDC", "DOGE_USDC"]
+START = {"SOL_USDC": Decimal("150.00"), "ETH_USDC": Decimal("3000.00"), "DOGE_USDC": Decimal("0.30000")}
+
+
+async def check_invariant(email: str) -> None:
+    user = (await Users.select(Users.id).where(Users.email == email).first().run())["id"]
+    balance = (await Accounts.select(Accounts.balance).where(Accounts.user_id == user).first().run())["balance"]
+    entries = await LedgerEntries.select().where(LedgerEntries.user_id == user).run()
+    by_kind: dict[str, Decimal] = {}
+    for entry in entries:
+        by_kind[entry["kind"]] = by_kind.get(entry["kind"], Decimal(0)) + entry["amount"]
+    assert balance >= 0
+    assert balance == sum((e["amount"] for e in entries), Decimal(0))
+    assert balance == (by_kind.get("deposit", 0) + by_kind.get("realized_pnl", 0) - by_kind.get("fee", 0)
+                       + by_kind.get("shortfall", 0))
+    realized = {e["reference"]: e["amount"] for e in entries if e["kind"] == "realized_pnl"}
+    assert len(realized) == sum(1 for e in entries if e["kind"] == "realized_pnl")  # one entry per closed position
+    for position in await Positions.select().where(Positions.user_id == user).run():
+        if position["status"] == "closed":
+            assert realized.get(str(position["id"])) == position["realized_pnl"], position
+        else:
+            assert str(position["id"]) not in realized
+
+
+async def test_random_price_paths_and_commands_keep_the_ledger_invariant(platform, api, mailbox):
+    seed = int(os.environ.get("CFD_TEST_SEED", random.randrange(2**32)))
+    rng = random.Random(seed)
+    email = f"invariant-{uuid.uuid4().hex[:8]}@example.com"
+    auth = await signed_in(api, mailbox, email)
+    prices = dict(START)
+    for step in range(120):
+        action = rng.random()
+        symbol = rng.choice(SYMBOLS)
+        market = MARKETS[symbol]
+        if action < 0.45:  # a price move, sometimes a gap of several percent
+            move = Decimal(str(rng.gauss(0, 0.01 if rng.random() < 0.9 else 0.08)))
+            prices[symbol] = max(market.price_tick, (prices[symbol] * (1 + move)).quantize(market.price_tick))
+            await set_price(platform, symbol, str(prices[symbol]), str(prices[symbol] + market.price_tick))
+            await asyncio.sleep(0.01)  # let triggered stops and stop-outs apply
+        elif action < 0.8:
+            qty = (market.min_qty * rng.randint(1, 400)).quantize(market.qty_step)
+            order = {"symbol": symbol, "side": rng.choice(["long", "short"]), "qty": str(qty),
+                     "leverage": rng.randint(1, market.max_leverage)}
+            await set_price(platform, symbol, str(prices[symbol]), str(prices[symbol] + market.price_tick))
+            response = await api.post("/positions", headers=auth, json=order)
+            assert response.status_code in (201, 422), (seed, response.text)
+        else:
+            open_ = (await api.get("/positions?status=open", headers=auth)).json()
+            if open_:
+                target = rng.choice(open_)
+                tick = MARKETS[target["symbol"]].price_tick
+                p = prices[target["symbol"]]
+                await set_price(platform, target["symbol"], str(p), str(p + tick))
+                qty = Decimal(target["qty"])
+                part = (qty / 2).quantize(MARKETS[target["symbol"]].qty_step)
+                body = {"qty": str(part)} if rng.random() < 0.3 and part >= MARKETS[target["symbol"]].min_qty else {}
+                response = await api.post(f"/positions/{target['id']}/close", headers=auth, json=body)
+                assert response.status_code in (200, 422), (seed, response.text)
+        await check_invariant(email)
