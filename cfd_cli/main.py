@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 import shared
+from cfd_cli.operate import exposure_command, positions_app, users_app
 from cfd_cli.platform import StartupError
 from shared.errors import CfdError, SettingsError
 from shared.settings import Settings, load_settings
@@ -33,6 +34,9 @@ db_app = typer.Typer(help="The database: migrations.", no_args_is_help=True)
 mail_app = typer.Typer(help="Mail sent by the platform.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(mail_app, name="mail")
+app.add_typer(users_app, name="users")
+app.add_typer(positions_app, name="positions")
+app.command("exposure")(exposure_command)
 
 
 def fail(message: str, hint: str | None = None) -> NoReturn:

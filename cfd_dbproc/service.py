@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from cfd_dbproc.trading.engine import TradingEngine
+from cfd_dbproc.trading.engine import OperatorHandlers, TradingEngine
 from cfd_dbproc.trading.quotes import QuoteCache
 from cfd_dbproc.trading.risk_runner import RiskRunner
 from cfd_dbproc.users import UserHandlers
 from shared.bus import Bus, Subscription, Topics
 from shared.bus.rpc import Responder
 from shared.contracts import BusRequest, HealthReport, RequestType, encode
-from shared.contracts_trading import TradingRequest
+from shared.contracts_trading import OperatorRequest, TradingRequest
 from shared.db import Database
 from shared.settings import Settings
 
@@ -50,6 +50,10 @@ class DbProc:
             TradingRequest.LEDGER: self.trading.ledger,
         }.items():
             self.responder.route(type, handler)
+        operators = OperatorHandlers(self.trading)
+        self.responder.route(OperatorRequest.USERS, operators.users)
+        self.responder.route(OperatorRequest.SET_DISABLED, operators.set_disabled)
+        self.responder.route(OperatorRequest.EXPOSURE, operators.exposure)
         self.risk = RiskRunner(bus, self.topics, self.quotes)
         self._subscriptions: list[Subscription] = []
 

@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 import shared
+from cfd_server.admin.controller import AdminController, operator_token
 from cfd_server.auth.controller import AuthController
 from cfd_server.auth.dependencies import provide_auth
 from cfd_server.auth.passwords import DummyHash
@@ -57,6 +58,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> Litestar:
                                 topics=topics)
             app.state.ctx = ctx
             app.state.auth = AuthService(ctx, await asyncio.to_thread(DummyHash, settings.bcrypt_rounds))
+            app.state.operator_token = operator_token(settings)
             log.info("server %s ready; backends: %s", settings.instance_id, settings.describe_backends())
             yield
         finally:
@@ -68,7 +70,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> Litestar:
 
     api = Router(
         path="/api/v1",
-        route_handlers=[AuthController, TradingController, info],
+        route_handlers=[AuthController, TradingController, AdminController, info],
         dependencies={"auth": Provide(provide_auth)},
     )
     return Litestar(

@@ -31,8 +31,8 @@ class PositionCreate(Struct, forbid_unknown_fields=True, kw_only=True):
 class PositionUpdate(Struct, forbid_unknown_fields=True, kw_only=True):
     """PATCH /positions/{id}: a field left out is kept, a null removes that stop."""
 
-    stop_loss: Decimal | None | UnsetType = UNSET
-    take_profit: Decimal | None | UnsetType = UNSET
+    stop_loss: Decimal | UnsetType | None = UNSET
+    take_profit: Decimal | UnsetType | None = UNSET
 
 
 class PositionClose(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -178,3 +178,55 @@ class TradingRequest:
     POSITION = "position.get"
     LEDGER = "ledger.list"
     DEPOSIT = "account.deposit"
+
+
+# --- operators ---------------------------------------------------------------------------------------------
+
+
+class UserSummary(Struct, kw_only=True):
+    id: str
+    email: str
+    name: str
+    status: Literal["active", "disabled"]
+    created_at: int
+    balance: Decimal
+    open_positions: int
+
+
+class UsersQuery(Struct, kw_only=True):
+    search: str | None = None  # an email, an id, or part of an email
+    limit: int = 100
+
+
+class SetDisabledCommand(Struct, kw_only=True):
+    user_id: str
+    disabled: bool
+
+
+class DepositRequest(Struct, forbid_unknown_fields=True, kw_only=True):
+    """POST /admin/users/{id}/deposit (a negative amount withdraws)."""
+
+    amount: Decimal
+
+
+class MarketExposure(Struct, kw_only=True):
+    """The broker is the counterparty: its position is the opposite of its clients' net position."""
+
+    symbol: str
+    long_qty: Decimal
+    short_qty: Decimal
+    net_client_qty: Decimal
+    broker_net_qty: Decimal
+    client_unrealized_pnl: Decimal
+    broker_unrealized_pnl: Decimal
+    open_positions: int
+
+
+class ExposureQuery(Struct, kw_only=True):
+    pass
+
+
+class OperatorRequest:
+    USERS = "operator.users"
+    SET_DISABLED = "operator.set_disabled"
+    EXPOSURE = "operator.exposure"

@@ -51,6 +51,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ws_public_url: str | None = None
 
     jwt_secret: str = ""
+    admin_token: str = ""
     jwt_ttl_seconds: int = 3600
     cookie_secure: bool = False
     bcrypt_rounds: int = 12
@@ -73,6 +74,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
+
+    @property
+    def admin_token_file(self) -> Path:
+        """Where a dev-mode server writes its generated operator token for the CLI on the same machine."""
+        return self.data_dir / "admin-token"
 
     @property
     def uses_sqlite(self) -> bool:
@@ -214,6 +220,7 @@ _FIELDS: list[tuple[str, Callable[[str], Any], tuple[str, ...]]] = [
     ("ws_port", _int(0, 65535), ("CFD_WS_PORT", "WS_PORT")),
     ("ws_public_url", _url("ws", "wss"), ("CFD_WS_PUBLIC_URL",)),
     ("jwt_secret", str, ("CFD_JWT_SECRET", "JWT_SECRET")),
+    ("admin_token", str, ("CFD_ADMIN_TOKEN",)),
     ("jwt_ttl_seconds", _int(60, 30 * 86400), ("CFD_JWT_TTL_SECONDS",)),
     ("cookie_secure", _bool, ("CFD_COOKIE_SECURE",)),
     ("bcrypt_rounds", _int(4, 16), ("CFD_BCRYPT_ROUNDS",)),

@@ -25,6 +25,7 @@ from shared.contracts_trading import (
     DepositCommand,
     LedgerEntry,
     LedgerQuery,
+    MarketExposure,
     ModifyCommand,
     OpenCommand,
     Position,
@@ -32,10 +33,13 @@ from shared.contracts_trading import (
     PositionQuery,
     PositionsQuery,
     RiskCloseCommand,
+    SetDisabledCommand,
     StopOutCommand,
+    UsersQuery,
+    UserSummary,
 )
 from shared.db import Database
-from shared.db.tables import Accounts, LedgerEntries, Positions
+from shared.db.tables import Accounts, LedgerEntries, Positions, Users
 from shared.errors import NotFound, Rejected
 from shared.trading import (
     STOP_OUT_LEVEL,
@@ -390,3 +394,65 @@ class TradingEngine:
                                    balance_after=money(r["balance_after"]), reference=r["reference"],
                                    created_at=r["created_at"]) for r in rows])
 
+
+
+class OperatorHandlers:
+    """What operators ask of the dbproc: users with balances, disabling, the broker's exposure."""
+
+    def __init__(self, engine: TradingEngine) -> None:
+        self.engine = engine
+
+    async def users(self, request: BusRequest) -> bytes:
+        query = msgspec.json.decode(request.body, type=UsersQuery)
+        select = Users.select(Users.id, Users.email, Users.name, Users.disabled, Users.created_at)
+        if query.search:
+            term = query.search.strip().lower()
+            try:
+                select = select.where(Users.id == uuid.UUID(term))
+            except ValueError:
+                select = select.where(Users.email.like(f"%{term}%"))
+        rows = await select.order_by(Users.created_at, ascending=False).limit(max(1, min(query.limit, 1000))).run()
+        ids = [r["id"] for r in rows]
+        balances = {r["user_id"]: r["balance"] for r in await Accounts.select(Accounts.user_id, Accounts.balance).where(
+            Accounts.user_id.is_in(ids)).run()} if ids else {}
+        counts: dict = {}
+        if ids:
+            for r in await Positions.select(Positions.user_id).where(
+                    Positions.user_id.is_in(ids) & (Positions.status == "open")).run():
+                counts[r["user_id"]] = counts.get(r["user_id"], 0) + 1
+        return encode([UserSummary(id=str(r["id"]), email=r["email"], name=r["name"],
+                                   status="disabled" if r["disabled"] else "active", created_at=r["created_at"],
+                                   balance=money(balances.get(r["id"], Decimal(0))),
+                                   open_positions=counts.get(r["id"], 0)) for r in rows])
+
+    async def set_disabled(self, request: BusRequest) -> bytes:
+        command = msgspec.json.decode(request.body, type=SetDisabledCommand)
+        user_id = _uuid(command.user_id, "user")
+
+        async def apply() -> bytes:
+            if not await Users.exists().where(Users.id == user_id).run():
+                raise NotFound("No such user.", code="user_not_found")
+            await Users.update({Users.disabled: command.disabled}).where(Users.id == user_id).run()
+            return encode({"user_id": command.user_id, "disabled": command.disabled})
+
+        return await apply_once(self.engine.db, request, command.user_id, apply)
+
+    async def exposure(self, request: BusRequest) -> bytes:
+        quotes = self.engine.quotes.fresh()
+        rows = await Positions.select(Positions.symbol, Positions.side, Positions.qty, Positions.entry_price).where(
+            Positions.status == "open").run()
+        per: dict[str, dict] = {}
+        for r in rows:
+            m = per.setdefault(r["symbol"], {"long": Decimal(0), "short": Decimal(0), "pnl": Decimal(0), "n": 0})
+            m[r["side"]] += r["qty"]
+            m["n"] += 1
+            quote = quotes.get(r["symbol"])
+            if quote is not None:
+                m["pnl"] += pnl(r["side"], r["qty"], r["entry_price"], close_price(r["side"], quote))
+        return encode([
+            MarketExposure(symbol=s, long_qty=plain(m["long"]), short_qty=plain(m["short"]),
+                           net_client_qty=plain(m["long"] - m["short"]), broker_net_qty=plain(m["short"] - m["long"]),
+                           client_unrealized_pnl=money(m["pnl"]), broker_unrealized_pnl=money(-m["pnl"]),
+                           open_positions=m["n"])
+            for s, m in sorted(per.items())
+        ])

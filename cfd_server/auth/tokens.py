@@ -14,6 +14,7 @@ from shared.errors import Unauthorized
 
 ALGORITHM = "HS256"
 SESSION_PREFIX = "session:"
+DISABLED_PREFIX = "user-disabled:"
 
 
 class Session(msgspec.Struct, kw_only=True):
@@ -52,7 +53,16 @@ class Sessions:
         raw = await self.cache.get(SESSION_PREFIX + str(claims["jti"]))
         if raw is None:
             raise Unauthorized("This session has ended; please sign in again.", code="session_expired")
+        if await self.cache.get(DISABLED_PREFIX + str(claims["sub"])) is not None:
+            raise Unauthorized("This account is disabled; contact support.", code="account_disabled")
         return self._decoder.decode(raw)
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> None:
+        """Make every session of the user stop (or start again) working at once."""
+        if disabled:
+            await self.cache.set(DISABLED_PREFIX + user_id, b"1", ttl=self.ttl)
+        else:
+            await self.cache.delete(DISABLED_PREFIX + user_id)
 
     async def revoke(self, jti: str) -> None:
         await self.cache.delete(SESSION_PREFIX + jti)

@@ -1,0 +1,193 @@
+"""Operator commands (`cfd users`, `cfd positions`, `cfd exposure`): the server's operator API, as tables."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from shared.settings import Settings
+
+console = Console()
+err = Console(stderr=True)
+
+users_app = typer.Typer(help="Traders: list, show, disable, enable, deposit.", no_args_is_help=True)
+positions_app = typer.Typer(help="Positions of every trader.", no_args_is_help=True)
+
+ApiOption = Annotated[str | None, typer.Option("--api", envvar="CFD_API_URL", help="The server's base URL.")]
+
+
+def _fail(message: str, hint: str | None = None) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}")
+    if hint:
+        err.print(f"[dim]→ {hint}[/]")
+    raise typer.Exit(1)
+
+
+def _settings() -> Settings:
+    from cfd_cli.main import settings_or_fail
+
+    return settings_or_fail()
+
+
+class OperatorApi:
+    """A small client of `/api/v1/admin` with the operator token."""
+
+    def __init__(self, api: str | None) -> None:
+        settings = _settings()
+        self.base = (api or f"http://{settings.http_host}:{settings.http_port}").rstrip("/") + "/api/v1/admin"
+        token = settings.admin_token
+        if not token and settings.admin_token_file.exists():
+            token = settings.admin_token_file.read_text().strip()
+        if not token:
+            _fail("no operator token", "set CFD_ADMIN_TOKEN (the server's), or run this where `cfd up` keeps its data")
+        self.client = httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {token}"}, timeout=15)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            _fail(f"cannot reach the server at {self.base}: {exc}", "start it with `cfd up`, or pass --api URL")
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                _fail(f"{error['message']} ({error['code']})")
+            except (ValueError, KeyError, TypeError):
+                _fail(f"the server answered {response.status_code}")
+        return response.json()
+
+    def find_user(self, who: str) -> dict:
+        found = self.call("GET", "/users", params={"search": who, "limit": 2})
+        exact = [u for u in found if who.lower() in (u["email"], u["id"])]
+        if len(exact) == 1 or len(found) == 1:
+            return (exact or found)[0]
+        if not found:
+            _fail(f"no user matches {who!r}", "list them with: cfd users list")
+        _fail(f"{who!r} matches several users", "give the whole email or the id")
+
+
+def _money(value: str | None, signed: bool = False) -> Text:
+    if value is None:
+        return Text("—", style="dim")
+    amount = Decimal(value)
+    style = ("green" if amount > 0 else "red" if amount < 0 else "") if signed else ""
+    return Text(f"{amount:,.2f}", style=style)
+
+
+@users_app.command("list")
+def users_list(
+    search: Annotated[str | None, typer.Argument(help="Part of an email, or an id.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 50,
+    api: ApiOption = None,
+) -> None:
+    """Traders, newest first, with balance and open positions."""
+    users = OperatorApi(api).call("GET", "/users", params={"search": search, "limit": limit} if search else
+                                  {"limit": limit})
+    table = Table(title=f"{len(users)} trader(s)")
+    for column in ("email", "name", "status", "balance", "open", "id"):
+        table.add_column(column, justify="right" if column in ("balance", "open") else "left")
+    for u in users:
+        status = Text(u["status"], style="green" if u["status"] == "active" else "red")
+        table.add_row(u["email"], u["name"], status, _money(u["balance"]), str(u["open_positions"]), u["id"])
+    console.print(table)
+
+
+@users_app.command("show")
+def users_show(who: Annotated[str, typer.Argument(help="Email or id.")], api: ApiOption = None) -> None:
+    """One trader: account and open positions."""
+    client = OperatorApi(api)
+    user = client.find_user(who)
+    account = client.call("GET", f"/users/{user['id']}/account")
+    positions = client.call("GET", "/positions", params={"user": user["id"], "status": "open"})
+    console.print(f"[bold]{user['name']}[/] <{user['email']}>  [dim]{user['id']}[/]  status: {user['status']}")
+    summary = Table(show_header=False, box=None)
+    for key in ("balance", "equity", "used_margin", "free_margin", "unrealized_pnl"):
+        summary.add_row(key.replace("_", " "), _money(account[key], signed=key == "unrealized_pnl"))
+    summary.add_row("margin level", f"{account['margin_level']} %" if account["margin_level"] else "—")
+    console.print(summary)
+    _positions_table(positions, f"{len(positions)} open position(s)")
+
+
+@users_app.command("disable")
+def users_disable(who: Annotated[str, typer.Argument(help="Email or id.")], api: ApiOption = None) -> None:
+    """Stop a trader from signing in; every session ends at once."""
+    client = OperatorApi(api)
+    user = client.call("POST", f"/users/{client.find_user(who)['id']}/disable")
+    console.print(f"[yellow]disabled[/] {user['email']}")
+
+
+@users_app.command("enable")
+def users_enable(who: Annotated[str, typer.Argument(help="Email or id.")], api: ApiOption = None) -> None:
+    """Let a disabled trader sign in again."""
+    client = OperatorApi(api)
+    user = client.call("POST", f"/users/{client.find_user(who)['id']}/enable")
+    console.print(f"[green]enabled[/] {user['email']}")
+
+
+@users_app.command("deposit")
+def users_deposit(
+    who: Annotated[str, typer.Argument(help="Email or id.")],
+    amount: Annotated[str, typer.Argument(help="USD; negative to withdraw.")],
+    api: ApiOption = None,
+) -> None:
+    """Credit a trader's balance (a ledger entry)."""
+    try:
+        value = Decimal(amount)
+    except InvalidOperation:
+        _fail(f"{amount!r} is not an amount", "write it like 2500 or 99.50")
+    client = OperatorApi(api)
+    account = client.call("POST", f"/users/{client.find_user(who)['id']}/deposit", json={"amount": str(value)})
+    console.print(f"[green]✓[/] balance now {Decimal(account['balance']):,.2f} USD")
+
+
+def _positions_table(positions: list[dict], title: str) -> None:
+    table = Table(title=title)
+    for column in ("symbol", "side", "qty", "entry", "leverage", "margin", "SL", "TP", "status", "PnL", "user", "id"):
+        table.add_column(column, justify="right" if column in ("qty", "entry", "margin", "PnL", "leverage") else "left")
+    for p in positions:
+        side = Text(p["side"], style="green" if p["side"] == "long" else "red")
+        table.add_row(p["symbol"], side, p["qty"], p["entry_price"], f"{p['leverage']}x", _money(p["margin"]),
+                      p["stop_loss"] or "—", p["take_profit"] or "—",
+                      p["status"] + (f" ({p['close_reason']})" if p["close_reason"] else ""),
+                      _money(p["realized_pnl"], signed=True), (p.get("user_id") or "")[:8], p["id"][:8])
+    console.print(table)
+
+
+@positions_app.command("list")
+def positions_list(
+    user: Annotated[str | None, typer.Option("--user", help="Only this trader (email or id).")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="open or closed.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 50,
+    api: ApiOption = None,
+) -> None:
+    """Positions, newest first."""
+    if status not in (None, "open", "closed"):
+        _fail(f"--status is open or closed, not {status!r}")
+    client = OperatorApi(api)
+    params: dict[str, Any] = {"limit": limit}
+    if status:
+        params["status"] = status
+    if user:
+        params["user"] = client.find_user(user)["id"]
+    positions = client.call("GET", "/positions", params=params)
+    _positions_table(positions, f"{len(positions)} position(s)")
+
+
+def exposure_command(api: ApiOption = None) -> None:
+    """The broker's net exposure and unrealised PnL per market (it is every client's counterparty)."""
+    rows = OperatorApi(api).call("GET", "/exposure")
+    table = Table(title="broker exposure")
+    for column in ("market", "positions", "client long", "client short", "broker net", "broker PnL"):
+        table.add_column(column, justify="left" if column == "market" else "right")
+    total = Decimal(0)
+    for r in rows:
+        total += Decimal(r["broker_unrealized_pnl"])
+        table.add_row(r["symbol"], str(r["open_positions"]), r["long_qty"], r["short_qty"], r["broker_net_qty"],
+                      _money(r["broker_unrealized_pnl"], signed=True))
+    console.print(table)
+    console.print(Text.assemble("broker unrealised PnL: ", _money(str(total), signed=True), " USD"))

@@ -1,0 +1,125 @@
+"""`/api/v1/admin`: what the `cfd` CLI asks on an operator's behalf; needs the operator token."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import uuid
+from typing import Annotated, Literal
+
+from litestar import Controller, Request, get, post
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.handlers import BaseRouteHandler
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from cfd_server.context import ServerContext
+from shared.contracts import User, UserQuery, RequestType
+from shared.contracts_trading import (
+    Account,
+    AccountQuery,
+    DepositCommand,
+    DepositRequest,
+    ExposureQuery,
+    MarketExposure,
+    OperatorRequest,
+    Position,
+    PositionsQuery,
+    SetDisabledCommand,
+    TradingRequest,
+    UsersQuery,
+    UserSummary,
+)
+from shared.errors import Forbidden, NotFound, Unauthorized
+from shared.settings import Settings
+
+
+def operator_token(settings: Settings) -> str | None:
+    """The configured token; in dev and test mode a generated one, written where the local CLI finds it."""
+    if settings.admin_token:
+        return settings.admin_token
+    if settings.env == "prod":
+        return None
+    token = secrets.token_urlsafe(32)
+    path = settings.admin_token_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(token + "\n")
+    return token
+
+
+def operator_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    expected = connection.app.state.operator_token
+    if expected is None:
+        raise Forbidden("The operator API is off: set CFD_ADMIN_TOKEN on the server.", code="admin_disabled")
+    scheme, _, given = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise Unauthorized("The operator token is missing or wrong.", code="invalid_admin_token")
+
+
+def user_id(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise NotFound("No such user.", code="user_not_found") from None
+
+
+class AdminController(Controller):
+    path = "/admin"
+    tags = ["operators"]
+    guards = [operator_guard]
+
+    async def _ask(self, state: State, topic_kind: str, type: str, body, response_type, key: str):
+        ctx: ServerContext = state.ctx
+        topic = ctx.topics.user_requests if topic_kind == "users" else ctx.topics.trading_requests
+        return await ctx.rpc.request(topic, type, body, response_type, key=key)
+
+    @get("/users", operation_id="admin_list_users", summary="Users with their balance, newest first")
+    async def users(self, state: State, search: Annotated[str | None, QueryParameter(max_length=254)] = None,
+                    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> list[UserSummary]:
+        return await self._ask(state, "trading", OperatorRequest.USERS, UsersQuery(search=search, limit=limit),
+                               list[UserSummary], key="operator")
+
+    @get("/users/{user:str}/account", operation_id="admin_user_account", summary="A user's account")
+    async def account(self, state: State, user: FromPath[str]) -> Account:
+        uid = user_id(user)
+        return await self._ask(state, "trading", TradingRequest.ACCOUNT, AccountQuery(user_id=uid), Account, key=uid)
+
+    @post("/users/{user:str}/{action:str}", operation_id="admin_set_user_state", status_code=200,
+          summary="Disable (ending every session) or enable a user")
+    async def set_state(self, state: State, user: FromPath[str],
+                        action: FromPath[Literal["disable", "enable"]]) -> User:
+        uid = user_id(user)
+        disabled = action == "disable"
+        await self._ask(state, "trading", OperatorRequest.SET_DISABLED, SetDisabledCommand(user_id=uid,
+                        disabled=disabled), dict, key=uid)
+        await state.auth.sessions.set_disabled(uid, disabled)
+        return await self._ask(state, "users", RequestType.USER_PROFILE, UserQuery(user_id=uid), User, key=uid)
+
+    @post("/users/{user:str}/deposit", operation_id="admin_deposit", status_code=200,
+          summary="Credit (or, negative, debit) a user's balance through the ledger")
+    async def deposit(self, request: Request, state: State, user: FromPath[str],
+                      data: JSONBody[DepositRequest]) -> Account:
+        uid = user_id(user)
+        key = request.headers.get("idempotency-key")
+        ctx: ServerContext = state.ctx
+        return await ctx.rpc.request(ctx.topics.trading_requests, TradingRequest.DEPOSIT,
+                                     DepositCommand(user_id=uid, amount=data.amount), Account, key=uid,
+                                     command_id=f"deposit:{uid}:{key}" if key else None)
+
+    @get("/positions", operation_id="admin_list_positions", summary="Positions of every user (or one)")
+    async def positions(self, state: State,
+                        status: Annotated[Literal["open", "closed"] | None, QueryParameter()] = None,
+                        user: Annotated[str | None, QueryParameter()] = None,
+                        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 200) -> list[Position]:
+        uid = user_id(user) if user else None
+        result = await self._ask(state, "trading", TradingRequest.POSITIONS,
+                                 PositionsQuery(user_id=uid, status=status, limit=limit), list[Position],
+                                 key=uid or "operator")
+        return result
+
+    @get("/exposure", operation_id="admin_exposure", summary="The broker's net exposure and PnL per market")
+    async def exposure(self, state: State) -> list[MarketExposure]:
+        return await self._ask(state, "trading", OperatorRequest.EXPOSURE, ExposureQuery(), list[MarketExposure],
+                               key="operator")
