@@ -15,6 +15,7 @@ from rich.logging import RichHandler
 import shared
 from cfd_cli.operate import exposure_command, positions_app, users_app
 from cfd_cli.platform import StartupError
+from cfd_cli.prices import exchange_app, poller_command, prices_app
 from shared.errors import CfdError, SettingsError
 from shared.settings import Settings, load_settings
 
@@ -34,6 +35,8 @@ db_app = typer.Typer(help="The database: migrations.", no_args_is_help=True)
 mail_app = typer.Typer(help="Mail sent by the platform.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(mail_app, name="mail")
+app.add_typer(prices_app, name="prices")
+app.add_typer(exchange_app, name="exchange")
 app.add_typer(users_app, name="users")
 app.add_typer(positions_app, name="positions")
 app.command("exposure")(exposure_command)
@@ -155,6 +158,9 @@ def dbproc(
         err.print("[yellow]warning:[/] no CFD_KAFKA_BOOTSTRAP: an in-process bus serves no other process; "
                   "use [bold]cfd up[/] to run everything in one process.")
     run_async(_serve(settings, ("dbproc",), migrate_db=migrate_first))
+
+
+app.command("poller")(poller_command)
 
 
 @db_app.command("migrate")

@@ -7,7 +7,7 @@ Pure functions on `Decimal`, shared by the dbproc (which applies them), the risk
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import Literal
 
 from msgspec import Struct
@@ -23,6 +23,14 @@ MONEY_QUANTUM = Decimal("0.01")  # the account currency is USD: amounts are book
 MARGIN_CALL_LEVEL = Decimal(100)
 STOP_OUT_LEVEL = Decimal(50)
 HUNDRED = Decimal(100)
+
+
+def is_multiple(value: Decimal, step: Decimal) -> bool:
+    """Whether `value` is a whole number of `step`s (False for values too large to tell exactly)."""
+    try:
+        return value % step == 0
+    except InvalidOperation:
+        return False
 
 
 def money(value: Decimal) -> Decimal:
@@ -93,7 +101,9 @@ def account_state(balance: Decimal, positions: Iterable[Exposure], quotes: dict[
         if quote is not None:
             unrealized += unrealized_pnl(p.side, p.qty, p.entry_price, quote)
     equity = balance + unrealized
-    level = (equity / used * HUNDRED).quantize(Decimal("0.01")) if used > 0 else None
+    with localcontext() as wide:
+        wide.prec = 60  # a tiny margin under a huge equity must not overflow the quantize
+        level = (equity / used * HUNDRED).quantize(Decimal("0.01")) if used > 0 else None
     return AccountState(balance=money(balance), equity=money(equity), used_margin=money(used),
                         free_margin=money(equity - used), margin_level=level, unrealized_pnl=money(unrealized))
 
@@ -122,7 +132,7 @@ def check_order(market: Market, side: str, qty: Decimal, leverage: int) -> None:
     if qty < market.min_qty:
         raise Rejected(f"The minimum quantity for {market.symbol} is {market.min_qty}.", code="quantity_too_small",
                        details={"field": "qty", "min_qty": str(market.min_qty)})
-    if qty % market.qty_step != 0:
+    if not is_multiple(qty, market.qty_step):
         raise Rejected(f"The quantity must be a multiple of {market.qty_step}.", code="invalid_quantity_step",
                        details={"field": "qty", "qty_step": str(market.qty_step)})
     if not 1 <= leverage <= market.max_leverage:
@@ -139,7 +149,7 @@ def check_stops(side: Side, reference: Decimal, stop_loss: Decimal | None, take_
         if not value.is_finite() or value <= 0:
             raise Rejected(f"The {name.replace('_', '-')} must be a positive price.", code=f"invalid_{name}",
                            details={"field": name})
-        if value % market.price_tick != 0:
+        if not is_multiple(value, market.price_tick):
             raise Rejected(f"Prices for {market.symbol} are multiples of {market.price_tick}.",
                            code=f"invalid_{name}", details={"field": name, "price_tick": str(market.price_tick)})
     if stop_loss is not None and (stop_loss >= reference if side == "long" else stop_loss <= reference):

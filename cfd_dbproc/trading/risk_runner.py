@@ -31,6 +31,7 @@ from shared.db.tables import Accounts, Positions
 log = logging.getLogger(__name__)
 
 _event_decoder = msgspec.json.Decoder(Event)
+REARM_SECONDS = 5.0
 
 
 def open_position(user_id: str, p: Position) -> OpenPosition:
@@ -45,20 +46,27 @@ class RiskRunner:
         self.quotes = quotes
         self.book = book or RiskBook()
         self._subscriptions: list[Subscription] = []
+        self._loading: list[Message] | None = None
+        self._pending_since: dict[tuple[str, str], float] = {}  # (kind, id) of triggers acted on
         self.ticks = 0
         self.triggers = 0
         self.check_seconds = 0.0
 
     async def start(self) -> None:
-        # Events first, then the snapshot: nothing that happens in between is missed, and an event the
-        # snapshot already holds is applied again harmlessly.
+        # Events first, held while the snapshot loads, then replayed on it: nothing that happens in between
+        # is missed, and an event the snapshot already holds is applied again harmlessly.
+        self._loading = []
         self._subscriptions.append(await self.bus.subscribe([self.topics.events], self.on_event, group=None))
         await self.load()
+        held, self._loading = self._loading, None
+        for message in held:
+            await self.on_event(message)
         self._subscriptions.append(await self.bus.subscribe([self.topics.prices], self.on_tick, group=None))
 
     async def load(self) -> None:
         rows = await Positions.select().where(Positions.status == "open").run()
-        balances = {str(r["user_id"]): r["balance"] for r in await Accounts.select(Accounts.user_id, Accounts.balance).run()}
+        accounts = await Accounts.select(Accounts.user_id, Accounts.balance).run()
+        balances = {str(r["user_id"]): r["balance"] for r in accounts}
         from cfd_dbproc.trading.engine import position_from_row
 
         self.book.load([open_position(str(r["user_id"]), position_from_row(r)) for r in rows], balances)
@@ -70,19 +78,24 @@ class RiskRunner:
         self._subscriptions.clear()
 
     async def on_event(self, message: Message) -> None:
+        if self._loading is not None:
+            self._loading.append(message)
+            return
         try:
             event = _event_decoder.decode(message.value)
         except msgspec.DecodeError:
             log.warning("undecodable account event at %s@%d", message.topic, message.offset)
             return
         if isinstance(event, PositionEvent):
+            self.book.balance_changed(event.user_id, event.balance)  # the book knows the account before its positions
             if event.event == "opened":
                 self.book.position_opened(open_position(event.user_id, event.position))
             elif event.event == "updated":
-                self.book.position_updated(open_position(event.user_id, event.position))
+                self.book.position_updated(open_position(event.user_id, event.position), event.balance)
             else:
-                self.book.position_closed(event.position.id)
-            self.book.balance_changed(event.user_id, event.balance)
+                self.book.position_closed(event.position.id, event.balance)
+                self._pending_since.pop(("position", event.position.id), None)
+            self._pending_since.pop(("user", event.user_id), None)
         elif isinstance(event, AccountEvent) and event.account is not None and event.event == "snapshot":
             self.book.balance_changed(event.user_id, event.account.balance)
 
@@ -94,6 +107,8 @@ class RiskRunner:
         triggers = self.book.on_quote(quote)
         self.check_seconds += time.perf_counter() - started
         self.ticks += 1
+        if self._pending_since:
+            self._rearm()
         for trigger in triggers:
             self.triggers += 1
             try:
@@ -101,12 +116,28 @@ class RiskRunner:
             except Exception:
                 log.exception("could not act on %s for %s", trigger.kind, trigger.user_id)
 
+    def _rearm(self, after: float = REARM_SECONDS) -> None:
+        """A trigger whose command changed nothing (it failed, or the state had moved on) fires again."""
+        now = time.monotonic()
+        for key, since in list(self._pending_since.items()):
+            if now - since >= after:
+                del self._pending_since[key]
+                kind, ident = key
+                if kind == "position":
+                    self.book.release(ident)
+                else:
+                    self.book.release_user(ident)
+
     async def _act(self, trigger: Trigger) -> None:
+        if trigger.kind in ("stop_loss", "take_profit", "stop_out"):
+            key = ("user", trigger.user_id) if trigger.kind == "stop_out" else ("position", trigger.position_id)
+            self._pending_since[key] = time.monotonic()
         if trigger.kind in ("stop_loss", "take_profit"):
             assert trigger.position_id is not None
             body = RiskCloseCommand(user_id=trigger.user_id, position_id=trigger.position_id, reason=trigger.kind,
                                     price=trigger.price, quote=trigger.quote)
-            await self._command(TradingRequest.RISK_CLOSE, f"risk:{trigger.position_id}", trigger.user_id, body)
+            await self._command(TradingRequest.RISK_CLOSE, f"risk:{trigger.position_id}:{trigger.quote.ts}",
+                                trigger.user_id, body)
         elif trigger.kind == "stop_out":
             body = StopOutCommand(user_id=trigger.user_id, quotes=list(self.quotes.fresh().values()))
             await self._command(TradingRequest.STOP_OUT,

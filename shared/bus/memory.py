@@ -158,6 +158,8 @@ class _MemorySubscription(Subscription):
                 position = message.offset + 1
                 if self.group is not None:
                     self.bus._commit(self.group, partition.topic, partition.index, position)
+                if self._stopped:  # stop() waited for this message; it is committed, so leave now
+                    return
 
     async def stop(self) -> None:
         if self._stopped:

@@ -1,0 +1,108 @@
+"""What the benchmarks share: percentiles, reading one-time codes, and a platform on either backend set."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import statistics
+import tempfile
+import time
+import uuid
+from contextlib import asynccontextmanager
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cfd_cli.platform import Platform
+from shared.settings import Settings, load_settings
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
+
+    return {"n": len(ordered), "p50_ms": pick(0.50), "p90_ms": pick(0.90), "p99_ms": pick(0.99),
+            "mean_ms": round(statistics.fmean(ordered) * 1000, 3)}
+
+
+class Codes:
+    """Reads one-time codes from the outbox folder or from a loopback SMTP sink."""
+
+    def __init__(self, outbox: Path | None) -> None:
+        self.outbox = outbox
+        self.smtp: dict[str, str] = {}
+
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd's hook name
+        self._remember(envelope.original_content or envelope.content)
+        return "250 OK"
+
+    def _remember(self, raw: bytes) -> None:
+        mail = message_from_bytes(raw, policy=policy.default)
+        found = re.search(r"\b(\d{6})\b", mail.get_body(preferencelist=("plain",)).get_content())
+        if found:
+            self.smtp[str(mail["To"]).lower()] = found.group(1)
+
+    async def code(self, email: str) -> str:
+        for _ in range(500):
+            if self.outbox is not None:
+                for path in self.outbox.glob("*.eml"):
+                    self._remember(path.read_bytes())
+                    path.unlink()
+            if email in self.smtp:
+                return self.smtp.pop(email)
+            await asyncio.sleep(0.01)
+        raise RuntimeError(f"no code arrived for {email}")
+
+
+@asynccontextmanager
+async def running_platform(real: bool, services=("dbproc", "server"), **overrides: Any):
+    """A platform on real sockets, on the embedded backends or on those the CFD_* variables name; yields
+    (platform, codes)."""
+    data_dir = Path(tempfile.mkdtemp(prefix="cfd-bench-"))
+    codes = Codes(outbox=None if real else data_dir / "outbox")
+    values: dict[str, Any] = {"env": "test", "data_dir": data_dir, "http_port": 0, "ws_port": 0, **overrides}
+    controller = None
+    if real:
+        from aiosmtpd.controller import Controller
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        controller = Controller(codes, hostname="127.0.0.1", port=port)
+        controller.start()
+        values |= {"kafka_bootstrap": os.environ["CFD_KAFKA_BOOTSTRAP"], "redis_url": os.environ["CFD_REDIS_URL"],
+                   "database_url": os.environ["CFD_DATABASE_URL"], "smtp_host": "127.0.0.1", "smtp_port": port,
+                   "smtp_security": "none", "topic_prefix": f"bench{uuid.uuid4().hex[:6]}."}
+    platform = Platform(load_settings(environ={}, **values), services, migrate_db=True)
+    await platform.start()
+    try:
+        yield platform, codes
+    finally:
+        await platform.stop()
+        if controller is not None:
+            controller.stop()
+
+
+async def new_trader(api: httpx.AsyncClient, codes: Codes, password: str = "correct horse") -> dict[str, str]:
+    """Sign a fresh user up; returns the Authorization header."""
+    email = f"bench-{uuid.uuid4().hex[:12]}@example.com"
+    assert (await api.post("/auth/signup", json={"email": email})).status_code == 202
+    response = await api.post("/auth/verify", json={"email": email, "otp": await codes.code(email),
+                                                    "password": password, "name": "Bench"})
+    assert response.status_code == 201, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def describe(settings: Settings, real: bool) -> dict[str, Any]:
+    described = {concern: backend.split(" ")[0] if backend.startswith(("sqlite", "outbox")) else backend
+                 for concern, backend in settings.describe_backends().items()}  # no temporary paths
+    return {"backends": "real" if real else "embedded", "described": described,
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count()}

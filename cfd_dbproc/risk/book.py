@@ -1,0 +1,345 @@
+"""`RiskBook`: the risk engine's in-memory index of open positions, balances and latest quotes.
+
+On every tick, `on_quote` returns the stop-losses and take-profits the tick hits (exactly those a brute
+force `shared.trading.stop_trigger` over every position would return), then the margin calls, their
+clearing and the stop-outs, each verified with `shared.trading.account_state` before it is emitted. The
+cost of a tick grows with what it triggers (and with the candidates it must verify), not with the
+positions that stay quiet: see docs/risk.md for the index and the proof that it misses nothing.
+
+Pending state: a position whose stop fired is not triggered again until `position_closed`,
+`position_updated` or `release` (the close failed); a user whose stop-out fired is not stopped out again
+until `release_user`, `balance_changed` or a change to one of their positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal, DecimalException
+
+from cfd_dbproc.risk.account import Account, Held
+from cfd_dbproc.risk.ladder import PriceLadder
+from cfd_dbproc.risk.levels import ALWAYS, EXACT, ZERO, Holding, stop_keys, thresholds
+from cfd_dbproc.risk.models import OpenPosition, Trigger
+from shared.contracts import Quote
+from shared.trading import (
+    MARGIN_CALL_LEVEL,
+    STOP_OUT_LEVEL,
+    AccountState,
+    close_price,
+    stop_trigger,
+    unrealized_pnl,
+)
+
+
+class _Market:
+    """One market: its stop ladder (refs: position ids), its account ladder (refs: user ids), the spread
+    allowance the hedged users' keys assume, and those users."""
+
+    __slots__ = ("accounts", "hedged", "spread_hi", "spread_lo", "stops")
+
+    def __init__(self, quote: Quote | None) -> None:
+        self.stops = PriceLadder()
+        self.accounts = PriceLadder()
+        self.hedged: set[str] = set()
+        self.spread_lo = self.spread_hi = ZERO
+        if quote is not None:
+            self.widen(EXACT.subtract(quote.ask, quote.bid))
+
+    def allows(self, spread: Decimal) -> bool:
+        return self.spread_lo <= spread <= self.spread_hi
+
+    def widen(self, spread: Decimal) -> None:
+        """Make room for `spread` and twice as much again (so widening happens O(log) times)."""
+        self.spread_lo = min(self.spread_lo, EXACT.multiply(spread, 2))
+        self.spread_hi = max(self.spread_hi, EXACT.multiply(spread, 2))
+
+
+class RiskBook:
+    """Open positions, balances and latest quotes, indexed so that a tick finds what it triggers.
+
+    Every mutation is O(log n) in the number of open positions (times the few markets a user holds).
+    """
+
+    def __init__(self) -> None:
+        self._quotes: dict[str, Quote] = {}
+        self._markets: dict[str, _Market] = {}
+        self._accounts: dict[str, Account] = {}
+        self._held: dict[str, Held] = {}
+        self._dirty: dict[str, None] = {}  # users to verify at the next tick, in order
+        self.verifications = 0
+        """Exact account checks run so far (candidates from the index, plus users changed since a tick)."""
+
+    # --- reading -------------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Open positions in the book."""
+        return len(self._held)
+
+    def __contains__(self, position_id: object) -> bool:
+        return position_id in self._held
+
+    def quote(self, symbol: str) -> Quote | None:
+        """The latest quote of `symbol`, None before its first tick."""
+        return self._quotes.get(symbol)
+
+    def is_pending(self, position_id: str) -> bool:
+        """Whether a stop of this position fired and its close has not been confirmed or released."""
+        held = self._held.get(position_id)
+        return held is not None and held.pending
+
+    def account(self, user_id: str) -> AccountState:
+        """The user's exact account state at the latest quotes (pending positions use no margin)."""
+        return self._accounts[user_id].state(self._quotes)
+
+    def worst_first(self, user_id: str) -> list[str]:
+        """The user's positions not pending a close, worst unrealised PnL first: the stop-out order."""
+        acct = self._accounts[user_id]
+
+        def pnl(held: Held) -> Decimal:
+            p, quote = held.position, self._quotes.get(held.position.symbol)
+            return unrealized_pnl(p.side, p.qty, p.entry_price, quote) if quote is not None else ZERO
+
+        return [h.position.id for h in sorted((h for h in acct.held.values() if not h.pending), key=pnl)]
+
+    # --- mutations -----------------------------------------------------------------------------------------
+
+    def load(self, positions: Iterable[OpenPosition], balances: dict[str, Decimal]) -> None:
+        """Replace every position and balance (the latest quotes are kept).
+
+        Every user with a position needs a balance. Margin call state starts clear: a user already below
+        100 % gets a `margin_call` at the next tick."""
+        positions = list(positions)
+        missing = {p.user_id for p in positions} - balances.keys()
+        if missing:
+            raise ValueError(f"no balance for users {sorted(missing)}")
+        for p in positions:
+            _check(p)
+        if len({p.id for p in positions}) != len(positions):
+            raise ValueError("duplicate position ids")
+        self._markets = {}
+        self._held = {}
+        self._dirty = {}
+        self._accounts = {user_id: Account(user_id, balance) for user_id, balance in balances.items()}
+        for p in positions:
+            self._add(Held(p))
+        for acct in self._accounts.values():
+            self._rebuild(acct, verified=False)
+
+    def balance_changed(self, user_id: str, balance: Decimal) -> None:
+        """The user's balance changed (or a new user): re-arms a pending stop-out."""
+        acct = self._accounts.get(user_id)
+        if acct is None:
+            acct = self._accounts[user_id] = Account(user_id, balance)
+        acct.balance = balance
+        acct.stop_pending = False
+        self._rebuild(acct, verified=False)
+
+    def position_opened(self, p: OpenPosition) -> None:
+        """A new open position; its user must have a balance (else `KeyError`).
+
+        Opening a known id updates it and updating an unknown one opens it, so replaying account events
+        twice, or out of step with `load`, is harmless. Numbers too long for exact arithmetic (beyond 100
+        significant digits) raise `decimal.Inexact` and change nothing; so does `position_updated`."""
+        if p.id in self._held:
+            self.position_updated(p)
+            return
+        _check(p)
+        if p.user_id not in self._accounts:
+            raise KeyError(f"unknown user {p.user_id!r}: give their balance first (balance_changed)")
+        acct = self._add(Held(p))
+        acct.stop_pending = False
+        self._rebuild(acct, verified=False)
+
+    def position_updated(self, p: OpenPosition, balance: Decimal | None = None) -> None:
+        """A position changed (stops moved, or qty and margin reduced by a partial close); clears pending.
+
+        Give the user's new `balance` with a partial close to apply both at once."""
+        old = self._held.get(p.id)
+        if old is None:
+            if balance is not None and p.user_id in self._accounts:
+                self._accounts[p.user_id].balance = balance
+            self.position_opened(p)
+            return
+        _check(p)
+        if p.user_id != old.position.user_id or p.symbol != old.position.symbol or p.side != old.position.side:
+            raise ValueError("a position keeps its user, symbol and side")
+        self._remove(old)
+        try:
+            acct = self._add(Held(p))
+        except DecimalException:  # refused: put the old one back as it was
+            self._add(Held(old.position, pending=old.pending))
+            raise
+        if balance is not None:
+            acct.balance = balance
+        acct.stop_pending = False
+        self._rebuild(acct, verified=False)
+
+    def position_closed(self, position_id: str, balance: Decimal | None = None) -> bool:
+        """A position closed (by hand, stop or stop-out); False when the book did not hold it.
+
+        Give the user's `balance` after the close (its realised PnL booked) to apply both at once; else
+        call `balance_changed` before the next tick (until then the book sees neither the position's PnL
+        nor its realisation). An unknown id changes nothing, the balance included."""
+        held = self._held.get(position_id)
+        if held is None:
+            return False
+        acct = self._remove(held)
+        if balance is not None:
+            acct.balance = balance
+        acct.stop_pending = False
+        self._rebuild(acct, verified=False)
+        return True
+
+    def release(self, position_id: str) -> bool:
+        """A pending close failed: the position's stops and margin count again. False if not pending."""
+        held = self._held.get(position_id)
+        if held is None or not held.pending:
+            return False
+        acct = self._accounts[held.position.user_id]
+        acct.set_pending(held, False)
+        self._arm(held)
+        self._rebuild(acct, verified=False)
+        return True
+
+    def release_user(self, user_id: str) -> bool:
+        """A pending stop-out is over (done or failed): the user may be stopped out again. False if none."""
+        acct = self._accounts.get(user_id)
+        if acct is None or not acct.stop_pending:
+            return False
+        acct.stop_pending = False
+        self._rebuild(acct, verified=False)
+        return True
+
+    # --- the tick ------------------------------------------------------------------------------------------
+
+    def on_quote(self, quote: Quote) -> list[Trigger]:
+        """Store the quote and return what it triggers: stops first, then account levels."""
+        symbol = quote.symbol
+        self._quotes[symbol] = quote
+        market = self._market(symbol)
+        spread = EXACT.subtract(quote.ask, quote.bid)
+        if not market.allows(spread):
+            market.widen(spread)
+            self._dirty.update(dict.fromkeys(market.hedged))  # their keys assumed the old allowance
+        triggers: list[Trigger] = []
+        stopped: dict[str, None] = {}
+        for position_id in market.stops.reached(quote.bid, quote.ask, spread):
+            self._fire_stop(self._held[position_id], quote, triggers, stopped)
+        for user_id in stopped:
+            # Their margin in use fell and their equity did not move: a fall is further away, so their keys
+            # still hold, unless they watch a recovery from a margin call, which may now be nearer.
+            acct = self._accounts[user_id]
+            if acct.margin_called:
+                self._rebuild(acct, verified=False)
+        users = market.accounts.reached(quote.bid, quote.ask, spread)
+        if self._dirty:
+            users += self._dirty
+            self._dirty = {}
+        for user_id in dict.fromkeys(users):
+            self._verify(self._accounts[user_id], quote, triggers)
+        return triggers
+
+    def _fire_stop(self, held: Held, quote: Quote, triggers: list[Trigger], stopped: dict[str, None]) -> None:
+        if held.pending:  # both of its stops fired in this tick; the first one won
+            return
+        p = held.position
+        kind = stop_trigger(p.side, p.stop_loss, p.take_profit, quote)
+        self._disarm(held)
+        if kind is None:  # cannot happen: the keys are the stops themselves
+            self._arm(held)
+            return
+        acct = self._accounts[p.user_id]
+        acct.set_pending(held, True)
+        triggers.append(Trigger(kind=kind, user_id=p.user_id, position_id=p.id, price=close_price(p.side, quote),
+                                quote=quote))
+        stopped[p.user_id] = None
+
+    def _verify(self, acct: Account, quote: Quote, triggers: list[Trigger]) -> None:
+        """Check the user's exact level, emit what changed, and index the next thresholds."""
+        self.verifications += 1
+        level = acct.state(self._quotes).margin_level
+        called = level is not None and level < MARGIN_CALL_LEVEL
+        if called != acct.margin_called:
+            acct.margin_called = called
+            triggers.append(Trigger(kind="margin_call" if called else "margin_call_cleared", user_id=acct.user_id,
+                                    margin_level=level, quote=quote))
+        if level is not None and level < STOP_OUT_LEVEL and not acct.stop_pending:
+            acct.stop_pending = True
+            triggers.append(Trigger(kind="stop_out", user_id=acct.user_id, margin_level=level, quote=quote))
+        self._rebuild(acct, verified=True)
+
+    # --- the indexes ---------------------------------------------------------------------------------------
+
+    def _market(self, symbol: str) -> _Market:
+        market = self._markets.get(symbol)
+        if market is None:
+            market = self._markets[symbol] = _Market(self._quotes.get(symbol))
+        return market
+
+    def _add(self, held: Held) -> Account:
+        p = held.position
+        acct = self._accounts[p.user_id]
+        dependent = acct.add(held).spread_dependent  # first: it may refuse the position
+        self._held[p.id] = held
+        self._track_hedge(acct, p.symbol, dependent)
+        if not held.pending:
+            self._arm(held)
+        return acct
+
+    def _remove(self, held: Held) -> Account:
+        self._disarm(held)
+        p = held.position
+        del self._held[p.id]
+        acct = self._accounts[p.user_id]
+        self._track_hedge(acct, p.symbol, acct.remove(held).spread_dependent)
+        return acct
+
+    def _track_hedge(self, acct: Account, symbol: str, dependent: bool) -> None:
+        hedged = self._market(symbol).hedged
+        if dependent:
+            hedged.add(acct.user_id)
+        else:
+            hedged.discard(acct.user_id)
+
+    def _arm(self, held: Held) -> None:
+        ladder = self._market(held.position.symbol).stops
+        held.tickets = tuple(ladder.add(series, rising, key, held.position.id)
+                             for series, rising, key in stop_keys(held.position))
+
+    def _disarm(self, held: Held) -> None:
+        ladder = self._markets[held.position.symbol].stops
+        for ticket in held.tickets:
+            ladder.cancel(ticket)
+        held.tickets = ()
+
+    def _unwatch(self, acct: Account) -> None:
+        for symbol, ticket in acct.tickets:
+            self._markets[symbol].accounts.cancel(ticket)
+        acct.tickets = ()
+
+    def _rebuild(self, acct: Account, verified: bool) -> None:
+        """Replace the user's account keys with fresh ones from the current prices (`levels.thresholds`).
+
+        `verified`: the user's exact state was just checked. If not, and a watch is already past its
+        boundary, the user is queued for an exact check at the next tick instead."""
+        self._unwatch(acct)
+        if acct.used <= 0:  # no margin in use: no level to fall; a margin call out is cleared at the next tick
+            if acct.margin_called:
+                self._dirty[acct.user_id] = None
+            return
+        try:
+            markets = [Holding(symbol, net, net.value(self._quotes.get(symbol)), self._markets[symbol].spread_lo,
+                               self._markets[symbol].spread_hi) for symbol, net in acct.nets.items()]
+            keys = thresholds(acct.balance, acct.used, markets, acct.watches(), verified)
+        except DecimalException:  # numbers beyond the exact arithmetic: check this user on every tick
+            keys = [(symbol, *ALWAYS) for symbol in acct.nets] if verified else None
+        if keys is None:
+            self._dirty[acct.user_id] = None
+            return
+        acct.tickets = tuple((symbol, self._markets[symbol].accounts.add(series, rising, key, acct.user_id))
+                             for symbol, series, rising, key in keys)
+
+
+def _check(p: OpenPosition) -> None:
+    if not (p.qty > 0 and p.entry_price > 0 and p.margin >= 0):
+        raise ValueError(f"position {p.id!r}: qty and entry price must be positive and the margin not negative")

@@ -1,0 +1,100 @@
+"""The poller service: one source → `price-updates`, with staleness watching and counters.
+
+`start_poller(settings, bus)` is what `cfd up` and `cfd poller` call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from cfd_poller.backoff import Backoff
+from cfd_poller.metrics import PollerMetrics
+from cfd_poller.publisher import TickPublisher
+from cfd_poller.sources import PriceSource, create_source
+from cfd_poller.staleness import StalenessTracker
+from shared.bus import Bus, Topics
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Poller:
+    """Runs a price source in the background and publishes every tick it yields."""
+
+    def __init__(self, settings: Settings, bus: Bus, source: PriceSource | None = None) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.source = source or create_source(settings, PollerMetrics())
+        self.metrics = self.source.metrics  # the source counts frames and reconnects, the publisher ticks
+        self.topic = Topics(settings).prices
+        self.publisher = TickPublisher(bus, self.topic, self.metrics)
+        self.staleness = StalenessTracker(self.source.symbols, settings.stale_after_seconds,
+                                          source=self.source.name)
+        self._run_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+
+    @property
+    def source_name(self) -> str:
+        return self.source.name
+
+    @property
+    def running(self) -> bool:
+        """Whether the source is still producing (a replay stops at the end of its file)."""
+        return self._run_task is not None and not self._run_task.done()
+
+    def stale_symbols(self) -> list[str]:
+        """Markets with no tick for longer than `stale_after_seconds`."""
+        return self.staleness.stale_symbols()
+
+    async def start(self) -> None:
+        """Make sure the topic exists, then start reading the source in the background."""
+        await self.bus.ensure_topics([self.topic])
+        loop = asyncio.get_running_loop()
+        self._run_task = loop.create_task(self._run(), name=f"poller-{self.source.name}")
+        self._watch_task = loop.create_task(self._watch(), name="poller-staleness")
+        log.info("poller started: %s prices for %s → %s", self.source.name, ", ".join(self.source.symbols),
+                 self.topic)
+
+    async def stop(self) -> None:
+        """Stop reading and watching; a stopped poller publishes nothing more."""
+        tasks = [t for t in (self._run_task, self._watch_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._run_task = self._watch_task = None
+        log.info("poller stopped: %s", self.metrics.summary())
+
+    async def wait_finished(self) -> None:
+        """Wait until the source has no more prices (only a replay ever ends)."""
+        if self._run_task is not None:
+            await asyncio.shield(self._run_task)
+
+    async def _run(self) -> None:
+        backoff = Backoff(initial=1.0, cap=30.0)
+        while True:
+            try:
+                async with contextlib.aclosing(self.source.ticks()) as ticks:
+                    async for tick in ticks:
+                        self.staleness.seen(tick.symbol)
+                        await self.publisher.publish(tick)
+                log.info("the %s source has no more prices", self.source.name)
+                return
+            except Exception:
+                delay = backoff.next()
+                log.exception("the %s source failed; restarting it in %.1f s", self.source.name, delay)
+                await asyncio.sleep(delay)
+
+    async def _watch(self) -> None:
+        interval = min(1.0, self.settings.stale_after_seconds / 4)
+        while True:
+            await asyncio.sleep(interval)
+            self.staleness.check()
+
+
+async def start_poller(settings: Settings, bus: Bus, source: PriceSource | None = None) -> Poller:
+    """Start the poller for `settings.price_source` (or the given source) on `bus`; stop it with `stop()`."""
+    poller = Poller(settings, bus, source)
+    await poller.start()
+    return poller

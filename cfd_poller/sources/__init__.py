@@ -1,0 +1,54 @@
+"""Price sources: each yields validated `PriceTick`s as an async iterator, for as long as it has prices.
+
+- `backpack`: the exchange's WebSocket feed (reconnects by itself, never ends);
+- `sim`: a seeded random walk around each market's `sim_price` (never ends);
+- `replay`: a recorded JSONL file of Backpack frames (ends with the file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Protocol
+
+from cfd_poller.metrics import PollerMetrics
+from shared.contracts import PriceTick
+from shared.errors import SettingsError
+from shared.markets import MARKETS
+from shared.settings import Settings
+
+SOURCE_NAMES = ("sim", "backpack", "replay")
+
+
+class PriceSource(Protocol):
+    """Where prices come from."""
+
+    name: str
+    symbols: tuple[str, ...]
+    metrics: PollerMetrics
+
+    def ticks(self) -> AsyncIterator[PriceTick]:
+        """Validated ticks, each stamped with its ingest time on receipt."""
+        ...
+
+
+def create_source(settings: Settings, metrics: PollerMetrics, symbols: Iterable[str] = MARKETS) -> PriceSource:
+    """The source `settings.price_source` names; raises `SettingsError` when it cannot work."""
+    symbols = tuple(symbols)
+    if settings.price_source == "backpack":
+        from cfd_poller.sources.backpack import BackpackSource
+
+        return BackpackSource(settings.backpack_ws_url, symbols, metrics)
+    if settings.price_source == "replay":
+        from cfd_poller.sources.replay import ReplaySource
+
+        if settings.replay_file is None:
+            raise SettingsError("CFD_REPLAY_FILE must name a JSONL file when CFD_PRICE_SOURCE=replay")
+        if not settings.replay_file.is_file():
+            raise SettingsError(f"CFD_REPLAY_FILE {settings.replay_file} is not a readable file")
+        return ReplaySource(settings.replay_file, symbols, metrics, speed=settings.replay_speed)
+    if settings.price_source == "sim":
+        from cfd_poller.sources.sim import SimSource
+
+        return SimSource([MARKETS[s] for s in symbols], metrics, tick_hz=settings.sim_tick_hz,
+                         seed=settings.sim_seed)
+    raise SettingsError(f"CFD_PRICE_SOURCE must be one of {', '.join(SOURCE_NAMES)}, got {settings.price_source!r}")
