@@ -58,11 +58,17 @@ class Platform:
         self._http_task: asyncio.Task[None] | None = None
         self.extras: list = []  # other started parts (the poller), each with an async stop()
         self.http_port: int | None = None
+        self.app = None
         self.started = asyncio.Event()
 
     @property
     def base_url(self) -> str:
         return f"http://{self.settings.http_host}:{self.http_port}"
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket feed's URL, with the port it really bound (CFD_WS_PORT may be 0)."""
+        return f"ws://{self.settings.http_host}:{self.app.state.market.ws_port}/ws"
 
     async def start(self) -> None:
         await self.bus.start()
@@ -93,7 +99,7 @@ class Platform:
         except OSError as exc:
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}",
                                "stop what uses the port, or set CFD_HTTP_PORT to a free one") from exc
-        app = create_app(self.settings, bus=self.bus)
+        app = self.app = create_app(self.settings, bus=self.bus)
         config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=5)
         self.http = _EmbeddedServer(config)
         self._http_task = asyncio.get_running_loop().create_task(self.http.serve(sockets=[sock]))

@@ -4,10 +4,11 @@ The candle price is the mid of the broker quote (`shared.markets.broker_quote`):
 show for a market the broker quotes two-sided, the same for longs and shorts, and the same series the
 server's live candles use, so a chart's stored history and its live bar line up.
 
-Each tick is applied in one transaction that reads the market's latest row: a tick whose exchange time is
-not after that row's `last_tick_us` was applied before (a redelivery after a crash or a rebalance) and
-changes nothing, so `n` never counts a tick twice. Longer intervals are rolled up from the 1m rows in SQL
-(the same roll-up as `shared.candles.aggregate`).
+Each tick is one upsert of its minute's row (unique on symbol and minute). The row keeps the exchange time
+of the last tick it took (`last_tick_us`): a tick not after it was applied before (a redelivery after a
+crash or a rebalance) and changes nothing, so `n` never counts a tick twice; ticks of one market arrive in
+order (one partition per key). Longer intervals are rolled up from the 1m rows in SQL (the same roll-up as
+`shared.candles.aggregate`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,22 @@ ORDER BY b.bucket
 """
 
 
+# One tick into its minute's row: the first tick of a minute inserts it; a later one moves the close and
+# widens the range; a tick the row has seen (its exchange time not after `last_tick_us`) changes nothing.
+# CASE rather than GREATEST/MAX: the same SQL on PostgreSQL and SQLite.
+_UPSERT = """
+INSERT INTO candles (symbol, t, o, h, l, c, n, last_tick_us) VALUES ({}, {}, {}, {}, {}, {}, 1, {})
+ON CONFLICT (symbol, t) DO UPDATE SET
+    h = CASE WHEN excluded.h > candles.h THEN excluded.h ELSE candles.h END,
+    l = CASE WHEN excluded.l < candles.l THEN excluded.l ELSE candles.l END,
+    c = excluded.c,
+    n = candles.n + 1,
+    last_tick_us = excluded.last_tick_us
+WHERE candles.last_tick_us < excluded.last_tick_us
+RETURNING n
+"""
+
+
 class CandleRecorder:
     """Builds and stores 1m candles from `price-updates`; answers `candles.history`."""
 
@@ -67,7 +84,7 @@ class CandleRecorder:
                         message.offset)
             return
         market = MARKETS.get(tick.symbol)
-        if market is None:
+        if market is None or not (0 < tick.bid <= tick.ask):
             return
         if tick.exchange_time_us <= self._last_tick_us.get(tick.symbol, -1):
             self.skipped += 1
@@ -80,27 +97,15 @@ class CandleRecorder:
         self._last_tick_us[tick.symbol] = max(tick.exchange_time_us, self._last_tick_us.get(tick.symbol, -1))
 
     async def _apply(self, symbol: str, tick_us: int, price: Decimal) -> bool:
+        """Upsert the tick's minute in one statement; False when the row has seen this tick (or a later one)."""
         minute = bucket_start(tick_us // 1000, MINUTE_MS)
         async with self.db.transaction():
-            row = await Candles.select(*_ROW, Candles.last_tick_us).where(Candles.symbol == symbol).order_by(
-                Candles.t, ascending=False).first().run()
-            if row is not None and tick_us <= row["last_tick_us"]:
-                return False
-            if row is not None and row["t"] == minute:
-                await Candles.update({
-                    Candles.h: max(row["h"], price),
-                    Candles.l: min(row["l"], price),
-                    Candles.c: price,
-                    Candles.n: row["n"] + 1,
-                    Candles.last_tick_us: tick_us,
-                }).where((Candles.symbol == symbol) & (Candles.t == minute)).run()
-            else:
-                await Candles.insert(Candles(symbol=symbol, t=minute, o=price, h=price, l=price, c=price, n=1,
-                                             last_tick_us=tick_us)).run()
-        return True
+            applied = await Candles.raw(_UPSERT, symbol, minute, price, price, price, price, tick_us).run()
+        return bool(applied)
 
     async def history(self, request: BusRequest) -> bytes:
-        """`candles.history`: the last `limit` candles of `interval`, oldest first (the live one excluded)."""
+        """`candles.history`: the last `limit` candles of `interval`, oldest first, the one in progress as
+        stored so far included (the server lays its live candle over it)."""
         query = msgspec.json.decode(request.body, type=CandlesQuery)
         market = MARKETS.get(query.symbol)
         if market is None:

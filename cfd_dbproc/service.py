@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from cfd_dbproc.candles import CONSUMER_GROUP as CANDLES_GROUP
+from cfd_dbproc.candles import CandleRecorder
 from cfd_dbproc.trading.engine import OperatorHandlers, TradingEngine
 from cfd_dbproc.trading.quotes import QuoteCache
 from cfd_dbproc.trading.risk_runner import RiskRunner
@@ -35,6 +37,8 @@ class DbProc:
         self.responder.route(RequestType.USER_CREDENTIALS, users.credentials)
         self.responder.route(RequestType.USER_PROFILE, users.profile)
         self.responder.route(RequestType.HEALTH, self.health)
+        self.candles = CandleRecorder(db)
+        self.responder.route(RequestType.CANDLES_HISTORY, self.candles.history)
         self.quotes = QuoteCache(settings.stale_after_seconds)
         self.trading = TradingEngine(db, bus, self.topics.events, self.quotes)
         for type, handler in {
@@ -64,6 +68,9 @@ class DbProc:
             await self.bus.subscribe([self.topics.user_requests, self.topics.trading_requests], self.responder,
                                      group=self.settings.topic(CONSUMER_GROUP))
         )
+        self._subscriptions.append(
+            await self.bus.subscribe([self.topics.prices], self.candles.on_tick,
+                                     group=self.settings.topic(CANDLES_GROUP)))
         log.info("dbproc %s consuming %s and %s", self.settings.instance_id, self.topics.user_requests,
                  self.topics.trading_requests)
 

@@ -22,7 +22,9 @@ from cfd_server.context import MailQueue, ServerContext
 from cfd_server.errors import EXCEPTION_HANDLERS
 from cfd_server.health import HealthController
 from cfd_server.info import info
+from cfd_server.market import MARKET_HANDLERS, start_market
 from cfd_server.trading.controller import TradingController
+from cfd_server.trading.feed import AccountFeed
 from shared.bus import Bus, Topics, create_bus
 from shared.bus.rpc import RequestClient
 from shared.cache import create_cache
@@ -47,6 +49,8 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> Litestar:
         rpc = RequestClient(the_bus, topics.replies, settings.instance_id, settings.request_timeout)
         mail = MailQueue(mailer)
         started_bus = False
+        market = None
+        feed = None
         try:
             if own_bus:
                 await the_bus.start()
@@ -59,9 +63,18 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> Litestar:
             app.state.ctx = ctx
             app.state.auth = AuthService(ctx, await asyncio.to_thread(DummyHash, settings.bcrypt_rounds))
             app.state.operator_token = operator_token(settings)
+            market = await start_market(ctx)  # quote book, live candles, the /ws feed on CFD_WS_PORT
+            app.state.market = market
+            feed = AccountFeed(ctx, market.hub.publish_account, market.hub.account_users,
+                               lambda symbol: (market.quotes.get(symbol) or (None,))[0])
+            await feed.start()
             log.info("server %s ready; backends: %s", settings.instance_id, settings.describe_backends())
             yield
         finally:
+            if feed is not None:
+                await feed.stop()
+            if market is not None:
+                await market.stop()  # stops taking ticks, closes WebSocket clients with 1001
             await mail.stop()
             await rpc.stop()
             await cache.close()
@@ -70,7 +83,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> Litestar:
 
     api = Router(
         path="/api/v1",
-        route_handlers=[AuthController, TradingController, AdminController, info],
+        route_handlers=[AuthController, TradingController, AdminController, info, *MARKET_HANDLERS],
         dependencies={"auth": Provide(provide_auth)},
     )
     return Litestar(

@@ -12,7 +12,7 @@ from shared.contracts import InfoResponse
 from shared.settings import Settings
 
 
-def ws_url(settings: Settings, request: Request) -> str:
+def ws_url(settings: Settings, request: Request, port: int | None = None) -> str:
     if settings.ws_public_url:
         return settings.ws_public_url
     host = request.url.hostname or settings.http_host
@@ -21,10 +21,12 @@ def ws_url(settings: Settings, request: Request) -> str:
     if ":" in host:
         host = f"[{host}]"
     scheme = "wss" if request.url.scheme == "https" else "ws"
-    return f"{scheme}://{host}:{settings.ws_port}/ws"
+    return f"{scheme}://{host}:{port or settings.ws_port}/ws"
 
 
 @get("/info", operation_id="info", tags=["meta"], summary="Version, server time and the WebSocket URL")
 async def info(request: Request, state: State) -> InfoResponse:
-    return InfoResponse(version=shared.__version__, ws_url=ws_url(state.ctx.settings, request),
+    market = getattr(state, "market", None)
+    return InfoResponse(version=shared.__version__,
+                        ws_url=ws_url(state.ctx.settings, request, market.ws_port if market else None),
                         server_time=time.time_ns() // 1_000_000)

@@ -153,13 +153,23 @@ class PositionEvent(Struct, tag_field="type", tag="position", kw_only=True):
     balance: Decimal
 
 
-class AccountEvent(Struct, tag_field="type", tag="account", kw_only=True):
-    """A snapshot of the account (on change, and as mark-to-market updates), or a margin call."""
+class PositionMark(Struct, kw_only=True):
+    """One open position marked to market: the price it would close at now, and its unrealised PnL."""
 
-    event: Literal["snapshot", "margin_call", "margin_call_cleared", "stop_out"]
+    id: str
+    price: Decimal
+    unrealized_pnl: Decimal
+
+
+class AccountEvent(Struct, tag_field="type", tag="account", kw_only=True):
+    """The account after a change (`snapshot`), marked to market (`mark`, with each position's PnL), or a
+    margin call, its clearing, or a stop-out."""
+
+    event: Literal["snapshot", "mark", "margin_call", "margin_call_cleared", "stop_out"]
     user_id: str
     account: Account | None = None
     margin_level: Decimal | None = None
+    marks: list[PositionMark] | None = None
 
 
 Event = PositionEvent | AccountEvent

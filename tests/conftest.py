@@ -53,10 +53,9 @@ def mailbox_and_overrides(tmp_path_factory) -> tuple[Mailbox, dict[str, Any]]:
     controller = Controller(SmtpSink(mailbox), hostname="127.0.0.1", port=free_port())
     controller.start()
     database_url = asyncio.run(_fresh_postgres_database(os.environ["CFD_DATABASE_URL"]))
+    # Database 1 keeps test keys apart from a developer's; it is not flushed, since test runs may overlap
+    # and every key a test makes is its own (fresh emails, fresh session ids).
     redis_url = os.environ["CFD_REDIS_URL"].rsplit("/", 1)[0] + "/1"
-    import redis
-
-    redis.Redis.from_url(redis_url).flushdb()
     overrides = {
         "data_dir": data_dir,
         "kafka_bootstrap": os.environ["CFD_KAFKA_BOOTSTRAP"],

@@ -14,7 +14,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from cfd_server.context import ServerContext
-from shared.contracts import User, UserQuery, RequestType
+from shared.contracts import RequestType, User, UserQuery
 from shared.contracts_trading import (
     Account,
     AccountQuery,
@@ -35,13 +35,16 @@ from shared.settings import Settings
 
 
 def operator_token(settings: Settings) -> str | None:
-    """The configured token; in dev and test mode a generated one, written where the local CLI finds it."""
+    """The configured token; in dev and test mode the data directory's own, made on first use and kept where
+    the local CLI finds it (owner-only)."""
     if settings.admin_token:
         return settings.admin_token
     if settings.env == "prod":
         return None
-    token = secrets.token_urlsafe(32)
     path = settings.admin_token_file
+    if path.exists() and path.read_text().strip():  # servers sharing a data directory share its token
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(32)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600, exist_ok=True)
     path.chmod(0o600)

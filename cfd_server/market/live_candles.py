@@ -91,6 +91,11 @@ class LiveCandles:
             return None
         return live.candle, live.whole
 
+    def is_closed(self, symbol: str, interval: str) -> bool:
+        """Whether the last candle of (symbol, interval) has been announced closed (its bucket ended)."""
+        live = self._live.get((symbol, interval))
+        return live is not None and live.closed
+
     def partial(self) -> list[tuple[str, str, int]]:
         """(symbol, interval, bucket start) of every open candle joined midway, still to be completed."""
         return [(symbol, interval, live.candle.t) for (symbol, interval), live in self._live.items()

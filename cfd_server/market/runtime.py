@@ -42,7 +42,7 @@ class MarketSnapshots:
             return None
         c = current[0]
         return encode(CandleFrame(symbol=symbol, interval=interval, t=c.t, o=c.o, h=c.h, l=c.l, c=c.c, n=c.n,
-                                  closed=False))
+                                  closed=self.candles.is_closed(symbol, interval)))
 
 
 class MarketRuntime:

@@ -97,7 +97,8 @@ class TradingController(Controller):
         query = PositionQuery(user_id=session.user.id, position_id=position_id(position))
         return await ask(state, session, TradingRequest.POSITION, query, Position)
 
-    @patch("/positions/{position:str}", operation_id="modify_position", summary="Set or remove stop-loss and take-profit")
+    @patch("/positions/{position:str}", operation_id="modify_position",
+           summary="Set or remove stop-loss and take-profit")
     async def modify(self, request: Request, state: State, session: NamedDependency[Session], position: FromPath[str],
                      data: JSONBody[PositionUpdate]) -> Position:
         body = ModifyCommand(user_id=session.user.id, position_id=position_id(position), update=data)

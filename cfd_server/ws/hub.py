@@ -50,6 +50,7 @@ class Hub:
         self._dirty: list[Outbox] = []
         self._flush_handle: asyncio.Handle | None = None
         self._burst = False  # something was fanned out in this loop iteration already
+        self._closing: set[asyncio.Task[None]] = set()
 
     # --- connections ----------------------------------------------------------------------------------
 
@@ -96,7 +97,9 @@ class Hub:
         log.warning("closing %r: too slow (%s)", client, reason)
         self.remove(client)
         if client.conn is not None:
-            asyncio.get_running_loop().create_task(client.conn.close(CLOSE_TOO_SLOW, "too slow"))
+            task = asyncio.get_running_loop().create_task(client.conn.close(CLOSE_TOO_SLOW, "too slow"))
+            self._closing.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self._closing.discard)
 
     # --- subscriptions ----------------------------------------------------------------------------------
 
@@ -139,6 +142,10 @@ class Hub:
             _discard(self._users, client.user_id, client)
         client.user_id = user_id
         self._users.setdefault(user_id, set()).add(client)
+
+    def account_users(self) -> list[str]:
+        """The users with at least one connection on `account` (whose marks the server computes)."""
+        return list(self._accounts)
 
     def connections_of(self, user_id: str) -> set[Client]:
         """The authenticated connections of `user_id` (for account and position events)."""

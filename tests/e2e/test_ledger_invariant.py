@@ -13,6 +13,7 @@ import uuid
 from decimal import Decimal
 
 from helpers import set_price, signed_in
+
 from shared.db.tables import Accounts, LedgerEntries, Positions, Users
 from shared.markets import MARKETS
 
@@ -46,7 +47,7 @@ async def test_random_price_paths_and_commands_keep_the_ledger_invariant(platfor
     email = f"invariant-{uuid.uuid4().hex[:8]}@example.com"
     auth = await signed_in(api, mailbox, email)
     prices = dict(START)
-    for step in range(120):
+    for _ in range(120):
         action = rng.random()
         symbol = rng.choice(SYMBOLS)
         market = MARKETS[symbol]

@@ -6,10 +6,10 @@ import asyncio
 from decimal import Decimal
 
 import pytest
+from helpers import set_price, signed_in
 from typer.testing import CliRunner
 
 from cfd_cli.main import app
-from helpers import set_price, signed_in
 
 
 @pytest.fixture
@@ -59,7 +59,8 @@ async def test_operator_journey(platform, api, mailbox, email, cfd):
 
     enabled = await cfd("users", "enable", email)
     assert enabled.exit_code == 0
-    assert (await api.post("/auth/signin", json={"email": email, "password": "correct horse battery"})).status_code == 200
+    again = await api.post("/auth/signin", json={"email": email, "password": "correct horse battery"})
+    assert again.status_code == 200
 
 
 async def test_operator_errors_are_one_red_line(cfd):

@@ -98,7 +98,8 @@ async def test_stop_loss_and_take_profit_close_at_the_tick_that_hits_them(platfo
     })).json()
     assert long["stop_loss"] == "590" and short["take_profit"] == "590"
 
-    await set_price(platform, "BNB_USDC", "589.50", "589.60")  # bid 589.32 ≤ 590: long stopped; ask 589.78 ≤ 590: short TP
+    # bid 589.32 ≤ 590: the long's stop-loss; ask 589.78 ≤ 590: the short's take-profit
+    await set_price(platform, "BNB_USDC", "589.50", "589.60")
 
     async def both_closed():
         positions = (await api.get("/positions?status=closed", headers=auth)).json()
@@ -186,7 +187,8 @@ async def test_modify_sets_and_removes_stops(platform, api, mailbox, email):
     await set_price(platform, "SOL_USDC", "150.00", "150.00")  # broker 149.95 / 150.05
     position = (await api.post("/positions", headers=auth, json={"symbol": "SOL_USDC", "side": "long", "qty": "1",
                                                                  "leverage": 2})).json()
-    set_ = await api.patch(f"/positions/{position['id']}", headers=auth, json={"stop_loss": "140", "take_profit": "160"})
+    set_ = await api.patch(f"/positions/{position['id']}", headers=auth,
+                           json={"stop_loss": "140", "take_profit": "160"})
     assert set_.status_code == 200 and set_.json()["stop_loss"] == "140" and set_.json()["take_profit"] == "160"
     removed = await api.patch(f"/positions/{position['id']}", headers=auth, json={"stop_loss": None})
     assert removed.json()["stop_loss"] is None and removed.json()["take_profit"] == "160"

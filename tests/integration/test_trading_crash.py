@@ -13,9 +13,9 @@ import uuid
 from decimal import Decimal
 
 import httpx
+from helpers import Mailbox, real_only, sign_up
 
 from cfd_cli.platform import Platform
-from helpers import Mailbox, real_only, sign_up
 from shared.contracts import PriceTick, encode
 from shared.db.tables import Accounts, LedgerEntries, Positions, Users
 
@@ -73,7 +73,7 @@ async def test_sigkill_during_500_opens(make_settings, mailbox: Mailbox, platfor
                 auths.append({"Authorization": f"Bearer {body['access_token']}"})
             burst = [asyncio.ensure_future(_open_until_acknowledged(api, auth, f"o{n}"))
                      for auth in auths for n in range(ORDERS_PER_USER)]
-            while sum(task.done() for task in burst) < 100:
+            while sum(task.done() for task in burst) < 100:  # noqa: ASYNC110 - polling tasks, not an event
                 await asyncio.sleep(0.01)
             assert not all(task.done() for task in burst)
             first.send_signal(signal.SIGKILL)

@@ -1,13 +1,12 @@
 """The WebSocket feed end to end: ticks on the bus → quote book → hub → real `websockets` clients.
 
-Runs on the in-process bus, or on Kafka when CFD_TEST_BACKENDS=real and CFD_KAFKA_BOOTSTRAP are set.
+Runs on the selected backend set (tests/conftest.py): the in-process bus and cache, or Kafka and Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import time
 import uuid
@@ -15,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 
 import pytest
+from helpers import REAL, RUN_ID
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -22,38 +22,28 @@ from cfd_server.auth.tokens import Sessions
 from cfd_server.context import ServerContext
 from cfd_server.market import MarketRuntime, start_market
 from cfd_server.ws import Limits
-from shared.bus import Bus, Topics
-from shared.bus.memory import MemoryBus
+from shared.bus import Bus, Topics, create_bus
 from shared.bus.rpc import RequestClient
-from shared.cache.memory import MemoryCache
+from shared.cache import create_cache
 from shared.contracts import PriceTick, User, encode
 from shared.markets import MARKETS, broker_quote
-from shared.settings import Settings, load_settings
+from shared.settings import Settings
 
-REAL = os.environ.get("CFD_TEST_BACKENDS") == "real" and bool(os.environ.get("CFD_KAFKA_BOOTSTRAP"))
 TIMEOUT = 10.0 if REAL else 3.0
 
 Feed = Callable[..., Awaitable[MarketRuntime]]
 
 
-def _settings(tmp_path) -> Settings:
-    return load_settings(env="test", data_dir=tmp_path, http_host="127.0.0.1", ws_port=0,
-                         topic_prefix=f"test-ws-{uuid.uuid4().hex[:8]}-")
-
-
 @pytest.fixture
-async def settings(tmp_path) -> Settings:
-    return _settings(tmp_path)
+async def settings(make_settings, tmp_path) -> Settings:
+    """The run's backend set, with topics of this test's own (no other consumer sees its ticks)."""
+    return make_settings(data_dir=tmp_path, topic_prefix=f"t{RUN_ID}.ws{uuid.uuid4().hex[:8]}.")
 
 
 @pytest.fixture
 async def bus(settings: Settings) -> AsyncIterator[Bus]:
-    if REAL:
-        from shared.bus.kafka import KafkaBus
-
-        the_bus: Bus = KafkaBus(settings)
-    else:
-        the_bus = MemoryBus(partitions=settings.kafka_partitions)
+    """The in-process bus, or Kafka on the real backend set."""
+    the_bus = create_bus(settings)
     await the_bus.start()
     await the_bus.ensure_topics(Topics(settings).all())
     yield the_bus
@@ -64,12 +54,13 @@ async def bus(settings: Settings) -> AsyncIterator[Bus]:
 async def feed(settings: Settings, bus: Bus) -> AsyncIterator[Feed]:
     """Start the market runtime (quote book + hub + WebSocket server) with the given limits."""
     started: list[tuple[MarketRuntime, RequestClient]] = []
+    cache = create_cache(settings)
 
     async def start(limits: Limits | None = None) -> MarketRuntime:
         topics = Topics(settings)
         rpc = RequestClient(bus, topics.replies, settings.instance_id, 2.0)
         await rpc.start()
-        ctx = ServerContext(settings=settings, bus=bus, cache=MemoryCache(), mailer=None, rpc=rpc,  # type: ignore[arg-type]
+        ctx = ServerContext(settings=settings, bus=bus, cache=cache, mailer=None, rpc=rpc,  # type: ignore[arg-type]
                             mail=None, topics=topics)  # type: ignore[arg-type]
         runtime = await start_market(ctx, limits=limits)
         started.append((runtime, rpc))
@@ -79,10 +70,17 @@ async def feed(settings: Settings, bus: Bus) -> AsyncIterator[Feed]:
     for runtime, rpc in started:
         await runtime.stop()
         await rpc.stop()
+    await cache.close()
+
+
+_last_us = 0
 
 
 def _tick(symbol: str, bid: str, ask: str, ts_ms: int | None = None) -> PriceTick:
-    ts_us = (ts_ms if ts_ms is not None else time.time_ns() // 1_000_000) * 1000
+    """A tick at `ts_ms`, or now: each later than the last, as an exchange's microsecond clock is."""
+    global _last_us
+    ts_us = ts_ms * 1000 if ts_ms is not None else max(time.time_ns() // 1000, _last_us + 1)
+    _last_us = max(_last_us, ts_us)
     return PriceTick(symbol=symbol, bid=Decimal(bid), ask=Decimal(ask), exchange_time_us=ts_us,
                      ingest_time_us=ts_us)
 
@@ -310,6 +308,8 @@ async def test_a_client_that_stays_stuck_is_closed_with_4008(feed, bus, settings
     base = time.time_ns() // 1_000_000
     for i in range(1000):
         await publish(bus, settings, _tick("SOL_USDC", str(185 + i), str(186 + i), base + i))
+        if i % 50 == 49:
+            await asyncio.sleep(0.005)  # let the hub flush between bursts, as a live feed would
     await wait_until(lambda: runtime.hub.stats.closed_slow == 1)
     await wait_until(lambda: not runtime.hub.clients)
     with pytest.raises(ConnectionClosed):

@@ -1,0 +1,457 @@
+"""Benchmark the WebSocket fan-out: tick-to-client latency, sustained deliveries per second, memory per client.
+
+    python benchmarks/ws_fanout.py                       # 1, 100, 1,000 and 10,000 clients on the memory bus
+    python benchmarks/ws_fanout.py --clients 1,100 --quick
+    CFD_KAFKA_BOOTSTRAP=127.0.0.1:9092 python benchmarks/ws_fanout.py   # the same on Kafka as well
+
+The server (bus → quote book → hub → `websockets` server) runs in this process, exactly as `cfd server` wires
+it (`start_market`). Clients run in separate processes so their CPU does not count against the server: each
+is a minimal raw WebSocket client (an asyncio Protocol that reads frames and timestamps every `price` frame),
+far cheaper per message than a full client library, so thousands fit in one process.
+
+- latency: ticks are published at a steady rate; a tick's `ts` carries its sequence number, so every client
+  frame is matched to the instant its tick was published: p50/p99 from publish to a client's receive.
+- sustained deliveries/s: 1,000 clients, the tick rate doubled step by step while every client still
+  receives every frame (no conflation) with p99 under 100 ms; the last such step is the result.
+- server CPU per delivery: the server process's CPU time over the deliveries it made.
+- memory per connection: the server's RSS growth over the connected, subscribed clients (first backend only:
+  memory freed by one run is kept by the allocator and reused by the next).
+
+Writes `benchmarks/results/ws_fanout.json` and prints a table. Each run is bounded (a few seconds a phase).
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import base64
+import gc
+import json
+import logging
+import multiprocessing as mp
+import os
+import platform
+import re
+import resource
+import sys
+import time
+import uuid
+from decimal import Decimal
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from cfd_server.context import ServerContext  # noqa: E402
+from cfd_server.market import MarketRuntime, start_market  # noqa: E402
+from cfd_server.ws import Limits  # noqa: E402
+from shared.bus import Bus, Topics  # noqa: E402
+from shared.bus.memory import MemoryBus  # noqa: E402
+from shared.bus.rpc import RequestClient  # noqa: E402
+from shared.cache.memory import MemoryCache  # noqa: E402
+from shared.contracts import PriceTick, encode  # noqa: E402
+from shared.settings import Settings, load_settings  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "ws_fanout.json"
+SYMBOL = "SOL_USDC"
+CONNECT_BATCH = 250
+console = Console(width=120)
+
+
+# --- the client side (runs in worker processes) -------------------------------------------------------------
+
+_TS = re.compile(rb'"ts":(\d+)}')
+
+
+class FeedClient(asyncio.Protocol):
+    """A minimal WebSocket client: handshake, one subscribe, then timestamps of every `price` frame."""
+
+    def __init__(self, port: int, channel: str, sink: Sink) -> None:
+        self.port = port
+        self.channel = channel
+        self.sink = sink
+        self.transport: asyncio.Transport | None = None
+        self.handshaken = False
+        self.subscribed = False
+        self.tail = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.transport.write(  # type: ignore[union-attr]
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time_ns()
+        if not self.handshaken:
+            self.tail += data
+            end = self.tail.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if b" 101 " not in self.tail[:end]:
+                raise RuntimeError(self.tail[:end].decode(errors="replace"))
+            self.handshaken = True
+            data, self.tail = self.tail[end + 4:], b""
+            self.transport.write(masked_text(json.dumps(  # type: ignore[union-attr]
+                {"op": "subscribe", "channels": [self.channel]}).encode()))
+        buf = self.tail + data
+        if not self.subscribed and b'"type":"subscribed"' in buf:
+            self.subscribed = True
+            self.sink.ready += 1
+        last = 0
+        for match in _TS.finditer(buf):
+            self.sink.seqs.append(int(match.group(1)))
+            self.sink.times.append(now)
+            last = match.end()
+        rest = buf[last:]
+        self.tail = rest[-64:] if len(rest) > 64 else rest
+
+
+class Sink:
+    """What one worker's clients received: (tick ts, receive time in ns) pairs."""
+
+    def __init__(self) -> None:
+        self.ready = 0
+        self.seqs = array.array("q")
+        self.times = array.array("q")
+
+
+def masked_text(payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    assert len(payload) < 126
+    return bytes([0x81, 0x80 | len(payload)]) + mask + body
+
+
+def worker_main(port: int, count: int, channel: str, pipe: Connection) -> None:
+    raise_fd_limit()
+    asyncio.run(_worker(port, count, channel, pipe))
+
+
+async def _worker(port: int, count: int, channel: str, pipe: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    sink = Sink()
+    transports = []
+    for start in range(0, count, CONNECT_BATCH):
+        batch = min(CONNECT_BATCH, count - start)
+        made = await asyncio.gather(*(loop.create_connection(lambda: FeedClient(port, channel, sink), "127.0.0.1",
+                                                             port) for _ in range(batch)))
+        transports.extend(t for t, _ in made)
+    await until(lambda: sink.ready >= count, 60)
+    pipe.send(("ready", count))
+    while True:
+        command = await asyncio.to_thread(pipe.recv)
+        if command == "collect":
+            await asyncio.sleep(0)
+            pipe.send((sink.seqs.tobytes(), sink.times.tobytes()))
+            sink.seqs, sink.times = array.array("q"), array.array("q")
+        elif command == "quit":
+            for transport in transports:
+                transport.close()
+            await asyncio.sleep(0.05)
+            pipe.send("bye")
+            return
+
+
+async def until(condition, timeout: float) -> None:
+    """Wait (polling) until `condition()` holds; `TimeoutError` after `timeout` seconds."""
+    for _ in range(int(timeout / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError(f"still waiting after {timeout:g} s")
+
+
+# --- the server side (this process) --------------------------------------------------------------------------
+
+
+def raise_fd_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux: the peak is the best there is
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class Server:
+    """The market runtime on a bus, plus the clients' worker processes."""
+
+    def __init__(self, bus: Bus, settings: Settings, runtime: MarketRuntime, rpc: RequestClient) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.runtime = runtime
+        self.rpc = rpc
+        self.topic = Topics(settings).prices
+        self.workers: list[tuple[mp.Process, Connection]] = []
+        self.base_ms = time.time_ns() // 1_000_000 - 86_400_000  # a day ago: each tick's ts is base + seq
+        self.seq = 0
+        self.published: dict[int, int] = {}  # ts -> publish time in ns
+
+    @classmethod
+    async def start(cls, bus: Bus, settings: Settings) -> Server:
+        topics = Topics(settings)
+        await bus.start()
+        await bus.ensure_topics(topics.all())
+        rpc = RequestClient(bus, topics.replies, settings.instance_id, 5.0)
+        await rpc.start()
+        ctx = ServerContext(settings=settings, bus=bus, cache=MemoryCache(), mailer=None, rpc=rpc,  # type: ignore[arg-type]
+                            mail=None, topics=topics)  # type: ignore[arg-type]
+        limits = Limits(max_connections=50_000, ping_interval=None, ping_timeout=None)
+        return cls(bus, settings, await start_market(ctx, limits=limits), rpc)
+
+    async def stop(self) -> None:
+        await self.disconnect()
+        await self.runtime.stop()
+        await self.rpc.stop()
+        await self.bus.stop()
+
+    async def connect(self, count: int, processes: int) -> None:
+        spawn = mp.get_context("spawn")
+        shares = [count // processes + (1 if i < count % processes else 0) for i in range(processes)]
+        for share in (s for s in shares if s):
+            ours, theirs = spawn.Pipe()
+            process = spawn.Process(target=worker_main, args=(self.runtime.ws_port, share, f"prices.{SYMBOL}", theirs),
+                                    daemon=True)
+            process.start()
+            self.workers.append((process, ours))
+        for _, pipe in self.workers:
+            message = await asyncio.wait_for(asyncio.to_thread(pipe.recv), 120)
+            assert message[0] == "ready", message
+        await until(lambda: len(self.runtime.hub.clients) >= count, 60)
+
+    async def disconnect(self) -> None:
+        for process, pipe in self.workers:
+            pipe.send("quit")
+            await asyncio.wait_for(asyncio.to_thread(pipe.recv), 30)
+            process.join(10)
+        self.workers.clear()
+        await until(lambda: not self.runtime.hub.clients, 30)
+
+    async def publish(self, rate: float, seconds: float) -> int:
+        """Publish ticks at `rate` per second for `seconds`; returns how many."""
+        interval = 1.0 / rate
+        count = max(1, int(rate * seconds))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i in range(count):
+            self.seq += 1
+            ts = self.base_ms + self.seq
+            price = Decimal(185) + Decimal(self.seq % 1000) / 100
+            tick = PriceTick(symbol=SYMBOL, bid=price, ask=price + Decimal("0.02"), exchange_time_us=ts * 1000,
+                             ingest_time_us=ts * 1000)
+            value = encode(tick)
+            self.published[ts] = time.time_ns()
+            await self.bus.publish(self.topic, value, key=SYMBOL.encode(), wait=False)
+            delay = start + (i + 1) * interval - loop.time()
+            await asyncio.sleep(max(0.0, delay))
+        return count
+
+    async def collect(self) -> tuple[list[float], int]:
+        """Latencies (ms) of every frame the clients received since the last collect, and their count."""
+        await asyncio.sleep(0.3)  # the last ticks' frames arrive
+        latencies: list[float] = []
+        received = 0
+        for _, pipe in self.workers:
+            pipe.send("collect")
+            raw_seqs, raw_times = await asyncio.wait_for(asyncio.to_thread(pipe.recv), 60)
+            seqs, times = array.array("q"), array.array("q")
+            seqs.frombytes(raw_seqs)
+            times.frombytes(raw_times)
+            published = self.published  # frames of other phases (a new subscriber's snapshot) do not count
+            matched = [(t - published[s]) / 1e6 for s, t in zip(seqs, times, strict=True) if s in published]
+            received += len(matched)
+            latencies.extend(matched)
+        self.published.clear()
+        return latencies, received
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def latency_run(server: Server, clients: int, ticks: int, rate: float, processes: int,
+                      measure_memory: bool) -> dict:
+    rss_before = rss_bytes()
+    connect_started = time.perf_counter()
+    await server.connect(clients, processes)
+    connect_seconds = time.perf_counter() - connect_started
+    gc.collect()
+    rss_after = rss_bytes()
+    await server.publish(rate, 0.5)  # warm up
+    await server.collect()
+    stats = server.runtime.hub.stats
+    deliveries_before, cpu_before = stats.deliveries, time.process_time()
+    published = await server.publish(rate, ticks / rate)
+    cpu = time.process_time() - cpu_before
+    deliveries = stats.deliveries - deliveries_before
+    latencies, received = await server.collect()
+    await server.disconnect()
+    return {
+        "clients": clients,
+        "ticks": published,
+        "tick_rate": rate,
+        "deliveries": deliveries,
+        "received": received,
+        "received_ratio": round(received / max(1, published * clients), 4),
+        "latency_ms_p50": round(percentile(latencies, 0.50), 3),
+        "latency_ms_p99": round(percentile(latencies, 0.99), 3),
+        "latency_ms_max": round(max(latencies), 3) if latencies else None,
+        "server_cpu_us_per_delivery": round(cpu / max(1, deliveries) * 1e6, 2),
+        "rss_per_connection_kib": round((rss_after - rss_before) / clients / 1024, 1)
+        if measure_memory and clients >= 100 else None,
+        "connect_seconds": round(connect_seconds, 2),
+    }
+
+
+async def throughput_run(server: Server, clients: int, rates: list[float], seconds: float, processes: int) -> dict:
+    """Double the tick rate until clients stop getting every frame in time; the last good step wins."""
+    await server.connect(clients, processes)
+    steps = []
+    best = None
+    stats = server.runtime.hub.stats
+    for rate in rates:
+        deliveries_before, cpu_before, started = stats.deliveries, time.process_time(), time.perf_counter()
+        published = await server.publish(rate, seconds)
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_before
+        latencies, received = await server.collect()
+        expected = published * clients
+        step = {
+            "tick_rate": rate,
+            "achieved_tick_rate": round(published / elapsed, 1),
+            "deliveries_per_second": round(received / elapsed),
+            "received_ratio": round(received / expected, 4),
+            "latency_ms_p50": round(percentile(latencies, 0.5), 2),
+            "latency_ms_p99": round(percentile(latencies, 0.99), 2),
+            "server_cpu_share": round(cpu / elapsed, 2),
+            "server_cpu_us_per_delivery": round(cpu / max(1, stats.deliveries - deliveries_before) * 1e6, 2),
+        }
+        steps.append(step)
+        console.print(f"  {clients} clients × {rate:g} ticks/s: {step}")
+        if step["received_ratio"] < 0.999 or step["latency_ms_p99"] >= 100:
+            break
+        if best is None or step["deliveries_per_second"] > best["deliveries_per_second"]:
+            best = step
+        if elapsed > seconds * 1.25:
+            break  # the publisher could not keep the rate: the server is saturated
+    await server.disconnect()
+    return {"clients": clients, "steps": steps,
+            "sustained_deliveries_per_second": best["deliveries_per_second"] if best else 0}
+
+
+async def run_backend(name: str, make_bus, args, measure_memory: bool) -> dict:
+    settings = load_settings(env="test", http_host="127.0.0.1", ws_port=0,
+                             topic_prefix=f"bench-{uuid.uuid4().hex[:8]}-")
+    server = await Server.start(make_bus(settings), settings)
+    results: dict = {"backend": name, "latency": [], "throughput": None}
+    try:
+        for clients in args.clients:
+            processes = 1 if clients < 2000 else args.processes
+            rate = args.rate if clients < 5000 else args.rate / 4
+            console.print(f"[bold]{name}[/]: {clients} clients, {args.ticks} ticks at {rate:g}/s ...")
+            run = await latency_run(server, clients, args.ticks, rate, processes, measure_memory)
+            console.print(f"  {run}")
+            results["latency"].append(run)
+        if args.throughput_clients:
+            console.print(f"[bold]{name}[/]: sustained deliveries at {args.throughput_clients} clients ...")
+            results["throughput"] = await throughput_run(server, args.throughput_clients, args.steps, args.step_seconds,
+                                                         1)
+    finally:
+        await server.stop()
+    return results
+
+
+def print_table(report: dict) -> None:
+    for backend in report["backends"]:
+        table = Table(title=f"WebSocket fan-out — {backend['backend']} bus")
+        for column in ("clients", "ticks/s", "p50 ms", "p99 ms", "max ms", "received", "CPU µs/delivery",
+                       "RSS KiB/conn"):
+            table.add_column(column, justify="right")
+        for run in backend["latency"]:
+            table.add_row(f"{run['clients']:,}", f"{run['tick_rate']:g}", f"{run['latency_ms_p50']:.2f}",
+                          f"{run['latency_ms_p99']:.2f}", f"{run['latency_ms_max']:.2f}",
+                          f"{run['received_ratio']:.1%}", f"{run['server_cpu_us_per_delivery']:.2f}",
+                          "" if run["rss_per_connection_kib"] is None else f"{run['rss_per_connection_kib']:.1f}")
+        console.print(table)
+        if backend["throughput"]:
+            t = backend["throughput"]
+            console.print(f"sustained: [bold]{t['sustained_deliveries_per_second']:,}[/] deliveries/s to "
+                          f"{t['clients']:,} clients (every frame delivered, p99 < 100 ms)")
+
+
+async def main(args) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    fd_limit = raise_fd_limit()
+    needed = max(args.clients) + 200
+    if fd_limit < needed:
+        console.print(f"[yellow]fd limit {fd_limit} < {needed}: dropping the runs that do not fit[/]")
+        args.clients = [c for c in args.clients if c + 200 <= fd_limit]
+    backends = [("memory", lambda s: MemoryBus(partitions=s.kafka_partitions))]
+    if os.environ.get("CFD_KAFKA_BOOTSTRAP"):
+        def kafka(settings: Settings) -> Bus:
+            from shared.bus.kafka import KafkaBus
+
+            return KafkaBus(settings)
+
+        backends.append(("kafka", kafka))
+    report: dict = {
+        "benchmark": "ws_fanout",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_before": [round(x, 2) for x in os.getloadavg()]},
+        "settings": {"ticks": args.ticks, "rate": args.rate, "clients": args.clients,
+                     "throughput_clients": args.throughput_clients, "steps": args.steps},
+        "backends": [],
+    }
+    for index, (name, make_bus) in enumerate(backends):
+        try:
+            # RSS growth means something only in the first run: the allocator keeps what later runs reuse
+            report["backends"].append(await run_backend(name, make_bus, args, measure_memory=index == 0))
+        except Exception as exc:  # one backend failing (Kafka down) still reports the others
+            console.print(f"[red]{name} run failed:[/] {type(exc).__name__}: {exc}")
+            report["backends"].append({"backend": name, "error": f"{type(exc).__name__}: {exc}", "latency": [],
+                                       "throughput": None})
+    report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print_table({"backends": [b for b in report["backends"] if "error" not in b]})
+    console.print(f"written to {RESULTS.relative_to(ROOT)}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", default="1,100,1000,10000", help="client counts for the latency runs")
+    parser.add_argument("--ticks", type=int, default=100, help="ticks per latency run")
+    parser.add_argument("--rate", type=float, default=20.0, help="ticks per second in the latency runs")
+    parser.add_argument("--processes", type=int, default=max(1, min(4, (os.cpu_count() or 2))),
+                        help="client processes for the big runs")
+    parser.add_argument("--throughput-clients", type=int, default=1000, help="clients for the sustained run (0: skip)")
+    parser.add_argument("--steps", default="50,100,200,400,800,1600", help="tick rates tried in the sustained run")
+    parser.add_argument("--step-seconds", type=float, default=2.0)
+    parser.add_argument("--quick", action="store_true", help="fewer ticks and steps: a smoke run")
+    args = parser.parse_args(argv)
+    args.clients = [int(c) for c in args.clients.split(",") if c]
+    args.steps = [float(s) for s in args.steps.split(",") if s]
+    if args.quick:
+        args.ticks, args.step_seconds, args.steps = 20, 1.0, args.steps[:3]
+    return args
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))
