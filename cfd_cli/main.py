@@ -101,14 +101,14 @@ def main(
     setup_logging(verbose)
 
 
-def _banner(settings: Settings, services: tuple[str, ...], port: int | None) -> None:
+def _banner(settings: Settings, services: tuple[str, ...], port: int | None, feed: str | None) -> None:
     console.print(f"[bold green]CFD Broker[/] {shared.__version__} running: {', '.join(services)}")
     for concern, backend in settings.describe_backends().items():
         console.print(f"  [cyan]{concern:<9}[/] {backend}")
     if port:
         console.print(f"  [cyan]{'api':<9}[/] http://{settings.http_host}:{port}/api/v1  "
                       f"(docs: http://{settings.http_host}:{port}/schema)")
-        console.print(f"  [cyan]{'feed':<9}[/] ws://{settings.http_host}:{settings.ws_port}/ws")
+        console.print(f"  [cyan]{'feed':<9}[/] {feed}")
     console.print("[dim]Ctrl-C stops everything gracefully.[/]")
 
 
@@ -119,7 +119,7 @@ async def _serve(settings: Settings, services: tuple[str, ...], migrate_db: bool
 
     async def announce() -> None:
         await platform.started.wait()
-        _banner(settings, platform.services, platform.http_port)
+        _banner(settings, platform.services, platform.http_port, platform.ws_url if platform.http_port else None)
 
     task = asyncio.ensure_future(announce())
     try:
