@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 import shared
+from cfd_cli.demo import demo_command
 from cfd_cli.operate import exposure_command, positions_app, users_app
 from cfd_cli.platform import StartupError
 from cfd_cli.prices import exchange_app, poller_command, prices_app
@@ -161,6 +162,7 @@ def dbproc(
 
 
 app.command("poller")(poller_command)
+app.command("demo")(demo_command)
 
 
 @db_app.command("migrate")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -117,20 +118,24 @@ class AuthService:
         except BadRequest:
             email = body.email.strip().lower()
         failures_key = f"signin-fail:{email}"
-        failures = int(await self.cache.get(failures_key) or 0)
+        # The throttle check and the credentials lookup do not depend on each other: ask both at once.
+        counted, found = await asyncio.gather(
+            self.cache.get(failures_key),
+            self._request(RequestType.USER_CREDENTIALS, CredentialsQuery(email=email), Credentials, key=email),
+        )
+        failures = int(counted or 0)
         if failures >= SIGNIN_MAX_FAILURES:
             wait = math.ceil(await self.cache.ttl(failures_key) or SIGNIN_WINDOW)
             raise Throttled("Too many failed sign-ins for this email; try again later.", code="too_many_attempts",
                             retry_after=wait, details={"retry_after": wait})
-        found = await self._request(RequestType.USER_CREDENTIALS, CredentialsQuery(email=email), Credentials,
-                                    key=email)
         ok = await check_password(body.password, found.password_hash or self.dummy.value)
         if not ok or found.user is None:
             await self.cache.incr(failures_key, ttl=SIGNIN_WINDOW)
             raise Unauthorized("The email or password is wrong.", code="invalid_credentials")
         if found.user.status == "disabled":
             raise Forbidden("This account is disabled; contact support.", code="account_disabled")
-        await self.cache.delete(failures_key)
+        if failures:
+            await self.cache.delete(failures_key)
         return await self.sessions.issue(found.user)
 
     async def logout(self, session: Session) -> None:
