@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 import msgspec
@@ -187,15 +188,27 @@ class TradingEngine:
         return AccountEvent(event="snapshot", user_id=user_id,
                             account=self._account(balance, positions, self.quotes.fresh()))
 
+    async def _open_position(self, user_id: uuid.UUID, position_id: str) -> Position:
+        position = await self._position(user_id, position_id)
+        if position.status != "open":
+            raise Rejected("This position is already closed.", code="position_closed")
+        return position
+
+    async def _apply(self, request: BusRequest, user_id: str, apply: Callable[[list], Awaitable[bytes]]) -> bytes:
+        """Apply a command once (one transaction); its events go out after the commit."""
+        events: list[PositionEvent | AccountEvent] = []
+        reply = await apply_once(self.db, request, user_id, lambda: apply(events))
+        await self._emit(user_id, *events)
+        return reply
+
     # --- commands -----------------------------------------------------------------------------------------
 
     async def open(self, request: BusRequest) -> bytes:
         command = msgspec.json.decode(request.body, type=OpenCommand)
         order = command.order
         user_id = _uuid(command.user_id, "account")
-        events: list = []
 
-        async def apply() -> bytes:
+        async def apply(events: list) -> bytes:
             market, quote = self.quotes.quote(order.symbol)
             check_order(market, order.side, order.qty, order.leverage)
             fill = open_price(order.side, quote)
@@ -228,19 +241,14 @@ class TradingEngine:
                                                              self.quotes.fresh())))
             return encode(position)
 
-        reply = await apply_once(self.db, request, command.user_id, apply)
-        await self._emit(command.user_id, *events)
-        return reply
+        return await self._apply(request, command.user_id, apply)
 
     async def close(self, request: BusRequest) -> bytes:
         command = msgspec.json.decode(request.body, type=CloseCommand)
         user_id = _uuid(command.user_id, "account")
-        events: list = []
 
-        async def apply() -> bytes:
-            position = await self._position(user_id, command.position_id)
-            if position.status != "open":
-                raise Rejected("This position is already closed.", code="position_closed")
+        async def apply(events: list) -> bytes:
+            position = await self._open_position(user_id, command.position_id)
             market, quote = self.quotes.quote(position.symbol)
             qty = position.qty if command.qty is None else command.qty
             if not qty.is_finite() or qty <= 0 or qty > position.qty:
@@ -263,19 +271,14 @@ class TradingEngine:
             events.append(await self._snapshot_event(command.user_id, balance))
             return encode(closed)
 
-        reply = await apply_once(self.db, request, command.user_id, apply)
-        await self._emit(command.user_id, *events)
-        return reply
+        return await self._apply(request, command.user_id, apply)
 
     async def modify(self, request: BusRequest) -> bytes:
         command = msgspec.json.decode(request.body, type=ModifyCommand)
         user_id = _uuid(command.user_id, "account")
-        events: list = []
 
-        async def apply() -> bytes:
-            position = await self._position(user_id, command.position_id)
-            if position.status != "open":
-                raise Rejected("This position is already closed.", code="position_closed")
+        async def apply(events: list) -> bytes:
+            position = await self._open_position(user_id, command.position_id)
             market, quote = self.quotes.quote(position.symbol)
             update = command.update
             stop_loss = position.stop_loss if update.stop_loss is msgspec.UNSET else update.stop_loss
@@ -289,17 +292,14 @@ class TradingEngine:
                                         balance=await self._balance(user_id)))
             return encode(updated)
 
-        reply = await apply_once(self.db, request, command.user_id, apply)
-        await self._emit(command.user_id, *events)
-        return reply
+        return await self._apply(request, command.user_id, apply)
 
     async def risk_close(self, request: BusRequest) -> bytes:
         """A stop-loss or take-profit hit: close at the triggering tick's price, if still open."""
         command = msgspec.json.decode(request.body, type=RiskCloseCommand)
         user_id = _uuid(command.user_id, "account")
-        events: list = []
 
-        async def apply() -> bytes:
+        async def apply(events: list) -> bytes:
             position = await self._position(user_id, command.position_id)
             if position.status != "open":
                 return encode(position)
@@ -310,18 +310,15 @@ class TradingEngine:
             events.append(await self._snapshot_event(command.user_id, balance))
             return encode(closed)
 
-        reply = await apply_once(self.db, request, command.user_id, apply)
-        await self._emit(command.user_id, *events)
-        return reply
+        return await self._apply(request, command.user_id, apply)
 
     async def stop_out(self, request: BusRequest) -> bytes:
         """Close the worst losing position first until the margin level is back at the stop-out level."""
         command = msgspec.json.decode(request.body, type=StopOutCommand)
         user_id = _uuid(command.user_id, "account")
         quotes = {q.symbol: q for q in command.quotes}
-        events: list = []
 
-        async def apply() -> bytes:
+        async def apply(events: list) -> bytes:
             balance = await self._balance(user_id)
             positions = await self._open_positions(user_id)
             closed_ids: list[str] = []
@@ -345,17 +342,14 @@ class TradingEngine:
                                            account=self._account(balance, positions, quotes)))
             return encode({"closed": closed_ids})
 
-        reply = await apply_once(self.db, request, command.user_id, apply)
-        await self._emit(command.user_id, *events)
-        return reply
+        return await self._apply(request, command.user_id, apply)
 
     async def deposit(self, request: BusRequest) -> bytes:
         """An operator's deposit (or, negative, a withdrawal that cannot take the balance below zero)."""
         command = msgspec.json.decode(request.body, type=DepositCommand)
         user_id = _uuid(command.user_id, "account")
-        events: list = []
 
-        async def apply() -> bytes:
+        async def apply(events: list) -> bytes:
             balance = await self._balance(user_id)
             if not command.amount.is_finite() or command.amount == 0 or balance + command.amount < 0:
                 raise Rejected("The amount must be non-zero and leave the balance at or above zero.",
@@ -365,9 +359,7 @@ class TradingEngine:
             events.append(await self._snapshot_event(command.user_id, balance))
             return encode(await self._account_of(user_id, balance))
 
-        reply = await apply_once(self.db, request, command.user_id, apply)
-        await self._emit(command.user_id, *events)
-        return reply
+        return await self._apply(request, command.user_id, apply)
 
     # --- queries ------------------------------------------------------------------------------------------
 
