@@ -1,0 +1,385 @@
+"""The CFD Broker terminal: the Textual `App`, built by `create_app` for the CLI, `cfd demo` and the tests.
+
+State flows one way. The feed worker applies events to `MarketBoard` and `Portfolio` (plain objects); a
+redraw timer (~20 Hz) takes what changed and bumps the `market_version` / `portfolio_version` reactives,
+which the screens watch to redraw only the changed rows. Widgets post messages up; the screens handle
+them and start workers for network I/O; a worker failure becomes a visible notification in one handler
+(`on_worker_state_changed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from datetime import tzinfo
+from pathlib import Path
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from cfd_tui.client.api import ApiClient, api_root
+from cfd_tui.client.backoff import Backoff
+from cfd_tui.client.errors import ApiError, ClientError, ConnectionLost, NotFound, NotSignedIn
+from cfd_tui.client.feed import AUTH_ERRORS
+from cfd_tui.client.models import AccountFrame, FeedState, Position, PositionFrame, StateChanged
+from cfd_tui.client.protocol import BrokerApi, Feed
+from cfd_tui.client.session import SessionStore
+from cfd_tui.notices import account_notice, position_notice
+from cfd_tui.state import MarketBoard, Portfolio, market_terms
+from shared.contracts import AuthSession, CandleFrame, ErrorFrame, PriceFrame, User
+
+log = logging.getLogger(__name__)
+
+STYLES = Path(__file__).parent / "styles"
+INTERVALS = ("1m", "5m", "15m", "1h")
+REDRAW_HZ = 20.0
+STALE_AFTER_S = 10.0
+
+
+class CfdApp(App[None]):
+    """The trader's terminal. Build it with `create_app`."""
+
+    TITLE = "CFD Broker"
+    CSS_PATH = [STYLES / name for name in ("app.tcss", "auth.tcss", "dashboard.tcss", "dialogs.tcss",
+                                           "history.tcss")]
+    BINDINGS = [
+        Binding("f1,question_mark", "help", "Help", tooltip="Every key, on one screen"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    feed_state: reactive[FeedState] = reactive(FeedState.CLOSED)
+    feed_detail: reactive[str] = reactive("")
+    user: reactive[User | None] = reactive(None)
+    market_version: reactive[int] = reactive(0)
+    portfolio_version: reactive[int] = reactive(0)
+
+    def __init__(self, api_url: str, client: BrokerApi | None = None, *, session_store: SessionStore | None = None,
+                 clock: Callable[[], float] = time.time, tz: tzinfo | None = None, redraw_hz: float = REDRAW_HZ,
+                 stale_after: float = STALE_AFTER_S, animate: bool = True, code_hint: str = "") -> None:
+        super().__init__()
+        self.api_url = api_root(api_url)
+        self.client: BrokerApi = client or ApiClient(self.api_url)
+        self.session_store = session_store
+        self.clock = clock
+        self.tz = tz
+        self.redraw_hz = redraw_hz
+        self.stale_after = stale_after
+        self.animate = animate
+        self.code_hint = code_hint  # where a local platform's sign-up codes can be read (shown on code entry)
+        self.board = MarketBoard()
+        self.portfolio = Portfolio()
+        self.changed_symbols: set[str] = set()
+        self.changed_candles: set[tuple[str, str]] = set()
+        self.feed: Feed | None = None
+        self.candle_channel: str | None = None
+        self._portfolio_dirty = False
+        self._signing_out = False
+        self.notice_log: deque[tuple[str, str, str]] = deque(maxlen=100)  # (severity, title, message)
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.set_interval(1 / self.redraw_hz, self._redraw, name="redraw")
+        self._restore_session()
+
+    async def on_unmount(self) -> None:
+        if self.feed is not None:
+            with contextlib.suppress(Exception):
+                await self.feed.stop()
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
+
+    @work(group="session", exclusive=True, exit_on_error=False)
+    async def _restore_session(self) -> None:
+        """Signed in from a saved token when there is a live one; the sign-in screen otherwise."""
+        saved = self.session_store.load(self.api_url) if self.session_store else None
+        if saved is None and self.client.token is None:
+            await self.show_sign_in()
+            return
+        if saved is not None:
+            self.client.token = saved.access_token
+            self.user = saved.user
+        try:
+            self.user = await self.client.me()
+        except NotSignedIn:
+            await self.session_ended("Your session has expired; please sign in again.")
+            return
+        except ConnectionLost:
+            if self.user is None:
+                raise
+        await self.show_dashboard()
+
+    async def show_sign_in(self, message: str = "") -> None:
+        from cfd_tui.screens.signin import SignInScreen
+
+        await self._replace_screens(SignInScreen(message=message))
+
+    async def show_dashboard(self) -> None:
+        from cfd_tui.screens.dashboard import DashboardScreen
+
+        await self._replace_screens(DashboardScreen())
+        self.start_feed()
+        self.load_markets()
+        self.refresh_portfolio()
+
+    async def _replace_screens(self, screen: Screen) -> None:
+        while len(self.screen_stack) > 1:
+            await self.pop_screen()
+        await self.push_screen(screen)
+
+    def signed_in(self, session: AuthSession) -> None:
+        """Called by the sign-in and verify screens: remember the session and go to the dashboard."""
+        self.user = session.user
+        if self.session_store is not None:
+            try:
+                self.session_store.save(self.api_url, session)
+            except OSError as exc:
+                self.notify(f"Could not save the session ({exc}); you will sign in again next time.",
+                            severity="warning")
+        self.portfolio.reset()
+        self._enter_dashboard()
+
+    @work(group="session", exclusive=True, exit_on_error=False)
+    async def _enter_dashboard(self) -> None:
+        # an app worker: the screen that signed in is removed, so the change cannot run in its own worker
+        await self.show_dashboard()
+
+    def end_session(self, message: str) -> None:
+        """The server no longer accepts the token: forget it and ask to sign in again."""
+        self._end_session(message)
+
+    @work(group="session", exclusive=True, exit_on_error=False)
+    async def _end_session(self, message: str) -> None:
+        await self.session_ended(message)
+
+    async def session_ended(self, message: str) -> None:
+        """Forget the session and show the sign-in screen with `message` (from an app worker only)."""
+        if self._signing_out:
+            return
+        self._signing_out = True
+        try:
+            self.client.token = None
+            if self.session_store is not None:
+                self.session_store.forget(self.api_url)
+            await self._stop_feed()
+            self.user = None
+            self.portfolio.reset()
+            await self.show_sign_in(message)
+        finally:
+            self._signing_out = False
+
+    # --- actions ------------------------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        from cfd_tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    @work(group="session", exclusive=True, exit_on_error=False)
+    async def action_sign_out(self) -> None:
+        """Revoke the session on the server (if it can be reached) and go back to the sign-in screen."""
+        with contextlib.suppress(ClientError):
+            await self.client.logout()
+        await self.session_ended("Signed out.")
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if self.user is None:
+            return
+        from cfd_tui.screens.dashboard import DashboardScreen
+
+        dashboard = next((s for s in self.screen_stack if isinstance(s, DashboardScreen)), None)
+        if dashboard is not None:
+            for symbol in self.board.symbols:
+                yield SystemCommand(f"Market {symbol.replace('_', '/')}", f"Show {symbol} in the chart",
+                                    lambda s=symbol: dashboard.choose_market(s))
+            yield SystemCommand("Order ticket", "Open a new position in the selected market",
+                                lambda: dashboard.action_ticket("long"))
+            yield SystemCommand("History", "Closed positions and the ledger", dashboard.action_history)
+        yield SystemCommand("Sign out", "End this session and return to the sign-in screen", self.action_sign_out)
+
+    # --- data ---------------------------------------------------------------------------------------------
+
+    @work(group="markets", exclusive=True, exit_on_error=False)
+    async def load_markets(self) -> None:
+        """The server's catalogue and latest prices, then a little history per market for the sparklines."""
+        try:
+            markets = await self.client.markets()
+        except NotFound:
+            markets = []
+        if markets:
+            self.board.set_markets(market_terms(m) for m in markets)
+        now = self.clock()
+        for price in await self.client.prices():
+            if price.symbol not in self.board.tickers:
+                self.board.apply_price(price, now, flash=False)
+        for symbol in self.board.symbols:
+            with contextlib.suppress(ApiError):
+                self.board.seed(symbol, await self.client.candles(symbol, "1m", 60))
+
+    @work(group="portfolio", exclusive=True, exit_on_error=False)
+    async def refresh_portfolio(self) -> None:
+        """Account and open positions from REST (at sign-in and after each reconnect)."""
+        try:
+            account = await self.client.account()
+            positions = await self.client.positions("open")
+        except NotFound:
+            self.portfolio.available = False
+            self._portfolio_dirty = True
+            return
+        self.portfolio.available = True
+        self.portfolio.account = account
+        self.portfolio.set_positions(positions)
+        self._portfolio_dirty = True
+
+    def apply_position(self, position: Position) -> None:
+        """A position this terminal opened, changed or closed over REST: shown before the feed says so."""
+        self.portfolio.apply_position(position)
+        self._portfolio_dirty = True
+
+    # --- the feed -----------------------------------------------------------------------------------------
+
+    def start_feed(self) -> None:
+        self._run_feed()
+
+    async def _stop_feed(self) -> None:
+        self.workers.cancel_group(self, "feed")
+        feed, self.feed = self.feed, None
+        if feed is not None:
+            with contextlib.suppress(Exception):
+                await feed.stop()
+        self.feed_state = FeedState.CLOSED
+
+    @work(group="feed", exclusive=True, exit_on_error=False)
+    async def _run_feed(self) -> None:
+        """Open the feed (retrying until the server answers) and apply its events until cancelled."""
+        backoff = Backoff()
+        self.feed_state = FeedState.CONNECTING
+        channels = ["prices.*", "account"] + ([self.candle_channel] if self.candle_channel else [])
+        while True:
+            try:
+                feed = await self.client.feed(channels, stale_after=self.stale_after)
+                break
+            except ClientError as exc:  # the REST API is down too: say so and retry
+                delay = backoff.next()
+                self.feed_state, self.feed_detail = FeedState.RECONNECTING, str(exc)
+                await asyncio.sleep(delay)
+        if self.feed is not None:
+            with contextlib.suppress(Exception):
+                await self.feed.stop()
+        self.feed = feed
+        await feed.start()
+        try:
+            async for event in feed.events():
+                await self._apply(event)
+        finally:
+            with contextlib.suppress(Exception):
+                await feed.stop()
+
+    async def _apply(self, event: object) -> None:
+        if isinstance(event, PriceFrame):
+            self.board.apply_price(event, self.clock(), flash=self.animate)
+        elif isinstance(event, CandleFrame):
+            self.board.apply_candle(event)
+        elif isinstance(event, PositionFrame):
+            self.portfolio.apply_position(event.position)
+            if self.portfolio.account is not None and event.balance is not None:
+                self.portfolio.account.balance = event.balance
+            self._portfolio_dirty = True
+            notice = position_notice(event)
+            if notice is not None:
+                self.notify(notice.message, title=notice.title, severity=notice.severity, timeout=notice.timeout)
+        elif isinstance(event, AccountFrame):
+            if event.account is not None:
+                self.portfolio.account = event.account
+                self.portfolio.available = True
+                self._portfolio_dirty = True
+            notice = account_notice(event)
+            if notice is not None:
+                self.notify(notice.message, title=notice.title, severity=notice.severity, timeout=notice.timeout)
+        elif isinstance(event, StateChanged):
+            was = self.feed_state
+            self.feed_detail = event.detail
+            self.feed_state = event.state
+            if event.state is FeedState.LIVE and was is FeedState.RECONNECTING:
+                self.refresh_portfolio()  # events may have been missed while away
+                if not self.board.tickers:
+                    self.load_markets()
+        elif isinstance(event, ErrorFrame) and event.code in AUTH_ERRORS and self.client.token:
+            try:
+                await self.client.me()  # the feed refused the token; the REST API says whether it is gone
+            except NotSignedIn:
+                self.end_session("Your session has expired; please sign in again.")
+            except ClientError:
+                pass
+
+    async def follow_candles(self, symbol: str, interval: str) -> None:
+        """Have the feed send the live candles of `symbol` at `interval` (and stop the previous ones)."""
+        channel = f"candles.{interval}.{symbol}"
+        if channel == self.candle_channel:
+            return
+        old, self.candle_channel = self.candle_channel, channel
+        if self.feed is not None:
+            if old:
+                await self.feed.unsubscribe([old])
+            await self.feed.subscribe([channel])
+
+    # --- redraw -------------------------------------------------------------------------------------------
+
+    def _redraw(self) -> None:
+        """Take what changed since the last frame and tell the screens (≤ `redraw_hz` times a second)."""
+        now = self.clock()
+        self.board.mark_stale(now, self.stale_after)
+        self.board.expire_flashes(now)
+        symbols, candles = self.board.take_changes()
+        if symbols or candles:
+            self.changed_symbols, self.changed_candles = symbols, candles
+            self.market_version += 1
+        if self._portfolio_dirty:
+            self._portfolio_dirty = False
+            self.portfolio_version += 1
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = True) -> None:
+        """A toast, also kept in `notice_log` (the last 100)."""
+        self.notice_log.append((severity, title, message))
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    # --- errors -------------------------------------------------------------------------------------------
+
+    async def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place a failed worker becomes a message on screen."""
+        if event.state is not WorkerState.ERROR:
+            return
+        error = event.worker.error
+        if isinstance(error, NotSignedIn):
+            self.end_session("Your session has expired; please sign in again.")
+        elif isinstance(error, ConnectionLost):
+            self.notify(error.message, title="Connection", severity="error")
+        elif isinstance(error, ApiError):
+            self.notify(error.message, title=error.code.replace("_", " ").capitalize(), severity="error")
+        else:
+            log.error("worker %s failed", event.worker.name, exc_info=error)
+            self.notify(f"{type(error).__name__}: {error}", title="Unexpected error", severity="error")
+
+
+def create_app(api_url: str = "http://127.0.0.1:8000", client: BrokerApi | None = None, *,
+               session_store: SessionStore | bool | None = True, clock: Callable[[], float] | None = None,
+               tz: tzinfo | None = None, **options) -> CfdApp:
+    """The app against `api_url` (or the given `client`, e.g. a `FakeBroker`).
+
+    `session_store=True` keeps the session in the user's config dir, False/None keeps none, or pass a
+    `SessionStore`. `clock` (epoch seconds) and `tz` freeze what the screens show, for snapshots. Other
+    options: `redraw_hz`, `stale_after`, `animate` (tick flashes), `code_hint` (shown on code entry).
+    """
+    store = SessionStore() if session_store is True else (session_store or None)
+    return CfdApp(api_url, client, session_store=store, clock=clock or time.time, tz=tz, **options)

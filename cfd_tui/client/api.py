@@ -1,0 +1,227 @@
+"""`ApiClient`: the REST API of CFD Broker as typed async methods (httpx), for the TUI, scripts and bots.
+
+    async with ApiClient("http://127.0.0.1:8000") as api:
+        await api.signin("ada@example.com", "correct horse battery")
+        for price in await api.prices():
+            print(price.symbol, price.bid, price.ask)
+        feed = await api.feed(["prices.*", "account"])
+
+Answers decode into msgspec Structs (Decimal for money); error answers raise `ApiError` subclasses and
+network failures `ConnectionLost` (see `cfd_tui.client.errors`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import httpx
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from cfd_tui.client.errors import ConnectionLost, UnexpectedResponse, error_from_response
+from cfd_tui.client.feed import FeedClient
+from cfd_tui.client.models import (
+    Account,
+    LedgerEntry,
+    Position,
+    PositionClose,
+    PositionCreate,
+    PositionUpdate,
+    Side,
+)
+from shared.contracts import (
+    AuthSession,
+    Candle,
+    InfoResponse,
+    MarketInfo,
+    MeResponse,
+    Price,
+    SigninRequest,
+    SignupAccepted,
+    SignupRequest,
+    User,
+    VerifyRequest,
+)
+
+T = TypeVar("T")
+
+API_PREFIX = "/api/v1"
+DEFAULT_TIMEOUT = 10.0
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+
+
+def api_root(url: str) -> str:
+    """`http://host:8000`, `http://host:8000/` or `http://host:8000/api/v1` → `http://host:8000/api/v1`."""
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url
+    return url if url.endswith(API_PREFIX) else url + API_PREFIX
+
+
+class ApiClient:
+    """Typed access to every REST endpoint. Holds the bearer token once signed in (`token`)."""
+
+    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base_url = api_root(base_url)
+        self.token = token
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport,
+                                       headers={"Accept": "application/json"})
+
+    async def __aenter__(self) -> ApiClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    # --- plumbing -----------------------------------------------------------------------------------------
+
+    async def request(self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None,
+                      headers: dict[str, str] | None = None, auth: bool = True) -> httpx.Response:
+        """Send one request; raise `ApiError` for an error status, `ConnectionLost` if there is no answer."""
+        all_headers = dict(headers or {})
+        if auth and self.token:
+            all_headers["Authorization"] = f"Bearer {self.token}"
+        content = None
+        if body is not None:
+            content = _encoder.encode(body)
+            all_headers["Content-Type"] = "application/json"
+        try:
+            response = await self._http.request(method, path, content=content, params=params, headers=all_headers)
+        except httpx.TimeoutException as exc:
+            raise ConnectionLost(f"The server did not answer in time ({method} {path}).", cause=exc) from exc
+        except httpx.TransportError as exc:
+            raise ConnectionLost(f"Cannot reach the server at {self.base_url}: {exc or type(exc).__name__}.",
+                                 cause=exc) from exc
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        return response
+
+    async def _get(self, path: str, kind: type[T], params: dict[str, Any] | None = None) -> T:
+        return _decode(await self.request("GET", path, params=params), kind)
+
+    # --- auth ---------------------------------------------------------------------------------------------
+
+    async def signup(self, email: str) -> SignupAccepted:
+        """Ask for a one-time code by mail (202; the same answer whether or not the email is registered)."""
+        response = await self.request("POST", "/auth/signup", body=SignupRequest(email=email), auth=False)
+        return _decode(response, SignupAccepted)
+
+    async def verify(self, email: str, otp: str, password: str, name: str) -> AuthSession:
+        """Create the account with the mailed code; signs this client in."""
+        response = await self.request("POST", "/auth/verify", auth=False,
+                                      body=VerifyRequest(email=email, otp=otp, password=password, name=name))
+        session = _decode(response, AuthSession)
+        self.token = session.access_token
+        return session
+
+    async def signin(self, email: str, password: str) -> AuthSession:
+        """Sign in with email and password; signs this client in."""
+        response = await self.request("POST", "/auth/signin", body=SigninRequest(email=email, password=password),
+                                      auth=False)
+        session = _decode(response, AuthSession)
+        self.token = session.access_token
+        return session
+
+    async def logout(self) -> None:
+        """Revoke the session on the server and forget the token (forgotten even if the server is away)."""
+        try:
+            if self.token:
+                await self.request("POST", "/auth/logout")
+        finally:
+            self.token = None
+
+    async def me(self) -> User:
+        """The signed-in user (raises `NotSignedIn` when the token is missing, expired or revoked)."""
+        return (await self._get("/auth/me", MeResponse)).user
+
+    # --- markets ------------------------------------------------------------------------------------------
+
+    async def info(self) -> InfoResponse:
+        """The server's version, clock and WebSocket URL."""
+        return await self._get("/info", InfoResponse)
+
+    async def markets(self) -> list[MarketInfo]:
+        """The tradable markets and their contract terms."""
+        return await self._get("/markets", list[MarketInfo])
+
+    async def prices(self) -> list[Price]:
+        """The latest broker quote of every market that has one."""
+        return await self._get("/prices", list[Price])
+
+    async def price(self, symbol: str) -> Price:
+        """The latest broker quote of one market (`ServiceUnavailable` while it is stale)."""
+        return await self._get(f"/prices/{symbol}", Price)
+
+    async def candles(self, symbol: str, interval: str = "1m", limit: int = 200) -> list[Candle]:
+        """Candles on the broker mid, oldest first; the last is the bucket in progress."""
+        return await self._get(f"/candles/{symbol}", list[Candle], {"interval": interval, "limit": limit})
+
+    # --- trading ------------------------------------------------------------------------------------------
+
+    async def account(self) -> Account:
+        """Balance, equity and margin of the signed-in trader."""
+        return await self._get("/account", Account)
+
+    async def open_position(self, symbol: str, side: Side, qty: Decimal, leverage: int, *,
+                            stop_loss: Decimal | None = None, take_profit: Decimal | None = None,
+                            idempotency_key: str | None = None) -> Position:
+        """Open a position at the current broker quote. The `Idempotency-Key` (a fresh one unless given)
+        makes a retried request open one position, not two."""
+        body = PositionCreate(symbol=symbol, side=side, qty=qty, leverage=leverage, stop_loss=stop_loss,
+                                   take_profit=take_profit)
+        key = idempotency_key or uuid.uuid4().hex
+        return _decode(await self.request("POST", "/positions", body=body, headers={"Idempotency-Key": key}),
+                       Position)
+
+    async def positions(self, status: str | None = "open", limit: int = 200) -> list[Position]:
+        """The trader's positions, newest first: `open`, `closed`, or every one (`status=None`)."""
+        params: dict[str, Any] = {"limit": limit}
+        if status is not None:
+            params["status"] = status
+        return await self._get("/positions", list[Position], params)
+
+    async def position(self, position_id: str) -> Position:
+        """One position by id."""
+        return await self._get(f"/positions/{position_id}", Position)
+
+    async def modify_position(self, position_id: str, *, stop_loss: Decimal | UnsetType | None = UNSET,
+                              take_profit: Decimal | UnsetType | None = UNSET) -> Position:
+        """Change the stops of an open position; pass None to remove one, leave a field out to keep it."""
+        body = PositionUpdate(stop_loss=stop_loss, take_profit=take_profit)
+        return _decode(await self.request("PATCH", f"/positions/{position_id}", body=body), Position)
+
+    async def close_position(self, position_id: str, qty: Decimal | None = None, *,
+                             idempotency_key: str | None = None) -> Position:
+        """Close a position at the current quote, or only `qty` of it (a partial close)."""
+        key = idempotency_key or uuid.uuid4().hex
+        return _decode(await self.request("POST", f"/positions/{position_id}/close",
+                                          body=PositionClose(qty=qty), headers={"Idempotency-Key": key}),
+                       Position)
+
+    async def ledger(self, limit: int = 200) -> list[LedgerEntry]:
+        """Every balance change (deposits, realised PnL, fees), newest first."""
+        return await self._get("/ledger", list[LedgerEntry], {"limit": limit})
+
+    # --- the feed -----------------------------------------------------------------------------------------
+
+    async def feed(self, channels: list[str] | tuple[str, ...] = ("prices.*",), **options: Any) -> FeedClient:
+        """A `FeedClient` for the WebSocket URL this server advertises, authenticated with this client's
+        token (if any); `start()` it, or use it as an async context manager."""
+        ws_url = (await self.info()).ws_url
+        return FeedClient(ws_url, channels=channels, token=self.token, **options)
+
+
+def _decode(response: httpx.Response, kind: type[T]) -> T:
+    try:
+        return msgspec.json.decode(response.content, type=kind, strict=False)
+    except msgspec.ValidationError as exc:
+        raise UnexpectedResponse(f"The server's answer to {response.request.method} "
+                                 f"{response.request.url.path} was not understood: {exc}.") from exc

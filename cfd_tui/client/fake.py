@@ -1,0 +1,450 @@
+"""`FakeBroker`: an in-memory broker with the `BrokerApi` interface, for tests, snapshots and benchmarks.
+
+Prices move only when told (`push_price`), times come from a settable clock, candles are generated from a
+seed, so a screen drawn from it is the same on every run. Trading follows `shared.trading` (fills at the
+quote, margin, stops checked on each pushed price); `trading=False` answers the trading endpoints with 404,
+like a server that does not have them yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from decimal import Decimal
+from typing import Any
+
+from msgspec import UNSET, UnsetType
+
+from cfd_tui.client.errors import BadInput, ClientError, NotFound, NotSignedIn, Rejected
+from cfd_tui.client.feed import ACCOUNT_CHANNEL, FeedEvent
+from cfd_tui.client.models import (
+    Account,
+    AccountFrame,
+    FeedState,
+    LedgerEntry,
+    Position,
+    PositionFrame,
+    Side,
+    StateChanged,
+    is_open,
+)
+from shared.candles import INTERVALS, bucket_start
+from shared.contracts import (
+    AuthSession,
+    Candle,
+    CandleFrame,
+    InfoResponse,
+    MarketInfo,
+    Price,
+    PriceFrame,
+    Quote,
+    SignupAccepted,
+    User,
+)
+from shared.errors import CfdError
+from shared.markets import MARKETS
+from shared.trading import (
+    Exposure,
+    account_state,
+    check_order,
+    check_stops,
+    close_price,
+    margin,
+    money,
+    open_price,
+    pnl,
+    stop_trigger,
+)
+
+FIXED_NOW_MS = 1_767_225_600_000  # 2026-01-01 00:00:00 UTC
+FAKE_OTP = "123456"
+
+
+def default_quotes() -> dict[str, tuple[Decimal, Decimal]]:
+    """A bid/ask per market near the simulator's prices."""
+    return {s: (m.sim_price - m.price_tick * 5, m.sim_price + m.price_tick * 5) for s, m in MARKETS.items()}
+
+
+class FakeFeed:
+    """The `Feed` of a `FakeBroker`: events are whatever the broker pushes."""
+
+    def __init__(self, broker: FakeBroker, channels: Iterable[str], token: str | None) -> None:
+        self.broker = broker
+        self.channels = list(dict.fromkeys(channels))
+        self.token = token
+        self.state = FeedState.CLOSED
+        self._queue: asyncio.Queue[FeedEvent | None] = asyncio.Queue()
+
+    async def start(self) -> None:
+        self.broker.feeds.append(self)
+        self.emit(StateChanged(state=FeedState.CONNECTING))
+        self.set_state(self.broker.feed_state)
+        for symbol, quote in self.broker.quotes.items():
+            if self.wants_price(symbol):
+                self.emit(_price_frame(quote))
+
+    async def stop(self) -> None:
+        if self in self.broker.feeds:
+            self.broker.feeds.remove(self)
+        self.set_state(FeedState.CLOSED)
+        self._queue.put_nowait(None)
+
+    async def subscribe(self, channels: Iterable[str]) -> None:
+        new = [c for c in channels if c not in self.channels]
+        self.channels.extend(new)
+        for channel in new:
+            if channel.startswith("candles."):
+                _, interval, symbol = channel.split(".")
+                history = self.broker.candle_series(symbol, interval)
+                if history:
+                    self.emit(_candle_frame(symbol, interval, history[-1]))
+
+    async def unsubscribe(self, channels: Iterable[str]) -> None:
+        self.channels = [c for c in self.channels if c not in set(channels)]
+
+    async def authenticate(self, token: str | None) -> None:
+        self.token = token
+
+    async def events(self) -> AsyncIterator[FeedEvent]:
+        while True:
+            event = await self._queue.get()
+            if event is None:
+                return
+            yield event
+
+    def wants_price(self, symbol: str) -> bool:
+        return "prices.*" in self.channels or f"prices.{symbol}" in self.channels
+
+    def set_state(self, state: FeedState, detail: str = "") -> None:
+        if state is not self.state:
+            self.state = state
+            self.emit(StateChanged(state=state, detail=detail))
+
+    def emit(self, event: FeedEvent) -> None:
+        self._queue.put_nowait(event)
+
+
+class FakeBroker:
+    """In-memory stand-in for `ApiClient` (see the module docstring)."""
+
+    def __init__(self, *, quotes: dict[str, tuple[Decimal, Decimal]] | None = None, now_ms: int = FIXED_NOW_MS,
+                 trading: bool = True, deposit: Decimal = Decimal(10_000), seed: int = 7,
+                 otp: str = FAKE_OTP) -> None:
+        self.base_url = "http://fake.invalid/api/v1"
+        self.token: str | None = None
+        self.now_ms = now_ms
+        self.trading = trading
+        self.deposit = deposit
+        self.seed = seed
+        self.otp = otp
+        self.quotes: dict[str, Quote] = {}
+        for symbol, (bid, ask) in (quotes or default_quotes()).items():
+            self.quotes[symbol] = _quote(symbol, bid, ask, now_ms)
+        self.users: dict[str, tuple[User, str]] = {}  # email -> (user, password)
+        self.sessions: dict[str, User] = {}  # token -> user
+        self.balances: dict[str, Decimal] = {}
+        self.positions_by_id: dict[str, tuple[str, Position]] = {}  # id -> (user id, position)
+        self.ledgers: dict[str, list[LedgerEntry]] = {}
+        self.feeds: list[FakeFeed] = []
+        self.feed_state = FeedState.LIVE
+        self.signups: list[str] = []
+        self.requests: list[str] = []  # the name of every call, in order (tests check that nothing was sent)
+        self.failures: dict[str, ClientError] = {}  # call name -> the error its next call raises
+        self._candles: dict[tuple[str, str], list[Candle]] = {}
+        self._ids = 0
+
+    # --- test controls ------------------------------------------------------------------------------------
+
+    def add_user(self, email: str, password: str = "correct horse battery", name: str = "Ada Trader") -> User:
+        """Register a user directly (with the demo deposit)."""
+        self._ids += 1
+        user = User(id=f"00000000-0000-4000-8000-{self._ids:012d}", email=email, name=name,
+                    created_at=self.now_ms)
+        self.users[email] = (user, password)
+        self.balances[user.id] = self.deposit
+        self.ledgers[user.id] = [LedgerEntry(id=self._next_id(), kind="deposit", amount=self.deposit,
+                                             balance_after=self.deposit, reference="demo", created_at=self.now_ms)]
+        return user
+
+    def sign_in_as(self, email: str) -> str:
+        """A token for a registered user, as if they had signed in."""
+        token = f"token-{len(self.sessions) + 1}"
+        self.sessions[token] = self.users[email][0]
+        self.token = token
+        return token
+
+    def push_price(self, symbol: str, bid: Decimal | str, ask: Decimal | str, ts: int | None = None) -> None:
+        """A new broker quote: to every feed on its channel, then stops are checked."""
+        quote = _quote(symbol, Decimal(bid), Decimal(ask), self.now_ms if ts is None else ts)
+        self.quotes[symbol] = quote
+        for feed in list(self.feeds):
+            if feed.wants_price(symbol):
+                feed.emit(_price_frame(quote))
+        self._check_stops(quote)
+
+    def push_candle(self, symbol: str, interval: str, candle: Candle, closed: bool = False) -> None:
+        """A live candle frame to every feed on `candles.<interval>.<symbol>`."""
+        for feed in list(self.feeds):
+            if f"candles.{interval}.{symbol}" in feed.channels:
+                feed.emit(_candle_frame(symbol, interval, candle, closed))
+
+    def fail_next(self, call: str, error: ClientError) -> None:
+        """Make the next call of `call` (e.g. "signup", "open_position") raise `error`."""
+        self.failures[call] = error
+
+    def set_feed_state(self, state: FeedState, detail: str = "") -> None:
+        """Make every feed report `state` (e.g. RECONNECTING) as a real one would."""
+        self.feed_state = state
+        for feed in list(self.feeds):
+            feed.set_state(state, detail)
+
+    # --- auth ---------------------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        for feed in list(self.feeds):
+            await feed.stop()
+
+    async def signup(self, email: str) -> SignupAccepted:
+        self._call("signup")
+        self.signups.append(email)
+        return SignupAccepted(message="If the address can receive mail, a 6-digit code is on its way.")
+
+    async def verify(self, email: str, otp: str, password: str, name: str) -> AuthSession:
+        self._call("verify")
+        if otp != self.otp:
+            raise BadInput(400, "invalid_code", "That code is not right; check the mail and try again.",
+                           {"field": "otp"})
+        if email not in self.users:
+            self.add_user(email, password, name)
+        return self._session(email)
+
+    async def signin(self, email: str, password: str) -> AuthSession:
+        self._call("signin")
+        entry = self.users.get(email.strip().lower())
+        if entry is None or entry[1] != password:
+            raise NotSignedIn(401, "invalid_credentials", "The email or the password is wrong.")
+        return self._session(entry[0].email)
+
+    async def logout(self) -> None:
+        self._call("logout")
+        if self.token:
+            self.sessions.pop(self.token, None)
+        self.token = None
+
+    async def me(self) -> User:
+        self._call("me")
+        return self._user_or_401()
+
+    # --- markets ------------------------------------------------------------------------------------------
+
+    async def info(self) -> InfoResponse:
+        return InfoResponse(version="fake", ws_url="ws://fake.invalid/ws", server_time=self.now_ms)
+
+    async def markets(self) -> list[MarketInfo]:
+        self._call("markets")
+        return [MarketInfo(symbol=m.symbol, base=m.base, quote=m.quote, max_leverage=m.max_leverage,
+                           min_qty=m.min_qty, qty_step=m.qty_step, price_tick=m.price_tick, spread_bps=m.spread_bps)
+                for m in MARKETS.values()]
+
+    async def prices(self) -> list[Price]:
+        self._call("prices")
+        return [Price(symbol=q.symbol, bid=q.bid, ask=q.ask, mid=q.mid, ts=q.ts) for q in self.quotes.values()]
+
+    async def price(self, symbol: str) -> Price:
+        q = self.quotes[symbol]
+        return Price(symbol=q.symbol, bid=q.bid, ask=q.ask, mid=q.mid, ts=q.ts)
+
+    async def candles(self, symbol: str, interval: str = "1m", limit: int = 200) -> list[Candle]:
+        self._call(f"candles {symbol} {interval}")
+        return self.candle_series(symbol, interval)[-limit:]
+
+    def candle_series(self, symbol: str, interval: str, count: int = 120) -> list[Candle]:
+        """A seeded random walk of `count` candles ending at the current bucket."""
+        key = (symbol, interval)
+        if key not in self._candles:
+            market = MARKETS[symbol]
+            rng = random.Random(f"{self.seed}:{symbol}:{interval}")
+            length = INTERVALS[interval]
+            end = bucket_start(self.now_ms, length)
+            close = self.quotes[symbol].mid.quantize(market.price_tick)
+            step = max(market.price_tick, (close / 1000).quantize(market.price_tick))
+            series: list[Candle] = []
+            for i in range(count):  # walk backwards from the current price, so the chart ends where it is
+                c = close
+                o = c - step * rng.randint(-4, 4)
+                h = max(o, c) + step * rng.randint(0, 2)
+                low = min(o, c) - step * rng.randint(0, 2)
+                series.append(Candle(t=end - i * length, o=o, h=h, l=low, c=c, n=rng.randint(5, 60)))
+                close = o
+            series.reverse()
+            self._candles[key] = series
+        return self._candles[key]
+
+    # --- trading ------------------------------------------------------------------------------------------
+
+    async def account(self) -> Account:
+        self._call("account")
+        user = self._trading_user()
+        return self._account(user.id)
+
+    async def open_position(self, symbol: str, side: Side, qty: Decimal, leverage: int, *,
+                            stop_loss: Decimal | None = None, take_profit: Decimal | None = None,
+                            idempotency_key: str | None = None) -> Position:
+        self._call("open_position")
+        user = self._trading_user()
+        market = MARKETS[symbol]
+        quote = self.quotes[symbol]
+        fill = open_price(side, quote)
+        try:
+            check_order(market, side, qty, leverage)
+            check_stops(side, fill, stop_loss, take_profit, market)
+        except CfdError as exc:
+            raise Rejected(422, exc.code, exc.message, exc.details) from None
+        need = margin(qty, fill, leverage)
+        if need > self._account(user.id).free_margin:
+            raise Rejected(422, "insufficient_margin", f"This position needs {need} of margin; you have less free.")
+        position = Position(id=self._next_id(), symbol=symbol, side=side, qty=qty,
+                            entry_price=fill, leverage=leverage, margin=need, stop_loss=stop_loss,
+                            take_profit=take_profit, status="open", opened_at=self.now_ms, updated_at=self.now_ms)
+        self.positions_by_id[position.id] = (user.id, position)
+        self._emit(PositionFrame(event="opened", position=position, balance=self.balances[user.id]))
+        return position
+
+    async def positions(self, status: str | None = "open", limit: int = 200) -> list[Position]:
+        self._call(f"positions {status}")
+        user = self._trading_user()
+        found = [p for uid, p in self.positions_by_id.values() if uid == user.id and (status is None or
+                                                                                      p.status == status)]
+        return sorted(found, key=lambda p: (p.closed_at or p.opened_at, p.id), reverse=True)[:limit]
+
+    async def position(self, position_id: str) -> Position:
+        user = self._trading_user()
+        return self._own(user.id, position_id)
+
+    async def modify_position(self, position_id: str, *, stop_loss: Decimal | UnsetType | None = UNSET,
+                              take_profit: Decimal | UnsetType | None = UNSET) -> Position:
+        self._call("modify_position")
+        user = self._trading_user()
+        position = self._own(user.id, position_id)
+        sl = position.stop_loss if stop_loss is UNSET else stop_loss
+        tp = position.take_profit if take_profit is UNSET else take_profit
+        try:
+            check_stops(position.side, close_price(position.side, self.quotes[position.symbol]), sl, tp,  # type: ignore[arg-type]
+                        MARKETS[position.symbol])
+        except CfdError as exc:
+            raise Rejected(422, exc.code, exc.message, exc.details) from None
+        position.stop_loss, position.take_profit = sl, tp  # type: ignore[assignment]
+        self._emit(PositionFrame(event="updated", position=position, balance=self.balances[user.id]))
+        return position
+
+    async def close_position(self, position_id: str, qty: Decimal | None = None, *,
+                             idempotency_key: str | None = None) -> Position:
+        self._call("close_position")
+        user = self._trading_user()
+        position = self._own(user.id, position_id)
+        if not is_open(position):
+            raise Rejected(422, "position_closed", "This position is already closed.")
+        return self._close(user.id, position, qty, close_price(position.side, self.quotes[position.symbol]),
+                           "manual")
+
+    async def ledger(self, limit: int = 200) -> list[LedgerEntry]:
+        self._call("ledger")
+        user = self._trading_user()
+        return list(reversed(self.ledgers[user.id]))[:limit]
+
+    async def feed(self, channels: list[str] | tuple[str, ...] = ("prices.*",), **options: Any) -> FakeFeed:
+        return FakeFeed(self, channels, self.token)
+
+    # --- internals ----------------------------------------------------------------------------------------
+
+    def _call(self, name: str) -> None:
+        self.requests.append(name)
+        failure = self.failures.pop(name.split()[0], None)
+        if failure is not None:
+            raise failure
+
+    def _next_id(self) -> str:
+        self._ids += 1
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"fake-broker/{self.seed}/{self._ids}"))
+
+    def _session(self, email: str) -> AuthSession:
+        token = self.sign_in_as(email)
+        return AuthSession(user=self.users[email][0], access_token=token, expires_in=3600)
+
+    def _user_or_401(self) -> User:
+        user = self.sessions.get(self.token or "")
+        if user is None:
+            raise NotSignedIn(401, "session_expired", "This session has ended; please sign in again.")
+        return user
+
+    def _trading_user(self) -> User:
+        if not self.trading:
+            raise NotFound(404, "not_found", "No endpoint at this path; see /schema for the API.")
+        return self._user_or_401()
+
+    def _own(self, user_id: str, position_id: str) -> Position:
+        entry = self.positions_by_id.get(position_id)
+        if entry is None or entry[0] != user_id:
+            raise NotFound(404, "position_not_found", "No such position.")
+        return entry[1]
+
+    def _account(self, user_id: str) -> Account:
+        open_ = [p for uid, p in self.positions_by_id.values() if uid == user_id and is_open(p)]
+        state = account_state(self.balances[user_id],
+                              [Exposure(p.symbol, p.side, p.qty, p.entry_price, p.margin) for p in open_],
+                              self.quotes)
+        return Account(currency="USD", balance=state.balance, equity=state.equity, used_margin=state.used_margin,
+                       free_margin=state.free_margin, margin_level=state.margin_level,
+                       unrealized_pnl=state.unrealized_pnl)
+
+    def _close(self, user_id: str, position: Position, qty: Decimal | None, price: Decimal, reason: str) -> Position:
+        qty = position.qty if qty is None or qty >= position.qty else qty
+        if qty <= 0 or qty % MARKETS[position.symbol].qty_step:
+            raise Rejected(422, "invalid_quantity", "The quantity to close is not valid.", {"field": "qty"})
+        realized = money(pnl(position.side, qty, position.entry_price, price))
+        balance = max(Decimal(0), self.balances[user_id] + realized)
+        self.balances[user_id] = balance
+        self.ledgers[user_id].append(LedgerEntry(id=self._next_id(), kind="realized_pnl", amount=realized,
+                                                 balance_after=balance, reference=position.id,
+                                                 created_at=self.now_ms))
+        closed = Position(id=position.id if qty == position.qty else self._next_id(), symbol=position.symbol,
+                          side=position.side, qty=qty, entry_price=position.entry_price, leverage=position.leverage,
+                          margin=margin(qty, position.entry_price, position.leverage), stop_loss=position.stop_loss,
+                          take_profit=position.take_profit, status="closed", opened_at=position.opened_at,
+                          updated_at=self.now_ms, closed_at=self.now_ms, close_price=price, realized_pnl=realized,
+                          close_reason=reason, parent_id=None if qty == position.qty else position.id)
+        self.positions_by_id[closed.id] = (user_id, closed)
+        self._emit(PositionFrame(event="closed", position=closed, balance=balance))
+        if qty != position.qty:
+            position.qty -= qty
+            position.margin = margin(position.qty, position.entry_price, position.leverage)
+            self._emit(PositionFrame(event="updated", position=position, balance=balance))
+        self._emit(AccountFrame(event="snapshot", account=self._account(user_id)))
+        return closed
+
+    def _check_stops(self, quote: Quote) -> None:
+        for user_id, position in list(self.positions_by_id.values()):
+            if is_open(position) and position.symbol == quote.symbol:
+                reason = stop_trigger(position.side, position.stop_loss, position.take_profit, quote)
+                if reason is not None:
+                    self._close(user_id, position, None, close_price(position.side, quote), reason)
+
+    def _emit(self, frame: PositionFrame | AccountFrame) -> None:
+        for feed in list(self.feeds):
+            if ACCOUNT_CHANNEL in feed.channels and feed.token in self.sessions:
+                feed.emit(frame)
+
+
+def _quote(symbol: str, bid: Decimal, ask: Decimal, ts: int) -> Quote:
+    tick = MARKETS[symbol].price_tick if symbol in MARKETS else Decimal("0.01")
+    return Quote(symbol=symbol, bid=bid, ask=ask, mid=((bid + ask) / 2).quantize(tick / 10), ts=ts)
+
+
+def _price_frame(q: Quote) -> PriceFrame:
+    return PriceFrame(symbol=q.symbol, bid=q.bid, ask=q.ask, mid=q.mid, ts=q.ts)
+
+
+def _candle_frame(symbol: str, interval: str, c: Candle, closed: bool = False) -> CandleFrame:
+    return CandleFrame(symbol=symbol, interval=interval, t=c.t, o=c.o, h=c.h, l=c.l, c=c.c, n=c.n, closed=closed)

@@ -1,0 +1,67 @@
+"""Wire types of the client. The REST types are the platform's own (`shared.contracts`,
+`shared.contracts_trading`), re-exported here; the feed's account frames and the client's own state events
+are defined here, leniently (optional fields, unknown fields ignored), so a server that adds fields to a
+frame does not break old clients.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Literal
+
+from msgspec import Struct
+
+from shared.contracts_trading import Account, LedgerEntry, Position, PositionClose, PositionCreate, PositionUpdate
+
+Side = Literal["long", "short"]
+
+__all__ = ["Account", "AccountFrame", "FeedState", "LedgerEntry", "Position", "PositionClose", "PositionCreate",
+           "PositionFrame", "PositionUpdate", "Side", "StateChanged", "is_open"]
+
+
+def is_open(position: Position) -> bool:
+    """Whether a position is still open."""
+    return position.status == "open"
+
+
+# --- feed events -----------------------------------------------------------------------------------------
+
+
+class PositionFrame(Struct, tag_field="type", tag="position", kw_only=True):
+    """`account` channel: a position of the signed-in user was `opened`, `updated` or `closed`; `balance` is
+    the account balance after it."""
+
+    event: str
+    position: Position
+    balance: Decimal | None = None
+
+
+class AccountFrame(Struct, tag_field="type", tag="account", kw_only=True):
+    """`account` channel: `event` is `snapshot` (the account changed), `mark` (marked to market; per-position
+    marks are ignored here, the client marks positions itself from the price feed), `margin_call`,
+    `margin_call_cleared` or `stop_out`."""
+
+    event: str = "snapshot"
+    account: Account | None = None
+    margin_level: Decimal | None = None
+
+
+class FeedState(StrEnum):
+    """Where a `FeedClient` stands; `STALE` means connected but no price for a while."""
+
+    CONNECTING = "connecting"
+    LIVE = "live"
+    RECONNECTING = "reconnecting"
+    STALE = "stale"
+    CLOSED = "closed"
+
+
+class StateChanged(Struct, tag_field="type", tag="state", kw_only=True):
+    """Emitted by the `FeedClient` itself (never by the server) when its state changes."""
+
+    state: FeedState
+    detail: str = ""
+    attempt: int = 0
+    retry_in: float | None = None
+

@@ -1,0 +1,193 @@
+"""Checking what a trader typed before anything is sent: the order ticket, a partial close, new stops.
+
+Pure functions over the market's terms (`shared.markets`), the trading rules (`shared.trading`) and the
+latest quote; each returns the parsed request or the errors by field, with messages fit for the form, and
+the preview the ticket shows (margin, stop-out estimate).
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+
+import msgspec
+from msgspec import Struct
+
+from cfd_tui.client.models import Account, Position, Side
+from shared.contracts import Quote
+from shared.errors import CfdError
+from shared.markets import Market
+from shared.trading import check_order, check_stops, close_price, margin, open_price, pnl, stop_out_price
+
+
+class OrderPlan(Struct, kw_only=True):
+    """A checked order, ready for `open_position`."""
+
+    symbol: str
+    side: Side
+    qty: Decimal
+    leverage: int
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+
+
+class OrderPreview(Struct, kw_only=True):
+    """What the ticket shows while the trader types (any part may be unknown yet)."""
+
+    price: Decimal | None = None
+    qty: Decimal | None = None
+    notional: Decimal | None = None
+    margin: Decimal | None = None
+    free_after: Decimal | None = None
+    stop_out: Decimal | None = None
+
+
+class Checked(Struct, kw_only=True):
+    """The outcome of a check: `plan` when there are no `errors` (field → message)."""
+
+    errors: dict[str, str]
+    plan: OrderPlan | None = None
+    preview: OrderPreview = msgspec.field(default_factory=OrderPreview)
+
+
+def parse_decimal(raw: str, what: str) -> Decimal | None:
+    """A decimal from a form field (commas and spaces allowed, empty → None); `ValueError` with a message."""
+    text = raw.strip().replace(",", "").replace(" ", "").replace("_", "")
+    if not text:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"The {what} must be a number, like 0.5.") from None
+    if not value.is_finite():
+        raise ValueError(f"The {what} must be a number, like 0.5.")
+    return value
+
+
+def _parse_int(raw: str, what: str) -> int | None:
+    text = raw.strip().rstrip("x×")
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ValueError(f"The {what} must be a whole number, like 10.")
+    return int(text)
+
+
+def check_ticket(market: Market, quote: Quote | None, account: Account | None, *, side: Side, amount: str,
+                 in_usd: bool, leverage: str, stop_loss: str, take_profit: str) -> Checked:
+    """Check an order ticket; the preview is filled as far as the valid parts allow."""
+    errors: dict[str, str] = {}
+    preview = OrderPreview()
+    values: dict[str, Decimal | None] = {}
+    for field, raw, what in (("amount", amount, "amount in USD" if in_usd else "quantity"),
+                             ("stop_loss", stop_loss, "stop-loss"), ("take_profit", take_profit, "take-profit")):
+        try:
+            values[field] = parse_decimal(raw, what)
+        except ValueError as exc:
+            errors[field] = str(exc)
+    try:
+        lev = _parse_int(leverage, "leverage")
+    except ValueError as exc:
+        errors["leverage"], lev = str(exc), None
+    if lev is None and "leverage" not in errors:
+        errors["leverage"] = f"Choose a leverage from 1 to {market.max_leverage}."
+    elif lev is not None and not 1 <= lev <= market.max_leverage:
+        errors["leverage"] = f"The leverage for {market.symbol} is 1 to {market.max_leverage}."
+    if quote is None:
+        errors["price"] = f"There is no price for {market.symbol} yet."
+        return Checked(errors=errors, preview=preview)
+    price = open_price(side, quote)
+    preview.price = price
+    amount_value = values.get("amount")
+    qty: Decimal | None = None
+    if amount_value is None and "amount" not in errors:
+        errors["amount"] = "Enter an amount in USD." if in_usd else "Enter a quantity."
+    elif amount_value is not None:
+        if amount_value <= 0:
+            errors["amount"] = "The amount must be more than zero." if in_usd else "The quantity must be positive."
+        else:
+            qty = (amount_value / price).quantize(market.qty_step, rounding=ROUND_FLOOR) if in_usd else amount_value
+            preview.qty = qty
+            preview.notional = qty * price
+    if qty is not None and in_usd and qty < market.min_qty and "amount" not in errors:
+        errors["amount"] = (f"{amount_value:,f} USD buys less than the minimum {market.min_qty} {market.base} "
+                            f"(about {market.min_qty * price:,.2f} USD). Enter a larger amount.")
+    if qty is not None and "amount" not in errors:
+        try:
+            check_order(market, side, qty, lev if lev and "leverage" not in errors else 1)
+        except CfdError as exc:
+            field = _field(exc, "amount")
+            errors.setdefault("amount" if field == "qty" else field, exc.message)
+    stops = {k: values.get(k) for k in ("stop_loss", "take_profit") if k not in errors}
+    try:
+        check_stops(side, price, stops.get("stop_loss"), stops.get("take_profit"), market)
+    except CfdError as exc:
+        errors.setdefault(_field(exc, "stop_loss"), exc.message)
+    if qty is not None and qty > 0 and lev and "leverage" not in errors and "amount" not in errors:
+        need = margin(qty, price, lev)
+        preview.margin = need
+        if account is not None:
+            preview.free_after = account.free_margin - need
+            preview.stop_out = stop_out_price(side, qty, price, account.equity, account.used_margin + need)
+            if need > account.free_margin and "amount" not in errors:
+                errors["amount"] = f"Not enough free margin: this needs {need:,.2f}, you have " \
+                                   f"{account.free_margin:,.2f}."
+    if errors:
+        return Checked(errors=errors, preview=preview)
+    plan = OrderPlan(symbol=market.symbol, side=side, qty=qty, leverage=lev,  # type: ignore[arg-type]
+                     stop_loss=values.get("stop_loss"), take_profit=values.get("take_profit"))
+    return Checked(errors={}, plan=plan, preview=preview)
+
+
+def check_close(position: Position, market: Market, raw: str) -> tuple[Decimal | None, str | None]:
+    """The quantity to close (None: all of it), or an error message."""
+    try:
+        qty = parse_decimal(raw, "quantity")
+    except ValueError as exc:
+        return None, str(exc)
+    if qty is None or qty == position.qty:
+        return None, None
+    if qty <= 0:
+        return None, "The quantity to close must be positive."
+    if qty > position.qty:
+        return None, f"You hold {position.qty}; you cannot close more."
+    if qty % market.qty_step:
+        return None, f"The quantity must be a multiple of {market.qty_step}."
+    if position.qty - qty < market.min_qty:
+        return None, f"That would leave less than the minimum {market.min_qty}; close it all instead."
+    return qty, None
+
+
+def close_estimate(position: Position, quote: Quote | None, qty: Decimal | None) -> Decimal | None:
+    """The PnL closing `qty` (None: all) would realise at the latest quote."""
+    if quote is None:
+        return None
+    return pnl(position.side, qty or position.qty, position.entry_price, close_price(position.side, quote))
+
+
+def check_new_stops(position: Position, market: Market, quote: Quote | None, stop_loss: str,
+                    take_profit: str) -> tuple[dict[str, Decimal | None], dict[str, str]]:
+    """New stops for an open position (empty field → remove the stop); only changed fields are returned."""
+    errors: dict[str, str] = {}
+    values: dict[str, Decimal | None] = {}
+    for field, raw, what in (("stop_loss", stop_loss, "stop-loss"), ("take_profit", take_profit, "take-profit")):
+        try:
+            values[field] = parse_decimal(raw, what)
+        except ValueError as exc:
+            errors[field] = str(exc)
+    if errors:
+        return {}, errors
+    if quote is None:
+        return {}, {"stop_loss": f"There is no price for {market.symbol} yet."}
+    try:
+        check_stops(position.side, close_price(position.side, quote), values["stop_loss"], values["take_profit"],
+                    market)
+    except CfdError as exc:
+        return {}, {_field(exc, "stop_loss"): exc.message}
+    changed = {k: v for k, v in values.items() if v != getattr(position, k)}
+    return changed, {}
+
+
+def _field(exc: CfdError, default: str) -> str:
+    if isinstance(exc.details, dict) and isinstance(exc.details.get("field"), str):
+        return exc.details["field"]
+    return default

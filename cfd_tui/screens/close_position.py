@@ -1,0 +1,96 @@
+"""Close a position, whole or in part, after seeing the PnL it would realise."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Footer, Input, Label, Static
+
+from cfd_tui import format as fmt
+from cfd_tui.client.errors import ClientError
+from cfd_tui.client.models import Position
+from cfd_tui.notices import close_notice, describe
+from cfd_tui.orders import check_close, close_estimate
+from cfd_tui.screens.form import FormMixin
+
+
+class ClosePositionScreen(FormMixin, ModalScreen[Position | None]):
+    """Dismissed with the closed part, or None when cancelled."""
+
+    FIELDS = {"qty": "close-qty"}
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, position: Position, partial: bool = False) -> None:
+        super().__init__()
+        self.position = position
+        self.partial = partial
+
+    def compose(self) -> ComposeResult:
+        p = self.position
+        market = self.app.board.markets[p.symbol]  # type: ignore[attr-defined]
+        with Vertical(id="close-dialog", classes="dialog"):
+            yield Static(f"Close {describe(p)}", classes="dialog-title")
+            yield Label(f"Quantity to close (of {fmt.qty(p.qty, market.qty_step)}; empty or all closes the whole)")
+            yield Input(value=f"{p.qty.normalize():f}", id="close-qty", compact=True)
+            yield Static("", id="close-preview", classes="preview")
+            yield Static("", id="form-error", classes="form-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Close position", variant="error", id="confirm")
+                yield Button("Cancel", id="cancel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        qty = self.query_one("#close-qty", Input)
+        qty.focus()
+        if not self.partial:
+            self.query_one("#confirm", Button).focus()
+        self._preview()
+        self.watch(self.app, "market_version", lambda _v: self._preview(), init=False)
+
+    @on(Input.Changed)
+    def _preview(self) -> None:
+        p = self.position
+        market = self.app.board.markets[p.symbol]  # type: ignore[attr-defined]
+        qty, error = check_close(p, market, self.query_one("#close-qty", Input).value)
+        quote = self.app.board.quotes().get(p.symbol)  # type: ignore[attr-defined]
+        estimate = None if error else close_estimate(p, quote, qty)
+        price = None if quote is None else (quote.bid if p.side == "long" else quote.ask)
+        self.query_one("#close-preview", Static).update(
+            f"[dim]At about[/] {fmt.price(price, market.price_tick)}   "
+            f"[dim]PnL realised ≈[/] {fmt.money(estimate, signed=True)} USD")
+        self.query_one("#confirm", Button).label = "Close position" if qty is None else "Close part"
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#confirm")
+    def submit(self) -> None:
+        p = self.position
+        qty, error = check_close(p, self.app.board.markets[p.symbol],  # type: ignore[attr-defined]
+                                 self.query_one("#close-qty", Input).value)
+        if error:
+            self.show_errors({"qty": error})
+            return
+        self.clear_errors()
+        self._close(qty)
+
+    @work(group="close", exclusive=True, exit_on_error=False)
+    async def _close(self, qty) -> None:
+        button = self.query_one("#confirm", Button)
+        button.disabled = True
+        try:
+            closed = await self.app.client.close_position(self.position.id, qty)  # type: ignore[attr-defined]
+        except ClientError as exc:
+            button.disabled = False
+            self.show_failure(exc)
+            return
+        self.app.apply_position(closed)  # type: ignore[attr-defined]
+        self.app.refresh_portfolio()  # type: ignore[attr-defined]
+        notice = close_notice(closed)
+        self.app.notify(notice.message, title=notice.title, severity=notice.severity)
+        self.dismiss(closed)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)

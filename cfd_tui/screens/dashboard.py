@@ -1,0 +1,234 @@
+"""The dashboard: watchlist, chart, positions and the account, all live; the order ticket is a key away."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from cfd_tui import format as fmt
+from cfd_tui.client.errors import ApiError
+from cfd_tui.client.models import Position, Side
+from cfd_tui.widgets.account_bar import AccountBar
+from cfd_tui.widgets.candle_chart import CandleChart
+from cfd_tui.widgets.connection_status import ConnectionStatus
+from cfd_tui.widgets.market_card import MarketCard
+from cfd_tui.widgets.positions_table import PositionsTable
+from cfd_tui.widgets.top_bar import TopBar
+from cfd_tui.widgets.watchlist import Watchlist
+
+INTERVALS = ("1m", "5m", "15m", "1h")
+TRADING_UNAVAILABLE = "trading unavailable on this server"
+
+
+class DashboardScreen(Screen[None]):
+    """Where the trader spends the day."""
+
+    BINDINGS = [
+        Binding("b", "ticket('long')", "Buy/long"),
+        Binding("s", "ticket('short')", "Sell/short"),
+        Binding("c", "close_position", "Close"),
+        Binding("p", "partial_close", "Part-close"),
+        Binding("e", "edit_stops", "Edit stops"),
+        Binding("i", "next_interval", "Interval"),
+        Binding("1", "interval('1m')", "1m", show=False),
+        Binding("2", "interval('5m')", "5m", show=False),
+        Binding("3", "interval('15m')", "15m", show=False),
+        Binding("4", "interval('1h')", "1h", show=False),
+        Binding("right_square_bracket", "step_market(1)", "Next market", show=False),
+        Binding("left_square_bracket", "step_market(-1)", "Previous market", show=False),
+        Binding("tab", "app.focus_next", "Switch table", show=False),
+        Binding("h", "history", "History"),
+        Binding("x", "app.sign_out", "Sign out"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.symbol = ""
+        self.interval = "1m"
+
+    def compose(self) -> ComposeResult:
+        yield TopBar(id="top-bar")
+        with Horizontal(id="market-row"):
+            with Vertical(id="watch-pane"):
+                yield Watchlist(id="watchlist")
+                yield MarketCard(id="market-card")
+            yield CandleChart(tz=self.app.tz, id="chart")  # type: ignore[attr-defined]
+        with Vertical(id="positions-pane"):
+            yield PositionsTable(id="positions")
+            yield Static("", id="positions-empty")
+        yield AccountBar(id="account-bar")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        app = self.app
+        self.query_one("#watch-pane").border_title = "Markets"
+        self.query_one("#positions-pane").border_title = "Open positions"
+        self.query_one("#screen-name", Static).update("Dashboard")
+        watchlist = self.query_one(Watchlist)
+        watchlist.set_markets(app.board.symbols)  # type: ignore[attr-defined]
+        watchlist.focus()
+        self.watch(app, "market_version", self._on_market, init=False)
+        self.watch(app, "portfolio_version", self._on_portfolio)
+        self.watch(app, "feed_state", self._on_feed_state)
+        self.watch(app, "user", self._on_user)
+        self.set_interval(1.0, self._tick_clock)
+        self._tick_clock()
+        if app.board.symbols:  # type: ignore[attr-defined]
+            self.choose_market(app.board.symbols[0])  # type: ignore[attr-defined]
+        self._on_market()
+
+    # --- reactives down -----------------------------------------------------------------------------------
+
+    def _on_user(self, user) -> None:
+        self.query_one("#user", Static).update(f"{user.name} · {user.email}" if user else "")
+
+    def _on_feed_state(self, state) -> None:
+        status = self.query_one(ConnectionStatus)
+        status.detail = self.app.feed_detail  # type: ignore[attr-defined]
+        status.state = state
+
+    def _tick_clock(self) -> None:
+        self.query_one("#clock", Static).update(fmt.clock(self.app.clock(), self.app.tz))  # type: ignore[attr-defined]
+
+    def _on_market(self, _version: int = 0) -> None:
+        app = self.app
+        board = app.board  # type: ignore[attr-defined]
+        watchlist = self.query_one(Watchlist)
+        if board.symbols != watchlist.symbols:
+            watchlist.set_markets(board.symbols)
+            changed = set(board.symbols)
+            if self.symbol not in board.symbols and board.symbols:
+                self.choose_market(board.symbols[0])
+        else:
+            changed = app.changed_symbols  # type: ignore[attr-defined]
+        now = app.clock()  # type: ignore[attr-defined]
+        watchlist.update_symbols(board, changed, now)
+        self.query_one(PositionsTable).refresh_prices(app.portfolio, board, changed)  # type: ignore[attr-defined]
+        self._show_account()
+        self.query_one(ConnectionStatus).stale = tuple(board.stale_symbols())
+        if self.symbol in changed or not changed:
+            self.query_one(MarketCard).show(board, self.symbol, app.tz)  # type: ignore[attr-defined]
+        key = (self.symbol, self.interval)
+        if key in app.changed_candles and key in board.live_candles:  # type: ignore[attr-defined]
+            self.query_one(CandleChart).apply_live(board.live_candles[key])
+
+    def _on_portfolio(self, _version: int = 0) -> None:
+        portfolio = self.app.portfolio  # type: ignore[attr-defined]
+        table = self.query_one(PositionsTable)
+        table.sync(portfolio, self.app.board)  # type: ignore[attr-defined]
+        empty = self.query_one("#positions-empty", Static)
+        if portfolio.available is False:
+            empty.update(f"⚠ {TRADING_UNAVAILABLE}: prices and charts still work.")
+        elif not portfolio.positions:
+            empty.update("No open positions. Press [b]b[/b] to buy (long) or [b]s[/b] to sell (short).")
+        table.display = bool(portfolio.positions)
+        empty.display = not portfolio.positions
+        self._show_account()
+
+    def _show_account(self) -> None:
+        portfolio = self.app.portfolio  # type: ignore[attr-defined]
+        bar = self.query_one(AccountBar)
+        if portfolio.available is False:
+            bar.note = f"⚠ {TRADING_UNAVAILABLE}"
+        bar.account = portfolio.live_account(self.app.board.quotes())  # type: ignore[attr-defined]
+
+    # --- the chart ----------------------------------------------------------------------------------------
+
+    @on(Watchlist.MarketChosen)
+    def _market_chosen(self, event: Watchlist.MarketChosen) -> None:
+        self.choose_market(event.symbol)
+
+    def choose_market(self, symbol: str) -> None:
+        """Show `symbol` in the chart (and move the watchlist cursor to it)."""
+        if symbol == self.symbol:
+            return
+        self.symbol = symbol
+        self.query_one(Watchlist).select(symbol)
+        self.query_one(MarketCard).show(self.app.board, symbol, self.app.tz)  # type: ignore[attr-defined]
+        self._load_chart()
+
+    def action_interval(self, interval: str) -> None:
+        if interval != self.interval:
+            self.interval = interval
+            self._load_chart()
+
+    def action_next_interval(self) -> None:
+        self.action_interval(INTERVALS[(INTERVALS.index(self.interval) + 1) % len(INTERVALS)])
+
+    def action_step_market(self, step: int) -> None:
+        symbols = self.app.board.symbols  # type: ignore[attr-defined]
+        if symbols:
+            index = symbols.index(self.symbol) if self.symbol in symbols else 0
+            self.choose_market(symbols[(index + step) % len(symbols)])
+
+    @work(group="chart", exclusive=True, exit_on_error=False)
+    async def _load_chart(self) -> None:
+        symbol, interval = self.symbol, self.interval
+        chart = self.query_one(CandleChart)
+        market = self.app.board.markets.get(symbol)  # type: ignore[attr-defined]
+        tick = market.price_tick if market else fmt.CENT
+        chart.set_history(symbol, interval, [], tick)
+        chart.show_message(f"loading {symbol.replace('_', '/')} {interval}…")
+        await self.app.follow_candles(symbol, interval)  # type: ignore[attr-defined]
+        try:
+            candles = await self.app.client.candles(symbol, interval, 200)  # type: ignore[attr-defined]
+        except ApiError as exc:
+            chart.show_message(f"no chart: {exc.message}")
+            return
+        if (symbol, interval) == (self.symbol, self.interval):
+            chart.set_history(symbol, interval, candles, tick)
+            live = self.app.board.live_candles.get((symbol, interval))  # type: ignore[attr-defined]
+            if live is not None:
+                chart.apply_live(live)
+
+    # --- trading ------------------------------------------------------------------------------------------
+
+    def _trading_ready(self) -> bool:
+        if self.app.portfolio.available is False:  # type: ignore[attr-defined]
+            self.notify("This server has no trading endpoints yet; prices and charts still work.",
+                        title="Trading unavailable", severity="warning")
+            return False
+        return True
+
+    def action_ticket(self, side: Side = "long") -> None:
+        from cfd_tui.screens.ticket import TicketScreen
+
+        if self._trading_ready() and self.symbol:
+            self.app.push_screen(TicketScreen(self.symbol, side))
+
+    def selected_position(self) -> Position | None:
+        position_id = self.query_one(PositionsTable).selected_id
+        found = self.app.portfolio.positions.get(position_id) if position_id else None  # type: ignore[attr-defined]
+        if found is None and self._trading_ready():
+            self.notify("Select an open position first (Tab to the positions table).", severity="warning")
+        return found
+
+    def action_close_position(self) -> None:
+        from cfd_tui.screens.close_position import ClosePositionScreen
+
+        position = self.selected_position()
+        if position is not None:
+            self.app.push_screen(ClosePositionScreen(position, partial=False))
+
+    def action_partial_close(self) -> None:
+        from cfd_tui.screens.close_position import ClosePositionScreen
+
+        position = self.selected_position()
+        if position is not None:
+            self.app.push_screen(ClosePositionScreen(position, partial=True))
+
+    def action_edit_stops(self) -> None:
+        from cfd_tui.screens.edit_stops import EditStopsScreen
+
+        position = self.selected_position()
+        if position is not None:
+            self.app.push_screen(EditStopsScreen(position))
+
+    def action_history(self) -> None:
+        from cfd_tui.screens.history import HistoryScreen
+
+        self.app.push_screen(HistoryScreen())

@@ -1,0 +1,89 @@
+"""Set, change or remove the stop-loss and take-profit of an open position."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Footer, Input, Label, Static
+
+from cfd_tui import format as fmt
+from cfd_tui.client.errors import ClientError
+from cfd_tui.client.models import Position
+from cfd_tui.notices import describe
+from cfd_tui.orders import check_new_stops
+from cfd_tui.screens.form import FormMixin
+
+
+class EditStopsScreen(FormMixin, ModalScreen[Position | None]):
+    """Dismissed with the updated position, or None when cancelled; an empty field removes that stop."""
+
+    FIELDS = {"stop_loss": "new-stop-loss", "take_profit": "new-take-profit"}
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, position: Position) -> None:
+        super().__init__()
+        self.position = position
+
+    def compose(self) -> ComposeResult:
+        p = self.position
+        with Vertical(id="stops-dialog", classes="dialog"):
+            yield Static(f"Stops of {describe(p)}", classes="dialog-title")
+            with Grid(id="stops-fields"):
+                yield Label("Stop-loss")
+                yield Input(value="" if p.stop_loss is None else f"{p.stop_loss.normalize():f}", id="new-stop-loss",
+                            placeholder="none", compact=True)
+                yield Label("Take-profit")
+                yield Input(value="" if p.take_profit is None else f"{p.take_profit.normalize():f}",
+                            id="new-take-profit", placeholder="none", compact=True)
+            yield Static("", id="stops-hint", classes="preview")
+            yield Static("", id="form-error", classes="form-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Save stops", variant="primary", id="save")
+                yield Button("Cancel", id="cancel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#new-stop-loss", Input).focus()
+        p = self.position
+        market = self.app.board.markets[p.symbol]  # type: ignore[attr-defined]
+        quote = self.app.board.quotes().get(p.symbol)  # type: ignore[attr-defined]
+        price = None if quote is None else (quote.bid if p.side == "long" else quote.ask)
+        below, above = ("below", "above") if p.side == "long" else ("above", "below")
+        self.query_one("#stops-hint", Static).update(
+            f"[dim]Closes at[/] {fmt.price(price, market.price_tick)} now · stop-loss {below}, take-profit {above} "
+            "it · empty removes a stop")
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#save")
+    def submit(self) -> None:
+        p = self.position
+        changed, errors = check_new_stops(p, self.app.board.markets[p.symbol],  # type: ignore[attr-defined]
+                                          self.app.board.quotes().get(p.symbol),  # type: ignore[attr-defined]
+                                          self.query_one("#new-stop-loss", Input).value,
+                                          self.query_one("#new-take-profit", Input).value)
+        if errors:
+            self.show_errors(errors)
+            return
+        self.clear_errors()
+        if not changed:
+            self.dismiss(None)
+            return
+        self._save(changed)
+
+    @work(group="stops", exclusive=True, exit_on_error=False)
+    async def _save(self, changed) -> None:
+        try:
+            updated = await self.app.client.modify_position(self.position.id, **changed)  # type: ignore[attr-defined]
+        except ClientError as exc:
+            self.show_failure(exc)
+            return
+        self.app.apply_position(updated)  # type: ignore[attr-defined]
+        self.app.notify(f"Stops of {describe(updated)} saved.", title="Stops")
+        self.dismiss(updated)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,88 @@
+"""Sign in with email and password, or go on to create an account."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Center, Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, Static
+
+from cfd_tui.client.errors import ClientError
+from cfd_tui.screens.form import FormMixin
+from shared.errors import BadRequest
+from shared.validation import normalise_email
+
+
+class SignInScreen(FormMixin, Screen[None]):
+    """The first screen without a saved session."""
+
+    FIELDS = {"email": "email", "password": "password"}
+    BINDINGS = [Binding("ctrl+n", "sign_up", "Create account")]
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__()
+        self.message = message
+
+    def compose(self) -> ComposeResult:
+        with Center(), Vertical(id="auth-box", classes="auth-box"):
+            yield Static("▲▼ CFD Broker", classes="auth-brand")
+            yield Static("Sign in to trade", classes="auth-title")
+            yield Static(self.message, id="auth-message", classes="auth-message")
+            yield Label("Email")
+            yield Input(placeholder="you@example.com", id="email")
+            yield Label("Password")
+            yield Input(placeholder="your password", password=True, id="password")
+            yield Static("", id="form-error", classes="form-error")
+            with Horizontal(classes="auth-buttons"):
+                yield Button("Sign in", variant="primary", id="signin")
+                yield Button("Create an account", id="signup")
+            yield Static(f"server {self.app.api_url}", classes="auth-server")  # type: ignore[attr-defined]
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#auth-message").display = bool(self.message)
+        self.query_one("#email", Input).focus()
+
+    @on(Input.Submitted, "#email")
+    def _next(self) -> None:
+        self.query_one("#password", Input).focus()
+
+    @on(Input.Submitted, "#password")
+    @on(Button.Pressed, "#signin")
+    def action_submit(self) -> None:
+        email = self.query_one("#email", Input).value
+        password = self.query_one("#password", Input).value
+        errors = {}
+        try:
+            email = normalise_email(email)
+        except BadRequest as exc:
+            errors["email"] = exc.message
+        if not password:
+            errors["password"] = "Enter your password."
+        if errors:
+            self.show_errors(errors)
+            return
+        self.clear_errors()
+        self._sign_in(email, password)
+
+    @work(group="auth", exclusive=True, exit_on_error=False)
+    async def _sign_in(self, email: str, password: str) -> None:
+        button = self.query_one("#signin", Button)
+        button.disabled, button.label = True, "Signing in…"
+        try:
+            session = await self.app.client.signin(email, password)  # type: ignore[attr-defined]
+        except ClientError as exc:
+            self.show_failure(exc)
+            return
+        finally:
+            button.disabled, button.label = False, "Sign in"
+        self.app.signed_in(session)  # type: ignore[attr-defined]
+
+    @on(Button.Pressed, "#signup")
+    def action_sign_up(self) -> None:
+        from cfd_tui.screens.signup import SignUpScreen
+
+        email = self.query_one("#email", Input).value
+        self.app.push_screen(SignUpScreen(email=email))

@@ -1,0 +1,205 @@
+"""The order ticket: side, size (quantity or USD), leverage, stops; a live preview of margin and stop-out;
+a confirmation step; nothing is sent until every field is valid."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Footer, Input, Label, RadioButton, RadioSet, Static
+
+from cfd_tui import format as fmt
+from cfd_tui.client.errors import ClientError
+from cfd_tui.client.models import Position, Side
+from cfd_tui.notices import fill_notice
+from cfd_tui.orders import Checked, OrderPlan, check_ticket
+from cfd_tui.screens.form import FormMixin
+
+DEFAULT_LEVERAGE = 5
+
+
+class TicketScreen(FormMixin, ModalScreen[Position | None]):
+    """Dismissed with the opened position, or None when cancelled."""
+
+    FIELDS = {"amount": "amount", "qty": "amount", "leverage": "leverage", "stop_loss": "stop-loss",
+              "take_profit": "take-profit"}
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel / back"),
+        Binding("f2", "side('long')", "Long"),
+        Binding("f3", "side('short')", "Short"),
+        Binding("f4", "toggle_units", "Qty/USD"),
+    ]
+
+    def __init__(self, symbol: str, side: Side = "long") -> None:
+        super().__init__()
+        self.symbol = symbol
+        self.side: Side = side
+        self.in_usd = False
+        self.plan: OrderPlan | None = None
+        self.confirming = False
+
+    def compose(self) -> ComposeResult:
+        market = self.app.board.markets[self.symbol]  # type: ignore[attr-defined]
+        with Vertical(id="ticket", classes="dialog"):
+            yield Static("", id="ticket-title", classes="dialog-title")
+            with Vertical(id="ticket-form"):
+                with RadioSet(id="side"):
+                    yield RadioButton("Long (buy at ask)", value=self.side == "long", id="side-long")
+                    yield RadioButton("Short (sell at bid)", value=self.side == "short", id="side-short")
+                with RadioSet(id="units"):
+                    yield RadioButton(f"Quantity ({market.base})", value=True, id="units-qty")
+                    yield RadioButton("Amount (USD)", id="units-usd")
+                with Grid(id="ticket-fields"):
+                    yield Label("Quantity", id="amount-label")
+                    yield Input(placeholder=f"min {market.min_qty}, step {market.qty_step}", id="amount", compact=True)
+                    yield Label(f"Leverage (1–{market.max_leverage}×)")
+                    yield Input(value=str(min(DEFAULT_LEVERAGE, market.max_leverage)), id="leverage", compact=True)
+                    yield Label("Stop-loss (optional)")
+                    yield Input(placeholder="price", id="stop-loss", compact=True)
+                    yield Label("Take-profit (optional)")
+                    yield Input(placeholder="price", id="take-profit", compact=True)
+            yield Static("", id="ticket-preview", classes="preview")
+            yield Static("", id="ticket-confirm", classes="confirm")
+            yield Static("", id="form-error", classes="form-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Review order", variant="primary", id="review")
+                yield Button("Cancel", id="cancel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#ticket-confirm").display = False
+        self.query_one("#amount", Input).focus()
+        self._retitle()
+        self._update_preview()
+        self.watch(self.app, "market_version", lambda _v: self._update_preview(), init=False)
+
+    # --- form ---------------------------------------------------------------------------------------------
+
+    def _retitle(self) -> None:
+        verb = "Buy / long" if self.side == "long" else "Sell / short"
+        title = self.query_one("#ticket-title", Static)
+        title.update(f"{verb} {self.symbol.replace('_', '/')}")
+        title.set_class(self.side == "long", "-long")
+        title.set_class(self.side == "short", "-short")
+
+    def _check(self) -> Checked:
+        app = self.app
+        value = {key: self.query_one(f"#{key}", Input).value for key in ("amount", "leverage", "stop-loss",
+                                                                          "take-profit")}
+        quotes = app.board.quotes()  # type: ignore[attr-defined]
+        return check_ticket(app.board.markets[self.symbol], quotes.get(self.symbol),  # type: ignore[attr-defined]
+                            app.portfolio.live_account(quotes), side=self.side,  # type: ignore[attr-defined]
+                            amount=value["amount"], in_usd=self.in_usd, leverage=value["leverage"],
+                            stop_loss=value["stop-loss"], take_profit=value["take-profit"])
+
+    def _update_preview(self) -> None:
+        if self.confirming:
+            return
+        market = self.app.board.markets[self.symbol]  # type: ignore[attr-defined]
+        p = self._check().preview
+        tick, step = market.price_tick, market.qty_step
+        stop_out = fmt.price(p.stop_out, tick) if p.stop_out is not None else (
+            "out of reach" if p.margin is not None and p.free_after is not None else "—")
+        lines = [
+            f"[dim]Price[/]      {fmt.price(p.price, tick)}   [dim]({'ask' if self.side == 'long' else 'bid'})[/]",
+            f"[dim]Quantity[/]   {fmt.qty(p.qty, step)} {market.base}   [dim]Value[/] {fmt.money(p.notional)} USD",
+            f"[dim]Margin[/]     {fmt.money(p.margin)} USD   [dim]Free after[/] {fmt.money(p.free_after)} USD",
+            f"[dim]Stop-out ≈[/] {stop_out}   [dim](margin level 50 %, other prices unchanged)[/]",
+        ]
+        self.query_one("#ticket-preview", Static).update("\n".join(lines))
+
+    @on(Input.Changed)
+    def _changed(self) -> None:
+        self._update_preview()
+
+    @on(RadioSet.Changed, "#side")
+    def _side_changed(self, event: RadioSet.Changed) -> None:
+        self.side = "long" if event.pressed.id == "side-long" else "short"
+        self._retitle()
+        self._update_preview()
+
+    @on(RadioSet.Changed, "#units")
+    def _units_changed(self, event: RadioSet.Changed) -> None:
+        self.in_usd = event.pressed.id == "units-usd"
+        self.query_one("#amount-label", Label).update("Amount (USD)" if self.in_usd else "Quantity")
+        self._update_preview()
+
+    def action_side(self, side: Side) -> None:
+        self.query_one(f"#side-{side}", RadioButton).value = True
+
+    def action_toggle_units(self) -> None:
+        self.query_one("#units-usd" if not self.in_usd else "#units-qty", RadioButton).value = True
+
+    # --- review, confirm, send ----------------------------------------------------------------------------
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#review")
+    def review(self) -> None:
+        if self.confirming:
+            self._send()
+            return
+        checked = self._check()
+        if checked.plan is None:
+            errors = dict(checked.errors)
+            self.show_errors(errors)
+            return
+        self.clear_errors()
+        self.plan = checked.plan
+        self._confirming(True, checked)
+
+    def _confirming(self, on_: bool, checked: Checked | None = None) -> None:
+        self.confirming = on_
+        self.query_one("#ticket-form").disabled = on_
+        confirm = self.query_one("#ticket-confirm", Static)
+        confirm.display = on_
+        button = self.query_one("#review", Button)
+        button.label = "Confirm — send order" if on_ else "Review order"
+        button.variant = "success" if on_ else "primary"
+        if on_ and checked is not None and self.plan is not None:
+            market = self.app.board.markets[self.symbol]  # type: ignore[attr-defined]
+            p, plan = checked.preview, self.plan
+            stops = []
+            if plan.stop_loss is not None:
+                stops.append(f"stop-loss {fmt.price(plan.stop_loss, market.price_tick)}")
+            if plan.take_profit is not None:
+                stops.append(f"take-profit {fmt.price(plan.take_profit, market.price_tick)}")
+            confirm.update(
+                f"Open [b]{plan.side.upper()} {fmt.qty(plan.qty, market.qty_step)} {market.base}[/b] at about "
+                f"{fmt.price(p.price, market.price_tick)} with {plan.leverage}× leverage, using "
+                f"{fmt.money(p.margin)} USD of margin" + (f", {' and '.join(stops)}" if stops else "") + ".\n"
+                "[b]Enter[/b] sends it · [b]Esc[/b] goes back to edit.")
+            button.focus()
+        elif not on_:
+            self.query_one("#amount", Input).focus()
+            self._update_preview()
+
+    @work(group="order", exclusive=True, exit_on_error=False)
+    async def _send(self) -> None:
+        plan = self.plan
+        if plan is None:
+            return
+        button = self.query_one("#review", Button)
+        button.disabled, button.label = True, "Sending…"
+        try:
+            position = await self.app.client.open_position(  # type: ignore[attr-defined]
+                plan.symbol, plan.side, plan.qty, plan.leverage, stop_loss=plan.stop_loss,
+                take_profit=plan.take_profit)
+        except ClientError as exc:
+            button.disabled = False
+            self._confirming(False)
+            self.show_failure(exc)
+            return
+        self.app.apply_position(position)  # type: ignore[attr-defined]
+        self.app.refresh_portfolio()  # type: ignore[attr-defined]
+        notice = fill_notice(position)
+        self.app.notify(notice.message, title=notice.title, severity=notice.severity)
+        self.dismiss(position)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        if self.confirming:
+            self._confirming(False)
+        else:
+            self.dismiss(None)

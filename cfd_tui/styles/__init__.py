@@ -1,0 +1,1 @@
+"""The TUI's Textual stylesheets (`*.tcss`), a package so that wheels ship them as package data."""

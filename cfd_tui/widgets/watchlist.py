@@ -1,0 +1,114 @@
+"""`Watchlist`: every market's bid, ask, change and a sparkline of recent mids; ticks flash green or red."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual.message import Message
+from textual.widgets import DataTable
+
+from cfd_tui import format as fmt
+from cfd_tui.state import MarketBoard, Ticker
+
+SPARK_WIDTH = 14
+COLUMNS = (("Market", "market", 10), ("Bid", "bid", 11), ("Ask", "ask", 11), ("1h chg", "chg", 8),
+           ("Trend", "trend", SPARK_WIDTH))
+
+
+class Watchlist(DataTable):
+    """One row per market; moving the cursor (keys or mouse) chooses the market the chart shows."""
+
+    COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {
+        "watchlist--up", "watchlist--down", "watchlist--flash-up", "watchlist--flash-down", "watchlist--stale",
+        "watchlist--symbol",
+    }
+
+    class MarketChosen(Message):
+        """The trader moved to another market."""
+
+        def __init__(self, symbol: str) -> None:
+            super().__init__()
+            self.symbol = symbol
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self._rows: list[str] = []
+        self._shown: dict[tuple[str, str], tuple[str, str]] = {}  # cell → (text, style) shown, to skip repeats
+
+    def on_mount(self) -> None:
+        for label, key, width in COLUMNS:
+            self.add_column(Text(label, justify="left" if key in ("market", "trend") else "right"), key=key,
+                            width=width)
+
+    def set_markets(self, symbols: Iterable[str]) -> None:
+        """(Re)build the rows, keeping the cursor on the same market."""
+        current = self.selected_symbol
+        self.clear()
+        self._shown.clear()
+        self._rows = list(symbols)
+        for symbol in self._rows:
+            self.add_row(*self._blank(symbol), key=symbol)
+        if current in self._rows:
+            self.move_cursor(row=self._rows.index(current))
+
+    @property
+    def symbols(self) -> list[str]:
+        """The markets shown, top to bottom."""
+        return list(self._rows)
+
+    @property
+    def selected_symbol(self) -> str | None:
+        if not self._rows or not 0 <= self.cursor_row < len(self._rows):
+            return None
+        return self._rows[self.cursor_row]
+
+    def select(self, symbol: str) -> None:
+        if symbol in self._rows:
+            self.move_cursor(row=self._rows.index(symbol))
+
+    def update_symbols(self, board: MarketBoard, symbols: Iterable[str], now: float) -> None:
+        """Redraw the rows of `symbols` from the board."""
+        for symbol in symbols:
+            ticker = board.tickers.get(symbol)
+            if ticker is None or symbol not in self._rows:
+                continue
+            market = board.markets.get(symbol)
+            tick = market.price_tick if market else fmt.CENT
+            for key, cell in zip(("market", "bid", "ask", "chg", "trend"),
+                                 self._cells(ticker, tick, board.mids.get(symbol, ()), now), strict=True):
+                look = (cell.plain, str(cell.style))
+                if self._shown.get((symbol, key)) != look:
+                    self._shown[(symbol, key)] = look
+                    self.update_cell(symbol, key, cell)
+
+    def _blank(self, symbol: str) -> tuple[Text, ...]:
+        return (Text(symbol.replace("_", "/"), style=self.get_component_rich_style("watchlist--symbol")),
+                Text("—", justify="right"), Text("—", justify="right"), Text("", justify="right"), Text(""))
+
+    def _cells(self, ticker: Ticker, tick, mids, now: float) -> tuple[Text, ...]:
+        style = self.get_component_rich_style
+        flashing = ticker.flash_until > now
+        if ticker.stale:
+            price_style = style("watchlist--stale")
+        elif flashing:
+            price_style = style("watchlist--flash-up" if ticker.direction > 0 else "watchlist--flash-down")
+        else:
+            price_style = ""
+        change = fmt.change_percent(ticker.mid, ticker.reference)
+        change_style = "" if not change else style("watchlist--up" if change > 0 else "watchlist--down")
+        trend_style = style("watchlist--up" if ticker.direction >= 0 else "watchlist--down")
+        name = Text(ticker.symbol.replace("_", "/"), style=style("watchlist--symbol"))
+        if ticker.stale:
+            name.append(" ⏸", style=style("watchlist--stale"))
+        return (name,
+                Text(fmt.price(ticker.bid, tick), style=price_style, justify="right"),
+                Text(fmt.price(ticker.ask, tick), style=price_style, justify="right"),
+                Text(fmt.percent(change, signed=True) if change is not None else "—", style=change_style,
+                     justify="right"),
+                Text(fmt.sparkline(list(mids), SPARK_WIDTH), style=trend_style))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        if event.row_key.value:
+            self.post_message(self.MarketChosen(event.row_key.value))

@@ -1,0 +1,216 @@
+"""The TUI against the in-process platform, through its public REST API and WebSocket feed.
+
+Prices are ticks published to the platform's bus, as the poller would. A journey: sign up with the mailed
+code, watch prices move, open a position, see its PnL move, close it, find it in the history. Then a
+dropped connection: the TUI says "reconnecting" and recovers when the network comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from decimal import Decimal
+
+import httpx
+import pytest
+from helpers import sign_up
+
+from cfd_tui.app import CfdApp, create_app
+from cfd_tui.client import ApiClient, FeedClient
+from cfd_tui.client.models import FeedState
+from cfd_tui.screens.dashboard import DashboardScreen
+from cfd_tui.screens.history import HistoryScreen
+from cfd_tui.screens.signin import SignInScreen
+from cfd_tui.screens.verify import VerifyScreen
+from cfd_tui.widgets.positions_table import PositionsTable
+from cfd_tui.widgets.watchlist import Watchlist
+from shared.bus import Topics
+from shared.contracts import PriceTick, encode
+from shared.markets import MARKETS
+
+SIZE = (140, 45)
+
+
+@pytest.fixture
+async def market_data(platform):
+    """Skip when this server build does not serve prices yet; else publish ticks for every market."""
+    async with httpx.AsyncClient(base_url=platform.base_url + "/api/v1") as http:
+        if (await http.get("/prices")).status_code == 404:
+            pytest.skip("this server build does not serve market data (/prices, /ws) yet")
+    ticker = Ticker(platform)
+    await ticker.start()
+    yield ticker
+    await ticker.stop()
+
+
+class Ticker:
+    """Publishes a tick per market every `period` seconds, walking each price up by one tick."""
+
+    def __init__(self, platform, period: float = 0.1) -> None:
+        self.bus = platform.bus
+        self.topic = Topics(platform.settings).prices
+        self.period = period
+        self.step = 0
+        self.offset: dict[str, Decimal] = {}
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.publish_all()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def publish(self, symbol: str, mid: Decimal) -> None:
+        market = MARKETS[symbol]
+        now_us = time.time_ns() // 1000
+        tick = PriceTick(symbol=symbol, bid=mid - market.price_tick, ask=mid + market.price_tick,
+                         exchange_time_us=now_us, ingest_time_us=now_us)
+        await self.bus.publish(self.topic, encode(tick), key=symbol.encode())
+
+    async def publish_all(self) -> None:
+        self.step += 1
+        for symbol, market in MARKETS.items():
+            mid = market.sim_price + market.price_tick * (self.step % 50) + self.offset.get(symbol, Decimal(0))
+            await self.publish(symbol, mid)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.period)
+            await self.publish_all()
+
+
+async def until(pilot, condition, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "timed out waiting for the screen"
+        await pilot.pause(0.05)
+
+
+def form_error(app: CfdApp) -> str:
+    return str(app.screen.query_one("#form-error").render())
+
+
+async def test_sign_up_watch_prices_trade_and_see_the_history(platform, market_data, mailbox, email):
+    app = create_app(platform.base_url, session_store=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, SignInScreen))
+        await pilot.press("ctrl+n")
+        await until(pilot, lambda: app.screen.query("#name"))
+        for field, value in (("#name", "Ada Trader"), ("#email", email), ("#password", "correct horse battery")):
+            app.screen.query_one(field).value = value
+        app.screen.query_one("#password").focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, VerifyScreen))
+        code = await mailbox.code_for(email)
+        wrong = "000000" if code != "000000" else "111111"
+        await pilot.press(*wrong)
+        await until(pilot, lambda: form_error(app) != "")
+        assert isinstance(app.screen, VerifyScreen)
+        await pilot.press(*code)
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.feed_state is FeedState.LIVE)
+
+        watchlist = app.screen.query_one(Watchlist)
+        await until(pilot, lambda: str(watchlist.get_cell("SOL_USDC", "bid")) not in ("—", ""))
+        first = str(watchlist.get_cell("SOL_USDC", "bid"))
+        await until(pilot, lambda: str(watchlist.get_cell("SOL_USDC", "bid")) != first)  # prices move
+
+        app.screen.choose_market("SOL_USDC")
+        await pilot.press("b")
+        await until(pilot, lambda: app.screen.query("#amount"))
+        app.screen.query_one("#amount").value = "abc"
+        app.screen.query_one("#amount").focus()
+        await pilot.press("enter")
+        assert "must be a number" in form_error(app)
+        app.screen.query_one("#amount").value = "2"
+        await pilot.press("enter")
+        await until(pilot, lambda: getattr(app.screen, "confirming", False))
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and len(app.portfolio.positions) == 1)
+        (position_id,) = app.portfolio.positions
+        table = app.screen.query_one(PositionsTable)
+        await until(pilot, lambda: table.row_count == 1 and str(table.get_cell(position_id, "pnl")) != "—")
+        market_data.offset["SOL_USDC"] = Decimal(3)  # the price jumps: the PnL follows
+        await until(pilot, lambda: str(table.get_cell(position_id, "pnl")).startswith("+"))
+
+        table.focus()
+        await pilot.press("c")
+        await until(pilot, lambda: app.screen.query("#close-qty"))
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and not app.portfolio.positions)
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen)
+                    and "closed 1" in str(app.screen.query_one("#history-summary").render()))
+        summary = str(app.screen.query_one("#history-summary").render())
+        closed = await app.client.positions("closed")
+        assert f"{closed[0].realized_pnl:+,.2f}" in summary and closed[0].realized_pnl > 0
+
+
+class Forwarder:
+    """A TCP port that forwards to `target_port` and can be cut and restored, like a flaky network."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        self.server.close()
+        for writer in list(self.writers):
+            writer.transport.abort()
+        await self.server.wait_closed()
+
+    async def _handle(self, reader, writer) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers.update((writer, upstream_writer))
+
+        async def pipe(src, dst):
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+
+class ProxiedFeedClient(ApiClient):
+    """An ApiClient whose feed goes through the forwarder instead of the advertised URL."""
+
+    feed_url = ""
+
+    async def feed(self, channels=("prices.*",), **options):
+        return FeedClient(self.feed_url, channels=channels, token=self.token, **options)
+
+
+async def test_a_lost_connection_shows_reconnecting_and_recovers(platform, market_data, mailbox, email, api):
+    session = await sign_up(api, mailbox, email)
+    info = (await api.get("/info")).json()
+    forwarder = Forwarder(int(info["ws_url"].rsplit(":", 1)[1].split("/")[0]))
+    await forwarder.start()
+    client = ProxiedFeedClient(platform.base_url, token=session["access_token"])
+    client.feed_url = f"ws://127.0.0.1:{forwarder.port}/ws"
+    app = create_app(platform.base_url, client, session_store=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.feed_state is FeedState.LIVE)
+        await forwarder.cut()
+        await until(pilot, lambda: app.feed_state is FeedState.RECONNECTING)
+        assert "reconnecting" in str(app.screen.query_one("#connection").render())
+        await asyncio.sleep(0.5)  # a few failed attempts while the network is down
+        await forwarder.start()  # the same port comes back
+        await until(pilot, lambda: app.feed_state is FeedState.LIVE)
+        watchlist = app.screen.query_one(Watchlist)
+        before = str(watchlist.get_cell("BTC_USDC", "bid"))
+        await until(pilot, lambda: str(watchlist.get_cell("BTC_USDC", "bid")) != before)  # prices flow again
+        assert isinstance(app.screen, DashboardScreen)  # still signed in: the session survived the drop
+    await forwarder.cut()

@@ -1,0 +1,177 @@
+"""SVG snapshots of every screen, with frozen prices and times (`FakeBroker`, a fixed clock, UTC).
+
+Update after an intended change of the look with: pytest tests/e2e/test_tui_snapshots.py --snapshot-update
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC
+from decimal import Decimal
+
+from cfd_tui.app import CfdApp, create_app
+from cfd_tui.client.fake import FIXED_NOW_MS, FakeBroker
+from cfd_tui.client.models import FeedState
+from cfd_tui.screens.dashboard import DashboardScreen
+from cfd_tui.widgets.positions_table import PositionsTable
+
+SIZE = (140, 45)
+EMAIL = "ada@example.com"
+
+
+def frozen_app(fake: FakeBroker, *, signed_in: bool = True) -> CfdApp:
+    if signed_in:
+        fake.add_user(EMAIL, "correct horse battery", "Ada Lovelace")
+        fake.sign_in_as(EMAIL)
+    return create_app("http://broker.test", fake, session_store=False, clock=lambda: FIXED_NOW_MS / 1000,
+                      tz=UTC, animate=False)
+
+
+async def until(pilot, condition, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "timed out waiting for the screen"
+        await pilot.pause(0.02)
+    await pilot.pause(0.1)  # one more redraw tick
+
+
+def dashboard_ready(app: CfdApp, positions: int = 0):
+    def ready() -> bool:
+        if not isinstance(app.screen, DashboardScreen) or len(app.board.tickers) < 5:
+            return False
+        return app.screen.query_one(PositionsTable).row_count == positions and app.portfolio.available is not None
+
+    return ready
+
+
+async def with_positions(fake: FakeBroker) -> None:
+    await fake.open_position("SOL_USDC", "long", Decimal(12), 10, stop_loss=Decimal("175"),
+                             take_profit=Decimal("200"))
+    await fake.open_position("BTC_USDC", "short", Decimal("0.05"), 20)
+    await fake.open_position("ETH_USDC", "long", Decimal("0.8"), 5)
+    fake.push_price("SOL_USDC", Decimal("186.40"), Decimal("186.50"))
+    fake.push_price("BTC_USDC", Decimal("96610.0"), Decimal("96611.0"))
+    fake.push_price("ETH_USDC", Decimal("3441.20"), Decimal("3441.30"))
+
+
+def test_sign_in(snap_compare):
+    app = frozen_app(FakeBroker(), signed_in=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=lambda pilot: until(pilot, lambda: app.screen.id
+                                                                                 or app.screen.query("#email")))
+
+
+def test_sign_up_with_errors(snap_compare):
+    app = frozen_app(FakeBroker(), signed_in=False)
+
+    async def run_before(pilot):
+        await until(pilot, lambda: app.screen.query("#email"))
+        await pilot.press("ctrl+n")
+        await until(pilot, lambda: app.screen.query("#name"))
+        app.screen.query_one("#email").value = "ada@"
+        app.screen.query_one("#password").value = "short"
+        app.screen.submit()
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_code_entry_with_resend_cooldown(snap_compare):
+    fake = FakeBroker()
+    app = frozen_app(fake, signed_in=False)
+
+    async def run_before(pilot):
+        from cfd_tui.screens.verify import VerifyScreen
+
+        await until(pilot, lambda: app.screen.query("#email"))
+        await app.push_screen(VerifyScreen(name="Ada", email=EMAIL, password="correct horse battery"))
+        await pilot.press(*"111111")
+        await until(pilot, lambda: "verify" in fake.requests)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_dashboard_with_positions(snap_compare):
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await with_positions(fake)
+        await until(pilot, dashboard_ready(app, positions=3))
+        app.screen.choose_market("SOL_USDC")
+        await until(pilot, lambda: "candles SOL_USDC 1m" in fake.requests)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_dashboard_without_trading_while_reconnecting(snap_compare):
+    fake = FakeBroker(trading=False)
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await until(pilot, dashboard_ready(app))
+        fake.set_feed_state(FeedState.RECONNECTING, "the server closed the feed")
+        await until(pilot, lambda: app.feed_state is FeedState.RECONNECTING)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_order_ticket_preview_and_errors(snap_compare):
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await until(pilot, dashboard_ready(app))
+        app.screen.choose_market("SOL_USDC")
+        await pilot.press("b")
+        await until(pilot, lambda: app.screen.query("#amount"))
+        app.screen.query_one("#amount").value = "25"
+        app.screen.query_one("#leverage").value = "10"
+        app.screen.query_one("#stop-loss").value = "190"
+        await pilot.press("enter")
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_order_ticket_confirmation(snap_compare):
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await until(pilot, dashboard_ready(app))
+        app.screen.choose_market("ETH_USDC")
+        await pilot.press("s")
+        await until(pilot, lambda: app.screen.query("#amount"))
+        await pilot.press("f4")
+        app.screen.query_one("#amount").value = "2500"
+        app.screen.query_one("#take-profit").value = "3300"
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen.confirming)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_history(snap_compare):
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await with_positions(fake)
+        for position in list(await fake.positions("open")):
+            await fake.close_position(position.id)
+        await until(pilot, dashboard_ready(app))
+        await pilot.press("h")
+        await until(pilot, lambda: "closed 3" in str(app.screen.query_one("#history-summary").render()))
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_help(snap_compare):
+    app = frozen_app(FakeBroker())
+
+    async def run_before(pilot):
+        await until(pilot, dashboard_ready(app))
+        await pilot.press("f1")
+        await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -1,0 +1,345 @@
+"""The TUI driven with Pilot against `FakeBroker` (fixed ticks, nothing on the network)."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from decimal import Decimal
+
+from textual.widgets import Input
+
+from cfd_tui.app import CfdApp, create_app
+from cfd_tui.client import NotSignedIn
+from cfd_tui.client.fake import FakeBroker
+from cfd_tui.client.models import FeedState
+from cfd_tui.client.session import SessionStore
+from cfd_tui.screens.dashboard import DashboardScreen
+from cfd_tui.screens.history import HistoryScreen
+from cfd_tui.screens.signin import SignInScreen
+from cfd_tui.screens.signup import SignUpScreen
+from cfd_tui.screens.ticket import TicketScreen
+from cfd_tui.screens.verify import VerifyScreen
+from cfd_tui.widgets.account_bar import AccountBar
+from cfd_tui.widgets.connection_status import ConnectionStatus
+from cfd_tui.widgets.positions_table import PositionsTable
+from cfd_tui.widgets.watchlist import Watchlist
+from shared.contracts import AuthSession
+
+SIZE = (140, 45)
+EMAIL = "ada@example.com"
+PASSWORD = "correct horse battery"
+
+
+def make(fake: FakeBroker, store: SessionStore | None = None, signed_in: bool = True) -> CfdApp:
+    if signed_in:
+        fake.add_user(EMAIL, PASSWORD)
+        fake.sign_in_as(EMAIL)
+    return create_app("http://broker.test", fake, session_store=store or False)
+
+
+async def until(pilot, condition, timeout: float = 3.0) -> None:
+    """Pause until `condition()` holds (the screens update from workers and a timer, not at once)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "timed out waiting for the screen"
+        await pilot.pause(0.02)
+
+
+def on(app, screen_type) -> bool:
+    return isinstance(app.screen, screen_type)
+
+
+def ready(app) -> bool:
+    """The dashboard is up with a price for every market."""
+    return on(app, DashboardScreen) and len(app.board.tickers) == 5
+
+
+async def type_into(pilot, selector: str, text: str) -> None:
+    """Put `text` in a field as if typed (keys are tested where they matter: the code field)."""
+    field = pilot.app.screen.query_one(selector, Input)
+    field.focus()
+    field.value = text
+
+
+def error_text(app) -> str:
+    return str(app.screen.query_one("#form-error").render())
+
+
+def cell(table, row: str, column: str) -> str:
+    return str(table.get_cell(row, column))
+
+
+# --- sign-up, sign-in, session --------------------------------------------------------------------------
+
+
+async def test_sign_up_checks_every_field_before_sending_then_takes_the_code(tmp_path):
+    fake = FakeBroker()
+    store = SessionStore(tmp_path / "cfg")
+    app = create_app("http://broker.test", fake, session_store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on(app, SignInScreen))
+        await pilot.press("ctrl+n")
+        await until(pilot, lambda: on(app, SignUpScreen))
+        await type_into(pilot, "#name", "Ada")
+        await type_into(pilot, "#email", "ada@")
+        await type_into(pilot, "#password", "short")
+        await pilot.press("enter")
+        shown = error_text(app)
+        assert "not a valid email" in shown and "at least 8 characters" in shown
+        assert fake.requests == []  # nothing was sent
+        await type_into(pilot, "#email", EMAIL)
+        await type_into(pilot, "#password", PASSWORD)
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, VerifyScreen))
+        assert fake.signups == [EMAIL]
+        assert "Resend in" in str(app.screen.query_one("#resend").label)  # the visible cooldown
+        await pilot.press("enter")  # an empty code is not sent
+        assert "6 digits" in error_text(app) and "verify" not in fake.requests
+        await pilot.press(*"65x4321")  # letters are refused by the field; six digits submit
+        await until(pilot, lambda: "not right" in error_text(app))
+        assert "not right" in error_text(app) and fake.requests.count("verify") == 1
+        await pilot.press(*fake.otp)
+        await until(pilot, lambda: on(app, DashboardScreen))
+        assert app.user.email == EMAIL
+    saved = store.load(app.api_url)
+    assert saved is not None and saved.access_token == fake.token
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+
+
+async def test_sign_in_errors_come_from_the_form_first_then_from_the_server():
+    fake = FakeBroker()
+    fake.add_user(EMAIL, PASSWORD)
+    app = create_app("http://broker.test", fake, session_store=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on(app, SignInScreen))
+        await type_into(pilot, "#email", "not-an-email")
+        await pilot.press("enter", "enter")
+        assert "not a valid email" in error_text(app) and "Enter your password" in error_text(app)
+        assert fake.requests == []
+        await type_into(pilot, "#email", EMAIL)
+        await type_into(pilot, "#password", "wrong password")
+        await pilot.press("enter")
+        await until(pilot, lambda: "signin" in fake.requests and error_text(app))
+        assert "email or the password is wrong" in error_text(app)
+        await type_into(pilot, "#password", PASSWORD)
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen))
+
+
+async def test_a_saved_session_skips_sign_in_and_an_ended_one_asks_again(tmp_path):
+    fake = FakeBroker()
+    user = fake.add_user(EMAIL, PASSWORD)
+    token = fake.sign_in_as(EMAIL)
+    fake.token = None
+    store = SessionStore(tmp_path)
+    store.save("http://broker.test/api/v1", AuthSession(user=user, access_token=token, expires_in=3600))
+    app = create_app("http://broker.test", fake, session_store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on(app, DashboardScreen))
+        assert fake.token == token
+        fake.sessions.clear()  # the server revokes the session
+        fake.fail_next("account", NotSignedIn(401, "session_expired", "This session has ended; please sign in."))
+        app.refresh_portfolio()
+        await until(pilot, lambda: on(app, SignInScreen))
+        assert "expired" in str(app.screen.query_one("#auth-message").render())
+    assert store.load("http://broker.test/api/v1") is None
+
+
+async def test_sign_out_revokes_the_session_and_returns_to_sign_in(tmp_path):
+    fake = FakeBroker()
+    app = make(fake, SessionStore(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on(app, DashboardScreen))
+        await pilot.press("x")
+        await until(pilot, lambda: on(app, SignInScreen))
+        assert "logout" in fake.requests and fake.token is None
+
+
+# --- the dashboard ----------------------------------------------------------------------------------------
+
+
+async def test_prices_move_on_the_watchlist_and_bursts_are_coalesced():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app))
+        watchlist = app.screen.query_one(Watchlist)
+        await until(pilot, lambda: cell(watchlist, "SOL_USDC", "bid") == "184.95")
+        before = app.market_version
+        for i in range(200):  # 200 ticks at once: a few redraws, not 200
+            fake.push_price("SOL_USDC", Decimal("185.00") + Decimal(i) / 100, Decimal("185.20") + Decimal(i) / 100)
+        await until(pilot, lambda: cell(watchlist, "SOL_USDC", "bid") == "186.99")
+        assert 1 <= app.market_version - before <= 6
+        assert app.board.tickers["SOL_USDC"].direction == 1
+
+
+async def test_the_connection_state_is_always_on_screen():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app))
+        status = app.screen.query_one(ConnectionStatus)
+        assert "live" in str(status.render())
+        fake.set_feed_state(FeedState.RECONNECTING, "the server closed the feed")
+        await until(pilot, lambda: "reconnecting" in str(status.render()))
+        assert status.has_class("-reconnecting")
+        fake.set_feed_state(FeedState.LIVE)
+        await until(pilot, lambda: "live" in str(status.render()))
+        await pilot.press("h")
+        await until(pilot, lambda: on(app, HistoryScreen))
+        fake.set_feed_state(FeedState.RECONNECTING)
+        await until(pilot, lambda: "reconnecting" in str(app.screen.query_one(ConnectionStatus).render()))
+
+
+async def test_chart_interval_and_market_follow_the_keys():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app))
+        dashboard = app.screen
+        await pilot.press("down", "down", "3")
+        await until(pilot, lambda: "candles SOL_USDC 15m" in fake.requests)
+        assert (dashboard.symbol, dashboard.interval) == ("SOL_USDC", "15m")
+        assert app.candle_channel == "candles.15m.SOL_USDC"
+        await pilot.press("i")
+        assert dashboard.interval == "1h"
+
+
+# --- trading ----------------------------------------------------------------------------------------------
+
+
+async def open_ticket(pilot, symbol: str = "SOL_USDC") -> None:
+    app = pilot.app
+    await until(pilot, lambda: ready(app))
+    app.screen.choose_market(symbol)
+    await pilot.press("b")
+    await until(pilot, lambda: on(app, TicketScreen))
+
+
+async def test_ticket_shows_bad_input_and_sends_nothing():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_ticket(pilot)
+        for field, text, words in (("#amount", "abc", "must be a number"), ("#leverage", "21", "1 to 20"),
+                                   ("#stop-loss", "190", "stop-loss must be below")):
+            for name, value in (("#amount", "1"), ("#leverage", "5"), ("#stop-loss", ""), (field, text)):
+                await type_into(pilot, name, value)
+            await pilot.press("enter")
+            assert words in error_text(app)
+            assert app.screen.query_one(field).has_class("-invalid")
+            assert not app.screen.confirming
+        assert "open_position" not in fake.requests
+
+
+async def test_open_see_live_pnl_close_and_find_it_in_history():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_ticket(pilot)
+        await type_into(pilot, "#amount", "2")
+        await pilot.press("enter")
+        assert app.screen.confirming and "open_position" not in fake.requests
+        assert "Open LONG 2.00 SOL" in str(app.screen.query_one("#ticket-confirm").render())
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen) and app.portfolio.positions)
+        assert any(title == "Filled" for _, title, _ in app.notice_log)
+        table = app.screen.query_one(PositionsTable)
+        (position_id,) = app.portfolio.positions
+        await until(pilot, lambda: table.row_count == 1)
+        assert cell(table, position_id, "pnl") == "-0.20"  # bought at 185.05, marked at the bid 184.95
+        fake.push_price("SOL_USDC", "186.05", "186.15")
+        await until(pilot, lambda: cell(table, position_id, "pnl") == "+2.00")
+        assert table.get_cell(position_id, "pnl").style == table.get_component_rich_style("positions--profit")
+        assert app.screen.query_one(AccountBar).account.equity == Decimal("10002.00")
+        table.focus()
+        await pilot.press("c")
+        await until(pilot, lambda: type(app.screen).__name__ == "ClosePositionScreen")
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen) and not app.portfolio.positions)
+        await pilot.press("h")
+        await until(pilot, lambda: on(app, HistoryScreen)
+                    and "closed 1" in str(app.screen.query_one("#history-summary").render()))
+        assert "Realised PnL +2.00 USD" in str(app.screen.query_one("#history-summary").render())
+
+
+async def test_partial_close_edit_stops_and_a_stop_loss_toast():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app))
+        position = await fake.open_position("SOL_USDC", "long", Decimal(3), 5)
+        app.refresh_portfolio()
+        table = app.screen.query_one(PositionsTable)
+        await until(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.press("p")
+        await until(pilot, lambda: type(app.screen).__name__ == "ClosePositionScreen")
+        await type_into(pilot, "#close-qty", "5")
+        await pilot.press("enter")
+        assert "cannot close more" in error_text(app) and "close_position" not in fake.requests
+        await type_into(pilot, "#close-qty", "1")
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen)
+                    and app.portfolio.positions[position.id].qty == Decimal(2))
+        await pilot.press("e")
+        await until(pilot, lambda: type(app.screen).__name__ == "EditStopsScreen")
+        await type_into(pilot, "#new-stop-loss", "190")
+        await pilot.press("enter")
+        assert "must be below" in error_text(app) and "modify_position" not in fake.requests
+        await type_into(pilot, "#new-stop-loss", "180")
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen)
+                    and app.portfolio.positions[position.id].stop_loss == Decimal(180))
+        fake.push_price("SOL_USDC", "179.90", "180.10")  # the bid reaches the stop
+        await until(pilot, lambda: not app.portfolio.positions)
+        assert any(title == "Stop-loss" and "Stop-loss hit" in message for _, title, message in app.notice_log)
+
+
+async def test_margin_level_turns_amber_then_red():
+    fake = FakeBroker(deposit=Decimal(1000))
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app))
+        await fake.open_position("BTC_USDC", "long", Decimal("0.05"), 10)  # margin ≈ 482.5: level ≈ 207 %
+        app.refresh_portfolio()
+        bar = app.screen.query_one(AccountBar)
+        await until(pilot, lambda: bar.account is not None and bar.account.margin_level is not None)
+        assert not bar.has_class("-amber") and not bar.has_class("-red")
+        fake.push_price("BTC_USDC", "90900", "90901")  # equity ≈ 720 → level ≈ 149 %
+        await until(pilot, lambda: bar.has_class("-amber"))
+        assert not bar.has_class("-red")
+        fake.push_price("BTC_USDC", "86000", "86001")  # equity ≈ 475 → level ≈ 98 %: a margin call
+        await until(pilot, lambda: bar.has_class("-red"))
+        assert not bar.has_class("-amber")
+
+
+async def test_without_trading_endpoints_the_dashboard_still_shows_prices():
+    fake = FakeBroker(trading=False)
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app)
+                    and "trading unavailable" in str(app.screen.query_one(AccountBar).render()))
+        assert "trading unavailable" in str(app.screen.query_one("#positions-empty").render())
+        await pilot.press("b")
+        assert on(app, DashboardScreen)
+        assert any("Trading unavailable" == title for _, title, _ in app.notice_log)
+        assert cell(app.screen.query_one(Watchlist), "BTC_USDC", "bid") == "96,499.5"
+
+
+# --- help and the command palette -------------------------------------------------------------------------
+
+
+async def test_help_and_command_palette_entries():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app))
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for wanted in ("Theme", "Market SOL/USDC", "Order ticket", "Sign out", "History"):
+            assert wanted in titles
+        await pilot.press("question_mark")
+        await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
+        await pilot.press("escape")
+        await until(pilot, lambda: on(app, DashboardScreen))
