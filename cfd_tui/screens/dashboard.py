@@ -49,6 +49,7 @@ class DashboardScreen(Screen[None]):
         super().__init__()
         self.symbol = ""
         self.interval = "1m"
+        self._chart_cache: dict[tuple[str, str], list] = {}  # (symbol, interval) -> the last candles fetched
 
     def compose(self) -> ComposeResult:
         yield TopBar(id="top-bar")
@@ -171,14 +172,20 @@ class DashboardScreen(Screen[None]):
         chart = self.query_one(CandleChart)
         market = self.app.board.markets.get(symbol)  # type: ignore[attr-defined]
         tick = market.price_tick if market else fmt.CENT
-        chart.set_history(symbol, interval, [], tick)
-        chart.show_message(f"loading {symbol.replace('_', '/')} {interval}…")
+        seen = self._chart_cache.get((symbol, interval))
+        # A chart seen before shows at once (the next key press must not wait for the network); it is
+        # refreshed from the server right after.
+        chart.set_history(symbol, interval, seen or [], tick)
+        if seen is None:
+            chart.show_message(f"loading {symbol.replace('_', '/')} {interval}…")
         await self.app.follow_candles(symbol, interval)  # type: ignore[attr-defined]
         try:
             candles = await self.app.client.candles(symbol, interval, 200)  # type: ignore[attr-defined]
         except ApiError as exc:
-            chart.show_message(f"no chart: {exc.message}")
+            if seen is None:
+                chart.show_message(f"no chart: {exc.message}")
             return
+        self._chart_cache[(symbol, interval)] = candles
         if (symbol, interval) == (self.symbol, self.interval):
             chart.set_history(symbol, interval, candles, tick)
             live = self.app.board.live_candles.get((symbol, interval))  # type: ignore[attr-defined]
