@@ -1,0 +1,110 @@
+"""Stops, margin call and stop-out driven by scripted prices from a local Backpack-protocol exchange,
+through the real poller: exchange → poller → bus → dbproc risk engine → account channel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+
+import msgspec
+import pytest
+import websockets
+from helpers import signed_in
+
+from cfd_poller.local_exchange import LocalExchange
+from cfd_poller.service import start_poller
+from shared.markets import MARKETS, broker_quote
+
+D = Decimal
+
+
+@pytest.fixture
+async def exchange_feed(platform):
+    """The local exchange, and a poller (backpack source) publishing its quotes onto the platform's bus."""
+    async with LocalExchange() as exchange:
+        settings = msgspec.structs.replace(platform.settings, price_source="backpack",
+                                           backpack_ws_url=exchange.url)
+        poller = await start_poller(settings, platform.bus)
+        try:
+            await exchange.wait_for_subscribers("ETH_USDC")
+
+            async def quote(symbol: str, bid: str, ask: str) -> None:
+                """The exchange quotes; returns once the dbproc trades on the resulting broker quote."""
+                await exchange.quote(symbol, bid, ask)
+                expected = broker_quote(MARKETS[symbol], D(bid), D(ask), 0)
+                async with asyncio.timeout(10):
+                    while True:
+                        live = platform.dbproc.quotes.fresh().get(symbol)
+                        if live is not None and (live.bid, live.ask) == (expected.bid, expected.ask):
+                            return
+                        await asyncio.sleep(0.005)
+
+            yield quote
+        finally:
+            await poller.stop()
+
+
+async def next_frame(ws, predicate, timeout: float = 10.0) -> dict:
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = json.loads(await ws.recv())
+            if predicate(frame):
+                return frame
+
+
+async def account_socket(api, token: str):
+    ws = await websockets.connect((await api.get("/info")).json()["ws_url"])
+    await ws.send(json.dumps({"op": "auth", "token": token}))
+    await next_frame(ws, lambda f: f["type"] == "authenticated")
+    await ws.send(json.dumps({"op": "subscribe", "channels": ["account"]}))
+    await next_frame(ws, lambda f: f["type"] == "subscribed")
+    return ws
+
+
+async def test_stop_loss_and_take_profit_fill_at_the_exchange_tick(platform, api, mailbox, email, exchange_feed):
+    auth = await signed_in(api, mailbox, email)
+    await exchange_feed("ETH_USDC", "3000.00", "3000.20")  # broker 2999.25 / 3000.96 (5 bps)
+    long = (await api.post("/positions", headers=auth, json={"symbol": "ETH_USDC", "side": "long", "qty": "1",
+                                                             "leverage": 10, "take_profit": "3050"})).json()
+    short = (await api.post("/positions", headers=auth, json={"symbol": "ETH_USDC", "side": "short", "qty": "1",
+                                                              "leverage": 10, "stop_loss": "3050"})).json()
+    assert D(long["entry_price"]) == D("3000.96") and D(short["entry_price"]) == D("2999.25")
+    ws = await account_socket(api, auth["Authorization"].removeprefix("Bearer "))
+    try:
+        await exchange_feed("ETH_USDC", "3060.00", "3060.20")  # bid 3059.23 ≥ TP; ask 3060.97 ≥ short's SL
+        closes = {}
+        while len(closes) < 2:
+            frame = await next_frame(ws, lambda f: f["type"] == "position" and f["event"] == "closed")
+            closes[frame["position"]["id"]] = frame["position"]
+    finally:
+        await ws.close()
+    assert closes[long["id"]]["close_reason"] == "take_profit" and D(closes[long["id"]]["close_price"]) == D("3059.23")
+    assert closes[short["id"]]["close_reason"] == "stop_loss" and D(closes[short["id"]]["close_price"]) == D("3060.97")
+    assert D(closes[long["id"]]["realized_pnl"]) == D("58.27") and D(closes[short["id"]]["realized_pnl"]) == D("-61.72")
+
+
+async def test_margin_call_then_stop_out_from_exchange_prices(platform, api, mailbox, email, exchange_feed):
+    auth = await signed_in(api, mailbox, email)
+    await exchange_feed("SOL_USDC", "100.00", "100.00")  # broker 99.97 / 100.03
+    # 900 SOL at 100.03 with 10x: margin 9002.70; equity falls below margin (100 %) once the bid < ~99.9
+    position = (await api.post("/positions", headers=auth, json={"symbol": "SOL_USDC", "side": "long",
+                                                                 "qty": "900", "leverage": 10})).json()
+    ws = await account_socket(api, auth["Authorization"].removeprefix("Bearer "))
+    try:
+        await exchange_feed("SOL_USDC", "99.00", "99.00")  # bid 98.97: equity 10000 − 954 = 9046 → level ≈ 100.5 %
+        await exchange_feed("SOL_USDC", "98.80", "98.80")  # bid 98.77: equity 8920 → level ≈ 99.08 %: margin call
+        call = await next_frame(ws, lambda f: f["type"] == "account" and f["event"] == "margin_call")
+        assert D("50") <= D(call["margin_level"]) < D("100")
+        assert (await api.get(f"/positions/{position['id']}", headers=auth)).json()["status"] == "open"
+
+        await exchange_feed("SOL_USDC", "94.00", "94.00")  # bid 93.97: equity 4600 → level ≈ 51 %: still open
+        await exchange_feed("SOL_USDC", "93.80", "93.80")  # bid 93.77: equity 4420 → level ≈ 49 %: stop-out
+        closed = await next_frame(ws, lambda f: f["type"] == "position" and f["event"] == "closed")
+    finally:
+        await ws.close()
+    assert closed["position"]["id"] == position["id"] and closed["position"]["close_reason"] == "stop_out"
+    assert D(closed["position"]["close_price"]) == D("93.77")
+    assert D(closed["position"]["realized_pnl"]) == (D("93.77") - D("100.03")) * 900
+    account = (await api.get("/account", headers=auth)).json()
+    assert D(account["balance"]) == D("10000") + (D("93.77") - D("100.03")) * 900
