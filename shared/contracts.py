@@ -110,6 +110,7 @@ class ErrorBody(Struct, kw_only=True):
     code: str
     message: str
     details: Any = None
+    retry_after: int | None = None
 
 
 class BusRequest(Struct, kw_only=True):

@@ -162,10 +162,11 @@ class PositionMark(Struct, kw_only=True):
 
 
 class AccountEvent(Struct, tag_field="type", tag="account", kw_only=True):
-    """The account after a change (`snapshot`), marked to market (`mark`, with each position's PnL), or a
-    margin call, its clearing, or a stop-out."""
+    """The account after a change (`snapshot`), marked to market (`mark`, with each position's PnL), a margin
+    call, its clearing, or a stop-out. `resync` (between services only) says a command was answered from
+    its stored reply: its events may never have gone out, so listeners reload that user's state."""
 
-    event: Literal["snapshot", "mark", "margin_call", "margin_call_cleared", "stop_out"]
+    event: Literal["snapshot", "mark", "margin_call", "margin_call_cleared", "stop_out", "resync"]
     user_id: str
     account: Account | None = None
     margin_level: Decimal | None = None

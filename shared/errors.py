@@ -92,9 +92,10 @@ _BY_STATUS: dict[int, type[CfdError]] = {
 }
 
 
-def error_from_wire(status: int, code: str, message: str, details: Any = None) -> CfdError:
+def error_from_wire(status: int, code: str, message: str, details: Any = None,
+                    retry_after: int | None = None) -> CfdError:
     """Rebuild an error that crossed the bus (or HTTP) as the matching class."""
-    return _BY_STATUS.get(status, CfdError)(message, code=code, details=details)
+    return _BY_STATUS.get(status, CfdError)(message, code=code, details=details, retry_after=retry_after)
 
 
 class BackendDown(Unavailable):

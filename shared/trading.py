@@ -34,8 +34,9 @@ def is_multiple(value: Decimal, step: Decimal) -> bool:
 
 
 def money(value: Decimal) -> Decimal:
-    """Round an amount to the precision the ledger books."""
-    return value.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+    """Round an amount to the precision the ledger books (never "-0.00")."""
+    rounded = value.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+    return rounded.copy_abs() if rounded.is_zero() else rounded
 
 
 def plain(value: Decimal | None) -> Decimal | None:

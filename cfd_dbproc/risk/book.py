@@ -91,6 +91,11 @@ class RiskBook:
         """The user's exact account state at the latest quotes (pending positions use no margin)."""
         return self._accounts[user_id].state(self._quotes)
 
+    def positions_of(self, user_id: str) -> list[str]:
+        """The ids of every position the book holds for the user, pending or not."""
+        acct = self._accounts.get(user_id)
+        return list(acct.held) if acct is not None else []
+
     def worst_first(self, user_id: str) -> list[str]:
         """The user's positions not pending a close, worst unrealised PnL first: the stop-out order."""
         acct = self._accounts[user_id]

@@ -55,6 +55,7 @@ from shared.trading import (
     open_price,
     plain,
     pnl,
+    stop_trigger,
 )
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,16 @@ class TradingEngine:
     async def _apply(self, request: BusRequest, user_id: str, apply: Callable[[list], Awaitable[bytes]]) -> bytes:
         """Apply a command once (one transaction); its events go out after the commit."""
         events: list[PositionEvent | AccountEvent] = []
-        reply = await apply_once(self.db, request, user_id, lambda: apply(events))
+        replayed = True
+
+        async def first_time() -> bytes:
+            nonlocal replayed
+            replayed = False
+            return await apply(events)
+
+        reply = await apply_once(self.db, request, user_id, first_time)
+        if replayed:  # the first attempt may have died between its commit and its events
+            events = [AccountEvent(event="resync", user_id=user_id)]
         await self._emit(user_id, *events)
         return reply
 
@@ -225,8 +235,9 @@ class TradingEngine:
                 )
             at = now_ms()
             position = Position(
-                id=str(uuid.uuid4()), symbol=order.symbol, side=order.side, qty=order.qty, entry_price=fill,
-                leverage=order.leverage, margin=needed, stop_loss=order.stop_loss, take_profit=order.take_profit,
+                id=str(uuid.uuid4()), symbol=order.symbol, side=order.side, qty=plain(order.qty), entry_price=fill,
+                leverage=order.leverage, margin=needed, stop_loss=plain(order.stop_loss),
+                take_profit=plain(order.take_profit),
                 status="open", opened_at=at, updated_at=at,
             )
             await Positions.insert(Positions(
@@ -301,8 +312,9 @@ class TradingEngine:
 
         async def apply(events: list) -> bytes:
             position = await self._position(user_id, command.position_id)
-            if position.status != "open":
-                return encode(position)
+            if position.status != "open" or stop_trigger(position.side, position.stop_loss, position.take_profit,
+                                                         command.quote) != command.reason:
+                return encode(position)  # closed meanwhile, or its stops were moved since the tick
             balance = await self._balance(user_id)
             closed, balance = await self._close(user_id, position, position.qty, command.price, command.reason,
                                                 balance, request.command_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 
 import msgspec
 
@@ -96,8 +97,27 @@ class RiskRunner:
                 self.book.position_closed(event.position.id, event.balance)
                 self._pending_since.pop(("position", event.position.id), None)
             self._pending_since.pop(("user", event.user_id), None)
+        elif isinstance(event, AccountEvent) and event.event == "resync":
+            await self.reload_user(event.user_id)
         elif isinstance(event, AccountEvent) and event.account is not None and event.event == "snapshot":
             self.book.balance_changed(event.user_id, event.account.balance)
+
+    async def reload_user(self, user_id: str) -> None:
+        """Bring one user's part of the book back in line with the database."""
+        from cfd_dbproc.trading.engine import position_from_row
+
+        uid = uuid.UUID(user_id)
+        account = await Accounts.select(Accounts.balance).where(Accounts.user_id == uid).first().run()
+        if account is None:
+            return
+        rows = await Positions.select().where((Positions.user_id == uid) & (Positions.status == "open")).run()
+        self.book.balance_changed(user_id, account["balance"])
+        held = {str(r["id"]) for r in rows}
+        for position_id in self.book.positions_of(user_id):
+            if position_id not in held:
+                self.book.position_closed(position_id)
+        for row in rows:
+            self.book.position_opened(open_position(user_id, position_from_row(row)))
 
     async def on_tick(self, message: Message) -> None:
         quote = self.quotes.on_tick(message)

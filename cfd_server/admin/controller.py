@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import uuid
@@ -106,10 +107,11 @@ class AdminController(Controller):
                       data: JSONBody[DepositRequest]) -> Account:
         uid = user_id(user)
         key = request.headers.get("idempotency-key")
+        command = f"deposit:{hashlib.sha256(f'{uid}:{key}'.encode()).hexdigest()}" if key else None
         ctx: ServerContext = state.ctx
         return await ctx.rpc.request(ctx.topics.trading_requests, TradingRequest.DEPOSIT,
                                      DepositCommand(user_id=uid, amount=data.amount), Account, key=uid,
-                                     command_id=f"deposit:{uid}:{key}" if key else None)
+                                     command_id=command)
 
     @get("/positions", operation_id="admin_list_positions", summary="Positions of every user (or one)")
     async def positions(self, state: State,

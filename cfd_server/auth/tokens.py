@@ -14,13 +14,14 @@ from shared.errors import Unauthorized
 
 ALGORITHM = "HS256"
 SESSION_PREFIX = "session:"
-DISABLED_PREFIX = "user-disabled:"
+GATE_PREFIX = "user-gate:"  # "disabled", or the time (ms) before which the user's sessions no longer count
 
 
 class Session(msgspec.Struct, kw_only=True):
     jti: str
     user: User
     expires_at: int
+    issued_ms: int = 0
 
 
 class Sessions:
@@ -33,7 +34,7 @@ class Sessions:
     async def issue(self, user: User) -> tuple[str, Session]:
         now = int(time.time())
         jti = uuid.uuid4().hex
-        session = Session(jti=jti, user=user, expires_at=now + self.ttl)
+        session = Session(jti=jti, user=user, expires_at=now + self.ttl, issued_ms=time.time_ns() // 1_000_000)
         token = jwt.encode({"sub": user.id, "jti": jti, "iat": now, "exp": now + self.ttl}, self.secret,
                            algorithm=ALGORITHM)
         await self.cache.set(SESSION_PREFIX + jti, encode(session), ttl=self.ttl)
@@ -53,16 +54,19 @@ class Sessions:
         raw = await self.cache.get(SESSION_PREFIX + str(claims["jti"]))
         if raw is None:
             raise Unauthorized("This session has ended; please sign in again.", code="session_expired")
-        if await self.cache.get(DISABLED_PREFIX + str(claims["sub"])) is not None:
+        gate = await self.cache.get(GATE_PREFIX + str(claims["sub"]))
+        if gate == b"disabled":
             raise Unauthorized("This account is disabled; contact support.", code="account_disabled")
-        return self._decoder.decode(raw)
+        session = self._decoder.decode(raw)
+        if gate is not None and session.issued_ms < int(gate):
+            raise Unauthorized("This session has ended; please sign in again.", code="session_expired")
+        return session
 
     async def set_disabled(self, user_id: str, disabled: bool) -> None:
-        """Make every session of the user stop (or start again) working at once."""
-        if disabled:
-            await self.cache.set(DISABLED_PREFIX + user_id, b"1", ttl=self.ttl)
-        else:
-            await self.cache.delete(DISABLED_PREFIX + user_id)
+        """Disabling ends every session of the user at once; enabling lets them sign in again, while the
+        sessions that disabling ended stay ended."""
+        value = b"disabled" if disabled else str(time.time_ns() // 1_000_000).encode()
+        await self.cache.set(GATE_PREFIX + user_id, value, ttl=self.ttl)
 
     async def revoke(self, jti: str) -> None:
         await self.cache.delete(SESSION_PREFIX + jti)

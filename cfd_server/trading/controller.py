@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from typing import Annotated, Any, Literal, TypeVar
@@ -45,7 +46,8 @@ def command_id(request: Request, session: Session, action: str) -> str:
         return uuid.uuid4().hex
     if not _IDEMPOTENCY_KEY.match(key):
         raise BadRequest("Idempotency-Key must be 1 to 100 letters, digits or . _ : -", code="invalid_idempotency_key")
-    return f"{action}:{session.user.id}:{key}"
+    scoped = hashlib.sha256(f"{action}:{session.user.id}:{key}".encode()).hexdigest()
+    return f"{action.split(':')[0]}:{scoped}"  # a fixed length, whatever the key
 
 
 def position_id(value: str) -> str:

@@ -74,13 +74,16 @@ class AccountFeed:
         if message.key is None:
             return
         user_id = message.key.decode()
-        self.publish(user_id, message.value)
-        held = self._held.get(user_id)
-        if held is None:
-            return
         try:
             event = _event_decoder.decode(message.value)
         except msgspec.DecodeError:
+            return
+        if isinstance(event, AccountEvent) and event.event == "resync":
+            self._held.pop(user_id, None)  # fetched again for the next mark
+            return
+        self.publish(user_id, message.value)
+        held = self._held.get(user_id)
+        if held is None:
             return
         if isinstance(event, PositionEvent):
             held.balance = event.balance

@@ -98,7 +98,7 @@ class RequestClient:
             self._pending.pop(correlation_id, None)
         if reply.error is not None:
             e = reply.error
-            raise error_from_wire(e.status, e.code, e.message, e.details)
+            raise error_from_wire(e.status, e.code, e.message, e.details, e.retry_after)
         return msgspec.json.decode(reply.body, type=response_type)
 
 
@@ -143,5 +143,6 @@ class Responder:
         return BusReply(
             correlation_id=request.correlation_id,
             reply_to=request.reply_to,
-            error=ErrorBody(status=error.status, code=error.code, message=error.message, details=error.details),
+            error=ErrorBody(status=error.status, code=error.code, message=error.message, details=error.details,
+                            retry_after=error.retry_after),
         )

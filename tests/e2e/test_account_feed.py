@@ -8,7 +8,6 @@ import uuid
 from decimal import Decimal
 
 import websockets
-
 from helpers import set_price, signed_in
 
 

@@ -70,3 +70,17 @@ async def test_operator_errors_are_one_red_line(cfd):
     assert unknown.exit_code == 1 and "no user matches" in unknown.output
     bad_amount = await cfd("users", "deposit", "x@example.com", "lots")
     assert bad_amount.exit_code == 1 and "not an amount" in bad_amount.output
+
+
+async def test_sessions_ended_by_disabling_stay_ended_after_enabling(api, mailbox, email, cfd):
+    from helpers import signed_in
+
+    auth = await signed_in(api, mailbox, email)
+    assert (await cfd("users", "disable", email)).exit_code == 0
+    assert (await cfd("users", "enable", email)).exit_code == 0
+    old = await api.get("/auth/me", headers=auth)
+    assert old.status_code == 401 and old.json()["error"]["code"] == "session_expired"
+    fresh = await api.post("/auth/signin", json={"email": email, "password": "correct horse battery"})
+    assert fresh.status_code == 200
+    me = await api.get("/auth/me", headers={"Authorization": f"Bearer {fresh.json()['access_token']}"})
+    assert me.status_code == 200

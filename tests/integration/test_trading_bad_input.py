@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -129,3 +130,21 @@ async def test_bad_query_parameters_and_missing_auth(api, trader):
     for method, path in (("GET", "/account"), ("GET", "/positions"), ("POST", "/positions"), ("GET", "/ledger")):
         response = await api.request(method, path, json={} if method == "POST" else None)
         assert response.status_code == 401 and response.json()["error"]["code"] == "not_authenticated"
+
+
+async def test_a_replayed_command_resyncs_the_risk_book(platform, api, trader):
+    """A command answered from its stored reply sends a resync, so a book that missed its events heals."""
+    auth, position = trader
+    book = platform.dbproc.risk.book
+    headers = {**auth, "Idempotency-Key": "resync-1"}
+    order = {"symbol": "SOL_USDC", "side": "long", "qty": "1", "leverage": 2}
+    first = (await api.post("/positions", headers=headers, json=order)).json()
+    assert first["id"] in book
+    book.position_closed(first["id"])  # as if this instance had missed the "opened" event
+    assert first["id"] not in book
+    again = (await api.post("/positions", headers=headers, json=order)).json()
+    assert again["id"] == first["id"]
+    async with asyncio.timeout(5):
+        while first["id"] not in book:  # noqa: ASYNC110 - polling the book, which has no event
+            await asyncio.sleep(0.01)
+    assert position["id"] in book
