@@ -102,7 +102,7 @@ async def new_trader(api: httpx.AsyncClient, codes: Codes, password: str = "corr
 
 
 def describe(settings: Settings, real: bool) -> dict[str, Any]:
-    described = {concern: backend.split(" ")[0] if backend.startswith(("sqlite", "outbox")) else backend
+    described = {concern: backend.split(":")[0].split(" ")[0] if backend.startswith(("sqlite", "outbox")) else backend
                  for concern, backend in settings.describe_backends().items()}  # no temporary paths
     return {"backends": "real" if real else "embedded", "described": described,
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count()}
