@@ -1,0 +1,102 @@
+"""The latest broker quote of every market, from encoded price ticks; shared by the server and the dbproc.
+
+Per tick: decode once, refuse what is not a quote (unknown market, bid above ask, a tick not newer than the
+last one applied, which is how a redelivery looks), and compute the broker quote once. A market is stale
+when no tick has arrived for `stale_after` seconds of this process's clock (not the exchange's: a replayed
+feed carries old exchange times, and other machines' clocks drift).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import msgspec
+
+from shared.contracts import PriceTick, Quote
+from shared.markets import MARKETS, broker_quote
+
+log = logging.getLogger(__name__)
+
+
+class _Entry(NamedTuple):
+    quote: Quote
+    received: float  # this process's monotonic clock when the tick arrived
+    exchange_us: int  # the tick's exchange time: a tick not after it is old or a redelivery
+
+
+class LatestQuotes:
+    """Latest quote per market plus freshness; lives in one event loop (not thread-safe)."""
+
+    def __init__(self, stale_after: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stale_after = stale_after
+        self.clock = clock
+        self.ticks = 0
+        self.rejected = 0
+        self._entries: dict[str, _Entry] = {}
+        self._decoder = msgspec.json.Decoder(PriceTick)
+        self._stale: set[str] = set()
+
+    def apply(self, raw: bytes) -> Quote | None:
+        """Take one encoded `PriceTick`; returns the broker quote, or None when the tick is refused."""
+        try:
+            tick = self._decoder.decode(raw)
+        except msgspec.DecodeError as exc:
+            self.rejected += 1
+            log.warning("skipping an undecodable tick: %s", exc)
+            return None
+        market = MARKETS.get(tick.symbol)
+        if market is None or not (0 < tick.bid <= tick.ask):
+            self.rejected += 1
+            return None
+        symbol = tick.symbol
+        previous = self._entries.get(symbol)
+        if previous is not None and tick.exchange_time_us <= previous.exchange_us:
+            self.rejected += 1  # a redelivery, or out of order: an older price never replaces a newer one
+            return None
+        quote = broker_quote(market, tick.bid, tick.ask, tick.exchange_time_us // 1000)
+        self._entries[symbol] = _Entry(quote, self.clock(), tick.exchange_time_us)
+        self.ticks += 1
+        if symbol in self._stale:
+            self._stale.discard(symbol)
+            log.info("%s is live again", symbol)
+        self._accepted(symbol, quote)
+        return quote
+
+    def _accepted(self, symbol: str, quote: Quote) -> None:
+        """Called once per accepted tick; subclasses hang their own work here."""
+
+    def get(self, symbol: str) -> tuple[Quote, bool] | None:
+        """The latest quote of `symbol` and whether it is stale; None before the first tick."""
+        entry = self._entries.get(symbol)
+        if entry is None:
+            return None
+        return entry.quote, self.clock() - entry.received > self.stale_after
+
+    def all(self) -> list[tuple[Quote, bool]]:
+        """Every market that has a quote, in catalogue order, each with its staleness."""
+        now = self.clock()
+        return [(e.quote, now - e.received > self.stale_after)
+                for symbol in MARKETS if (e := self._entries.get(symbol)) is not None]
+
+    def fresh(self) -> dict[str, Quote]:
+        """The quotes that are not stale, by symbol."""
+        now = self.clock()
+        return {s: e.quote for s, e in self._entries.items() if now - e.received <= self.stale_after}
+
+    def age(self, symbol: str) -> float | None:
+        """Seconds since the last tick of `symbol` arrived."""
+        entry = self._entries.get(symbol)
+        return None if entry is None else self.clock() - entry.received
+
+    def check_staleness(self) -> list[str]:
+        """Log markets that went quiet since the last check; returns the stale ones."""
+        now = self.clock()
+        stale = [s for s, e in self._entries.items() if now - e.received > self.stale_after]
+        for symbol in stale:
+            if symbol not in self._stale:
+                self._stale.add(symbol)
+                log.warning("%s is stale: no tick for %.0f s", symbol, now - self._entries[symbol].received)
+        return stale
