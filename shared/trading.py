@@ -13,6 +13,7 @@ from typing import Literal
 from msgspec import Struct
 
 from shared.contracts import Quote
+from shared.contracts_trading import Account, Position
 from shared.errors import Rejected
 from shared.markets import Market
 
@@ -107,6 +108,18 @@ def account_state(balance: Decimal, positions: Iterable[Exposure], quotes: dict[
         level = (equity / used * HUNDRED).quantize(Decimal("0.01")) if used > 0 else None
     return AccountState(balance=money(balance), equity=money(equity), used_margin=money(used),
                         free_margin=money(equity - used), margin_level=level, unrealized_pnl=money(unrealized))
+
+
+def exposure_of(position: Position) -> Exposure:
+    return Exposure(position.symbol, position.side, position.qty, position.entry_price, position.margin)
+
+
+def account_snapshot(balance: Decimal, positions: Iterable[Exposure], quotes: dict[str, Quote]) -> Account:
+    """The account as clients see it (`GET /account`, the feed's snapshots and marks)."""
+    state = account_state(balance, positions, quotes)
+    return Account(currency="USD", balance=state.balance, equity=state.equity, used_margin=state.used_margin,
+                   free_margin=state.free_margin, margin_level=state.margin_level,
+                   unrealized_pnl=state.unrealized_pnl)
 
 
 def stop_out_price(side: Side, qty: Decimal, entry: Decimal, equity: Decimal, used_margin: Decimal) -> Decimal | None:

@@ -17,7 +17,7 @@ import msgspec
 from cfd_dbproc.commands import apply_once, now_ms
 from cfd_dbproc.trading.quotes import QuoteCache
 from shared.bus import Bus
-from shared.contracts import BusRequest, Quote, encode
+from shared.contracts import BusRequest, encode
 from shared.contracts_trading import (
     Account,
     AccountEvent,
@@ -45,10 +45,11 @@ from shared.errors import NotFound, Rejected
 from shared.trading import (
     STOP_OUT_LEVEL,
     Exposure,
-    account_state,
+    account_snapshot,
     check_order,
     check_stops,
     close_price,
+    exposure_of,
     is_multiple,
     margin,
     money,
@@ -73,10 +74,6 @@ def position_from_row(row: dict, *, with_user: bool = False) -> Position:
         parent_id=str(row["parent_id"]) if row["parent_id"] else None,
         user_id=str(row["user_id"]) if with_user else None,
     )
-
-
-def exposure(p: Position) -> Exposure:
-    return Exposure(p.symbol, p.side, p.qty, p.entry_price, p.margin)
 
 
 def _uuid(value: str, what: str) -> uuid.UUID:
@@ -120,13 +117,6 @@ class TradingEngine:
                                       Positions.margin).where(
             (Positions.user_id == user_id) & (Positions.status == "open")).run()
         return [Exposure(r["symbol"], r["side"], r["qty"], r["entry_price"], r["margin"]) for r in rows]
-
-    def _account(self, balance: Decimal, positions: list[Position] | list[Exposure],
-                 quotes: dict[str, Quote]) -> Account:
-        state = account_state(balance, [p if isinstance(p, Exposure) else exposure(p) for p in positions], quotes)
-        return Account(currency="USD", balance=state.balance, equity=state.equity, used_margin=state.used_margin,
-                       free_margin=state.free_margin, margin_level=state.margin_level,
-                       unrealized_pnl=state.unrealized_pnl)
 
     async def _book(self, user_id: uuid.UUID, kind: str, amount: Decimal, balance: Decimal, reference: str,
                     command_id: str, at: int) -> Decimal:
@@ -187,7 +177,7 @@ class TradingEngine:
     async def _snapshot_event(self, user_id: str, balance: Decimal) -> AccountEvent:
         positions = await self._exposures(uuid.UUID(user_id))
         return AccountEvent(event="snapshot", user_id=user_id,
-                            account=self._account(balance, positions, self.quotes.fresh()))
+                            account=account_snapshot(balance, positions, self.quotes.fresh()))
 
     async def _open_position(self, user_id: uuid.UUID, position_id: str) -> Position:
         position = await self._position(user_id, position_id)
@@ -225,7 +215,7 @@ class TradingEngine:
             check_stops(order.side, fill, order.stop_loss, order.take_profit, market)
             balance = await self._balance(user_id)
             positions = await self._exposures(user_id)
-            account = self._account(balance, positions, self.quotes.fresh())
+            account = account_snapshot(balance, positions, self.quotes.fresh())
             needed = margin(order.qty, fill, order.leverage)
             if needed > account.free_margin:
                 raise Rejected(
@@ -248,7 +238,7 @@ class TradingEngine:
             )).run()
             events.append(PositionEvent(event="opened", user_id=command.user_id, position=position, balance=balance))
             events.append(AccountEvent(event="snapshot", user_id=command.user_id,
-                                       account=self._account(balance, [*positions, exposure(position)],
+                                       account=account_snapshot(balance, [*positions, exposure_of(position)],
                                                              self.quotes.fresh())))
             return encode(position)
 
@@ -335,7 +325,7 @@ class TradingEngine:
             positions = await self._open_positions(user_id)
             closed_ids: list[str] = []
             while positions:
-                account = self._account(balance, positions, quotes)
+                account = account_snapshot(balance, [exposure_of(p) for p in positions], quotes)
                 if account.margin_level is None or account.margin_level >= STOP_OUT_LEVEL:
                     break
                 priced = [p for p in positions if p.symbol in quotes]
@@ -351,7 +341,8 @@ class TradingEngine:
                 events.append(PositionEvent(event="closed", user_id=command.user_id, position=closed, balance=balance))
             if closed_ids:
                 events.append(AccountEvent(event="stop_out", user_id=command.user_id,
-                                           account=self._account(balance, positions, quotes)))
+                                           account=account_snapshot(balance, [exposure_of(p) for p in positions],
+                                                                 quotes)))
             return encode({"closed": closed_ids})
 
         return await self._apply(request, command.user_id, apply)
@@ -377,7 +368,7 @@ class TradingEngine:
 
     async def _account_of(self, user_id: uuid.UUID, balance: Decimal | None = None) -> Account:
         balance = await self._balance(user_id) if balance is None else balance
-        return self._account(balance, await self._exposures(user_id), self.quotes.fresh())
+        return account_snapshot(balance, await self._exposures(user_id), self.quotes.fresh())
 
     async def account(self, request: BusRequest) -> bytes:
         query = msgspec.json.decode(request.body, type=AccountQuery)

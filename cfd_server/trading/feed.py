@@ -31,7 +31,7 @@ from shared.contracts_trading import (
     PositionsQuery,
     TradingRequest,
 )
-from shared.trading import Exposure, account_state, close_price, money, unrealized_pnl
+from shared.trading import account_snapshot, close_price, exposure_of, money, unrealized_pnl
 
 log = logging.getLogger(__name__)
 _event_decoder = msgspec.json.Decoder(Event)
@@ -115,11 +115,7 @@ class AccountFeed:
             quotes[p.symbol] = quote
             marks.append(PositionMark(id=p.id, price=close_price(p.side, quote),
                                       unrealized_pnl=money(unrealized_pnl(p.side, p.qty, p.entry_price, quote))))
-        state = account_state(held.balance, [Exposure(p.symbol, p.side, p.qty, p.entry_price, p.margin)
-                                             for p in held.positions.values()], quotes)
-        account = Account(currency="USD", balance=state.balance, equity=state.equity, used_margin=state.used_margin,
-                          free_margin=state.free_margin, margin_level=state.margin_level,
-                          unrealized_pnl=state.unrealized_pnl)
+        account = account_snapshot(held.balance, [exposure_of(p) for p in held.positions.values()], quotes)
         frame = encode(AccountEvent(event="mark", user_id=user_id, account=account, marks=marks))
         if frame == held.last:
             return None
