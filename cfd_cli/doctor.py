@@ -11,6 +11,7 @@ from rich.table import Table
 
 from shared.bus import create_bus
 from shared.cache import create_cache
+from shared.cache.redis import RedisCache
 from shared.db import Database
 from shared.errors import CfdError
 from shared.mail import create_mailer
@@ -53,6 +54,10 @@ async def run_doctor(settings: Settings, console: Console) -> bool:
         the_cache = create_cache(settings)
         try:
             await the_cache.ping()
+            policy = await the_cache.eviction_policy() if isinstance(the_cache, RedisCache) else None
+            if policy is not None and policy.startswith("allkeys"):
+                raise RuntimeError(f"maxmemory-policy is {policy}: it may evict sign-in credentials; "
+                                   "set it to volatile-lru or noeviction")
         finally:
             await the_cache.close()
 

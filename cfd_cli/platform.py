@@ -14,6 +14,7 @@ import uvicorn
 from cfd_dbproc.service import DbProc
 from cfd_server.app import create_app
 from shared.bus import Bus, create_bus
+from shared.cache import Cache, create_cache
 from shared.db import Database, migrate
 from shared.settings import Settings
 
@@ -52,6 +53,7 @@ class Platform:
         self.services = tuple(s for s in SERVICES if s in set(services))
         self.migrate_db = migrate_db
         self.bus: Bus = create_bus(settings)
+        self.cache: Cache = create_cache(settings)  # shared, so the in-process cache is one for all services
         self.db: Database | None = None
         self.dbproc: DbProc | None = None
         self.http: _EmbeddedServer | None = None
@@ -78,7 +80,7 @@ class Platform:
                 if self.migrate_db:
                     await migrate(self.db)
                 await self.db.start()
-                self.dbproc = DbProc(self.settings, self.bus, self.db)
+                self.dbproc = DbProc(self.settings, self.bus, self.db, self.cache)
                 await self.dbproc.start()
             if "server" in self.services:
                 await self._start_http()
@@ -99,7 +101,7 @@ class Platform:
         except OSError as exc:
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}",
                                "stop what uses the port, or set CFD_HTTP_PORT to a free one") from exc
-        app = self.app = create_app(self.settings, bus=self.bus)
+        app = self.app = create_app(self.settings, bus=self.bus, cache=self.cache)
         config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=5)
         self.http = _EmbeddedServer(config)
         self._http_task = asyncio.get_running_loop().create_task(self.http.serve(sockets=[sock]))
@@ -134,6 +136,7 @@ class Platform:
             await self.db.stop()
             self.db = None
         await self.bus.stop()
+        await self.cache.close()
 
     async def run_until_signalled(self) -> None:
         """Start, then run until SIGINT/SIGTERM (or the HTTP server exits), then stop gracefully."""

@@ -6,14 +6,17 @@ import logging
 
 from cfd_dbproc.candles import CONSUMER_GROUP as CANDLES_GROUP
 from cfd_dbproc.candles import CandleRecorder
+from cfd_dbproc.directory import DirectoryKeeper
 from cfd_dbproc.trading.engine import OperatorHandlers, TradingEngine
 from cfd_dbproc.trading.quotes import QuoteCache
 from cfd_dbproc.trading.risk_runner import RiskRunner
 from cfd_dbproc.users import UserHandlers
 from shared.bus import Bus, Subscription, Topics
 from shared.bus.rpc import Responder
+from shared.cache import Cache
 from shared.contracts import BusRequest, HealthReport, RequestType, encode
 from shared.contracts_trading import OperatorRequest, TradingRequest
+from shared.credentials import CredentialsDirectory
 from shared.db import Database
 from shared.settings import Settings
 
@@ -25,13 +28,14 @@ CONSUMER_GROUP = "cfd-dbproc"  # prefixed with the deployment's topic prefix
 class DbProc:
     """Consumes the request topics as one member of the `cfd-dbproc` consumer group."""
 
-    def __init__(self, settings: Settings, bus: Bus, db: Database) -> None:
+    def __init__(self, settings: Settings, bus: Bus, db: Database, cache: Cache) -> None:
         self.settings = settings
         self.bus = bus
         self.db = db
         self.topics = Topics(settings)
         self.responder = Responder(bus, self.topics.replies)
-        users = UserHandlers(db, settings.demo_deposit)
+        self.directory = DirectoryKeeper(CredentialsDirectory(cache, settings.topic_prefix))
+        users = UserHandlers(db, settings.demo_deposit, self.directory)
         self.responder.route(RequestType.USER_EXISTS, users.exists)
         self.responder.route(RequestType.USER_CREATE, users.create)
         self.responder.route(RequestType.USER_CREDENTIALS, users.credentials)
@@ -54,7 +58,7 @@ class DbProc:
             TradingRequest.LEDGER: self.trading.ledger,
         }.items():
             self.responder.route(type, handler)
-        operators = OperatorHandlers(self.trading)
+        operators = OperatorHandlers(self.trading, self.directory)
         self.responder.route(OperatorRequest.USERS, operators.users)
         self.responder.route(OperatorRequest.SET_DISABLED, operators.set_disabled)
         self.responder.route(OperatorRequest.EXPOSURE, operators.exposure)
@@ -64,6 +68,7 @@ class DbProc:
     async def start(self) -> None:
         await self.bus.ensure_topics(self.topics.all())
         await self.risk.start()  # quotes and the risk book are live before the first order arrives
+        await self.directory.start()
         self._subscriptions.append(
             await self.bus.subscribe([self.topics.user_requests, self.topics.trading_requests], self.responder,
                                      group=self.settings.topic(CONSUMER_GROUP))
@@ -84,3 +89,4 @@ class DbProc:
             await subscription.stop()
         self._subscriptions.clear()
         await self.risk.stop()
+        await self.directory.stop()

@@ -8,6 +8,7 @@ from decimal import Decimal
 import msgspec
 
 from cfd_dbproc.commands import apply_once, now_ms
+from cfd_dbproc.directory import DirectoryKeeper
 from shared.contracts import (
     BusRequest,
     CreateUser,
@@ -38,9 +39,10 @@ _USER_COLUMNS = (Users.id, Users.email, Users.name, Users.disabled, Users.create
 
 
 class UserHandlers:
-    def __init__(self, db: Database, demo_deposit: Decimal) -> None:
+    def __init__(self, db: Database, demo_deposit: Decimal, directory: DirectoryKeeper) -> None:
         self.db = db
         self.demo_deposit = demo_deposit
+        self.directory = directory
 
     async def exists(self, request: BusRequest) -> bytes:
         query = msgspec.json.decode(request.body, type=UserExistsQuery)
@@ -72,7 +74,10 @@ class UserHandlers:
             user = User(id=str(user_id), email=email, name=command.name, created_at=created)
             return encode(user)
 
-        return await apply_once(self.db, request, email, apply)
+        created = await apply_once(self.db, request, email, apply)
+        # Before the reply: the new user can sign in as soon as the server hears back.
+        await self.directory.changed(uuid.UUID(msgspec.json.decode(created, type=User).id))
+        return created
 
     async def credentials(self, request: BusRequest) -> bytes:
         query = msgspec.json.decode(request.body, type=CredentialsQuery)

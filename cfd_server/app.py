@@ -27,7 +27,7 @@ from cfd_server.trading.controller import TradingController
 from cfd_server.trading.feed import AccountFeed
 from shared.bus import Bus, Topics, create_bus
 from shared.bus.rpc import RequestClient
-from shared.cache import create_cache
+from shared.cache import Cache, create_cache
 from shared.mail import create_mailer
 from shared.settings import Settings
 
@@ -36,14 +36,14 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 
 
-def create_app(settings: Settings, *, bus: Bus | None = None) -> Litestar:
-    """The server app. Pass `bus` to share one (the in-process bus of `cfd up`); else it opens its own."""
+def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | None = None) -> Litestar:
+    """The server app. Pass `bus` and `cache` to share them (`cfd up`); else it opens its own."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         own_bus = bus is None
         the_bus = bus or create_bus(settings)
-        cache = create_cache(settings)
+        the_cache = cache or create_cache(settings)
         mailer = create_mailer(settings)
         topics = Topics(settings)
         rpc = RequestClient(the_bus, topics.replies, settings.instance_id, settings.request_timeout)
@@ -58,7 +58,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> Litestar:
             await the_bus.ensure_topics(topics.all())
             await rpc.start()
             mail.start()
-            ctx = ServerContext(settings=settings, bus=the_bus, cache=cache, mailer=mailer, rpc=rpc, mail=mail,
+            ctx = ServerContext(settings=settings, bus=the_bus, cache=the_cache, mailer=mailer, rpc=rpc, mail=mail,
                                 topics=topics)
             app.state.ctx = ctx
             app.state.auth = AuthService(ctx, await asyncio.to_thread(DummyHash, settings.bcrypt_rounds))
@@ -77,7 +77,8 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> Litestar:
                 await market.stop()  # stops taking ticks, closes WebSocket clients with 1001
             await mail.stop()
             await rpc.stop()
-            await cache.close()
+            if cache is None:
+                await the_cache.close()
             if started_bus:
                 await the_bus.stop()
 

@@ -15,6 +15,7 @@ from decimal import Decimal
 import msgspec
 
 from cfd_dbproc.commands import apply_once, now_ms
+from cfd_dbproc.directory import DirectoryKeeper
 from cfd_dbproc.trading.quotes import QuoteCache
 from shared.bus import Bus
 from shared.contracts import BusRequest, encode
@@ -406,8 +407,9 @@ class TradingEngine:
 class OperatorHandlers:
     """What operators ask of the dbproc: users with balances, disabling, the broker's exposure."""
 
-    def __init__(self, engine: TradingEngine) -> None:
+    def __init__(self, engine: TradingEngine, directory: DirectoryKeeper) -> None:
         self.engine = engine
+        self.directory = directory
 
     async def users(self, request: BusRequest) -> bytes:
         query = msgspec.json.decode(request.body, type=UsersQuery)
@@ -442,7 +444,9 @@ class OperatorHandlers:
             await Users.update({Users.disabled: command.disabled}).where(Users.id == user_id).run()
             return encode({"user_id": command.user_id, "disabled": command.disabled})
 
-        return await apply_once(self.engine.db, request, command.user_id, apply)
+        done = await apply_once(self.engine.db, request, command.user_id, apply)
+        await self.directory.changed(user_id)
+        return done
 
     async def exposure(self, request: BusRequest) -> bytes:
         quotes = self.engine.quotes.fresh()

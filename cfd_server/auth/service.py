@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -23,6 +22,7 @@ from shared.contracts import (
     UserExistsQuery,
     VerifyRequest,
 )
+from shared.credentials import CredentialsDirectory
 from shared.errors import BadRequest, Forbidden, Throttled, TimedOut, Unauthorized, Unavailable
 from shared.validation import check_name, check_otp, normalise_email
 from shared.validation import check_password as check_password_rules
@@ -42,6 +42,7 @@ class AuthService:
         self.settings = ctx.settings
         self.cache = ctx.cache
         self.sessions = Sessions(ctx.cache, ctx.settings.jwt_secret, ctx.settings.jwt_ttl_seconds)
+        self.directory = CredentialsDirectory(ctx.cache, ctx.settings.topic_prefix)
         self.dummy = dummy
 
     def _code_digest(self, email: str, code: str) -> bytes:
@@ -118,11 +119,12 @@ class AuthService:
         except BadRequest:
             email = body.email.strip().lower()
         failures_key = f"signin-fail:{email}"
-        # The throttle check and the credentials lookup do not depend on each other: ask both at once.
-        counted, found = await asyncio.gather(
-            self.cache.get(failures_key),
-            self._request(RequestType.USER_CREDENTIALS, CredentialsQuery(email=email), Credentials, key=email),
-        )
+        # One cache read gives the throttle count and, while the directory is complete, the credentials;
+        # the path taken depends on the directory, never on the email (see shared.credentials).
+        found, (counted,) = await self.directory.lookup(email, failures_key)
+        if found is None:
+            found = await self._request(RequestType.USER_CREDENTIALS, CredentialsQuery(email=email), Credentials,
+                                        key=email)
         failures = int(counted or 0)
         if failures >= SIGNIN_MAX_FAILURES:
             wait = math.ceil(await self.cache.ttl(failures_key) or SIGNIN_WINDOW)

@@ -1,4 +1,4 @@
-"""The cache: short-lived keys with TTLs (one-time codes, sessions, rate limits).
+"""The cache: short-lived keys with TTLs (one-time codes, sessions, rate limits) and the credentials directory.
 
 `MemoryCache` (in-process, the default) and `RedisCache` keep one contract; every operation that the
 auth flow needs to be race-free (`set(..., only_if_absent=True)`, `getdel`, `incr`) is atomic in both.
@@ -21,6 +21,15 @@ class Cache(ABC):
     @abstractmethod
     async def set(self, key: str, value: bytes, ttl: float | None = None, *, only_if_absent: bool = False) -> bool:
         """Store `value`; with `only_if_absent`, only when the key is missing. True when stored."""
+
+    @abstractmethod
+    async def get_many(self, *keys: str) -> list[bytes | None]:
+        """The values of `keys` in one round trip, None for each missing key."""
+
+    @abstractmethod
+    async def set_many(self, items: dict[str, bytes], *, only_if_absent: bool = False) -> int:
+        """Store many keys without expiry in one round trip; with `only_if_absent`, only missing ones.
+        Returns how many were stored."""
 
     @abstractmethod
     async def getdel(self, key: str) -> bytes | None:

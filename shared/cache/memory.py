@@ -40,6 +40,17 @@ class MemoryCache(Cache):
         self._sweep()
         return True
 
+    async def get_many(self, *keys: str) -> list[bytes | None]:
+        return [item[0] if (item := self._live(key)) else None for key in keys]
+
+    async def set_many(self, items: dict[str, bytes], *, only_if_absent: bool = False) -> int:
+        stored = 0
+        for key, value in items.items():
+            if not (only_if_absent and self._live(key) is not None):
+                self._data[key] = (value, None)
+                stored += 1
+        return stored
+
     async def getdel(self, key: str) -> bytes | None:
         item = self._live(key)
         if item is None:

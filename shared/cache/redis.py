@@ -8,7 +8,7 @@ from typing import ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.cache import Cache
@@ -50,6 +50,20 @@ class RedisCache(Cache):
         return bool(await self._redis.set(key, value, px=px, nx=only_if_absent))
 
     @_guarded
+    async def get_many(self, *keys: str) -> list[bytes | None]:
+        return await self._redis.mget(keys) if keys else []
+
+    @_guarded
+    async def set_many(self, items: dict[str, bytes], *, only_if_absent: bool = False) -> int:
+        if not items:
+            return 0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, value in items.items():
+                pipe.set(key, value, nx=only_if_absent)
+            stored = await pipe.execute()
+        return sum(bool(s) for s in stored)
+
+    @_guarded
     async def getdel(self, key: str) -> bytes | None:
         return await self._redis.getdel(key)
 
@@ -69,6 +83,14 @@ class RedisCache(Cache):
     async def ttl(self, key: str) -> float | None:
         ms = await self._redis.pttl(key)
         return ms / 1000 if ms >= 0 else None
+
+    @_guarded
+    async def eviction_policy(self) -> str | None:
+        """Redis's `maxmemory-policy`, or None where CONFIG is not allowed (some managed services)."""
+        try:
+            return (await self._redis.config_get("maxmemory-policy")).get("maxmemory-policy")
+        except ResponseError:
+            return None
 
     @_guarded
     async def ping(self) -> None:

@@ -61,7 +61,7 @@ async def test_dbproc_restart_during_a_burst_loses_nothing(platform, api, mailbo
     assert not all(b.done() for b in burst), "the burst finished before the restart; make it longer"
     await platform.dbproc.stop()
     await asyncio.sleep(0.3)
-    platform.dbproc = DbProc(platform.settings, platform.bus, platform.db)
+    platform.dbproc = DbProc(platform.settings, platform.bus, platform.db, platform.cache)
     await platform.dbproc.start()
     await asyncio.gather(*burst)
     await _assert_each_applied_once([p["email"] for p in payloads])
