@@ -42,7 +42,7 @@ from shared.contracts_trading import (
 )
 from shared.db import Database
 from shared.db.tables import Accounts, LedgerEntries, Positions, Users
-from shared.errors import NotFound, Rejected
+from shared.errors import Conflict, NotFound, Rejected
 from shared.trading import (
     STOP_OUT_LEVEL,
     Exposure,
@@ -183,7 +183,7 @@ class TradingEngine:
     async def _open_position(self, user_id: uuid.UUID, position_id: str) -> Position:
         position = await self._position(user_id, position_id)
         if position.status != "open":
-            raise Rejected("This position is already closed.", code="position_closed")
+            raise Conflict("This position is already closed.", code="position_closed")
         return position
 
     async def _apply(self, request: BusRequest, user_id: str, apply: Callable[[list], Awaitable[bytes]]) -> bytes:

@@ -17,7 +17,7 @@ from typing import Any
 
 from msgspec import UNSET, UnsetType
 
-from cfd_tui.client.errors import BadInput, ClientError, NotFound, NotSignedIn, Rejected
+from cfd_tui.client.errors import BadInput, ClientError, Conflict, NotFound, NotSignedIn, Rejected
 from cfd_tui.client.feed import ACCOUNT_CHANNEL, FeedEvent
 from cfd_tui.client.models import (
     Account,
@@ -345,7 +345,7 @@ class FakeBroker:
         user = self._trading_user()
         position = self._own(user.id, position_id)
         if not is_open(position):
-            raise Rejected(422, "position_closed", "This position is already closed.")
+            raise Conflict(409, "position_closed", "This position is already closed.")
         return self._close(user.id, position, qty, close_price(position.side, self.quotes[position.symbol]),
                            "manual")
 

@@ -115,7 +115,7 @@ async def test_closing_twice_is_a_conflict_of_state(api, trader):
     auth, position = trader
     assert (await api.post(f"/positions/{position['id']}/close", headers=auth)).status_code == 200
     again = await api.post(f"/positions/{position['id']}/close", headers=auth)
-    assert again.status_code == 422 and again.json()["error"]["code"] == "position_closed"
+    assert again.status_code == 409 and again.json()["error"]["code"] == "position_closed"
 
 
 async def test_bad_query_parameters_and_missing_auth(api, trader):
