@@ -55,6 +55,7 @@ class AccountFeed:
         self.quote = quote
         self.mark_interval = mark_interval
         self._held: dict[str, _Held] = {}
+        self._margin_called: set[str] = set()
         self._subscription: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -81,6 +82,16 @@ class AccountFeed:
         if isinstance(event, AccountEvent) and event.event == "resync":
             self._held.pop(user_id, None)  # fetched again for the next mark
             return
+        if isinstance(event, AccountEvent) and event.event in ("margin_call", "margin_call_cleared"):
+            # Every dbproc instance watches every account, so each reports the same margin call: pass on
+            # only the changes of state, so a trader hears it once.
+            called = event.event == "margin_call"
+            if (user_id in self._margin_called) == called:
+                return
+            if called:
+                self._margin_called.add(user_id)
+            else:
+                self._margin_called.discard(user_id)
         self.publish(user_id, message.value)
         held = self._held.get(user_id)
         if held is None:

@@ -4,6 +4,7 @@ through the real poller: exchange → poller → bus → dbproc risk engine → 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from decimal import Decimal
 
@@ -12,6 +13,7 @@ import pytest
 import websockets
 from helpers import signed_in
 
+from cfd_dbproc.service import DbProc
 from cfd_poller.local_exchange import LocalExchange
 from cfd_poller.service import start_poller
 from shared.markets import MARKETS, broker_quote
@@ -108,3 +110,36 @@ async def test_margin_call_then_stop_out_from_exchange_prices(platform, api, mai
     assert D(closed["position"]["realized_pnl"]) == (D("93.77") - D("100.03")) * 900
     account = (await api.get("/account", headers=auth)).json()
     assert D(account["balance"]) == D("10000") + (D("93.77") - D("100.03")) * 900
+
+
+async def _margin_events(ws, seconds: float) -> list[str]:
+    """The margin-call events that arrive on `ws` within `seconds`."""
+    seen: list[str] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while True:
+                frame = json.loads(await ws.recv())
+                if frame["type"] == "account" and frame["event"].startswith("margin_call"):
+                    seen.append(frame["event"])
+    return seen
+
+
+async def test_two_dbprocs_give_one_margin_call(platform, api, mailbox, email, exchange_feed):
+    """Each dbproc instance runs the risk engine on every account; the trader still hears a margin call once."""
+    second = DbProc(platform.settings, platform.bus, platform.db, platform.cache)
+    await second.start()
+    try:
+        auth = await signed_in(api, mailbox, email)
+        await exchange_feed("SOL_USDC", "100.00", "100.00")
+        await api.post("/positions", headers=auth, json={"symbol": "SOL_USDC", "side": "long", "qty": "900",
+                                                         "leverage": 10})
+        ws = await account_socket(api, auth["Authorization"].removeprefix("Bearer "))
+        try:
+            await exchange_feed("SOL_USDC", "98.80", "98.80")  # level ≈ 99 %: margin call
+            assert await _margin_events(ws, 1.5) == ["margin_call"]
+            await exchange_feed("SOL_USDC", "100.00", "100.00")  # level back above 100 %
+            assert await _margin_events(ws, 1.5) == ["margin_call_cleared"]
+        finally:
+            await ws.close()
+    finally:
+        await second.stop()
