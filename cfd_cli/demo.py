@@ -23,6 +23,8 @@ READY_TIMEOUT_S = 60.0
 
 def _free(host: str, port: int) -> bool:
     with socket.socket() as s:
+        # as the servers themselves bind: connections of a previous run still in TIME_WAIT do not count
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

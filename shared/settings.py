@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
@@ -261,13 +262,35 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     return _checked_secret(settings)
 
 
+def local_secret(path: Path, nbytes: int = 32) -> str:
+    """A random secret kept in `path` (owner-only), made on first use; processes sharing the file share it."""
+    for _ in range(50):
+        if path.exists() and (text := path.read_text().strip()):
+            return text
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        draft.touch(mode=0o600)
+        draft.chmod(0o600)
+        draft.write_text(secrets.token_urlsafe(nbytes) + "\n")
+        try:
+            os.link(draft, path)  # atomic: of two processes starting at once, one secret wins
+        except FileExistsError:
+            time.sleep(0.01)
+        finally:
+            draft.unlink(missing_ok=True)
+    raise SettingsError(f"cannot read or create the secret file {path}")
+
+
 def _checked_secret(settings: Settings) -> Settings:
     secret = settings.jwt_secret
     weak = len(secret) < MIN_SECRET_LENGTH or secret.lower() in WEAK_SECRETS
     if not weak:
         return settings
-    if settings.is_dev or settings.env == "test":
-        # A per-process secret: tokens die with the process, which is what a local platform wants.
+    if settings.is_dev:
+        # The data directory's own secret: sessions outlive a restart of the local platform, as the TUI's
+        # saved session expects.
+        return msgspec.structs.replace(settings, jwt_secret=local_secret(settings.data_dir / "jwt-secret", 48))
+    if settings.env == "test":
         return msgspec.structs.replace(settings, jwt_secret=secrets.token_urlsafe(48))
     hint = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
     if not secret:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 import uuid
 from typing import Annotated, Literal
 
@@ -32,7 +31,7 @@ from shared.contracts_trading import (
     UserSummary,
 )
 from shared.errors import Forbidden, NotFound, Unauthorized
-from shared.settings import Settings
+from shared.settings import Settings, local_secret
 
 
 def operator_token(settings: Settings) -> str | None:
@@ -42,15 +41,7 @@ def operator_token(settings: Settings) -> str | None:
         return settings.admin_token
     if settings.env == "prod":
         return None
-    path = settings.admin_token_file
-    if path.exists() and path.read_text().strip():  # servers sharing a data directory share its token
-        return path.read_text().strip()
-    token = secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600, exist_ok=True)
-    path.chmod(0o600)
-    path.write_text(token + "\n")
-    return token
+    return local_secret(settings.admin_token_file)  # servers sharing a data directory share its token
 
 
 def operator_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:

@@ -61,4 +61,4 @@ def create_cache(settings: Settings) -> Cache:
         return RedisCache(settings.redis_url)
     from shared.cache.memory import MemoryCache
 
-    return MemoryCache()
+    return MemoryCache(snapshot=settings.data_dir / "cache-snapshot" if settings.is_dev else None)

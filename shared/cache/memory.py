@@ -1,19 +1,65 @@
-"""The in-process cache: a dict with expiry times, swept lazily."""
+"""The in-process cache: a dict with expiry times, swept lazily.
+
+With a snapshot file (the local platform's, in its data directory), the keys that expire (sessions,
+one-time codes, throttles) are written there on a clean stop and read back, once, on the next start, so
+a restart keeps everyone signed in. The file is deleted as it is read: after a crash nothing comes back,
+rather than sessions revoked since the last clean stop. Keys without expiry (the credentials directory)
+are never written: the dbproc refills them from the database it runs on.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import time
+from pathlib import Path
+
+import msgspec
 
 from shared.cache import Cache
+
+log = logging.getLogger(__name__)
+
+_Snapshot = list[tuple[str, bytes, float]]  # key, value, wall-clock expiry
 
 
 class MemoryCache(Cache):
     name = "in-process"
 
-    def __init__(self, clock=time.monotonic) -> None:
+    def __init__(self, clock=time.monotonic, *, snapshot: Path | None = None) -> None:
         self._clock = clock
         self._data: dict[str, tuple[bytes, float | None]] = {}
         self._writes = 0
+        self.snapshot = snapshot
+        if snapshot is not None:
+            self._restore(snapshot)
+
+    def _restore(self, path: Path) -> None:
+        try:
+            entries = msgspec.msgpack.decode(path.read_bytes(), type=_Snapshot)
+        except FileNotFoundError:
+            return
+        except (OSError, msgspec.DecodeError) as exc:
+            log.warning("ignoring the cache snapshot %s: %s", path, exc)
+            entries = []
+        with contextlib.suppress(OSError):
+            path.unlink()
+        offset = self._clock() - time.time()
+        for key, value, expires in entries:
+            if expires > time.time():
+                self._data[key] = (value, expires + offset)
+
+    def _save(self, path: Path) -> None:
+        offset = time.time() - self._clock()
+        now = self._clock()
+        entries = [(key, value, expires + offset) for key, (value, expires) in self._data.items()
+                   if expires is not None and expires > now]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        draft.touch(mode=0o600)
+        draft.write_bytes(msgspec.msgpack.encode(entries))
+        draft.replace(path)
 
     def _live(self, key: str) -> tuple[bytes, float | None] | None:
         item = self._data.get(key)
@@ -81,4 +127,9 @@ class MemoryCache(Cache):
         pass
 
     async def close(self) -> None:
+        if self.snapshot is not None and self._data:
+            try:
+                self._save(self.snapshot)
+            except OSError as exc:
+                log.warning("could not write the cache snapshot %s: %s", self.snapshot, exc)
         self._data.clear()

@@ -52,3 +52,12 @@ async def test_delete(cache, key):
     await cache.set(key, b"v")
     assert await cache.delete(key, key + ":missing") == 1
     assert await cache.get(key) is None
+
+
+async def test_get_many_and_set_many_in_one_round_trip(cache, key):
+    assert await cache.set_many({key + ":a": b"1", key + ":b": b"2"}) == 2
+    assert await cache.get_many(key + ":a", key + ":missing", key + ":b") == [b"1", None, b"2"]
+    assert await cache.set_many({key + ":a": b"new", key + ":c": b"3"}, only_if_absent=True) == 1
+    assert await cache.get_many(key + ":a", key + ":c") == [b"1", b"3"]
+    assert await cache.ttl(key + ":c") is None  # no expiry
+    await cache.delete(key + ":a", key + ":b", key + ":c")

@@ -10,15 +10,18 @@ from shared.errors import SettingsError
 from shared.settings import load_settings
 
 
-def test_defaults_are_the_embedded_backends():
-    settings = load_settings({})
+def test_defaults_are_the_embedded_backends(tmp_path):
+    settings = load_settings({"CFD_DATA_DIR": str(tmp_path)})
     assert settings.describe_backends()["bus"] == "in-process"
     assert settings.describe_backends()["cache"] == "in-process"
     assert settings.database_url.startswith("sqlite:///") and settings.uses_sqlite
     assert settings.smtp_host is None and settings.price_source == "sim"
     assert settings.http_port == 8000 and settings.ws_port == 8080
     assert settings.demo_deposit == Decimal("10000")
-    assert len(settings.jwt_secret) >= 32  # dev mode makes one up
+    assert len(settings.jwt_secret) >= 32  # dev mode makes one up, in the data directory
+    assert load_settings({"CFD_DATA_DIR": str(tmp_path)}).jwt_secret == settings.jwt_secret
+    assert (tmp_path / "jwt-secret").stat().st_mode & 0o777 == 0o600
+    assert load_settings({"CFD_ENV": "test", "CFD_DATA_DIR": str(tmp_path)}).jwt_secret != settings.jwt_secret
 
 
 def test_real_backends_by_variable_and_conventional_fallbacks():
