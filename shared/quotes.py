@@ -81,6 +81,10 @@ class LatestQuotes:
         return [(e.quote, now - e.received > self.stale_after)
                 for symbol in MARKETS if (e := self._entries.get(symbol)) is not None]
 
+    def latest(self) -> dict[str, Quote]:
+        """The last quote of every market, stale or not, by symbol: what positions are valued at."""
+        return {s: e.quote for s, e in self._entries.items()}
+
     def fresh(self) -> dict[str, Quote]:
         """The quotes that are not stale, by symbol."""
         now = self.clock()

@@ -178,7 +178,7 @@ class TradingEngine:
     async def _snapshot_event(self, user_id: str, balance: Decimal) -> AccountEvent:
         positions = await self._exposures(uuid.UUID(user_id))
         return AccountEvent(event="snapshot", user_id=user_id,
-                            account=account_snapshot(balance, positions, self.quotes.fresh()))
+                            account=account_snapshot(balance, positions, self.quotes.latest()))
 
     async def _open_position(self, user_id: uuid.UUID, position_id: str) -> Position:
         position = await self._position(user_id, position_id)
@@ -216,7 +216,7 @@ class TradingEngine:
             check_stops(order.side, fill, order.stop_loss, order.take_profit, market)
             balance = await self._balance(user_id)
             positions = await self._exposures(user_id)
-            account = account_snapshot(balance, positions, self.quotes.fresh())
+            account = account_snapshot(balance, positions, self.quotes.latest())
             needed = margin(order.qty, fill, order.leverage)
             if needed > account.free_margin:
                 raise Rejected(
@@ -240,7 +240,7 @@ class TradingEngine:
             events.append(PositionEvent(event="opened", user_id=command.user_id, position=position, balance=balance))
             events.append(AccountEvent(event="snapshot", user_id=command.user_id,
                                        account=account_snapshot(balance, [*positions, exposure_of(position)],
-                                                             self.quotes.fresh())))
+                                                             self.quotes.latest())))
             return encode(position)
 
         return await self._apply(request, command.user_id, apply)
@@ -369,7 +369,7 @@ class TradingEngine:
 
     async def _account_of(self, user_id: uuid.UUID, balance: Decimal | None = None) -> Account:
         balance = await self._balance(user_id) if balance is None else balance
-        return account_snapshot(balance, await self._exposures(user_id), self.quotes.fresh())
+        return account_snapshot(balance, await self._exposures(user_id), self.quotes.latest())
 
     async def account(self, request: BusRequest) -> bytes:
         query = msgspec.json.decode(request.body, type=AccountQuery)
@@ -449,7 +449,7 @@ class OperatorHandlers:
         return done
 
     async def exposure(self, request: BusRequest) -> bytes:
-        quotes = self.engine.quotes.fresh()
+        quotes = self.engine.quotes.latest()
         rows = await Positions.select(Positions.symbol, Positions.side, Positions.qty, Positions.entry_price).where(
             Positions.status == "open").run()
         per: dict[str, dict] = {}
