@@ -1,23 +1,28 @@
 """Benchmark the WebSocket fan-out: tick-to-client latency, sustained deliveries per second, memory per client.
 
     python benchmarks/ws_fanout.py                       # 1, 100, 1,000 and 10,000 clients on the memory bus
-    python benchmarks/ws_fanout.py --clients 1,100 --quick
+    python benchmarks/ws_fanout.py --clients 1,100 --quick --out /tmp/ws.json
+    python benchmarks/ws_fanout.py --pin                 # server on the first CPU, clients on the others
     CFD_KAFKA_BOOTSTRAP=127.0.0.1:9092 python benchmarks/ws_fanout.py   # the same on Kafka as well
 
 The server (bus → quote book → hub → `websockets` server) runs in this process, exactly as `cfd server` wires
-it (`start_market`). Clients run in separate processes so their CPU does not count against the server: each
-is a minimal raw WebSocket client (an asyncio Protocol that reads frames and timestamps every `price` frame),
-far cheaper per message than a full client library, so thousands fit in one process.
+it (`start_market`). The clients run in other processes. By default they are `benchmarks/wsload`, a Go load
+generator built at start-up (like wrk for HTTP: one process, epoll, one read per message); without Go they
+are minimal raw asyncio WebSocket clients in Python worker processes. Both timestamp every `price` frame with
+the same clock (`time.time_ns()`), once per read. The results record which kind ran (`client_kind`).
 
 - latency: ticks are published at a steady rate; a tick's `ts` carries its sequence number, so every client
-  frame is matched to the instant its tick was published: p50/p99 from publish to a client's receive.
+  frame is matched to the instant its tick was published: p50/p99 from publish to a client's receive, and
+  per tick the latency of its last delivery (the median over ticks: how long one fan-out takes).
 - sustained deliveries/s: 1,000 clients, the tick rate doubled step by step while every client still
   receives every frame (no conflation) with p99 under 100 ms; the last such step is the result.
-- server CPU per delivery: the server process's CPU time over the deliveries it made.
+- server CPU per delivery: the server process's CPU time over the deliveries it made; clients' CPU the same
+  for the client processes (on loopback both pay the kernel's TCP path).
 - memory per connection: the server's RSS growth over the connected, subscribed clients (first backend only:
   memory freed by one run is kept by the allocator and reused by the next).
 
-Writes `benchmarks/results/ws_fanout.json` and prints a table. Each run is bounded (a few seconds a phase).
+Writes `benchmarks/results/ws_fanout.json` (or `--out`) and prints a table. Each run is bounded (a few seconds
+a phase).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import array
 import asyncio
+import atexit
 import base64
 import gc
 import json
@@ -34,7 +40,10 @@ import os
 import platform
 import re
 import resource
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from decimal import Decimal
@@ -58,6 +67,7 @@ from shared.contracts import PriceTick, encode  # noqa: E402
 from shared.settings import Settings, load_settings  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "ws_fanout.json"
+WSLOAD = ROOT / "benchmarks" / "wsload"
 SYMBOL = "SOL_USDC"
 CONNECT_BATCH = 250
 console = Console(width=120)
@@ -129,7 +139,9 @@ def masked_text(payload: bytes) -> bytes:
     return bytes([0x81, 0x80 | len(payload)]) + mask + body
 
 
-def worker_main(port: int, count: int, channel: str, pipe: Connection) -> None:
+def worker_main(port: int, count: int, channel: str, pipe: Connection, cpus: set[int] | None) -> None:
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     raise_fd_limit()
     asyncio.run(_worker(port, count, channel, pipe))
 
@@ -168,6 +180,93 @@ async def until(condition, timeout: float) -> None:
     raise TimeoutError(f"still waiting after {timeout:g} s")
 
 
+class PythonClients:
+    """A worker process of `FeedClient`s, driven over a pipe."""
+
+    def __init__(self, port: int, count: int, channel: str, cpus: set[int] | None) -> None:
+        self.pipe, theirs = mp.get_context("spawn").Pipe()
+        self.process = mp.get_context("spawn").Process(target=worker_main, args=(port, count, channel, theirs, cpus),
+                                                       daemon=True)
+        self.process.start()
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.process.pid)  # type: ignore[arg-type]
+
+    async def ready(self) -> None:
+        message = await asyncio.wait_for(asyncio.to_thread(self.pipe.recv), 120)
+        assert message[0] == "ready", message
+
+    async def collect(self) -> tuple[array.array, array.array]:
+        """(tick ts, receive time in ns) of every price frame received since the last collect."""
+        self.pipe.send("collect")
+        raw_seqs, raw_times = await asyncio.wait_for(asyncio.to_thread(self.pipe.recv), 60)
+        seqs, times = array.array("q"), array.array("q")
+        seqs.frombytes(raw_seqs)
+        times.frombytes(raw_times)
+        return seqs, times
+
+    async def stop(self) -> None:
+        self.pipe.send("quit")
+        await asyncio.wait_for(asyncio.to_thread(self.pipe.recv), 30)
+        self.process.join(10)
+
+
+class GoClients:
+    """The Go load generator (`benchmarks/wsload`): all clients in one process, driven over stdin/stdout."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls, binary: Path, port: int, count: int, channel: str, cpus: set[int] | None,
+                    spin_us: int) -> GoClients:
+        process = await asyncio.create_subprocess_exec(
+            str(binary), "-addr", f"127.0.0.1:{port}", "-n", str(count), "-channel", channel,
+            "-spin", f"{spin_us}us",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+        line = await asyncio.wait_for(process.stdout.readline(), 120)  # type: ignore[union-attr]
+        if not line.startswith(b"ready"):
+            await process.wait()
+            raise RuntimeError(f"wsload did not start (exit code {process.returncode})")
+        return cls(process)
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.process.pid)
+
+    async def _command(self, command: bytes) -> bytes:
+        self.process.stdin.write(command + b"\n")  # type: ignore[union-attr]
+        await self.process.stdin.drain()  # type: ignore[union-attr]
+        return await asyncio.wait_for(self.process.stdout.readline(), 60)  # type: ignore[union-attr]
+
+    async def collect(self) -> tuple[array.array, array.array]:
+        """(tick ts, receive time in ns) of every price frame received since the last collect."""
+        count = int((await self._command(b"collect")).split()[1])
+        pairs = array.array("q")
+        pairs.frombytes(await self.process.stdout.readexactly(count * 16))  # type: ignore[union-attr]
+        if sys.byteorder != "little":
+            pairs.byteswap()
+        return pairs[0::2], pairs[1::2]
+
+    async def stop(self) -> None:
+        await self._command(b"quit")
+        await asyncio.wait_for(self.process.wait(), 30)
+
+
+def build_wsload() -> Path | None:
+    """Build the Go load generator into a temporary directory; None when Go is missing or the build fails."""
+    go = shutil.which("go") or next((p for p in ("/usr/local/go/bin/go",) if os.access(p, os.X_OK)), None)
+    if go is None:
+        return None
+    target = Path(tempfile.mkdtemp(prefix="cfd-wsload-")) / "wsload"  # one per run: runs may overlap
+    atexit.register(shutil.rmtree, target.parent, ignore_errors=True)
+    built = subprocess.run([go, "build", "-o", str(target), "."], cwd=WSLOAD, capture_output=True, text=True)
+    if built.returncode != 0:
+        console.print(f"[yellow]could not build {WSLOAD.relative_to(ROOT)}:[/] {built.stderr.strip()}")
+        return None
+    return target
+
+
 # --- the server side (this process) --------------------------------------------------------------------------
 
 
@@ -176,6 +275,16 @@ def raise_fd_limit() -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of another process (Linux; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
 
 
 def rss_bytes() -> int:
@@ -195,10 +304,14 @@ class Server:
         self.runtime = runtime
         self.rpc = rpc
         self.topic = Topics(settings).prices
-        self.workers: list[tuple[mp.Process, Connection]] = []
+        self.wsload: Path | None = None  # the Go load generator; None: Python clients
+        self.client_cpus: set[int] | None = None  # the CPUs the clients are pinned to; None: not pinned
+        self.client_spin_us = 0
+        self.workers: list[PythonClients | GoClients] = []
         self.base_ms = time.time_ns() // 1_000_000 - 86_400_000  # a day ago: each tick's ts is base + seq
         self.seq = 0
         self.published: dict[int, int] = {}  # ts -> publish time in ns
+        self.last_spans: list[float] = []
 
     @classmethod
     async def start(cls, bus: Bus, settings: Settings) -> Server:
@@ -219,26 +332,28 @@ class Server:
         await self.bus.stop()
 
     async def connect(self, count: int, processes: int) -> None:
-        spawn = mp.get_context("spawn")
-        shares = [count // processes + (1 if i < count % processes else 0) for i in range(processes)]
-        for share in (s for s in shares if s):
-            ours, theirs = spawn.Pipe()
-            process = spawn.Process(target=worker_main, args=(self.runtime.ws_port, share, f"prices.{SYMBOL}", theirs),
-                                    daemon=True)
-            process.start()
-            self.workers.append((process, ours))
-        for _, pipe in self.workers:
-            message = await asyncio.wait_for(asyncio.to_thread(pipe.recv), 120)
-            assert message[0] == "ready", message
+        """Start `count` clients (in `processes` worker processes for the Python kind) and wait until subscribed."""
+        channel, port = f"prices.{SYMBOL}", self.runtime.ws_port
+        if self.wsload is not None:
+            self.workers.append(await GoClients.start(self.wsload, port, count, channel, self.client_cpus,
+                                                      self.client_spin_us))
+        else:
+            shares = [count // processes + (1 if i < count % processes else 0) for i in range(processes)]
+            started = [PythonClients(port, share, channel, self.client_cpus) for share in shares if share]
+            self.workers.extend(started)
+            for workers in started:
+                await workers.ready()
         await until(lambda: len(self.runtime.hub.clients) >= count, 60)
 
     async def disconnect(self) -> None:
-        for process, pipe in self.workers:
-            pipe.send("quit")
-            await asyncio.wait_for(asyncio.to_thread(pipe.recv), 30)
-            process.join(10)
+        for workers in self.workers:
+            await workers.stop()
         self.workers.clear()
         await until(lambda: not self.runtime.hub.clients, 30)
+
+    def clients_cpu(self) -> float:
+        """CPU seconds the client processes used so far."""
+        return sum(workers.cpu_seconds() for workers in self.workers)
 
     async def publish(self, rate: float, seconds: float) -> int:
         """Publish ticks at `rate` per second for `seconds`; returns how many."""
@@ -260,22 +375,25 @@ class Server:
         return count
 
     async def collect(self) -> tuple[list[float], int]:
-        """Latencies (ms) of every frame the clients received since the last collect, and their count."""
+        """Latencies (ms) of every frame the clients received since the last collect, and their count.
+
+        Also keeps `last_spans`: per tick, the latency of its last delivery (how long the fan-out took).
+        """
         await asyncio.sleep(0.3)  # the last ticks' frames arrive
         latencies: list[float] = []
-        received = 0
-        for _, pipe in self.workers:
-            pipe.send("collect")
-            raw_seqs, raw_times = await asyncio.wait_for(asyncio.to_thread(pipe.recv), 60)
-            seqs, times = array.array("q"), array.array("q")
-            seqs.frombytes(raw_seqs)
-            times.frombytes(raw_times)
-            published = self.published  # frames of other phases (a new subscriber's snapshot) do not count
-            matched = [(t - published[s]) / 1e6 for s, t in zip(seqs, times, strict=True) if s in published]
-            received += len(matched)
-            latencies.extend(matched)
+        spans: dict[int, float] = {}
+        published = self.published  # frames of other phases (a new subscriber's snapshot) do not count
+        for workers in self.workers:
+            seqs, times = await workers.collect()
+            for seq, received_ns in zip(seqs, times, strict=True):
+                if seq in published:
+                    latency = (received_ns - published[seq]) / 1e6
+                    latencies.append(latency)
+                    if latency > spans.get(seq, 0.0):
+                        spans[seq] = latency
         self.published.clear()
-        return latencies, received
+        self.last_spans = list(spans.values())
+        return latencies, len(latencies)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -296,9 +414,10 @@ async def latency_run(server: Server, clients: int, ticks: int, rate: float, pro
     await server.publish(rate, 0.5)  # warm up
     await server.collect()
     stats = server.runtime.hub.stats
-    deliveries_before, cpu_before = stats.deliveries, time.process_time()
+    deliveries_before, cpu_before, clients_cpu_before = stats.deliveries, time.process_time(), server.clients_cpu()
     published = await server.publish(rate, ticks / rate)
     cpu = time.process_time() - cpu_before
+    clients_cpu = server.clients_cpu() - clients_cpu_before
     deliveries = stats.deliveries - deliveries_before
     latencies, received = await server.collect()
     await server.disconnect()
@@ -312,7 +431,9 @@ async def latency_run(server: Server, clients: int, ticks: int, rate: float, pro
         "latency_ms_p50": round(percentile(latencies, 0.50), 3),
         "latency_ms_p99": round(percentile(latencies, 0.99), 3),
         "latency_ms_max": round(max(latencies), 3) if latencies else None,
+        "last_delivery_ms_p50": round(percentile(server.last_spans, 0.50), 3),
         "server_cpu_us_per_delivery": round(cpu / max(1, deliveries) * 1e6, 2),
+        "client_cpu_us_per_delivery": round(clients_cpu / max(1, deliveries) * 1e6, 2),
         "rss_per_connection_kib": round((rss_after - rss_before) / clients / 1024, 1)
         if measure_memory and clients >= 100 else None,
         "connect_seconds": round(connect_seconds, 2),
@@ -327,9 +448,11 @@ async def throughput_run(server: Server, clients: int, rates: list[float], secon
     stats = server.runtime.hub.stats
     for rate in rates:
         deliveries_before, cpu_before, started = stats.deliveries, time.process_time(), time.perf_counter()
+        clients_cpu_before = server.clients_cpu()
         published = await server.publish(rate, seconds)
         elapsed = time.perf_counter() - started
         cpu = time.process_time() - cpu_before
+        clients_cpu = server.clients_cpu() - clients_cpu_before
         latencies, received = await server.collect()
         expected = published * clients
         step = {
@@ -341,6 +464,7 @@ async def throughput_run(server: Server, clients: int, rates: list[float], secon
             "latency_ms_p99": round(percentile(latencies, 0.99), 2),
             "server_cpu_share": round(cpu / elapsed, 2),
             "server_cpu_us_per_delivery": round(cpu / max(1, stats.deliveries - deliveries_before) * 1e6, 2),
+            "client_cpu_share": round(clients_cpu / elapsed, 2),
         }
         steps.append(step)
         console.print(f"  {clients} clients × {rate:g} ticks/s: {step}")
@@ -359,10 +483,11 @@ async def run_backend(name: str, make_bus, args, measure_memory: bool) -> dict:
     settings = load_settings(env="test", http_host="127.0.0.1", ws_port=0,
                              topic_prefix=f"bench-{uuid.uuid4().hex[:8]}-")
     server = await Server.start(make_bus(settings), settings)
+    server.wsload, server.client_cpus, server.client_spin_us = args.wsload, args.client_cpus, args.spin_us
     results: dict = {"backend": name, "latency": [], "throughput": None}
     try:
         for clients in args.clients:
-            processes = 1 if clients < 2000 else args.processes
+            processes = 1 if clients < 2000 else args.processes  # Go: always one process
             rate = args.rate if clients < 5000 else args.rate / 4
             console.print(f"[bold]{name}[/]: {clients} clients, {args.ticks} ticks at {rate:g}/s ...")
             run = await latency_run(server, clients, args.ticks, rate, processes, measure_memory)
@@ -380,13 +505,15 @@ async def run_backend(name: str, make_bus, args, measure_memory: bool) -> dict:
 def print_table(report: dict) -> None:
     for backend in report["backends"]:
         table = Table(title=f"WebSocket fan-out — {backend['backend']} bus")
-        for column in ("clients", "ticks/s", "p50 ms", "p99 ms", "max ms", "received", "CPU µs/delivery",
-                       "RSS KiB/conn"):
+        for column in ("clients", "ticks/s", "p50 ms", "p99 ms", "max ms", "last delivery p50 ms", "received",
+                       "server CPU µs/delivery",
+                       "clients' CPU µs/delivery", "RSS KiB/conn"):
             table.add_column(column, justify="right")
         for run in backend["latency"]:
             table.add_row(f"{run['clients']:,}", f"{run['tick_rate']:g}", f"{run['latency_ms_p50']:.2f}",
                           f"{run['latency_ms_p99']:.2f}", f"{run['latency_ms_max']:.2f}",
-                          f"{run['received_ratio']:.1%}", f"{run['server_cpu_us_per_delivery']:.2f}",
+                          f"{run['last_delivery_ms_p50']:.2f}", f"{run['received_ratio']:.1%}",
+                          f"{run['server_cpu_us_per_delivery']:.2f}", f"{run['client_cpu_us_per_delivery']:.2f}",
                           "" if run["rss_per_connection_kib"] is None else f"{run['rss_per_connection_kib']:.1f}")
         console.print(table)
         if backend["throughput"]:
@@ -402,6 +529,18 @@ async def main(args) -> None:
     if fd_limit < needed:
         console.print(f"[yellow]fd limit {fd_limit} < {needed}: dropping the runs that do not fit[/]")
         args.clients = [c for c in args.clients if c + 200 <= fd_limit]
+    args.wsload = build_wsload() if args.client in ("auto", "go") else None
+    if args.client == "go" and args.wsload is None:
+        raise SystemExit("--client go: cannot build benchmarks/wsload (is Go installed?)")
+    client_kind = "go" if args.wsload else "python"
+    args.client_cpus = None
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            raise SystemExit("--pin needs at least 2 CPUs")
+        os.sched_setaffinity(0, {cpus[0]})  # before any thread starts: threads inherit it
+        args.client_cpus = set(cpus[1:])
+    console.print(f"clients: {client_kind}" + (f"; server on CPU {cpus[0]}, clients on {cpus[1:]}" if args.pin else ""))
     backends = [("memory", lambda s: MemoryBus(partitions=s.kafka_partitions))]
     if os.environ.get("CFD_KAFKA_BOOTSTRAP"):
         def kafka(settings: Settings) -> Bus:
@@ -416,7 +555,9 @@ async def main(args) -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_average_before": [round(x, 2) for x in os.getloadavg()]},
         "settings": {"ticks": args.ticks, "rate": args.rate, "clients": args.clients,
-                     "throughput_clients": args.throughput_clients, "steps": args.steps},
+                     "throughput_clients": args.throughput_clients, "steps": args.steps,
+                     "client_kind": client_kind, "pinned": args.pin,
+                     "client_spin_us": args.spin_us if client_kind == "go" else None},
         "backends": [],
     }
     for index, (name, make_bus) in enumerate(backends):
@@ -428,10 +569,10 @@ async def main(args) -> None:
             report["backends"].append({"backend": name, "error": f"{type(exc).__name__}: {exc}", "latency": [],
                                        "throughput": None})
     report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
     print_table({"backends": [b for b in report["backends"] if "error" not in b]})
-    console.print(f"written to {RESULTS.relative_to(ROOT)}")
+    console.print(f"written to {args.out}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -440,11 +581,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ticks", type=int, default=100, help="ticks per latency run")
     parser.add_argument("--rate", type=float, default=20.0, help="ticks per second in the latency runs")
     parser.add_argument("--processes", type=int, default=max(1, min(4, (os.cpu_count() or 2))),
-                        help="client processes for the big runs")
+                        help="Python client processes for the runs from 2,000 clients (Go: always one)")
     parser.add_argument("--throughput-clients", type=int, default=1000, help="clients for the sustained run (0: skip)")
     parser.add_argument("--steps", default="50,100,200,400,800,1600", help="tick rates tried in the sustained run")
     parser.add_argument("--step-seconds", type=float, default=2.0)
     parser.add_argument("--quick", action="store_true", help="fewer ticks and steps: a smoke run")
+    parser.add_argument("--client", choices=("auto", "go", "python"), default="auto",
+                        help="the load generator: Go (benchmarks/wsload, needs Go) or Python clients; auto: Go if it "
+                             "builds")
+    parser.add_argument("--spin-us", type=int, default=200,
+                        help="Go clients keep polling this long after a message before they sleep (0: never poll)")
+    parser.add_argument("--pin", action="store_true",
+                        help="pin the server to the first CPU and the clients to the others")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go (default: %(default)s)")
     args = parser.parse_args(argv)
     args.clients = [int(c) for c in args.clients.split(",") if c]
     args.steps = [float(s) for s in args.steps.split(",") if s]

@@ -1,8 +1,9 @@
 """The hub: who listens to what, and the fan-out of each frame to its listeners.
 
-Indexes are kept per delivery target, so publishing walks exactly the clients that want a frame: one set
-per symbol for prices (a client on `prices.*` sits in every symbol's set), one per (interval, symbol) for
-candles, one per user for `account`. A frame is encoded and framed once and the same bytes are queued for
+Indexes are kept per delivery target, so publishing walks exactly the clients that want a frame: one index
+per symbol for prices (a client on `prices.*` sits in every symbol's), one per (interval, symbol) for
+candles, one per user for `account`. The price index maps each client to its outbox, so the hot loop goes
+straight to the outboxes. A frame is encoded and framed once and the same bytes are queued for
 every listener: written at once for the first frame of an event-loop iteration, queued and flushed at the
 end of the iteration for the rest of a burst.
 """
@@ -41,7 +42,7 @@ class Hub:
     def __init__(self) -> None:
         self.clients: set[Client] = set()
         self.stats = HubStats()
-        self._prices: dict[str, set[Client]] = {symbol: set() for symbol in MARKETS}
+        self._prices: dict[str, dict[Client, Outbox]] = {symbol: {} for symbol in MARKETS}
         self._candles: dict[tuple[str, str], set[Client]] = {
             (interval, symbol): set() for interval in INTERVALS for symbol in MARKETS
         }
@@ -110,7 +111,7 @@ class Hub:
             client.channels.add(channel.name)
             if channel.kind == "prices":
                 for symbol in self._symbols(channel):
-                    self._prices[symbol].add(client)
+                    self._prices[symbol][client] = client.outbox
             elif channel.kind == "candles":
                 self._candles[(channel.interval, channel.symbol)].add(client)  # type: ignore[index]
             elif channel.kind == ACCOUNT and client.user_id is not None:
@@ -126,7 +127,7 @@ class Hub:
                 wildcard = ALL_PRICES in client.channels
                 for symbol in MARKETS if name == ALL_PRICES else (name.removeprefix("prices."),):
                     if not wildcard and f"prices.{symbol}" not in client.channels:
-                        self._prices[symbol].discard(client)
+                        self._prices[symbol].pop(client, None)
             elif name.startswith("candles."):
                 _, interval, symbol = name.split(".")
                 self._candles[(interval, symbol)].discard(client)
@@ -163,18 +164,18 @@ class Hub:
 
     def publish_price(self, symbol: str, payload: bytes) -> None:
         """Fan a `price` frame out to every client on `prices.<symbol>` or `prices.*` (the hot path)."""
-        clients = self._prices.get(symbol)
-        if not clients:
+        outboxes = self._prices.get(symbol)
+        if not outboxes:
             return
         frame = text_frame(payload)
         if self._first_in_iteration():
-            for client in clients:
-                client.outbox.put_now(symbol, frame)
+            for outbox in outboxes.values():
+                outbox.put_now(symbol, frame)
         else:
-            for client in clients:
-                client.outbox.put(symbol, frame)
+            for outbox in outboxes.values():
+                outbox.put(symbol, frame)
         self.stats.frames += 1
-        self.stats.deliveries += len(clients)
+        self.stats.deliveries += len(outboxes)
 
     def publish_candle(self, symbol: str, interval: str, candle: Candle, closed: bool) -> None:
         """Fan a `candle` frame out to `candles.<interval>.<symbol>`; encoded only when someone listens."""

@@ -12,6 +12,10 @@ the same key (conflation), so the backlog holds at most one frame per key, plus 
 (key None: replies, account events), up to `max_backlog`. When the write buffer drains below half the
 limit the backlog is written in one go and the client is fast again. A client whose buffer does not drain
 for `stuck_after` seconds, or whose backlog overflows, is reported stuck; the hub then closes it (4008).
+
+The outbox does not ask the connection whether it is still open on every write: the connection calls
+`close()` the moment it writes its close frame or is lost (`server.FeedConnection`), and nothing is written
+after that.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ _unique = itertools.count()
 class Outbox:
     """The frames owed to one client. Not thread-safe; lives in the server's event loop."""
 
-    __slots__ = ("_drainer", "_is_open", "_on_stuck", "_schedule", "backlog", "conflated", "done", "high",
+    __slots__ = ("_drainer", "_on_stuck", "_schedule", "backlog", "conflated", "done", "high",
                  "limits", "pending", "scheduled", "sent", "slow_episodes", "transport")
 
     def __init__(
@@ -38,14 +42,12 @@ class Outbox:
         *,
         schedule: Callable[[Outbox], None],
         on_stuck: Callable[[str], None],
-        is_open: Callable[[], bool] = lambda: True,
     ) -> None:
         self.transport = transport
         self.limits = limits
         self.high = limits.write_buffer_high
         self._schedule = schedule
         self._on_stuck = on_stuck
-        self._is_open = is_open
         self.pending: list[tuple[Hashable, bytes]] = []
         self.backlog: dict[Hashable, bytes] | None = None  # not None while the client is slow
         self.scheduled = False
@@ -75,7 +77,7 @@ class Outbox:
         if self.pending or self.backlog is not None:
             self.put(key, frame)
             return
-        if self.done or not self._is_open():
+        if self.done:
             return
         transport = self.transport
         if transport.get_write_buffer_size() > self.high:
@@ -96,8 +98,6 @@ class Outbox:
             for key, frame in pending:
                 self._conflate(backlog, key, frame)
             return
-        if not self._is_open():
-            return
         transport = self.transport
         if transport.get_write_buffer_size() > self.high:
             self._become_slow(pending)
@@ -106,7 +106,7 @@ class Outbox:
         self.sent += len(pending)
 
     def close(self) -> None:
-        """Stop writing (the connection is closing)."""
+        """Stop writing for good (the connection is closing: no data frame may follow its close frame)."""
         self.done = True
         self.pending = []
         self.backlog = None
@@ -137,7 +137,7 @@ class Outbox:
         transport = self.transport
         while not self.done:
             await asyncio.sleep(self.limits.drain_poll)
-            if self.done or transport.is_closing() or not self._is_open():
+            if self.done or transport.is_closing():
                 return
             if transport.get_write_buffer_size() <= self.high // 2:
                 backlog, self.backlog, self._drainer = self.backlog or {}, None, None

@@ -2,6 +2,10 @@
 
 Compression is off: permessage-deflate would compress every frame once per connection, while without it
 a frame's bytes are the same for every client and are built once (`protocol.text_frame`).
+
+The hub writes those frames straight to each connection's transport, past the library. `FeedConnection`
+keeps that safe: it closes the connection's outbox the moment the library writes a close frame or the
+connection is lost, so no data frame ever follows a close frame and the hot path checks one flag.
 """
 
 from __future__ import annotations
@@ -24,7 +28,24 @@ from cfd_server.ws.session import Authenticator, Session, Snapshots
 
 log = logging.getLogger(__name__)
 
-_OPEN = State.OPEN  # a module global: an Enum attribute lookup costs twice as much on the hot path
+_OPEN = State.OPEN
+
+
+class FeedConnection(ServerConnection):
+    """A `ServerConnection` that closes its outbox when it stops being open."""
+
+    outbox: Outbox | None = None
+
+    def send_data(self) -> None:
+        # Every byte of the library's own (close frame included) goes out here.
+        super().send_data()
+        if self.protocol.state is not _OPEN and self.outbox is not None:
+            self.outbox.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.outbox is not None:
+            self.outbox.close()
+        super().connection_lost(exc)
 
 
 class WsServer:
@@ -60,6 +81,7 @@ class WsServer:
                 close_timeout=limits.close_timeout,
                 process_request=self._check_request,
                 backlog=4096,
+                create_connection=FeedConnection,
             )
         except OSError as exc:
             raise RuntimeError(f"the WebSocket feed cannot listen on {self.host}:{self.requested_port}: {exc} "
@@ -80,7 +102,7 @@ class WsServer:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections; retry shortly.\n")
         return None
 
-    async def _handle(self, conn: ServerConnection) -> None:
+    async def _handle(self, conn: FeedConnection) -> None:
         if self.limits.socket_send_buffer:
             sock = conn.transport.get_extra_info("socket")
             if sock is not None:
@@ -90,8 +112,10 @@ class WsServer:
         def stuck(reason: str) -> None:
             self.hub.stuck(client, reason)
 
-        outbox = Outbox(conn.transport, self.limits, schedule=self.hub.schedule, on_stuck=stuck,
-                        is_open=lambda: conn.protocol.state is _OPEN)
+        outbox = Outbox(conn.transport, self.limits, schedule=self.hub.schedule, on_stuck=stuck)
+        conn.outbox = outbox
+        if conn.protocol.state is not _OPEN:  # closed between the handshake and now
+            outbox.close()
         peer = conn.remote_address
         client = Client(conn, outbox, peer=f"{peer[0]}:{peer[1]}" if peer else "")
         self.hub.add(client)

@@ -213,6 +213,20 @@ async def test_too_many_errors_close_the_connection_with_1008(feed):
         assert ws.close_code == 1008 and ws.close_reason == "too many errors"
 
 
+async def test_the_outbox_closes_as_soon_as_the_close_frame_is_written(feed):
+    runtime = await feed()
+    async with await open_client(runtime) as ws:
+        await subscribe(ws, "prices.SOL_USDC")
+        (client,) = runtime.hub.clients
+        closing = asyncio.create_task(client.conn.close(1001))
+        await asyncio.sleep(0)  # the close frame is out; the handshake is not over
+        assert client in runtime.hub.clients and client.outbox.done
+        await closing
+        with pytest.raises(ConnectionClosed):
+            await recv(ws)
+        assert ws.close_code == 1001
+
+
 async def test_an_oversized_frame_closes_the_connection_with_1009(feed):
     runtime = await feed(Limits(max_frame_bytes=4096))
     async with await open_client(runtime) as ws:
