@@ -4,6 +4,7 @@
     python benchmarks/ws_fanout.py --clients 1,100 --quick --out /tmp/ws.json
     python benchmarks/ws_fanout.py --pin                 # server on the first CPU, clients on the others
     CFD_KAFKA_BOOTSTRAP=127.0.0.1:9092 python benchmarks/ws_fanout.py   # the same on Kafka as well
+    python benchmarks/ws_fanout.py --clients 1000 --throughput-clients 0 --floor --out /tmp/floor.json
 
 The server (bus → quote book → hub → `websockets` server) runs in this process, exactly as `cfd server` wires
 it (`start_market`). The clients run in other processes. By default they are `benchmarks/wsload`, a Go load
@@ -20,6 +21,9 @@ the same clock (`time.time_ns()`), once per read. The results record which kind 
   for the client processes (on loopback both pay the kernel's TCP path).
 - memory per connection: the server's RSS growth over the connected, subscribed clients (first backend only:
   memory freed by one run is kept by the allocator and reused by the next).
+- floor (`--floor`): the latency phase at 1,000 clients against `benchmarks/wsfloor` instead, a Go server that
+  does nothing per tick but one write system call per client of one prebuilt frame, from one thread and then
+  from two: what any server can do on this machine.
 
 Writes `benchmarks/results/ws_fanout.json` (or `--out`) and prints a table. Each run is bounded (a few seconds
 a phase).
@@ -68,6 +72,8 @@ from shared.settings import Settings, load_settings  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "ws_fanout.json"
 WSLOAD = ROOT / "benchmarks" / "wsload"
+WSFLOOR = ROOT / "benchmarks" / "wsfloor"
+FLOOR_CLIENTS = 1000
 SYMBOL = "SOL_USDC"
 CONNECT_BATCH = 250
 console = Console(width=120)
@@ -253,18 +259,50 @@ class GoClients:
         await asyncio.wait_for(self.process.wait(), 30)
 
 
-def build_wsload() -> Path | None:
-    """Build the Go load generator into a temporary directory; None when Go is missing or the build fails."""
+def build_go(package: Path = WSLOAD) -> Path | None:
+    """Build a Go program (the load generator) into a temporary directory; None when Go is missing or it fails."""
     go = shutil.which("go") or next((p for p in ("/usr/local/go/bin/go",) if os.access(p, os.X_OK)), None)
     if go is None:
         return None
-    target = Path(tempfile.mkdtemp(prefix="cfd-wsload-")) / "wsload"  # one per run: runs may overlap
+    target = Path(tempfile.mkdtemp(prefix=f"cfd-{package.name}-")) / package.name  # one per run: runs may overlap
     atexit.register(shutil.rmtree, target.parent, ignore_errors=True)
-    built = subprocess.run([go, "build", "-o", str(target), "."], cwd=WSLOAD, capture_output=True, text=True)
+    built = subprocess.run([go, "build", "-o", str(target), "."], cwd=package, capture_output=True, text=True)
     if built.returncode != 0:
-        console.print(f"[yellow]could not build {WSLOAD.relative_to(ROOT)}:[/] {built.stderr.strip()}")
+        console.print(f"[yellow]could not build {package.relative_to(ROOT)}:[/] {built.stderr.strip()}")
         return None
     return target
+
+
+async def start_clients(wsload: Path | None, port: int, count: int, processes: int, cpus: set[int] | None,
+                        spin_us: int) -> list[PythonClients | GoClients]:
+    """`count` subscribed clients: one wsload process, or `processes` Python worker processes without it."""
+    channel = f"prices.{SYMBOL}"
+    if wsload is not None:
+        return [await GoClients.start(wsload, port, count, channel, cpus, spin_us)]
+    shares = [count // processes + (1 if i < count % processes else 0) for i in range(processes)]
+    started = [PythonClients(port, share, channel, cpus) for share in shares if share]
+    for workers in started:
+        await workers.ready()
+    return started
+
+
+async def match_latencies(workers: list[PythonClients | GoClients],
+                          published: dict[int, int]) -> tuple[list[float], list[float]]:
+    """Latencies (ms) of the frames received since the last collect, and per tick its last delivery's.
+
+    Only frames whose ts is in `published` (ts -> publish time in ns) count.
+    """
+    latencies: list[float] = []
+    spans: dict[int, float] = {}
+    for each in workers:
+        seqs, times = await each.collect()
+        for seq, received_ns in zip(seqs, times, strict=True):
+            if seq in published:
+                latency = (received_ns - published[seq]) / 1e6
+                latencies.append(latency)
+                if latency > spans.get(seq, 0.0):
+                    spans[seq] = latency
+    return latencies, list(spans.values())
 
 
 # --- the server side (this process) --------------------------------------------------------------------------
@@ -333,16 +371,8 @@ class Server:
 
     async def connect(self, count: int, processes: int) -> None:
         """Start `count` clients (in `processes` worker processes for the Python kind) and wait until subscribed."""
-        channel, port = f"prices.{SYMBOL}", self.runtime.ws_port
-        if self.wsload is not None:
-            self.workers.append(await GoClients.start(self.wsload, port, count, channel, self.client_cpus,
-                                                      self.client_spin_us))
-        else:
-            shares = [count // processes + (1 if i < count % processes else 0) for i in range(processes)]
-            started = [PythonClients(port, share, channel, self.client_cpus) for share in shares if share]
-            self.workers.extend(started)
-            for workers in started:
-                await workers.ready()
+        self.workers.extend(await start_clients(self.wsload, self.runtime.ws_port, count, processes, self.client_cpus,
+                                                self.client_spin_us))
         await until(lambda: len(self.runtime.hub.clients) >= count, 60)
 
     async def disconnect(self) -> None:
@@ -380,19 +410,9 @@ class Server:
         Also keeps `last_spans`: per tick, the latency of its last delivery (how long the fan-out took).
         """
         await asyncio.sleep(0.3)  # the last ticks' frames arrive
-        latencies: list[float] = []
-        spans: dict[int, float] = {}
-        published = self.published  # frames of other phases (a new subscriber's snapshot) do not count
-        for workers in self.workers:
-            seqs, times = await workers.collect()
-            for seq, received_ns in zip(seqs, times, strict=True):
-                if seq in published:
-                    latency = (received_ns - published[seq]) / 1e6
-                    latencies.append(latency)
-                    if latency > spans.get(seq, 0.0):
-                        spans[seq] = latency
+        # frames of other phases (a new subscriber's snapshot) do not count
+        latencies, self.last_spans = await match_latencies(self.workers, self.published)
         self.published.clear()
-        self.last_spans = list(spans.values())
         return latencies, len(latencies)
 
 
@@ -502,6 +522,89 @@ async def run_backend(name: str, make_bus, args, measure_memory: bool) -> dict:
     return results
 
 
+class FloorServer:
+    """`benchmarks/wsfloor`, the cheapest possible fan-out, driven over stdin/stdout."""
+
+    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
+        self.process = process
+        self.port = port
+        self.seq = 0
+        self.base_ms = time.time_ns() // 1_000_000 - 86_400_000
+
+    @classmethod
+    async def start(cls, binary: Path) -> FloorServer:
+        process = await asyncio.create_subprocess_exec(str(binary), stdin=asyncio.subprocess.PIPE,
+                                                       stdout=asyncio.subprocess.PIPE)
+        line = await asyncio.wait_for(process.stdout.readline(), 30)  # type: ignore[union-attr]
+        if not line.startswith(b"listening"):
+            await process.wait()
+            raise RuntimeError(f"wsfloor did not start (exit code {process.returncode})")
+        return cls(process, int(line.split()[1]))
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.process.pid)
+
+    async def publish(self, rate: float, seconds: float, writers: int) -> tuple[dict[int, int], list[float], int]:
+        """Publish ticks for `seconds`: (ts -> publish time in ns, per tick the ms its writes took, writes done)."""
+        count = max(1, int(rate * seconds))
+        self.process.stdin.write(  # type: ignore[union-attr]
+            f"run {rate:g} {count} {self.base_ms + self.seq + 1} {writers}\n".encode())
+        self.seq += count
+        done = (await asyncio.wait_for(self.process.stdout.readline(), seconds + 60)).split()  # type: ignore[union-attr]
+        published, write_ms = {}, []
+        for _ in range(int(done[1])):
+            ts, began, ended = map(int, (await self.process.stdout.readline()).split())  # type: ignore[union-attr]
+            published[ts] = began
+            write_ms.append((ended - began) / 1e6)
+        return published, write_ms, int(done[2])
+
+    async def stop(self) -> None:
+        self.process.stdin.write(b"quit\n")  # type: ignore[union-attr]
+        await asyncio.wait_for(self.process.wait(), 30)
+
+
+async def floor_runs(args, binary: Path) -> list[dict]:
+    """The latency phase at 1,000 clients against wsfloor: one writer thread, then two (one per core here)."""
+    server = await FloorServer.start(binary)
+    workers = await start_clients(args.wsload, server.port, FLOOR_CLIENTS, 1, args.client_cpus, args.spin_us)
+    runs = []
+    try:
+        await server.publish(args.rate, 0.5, 1)  # warm up
+        await asyncio.sleep(0.3)
+        await match_latencies(workers, {})
+        for writers in (1, 2):
+            console.print(f"[bold]floor[/]: {FLOOR_CLIENTS} clients, {args.ticks} ticks at {args.rate:g}/s, "
+                          f"{writers} writer thread(s) ...")
+            cpu_before, clients_cpu_before = server.cpu_seconds(), sum(w.cpu_seconds() for w in workers)
+            published, write_ms, deliveries = await server.publish(args.rate, args.ticks / args.rate, writers)
+            cpu = server.cpu_seconds() - cpu_before
+            clients_cpu = sum(w.cpu_seconds() for w in workers) - clients_cpu_before
+            await asyncio.sleep(0.3)  # the last ticks' frames arrive
+            latencies, spans = await match_latencies(workers, published)
+            run = {
+                "clients": FLOOR_CLIENTS,
+                "writers": writers,
+                "ticks": len(published),
+                "tick_rate": args.rate,
+                "deliveries": deliveries,
+                "received_ratio": round(len(latencies) / max(1, len(published) * FLOOR_CLIENTS), 4),
+                "latency_ms_p50": round(percentile(latencies, 0.50), 3),
+                "latency_ms_p99": round(percentile(latencies, 0.99), 3),
+                "latency_ms_max": round(max(latencies), 3) if latencies else None,
+                "last_delivery_ms_p50": round(percentile(spans, 0.50), 3),
+                "server_writes_ms_p50": round(percentile(write_ms, 0.50), 3),  # the write loop alone
+                "server_cpu_us_per_delivery": round(cpu / max(1, deliveries) * 1e6, 2),
+                "client_cpu_us_per_delivery": round(clients_cpu / max(1, deliveries) * 1e6, 2),
+            }
+            console.print(f"  {run}")
+            runs.append(run)
+    finally:
+        for each in workers:
+            await each.stop()
+        await server.stop()
+    return runs
+
+
 def print_table(report: dict) -> None:
     for backend in report["backends"]:
         table = Table(title=f"WebSocket fan-out — {backend['backend']} bus")
@@ -520,6 +623,18 @@ def print_table(report: dict) -> None:
             t = backend["throughput"]
             console.print(f"sustained: [bold]{t['sustained_deliveries_per_second']:,}[/] deliveries/s to "
                           f"{t['clients']:,} clients (every frame delivered, p99 < 100 ms)")
+    if report.get("floor"):
+        table = Table(title="WebSocket fan-out — floor (benchmarks/wsfloor: one write per client, nothing else)")
+        for column in ("clients", "writer threads", "ticks/s", "p50 ms", "p99 ms", "max ms", "last delivery p50 ms",
+                       "write loop p50 ms", "received", "server CPU µs/delivery", "clients' CPU µs/delivery"):
+            table.add_column(column, justify="right")
+        for run in report["floor"]:
+            table.add_row(f"{run['clients']:,}", str(run["writers"]), f"{run['tick_rate']:g}",
+                          f"{run['latency_ms_p50']:.2f}", f"{run['latency_ms_p99']:.2f}",
+                          f"{run['latency_ms_max']:.2f}", f"{run['last_delivery_ms_p50']:.2f}",
+                          f"{run['server_writes_ms_p50']:.2f}", f"{run['received_ratio']:.1%}",
+                          f"{run['server_cpu_us_per_delivery']:.2f}", f"{run['client_cpu_us_per_delivery']:.2f}")
+        console.print(table)
 
 
 async def main(args) -> None:
@@ -529,7 +644,7 @@ async def main(args) -> None:
     if fd_limit < needed:
         console.print(f"[yellow]fd limit {fd_limit} < {needed}: dropping the runs that do not fit[/]")
         args.clients = [c for c in args.clients if c + 200 <= fd_limit]
-    args.wsload = build_wsload() if args.client in ("auto", "go") else None
+    args.wsload = build_go(WSLOAD) if args.client in ("auto", "go") else None
     if args.client == "go" and args.wsload is None:
         raise SystemExit("--client go: cannot build benchmarks/wsload (is Go installed?)")
     client_kind = "go" if args.wsload else "python"
@@ -560,6 +675,11 @@ async def main(args) -> None:
                      "client_spin_us": args.spin_us if client_kind == "go" else None},
         "backends": [],
     }
+    floor_binary = None
+    if args.floor:
+        floor_binary = build_go(WSFLOOR)
+        if floor_binary is None:
+            console.print("[yellow]--floor: skipped, cannot build benchmarks/wsfloor (is Go installed?)[/]")
     for index, (name, make_bus) in enumerate(backends):
         try:
             # RSS growth means something only in the first run: the allocator keeps what later runs reuse
@@ -568,10 +688,17 @@ async def main(args) -> None:
             console.print(f"[red]{name} run failed:[/] {type(exc).__name__}: {exc}")
             report["backends"].append({"backend": name, "error": f"{type(exc).__name__}: {exc}", "latency": [],
                                        "throughput": None})
+    if floor_binary is not None:
+        try:
+            report["floor"] = await floor_runs(args, floor_binary)
+        except Exception as exc:
+            console.print(f"[red]floor run failed:[/] {type(exc).__name__}: {exc}")
+            report["floor"] = {"error": f"{type(exc).__name__}: {exc}"}
     report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print_table({"backends": [b for b in report["backends"] if "error" not in b]})
+    print_table({"backends": [b for b in report["backends"] if "error" not in b],
+                 "floor": report.get("floor") if isinstance(report.get("floor"), list) else None})
     console.print(f"written to {args.out}")
 
 
@@ -593,6 +720,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Go clients keep polling this long after a message before they sleep (0: never poll)")
     parser.add_argument("--pin", action="store_true",
                         help="pin the server to the first CPU and the clients to the others")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run the latency phase at 1,000 clients against benchmarks/wsfloor (needs Go), the "
+                             "cheapest possible fan-out")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go (default: %(default)s)")
     args = parser.parse_args(argv)
     args.clients = [int(c) for c in args.clients.split(",") if c]

@@ -1,0 +1,3 @@
+module wsfloor
+
+go 1.26
