@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections import deque
@@ -42,6 +43,7 @@ STYLES = Path(__file__).parent / "styles"
 INTERVALS = ("1m", "5m", "15m", "1h")
 REDRAW_HZ = 20.0
 STALE_AFTER_S = 10.0
+SETTLE_AFTER_S = 0.5  # after the dashboard opens, once its objects exist (see `_settle_memory`)
 
 
 class CfdApp(App[None]):
@@ -93,6 +95,7 @@ class CfdApp(App[None]):
         self._restore_session()
 
     async def on_unmount(self) -> None:
+        gc.unfreeze()
         if self.feed is not None:
             with contextlib.suppress(Exception):
                 await self.feed.stop()
@@ -131,6 +134,19 @@ class CfdApp(App[None]):
         self.start_feed()
         self.load_markets()
         self.refresh_portfolio()
+        self.set_timer(SETTLE_AFTER_S, self._settle_memory, name="settle memory")
+
+    def _settle_memory(self) -> None:
+        """Collect garbage once, then leave what survives (app, screens, caches) out of later collections.
+
+        Python's full collections walk every live object: with the dashboard up that took 40–100 ms, a stall
+        that a key press could wait behind, every few seconds under a busy feed. `gc.unfreeze` undoes it when
+        the dashboard goes.
+        """
+        if self.user is None:
+            return  # signed out meanwhile
+        gc.collect()
+        gc.freeze()
 
     async def _replace_screens(self, screen: Screen) -> None:
         while len(self.screen_stack) > 1:
@@ -174,6 +190,7 @@ class CfdApp(App[None]):
             await self._stop_feed()
             self.user = None
             self.portfolio.reset()
+            gc.unfreeze()  # the dashboard may be collected once it is gone
             await self.show_sign_in(message)
         finally:
             self._signing_out = False

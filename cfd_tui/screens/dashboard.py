@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from textual import on, work
+from decimal import Decimal
+
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -72,6 +74,8 @@ class DashboardScreen(Screen[None]):
         watchlist = self.query_one(Watchlist)
         watchlist.set_markets(app.board.symbols)  # type: ignore[attr-defined]
         watchlist.focus()
+        # watched rather than told by a message: the chart then changes in the same frame as the cursor
+        self.watch(watchlist, "cursor_coordinate", self._on_watchlist_cursor, init=False)
         self.watch(app, "market_version", self._on_market, init=False)
         self.watch(app, "portfolio_version", self._on_portfolio)
         self.watch(app, "feed_state", self._on_feed_state)
@@ -139,9 +143,10 @@ class DashboardScreen(Screen[None]):
 
     # --- the chart ----------------------------------------------------------------------------------------
 
-    @on(Watchlist.MarketChosen)
-    def _market_chosen(self, event: Watchlist.MarketChosen) -> None:
-        self.choose_market(event.symbol)
+    def _on_watchlist_cursor(self, _coordinate) -> None:
+        symbol = self.query_one(Watchlist).selected_symbol
+        if symbol is not None:
+            self.choose_market(symbol)
 
     def choose_market(self, symbol: str) -> None:
         """Show `symbol` in the chart (and move the watchlist cursor to it)."""
@@ -150,12 +155,12 @@ class DashboardScreen(Screen[None]):
         self.symbol = symbol
         self.query_one(Watchlist).select(symbol)
         self.query_one(MarketCard).show(self.app.board, symbol, self.app.tz)  # type: ignore[attr-defined]
-        self._load_chart()
+        self._show_chart()
 
     def action_interval(self, interval: str) -> None:
         if interval != self.interval:
             self.interval = interval
-            self._load_chart()
+            self._show_chart()
 
     def action_next_interval(self) -> None:
         self.action_interval(INTERVALS[(INTERVALS.index(self.interval) + 1) % len(INTERVALS)])
@@ -166,23 +171,28 @@ class DashboardScreen(Screen[None]):
             index = symbols.index(self.symbol) if self.symbol in symbols else 0
             self.choose_market(symbols[(index + step) % len(symbols)])
 
-    @work(group="chart", exclusive=True, exit_on_error=False)
-    async def _load_chart(self) -> None:
+    def _show_chart(self) -> None:
+        """Show the chosen market at the chosen interval, then load its candles."""
         symbol, interval = self.symbol, self.interval
         chart = self.query_one(CandleChart)
         market = self.app.board.markets.get(symbol)  # type: ignore[attr-defined]
         tick = market.price_tick if market else fmt.CENT
         seen = self._chart_cache.get((symbol, interval))
-        # A chart seen before shows at once (the next key press must not wait for the network); it is
-        # refreshed from the server right after.
+        # A chart seen before shows at once, in the frame that answers the key (the next key press must not
+        # wait for the network); it is refreshed from the server right after.
         chart.set_history(symbol, interval, seen or [], tick)
         if seen is None:
             chart.show_message(f"loading {symbol.replace('_', '/')} {interval}…")
+        self._load_chart(symbol, interval, tick, seen is not None)
+
+    @work(group="chart", exclusive=True, exit_on_error=False)
+    async def _load_chart(self, symbol: str, interval: str, tick: Decimal, shown: bool) -> None:
+        chart = self.query_one(CandleChart)
         await self.app.follow_candles(symbol, interval)  # type: ignore[attr-defined]
         try:
             candles = await self.app.client.candles(symbol, interval, 200)  # type: ignore[attr-defined]
         except ApiError as exc:
-            if seen is None:
+            if not shown:
                 chart.show_message(f"no chart: {exc.message}")
             return
         self._chart_cache[(symbol, interval)] = candles

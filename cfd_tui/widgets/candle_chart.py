@@ -3,16 +3,26 @@
 Each candle takes two columns (body and a gap); a body cell is `█`, or `▀`/`▄` when the body only covers
 the upper or lower half of the cell, which doubles the vertical resolution; wicks are `│`. The right axis
 marks the last close. History comes from `GET /candles`, the live candle from `candles.<interval>.<SYMBOL>`.
+
+The chart is drawn line by line (`render_line`) from strips cached until the candles, the size or the styles
+change; each candle's column is kept while the price scale stays, and a row that looks the same keeps its
+strip, so a live tick redraws little. The strips are the segments Textual would make of `render()`'s text,
+selection offsets included, so the chart looks and selects as plain text would.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import tzinfo
 from decimal import Decimal
 
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.filter import ANSIToTruecolor, LineFilter
 from textual.reactive import reactive
+from textual.strip import Strip
+from textual.style import Style as VisualStyle
 from textual.widget import Widget
 
 from cfd_tui import format as fmt
@@ -22,13 +32,15 @@ from shared.contracts import Candle, CandleFrame
 AXIS_WIDTH = 12
 CANDLE_COLUMNS = 2
 MAX_CANDLES = 300
+UP, DOWN, AXIS, LAST = "candle-chart--up", "candle-chart--down", "candle-chart--axis", "candle-chart--last"
+
+Run = tuple[str, str | None]  # characters and the component class that styles them (None: the widget's own style)
 
 
 class CandleChart(Widget, can_focus=False):
     """The chart of one market at one interval; `set_history` then `apply_live` as frames arrive."""
 
-    COMPONENT_CLASSES = {"candle-chart--up", "candle-chart--down", "candle-chart--axis", "candle-chart--last",
-                         "candle-chart--grid"}
+    COMPONENT_CLASSES = {UP, DOWN, AXIS, LAST, "candle-chart--grid"}
 
     symbol: reactive[str] = reactive("", layout=False)
     interval: reactive[str] = reactive("1m")
@@ -40,6 +52,14 @@ class CandleChart(Widget, can_focus=False):
         self.price_tick = Decimal("0.01")
         self.candles: list[Candle] = []
         self.message = "loading…"
+        self._rows: list[list[Run]] | None = None  # the plot rows and the time axis, for `_rows_size`
+        self._rows_size = (0, 0)
+        self._strips: list[Strip] | None = None  # `_rows` as strips
+        self._drawn: list[tuple[list[Run], Strip]] = []  # the last rows made into strips: a row the same is kept
+        self._scale: tuple[Decimal, Decimal, int] | None = None  # (high, step, rows) the columns were drawn at
+        self._columns: dict[tuple[Decimal, Decimal, Decimal, Decimal], str] = {}  # (o, h, l, c) -> cells, top first
+        self._styles: dict[tuple[str | None, int, int], Style] = {}  # (class, x, y) -> the style a strip uses
+        self._titles: tuple[str, str] | None = None
 
     def set_history(self, symbol: str, interval: str, candles: list[Candle], price_tick: Decimal) -> None:
         """Show `candles` (oldest first) for `symbol` at `interval`."""
@@ -47,12 +67,12 @@ class CandleChart(Widget, can_focus=False):
         self.candles = list(candles)[-MAX_CANDLES:]
         self.message = "" if candles else "no candles yet: waiting for prices"
         self._retitle()
-        self.refresh()
+        self._redraw()
 
     def show_message(self, message: str) -> None:
         self.message = message
         self.candles = []
-        self.refresh()
+        self._redraw()
 
     def apply_live(self, frame: CandleFrame) -> None:
         """Update the candle in progress (or start the next one)."""
@@ -60,6 +80,8 @@ class CandleChart(Widget, can_focus=False):
             return
         candle = Candle(t=frame.t, o=frame.o, h=frame.h, l=frame.l, c=frame.c, n=frame.n)
         if self.candles and self.candles[-1].t == frame.t:
+            if self.candles[-1] == candle:
+                return  # e.g. the first frame after subscribing repeats the last candle of the history
             self.candles[-1] = candle
         elif not self.candles or frame.t > self.candles[-1].t:
             self.candles.append(candle)
@@ -68,26 +90,94 @@ class CandleChart(Widget, can_focus=False):
             return
         self.message = ""
         self._retitle()
+        self._redraw()
+
+    def _redraw(self) -> None:
+        self._rows = self._strips = None
         self.refresh()
 
     def _retitle(self) -> None:
         last = self.candles[-1] if self.candles else None
-        self.border_title = f"{self.symbol.replace('_', '/')} · {self.interval}"
+        title = f"{self.symbol.replace('_', '/')} · {self.interval}"
+        subtitle = ""
         if last is not None:
             tick = self.price_tick
-            self.border_subtitle = (f"O {fmt.price(last.o, tick)}  H {fmt.price(last.h, tick)}  "
-                                    f"L {fmt.price(last.l, tick)}  C {fmt.price(last.c, tick)}")
-        else:
-            self.border_subtitle = ""
+            subtitle = (f"O {fmt.price(last.o, tick)}  H {fmt.price(last.h, tick)}  "
+                        f"L {fmt.price(last.l, tick)}  C {fmt.price(last.c, tick)}")
+        if (title, subtitle) != self._titles:  # setting a title repaints the whole widget
+            self._titles = (title, subtitle)
+            self.border_title, self.border_subtitle = title, subtitle
+
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        # The chart's colours all come from the theme, so they are truecolor already (and none is dim): the
+        # ANSI-to-truecolor filter would hand back each of the ~1,500 segment styles unchanged, at ~1.5 µs a
+        # style, as they outnumber its cache. Other filters (NO_COLOR) still apply.
+        return [f for f in super().get_line_filters() if not isinstance(f, ANSIToTruecolor)]
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles.clear()
+        self._drawn = []
+        self._strips = None
+
+    def _plotted(self) -> bool:
+        width, height = self.content_size
+        return bool(self.candles) and width >= AXIS_WIDTH + 4 and height >= 4
 
     def render(self) -> Text:
-        width, height = self.content_size.width, self.content_size.height
-        if not self.candles or width < AXIS_WIDTH + 4 or height < 4:
-            return Text(self.message or "", style=self.get_component_rich_style("candle-chart--axis"),
-                        justify="center")
-        return self._draw(width, height)
+        """The message, or the whole chart as text (used for a text selection; `render_line` draws the chart)."""
+        if not self._plotted():
+            return Text(self.message or "", style=self.get_component_rich_style(AXIS), justify="center")
+        text = Text(no_wrap=True, overflow="crop")
+        for y, runs in enumerate(self._chart_rows()):
+            if y:
+                text.append("\n")
+            for chars, name in runs:
+                text.append(chars, self.get_component_rich_style(name) if name else "")
+        return text
 
-    def _draw(self, width: int, height: int) -> Text:
+    def render_line(self, y: int) -> Strip:
+        if not self._plotted() or self.text_selection is not None:
+            return super().render_line(y)
+        strips = self._chart_strips()
+        return strips[y] if y < len(strips) else Strip.blank(self.size.width, self.visual_style.rich_style)
+
+    def _chart_strips(self) -> list[Strip]:
+        rows = self._chart_rows()
+        if self._strips is None:
+            drawn = self._drawn
+            self._strips = [drawn[y][1] if y < len(drawn) and drawn[y][0] == runs else self._strip(runs, y)
+                            for y, runs in enumerate(rows)]
+            self._drawn = list(zip(rows, self._strips, strict=True))
+        return self._strips
+
+    def _strip(self, runs: list[Run], y: int) -> Strip:
+        """One row as segments, styled as Textual's `Content` styles text (the widget's style under each span)."""
+        styles = self._styles
+        segments = []
+        x = 0
+        for chars, name in runs:
+            style = styles.get((name, x, y))
+            if style is None:
+                style = styles[(name, x, y)] = self._span_style(name).rich_style_with_offset(x, y)
+            segments.append(Segment(chars, style))
+            x += len(chars)
+        return Strip(segments, x)
+
+    def _span_style(self, name: str | None) -> VisualStyle:
+        base = self.visual_style
+        if name is None:
+            return base + base
+        span = VisualStyle.from_rich_style(self.get_component_rich_style(name), self.app.ansi_theme)
+        return base + VisualStyle.combine([base, span])
+
+    def _chart_rows(self) -> list[list[Run]]:
+        size = (self.content_size.width, self.content_size.height)
+        if self._rows is None or self._rows_size != size:
+            self._rows, self._rows_size, self._strips = self._draw(*size), size, None
+        return self._rows
+
+    def _draw(self, width: int, height: int) -> list[list[Run]]:
         plot_w, plot_h = width - AXIS_WIDTH, height - 1
         candles = self.candles[-max(1, plot_w // CANDLE_COLUMNS):]
         low = min(c.l for c in candles)
@@ -96,34 +186,48 @@ class CandleChart(Widget, can_focus=False):
             pad = max(self.price_tick, high / 1000)
             low, high = low - pad, high + pad
         step = (high - low) / plot_h
-        up = self.get_component_rich_style("candle-chart--up")
-        down = self.get_component_rich_style("candle-chart--down")
-        axis = self.get_component_rich_style("candle-chart--axis")
-        last_style = self.get_component_rich_style("candle-chart--last")
+        columns = self._candle_columns(candles, high, step, plot_h)
         last_close = candles[-1].c
         last_row = min(plot_h - 1, max(0, int((high - last_close) / step)))
         label_rows = {round(i * (plot_h - 1) / 4) for i in range(5)}
-        text = Text(no_wrap=True, overflow="crop")
         offset = plot_w - len(candles) * CANDLE_COLUMNS
+        looks = [UP if candle.c >= candle.o else DOWN for candle in candles]
+        rows: list[list[Run]] = []
         for row in range(plot_h):
-            top = high - step * row
-            mid = top - step / 2
-            bottom = top - step
-            runs: list[tuple[str, Style | str]] = [(" " * offset, "")] if offset > 0 else []
-            for candle in candles:
-                runs.append((_cell(candle, top, mid, bottom), up if candle.c >= candle.o else down))
-                runs.append((" ", ""))
-            for chars, style in _merge(runs):
-                text.append(chars, style)
+            runs: list[Run] = [(" " * offset, None)] if offset > 0 else []
+            for column, look in zip(columns, looks, strict=True):
+                runs.append((column[row], look))
+                runs.append((" ", None))
             if row == last_row:
-                text.append(f"◀{fmt.price(last_close, self.price_tick):>{AXIS_WIDTH - 1}}", last_style)
+                runs.append((f"◀{fmt.price(last_close, self.price_tick):>{AXIS_WIDTH - 1}}", LAST))
             elif row in label_rows:
-                text.append(f" {fmt.price(mid, self.price_tick):>{AXIS_WIDTH - 1}}", axis)
+                mid = high - step * row - step / 2
+                runs.append((f" {fmt.price(mid, self.price_tick):>{AXIS_WIDTH - 1}}", AXIS))
             else:
-                text.append(" " * AXIS_WIDTH)
-            text.append("\n")
-        text.append(self._time_axis(candles, plot_w, offset), axis)
-        return text
+                runs[-1] = (" " * (AXIS_WIDTH + 1), None)  # the last gap and a blank axis are one unstyled run
+            rows.append(runs)
+        rows.append([(self._time_axis(candles, plot_w, offset), AXIS)])
+        return rows
+
+    def _candle_columns(self, candles: list[Candle], high: Decimal, step: Decimal, plot_h: int) -> list[str]:
+        """Each candle's cells, top to bottom; kept per candle while the scale is the same."""
+        if self._scale != (high, step, plot_h):
+            self._scale, self._columns = (high, step, plot_h), {}
+        known, columns = self._columns, {}
+        bands: list[tuple[Decimal, Decimal, Decimal]] | None = None
+        for candle in candles:
+            key = (candle.o, candle.h, candle.l, candle.c)
+            column = known.get(key) or columns.get(key)
+            if column is None:
+                if bands is None:
+                    bands = []
+                    for row in range(plot_h):
+                        top = high - step * row
+                        bands.append((top, top - step / 2, top - step))
+                column = "".join(_cell(candle, top, mid, bottom) for top, mid, bottom in bands)
+            columns[key] = column
+        self._columns = columns
+        return [columns[(c.o, c.h, c.l, c.c)] for c in candles]
 
     def _time_axis(self, candles: list[Candle], plot_w: int, offset: int) -> str:
         length = INTERVALS.get(self.interval, 60_000)
@@ -153,12 +257,3 @@ def _cell(candle: Candle, top: Decimal, mid: Decimal, bottom: Decimal) -> str:
         return "│"
     return " "
 
-
-def _merge(runs: list[tuple[str, Style | str]]) -> list[tuple[str, Style | str]]:
-    merged: list[tuple[str, Style | str]] = []
-    for chars, style in runs:
-        if merged and merged[-1][1] == style:
-            merged[-1] = (merged[-1][0] + chars, style)
-        else:
-            merged.append((chars, style))
-    return merged

@@ -10,13 +10,14 @@ from textual.widgets import DataTable
 from cfd_tui import format as fmt
 from cfd_tui.client.models import Position
 from cfd_tui.state import MarketBoard, Portfolio
+from cfd_tui.widgets.live_table import LiveTable
 
 COLUMNS = (("ID", "id", 8), ("Market", "market", 9), ("Side", "side", 5), ("Qty", "qty", 10),
            ("Entry", "entry", 11), ("Mark", "mark", 11), ("Lev", "lev", 4), ("Stop-loss", "sl", 11),
            ("Take-profit", "tp", 11), ("Margin", "margin", 10), ("PnL", "pnl", 11))
 
 
-class PositionsTable(DataTable):
+class PositionsTable(LiveTable):
     """One row per open position; the highlighted row is the one the close/edit keys act on."""
 
     COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {"positions--profit", "positions--loss", "positions--long",

@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rich.text import Text
-from textual.message import Message
 from textual.widgets import DataTable
 
 from cfd_tui import format as fmt
 from cfd_tui.state import MarketBoard, Ticker
+from cfd_tui.widgets.live_table import LiveTable
 
 SPARK_WIDTH = 14
 COLUMNS = (("Market", "market", 10), ("Bid", "bid", 11), ("Ask", "ask", 11), ("1h chg", "chg", 8),
            ("Trend", "trend", SPARK_WIDTH))
 
 
-class Watchlist(DataTable):
+class Watchlist(LiveTable):
     """One row per market; moving the cursor (keys or mouse) chooses the market the chart shows."""
 
     COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {
@@ -24,17 +24,9 @@ class Watchlist(DataTable):
         "watchlist--symbol",
     }
 
-    class MarketChosen(Message):
-        """The trader moved to another market."""
-
-        def __init__(self, symbol: str) -> None:
-            super().__init__()
-            self.symbol = symbol
-
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._rows: list[str] = []
-        self._shown: dict[tuple[str, str], tuple[str, str]] = {}  # cell → (text, style) shown, to skip repeats
 
     def on_mount(self) -> None:
         for label, key, width in COLUMNS:
@@ -44,13 +36,14 @@ class Watchlist(DataTable):
     def set_markets(self, symbols: Iterable[str]) -> None:
         """(Re)build the rows, keeping the cursor on the same market."""
         current = self.selected_symbol
+        self._rows = []  # no market is selected while the rows are rebuilt (the cursor moves meanwhile)
         self.clear()
-        self._shown.clear()
-        self._rows = list(symbols)
-        for symbol in self._rows:
+        rows = list(symbols)
+        for symbol in rows:
             self.add_row(*self._blank(symbol), key=symbol)
-        if current in self._rows:
-            self.move_cursor(row=self._rows.index(current))
+        self._rows = rows
+        if current in rows:
+            self.move_cursor(row=rows.index(current))
 
     @property
     def symbols(self) -> list[str]:
@@ -77,10 +70,7 @@ class Watchlist(DataTable):
             tick = market.price_tick if market else fmt.CENT
             for key, cell in zip(("market", "bid", "ask", "chg", "trend"),
                                  self._cells(ticker, tick, board.mids.get(symbol, ()), now), strict=True):
-                look = (cell.plain, str(cell.style))
-                if self._shown.get((symbol, key)) != look:
-                    self._shown[(symbol, key)] = look
-                    self.update_cell(symbol, key, cell)
+                self.update_cell(symbol, key, cell)  # a cell that looks the same is skipped
 
     def _blank(self, symbol: str) -> tuple[Text, ...]:
         return (Text(symbol.replace("_", "/"), style=self.get_component_rich_style("watchlist--symbol")),
@@ -107,8 +97,3 @@ class Watchlist(DataTable):
                 Text(fmt.percent(change, signed=True) if change is not None else "—", style=change_style,
                      justify="right"),
                 Text(fmt.sparkline(list(mids), SPARK_WIDTH), style=trend_style))
-
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        event.stop()
-        if event.row_key.value:
-            self.post_message(self.MarketChosen(event.row_key.value))

@@ -206,6 +206,17 @@ async def test_chart_interval_and_market_follow_the_keys():
         assert dashboard.interval == "1h"
 
 
+async def test_a_click_in_the_watchlist_charts_that_market():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app))
+        watchlist = app.screen.query_one(Watchlist)
+        await pilot.click(Watchlist, offset=(2, 1 + 3))  # below the header, the fourth market
+        assert app.screen.symbol == watchlist.symbols[3] == watchlist.selected_symbol
+        await until(pilot, lambda: f"candles {watchlist.symbols[3]} 1m" in fake.requests)
+
+
 # --- trading ----------------------------------------------------------------------------------------------
 
 
