@@ -55,6 +55,10 @@ class CfdApp(App[None]):
     BINDINGS = [
         Binding("f1,question_mark", "help", "Help", tooltip="Every key, on one screen"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
+        # Priority: focus moves when the app reads the key, before the keys after it go anywhere. Otherwise a
+        # burst (a paste, a password manager's auto-type) is all queued to the old field before Tab is seen.
+        Binding("tab", "focus_next", "Next field", show=False, priority=True),
+        Binding("shift+tab", "focus_previous", "Previous field", show=False, priority=True),
     ]
 
     # App-level state is watched by the widgets that show it; repaint=False keeps a change from repainting

@@ -6,6 +6,7 @@ import asyncio
 import stat
 from decimal import Decimal
 
+from textual import events
 from textual.widgets import Input
 
 from cfd_tui.app import CfdApp, create_app
@@ -125,6 +126,21 @@ async def test_sign_in_errors_come_from_the_form_first_then_from_the_server():
         await type_into(pilot, "#password", PASSWORD)
         await pilot.press("enter")
         await until(pilot, lambda: on(app, DashboardScreen))
+
+
+async def test_keys_typed_in_one_burst_land_in_the_field_tab_moves_to():
+    """A password manager's auto-type, or a paste, delivers `email TAB password ENTER` in one read."""
+    fake = FakeBroker()
+    fake.add_user(EMAIL, PASSWORD)
+    app = create_app("http://broker.test", fake, session_store=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on(app, SignInScreen))
+        burst = [events.Key(c, c) for c in EMAIL] + [events.Key("tab", None)]
+        burst += [events.Key("space" if c == " " else c, c) for c in PASSWORD] + [events.Key("enter", "\r")]
+        for key in burst:  # queued all at once, as the terminal driver does with one read
+            app.post_message(key)
+        await until(pilot, lambda: on(app, DashboardScreen))
+        assert fake.requests[:1] == ["signin"]
 
 
 async def test_a_saved_session_skips_sign_in_and_an_ended_one_asks_again(tmp_path):
