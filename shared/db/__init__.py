@@ -69,16 +69,8 @@ class _SQLiteEngine(SQLiteEngine):
             return await super()._run_in_new_connection(query, args, query_type, table)
         if self._reader is None:
             self._reader = await self._connect()
-        reader = self._reader
-        try:
-            rows = list(await reader.execute_fetchall(query, args or []))
-        except BaseException:
-            if reader.in_transaction:  # a failed write must not keep its lock
-                await reader.rollback()
-            raise
-        if reader.in_transaction:  # a write outside `Database.transaction`: commit it, as Piccolo does
-            await reader.commit()
-        return rows
+        # Piccolo opens connections in autocommit mode: a write outside a transaction commits by itself.
+        return list(await self._reader.execute_fetchall(query, args or []))
 
     async def get_connection(self):
         if self._in_transaction.get() and not self._closed:
