@@ -40,7 +40,9 @@ def error_response(status: int, code: str, message: str, details: Any = None,
 
 def cfd_error_handler(request: Request, exc: CfdError) -> Response:
     if exc.status >= 500:
-        log.warning("%s %s -> %d %s: %s", request.method, request.url.path, exc.status, exc.code, exc.message)
+        reason = exc.details.get("reason") if isinstance(exc.details, dict) else None
+        log.warning("%s %s -> %d %s: %s%s", request.method, request.url.path, exc.status, exc.code, exc.message,
+                    f" ({reason})" if reason else "")
     retry_after = exc.retry_after if exc.retry_after is not None else (5 if exc.status == 503 else None)
     return error_response(exc.status, exc.code, exc.message, exc.details, retry_after)
 
