@@ -13,20 +13,12 @@ import contextlib
 import logging
 import uuid
 
-from shared.contracts import Credentials, User
+from cfd_dbproc.users import CREDENTIALS_COLUMNS, credentials_from_row
 from shared.credentials import CredentialsDirectory
 from shared.db.tables import Users
 from shared.errors import BackendDown
 
 log = logging.getLogger(__name__)
-
-_COLUMNS = (Users.id, Users.email, Users.name, Users.disabled, Users.created_at, Users.password_hash)
-
-
-def credentials_from_row(row: dict) -> Credentials:
-    user = User(id=str(row["id"]), email=row["email"], name=row["name"],
-                status="disabled" if row["disabled"] else "active", created_at=row["created_at"])
-    return Credentials(user=user, password_hash=row["password_hash"])
 
 
 class DirectoryKeeper:
@@ -52,7 +44,7 @@ class DirectoryKeeper:
     async def changed(self, user_id: uuid.UUID) -> None:
         """Write one user's committed credentials; if the cache is down, owe the write."""
         try:
-            row = await Users.select(*_COLUMNS).where(Users.id == user_id).first().run()
+            row = await Users.select(*CREDENTIALS_COLUMNS).where(Users.id == user_id).first().run()
             if row is not None:
                 await self.directory.put(credentials_from_row(row))
             self._owed.discard(user_id)
@@ -66,7 +58,7 @@ class DirectoryKeeper:
         added = seen = 0
         after = ""
         while True:
-            rows = await Users.select(*_COLUMNS).where(Users.email > after).order_by(Users.email).limit(
+            rows = await Users.select(*CREDENTIALS_COLUMNS).where(Users.email > after).order_by(Users.email).limit(
                 self.batch).run()
             if not rows:
                 break

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from cfd_dbproc.commands import apply_once, now_ms
-from cfd_dbproc.directory import DirectoryKeeper
 from shared.contracts import (
     BusRequest,
     CreateUser,
@@ -24,6 +24,9 @@ from shared.db import Database
 from shared.db.tables import Accounts, LedgerEntries, Users
 from shared.errors import Conflict, NotFound
 
+if TYPE_CHECKING:
+    from cfd_dbproc.directory import DirectoryKeeper
+
 
 def user_from_row(row: dict) -> User:
     return User(
@@ -35,7 +38,12 @@ def user_from_row(row: dict) -> User:
     )
 
 
+def credentials_from_row(row: dict) -> Credentials:
+    return Credentials(user=user_from_row(row), password_hash=row["password_hash"])
+
+
 _USER_COLUMNS = (Users.id, Users.email, Users.name, Users.disabled, Users.created_at)
+CREDENTIALS_COLUMNS = (*_USER_COLUMNS, Users.password_hash)
 
 
 class UserHandlers:
@@ -81,12 +89,8 @@ class UserHandlers:
 
     async def credentials(self, request: BusRequest) -> bytes:
         query = msgspec.json.decode(request.body, type=CredentialsQuery)
-        row = await Users.select(*_USER_COLUMNS, Users.password_hash).where(
-            Users.email == query.email.lower()
-        ).first().run()
-        if row is None:
-            return encode(Credentials())
-        return encode(Credentials(user=user_from_row(row), password_hash=row["password_hash"]))
+        row = await Users.select(*CREDENTIALS_COLUMNS).where(Users.email == query.email.lower()).first().run()
+        return encode(Credentials() if row is None else credentials_from_row(row))
 
     async def profile(self, request: BusRequest) -> bytes:
         query = msgspec.json.decode(request.body, type=UserQuery)

@@ -46,7 +46,7 @@ class CredentialsDirectory:
     async def put(self, credentials: Credentials) -> None:
         """Record a user's current credentials (after every change the dbproc commits)."""
         assert credentials.user is not None
-        await self.cache.set_many({self.key(credentials.user.email): msgspec.json.encode(credentials)})
+        await self.cache.set(self.key(credentials.user.email), msgspec.json.encode(credentials))
 
     async def fill(self, entries: Iterable[Credentials]) -> int:
         """Add the users not in the directory yet; never overwrites an entry (a newer `put` may have made it)."""
@@ -57,4 +57,4 @@ class CredentialsDirectory:
         return (await self.cache.get(self.complete_key)) is not None
 
     async def mark_complete(self) -> None:
-        await self.cache.set_many({self.complete_key: b"1"})
+        await self.cache.set(self.complete_key, b"1")
