@@ -83,6 +83,18 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         fail(exc.message + (f" ({reason})" if reason else ""), "check the backends with: cfd doctor")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler on whatever `sys.stderr` is when it writes (a test runner swaps it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__ sets it; stderr is read at each write
+        pass
+
+
 def setup_logging(verbose: bool) -> None:
     """Logs go to stderr: rich lines on a terminal, plain timestamped lines (never wrapped) elsewhere."""
     level = os.environ.get("CFD_LOG_LEVEL", "INFO").upper()
@@ -91,7 +103,7 @@ def setup_logging(verbose: bool) -> None:
         handler = RichHandler(console=err, show_path=False, rich_tracebacks=False, markup=False)
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s", datefmt="%H:%M:%S"))
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
         level=logging.DEBUG if verbose else getattr(logging, level, logging.INFO),

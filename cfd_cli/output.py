@@ -20,12 +20,17 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (decimal st
 
 
 class CliConsole(Console):
-    """A rich console as wide as its terminal, or `PIPE_WIDTH` when it writes to something else."""
+    """A rich console as wide as its terminal, or `PIPE_WIDTH` when it writes to something else (unless given
+    a `width`)."""
+
+    def __init__(self, *args: Any, width: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, width=width, **kwargs)
+        self._chosen_width = width
 
     @property
     def size(self) -> ConsoleDimensions:
         dimensions = super().size
-        if self._width is None and not self.writes_to_terminal:
+        if self._chosen_width is None and not self.writes_to_terminal:
             return ConsoleDimensions(PIPE_WIDTH, dimensions.height)
         return dimensions
 
