@@ -10,8 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from helpers import REAL, free_port
+from helpers import free_port
 
 
 def doctor_env(**cfd: str) -> dict[str, str]:
@@ -88,7 +87,6 @@ def test_a_database_that_lacks_migrations_says_to_migrate(tmp_path: Path) -> Non
     assert "✗ database: create them with: cfd db migrate" in result.stdout
 
 
-@pytest.mark.skipif(REAL, reason="the doctor's process checks the embedded backends; the API is the same")
 async def test_it_checks_that_the_running_api_answers(platform, tmp_path: Path) -> None:
     code, out = await run_doctor_async(tmp_path, "--api", platform.base_url)
     assert "ok" in row(out, "api") and "ready" in row(out, "api"), out
