@@ -152,3 +152,13 @@ def test_mail_outbox_prints_json(tmp_path):
     assert abs(mail["date"] - time.time() * 1000) < 120_000
     assert json.loads(CliRunner().invoke(app, ["mail", "outbox", "--json", "--to", "bob@example.com"],
                                          env={"CFD_DATA_DIR": str(tmp_path)}).output) == []
+
+
+def test_client_commands_write_nothing_to_the_data_directory(tmp_path):
+    data = tmp_path / "nowhere"
+    result = CliRunner().invoke(app, ["mail", "outbox"], env={"CFD_DATA_DIR": str(data), "CFD_ENV": "dev"})
+    assert result.exit_code == 0 and f"no mail in {data / 'outbox'}" in result.output
+    listed = CliRunner().invoke(app, ["users", "list", "--api", "http://127.0.0.1:9"],
+                                env={"CFD_DATA_DIR": str(data), "CFD_ENV": "dev", "CFD_ADMIN_TOKEN": "x" * 32})
+    assert listed.exit_code == 1 and "cannot reach the server" in listed.output
+    assert not data.exists()  # no jwt-secret, no folder
