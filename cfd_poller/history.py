@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import msgspec
+
 from cfd_poller.klines import KlineClient, KlineError, rest_url
 from cfd_poller.metrics import PollerMetrics
 from cfd_poller.sources import PriceSource
@@ -165,8 +167,9 @@ class HistoryKeeper:
             await client.start()
             reply = await client.request(self.topics.candle_requests, CANDLES_COVERAGE, query, Coverage,
                                          key="coverage")
-        except CfdError as exc:
-            log.warning("history: no dbproc told what is stored (%s); %s", exc.message,
+        except (CfdError, msgspec.ValidationError) as exc:  # none answered in time, or one that cannot tell
+            reason = exc.message if isinstance(exc, CfdError) else f"an answer that cannot be read: {exc}"
+            log.warning("history: no dbproc told what is stored (%s); %s", reason,
                         "the simulator starts at the catalogue prices and no history is sent" if self.resumes
                         else "no history is sent")
             return None

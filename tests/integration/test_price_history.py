@@ -25,11 +25,12 @@ from cfd_cli.platform import Platform
 from cfd_poller.local_exchange import LocalExchange
 from cfd_poller.service import Poller, start_poller
 from shared.bus import Message, Topics
+from shared.bus.memory import MemoryBus
 from shared.candles import MINUTE_MS
 from shared.contracts import PriceTick, encode
 from shared.db.tables import Candles
 from shared.markets import MARKETS, broker_quote
-from shared.settings import Settings
+from shared.settings import Settings, load_settings
 
 WAIT = 60.0 if REAL else 30.0
 DAY_OF_MINUTES = 24 * 60
@@ -196,3 +197,30 @@ async def test_the_backpack_source_backfills_from_the_exchanges_klines(fresh_set
         history = [c for c in candles if c["t"] < start]
         assert history == [msgspec.to_builtins(c) for c in served[-len(history):]]
         assert len(history) >= 198
+
+
+async def test_without_a_dbproc_the_simulator_starts_at_the_catalogue_price_and_sends_no_history(caplog):
+    settings = load_settings({}, env="test", sim_seed=3, poller_resume_timeout=0.2)
+    bus = MemoryBus()
+    topics = Topics(settings)
+    seen: list[Message] = []
+    sol = asyncio.Event()
+
+    async def keep(message: Message) -> None:
+        seen.append(message)
+        if message.key == b"SOL_USDC" and message.topic == topics.prices:
+            sol.set()
+
+    subscription = await bus.subscribe([topics.prices, topics.candle_history], keep, group=None)
+    poller = await start_poller(settings, bus)
+    try:
+        assert await asyncio.wait_for(poller.wait_history(), WAIT) == 0
+        await asyncio.wait_for(sol.wait(), WAIT)
+    finally:
+        await poller.stop()
+        await subscription.stop()
+    first = next(msgspec.json.decode(m.value, type=PriceTick) for m in seen if m.key == b"SOL_USDC")
+    step = MARKETS["SOL_USDC"].sim_volatility * math.sqrt(1 / settings.sim_tick_hz)
+    assert abs(float((first.bid + first.ask) / 2 / MARKETS["SOL_USDC"].sim_price) - 1) < 6 * step
+    assert not [m for m in seen if m.topic == topics.candle_history]
+    assert "history: no dbproc told what is stored" in caplog.text
