@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
+import sys
 from collections.abc import Coroutine
+from email.utils import parsedate_to_datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 
 import shared
 from cfd_cli.demo import demo_command
-from cfd_cli.operate import exposure_command, positions_app, users_app
+from cfd_cli.operate import ApiOption, exposure_command, positions_app, users_app
+from cfd_cli.output import CliConsole, JsonOption, print_json
 from cfd_cli.platform import StartupError
 from cfd_cli.prices import exchange_app, poller_command, prices_app
 from shared.errors import CfdError, SettingsError
@@ -22,8 +25,8 @@ from shared.settings import Settings, load_settings
 
 T = TypeVar("T")
 
-console = Console()
-err = Console(stderr=True)
+console = CliConsole()
+err = CliConsole(stderr=True)
 
 app = typer.Typer(
     name="cfd",
@@ -58,6 +61,13 @@ def settings_or_fail(**overrides: Any) -> Settings:
         fail(str(exc), "fix the environment variable and run the command again")
 
 
+def client_settings_or_fail(**overrides: Any) -> Settings:
+    """Settings for a command that runs no service (doctor, operator and mail commands); loading them writes
+    nothing. In dev mode a service keeps a generated JWT secret in the data directory, made when settings are
+    loaded; these commands never use the secret, so a throwaway one stands in and no `.cfd/` appears."""
+    return settings_or_fail(**{"jwt_secret": secrets.token_urlsafe(48), **overrides})
+
+
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine; platform errors become a red line instead of a traceback."""
     try:
@@ -73,13 +83,31 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         fail(exc.message + (f" ({reason})" if reason else ""), "check the backends with: cfd doctor")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler on whatever `sys.stderr` is when it writes (a test runner swaps it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__ sets it; stderr is read at each write
+        pass
+
+
 def setup_logging(verbose: bool) -> None:
+    """Logs go to stderr: rich lines on a terminal, plain timestamped lines (never wrapped) elsewhere."""
     level = os.environ.get("CFD_LOG_LEVEL", "INFO").upper()
+    handler: logging.Handler
+    if err.writes_to_terminal:
+        handler = RichHandler(console=err, show_path=False, rich_tracebacks=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s", datefmt="%H:%M:%S"))
+    else:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
         level=logging.DEBUG if verbose else getattr(logging, level, logging.INFO),
-        format="%(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False, markup=False)],
+        handlers=[handler],
         force=True,
     )
     for noisy in ("aiokafka", "kafka", "asyncio", "httpx", "httpcore", "piccolo", "websockets"):
@@ -192,35 +220,61 @@ def db_migrate() -> None:
 
 
 @app.command()
-def doctor() -> None:
-    """Check every configured backend and say plainly what is wrong and how to fix it."""
+def doctor(
+    api: ApiOption = None,
+    no_api: Annotated[bool, typer.Option("--no-api", help="Check the backends only, not the running API.")]
+    = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Check every configured backend and the running API, and say plainly what is wrong and how to fix it.
+    Creates nothing: run it anywhere."""
     from cfd_cli.doctor import run_doctor
 
-    settings = settings_or_fail()
-    ok = run_async(run_doctor(settings, console))
+    settings = client_settings_or_fail()
+    api_url = None if no_api else (api or f"http://{_client_host(settings.http_host)}:{settings.http_port}")
+    ok = run_async(run_doctor(settings, console, api_url=api_url, as_json=as_json))
     raise typer.Exit(0 if ok else 1)
+
+
+def _client_host(host: str) -> str:
+    """Where a client on this machine reaches a server bound to `host` (a wildcard bind means loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, host)
 
 
 @mail_app.command("outbox")
 def mail_outbox(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100, help="How many mails.")] = 5,
     to: Annotated[str | None, typer.Option("--to", help="Only mails to this address.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Show the newest mails of the embedded mail backend (where a local user finds their code)."""
     from shared.mail import OutboxMailer
 
-    settings = settings_or_fail()
+    settings = client_settings_or_fail()
     if settings.smtp_host:
         fail(f"mail goes to SMTP ({settings.smtp_host}), not to the outbox", "read it in that mailbox")
     mails = OutboxMailer(settings.mail_from, settings.outbox_dir).latest(limit, to)
+    if as_json:
+        print_json([_mail_record(mail) for mail in mails])
+        return
     if not mails:
         console.print(f"[dim]no mail in {settings.outbox_dir}[/]")
         return
     for mail in mails:
         body = mail.get_body(preferencelist=("plain",))
-        console.rule(f"[bold]{mail['Subject']}[/]")
+        console.heading(f"[bold]{mail['Subject']}[/]")
         console.print(f"[cyan]to[/] {mail['To']}   [cyan]date[/] {mail['Date']}")
         console.print(body.get_content().strip() if body else "")
+
+
+def _mail_record(mail: Any) -> dict[str, Any]:
+    body = mail.get_body(preferencelist=("plain",))
+    try:
+        sent = int(parsedate_to_datetime(str(mail["Date"])).timestamp() * 1000)
+    except (TypeError, ValueError):
+        sent = None
+    return {"to": str(mail["To"]), "from": str(mail["From"]), "subject": str(mail["Subject"]), "date": sent,
+            "body": body.get_content().strip() if body else ""}
 
 
 if __name__ == "__main__":

@@ -7,14 +7,14 @@ from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from cfd_cli.output import CliConsole, JsonOption, print_json
 from shared.settings import Settings
 
-console = Console()
-err = Console(stderr=True)
+console = CliConsole()
+err = CliConsole(stderr=True)
 
 users_app = typer.Typer(help="Traders: list, show, disable, enable, deposit.", no_args_is_help=True)
 positions_app = typer.Typer(help="Positions of every trader.", no_args_is_help=True)
@@ -30,9 +30,9 @@ def _fail(message: str, hint: str | None = None) -> NoReturn:
 
 
 def _settings() -> Settings:
-    from cfd_cli.main import settings_or_fail
+    from cfd_cli.main import client_settings_or_fail
 
-    return settings_or_fail()
+    return client_settings_or_fail()
 
 
 class OperatorApi:
@@ -84,10 +84,14 @@ def users_list(
     search: Annotated[str | None, typer.Argument(help="Part of an email, or an id.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 50,
     api: ApiOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Traders, newest first, with balance and open positions."""
     users = OperatorApi(api).call("GET", "/users", params={"search": search, "limit": limit} if search else
                                   {"limit": limit})
+    if as_json:
+        print_json(users)
+        return
     table = Table(title=f"{len(users)} trader(s)")
     for column in ("email", "name", "status", "balance", "open", "id"):
         table.add_column(column, justify="right" if column in ("balance", "open") else "left")
@@ -98,12 +102,16 @@ def users_list(
 
 
 @users_app.command("show")
-def users_show(who: Annotated[str, typer.Argument(help="Email or id.")], api: ApiOption = None) -> None:
+def users_show(who: Annotated[str, typer.Argument(help="Email or id.")], api: ApiOption = None,
+               as_json: JsonOption = False) -> None:
     """One trader: account and open positions."""
     client = OperatorApi(api)
     user = client.find_user(who)
     account = client.call("GET", f"/users/{user['id']}/account")
     positions = client.call("GET", "/positions", params={"user": user["id"], "status": "open"})
+    if as_json:
+        print_json({"user": user, "account": account, "positions": positions})
+        return
     console.print(f"[bold]{user['name']}[/] <{user['email']}>  [dim]{user['id']}[/]  status: {user['status']}")
     summary = Table(show_header=False, box=None)
     for key in ("balance", "equity", "used_margin", "free_margin", "unrealized_pnl"):
@@ -164,6 +172,7 @@ def positions_list(
     status: Annotated[str | None, typer.Option("--status", help="open or closed.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 50,
     api: ApiOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Positions, newest first."""
     if status not in (None, "open", "closed"):
@@ -175,12 +184,18 @@ def positions_list(
     if user:
         params["user"] = client.find_user(user)["id"]
     positions = client.call("GET", "/positions", params=params)
+    if as_json:
+        print_json(positions)
+        return
     _positions_table(positions, f"{len(positions)} position(s)")
 
 
-def exposure_command(api: ApiOption = None) -> None:
+def exposure_command(api: ApiOption = None, as_json: JsonOption = False) -> None:
     """The broker's net exposure and unrealised PnL per market (it is every client's counterparty)."""
     rows = OperatorApi(api).call("GET", "/exposure")
+    if as_json:
+        print_json(rows)
+        return
     table = Table(title="broker exposure")
     for column in ("market", "positions", "client long", "client short", "broker net", "broker PnL"):
         table.add_column(column, justify="left" if column == "market" else "right")

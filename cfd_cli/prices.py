@@ -1,6 +1,7 @@
 """`cfd prices …`, `cfd poller` and `cfd exchange …`: watch, record and produce prices.
 
-- `cfd prices tail [SYMBOL...]` shows the server's live quotes (its WebSocket feed) in a table;
+- `cfd prices tail [SYMBOL...]` shows the server's live quotes (its WebSocket feed) in a table, or as lines
+  of JSON with `--json`;
 - `cfd prices record FILE` writes ticks from a source as Backpack-format JSONL, the replay source's input;
 - `cfd poller --source …` runs the price poller alone, publishing to the configured bus;
 - `cfd exchange serve` runs a local Backpack-protocol exchange with random quotes, for offline demos.
@@ -26,6 +27,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from cfd_cli.output import JsonOption, print_json_line
 from shared.markets import MARKETS, SYMBOLS
 
 prices_app = typer.Typer(help="Prices: watch the live feed, record a feed to a file.", no_args_is_help=True)
@@ -115,6 +117,26 @@ class PriceBoard:
         return Group(self.table(), Text(self.status, style=self.status_style))
 
 
+class PriceLines:
+    """`tail --json`: every price update as one line of JSON on stdout, as the feed sends it."""
+
+    FIELDS = ("symbol", "bid", "ask", "mid", "ts")
+
+    def __init__(self, symbols: list[str] | None = None) -> None:
+        self.symbols = list(symbols or [])
+        self.updates = 0
+
+    def apply(self, frame: dict[str, Any]) -> bool:
+        if frame.get("type") != "price" or (self.symbols and frame.get("symbol") not in self.symbols):
+            return False
+        print_json_line({key: frame[key] for key in self.FIELDS if key in frame})
+        self.updates += 1
+        return True
+
+    def set_status(self, text: str, style: str) -> None:
+        """Statuses are not prices: they stay off stdout."""
+
+
 def _change(mid: Decimal, first: Decimal) -> Text:
     change = mid - first
     if first == 0 or change == 0:
@@ -128,9 +150,10 @@ class FeedUnavailable(Exception):
     """The server's WebSocket feed cannot be reached."""
 
 
-async def tail_feed(url: str, board: PriceBoard, console: Console, *, count: int | None = None,
+async def tail_feed(url: str, board: PriceBoard | PriceLines, console: Console, *, count: int | None = None,
                     refresh_per_second: float = 4.0, open_timeout: float = 5.0) -> int:
-    """Show the feed at `url` on `board` until `count` price updates (or forever); returns the update count.
+    """Show the feed at `url` on `board` (a live table, or JSON lines) until `count` price updates (or
+    forever); returns the update count.
 
     Raises `FeedUnavailable` if the first connection fails; later drops are retried with backoff while
     the board says "reconnecting".
@@ -143,16 +166,17 @@ async def tail_feed(url: str, board: PriceBoard, console: Console, *, count: int
     channels = [f"prices.{s}" for s in board.symbols] or ["prices.*"]
     subscribe = msgspec.json.encode({"op": "subscribe", "channels": channels}).decode()
     backoff = Backoff(initial=0.5, cap=10.0)
-    live: Live | None = None  # shown from the first successful connection on
+    connected = False
     with contextlib.ExitStack() as stack:
         while True:
             try:
                 async with connect(url, open_timeout=open_timeout, close_timeout=1) as ws:
-                    if live is None:
+                    if not connected and isinstance(board, PriceBoard):  # shown from the first connection on
                         live = stack.enter_context(Live(board, console=console, auto_refresh=False))
                         stack.callback(live.refresh)
                         refresher = asyncio.ensure_future(_refresh(live, refresh_per_second))
                         stack.callback(refresher.cancel)
+                    connected = True
                     backoff.reset()
                     board.set_status(f"connected to {url}", "green")
                     await ws.send(subscribe)
@@ -165,7 +189,7 @@ async def tail_feed(url: str, board: PriceBoard, console: Console, *, count: int
                             return board.updates
                 reason = "the server closed the feed"
             except (OSError, TimeoutError, WebSocketException) as exc:
-                if live is None:
+                if not connected:
                     raise FeedUnavailable(f"cannot connect to {url}: {exc or type(exc).__name__}") from exc
                 reason = str(exc) or type(exc).__name__
             delay = backoff.next()
@@ -187,17 +211,19 @@ def tail(
                                             "(default: ws://CFD_HTTP_HOST:CFD_WS_PORT/ws).")] = None,
     count: Annotated[int | None, typer.Option("--count", "-n", min=1,
                                               help="Stop after this many price updates.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Watch the server's live quotes in a table (bid, ask, mid, change since start, age)."""
-    from cfd_cli.main import console, fail, run_async, settings_or_fail
+    """Watch the server's live quotes in a table (bid, ask, mid, change since start, age); with --json, one
+    line of JSON per price update."""
+    from cfd_cli.main import client_settings_or_fail, console, fail, run_async
 
-    settings = settings_or_fail()
+    settings = client_settings_or_fail()
     wanted = [s.upper() for s in symbols or []]
     unknown = [s for s in wanted if s not in MARKETS]
     if unknown:
         fail(f"unknown market {', '.join(unknown)}", f"markets: {', '.join(SYMBOLS)}")
     feed_url = url or settings.ws_public_url or f"ws://{settings.http_host}:{settings.ws_port}/ws"
-    board = PriceBoard(wanted, stale_after=settings.stale_after_seconds)
+    board = PriceLines(wanted) if as_json else PriceBoard(wanted, stale_after=settings.stale_after_seconds)
     try:
         run_async(tail_feed(feed_url, board, console, count=count))
     except FeedUnavailable as exc:
@@ -222,13 +248,13 @@ def record(
     """
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from cfd_cli.main import console, fail, run_async, settings_or_fail
+    from cfd_cli.main import client_settings_or_fail, console, fail, run_async
     from cfd_poller.metrics import PollerMetrics
     from cfd_poller.recording import record_ticks
     from cfd_poller.sources import create_source
     from shared.errors import SettingsError
 
-    settings = settings_or_fail(**_source_override(source, fail))
+    settings = client_settings_or_fail(**_source_override(source, fail))
     if file.exists() and not force:
         fail(f"{file} already exists", "pass --force to overwrite it")
     if settings.price_source == "replay" and settings.replay_file and _same_file(settings.replay_file, file):
@@ -324,7 +350,8 @@ def exchange_serve(
         except OSError as exc:
             fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", "pick another port with --port")
         console.print(f"[bold green]local exchange[/] on {exchange.url} · {rate:g} quotes/s per market")
-        console.print("[dim]point the platform at it:[/]")
+        console.print(f"  klines (history) at {exchange.rest_url}/api/v1/klines")
+        console.print("[dim]point the platform at it (the klines are found on the same address):[/]")
         console.print(f"  CFD_PRICE_SOURCE=backpack CFD_BACKPACK_WS_URL={exchange.url} cfd up", soft_wrap=True)
         console.print("[dim]Ctrl-C stops it.[/]")
         stop = asyncio.Event()

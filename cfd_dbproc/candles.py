@@ -9,6 +9,12 @@ of the last tick it took (`last_tick_us`): a tick not after it was applied befor
 crash or a rebalance) and changes nothing, so `n` never counts a tick twice; ticks of one market arrive in
 order (one partition per key). Longer intervals are rolled up from the 1m rows in SQL (the same roll-up as
 `shared.candles.aggregate`).
+
+History from the poller (`candle-history`, minutes before it started: simulated, or the exchange's klines)
+is inserted only where no row exists, so a redelivered batch changes nothing and a minute that live ticks
+built is never overwritten; a live tick of a minute that came as history is folded into it like any other.
+The poller learns what is stored (the gaps in its window and the last stored price) from `candles.coverage`
+on `requests.candles`, answered here, in the candle consumer: it must not wait for the dbproc's request group.
 """
 
 from __future__ import annotations
@@ -18,9 +24,23 @@ from decimal import Decimal
 
 import msgspec
 
-from shared.bus import Message
+from shared.bus import Bus, Message, Topics
+from shared.bus.rpc import Responder
 from shared.candles import INTERVALS, MAX_LIMIT, MINUTE_MS, bucket_start
-from shared.contracts import BusRequest, Candle, CandleHistory, CandlesQuery, PriceTick, encode
+from shared.contracts import (
+    CANDLES_COVERAGE,
+    BusRequest,
+    Candle,
+    CandleGap,
+    CandleHistory,
+    CandleHistoryBatch,
+    CandlesQuery,
+    Coverage,
+    CoverageQuery,
+    MarketCoverage,
+    PriceTick,
+    encode,
+)
 from shared.db import Database
 from shared.db.tables import Candles
 from shared.errors import BadRequest, NotFound
@@ -64,16 +84,119 @@ WHERE candles.last_tick_us < excluded.last_tick_us
 RETURNING n
 """
 
+HISTORY_ROWS_PER_STATEMENT = 250
+MAX_COVERAGE_MS = 721 * 60 * MINUTE_MS  # a little over CFD_CANDLE_HISTORY_HOURS' maximum
+
+
+def _insert_history_sql(rows: int) -> str:
+    """Insert `rows` history minutes, each only where the minute has no row yet; returns those inserted."""
+    values = ", ".join(["({}, {}, {}, {}, {}, {}, {}, {})"] * rows)
+    return (f"INSERT INTO candles (symbol, t, o, h, l, c, n, last_tick_us) VALUES {values} "
+            "ON CONFLICT (symbol, t) DO NOTHING RETURNING t")
+
 
 class CandleRecorder:
-    """Builds and stores 1m candles from `price-updates`; answers `candles.history`."""
+    """Builds and stores 1m candles from `price-updates` and `candle-history`; answers `candles.history` and,
+    given the bus, `candles.coverage`."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, bus: Bus | None = None, topics: Topics | None = None) -> None:
         self.db = db
+        self.topics = topics
         self.applied = 0
         self.skipped = 0
+        self.history_stored = 0  # history minutes inserted
+        self.history_present = 0  # history minutes that were stored already, left alone
         self._decoder = msgspec.json.Decoder(PriceTick)
+        self._history_decoder = msgspec.json.Decoder(CandleHistoryBatch)
         self._last_tick_us: dict[str, int] = {}  # a cheap first check; the row decides
+        self._responder: Responder | None = None
+        if bus is not None and topics is not None:
+            self._responder = Responder(bus, topics.replies)
+            self._responder.route(CANDLES_COVERAGE, self.coverage)
+
+    @property
+    def consumed_topics(self) -> list[str]:
+        """What the candle consumer group reads: ticks, history batches and the poller's questions."""
+        if self.topics is None:
+            raise RuntimeError("CandleRecorder needs the topics to consume more than ticks")
+        return [self.topics.prices, self.topics.candle_history, self.topics.candle_requests]
+
+    async def on_message(self, message: Message) -> None:
+        """Bus handler for `consumed_topics`."""
+        assert self.topics is not None
+        if message.topic == self.topics.prices:
+            await self.on_tick(message)
+        elif message.topic == self.topics.candle_history:
+            await self.on_history(message)
+        elif message.topic == self.topics.candle_requests and self._responder is not None:
+            await self._responder(message)
+
+    async def on_history(self, message: Message) -> None:
+        """Store a batch of history minutes where none is stored (bus handler for `candle-history`)."""
+        try:
+            batch = self._history_decoder.decode(message.value)
+        except msgspec.DecodeError:
+            log.warning("skipping an undecodable history batch on %s[%d]@%d", message.topic, message.partition,
+                        message.offset)
+            return
+        market = MARKETS.get(batch.symbol)
+        if market is None:
+            log.warning("skipping history of unknown market %r", batch.symbol)
+            return
+        candles = [c for c in batch.candles if _sound(c)]
+        if len(candles) < len(batch.candles):
+            log.warning("skipping %d unsound history candles of %s from %s", len(batch.candles) - len(candles),
+                        batch.symbol, batch.source)
+        inserted = 0
+        async with self.db.transaction():
+            for start in range(0, len(candles), HISTORY_ROWS_PER_STATEMENT):
+                chunk = candles[start:start + HISTORY_ROWS_PER_STATEMENT]
+                values: list[object] = []
+                for c in chunk:
+                    # a live tick of this minute (exchange time at or after its start) is folded in
+                    values += [batch.symbol, c.t, c.o, c.h, c.l, c.c, c.n, c.t * 1000 - 1]
+                inserted += len(await Candles.raw(_insert_history_sql(len(chunk)), *values).run())
+        self.history_stored += inserted
+        self.history_present += len(candles) - inserted
+        log.debug("history of %s from %s: %d minutes stored, %d were there", batch.symbol, batch.source,
+                  inserted, len(candles) - inserted)
+
+    async def coverage(self, request: BusRequest) -> bytes:
+        """`candles.coverage`: per market, its latest stored candle and the minutes of the window without one."""
+        query = msgspec.json.decode(request.body, type=CoverageQuery)
+        if not (query.since % MINUTE_MS == 0 and query.until % MINUTE_MS == 0
+                and 0 <= query.until - query.since <= MAX_COVERAGE_MS):
+            raise BadRequest("The coverage window must be whole minutes and at most 721 hours long.",
+                             code="invalid_window")
+        markets = [await self._coverage(MARKETS[s], query.since, query.until) for s in query.symbols
+                   if s in MARKETS]
+        return encode(Coverage(markets=markets))
+
+    async def _coverage(self, market: Market, since: int, until: int) -> MarketCoverage:
+        step = market.price_tick / 10
+        latest = await Candles.select(Candles.t, Candles.c).where(Candles.symbol == market.symbol).order_by(
+            Candles.t, ascending=False).first().run()
+        coverage = MarketCoverage(symbol=market.symbol)
+        if latest is None:
+            if until > since:
+                coverage.gaps.append(CandleGap(start=since, end=until))
+            return coverage
+        coverage.last_t, coverage.last_close = int(latest["t"]), _price(latest["c"], step)
+        rows = await Candles.select(Candles.t, Candles.o, Candles.c).where(
+            (Candles.symbol == market.symbol) & (Candles.t >= since) & (Candles.t < until)).order_by(Candles.t).run()
+        previous = await Candles.select(Candles.c).where(
+            (Candles.symbol == market.symbol) & (Candles.t < since)).order_by(Candles.t, ascending=False).first().run()
+        before = _price(previous["c"], step) if previous is not None else None
+        cursor = since
+        for row in rows:
+            t = int(row["t"])
+            if t > cursor:
+                coverage.gaps.append(CandleGap(start=cursor, end=t, before=before, after=_price(row["o"], step)))
+            before = _price(row["c"], step)
+            cursor = t + MINUTE_MS
+        if cursor < until:
+            coverage.gaps.append(CandleGap(start=cursor, end=until, before=before))
+        return coverage
 
     async def on_tick(self, message: Message) -> None:
         """Fold one tick into its market's 1m candle (bus handler for the prices topic)."""
@@ -131,6 +254,14 @@ class CandleRecorder:
         since = bucket_start(latest["t"], length) - (limit - 1) * length
         sql = _ROLL_UP.replace("LENGTH", str(int(length)))
         return await Candles.raw(sql, symbol, since, symbol, symbol).run()
+
+
+def _sound(c: Candle) -> bool:
+    """A history candle the table can take: on a minute, positive, the range holding the open and close."""
+    prices = (c.o, c.h, c.l, c.c)
+    return (all(p.is_finite() for p in prices) and c.t % MINUTE_MS == 0 and c.t >= 0 and c.n >= 0
+            and 0 < c.l <= min(c.o, c.c)
+            and max(c.o, c.c) <= c.h < Decimal("1e17"))
 
 
 def _candle(market: Market, row: dict) -> Candle:

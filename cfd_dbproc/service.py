@@ -41,7 +41,7 @@ class DbProc:
         self.responder.route(RequestType.USER_CREDENTIALS, users.credentials)
         self.responder.route(RequestType.USER_PROFILE, users.profile)
         self.responder.route(RequestType.HEALTH, self.health)
-        self.candles = CandleRecorder(db)
+        self.candles = CandleRecorder(db, bus, self.topics)
         self.responder.route(RequestType.CANDLES_HISTORY, self.candles.history)
         self.quotes = QuoteCache(settings.stale_after_seconds)
         self.trading = TradingEngine(db, bus, self.topics.events, self.quotes)
@@ -74,7 +74,7 @@ class DbProc:
                                      group=self.settings.topic(CONSUMER_GROUP))
         )
         self._subscriptions.append(
-            await self.bus.subscribe([self.topics.prices], self.candles.on_tick,
+            await self.bus.subscribe(self.candles.consumed_topics, self.candles.on_message,
                                      group=self.settings.topic(CANDLES_GROUP)))
         log.info("dbproc %s consuming %s and %s", self.settings.instance_id, self.topics.user_requests,
                  self.topics.trading_requests)

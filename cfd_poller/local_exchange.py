@@ -6,6 +6,11 @@ stream"}}`, an accepted request with an id gets `{"id": 1, "result": null}`. Quo
 `bookTicker` frames to the subscribers of their stream, either scripted (`await exchange.quote(...)`) or
 from a random walk (`rate_hz`). Tests can also break things on purpose: drop every connection without a
 Close frame, send a Close frame, or send arbitrary raw frames.
+
+On the same port it answers Backpack's REST klines, `GET /api/v1/klines?symbol=&interval=&startTime=&endTime=`
+(times in epoch seconds; see `cfd_poller.klines`): the candles of the mids it has quoted since it started,
+and before that `history_hours` of simulated 1m candles ending at the market's catalogue price (seeded like
+its quotes), at most 1,000 a request.
 """
 
 from __future__ import annotations
@@ -13,17 +18,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from cfd_poller.frames import STREAM_PREFIX, book_ticker_frame, encode_frame
+from cfd_poller.history import simulate_minutes
+from cfd_poller.klines import KLINES_PATH, MAX_KLINES, from_candle
 from cfd_poller.sources.sim import RandomWalk, seeded_rng
+from shared.candles import MINUTE_MS, add_price, aggregate, bucket_start, open_candle
+from shared.contracts import Candle
 from shared.markets import MARKETS, SYMBOLS
 
 log = logging.getLogger(__name__)
@@ -31,19 +44,30 @@ log = logging.getLogger(__name__)
 INVALID_STREAM = 4006
 INVALID_REQUEST = 4000
 
+KLINE_INTERVALS = {"1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240, "6h": 360,
+                   "8h": 480, "12h": 720, "1d": 1440}
+"""Backpack's kline intervals served here, in minutes."""
+
 
 class LocalExchange:
     """A Backpack-protocol WebSocket server on `host:port` (port 0 picks a free one; see `port` and `url`)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, symbols: Iterable[str] = SYMBOLS, *,
-                 rate_hz: float | None = None, seed: int | None = None) -> None:
+                 rate_hz: float | None = None, seed: int | None = None, history_hours: int = 48,
+                 max_klines: int = MAX_KLINES) -> None:
         self.host = host
         self.port = port
         self.symbols = tuple(symbols)
         self.rate_hz = rate_hz
         self.seed = seed
+        self.history_hours = history_hours
+        self.max_klines = max_klines  # klines per answer, like Backpack's limit
         self.subscribe_count = 0  # SUBSCRIBE requests received, valid or not
         self.quotes_sent = 0  # bookTicker frames delivered (one per subscriber)
+        self.kline_requests = 0  # klines requests answered (200 or not)
+        self.started_minute = 0  # klines before it are simulated, from it on they are the quotes sent
+        self._minutes: dict[str, dict[int, Candle]] = {s: {} for s in self.symbols}  # what was quoted, per minute
+        self._history: dict[str, list[Candle]] = {}  # simulated, made on the first request
         self._server: Server | None = None
         self._subscriptions: dict[ServerConnection, set[str]] = {}
         self._random_task: asyncio.Task[None] | None = None
@@ -57,9 +81,17 @@ class LocalExchange:
         """Where clients connect, e.g. `ws://127.0.0.1:9000/`."""
         return f"ws://{self.host}:{self.port}/"
 
+    @property
+    def rest_url(self) -> str:
+        """Where the klines are, e.g. `http://127.0.0.1:9000` (the same address)."""
+        return f"http://{self.host}:{self.port}"
+
     async def start(self) -> None:
         """Listen; with `rate_hz`, start pushing random quotes to subscribers."""
-        self._server = await serve(self._handle, self.host, self.port, ping_interval=20, ping_timeout=20)
+        now_ms = time.time_ns() // 1_000_000
+        self.started_minute = bucket_start(now_ms, MINUTE_MS)
+        self._server = await serve(self._handle, self.host, self.port, ping_interval=20, ping_timeout=20,
+                                   process_request=self._http)
         self.port = self._server.sockets[0].getsockname()[1]
         if self.rate_hz:
             self._random_task = asyncio.get_running_loop().create_task(self._random_quotes(self.rate_hz))
@@ -126,6 +158,7 @@ class LocalExchange:
         now_us = time.time_ns() // 1000 if event_time_us is None else event_time_us
         frame = book_ticker_frame(symbol, bid, ask, event_time_us=now_us, bid_qty=bid_qty, ask_qty=ask_qty,
                                   update_id=self._update_ids[symbol])
+        self._record(symbol, Decimal(bid), Decimal(ask), now_us // 1000)
         sent = await self._send(encode_frame(frame).decode(), stream=f"{STREAM_PREFIX}{symbol}")
         self.quotes_sent += sent
         return sent
@@ -217,6 +250,64 @@ class LocalExchange:
         with contextlib.suppress(ConnectionClosed):
             await ws.send(encode_frame({"id": request_id, "error": {"code": code, "message": message}}).decode())
 
+    # --- klines --------------------------------------------------------------------------------------------
+
+    def klines(self, symbol: str, start_ms: int, end_ms: int, interval: str = "1m",
+               limit: int | None = None) -> list[Candle]:
+        """The candles this exchange has for buckets starting in `[start_ms, end_ms)`, oldest first (at most
+        `limit`, as an answer carries)."""
+        minutes = KLINE_INTERVALS[interval]
+        history = [c for c in self._simulated(symbol) if c.t < self.started_minute]
+        quoted = [c for t, c in sorted(self._minutes.get(symbol, {}).items()) if t >= self.started_minute]
+        candles = history + quoted
+        if minutes > 1:
+            candles = aggregate(candles, minutes * MINUTE_MS)
+        return [c for c in candles if start_ms <= c.t < end_ms][:limit]
+
+    def _simulated(self, symbol: str) -> list[Candle]:
+        if symbol not in self._history:
+            market = MARKETS[symbol]
+            rng = random.Random(f"{self.seed}:{symbol}:klines") if self.seed is not None else random.Random()
+            start = self.started_minute - self.history_hours * 60 * MINUTE_MS
+            self._history[symbol] = simulate_minutes(market, start, self.started_minute, market.sim_price, rng,
+                                                     steps=12)
+        return self._history[symbol]
+
+    def _record(self, symbol: str, bid: Decimal, ask: Decimal, ts_ms: int) -> None:
+        market = MARKETS.get(symbol)
+        if market is None:
+            return
+        mid = ((bid + ask) / 2).quantize(market.price_tick / 10)
+        minutes = self._minutes.setdefault(symbol, {})
+        t = bucket_start(ts_ms, MINUTE_MS)
+        if t in minutes:
+            add_price(minutes[t], mid)
+        else:
+            minutes[t] = open_candle(t, mid)
+
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Plain HTTP on the WebSocket port: the klines endpoint; anything else goes on to the handshake."""
+        url = urlsplit(request.path)
+        if url.path != KLINES_PATH:
+            return None
+        self.kline_requests += 1
+        params = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        symbol, interval = params.get("symbol", ""), params.get("interval", "")
+        if symbol not in self.symbols:
+            return _json(connection, HTTPStatus.BAD_REQUEST, {"code": "INVALID_MARKET", "message": "Market not found"})
+        if interval not in KLINE_INTERVALS:
+            return _json(connection, HTTPStatus.BAD_REQUEST,
+                         {"code": "INVALID_CLIENT_REQUEST", "message": "Invalid interval"})
+        try:
+            start = int(params["startTime"]) * 1000
+            end = int(params["endTime"]) * 1000 if "endTime" in params else time.time_ns() // 1_000_000
+        except (KeyError, ValueError):
+            return _json(connection, HTTPStatus.BAD_REQUEST,
+                         {"code": "INVALID_CLIENT_REQUEST", "message": "startTime (seconds) is required"})
+        length = KLINE_INTERVALS[interval] * MINUTE_MS
+        return _json(connection, HTTPStatus.OK,
+                     [from_candle(c, length) for c in self.klines(symbol, start, end, interval, self.max_klines)])
+
     # --- random mode ---------------------------------------------------------------------------------------
 
     async def _random_quotes(self, rate_hz: float) -> None:
@@ -234,6 +325,13 @@ class LocalExchange:
                                      ask_qty=_quantity(rng.random()))
             next_at = max(next_at + 1.0 / rate_hz, loop.time())
             await asyncio.sleep(next_at - loop.time())
+
+
+def _json(connection: ServerConnection, status: HTTPStatus, body: Any) -> Response:
+    response = connection.respond(status, msgspec.json.encode(body).decode())
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = "application/json"
+    return response
 
 
 def _quantity(fraction: float) -> str:

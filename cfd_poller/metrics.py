@@ -20,6 +20,7 @@ class PollerMetrics:
     connect_failures: int = 0  # attempts that did not open
     feed_gaps: int = 0
     last_gap_seconds: float | None = None
+    history_minutes_sent: int = 0  # 1m candles of history handed to the dbproc at start-up
 
     def invalid(self, reason: str) -> None:
         """Count one skipped frame."""
@@ -47,4 +48,5 @@ class PollerMetrics:
             "connect_failures": self.connect_failures,
             "feed_gaps": self.feed_gaps,
             "last_gap_seconds": self.last_gap_seconds,
+            "history_minutes_sent": self.history_minutes_sent,
         }

@@ -1,4 +1,5 @@
-"""The poller service: one source → `price-updates`, with staleness watching and counters.
+"""The poller service: one source → `price-updates`, with staleness watching and counters, and at start-up
+the candle history and the simulator's resume (`cfd_poller.history`).
 
 `start_poller(settings, bus)` is what `cfd up` and `cfd poller` call.
 """
@@ -10,6 +11,7 @@ import contextlib
 import logging
 
 from cfd_poller.backoff import Backoff
+from cfd_poller.history import HistoryKeeper
 from cfd_poller.metrics import PollerMetrics
 from cfd_poller.publisher import TickPublisher
 from cfd_poller.sources import PriceSource, create_source
@@ -32,8 +34,10 @@ class Poller:
         self.publisher = TickPublisher(bus, self.topic, self.metrics)
         self.staleness = StalenessTracker(self.source.symbols, settings.stale_after_seconds,
                                           source=self.source.name)
+        self.history = HistoryKeeper(settings, bus, self.source, self.metrics)
         self._run_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        self._history_task: asyncio.Task[int] | None = None
 
     @property
     def source_name(self) -> str:
@@ -49,22 +53,42 @@ class Poller:
         return self.staleness.stale_symbols()
 
     async def start(self) -> None:
-        """Make sure the topic exists, then start reading the source in the background."""
-        await self.bus.ensure_topics([self.topic])
+        """Make sure the topics exist; for the simulator, learn where the stored prices end (a bounded wait);
+        then read the source and hand over the missing history in the background."""
+        history = self.history.wanted
+        await self.bus.ensure_topics([self.topic, *self.history.bus_topics] if history else [self.topic])
+        if history and self.history.resumes:
+            await self.history.ask()
+            self.history.resume()
         loop = asyncio.get_running_loop()
         self._run_task = loop.create_task(self._run(), name=f"poller-{self.source.name}")
         self._watch_task = loop.create_task(self._watch(), name="poller-staleness")
+        if history:
+            self._history_task = loop.create_task(self._backfill(), name="poller-history")
         log.info("poller started: %s prices for %s → %s", self.source.name, ", ".join(self.source.symbols),
                  self.topic)
 
     async def stop(self) -> None:
-        """Stop reading and watching; a stopped poller publishes nothing more."""
-        tasks = [t for t in (self._run_task, self._watch_task) if t is not None]
+        """Stop reading, watching and sending history; a stopped poller publishes nothing more."""
+        tasks = [t for t in (self._run_task, self._watch_task, self._history_task) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._run_task = self._watch_task = None
+        self._run_task = self._watch_task = self._history_task = None
         log.info("poller stopped: %s", self.metrics.summary())
+
+    async def wait_history(self) -> int:
+        """Wait until the start-up history is handed over; returns how many minutes were sent."""
+        if self._history_task is None:
+            return 0
+        return await asyncio.shield(self._history_task)
+
+    async def _backfill(self) -> int:
+        try:
+            return await self.history.run()
+        except Exception:  # history is a nicety: a bug here must not disturb the prices
+            log.exception("history: sending the candle history failed")
+            return 0
 
     async def wait_finished(self) -> None:
         """Wait until the source has no more prices (only a replay ever ends)."""

@@ -308,3 +308,51 @@ class PongFrame(Struct, tag_field="type", tag="pong", kw_only=True):
 class ErrorFrame(Struct, tag_field="type", tag="error", kw_only=True):
     code: str
     message: str
+
+
+# --- candle history: the poller hands the dbproc stored-price history (see docs/prices.md) -----------------
+
+CANDLES_COVERAGE = "candles.coverage"
+"""The `type` of the poller's request to the dbproc's candle consumer (topic `requests.candles`)."""
+
+
+class CoverageQuery(Struct, kw_only=True):
+    """What is stored of each market's 1m candles in the minutes `[since, until)` (epoch ms)."""
+
+    symbols: list[str]
+    since: int
+    until: int
+
+
+class CandleGap(Struct, kw_only=True):
+    """Minutes `[start, end)` with no stored candle; `before` is the close of the stored candle just before
+    the gap and `after` the open of the one at its end, when there is one."""
+
+    start: int
+    end: int
+    before: Decimal | None = None
+    after: Decimal | None = None
+
+
+class MarketCoverage(Struct, kw_only=True):
+    """One market's stored history: its latest candle (the last stored price) and the gaps in the window."""
+
+    symbol: str
+    last_t: int | None = None
+    last_close: Decimal | None = None
+    gaps: list[CandleGap] = []
+
+
+class Coverage(Struct, kw_only=True):
+    """The dbproc's answer to `candles.coverage`."""
+
+    markets: list[MarketCoverage]
+
+
+class CandleHistoryBatch(Struct, kw_only=True):
+    """1m candles of one market for minutes before the poller started (topic `candle-history`, keyed by
+    symbol). The dbproc stores each where no candle is stored yet and leaves stored minutes alone."""
+
+    symbol: str
+    source: str
+    candles: list[Candle]

@@ -62,11 +62,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     price_source: str = "sim"
     backpack_ws_url: str = "wss://ws.backpack.exchange/"
+    backpack_rest_url: str | None = None
     replay_file: Path | None = None
     replay_speed: float = 1.0
     sim_seed: int | None = None
     sim_tick_hz: float = 4.0
     stale_after_seconds: float = 10.0
+    candle_history_hours: int = 24
+    poller_resume_timeout: float = 5.0
 
     @property
     def is_dev(self) -> bool:
@@ -229,11 +232,14 @@ _FIELDS: list[tuple[str, Callable[[str], Any], tuple[str, ...]]] = [
     ("demo_deposit", _decimal, ("CFD_DEMO_DEPOSIT",)),
     ("price_source", _choice("sim", "backpack", "replay"), ("CFD_PRICE_SOURCE",)),
     ("backpack_ws_url", _url("ws", "wss"), ("CFD_BACKPACK_WS_URL",)),
+    ("backpack_rest_url", _url("http", "https"), ("CFD_BACKPACK_REST_URL",)),
     ("replay_file", Path, ("CFD_REPLAY_FILE",)),
     ("replay_speed", _float(0.01, 10_000), ("CFD_REPLAY_SPEED",)),
     ("sim_seed", _int(0, 2**63), ("CFD_SIM_SEED",)),
     ("sim_tick_hz", _float(0.1, 10_000), ("CFD_SIM_TICK_HZ",)),
     ("stale_after_seconds", _float(0.5, 3600), ("CFD_STALE_AFTER_SECONDS",)),
+    ("candle_history_hours", _int(0, 720), ("CFD_CANDLE_HISTORY_HOURS",)),
+    ("poller_resume_timeout", _float(0.1, 60), ("CFD_POLLER_RESUME_TIMEOUT",)),
 ]
 
 

@@ -3,6 +3,7 @@
 The walk runs on floats (log price, normal increments scaled by the market's per-second volatility, a gentle
 pull back towards `sim_price`); every published bid and ask is an exact `Decimal` on the market's price tick,
 the bid rounded down and the ask up from `mid ∓ sim_spread_bps/2`. The same seed gives the same prices.
+A walk starts at `sim_price`, or where the stored prices end (`SimSource.resume`, see `cfd_poller.history`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from cfd_poller.metrics import PollerMetrics
@@ -35,6 +36,17 @@ class RandomWalk:
         self._half_spread = float(market.sim_spread_bps / 2 / BPS)
         self._start = float(market.sim_price)
         self._x = 0.0  # log(mid / sim_price)
+
+    @property
+    def mid(self) -> float:
+        """The current mid."""
+        return self._start * math.exp(self._x)
+
+    def move_to(self, mid: Decimal | float) -> None:
+        """Continue the walk from `mid` (e.g. the last stored price) instead of where it is."""
+        if not 0 < float(mid) < math.inf:
+            raise ValueError(f"a mid must be a positive price, got {mid}")
+        self._x = math.log(float(mid) / self._start)
 
     def step(self) -> tuple[Decimal, Decimal]:
         """The next (bid, ask), both on the market's price tick, bid < ask."""
@@ -73,6 +85,16 @@ class SimSource:
         self.tick_hz = tick_hz
         self.seed = seed
         self.walks = [RandomWalk(m, seeded_rng(seed, m.symbol), 1.0 / tick_hz) for m in self.markets]
+
+    def resume(self, mids: Mapping[str, Decimal]) -> None:
+        """Start each market named in `mids` from that mid (the last stored price) instead of its `sim_price`."""
+        for walk in self.walks:
+            if walk.market.symbol in mids:
+                walk.move_to(mids[walk.market.symbol])
+
+    def mid(self, symbol: str) -> float:
+        """Where `symbol`'s walk is now (before the next tick)."""
+        return next(w.mid for w in self.walks if w.market.symbol == symbol)
 
     async def ticks(self) -> AsyncIterator[PriceTick]:
         if not self.walks:

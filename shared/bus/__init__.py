@@ -84,6 +84,9 @@ class Topics:
         self.trading_requests = settings.topic("requests.trading")
         self.replies = settings.topic("replies")
         self.events = settings.topic("account-events")
+        self.candle_history = settings.topic("candle-history")  # poller → dbproc, keyed by symbol
+        self.candle_requests = settings.topic("requests.candles")  # the poller's questions to the candle consumer
 
     def all(self) -> list[str]:
-        return [self.prices, self.user_requests, self.trading_requests, self.replies, self.events]
+        return [self.prices, self.user_requests, self.trading_requests, self.replies, self.events,
+                self.candle_history, self.candle_requests]

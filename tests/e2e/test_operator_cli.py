@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
+import time
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -84,3 +89,76 @@ async def test_sessions_ended_by_disabling_stay_ended_after_enabling(api, mailbo
     assert fresh.status_code == 200
     me = await api.get("/auth/me", headers={"Authorization": f"Bearer {fresh.json()['access_token']}"})
     assert me.status_code == 200
+
+
+# --- output for scripts and pipes -------------------------------------------------------------------------
+
+
+async def test_listings_print_the_apis_json_with_json(platform, api, mailbox, cfd):
+    email = f"json-{uuid.uuid4().hex[:10]}@example.com"
+    auth = await signed_in(api, mailbox, email)
+    await set_price(platform, "SOL_USDC", "185.00", "185.04")
+    opened = (await api.post("/positions", headers=auth, json={"symbol": "SOL_USDC", "side": "short", "qty": "2",
+                                                               "leverage": 2})).json()
+
+    listed = await cfd("users", "list", email, "--json")
+    assert listed.exit_code == 0, listed.output
+    [user] = json.loads(listed.output)
+    assert user["email"] == email and user["balance"] == "10000.00" and user["open_positions"] == 1
+
+    shown = json.loads((await cfd("users", "show", email, "--json")).output)
+    assert shown["user"]["id"] == user["id"] and shown["account"]["balance"] == "10000.00"
+    assert [p["id"] for p in shown["positions"]] == [opened["id"]]
+
+    positions = json.loads((await cfd("positions", "list", "--user", email, "--json")).output)
+    assert len(positions) == 1 and {k: positions[0][k] for k in opened} == opened  # as the API has it
+
+    exposure = json.loads((await cfd("exposure", "--json")).output)
+    sol = next(r for r in exposure if r["symbol"] == "SOL_USDC")
+    assert Decimal(sol["short_qty"]) >= 2 and isinstance(sol["broker_unrealized_pnl"], str)
+
+
+async def test_piped_tables_keep_every_character(platform, api, mailbox, cfd):
+    email = f"a-rather-long-address-for-a-table-{uuid.uuid4().hex}@example.com"
+    await signed_in(api, mailbox, email)
+    token = platform.settings.admin_token_file.read_text().strip()
+    env = {"PATH": os.environ["PATH"], "NO_COLOR": "1", "CFD_ADMIN_TOKEN": token, "CFD_API_URL": platform.base_url,
+           "CFD_DATA_DIR": str(platform.settings.data_dir)}  # no COLUMNS: a pipe has no width of its own
+
+    in_process = await asyncio.to_thread(CliRunner().invoke, app, ["users", "list", email], env=env)
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "cfd_cli.main", "users", "list", email,
+                                                   env=env, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.PIPE)
+    piped, errors = await asyncio.wait_for(process.communicate(), 60)
+    user_id = json.loads((await cfd("users", "list", email, "--json")).output)[0]["id"]
+    for output in (in_process.output, piped.decode()):
+        lines = [line for line in output.splitlines() if email in line]
+        assert len(lines) == 1 and user_id in lines[0] and "…" not in output, f"cells were cut:\n{output}"
+        line = lines[0]
+        assert len(line) > 120
+    assert process.returncode == 0, errors.decode()
+
+
+def test_mail_outbox_prints_json(tmp_path):
+    from shared.mail import OutboxMailer
+
+    asyncio.run(OutboxMailer("CFD Broker <no-reply@cfd-broker.local>", tmp_path / "outbox").send(
+        "ada@example.com", "Your code is 123456", "Your code is 123456. It expires in 10 minutes."))
+    result = CliRunner().invoke(app, ["mail", "outbox", "--json"], env={"CFD_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    [mail] = json.loads(result.output)
+    assert mail["to"] == "ada@example.com" and mail["subject"] == "Your code is 123456"
+    assert mail["body"].startswith("Your code is 123456.") and mail["from"].endswith("<no-reply@cfd-broker.local>")
+    assert abs(mail["date"] - time.time() * 1000) < 120_000
+    assert json.loads(CliRunner().invoke(app, ["mail", "outbox", "--json", "--to", "bob@example.com"],
+                                         env={"CFD_DATA_DIR": str(tmp_path)}).output) == []
+
+
+def test_client_commands_write_nothing_to_the_data_directory(tmp_path):
+    data = tmp_path / "nowhere"
+    result = CliRunner().invoke(app, ["mail", "outbox"], env={"CFD_DATA_DIR": str(data), "CFD_ENV": "dev"})
+    assert result.exit_code == 0 and f"no mail in {data / 'outbox'}" in result.output
+    listed = CliRunner().invoke(app, ["users", "list", "--api", "http://127.0.0.1:9"],
+                                env={"CFD_DATA_DIR": str(data), "CFD_ENV": "dev", "CFD_ADMIN_TOKEN": "x" * 32})
+    assert listed.exit_code == 1 and "cannot reach the server" in listed.output
+    assert not data.exists()  # no jwt-secret, no folder

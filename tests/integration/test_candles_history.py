@@ -24,9 +24,21 @@ from shared import candles as maths
 from shared.bus import Bus, Topics, create_bus
 from shared.bus.rpc import RequestClient, Responder
 from shared.cache.memory import MemoryCache
-from shared.contracts import Candle, PriceTick, RequestType, encode
+from shared.contracts import (
+    CANDLES_COVERAGE,
+    Candle,
+    CandleGap,
+    CandleHistoryBatch,
+    Coverage,
+    CoverageQuery,
+    MarketCoverage,
+    PriceTick,
+    RequestType,
+    encode,
+)
 from shared.db import Database, migrate, piccolo_conf
 from shared.db.tables import ALL_TABLES, Candles
+from shared.errors import BadRequest
 from shared.markets import MARKETS, broker_quote
 from shared.settings import Settings
 
@@ -284,3 +296,107 @@ async def test_a_stale_market_is_flagged_and_not_served_alone(bus, settings, rec
 
 async def _has_eth(runtime: MarketRuntime) -> bool:
     return runtime.quotes.get("ETH_USDC") is not None
+
+
+# --- history from the poller ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def candle_consumer(settings: Settings, bus: Bus, database: Database) -> AsyncIterator[CandleRecorder]:
+    """The dbproc's candle consumer as DbProc wires it: ticks, history batches and coverage questions."""
+    recorder = CandleRecorder(database, bus, Topics(settings))
+    subscription = await bus.subscribe(recorder.consumed_topics, recorder.on_message,
+                                       group=settings.topic(CONSUMER_GROUP))
+    yield recorder
+    await subscription.stop()
+
+
+def history_candle(t: int, price: str) -> Candle:
+    p = Decimal(price)
+    return Candle(t=t, o=p, h=p + 1, l=p - 1, c=p, n=60)
+
+
+async def send_history(bus: Bus, settings: Settings, candles: list[Candle]) -> None:
+    batch = CandleHistoryBatch(symbol="SOL_USDC", source="sim", candles=candles)
+    await bus.publish(Topics(settings).candle_history, encode(batch), key=b"SOL_USDC")
+
+
+async def test_history_fills_only_minutes_nothing_built_and_a_redelivery_changes_nothing(
+        bus, settings, candle_consumer):
+    await publish_all(bus, settings, TICKS[:4])  # live ticks build the minute T0
+
+    async def live_minute() -> bool:
+        return sum(c.n for c in await stored()) == 4
+
+    await wait_for(live_minute)
+    live = await stored()
+    history = [history_candle(T0 - 120_000, "180.000"), history_candle(T0, "150.000"),  # T0: the live ticks'
+               history_candle(T0 + 60_000, "181.000")]
+    await send_history(bus, settings, history)
+
+    async def three_minutes() -> bool:
+        return len(await stored()) == 3
+
+    await wait_for(three_minutes)
+    assert await stored() == [history[0], *live, history[2]]
+    assert (candle_consumer.history_stored, candle_consumer.history_present) == (2, 1)
+
+    await send_history(bus, settings, history)  # delivered again, as after a crash before the commit
+    await wait_for(lambda: _history_seen(candle_consumer, 6))
+    assert await stored() == [history[0], *live, history[2]]
+
+    # a live tick of a minute that came as history is folded into it
+    later = tick("SOL_USDC", "185.70", "185.74", T0 + 90_000)
+    await publish_all(bus, settings, [later])
+
+    async def folded() -> bool:
+        return (await stored())[-1].n == 61
+
+    await wait_for(folded)
+    assert (await stored())[-1] == Candle(t=T0 + 60_000, o=Decimal("181.000"), h=mid(later), l=Decimal("180.000"),
+                                          c=mid(later), n=61)
+
+
+async def _history_seen(recorder: CandleRecorder, minutes: int) -> bool:
+    return recorder.history_stored + recorder.history_present >= minutes
+
+
+async def test_unsound_history_is_refused(bus, settings, candle_consumer):
+    bad = [Candle(t=T0 + 1, o=Decimal(1), h=Decimal(1), l=Decimal(1), c=Decimal(1), n=1),  # not on a minute
+           Candle(t=T0, o=Decimal(5), h=Decimal(4), l=Decimal(1), c=Decimal(2), n=1),  # the open above the high
+           Candle(t=T0, o=Decimal("NaN"), h=Decimal(4), l=Decimal(1), c=Decimal(2), n=1)]
+    await send_history(bus, settings, [*bad, history_candle(T0 + 60_000, "185.000")])
+    await wait_for(lambda: _history_seen(candle_consumer, 1))
+    assert await stored() == [history_candle(T0 + 60_000, "185.000")]
+
+
+async def test_coverage_names_the_last_price_and_each_gap_with_the_prices_around_it(bus, settings,
+                                                                                   candle_consumer):
+    stored_minutes = [history_candle(T0 - 10 * 60_000, "170.000"),  # before the window
+                      history_candle(T0, "180.000"), history_candle(T0 + 60_000, "181.000"),
+                      history_candle(T0 + 180_000, "183.000")]
+    await send_history(bus, settings, stored_minutes)
+    await wait_for(lambda: _history_seen(candle_consumer, 4))
+
+    topics = Topics(settings)
+    rpc = RequestClient(bus, topics.replies, settings.instance_id, TIMEOUT)
+    await rpc.start()
+    try:
+        query = CoverageQuery(symbols=["SOL_USDC", "ETH_USDC", "NOPE_USDC"], since=T0 - 120_000,
+                              until=T0 + 300_000)
+        answer = await rpc.request(topics.candle_requests, CANDLES_COVERAGE, query, Coverage, key="coverage")
+        assert answer.markets == [
+            MarketCoverage(symbol="SOL_USDC", last_t=T0 + 180_000, last_close=Decimal("183.000"), gaps=[
+                CandleGap(start=T0 - 120_000, end=T0, before=Decimal("170.000"), after=Decimal("180.000")),
+                CandleGap(start=T0 + 120_000, end=T0 + 180_000, before=Decimal("181.000"),
+                          after=Decimal("183.000")),
+                CandleGap(start=T0 + 240_000, end=T0 + 300_000, before=Decimal("183.000")),
+            ]),
+            MarketCoverage(symbol="ETH_USDC", gaps=[CandleGap(start=T0 - 120_000, end=T0 + 300_000)]),
+        ]
+        with pytest.raises(BadRequest):
+            await rpc.request(topics.candle_requests, CANDLES_COVERAGE,
+                              CoverageQuery(symbols=["SOL_USDC"], since=T0 + 1, until=T0 + 60_000), Coverage,
+                              key="coverage")
+    finally:
+        await rpc.stop()

@@ -160,3 +160,21 @@ async def test_tail_reconnects_when_the_server_restarts(feed_server: StartServer
     assert await asyncio.wait_for(tail_feed(url, board, Console(file=out, width=120), count=2), 3) == 2
     assert connections == 2
     assert "-100.00 (-0.10%)" in out.getvalue()
+
+
+async def test_tail_prints_one_line_of_json_per_price_with_json(feed_server: StartServer) -> None:
+    async def script(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.send('{"type":"subscribed","channels":["prices.SOL_USDC"]}')
+        await ws.send(price("SOL_USDC", "185.05", "185.10", "185.075"))
+        await ws.send(price("SOL_USDC", "185.55", "185.60", "185.575"))
+        await ws.wait_closed()
+
+    url = await feed_server(script)
+    result = await asyncio.to_thread(runner.invoke, cli, ["prices", "tail", "SOL_USDC", "--url", url, "--json",
+                                                          "-n", "2"])
+    assert result.exit_code == 0, result.output
+    assert [msgspec.json.decode(line) for line in result.output.splitlines()] == [
+        {"symbol": "SOL_USDC", "bid": "185.05", "ask": "185.10", "mid": "185.075", "ts": 1_732_000_000_000},
+        {"symbol": "SOL_USDC", "bid": "185.55", "ask": "185.60", "mid": "185.575", "ts": 1_732_000_000_000},
+    ]
