@@ -48,12 +48,16 @@ class _EmbeddedServer(uvicorn.Server):
 class Platform:
     """The chosen services sharing one bus in this process; started and stopped in dependency order."""
 
-    def __init__(self, settings: Settings, services: Iterable[str] = SERVICES, *, migrate_db: bool = False) -> None:
+    def __init__(self, settings: Settings, services: Iterable[str] = SERVICES, *, migrate_db: bool = False,
+                 bus: Bus | None = None, cache: Cache | None = None) -> None:
+        """`bus` and `cache`, when given, are another platform's (started and stopped by it): two servers on
+        the in-process backends share them as two server processes share Kafka and Redis."""
         self.settings = settings
         self.services = tuple(s for s in SERVICES if s in set(services))
         self.migrate_db = migrate_db
-        self.bus: Bus = create_bus(settings)
-        self.cache: Cache = create_cache(settings)  # shared, so the in-process cache is one for all services
+        self._own_bus, self._own_cache = bus is None, cache is None
+        self.bus: Bus = bus or create_bus(settings)
+        self.cache: Cache = cache or create_cache(settings)  # shared, so the in-process cache is one for all services
         self.db: Database | None = None
         self.dbproc: DbProc | None = None
         self.http: _EmbeddedServer | None = None
@@ -73,7 +77,8 @@ class Platform:
         return f"ws://{self.settings.http_host}:{self.app.state.market.ws_port}/ws"
 
     async def start(self) -> None:
-        await self.bus.start()
+        if self._own_bus:
+            await self.bus.start()
         try:
             if "dbproc" in self.services:
                 self.db = Database(self.settings)
@@ -135,8 +140,10 @@ class Platform:
         if self.db is not None:
             await self.db.stop()
             self.db = None
-        await self.bus.stop()
-        await self.cache.close()
+        if self._own_bus:
+            await self.bus.stop()
+        if self._own_cache:
+            await self.cache.close()
 
     async def run_until_signalled(self) -> None:
         """Start, then run until SIGINT/SIGTERM (or the HTTP server exits), then stop gracefully."""

@@ -84,6 +84,7 @@ class Topics:
         self.trading_requests = settings.topic("requests.trading")
         self.replies = settings.topic("replies")
         self.events = settings.topic("account-events")
+        self.sessions = settings.topic("sessions-ended")
 
     def all(self) -> list[str]:
-        return [self.prices, self.user_requests, self.trading_requests, self.replies, self.events]
+        return [self.prices, self.user_requests, self.trading_requests, self.replies, self.events, self.sessions]
