@@ -13,6 +13,7 @@ import uvicorn
 
 from cfd_dbproc.service import DbProc
 from cfd_server.app import create_app
+from cfd_server.info import ws_url as advertised_ws_url
 from shared.bus import Bus, create_bus
 from shared.cache import Cache, create_cache
 from shared.db import Database, migrate
@@ -73,8 +74,9 @@ class Platform:
 
     @property
     def ws_url(self) -> str:
-        """The WebSocket feed's URL, with the port it really bound (CFD_WS_PORT may be 0)."""
-        return f"ws://{self.settings.http_host}:{self.app.state.market.ws_port}/ws"
+        """The WebSocket feed's URL as `GET /info` advertises it, with the port it really bound (CFD_WS_PORT
+        may be 0)."""
+        return advertised_ws_url(self.settings, self.app.state.market.ws_port)
 
     async def start(self) -> None:
         if self._own_bus:
@@ -107,7 +109,9 @@ class Platform:
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}",
                                "stop what uses the port, or set CFD_HTTP_PORT to a free one") from exc
         app = self.app = create_app(self.settings, bus=self.bus, cache=self.cache)
-        config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=5)
+        # No `server: uvicorn` banner: it only tells a scanner what to try; the Date header stays (HTTP wants it).
+        config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=5,
+                                server_header=False)
         self.http = _EmbeddedServer(config)
         self._http_task = asyncio.get_running_loop().create_task(self.http.serve(sockets=[sock]))
         while not self.http.started:

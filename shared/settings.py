@@ -50,6 +50,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_port: int = 8000
     ws_port: int = 8080
     ws_public_url: str | None = None
+    allowed_origins: tuple[str, ...] = ()
 
     jwt_secret: str = ""
     admin_token: str = ""
@@ -181,6 +182,25 @@ def _url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _origins(value: str) -> tuple[str, ...]:
+    """`https://app.example.com, http://localhost:3000` → normalised origins (lower case, no default port)."""
+    origins = []
+    for item in value.replace(",", " ").split():
+        parts = urlsplit(item)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if (parts.scheme not in ("http", "https") or not parts.hostname or port == -1 or parts.username
+                or parts.password or parts.path not in ("", "/") or parts.query or parts.fragment):
+            raise ValueError(f"must list origins such as https://app.example.com (scheme, host and port only), "
+                             f"got {item!r}")
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        default = {"http": 80, "https": 443}[parts.scheme]
+        origins.append(f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else ""))
+    return tuple(dict.fromkeys(origins))
+
+
 def _database_url(value: str) -> str:
     value = value.strip()
     if value.startswith("postgres://"):
@@ -220,6 +240,7 @@ _FIELDS: list[tuple[str, Callable[[str], Any], tuple[str, ...]]] = [
     ("http_port", _int(0, 65535), ("CFD_HTTP_PORT", "PORT")),
     ("ws_port", _int(0, 65535), ("CFD_WS_PORT", "WS_PORT")),
     ("ws_public_url", _url("ws", "wss"), ("CFD_WS_PUBLIC_URL",)),
+    ("allowed_origins", _origins, ("CFD_ALLOWED_ORIGINS",)),
     ("jwt_secret", str, ("CFD_JWT_SECRET", "JWT_SECRET")),
     ("admin_token", str, ("CFD_ADMIN_TOKEN",)),
     ("jwt_ttl_seconds", _int(60, 30 * 86400), ("CFD_JWT_TTL_SECONDS",)),

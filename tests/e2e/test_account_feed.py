@@ -10,10 +10,9 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import httpx
-import msgspec
 import pytest
 import websockets
-from helpers import REAL, set_price, sign_up, signed_in
+from helpers import another_server, set_price, sign_up, signed_in
 
 from cfd_cli.platform import Platform
 
@@ -62,16 +61,8 @@ async def test_account_channel_pushes_fills_marks_and_closes(platform, api, mail
 
 @pytest.fixture
 async def second_server(platform) -> AsyncIterator[Platform]:
-    """Another server instance beside `platform`'s. On Kafka and Redis it has connections of its own; on the
-    in-process backends it shares the first one's bus and cache, as a second process shares Kafka and Redis."""
-    settings = msgspec.structs.replace(platform.settings, instance_id=f"second-{uuid.uuid4().hex[:8]}")
-    backends = {} if REAL else {"bus": platform.bus, "cache": platform.cache}
-    server = Platform(settings, ("server",), **backends)
-    await server.start()
-    try:
+    async with another_server(platform) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 def bearer(token: str) -> dict[str, str]:
