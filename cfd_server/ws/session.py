@@ -38,11 +38,11 @@ from shared.errors import CfdError
 from shared.markets import MARKETS
 
 if TYPE_CHECKING:
-    from cfd_server.auth.tokens import Session
+    from cfd_server.auth import tokens
 
 log = logging.getLogger(__name__)
 
-Authenticator = Callable[[str], Awaitable["Session"]]
+Authenticator = Callable[[str], Awaitable["tokens.Session"]]
 """Resolves an access token to its live session, or raises a `CfdError` (e.g. `Unauthorized`)."""
 
 
