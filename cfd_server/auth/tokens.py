@@ -114,9 +114,10 @@ class Sessions:
 
     async def set_disabled(self, user_id: str, disabled: bool) -> None:
         """Disabling ends every session of the user at once; enabling lets them sign in again, while the
-        sessions that disabling ended stay ended."""
+        sessions that disabling ended stay ended. Unlike a logout, the cache changes first (the operator can
+        always retry), so the REST API refuses the user even if the notice cannot go out."""
         now = _now_ms()
-        if disabled:
-            await self._announce(SessionsEnded(user_id=user_id, reason="disabled", before_ms=now + 1))
         value = DISABLED if disabled else str(now).encode()
         await self.cache.set(GATE_PREFIX + user_id, value, ttl=self.ttl)
+        if disabled:  # `now + 1`: a session issued this very millisecond ends too
+            await self._announce(SessionsEnded(user_id=user_id, reason="disabled", before_ms=now + 1))
