@@ -13,20 +13,23 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 
+import msgspec
 import pytest
 from helpers import REAL, RUN_ID
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from cfd_server.auth.session_ends import SessionNotices
 from cfd_server.auth.tokens import Sessions
 from cfd_server.context import ServerContext
 from cfd_server.market import MarketRuntime, start_market
 from cfd_server.ws import Limits
 from shared.bus import Bus, Topics, create_bus
+from shared.bus.kafka import KafkaBus
 from shared.bus.rpc import RequestClient
 from shared.cache import create_cache
 from shared.contracts import PriceTick, User, encode
-from shared.errors import Unauthorized
+from shared.errors import BackendDown, Unauthorized
 from shared.markets import MARKETS, broker_quote
 from shared.settings import Settings
 
@@ -358,6 +361,27 @@ async def test_signing_out_everywhere_but_here_keeps_this_sign_in_only(feed):
     await no_account_frame_before_pong(other_ws)
     await kept_ws.close()
     await other_ws.close()
+
+
+async def test_when_the_bus_cannot_carry_the_notice_a_logout_changes_nothing_and_a_disable_still_holds(settings):
+    # A Kafka bus that never started answers every publish as during an outage (BackendDown, a 503).
+    down = KafkaBus(msgspec.structs.replace(settings, kafka_bootstrap="127.0.0.1:1"))
+    cache = create_cache(settings)
+    try:
+        sessions = Sessions(cache, settings.jwt_secret, settings.jwt_ttl_seconds,
+                            SessionNotices(down, Topics(settings).sessions))
+        user = new_user()
+        token, session = await sessions.issue(user)
+        with pytest.raises(BackendDown):
+            await sessions.revoke(session.jti)
+        assert (await sessions.resolve(token)).jti == session.jti  # still signed in: the logout can be retried
+        with pytest.raises(BackendDown):
+            await sessions.set_disabled(user.id, True)
+        with pytest.raises(Unauthorized) as refused:  # but the REST API refuses a disabled user at once
+            await sessions.resolve(token)
+        assert refused.value.code == "account_disabled"
+    finally:
+        await cache.close()
 
 
 def _small_receive_socket(port: int) -> socket.socket:
