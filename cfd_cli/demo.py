@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from shared.settings import Settings
+from shared.settings import Settings, private_dir
 
 READY_TIMEOUT_S = 60.0
 
@@ -96,7 +96,7 @@ class EmbeddedPlatform:
 
 
 def _log_to_file(settings: Settings) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     handler = logging.FileHandler(settings.data_dir / "demo.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)

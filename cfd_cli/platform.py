@@ -13,6 +13,7 @@ import uvicorn
 
 from cfd_dbproc.service import DbProc
 from cfd_server.app import create_app
+from cfd_server.info import ws_url as advertised_ws_url
 from shared.bus import Bus, create_bus
 from shared.cache import Cache, create_cache
 from shared.db import Database, migrate
@@ -48,12 +49,16 @@ class _EmbeddedServer(uvicorn.Server):
 class Platform:
     """The chosen services sharing one bus in this process; started and stopped in dependency order."""
 
-    def __init__(self, settings: Settings, services: Iterable[str] = SERVICES, *, migrate_db: bool = False) -> None:
+    def __init__(self, settings: Settings, services: Iterable[str] = SERVICES, *, migrate_db: bool = False,
+                 bus: Bus | None = None, cache: Cache | None = None) -> None:
+        """`bus` and `cache`, when given, are another platform's (started and stopped by it): two servers on
+        the in-process backends share them as two server processes share Kafka and Redis."""
         self.settings = settings
         self.services = tuple(s for s in SERVICES if s in set(services))
         self.migrate_db = migrate_db
-        self.bus: Bus = create_bus(settings)
-        self.cache: Cache = create_cache(settings)  # shared, so the in-process cache is one for all services
+        self._own_bus, self._own_cache = bus is None, cache is None
+        self.bus: Bus = bus or create_bus(settings)
+        self.cache: Cache = cache or create_cache(settings)  # shared, so the in-process cache is one for all services
         self.db: Database | None = None
         self.dbproc: DbProc | None = None
         self.http: _EmbeddedServer | None = None
@@ -69,11 +74,13 @@ class Platform:
 
     @property
     def ws_url(self) -> str:
-        """The WebSocket feed's URL, with the port it really bound (CFD_WS_PORT may be 0)."""
-        return f"ws://{self.settings.http_host}:{self.app.state.market.ws_port}/ws"
+        """The WebSocket feed's URL as `GET /info` advertises it, with the port it really bound (CFD_WS_PORT
+        may be 0)."""
+        return advertised_ws_url(self.settings, self.app.state.market.ws_port)
 
     async def start(self) -> None:
-        await self.bus.start()
+        if self._own_bus:
+            await self.bus.start()
         try:
             if "dbproc" in self.services:
                 self.db = Database(self.settings)
@@ -102,7 +109,9 @@ class Platform:
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}",
                                "stop what uses the port, or set CFD_HTTP_PORT to a free one") from exc
         app = self.app = create_app(self.settings, bus=self.bus, cache=self.cache)
-        config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=5)
+        # No `server: uvicorn` banner: it only tells a scanner what to try; the Date header stays (HTTP wants it).
+        config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=5,
+                                server_header=False)
         self.http = _EmbeddedServer(config)
         self._http_task = asyncio.get_running_loop().create_task(self.http.serve(sockets=[sock]))
         while not self.http.started:
@@ -135,8 +144,10 @@ class Platform:
         if self.db is not None:
             await self.db.stop()
             self.db = None
-        await self.bus.stop()
-        await self.cache.close()
+        if self._own_bus:
+            await self.bus.stop()
+        if self._own_cache:
+            await self.cache.close()
 
     async def run_until_signalled(self) -> None:
         """Start, then run until SIGINT/SIGTERM (or the HTTP server exits), then stop gracefully."""

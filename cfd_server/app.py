@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
@@ -21,8 +22,9 @@ from cfd_server.auth.service import AuthService
 from cfd_server.context import MailQueue, ServerContext
 from cfd_server.errors import EXCEPTION_HANDLERS
 from cfd_server.health import HealthController
-from cfd_server.info import info
+from cfd_server.info import advertises_loopback_only, info, ws_url
 from cfd_server.market import MARKET_HANDLERS, start_market
+from cfd_server.security import CrossSiteGuard, security_headers
 from cfd_server.trading.controller import TradingController
 from cfd_server.trading.feed import AccountFeed
 from shared.bus import Bus, Topics, create_bus
@@ -65,6 +67,10 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
             app.state.operator_token = operator_token(settings)
             market = await start_market(ctx)  # quote book, live candles, the /ws feed on CFD_WS_PORT
             app.state.market = market
+            if advertises_loopback_only(settings):
+                log.warning("the WebSocket feed listens on %s but is advertised as %s, which only this machine "
+                            "can reach; set CFD_WS_PUBLIC_URL to the URL clients use",
+                            settings.http_host, ws_url(settings, market.ws_port))
             feed = AccountFeed(ctx, market.hub.publish_account, market.hub.account_users,
                                lambda symbol: (market.quotes.get(symbol) or (None,))[0])
             await feed.start()
@@ -91,6 +97,8 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
         route_handlers=[api, HealthController],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=[DefineMiddleware(CrossSiteGuard, allowed_origins=settings.allowed_origins)],
+        before_send=[security_headers],
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(
             title="CFD Broker API",

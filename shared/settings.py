@@ -7,8 +7,10 @@ A bad value stops start-up with a `SettingsError` naming the variable and what i
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+import stat
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -20,6 +22,8 @@ from urllib.parse import urlsplit
 import msgspec
 
 from shared.errors import SettingsError
+
+log = logging.getLogger(__name__)
 
 WEAK_SECRETS = {"secret", "changeme", "change-me", "password", "jwt-secret", "dev", "test"}
 MIN_SECRET_LENGTH = 32
@@ -50,6 +54,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_port: int = 8000
     ws_port: int = 8080
     ws_public_url: str | None = None
+    allowed_origins: tuple[str, ...] = ()
 
     jwt_secret: str = ""
     admin_token: str = ""
@@ -184,6 +189,25 @@ def _url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _origins(value: str) -> tuple[str, ...]:
+    """`https://app.example.com, http://localhost:3000` → normalised origins (lower case, no default port)."""
+    origins = []
+    for item in value.replace(",", " ").split():
+        parts = urlsplit(item)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if (parts.scheme not in ("http", "https") or not parts.hostname or port == -1 or parts.username
+                or parts.password or parts.path not in ("", "/") or parts.query or parts.fragment):
+            raise ValueError(f"must list origins such as https://app.example.com (scheme, host and port only), "
+                             f"got {item!r}")
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        default = {"http": 80, "https": 443}[parts.scheme]
+        origins.append(f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else ""))
+    return tuple(dict.fromkeys(origins))
+
+
 def _database_url(value: str) -> str:
     value = value.strip()
     if value.startswith("postgres://"):
@@ -223,6 +247,7 @@ _FIELDS: list[tuple[str, Callable[[str], Any], tuple[str, ...]]] = [
     ("http_port", _int(0, 65535), ("CFD_HTTP_PORT", "PORT")),
     ("ws_port", _int(0, 65535), ("CFD_WS_PORT", "WS_PORT")),
     ("ws_public_url", _url("ws", "wss"), ("CFD_WS_PUBLIC_URL",)),
+    ("allowed_origins", _origins, ("CFD_ALLOWED_ORIGINS",)),
     ("jwt_secret", str, ("CFD_JWT_SECRET", "JWT_SECRET")),
     ("admin_token", str, ("CFD_ADMIN_TOKEN",)),
     ("jwt_ttl_seconds", _int(60, 30 * 86400), ("CFD_JWT_TTL_SECONDS",)),
@@ -268,12 +293,81 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     return _checked_secret(settings)
 
 
+# --- the data directory: owner-only, whatever the umask -------------------------------------------------
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """Make the directory `path` owner-only (0700), and any missing parent with it. An existing one that
+    others can read or enter is tightened, with a warning (or only warned about, when it is not ours)."""
+    missing: list[Path] = []
+    here = path
+    while not here.exists() and here != here.parent:
+        missing.append(here)
+        here = here.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:  # another process made it a moment ago
+            pass
+        else:
+            directory.chmod(PRIVATE_DIR_MODE)  # mkdir's mode is filtered through the umask
+    if not missing:
+        _tighten(path, PRIVATE_DIR_MODE, "directory")
+    return path
+
+
+def private_file(path: Path, *, create: bool = True) -> Path:
+    """Make the file `path` owner-only (0600) without touching its content; it is created empty if missing,
+    unless `create` is false (then a missing file is left missing)."""
+    if create:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+        except FileExistsError:
+            pass
+        else:
+            os.fchmod(fd, PRIVATE_FILE_MODE)  # the open's mode is filtered through the umask
+            os.close(fd)
+    try:
+        _tighten(path, PRIVATE_FILE_MODE, "file")
+    except FileNotFoundError:
+        if create:
+            raise
+    return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a new owner-only (0600) file; never replaces an existing one."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+        with os.fdopen(fd, "wb", closefd=False) as out:
+            out.write(data)
+    finally:
+        os.close(fd)
+
+
+def _tighten(path: Path, mode: int, kind: str) -> None:
+    info = path.stat()
+    if stat.S_IMODE(info.st_mode) & 0o077 == 0:
+        return
+    loose = f"{stat.S_IMODE(info.st_mode):o}"
+    if info.st_uid != os.geteuid():
+        log.warning("the %s %s is readable by other users (mode %s) and belongs to someone else: it holds "
+                    "password hashes, codes or secrets; make it owner-only (chmod %o)", kind, path, loose, mode)
+        return
+    os.chmod(path, mode)
+    log.warning("the %s %s was readable by other users (mode %s); made it owner-only (%o)", kind, path, loose, mode)
+
+
 def local_secret(path: Path, nbytes: int = 32) -> str:
     """A random secret kept in `path` (owner-only), made on first use; processes sharing the file share it."""
     for _ in range(50):
         if path.exists() and (text := path.read_text().strip()):
             return text
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         draft = path.with_name(f".{path.name}.{os.getpid()}")
         draft.touch(mode=0o600)
         draft.chmod(0o600)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import socket
 import uuid
+from collections.abc import AsyncIterator
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
@@ -109,3 +111,22 @@ async def signed_in(api: httpx.AsyncClient, mailbox: Mailbox, email: str) -> dic
     """Sign a new user up; returns the Authorization header to use."""
     body = await sign_up(api, mailbox, email)
     return {"Authorization": f"Bearer {body['access_token']}"}
+
+
+@contextlib.asynccontextmanager
+async def another_server(platform: Any, **overrides: Any) -> AsyncIterator[Any]:
+    """A second server instance beside `platform`'s, with settings `overrides`. On Kafka and Redis it has
+    connections of its own; on the in-process backends it shares the first one's bus and cache, as a second
+    server process shares Kafka and Redis."""
+    import msgspec
+
+    from cfd_cli.platform import Platform
+
+    settings = msgspec.structs.replace(platform.settings, instance_id=f"second-{uuid.uuid4().hex[:8]}", **overrides)
+    backends = {} if REAL else {"bus": platform.bus, "cache": platform.cache}
+    server = Platform(settings, ("server",), **backends)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

@@ -41,7 +41,7 @@ class AuthService:
         self.ctx = ctx
         self.settings = ctx.settings
         self.cache = ctx.cache
-        self.sessions = Sessions(ctx.cache, ctx.settings.jwt_secret, ctx.settings.jwt_ttl_seconds)
+        self.sessions = Sessions.for_server(ctx)
         self.directory = CredentialsDirectory(ctx.cache, ctx.settings.topic_prefix)
         self.dummy = dummy
 

@@ -1,40 +1,64 @@
-"""JWT access tokens whose sessions live in the cache by `jti`, so logout really ends them."""
+"""JWT access tokens whose sessions live in the cache by `jti`, so logout really ends them.
+
+Ending sessions also ends them on the WebSocket feed of every server: each way to end them here announces
+a `SessionsEnded` notice first (see `session_ends`), then changes the cache.
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 import jwt
 import msgspec
 
+from cfd_server.auth.session_ends import SessionNotices, SessionsEnded
 from shared.cache import Cache
 from shared.contracts import User, encode
 from shared.errors import Unauthorized
 
+if TYPE_CHECKING:
+    from cfd_server.context import ServerContext
+
 ALGORITHM = "HS256"
 SESSION_PREFIX = "session:"
-GATE_PREFIX = "user-gate:"  # "disabled", or the time (ms) before which the user's sessions no longer count
+# The user's gate: "disabled", or "<ms>[:<jti>]": sessions issued before that time (epoch ms) no longer count,
+# except the one `jti` (the session that signed every other one out).
+GATE_PREFIX = "user-gate:"
+DISABLED = b"disabled"
 
 
 class Session(msgspec.Struct, kw_only=True):
     jti: str
     user: User
-    expires_at: int
+    expires_at: int  # epoch seconds, the token's `exp`
     issued_ms: int = 0
 
 
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 class Sessions:
-    def __init__(self, cache: Cache, secret: str, ttl_seconds: int) -> None:
+    def __init__(self, cache: Cache, secret: str, ttl_seconds: int, notices: SessionNotices | None = None) -> None:
         self.cache = cache
         self.secret = secret
         self.ttl = ttl_seconds
+        self.notices = notices
         self._decoder = msgspec.json.Decoder(Session)
+
+    @classmethod
+    def for_server(cls, ctx: ServerContext) -> Sessions:
+        """The server's sessions: its cache and secret, and the bus that tells every server when they end."""
+        settings = ctx.settings
+        return cls(ctx.cache, settings.jwt_secret, settings.jwt_ttl_seconds,
+                   SessionNotices(ctx.bus, ctx.topics.sessions))
 
     async def issue(self, user: User) -> tuple[str, Session]:
         now = int(time.time())
         jti = uuid.uuid4().hex
-        session = Session(jti=jti, user=user, expires_at=now + self.ttl, issued_ms=time.time_ns() // 1_000_000)
+        session = Session(jti=jti, user=user, expires_at=now + self.ttl, issued_ms=_now_ms())
         token = jwt.encode({"sub": user.id, "jti": jti, "iat": now, "exp": now + self.ttl}, self.secret,
                            algorithm=ALGORITHM)
         await self.cache.set(SESSION_PREFIX + jti, encode(session), ttl=self.ttl)
@@ -55,18 +79,45 @@ class Sessions:
         if raw is None:
             raise Unauthorized("This session has ended; please sign in again.", code="session_expired")
         gate = await self.cache.get(GATE_PREFIX + str(claims["sub"]))
-        if gate == b"disabled":
+        if gate == DISABLED:
             raise Unauthorized("This account is disabled; contact support.", code="account_disabled")
         session = self._decoder.decode(raw)
-        if gate is not None and session.issued_ms < int(gate):
-            raise Unauthorized("This session has ended; please sign in again.", code="session_expired")
+        if gate is not None:
+            before, _, kept = gate.decode().partition(":")
+            if session.issued_ms < int(before) and session.jti != kept:
+                raise Unauthorized("This session has ended; please sign in again.", code="session_expired")
         return session
+
+    async def _announce(self, notice: SessionsEnded) -> None:
+        if self.notices is not None:
+            await self.notices.announce(notice)
+
+    async def revoke(self, jti: str) -> None:
+        """End one session (logout). The notice goes out before the session is deleted, so a failure leaves
+        the session working and the logout can be retried."""
+        raw = await self.cache.get(SESSION_PREFIX + jti)
+        if raw is None:
+            return  # already ended
+        session = self._decoder.decode(raw)
+        await self._announce(SessionsEnded(user_id=session.user.id, reason="logout", jti=jti))
+        await self.cache.delete(SESSION_PREFIX + jti)
+
+    async def end_all(self, user_id: str, *, keep_jti: str | None = None,
+                      reason: str = "signed_out_everywhere") -> None:
+        """End every session of `user_id` issued until now, except `keep_jti` (the caller's own, when it
+        stays signed in). A disabled user stays disabled."""
+        now = _now_ms()
+        await self._announce(SessionsEnded(user_id=user_id, reason=reason, before_ms=now, keep_jti=keep_jti))
+        if await self.cache.get(GATE_PREFIX + user_id) != DISABLED:
+            gate = f"{now}:{keep_jti}" if keep_jti else str(now)
+            await self.cache.set(GATE_PREFIX + user_id, gate.encode(), ttl=self.ttl)
 
     async def set_disabled(self, user_id: str, disabled: bool) -> None:
         """Disabling ends every session of the user at once; enabling lets them sign in again, while the
-        sessions that disabling ended stay ended."""
-        value = b"disabled" if disabled else str(time.time_ns() // 1_000_000).encode()
+        sessions that disabling ended stay ended. Unlike a logout, the cache changes first (the operator can
+        always retry), so the REST API refuses the user even if the notice cannot go out."""
+        now = _now_ms()
+        value = DISABLED if disabled else str(now).encode()
         await self.cache.set(GATE_PREFIX + user_id, value, ttl=self.ttl)
-
-    async def revoke(self, jti: str) -> None:
-        await self.cache.delete(SESSION_PREFIX + jti)
+        if disabled:  # `now + 1`: a session issued this very millisecond ends too
+            await self._announce(SessionsEnded(user_id=user_id, reason="disabled", before_ms=now + 1))

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 
+from cfd_server.auth.session_ends import SessionNotices
 from cfd_server.auth.tokens import Sessions
 from cfd_server.context import ServerContext
 from cfd_server.market.history import fetch_history
@@ -57,14 +58,12 @@ class MarketRuntime:
         self.quotes.on_price(self.hub.publish_price)
         self.quotes.on_mid(self.candles.add)
         self.candles.on_change(self.hub.publish_candle)
-        sessions = Sessions(ctx.cache, settings.jwt_secret, settings.jwt_ttl_seconds)
-
-        async def authenticate(token: str) -> str:
-            return (await sessions.resolve(token)).user.id
-
+        self.sessions = Sessions.for_server(ctx)
+        self.session_notices = SessionNotices(ctx.bus, ctx.topics.sessions)
         self.ws = WsServer(self.hub, MarketSnapshots(self.quotes, self.candles), host=settings.http_host,
-                           port=settings.ws_port, limits=limits, authenticate=authenticate)
+                           port=settings.ws_port, limits=limits, authenticate=self.sessions.resolve)
         self._subscription: Subscription | None = None
+        self._session_ends: Subscription | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._healing: set[tuple[str, str, int]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -75,20 +74,25 @@ class MarketRuntime:
         return self.ws.port
 
     async def start(self) -> None:
-        self._subscription = await self.ctx.bus.subscribe([self.ctx.topics.prices], self.quotes.on_message,
-                                                          group=None)
+        # Sessions that end anywhere end on this feed too; followed before the feed takes its first sign-in.
+        self._session_ends = await self.session_notices.follow(self.hub)
         try:
+            self._subscription = await self.ctx.bus.subscribe([self.ctx.topics.prices], self.quotes.on_message,
+                                                              group=None)
             await self.ws.start()
         except BaseException:
-            await self._subscription.stop()
+            for subscription in (self._subscription, self._session_ends):
+                if subscription is not None:
+                    await subscription.stop()
             raise
         self._housekeeping = asyncio.get_running_loop().create_task(self._housekeep())
 
     async def stop(self) -> None:
         """Stop taking ticks, close every WebSocket connection (1001) and stop listening."""
-        if self._subscription is not None:
-            await self._subscription.stop()
-            self._subscription = None
+        for subscription in (self._subscription, self._session_ends):
+            if subscription is not None:
+                await subscription.stop()
+        self._subscription = self._session_ends = None
         tasks = [t for t in (self._housekeeping, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()

@@ -6,22 +6,41 @@ candles, one per user for `account`. The price index maps each client to its out
 straight to the outboxes. A frame is encoded and framed once and the same bytes are queued for
 every listener: written at once for the first frame of an event-loop iteration, queued and flushed at the
 end of the iteration for the rest of a burst.
+
+Sign-ins are kept off that path: each authenticated connection holds the session it authenticated with, a
+timer ends it at the token's expiry, and `end_sessions` (a logout or a disable on any server, see
+`cfd_server.auth.session_ends`) takes the `account` channel and the sign-in from the connections it names.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from cfd_server.ws.client import Client
 from cfd_server.ws.outbox import Outbox
-from cfd_server.ws.protocol import ACCOUNT, ALL_PRICES, CLOSE_TOO_SLOW, Channel, text_frame
+from cfd_server.ws.protocol import ACCOUNT, ALL_PRICES, CLOSE_TOO_SLOW, Channel, ProtocolError, text_frame
 from shared.candles import INTERVALS
-from shared.contracts import Candle, CandleFrame, encode
+from shared.contracts import Candle, CandleFrame, ErrorFrame, encode
 from shared.markets import MARKETS
 
+if TYPE_CHECKING:
+    from cfd_server.auth.tokens import Session
+
 log = logging.getLogger(__name__)
+
+SessionTest = Callable[["Session"], bool]
+"""Says whether a session is one of those that ended."""
+
+ENDINGS_KEPT_SECONDS = 60.0
+"""How long the hub remembers ended sessions, for a sign-in whose check raced with their end."""
+
+EXPIRED = ("session_expired", "Your session has expired, so the account channel stopped; sign in again and send "
+                              "auth with the new token.")
 
 
 class HubStats:
@@ -52,6 +71,8 @@ class Hub:
         self._flush_handle: asyncio.Handle | None = None
         self._burst = False  # something was fanned out in this loop iteration already
         self._closing: set[asyncio.Task[None]] = set()
+        self._ended: dict[str, list[tuple[float, SessionTest, str, str]]] = {}  # user id -> recent endings
+        self._ended_order: deque[tuple[float, str]] = deque()
 
     # --- connections ----------------------------------------------------------------------------------
 
@@ -66,6 +87,9 @@ class Hub:
         self.unsubscribe(client, list(client.channels))
         if client.user_id is not None:
             _discard(self._users, client.user_id, client)
+        if client.expiry is not None:
+            client.expiry.cancel()
+            client.expiry = None
 
     def schedule(self, outbox: Outbox) -> None:
         """Flush `outbox` at the end of this loop iteration (an `Outbox` calls this on its first frame)."""
@@ -134,15 +158,66 @@ class Hub:
             elif name == ACCOUNT and client.user_id is not None:
                 _discard(self._accounts, client.user_id, client)
 
-    def authenticate(self, client: Client, user_id: str) -> None:
-        """Attach `client` to `user_id` (a re-auth as someone else drops the old user's account channel)."""
-        if client.user_id == user_id:
-            return
+    def authenticate(self, client: Client, session: Session) -> None:
+        """Attach `client` to the user of `session` until the session ends or expires (a re-auth as someone
+        else drops the old user's account channel). Raises `ProtocolError` if the session ended already."""
+        user_id = session.user.id
+        for _, ends, code, message in self._recent_endings(user_id):
+            if ends(session):  # its end was announced while its token was being checked
+                raise ProtocolError(code, message)
+        if client.user_id != user_id:
+            if client.user_id is not None:
+                self.unsubscribe(client, [ACCOUNT])
+                _discard(self._users, client.user_id, client)
+            client.user_id = user_id
+            self._users.setdefault(user_id, set()).add(client)
+        client.session = session
+        if client.expiry is not None:
+            client.expiry.cancel()
+        delay = max(0.0, session.expires_at - time.time())
+        client.expiry = asyncio.get_running_loop().call_later(delay, self._expire, client, session)
+
+    def end_sessions(self, user_id: str, ends: SessionTest, code: str, message: str) -> int:
+        """Sign out the connections of `user_id` whose session `ends`: each gets an error frame (`code`,
+        `message`) and loses `account` and its sign-in; its other channels stay. Returns how many."""
+        self._remember_ending(user_id, ends, code, message)
+        ended = [c for c in self._users.get(user_id, ()) if c.session is not None and ends(c.session)]
+        for client in ended:
+            self._sign_out(client, code, message)
+        return len(ended)
+
+    def _expire(self, client: Client, session: Session) -> None:
+        if client.session is session:
+            self._sign_out(client, *EXPIRED)
+
+    def _sign_out(self, client: Client, code: str, message: str) -> None:
+        self.unsubscribe(client, [ACCOUNT])
         if client.user_id is not None:
-            self.unsubscribe(client, [ACCOUNT])
             _discard(self._users, client.user_id, client)
-        client.user_id = user_id
-        self._users.setdefault(user_id, set()).add(client)
+        client.user_id = None
+        client.session = None
+        if client.expiry is not None:
+            client.expiry.cancel()
+            client.expiry = None
+        self.send(client, encode(ErrorFrame(code=code, message=message)))
+
+    def _remember_ending(self, user_id: str, ends: SessionTest, code: str, message: str) -> None:
+        now = time.monotonic()
+        self._ended.setdefault(user_id, []).append((now, ends, code, message))
+        self._ended_order.append((now, user_id))
+        self._recent_endings(user_id)  # forgets what is too old
+
+    def _recent_endings(self, user_id: str) -> list[tuple[float, SessionTest, str, str]]:
+        cutoff = time.monotonic() - ENDINGS_KEPT_SECONDS
+        order = self._ended_order
+        while order and order[0][0] < cutoff:
+            _, old_user = order.popleft()
+            kept = [e for e in self._ended.get(old_user, ()) if e[0] >= cutoff]
+            if kept:
+                self._ended[old_user] = kept
+            else:
+                self._ended.pop(old_user, None)
+        return self._ended.get(user_id, [])
 
     def account_users(self) -> list[str]:
         """The users with at least one connection on `account` (whose marks the server computes)."""

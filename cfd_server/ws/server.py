@@ -82,6 +82,7 @@ class WsServer:
                 process_request=self._check_request,
                 backlog=4096,
                 create_connection=FeedConnection,
+                server_header=None,  # no `Server: Python/x websockets/y` on the handshake
             )
         except OSError as exc:
             raise RuntimeError(f"the WebSocket feed cannot listen on {self.host}:{self.requested_port}: {exc} "

@@ -1,6 +1,7 @@
 """A connection's conversation: the welcome, then each client op answered, errors counted.
 
 A bad frame gets an `error` frame and the connection stays; the `max_errors`-th error closes it (1008).
+An `auth` attaches the connection to the token's session until that session ends (see `Hub.end_sessions`).
 A subscribe is checked whole before anything changes: an unknown channel, `account` before `auth`, or one
 channel over the limit refuses the whole request. New subscribers get the latest state at once: the last
 price of each market, the live candle of each bucket.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -36,10 +37,13 @@ from shared.contracts import (
 from shared.errors import CfdError
 from shared.markets import MARKETS
 
+if TYPE_CHECKING:
+    from cfd_server.auth import tokens
+
 log = logging.getLogger(__name__)
 
-Authenticator = Callable[[str], Awaitable[str]]
-"""Resolves an access token to a user id, or raises a `CfdError` (e.g. `Unauthorized`)."""
+Authenticator = Callable[[str], Awaitable["tokens.Session"]]
+"""Resolves an access token to its live session, or raises a `CfdError` (e.g. `Unauthorized`)."""
 
 
 class Snapshots(Protocol):
@@ -138,11 +142,11 @@ class Session:
         if self.authenticate is None:
             raise ProtocolError("auth_unavailable", "This server does not accept sign-ins on the feed.")
         try:
-            user_id = await self.authenticate(token)
+            session = await self.authenticate(token)
         except CfdError as exc:
             raise ProtocolError(exc.code, exc.message) from None
-        self.hub.authenticate(self.client, user_id)
-        self.send(encode(AuthenticatedFrame(user_id=user_id)))
+        self.hub.authenticate(self.client, session)
+        self.send(encode(AuthenticatedFrame(user_id=session.user.id)))
 
 
 def _unique(channels) -> list[Channel]:

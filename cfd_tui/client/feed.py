@@ -41,7 +41,7 @@ from shared.contracts import (
 log = logging.getLogger(__name__)
 
 ACCOUNT_CHANNEL = "account"
-AUTH_ERRORS = frozenset({"invalid_token", "session_expired", "auth_required"})
+AUTH_ERRORS = frozenset({"invalid_token", "session_expired", "session_ended", "account_disabled", "auth_required"})
 
 FeedEvent = (PriceFrame | CandleFrame | PositionFrame | AccountFrame | ErrorFrame | AuthenticatedFrame
              | SubscribedFrame | UnsubscribedFrame | WelcomeFrame | PongFrame | StateChanged)

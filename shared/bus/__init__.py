@@ -86,7 +86,8 @@ class Topics:
         self.events = settings.topic("account-events")
         self.candle_history = settings.topic("candle-history")  # poller → dbproc, keyed by symbol
         self.candle_requests = settings.topic("requests.candles")  # the poller's questions to the candle consumer
+        self.sessions = settings.topic("sessions-ended")  # server → every server: sessions that ended
 
     def all(self) -> list[str]:
         return [self.prices, self.user_requests, self.trading_requests, self.replies, self.events,
-                self.candle_history, self.candle_requests]
+                self.candle_history, self.candle_requests, self.sessions]

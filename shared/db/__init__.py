@@ -19,7 +19,7 @@ from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 from shared.db import piccolo_conf
 from shared.db.tables import ALL_TABLES
 from shared.errors import BackendDown
-from shared.settings import Settings
+from shared.settings import Settings, private_dir, private_file
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class Database:
         self.engine: Engine
         if self.is_sqlite:
             path = sqlite_path(self.url)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_files(path, settings.data_dir)
             self.engine = _SQLiteEngine(path=str(path), timeout=30)
         else:
             self.engine = PostgresEngine(config={"dsn": self.url}, log_queries=False)
@@ -159,6 +159,21 @@ class Database:
             await self.engine.run_ddl("SELECT 1")
         except Exception as exc:
             raise BackendDown("database", f"{_host(self.url)}: {exc}") from exc
+
+
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _private_sqlite_files(path: Path, data_dir: Path) -> None:
+    """The database holds password hashes: its file is owner-only before SQLite first opens it, so the
+    side files SQLite makes later (-wal, -shm, -journal) are too (SQLite gives them the database's mode).
+    Its directory is made owner-only when it is the data directory or new; any other is left as it is."""
+    directory = path.parent
+    if not directory.exists() or directory.resolve() == data_dir.resolve():
+        private_dir(directory)
+    private_file(path)
+    for suffix in SQLITE_SIDE_FILES:
+        private_file(path.with_name(path.name + suffix), create=False)  # left by an earlier run
 
 
 def _bind(engine: Engine) -> None:

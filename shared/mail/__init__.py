@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
-from shared.settings import Settings
+from shared.settings import Settings, private_dir, write_private
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ class Mailer(ABC):
 
 
 class OutboxMailer(Mailer):
-    """Writes each mail to `<data dir>/outbox/<time>-<id>.eml` and logs where it went."""
+    """Writes each mail to `<data dir>/outbox/<time>-<id>.eml`, owner-only (mails carry sign-up codes), and
+    logs where it went."""
 
     name = "outbox"
 
@@ -52,13 +53,13 @@ class OutboxMailer(Mailer):
         self.folder = folder
 
     async def deliver(self, message: EmailMessage) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_dir(self.folder)
         path = self.folder / f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.eml"
-        path.write_bytes(bytes(message))
+        write_private(path, bytes(message))
         log.info("mail to %s written to %s", message["To"], path)
 
     async def ping(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_dir(self.folder)
 
     def latest(self, limit: int = 10, to: str | None = None) -> list[EmailMessage]:
         """The newest mails first, optionally only those to one address."""

@@ -13,19 +13,23 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 
+import msgspec
 import pytest
 from helpers import REAL, RUN_ID
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from cfd_server.auth.session_ends import SessionNotices
 from cfd_server.auth.tokens import Sessions
 from cfd_server.context import ServerContext
 from cfd_server.market import MarketRuntime, start_market
 from cfd_server.ws import Limits
 from shared.bus import Bus, Topics, create_bus
+from shared.bus.kafka import KafkaBus
 from shared.bus.rpc import RequestClient
 from shared.cache import create_cache
 from shared.contracts import PriceTick, User, encode
+from shared.errors import BackendDown, Unauthorized
 from shared.markets import MARKETS, broker_quote
 from shared.settings import Settings
 
@@ -250,12 +254,31 @@ async def test_the_subscription_limit_refuses_the_whole_request(feed):
         assert (await recv(ws))["code"] == "too_many_subscriptions"
 
 
+def new_user(name: str = "ws") -> User:
+    return User(id=str(uuid.uuid4()), email=f"{name}-{uuid.uuid4().hex[:8]}@example.com", name=name, created_at=0)
+
+
+async def signed_in_feed(runtime: MarketRuntime, token: str, *channels: str) -> ClientConnection:
+    """A connection authenticated with `token`, on `account` and any other `channels`."""
+    ws = await open_client(runtime)
+    await ws.send(json.dumps({"op": "auth", "token": token}))
+    assert (await recv(ws))["type"] == "authenticated"
+    assert (await subscribe(ws, "account", *channels))["channels"] == ["account", *channels]
+    return ws
+
+
+async def no_account_frame_before_pong(ws: ClientConnection) -> None:
+    """Ping and read up to the pong: nothing of the account came in between."""
+    await ws.send(json.dumps({"op": "ping", "id": "barrier"}))
+    while (frame := await recv(ws))["type"] != "pong":
+        assert frame["type"] not in ("account", "position"), frame
+
+
 async def test_auth_lets_a_client_subscribe_to_its_account(feed):
     runtime = await feed()
-    ctx = runtime.ctx
-    sessions = Sessions(ctx.cache, ctx.settings.jwt_secret, ctx.settings.jwt_ttl_seconds)
-    user = User(id=str(uuid.uuid4()), email="ws@example.com", name="WS", created_at=0)
-    token, session = await sessions.issue(user)
+    sessions = Sessions.for_server(runtime.ctx)
+    user = new_user()
+    token, _ = await sessions.issue(user)
     async with await open_client(runtime) as ws:
         await ws.send(json.dumps({"op": "auth", "token": token}))
         assert await recv(ws) == {"type": "authenticated", "user_id": user.id}
@@ -263,10 +286,102 @@ async def test_auth_lets_a_client_subscribe_to_its_account(feed):
         assert len(runtime.hub.connections_of(user.id)) == 1
         runtime.hub.publish_account(user.id, b'{"type":"account","balance":"10000"}')
         assert await recv(ws) == {"type": "account", "balance": "10000"}
-        await sessions.revoke(session.jti)
-        await ws.send(json.dumps({"op": "auth", "token": token}))
-        assert (await recv(ws))["code"] == "session_expired"
     await wait_until(lambda: not runtime.hub.connections_of(user.id))
+
+
+async def test_a_logout_on_another_server_ends_the_feed_sign_in_at_once(feed):
+    here, elsewhere = await feed(), await feed()  # two servers on one bus and cache
+    sessions = Sessions.for_server(elsewhere.ctx)
+    user = new_user()
+    token, session = await sessions.issue(user)
+    other_token, _ = await sessions.issue(user)
+    ended = await signed_in_feed(here, token, "prices.SOL_USDC")
+    still = await signed_in_feed(here, other_token)
+    await sessions.revoke(session.jti)  # what POST /auth/logout does on the other server
+    frame = await recv_type(ended, "error")
+    assert frame["code"] == "session_ended" and "auth" in frame["message"]
+    here.hub.publish_account(user.id, b'{"type":"account","event":"snapshot"}')
+    assert (await recv(still))["event"] == "snapshot"  # the user's other session is not touched
+    await no_account_frame_before_pong(ended)
+    await ended.send(json.dumps({"op": "subscribe", "channels": ["account"]}))
+    assert (await recv(ended))["code"] == "auth_required"  # the sign-in is gone, not only the channel
+    await ended.send(json.dumps({"op": "auth", "token": token}))
+    assert (await recv(ended))["code"] == "session_expired"
+    assert (await subscribe(ended, "prices.BTC_USDC"))["channels"] == ["prices.BTC_USDC"]  # the connection stays
+    await ended.close()
+    await still.close()
+
+
+async def test_disabling_the_user_ends_every_feed_sign_in(feed):
+    runtime = await feed()
+    sessions = Sessions.for_server(runtime.ctx)
+    user, bystander = new_user("disabled"), new_user("bystander")
+    connections = [await signed_in_feed(runtime, (await sessions.issue(user))[0]) for _ in range(2)]
+    bystander_ws = await signed_in_feed(runtime, (await sessions.issue(bystander))[0])
+    await sessions.set_disabled(user.id, True)
+    for ws in connections:
+        assert (await recv_type(ws, "error"))["code"] == "account_disabled"
+        await no_account_frame_before_pong(ws)
+    runtime.hub.publish_account(bystander.id, b'{"type":"account","event":"snapshot"}')
+    assert (await recv(bystander_ws))["event"] == "snapshot"
+    token, _ = await sessions.issue(user)  # a token issued anyway is refused while disabled
+    await connections[0].send(json.dumps({"op": "auth", "token": token}))
+    assert (await recv(connections[0]))["code"] == "account_disabled"
+    for ws in (*connections, bystander_ws):
+        await ws.close()
+
+
+async def test_the_feed_sign_in_ends_when_the_token_expires(feed):
+    runtime = await feed()
+    ctx = runtime.ctx
+    short = Sessions(ctx.cache, ctx.settings.jwt_secret, 2)  # `exp` is in whole seconds: 1-2 s from now
+    user = new_user()
+    token, _ = await short.issue(user)
+    async with await signed_in_feed(runtime, token) as ws:
+        frame = await recv_type(ws, "error", timeout=TIMEOUT + 2)
+        assert frame["code"] == "session_expired"
+        runtime.hub.publish_account(user.id, b'{"type":"account","event":"snapshot"}')
+        await no_account_frame_before_pong(ws)
+        assert not runtime.hub.connections_of(user.id)
+
+
+async def test_signing_out_everywhere_but_here_keeps_this_sign_in_only(feed):
+    runtime = await feed()
+    sessions = Sessions.for_server(runtime.ctx)
+    user = new_user()
+    (kept_token, kept), (other_token, _) = await sessions.issue(user), await sessions.issue(user)
+    kept_ws, other_ws = await signed_in_feed(runtime, kept_token), await signed_in_feed(runtime, other_token)
+    await sessions.end_all(user.id, keep_jti=kept.jti)
+    assert (await recv_type(other_ws, "error"))["code"] == "session_ended"
+    runtime.hub.publish_account(user.id, b'{"type":"account","event":"snapshot"}')
+    assert (await recv(kept_ws))["event"] == "snapshot"
+    assert (await sessions.resolve(kept_token)).jti == kept.jti
+    with pytest.raises(Unauthorized):
+        await sessions.resolve(other_token)
+    await no_account_frame_before_pong(other_ws)
+    await kept_ws.close()
+    await other_ws.close()
+
+
+async def test_when_the_bus_cannot_carry_the_notice_a_logout_changes_nothing_and_a_disable_still_holds(settings):
+    # A Kafka bus that never started answers every publish as during an outage (BackendDown, a 503).
+    down = KafkaBus(msgspec.structs.replace(settings, kafka_bootstrap="127.0.0.1:1"))
+    cache = create_cache(settings)
+    try:
+        sessions = Sessions(cache, settings.jwt_secret, settings.jwt_ttl_seconds,
+                            SessionNotices(down, Topics(settings).sessions))
+        user = new_user()
+        token, session = await sessions.issue(user)
+        with pytest.raises(BackendDown):
+            await sessions.revoke(session.jti)
+        assert (await sessions.resolve(token)).jti == session.jti  # still signed in: the logout can be retried
+        with pytest.raises(BackendDown):
+            await sessions.set_disabled(user.id, True)
+        with pytest.raises(Unauthorized) as refused:  # but the REST API refuses a disabled user at once
+            await sessions.resolve(token)
+        assert refused.value.code == "account_disabled"
+    finally:
+        await cache.close()
 
 
 def _small_receive_socket(port: int) -> socket.socket:
