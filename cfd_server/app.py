@@ -18,6 +18,7 @@ from cfd_server.auth.controller import AuthController
 from cfd_server.auth.dependencies import provide_auth
 from cfd_server.auth.passwords import DummyHash
 from cfd_server.auth.service import AuthService
+from cfd_server.body import JsonBodyRequest
 from cfd_server.context import MailQueue, ServerContext
 from cfd_server.errors import EXCEPTION_HANDLERS
 from cfd_server.health import HealthController
@@ -92,6 +93,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=MAX_BODY_BYTES,
+        request_class=JsonBodyRequest,
         openapi_config=OpenAPIConfig(
             title="CFD Broker API",
             version=shared.__version__,
