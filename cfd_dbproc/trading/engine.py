@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 import msgspec
+from piccolo.query import WhereRaw
 
 from cfd_dbproc.commands import apply_once, now_ms
 from cfd_dbproc.directory import DirectoryKeeper
@@ -44,6 +45,7 @@ from shared.db import Database
 from shared.db.tables import Accounts, LedgerEntries, Positions, Users
 from shared.errors import Conflict, NotFound, Rejected
 from shared.trading import (
+    MONEY_QUANTUM,
     STOP_OUT_LEVEL,
     Exposure,
     account_snapshot,
@@ -75,6 +77,28 @@ def position_from_row(row: dict, *, with_user: bool = False) -> Position:
         parent_id=str(row["parent_id"]) if row["parent_id"] else None,
         user_id=str(row["user_id"]) if with_user else None,
     )
+
+
+MAX_BALANCE = Decimal(10) ** 15
+
+
+def check_deposit(amount: Decimal, balance: Decimal) -> None:
+    """An operator's deposit (or withdrawal) is whole cents, not zero, and keeps the balance within 0 to
+    `MAX_BALANCE`; else 422 `invalid_amount`."""
+    if not amount.is_finite() or amount == 0 or not is_multiple(amount, MONEY_QUANTUM):
+        raise Rejected(f"The amount must be a non-zero number of whole cents (like 2500 or 99.50), not {amount}.",
+                       code="invalid_amount", details={"field": "amount"})
+    if balance + amount < 0:
+        raise Rejected(f"A withdrawal of {-amount} would take the balance of {money(balance)} below zero.",
+                       code="invalid_amount", details={"field": "amount", "balance": str(money(balance))})
+    if balance + amount > MAX_BALANCE:
+        raise Rejected(f"The balance cannot exceed {MAX_BALANCE:,f}.", code="invalid_amount",
+                       details={"field": "amount", "balance": str(money(balance))})
+
+
+def like_literal(text: str) -> str:
+    """`text` for a LIKE pattern with `ESCAPE '\\'`: `%`, `_` and `\\` match themselves."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _uuid(value: str, what: str) -> uuid.UUID:
@@ -355,9 +379,7 @@ class TradingEngine:
 
         async def apply(events: list) -> bytes:
             balance = await self._balance(user_id)
-            if not command.amount.is_finite() or command.amount == 0 or balance + command.amount < 0:
-                raise Rejected("The amount must be non-zero and leave the balance at or above zero.",
-                               code="invalid_amount")
+            check_deposit(command.amount, balance)
             balance = await self._book(user_id, "deposit", command.amount, balance, "operator", request.command_id,
                                        now_ms())
             events.append(await self._snapshot_event(command.user_id, balance))
@@ -419,7 +441,7 @@ class OperatorHandlers:
             try:
                 select = select.where(Users.id == uuid.UUID(term))
             except ValueError:
-                select = select.where(Users.email.like(f"%{term}%"))
+                select = select.where(WhereRaw("email LIKE {} ESCAPE '\\'", f"%{like_literal(term)}%"))
         rows = await select.order_by(Users.created_at, ascending=False).limit(max(1, min(query.limit, 1000))).run()
         ids = [r["id"] for r in rows]
         balances = {r["user_id"]: r["balance"] for r in await Accounts.select(Accounts.user_id, Accounts.balance).where(
