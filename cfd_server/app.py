@@ -24,6 +24,7 @@ from cfd_server.errors import EXCEPTION_HANDLERS
 from cfd_server.health import HealthController
 from cfd_server.info import info
 from cfd_server.market import MARKET_HANDLERS, start_market
+from cfd_server.openapi import document_api
 from cfd_server.trading.controller import TradingController
 from cfd_server.trading.feed import AccountFeed
 from shared.bus import Bus, Topics, create_bus
@@ -88,7 +89,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
         route_handlers=[AuthController, TradingController, AdminController, info, *MARKET_HANDLERS],
         dependencies={"auth": Provide(provide_auth)},
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[api, HealthController],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -105,3 +106,5 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
         debug=False,
         logging_config=None,
     )
+    document_api(app)
+    return app
