@@ -77,6 +77,8 @@ def _in_range(number: Decimal, kind: NumberKind, shown: object) -> Decimal:
         raise InvalidNumber(f"{_shown(shown)} is not a finite decimal")
     sign, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)
+    if number and -kind.places <= exponent <= 0 and number.copy_abs() <= kind.max_abs:
+        return number  # the usual case: plain notation, in range
     while exponent < -kind.places and len(digits) > 1 and digits[-1] == 0:  # "1.000000000000" is 1
         digits, exponent = digits[:-1], exponent + 1
     if not any(digits):
