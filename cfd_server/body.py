@@ -81,7 +81,7 @@ def read_json(data: bytes | str, what: str = "body") -> Any:
 
 def _too_deep(what: str) -> JsonError:
     return JsonError("malformed_request", f"The {what} nests arrays and objects more than {MAX_DEPTH} deep; "
-                     "no request needs that.")
+                     "nothing this API takes is nested that deep.")
 
 
 def _count_keys(value: Any, what: str) -> int:

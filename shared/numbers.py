@@ -42,6 +42,9 @@ QUANTITY = NumberKind("quantity", Decimal(10) ** 9, 10)
 PRICE = NumberKind("price", Decimal(10) ** 9, 10)
 AMOUNT = NumberKind("amount", Decimal(10) ** 12, 10)
 KINDS = (QUANTITY, PRICE, AMOUNT)
+# The largest balance an account may reach through deposits: a thousand times the largest deposit, and
+# still a thousand times under what the NUMERIC(28,10) column holds.
+MAX_BALANCE = Decimal(10) ** 15
 
 
 class InvalidNumber(ValueError):

@@ -44,6 +44,7 @@ from shared.contracts_trading import (
 from shared.db import Database
 from shared.db.tables import Accounts, LedgerEntries, Positions, Users
 from shared.errors import Conflict, NotFound, Rejected
+from shared.numbers import MAX_BALANCE
 from shared.trading import (
     MONEY_QUANTUM,
     STOP_OUT_LEVEL,
@@ -77,28 +78,6 @@ def position_from_row(row: dict, *, with_user: bool = False) -> Position:
         parent_id=str(row["parent_id"]) if row["parent_id"] else None,
         user_id=str(row["user_id"]) if with_user else None,
     )
-
-
-MAX_BALANCE = Decimal(10) ** 15
-
-
-def check_deposit(amount: Decimal, balance: Decimal) -> None:
-    """An operator's deposit (or withdrawal) is whole cents, not zero, and keeps the balance within 0 to
-    `MAX_BALANCE`; else 422 `invalid_amount`."""
-    if not amount.is_finite() or amount == 0 or not is_multiple(amount, MONEY_QUANTUM):
-        raise Rejected(f"The amount must be a non-zero number of whole cents (like 2500 or 99.50), not {amount}.",
-                       code="invalid_amount", details={"field": "amount"})
-    if balance + amount < 0:
-        raise Rejected(f"A withdrawal of {-amount} would take the balance of {money(balance)} below zero.",
-                       code="invalid_amount", details={"field": "amount", "balance": str(money(balance))})
-    if balance + amount > MAX_BALANCE:
-        raise Rejected(f"The balance cannot exceed {MAX_BALANCE:,f}.", code="invalid_amount",
-                       details={"field": "amount", "balance": str(money(balance))})
-
-
-def like_literal(text: str) -> str:
-    """`text` for a LIKE pattern with `ESCAPE '\\'`: `%`, `_` and `\\` match themselves."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _uuid(value: str, what: str) -> uuid.UUID:
@@ -379,7 +358,14 @@ class TradingEngine:
 
         async def apply(events: list) -> bytes:
             balance = await self._balance(user_id)
-            check_deposit(command.amount, balance)
+            amount = command.amount
+            if not amount.is_finite() or amount == 0 or not is_multiple(amount, MONEY_QUANTUM):
+                raise Rejected(f"The amount must be a non-zero number of whole cents (like 2500 or 99.50), not "
+                               f"{amount}.", code="invalid_amount", details={"field": "amount"})
+            if not 0 <= balance + amount <= MAX_BALANCE:
+                limit = "below 0" if balance + amount < 0 else f"above {MAX_BALANCE:,f}"
+                raise Rejected(f"This would take the balance of {money(balance)} {limit}.", code="invalid_amount",
+                               details={"field": "amount", "balance": str(money(balance))})
             balance = await self._book(user_id, "deposit", command.amount, balance, "operator", request.command_id,
                                        now_ms())
             events.append(await self._snapshot_event(command.user_id, balance))
@@ -441,7 +427,8 @@ class OperatorHandlers:
             try:
                 select = select.where(Users.id == uuid.UUID(term))
             except ValueError:
-                select = select.where(WhereRaw("email LIKE {} ESCAPE '\\'", f"%{like_literal(term)}%"))
+                literal = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")  # not wildcards
+                select = select.where(WhereRaw("email LIKE {} ESCAPE '\\'", f"%{literal}%"))
         rows = await select.order_by(Users.created_at, ascending=False).limit(max(1, min(query.limit, 1000))).run()
         ids = [r["id"] for r in rows]
         balances = {r["user_id"]: r["balance"] for r in await Accounts.select(Accounts.user_id, Accounts.balance).where(
