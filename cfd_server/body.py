@@ -116,7 +116,10 @@ def _first_duplicate(raw: bytes) -> str:
             seen.add(key)
         return {}
 
-    json.loads(raw, object_pairs_hook=pairs)
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except ValueError:  # msgspec read it, so this is only a limit of the json module: the key stays unnamed
+        pass
     return found[0][:60] if found else ""
 
 

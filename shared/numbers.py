@@ -41,7 +41,6 @@ class NumberKind(Struct, frozen=True):
 QUANTITY = NumberKind("quantity", Decimal(10) ** 9, 10)
 PRICE = NumberKind("price", Decimal(10) ** 9, 10)
 AMOUNT = NumberKind("amount", Decimal(10) ** 12, 10)
-KINDS = (QUANTITY, PRICE, AMOUNT)
 # The largest balance an account may reach through deposits: a thousand times the largest deposit, and
 # still a thousand times under what the NUMERIC(28,10) column holds.
 MAX_BALANCE = Decimal(10) ** 15
@@ -57,7 +56,8 @@ class InvalidNumber(ValueError):
 
 def parse_decimal(value: object, kind: NumberKind) -> Decimal:
     """The exact `Decimal` of `value` (a decimal string, an int, or a `Decimal` read from a JSON number),
-    in plain notation; raises `InvalidNumber` when it breaks the grammar or the range of `kind`."""
+    with no positive exponent ("1E+3" is 1000); raises `InvalidNumber` when it breaks the grammar or the
+    range of `kind`."""
     if isinstance(value, str):
         if len(value) > MAX_CHARS or not _GRAMMAR.fullmatch(value):
             raise InvalidNumber(f"{_shown(value)} is not a decimal: write ASCII digits with an optional leading "
@@ -100,6 +100,7 @@ def _shown(value: object) -> str:
 
 def _field(kind: NumberKind, description: str, example: str) -> Meta:
     text = f"{description} A decimal string ({kind.describe()}); a JSON number is read exactly."
+    # msgspec keeps `extra` for `cfd_server.body`; Litestar copies `extra_json_schema["extra"]` into OpenAPI.
     return Meta(extra={"number": kind}, extra_json_schema={
         "description": text, "examples": [example],
         "extra": {"type": ["string", "number"], "pattern": GRAMMAR, "max_length": MAX_CHARS},
