@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any, NoReturn
 
 import httpx
@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cfd_cli.output import CliConsole, JsonOption, print_json
+from shared.numbers import AMOUNT, InvalidNumber, parse_decimal
 from shared.settings import Settings
 
 console = CliConsole()
@@ -145,9 +146,9 @@ def users_deposit(
 ) -> None:
     """Credit a trader's balance (a ledger entry)."""
     try:
-        value = Decimal(amount)
-    except InvalidOperation:
-        _fail(f"{amount!r} is not an amount", "write it like 2500 or 99.50")
+        value = parse_decimal(amount, AMOUNT)
+    except InvalidNumber as exc:
+        _fail(f"{amount!r} is not an amount: {exc.reason}", "write it like 2500 or 99.50")
     client = OperatorApi(api)
     account = client.call("POST", f"/users/{client.find_user(who)['id']}/deposit", json={"amount": str(value)})
     console.print(f"[green]✓[/] balance now {Decimal(account['balance']):,.2f} USD")

@@ -19,11 +19,13 @@ from cfd_server.auth.controller import AuthController
 from cfd_server.auth.dependencies import provide_auth
 from cfd_server.auth.passwords import DummyHash
 from cfd_server.auth.service import AuthService
+from cfd_server.body import JsonBodyRequest
 from cfd_server.context import MailQueue, ServerContext
 from cfd_server.errors import EXCEPTION_HANDLERS
 from cfd_server.health import HealthController
 from cfd_server.info import advertises_loopback_only, info, ws_url
 from cfd_server.market import MARKET_HANDLERS, start_market
+from cfd_server.openapi import document_api
 from cfd_server.security import CrossSiteGuard, security_headers
 from cfd_server.trading.controller import TradingController
 from cfd_server.trading.feed import AccountFeed
@@ -93,13 +95,14 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
         route_handlers=[AuthController, TradingController, AdminController, info, *MARKET_HANDLERS],
         dependencies={"auth": Provide(provide_auth)},
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[api, HealthController],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[DefineMiddleware(CrossSiteGuard, allowed_origins=settings.allowed_origins)],
         before_send=[security_headers],
         request_max_body_size=MAX_BODY_BYTES,
+        request_class=JsonBodyRequest,
         openapi_config=OpenAPIConfig(
             title="CFD Broker API",
             version=shared.__version__,
@@ -111,3 +114,5 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
         debug=False,
         logging_config=None,
     )
+    document_api(app)
+    return app

@@ -40,9 +40,10 @@ def error_response(status: int, code: str, message: str, details: Any = None,
 
 def cfd_error_handler(request: Request, exc: CfdError) -> Response:
     if exc.status >= 500:
-        reason = exc.details.get("reason") if isinstance(exc.details, dict) else None
-        log.warning("%s %s -> %d %s: %s%s", request.method, request.url.path, exc.status, exc.code, exc.message,
-                    f" ({reason})" if reason else "")
+        details = exc.details if isinstance(exc.details, dict) else {}
+        reason = details.get("reason") or details.get("request_id")
+        log.log(logging.ERROR if exc.status == 500 else logging.WARNING, "%s %s -> %d %s: %s%s", request.method,
+                request.url.path, exc.status, exc.code, exc.message, f" ({reason})" if reason else "")
     retry_after = exc.retry_after if exc.retry_after is not None else (5 if exc.status == 503 else None)
     return error_response(exc.status, exc.code, exc.message, exc.details, retry_after)
 
@@ -65,11 +66,17 @@ def http_error_handler(request: Request, exc: HTTPException) -> Response:
         return error_response(status, "internal_error", "Something went wrong on our side; please retry.")
     code = _CODES.get(status, "bad_request")
     message = exc.detail if isinstance(exc.detail, str) and exc.detail else code.replace("_", " ").capitalize()
+    headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
     if status == 400:
         code, message = "malformed_request", f"The request could not be read ({message}); send a JSON object."
     if status == 404 and message == "Not Found":
         message = f"No endpoint at {request.url.path}; see /schema for the API."
-    return error_response(status, code, message)
+    if status == 405 and "allow" in headers:
+        message = f"{request.method} is not allowed here; use {headers['allow']}."
+    response = error_response(status, code, message)
+    if "allow" in headers:
+        response.headers["Allow"] = headers["allow"]  # RFC 9110: a 405 names the methods that work
+    return response
 
 
 def internal_error_handler(request: Request, exc: Exception) -> Response:

@@ -1,7 +1,7 @@
 """Wire contracts of trading: positions, the account, the ledger, and their bus requests and events.
 
-Money, prices and quantities are `Decimal` (decimal strings on the wire; clients may send JSON numbers,
-decoded exactly); times are epoch milliseconds.
+Money, prices and quantities are `Decimal` (decimal strings on the wire); times are epoch milliseconds. What a
+client sends as a decimal is typed `Quantity`, `Price` or `Amount`: the grammar and range of `shared.numbers`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,12 @@ from typing import Annotated, Literal
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from shared.contracts import Quote
+from shared.markets import MARKETS
+from shared.numbers import Amount, Price, Quantity
 
-Symbol = Annotated[str, Meta(min_length=1, max_length=32)]
+Symbol = Annotated[str, Meta(min_length=1, max_length=32, extra_json_schema={
+    "description": "A market of GET /markets (another symbol is refused with 422 unknown_market).",
+    "examples": ["SOL_USDC"], "extra": {"enum": list(MARKETS)}})]
 Leverage = Annotated[int, Meta(ge=1, le=1000)]
 
 
@@ -22,23 +26,23 @@ class PositionCreate(Struct, forbid_unknown_fields=True, kw_only=True):
 
     symbol: Symbol
     side: Literal["long", "short"]
-    qty: Decimal
+    qty: Quantity
     leverage: Leverage = 1
-    stop_loss: Decimal | None = None
-    take_profit: Decimal | None = None
+    stop_loss: Price | None = None
+    take_profit: Price | None = None
 
 
 class PositionUpdate(Struct, forbid_unknown_fields=True, kw_only=True):
     """PATCH /positions/{id}: a field left out is kept, a null removes that stop."""
 
-    stop_loss: Decimal | UnsetType | None = UNSET
-    take_profit: Decimal | UnsetType | None = UNSET
+    stop_loss: Price | UnsetType | None = UNSET
+    take_profit: Price | UnsetType | None = UNSET
 
 
 class PositionClose(Struct, forbid_unknown_fields=True, kw_only=True):
     """POST /positions/{id}/close: without `qty` the whole position closes."""
 
-    qty: Decimal | None = None
+    qty: Quantity | None = None
 
 
 class Position(Struct, kw_only=True):
@@ -217,7 +221,7 @@ class SetDisabledCommand(Struct, kw_only=True):
 class DepositRequest(Struct, forbid_unknown_fields=True, kw_only=True):
     """POST /admin/users/{id}/deposit (a negative amount withdraws)."""
 
-    amount: Decimal
+    amount: Amount
 
 
 class MarketExposure(Struct, kw_only=True):

@@ -86,9 +86,17 @@ class TimedOut(CfdError):
     default_code = "timeout"
 
 
+class InternalError(CfdError):
+    """A bug or an unexpected failure on the platform's side (never the client's input)."""
+
+    status = 500
+    default_code = "internal_error"
+
+
 _BY_STATUS: dict[int, type[CfdError]] = {
     cls.status: cls
-    for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Rejected, Throttled, Unavailable, TimedOut)
+    for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Rejected, Throttled, InternalError,
+                Unavailable, TimedOut)
 }
 
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 import msgspec
+from piccolo.query import WhereRaw
 
 from cfd_dbproc.commands import apply_once, now_ms
 from cfd_dbproc.directory import DirectoryKeeper
@@ -43,7 +44,9 @@ from shared.contracts_trading import (
 from shared.db import Database
 from shared.db.tables import Accounts, LedgerEntries, Positions, Users
 from shared.errors import Conflict, NotFound, Rejected
+from shared.numbers import MAX_BALANCE
 from shared.trading import (
+    MONEY_QUANTUM,
     STOP_OUT_LEVEL,
     Exposure,
     account_snapshot,
@@ -355,9 +358,14 @@ class TradingEngine:
 
         async def apply(events: list) -> bytes:
             balance = await self._balance(user_id)
-            if not command.amount.is_finite() or command.amount == 0 or balance + command.amount < 0:
-                raise Rejected("The amount must be non-zero and leave the balance at or above zero.",
-                               code="invalid_amount")
+            amount = command.amount
+            if not amount.is_finite() or amount == 0 or not is_multiple(amount, MONEY_QUANTUM):
+                raise Rejected(f"The amount must be a non-zero number of whole cents (like 2500 or 99.50), not "
+                               f"{amount}.", code="invalid_amount", details={"field": "amount"})
+            if not 0 <= balance + amount <= MAX_BALANCE:
+                limit = "below 0" if balance + amount < 0 else f"above {MAX_BALANCE:,f}"
+                raise Rejected(f"This would take the balance of {money(balance)} {limit}.", code="invalid_amount",
+                               details={"field": "amount", "balance": str(money(balance))})
             balance = await self._book(user_id, "deposit", command.amount, balance, "operator", request.command_id,
                                        now_ms())
             events.append(await self._snapshot_event(command.user_id, balance))
@@ -419,7 +427,8 @@ class OperatorHandlers:
             try:
                 select = select.where(Users.id == uuid.UUID(term))
             except ValueError:
-                select = select.where(Users.email.like(f"%{term}%"))
+                literal = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")  # not wildcards
+                select = select.where(WhereRaw("email LIKE {} ESCAPE '\\'", f"%{literal}%"))
         rows = await select.order_by(Users.created_at, ascending=False).limit(max(1, min(query.limit, 1000))).run()
         ids = [r["id"] for r in rows]
         balances = {r["user_id"]: r["balance"] for r in await Accounts.select(Accounts.user_id, Accounts.balance).where(

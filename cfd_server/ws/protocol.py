@@ -10,6 +10,7 @@ from typing import NamedTuple
 import msgspec
 from websockets.frames import Frame, Opcode
 
+from cfd_server.body import JsonError, read_json
 from shared.candles import INTERVALS
 from shared.contracts import AuthOp, ErrorFrame, PingOp, SubscribeOp, UnsubscribeOp, WsOp, encode
 from shared.markets import MARKETS
@@ -48,15 +49,17 @@ class Channel(NamedTuple):
 
 
 _OPS: dict[str, type] = {"subscribe": SubscribeOp, "unsubscribe": UnsubscribeOp, "auth": AuthOp, "ping": PingOp}
-_json = msgspec.json.Decoder()
 
 
 def parse_op(data: str | bytes) -> WsOp:
-    """Decode one client frame into an operation, or raise `ProtocolError` saying what is wrong."""
+    """Decode one client frame into an operation, or raise `ProtocolError` saying what is wrong.
+
+    Frames are read like request bodies (`cfd_server.body.read_json`): UTF-8, nested at most 32 deep, each
+    key once."""
     try:
-        obj = _json.decode(data)
-    except msgspec.DecodeError:
-        raise ProtocolError("invalid_json", "The frame is not valid JSON.") from None
+        obj = read_json(data, "frame")
+    except JsonError as exc:
+        raise ProtocolError("invalid_frame" if exc.code == "duplicate_key" else "invalid_json", exc.message) from None
     if not isinstance(obj, dict):
         raise ProtocolError("invalid_frame", 'A frame must be a JSON object with an "op" field.')
     op = obj.get("op")

@@ -2,7 +2,9 @@
 
 A `RequestClient` (in each server instance) publishes a `BusRequest` keyed by the user, and waits for the
 `BusReply` with the same correlation id on the broadcast replies topic. A `Responder` (in the dbproc)
-routes each request type to a handler and publishes its result or its `CfdError`.
+routes each request type to a handler and publishes its result or its `CfdError`. A handler's other
+failures are either a database outage (503 `backend_unavailable`, see `shared.outages`) or an internal
+error (500 `internal_error`, logged with its traceback); neither names an exception class to the client.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import msgspec
 
 from shared.bus import Bus, Message, Subscription
 from shared.contracts import BusReply, BusRequest, ErrorBody, encode
-from shared.errors import BackendDown, BadRequest, CfdError, TimedOut, error_from_wire
+from shared.errors import BackendDown, BadRequest, CfdError, InternalError, TimedOut, error_from_wire
+from shared.outages import database_outage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -138,11 +141,21 @@ class Responder:
         except msgspec.ValidationError as exc:
             error = BadRequest(f"Malformed {request.type} request: {exc}", code="malformed_request")
         except Exception as exc:
-            log.exception("request %s (%s) failed", request.type, request.command_id)
-            error = BackendDown("database", type(exc).__name__)
+            error = self._failure(request, exc)
         return BusReply(
             correlation_id=request.correlation_id,
             reply_to=request.reply_to,
             error=ErrorBody(status=error.status, code=error.code, message=error.message, details=error.details,
                             retry_after=error.retry_after),
         )
+
+    @staticmethod
+    def _failure(request: BusRequest, exc: Exception) -> CfdError:
+        reason = database_outage(exc)
+        if reason is not None:
+            log.warning("request %s (%s) failed: %s", request.type, request.command_id, reason)
+            return BackendDown("database", reason)
+        log.exception("request %s (%s, request id %s) failed", request.type, request.command_id,
+                      request.correlation_id)
+        return InternalError("Something went wrong on our side; please retry. If it keeps failing, report the "
+                             "request_id in details.", details={"request_id": request.correlation_id})

@@ -28,10 +28,10 @@ async def unchanged(api, auth, position) -> None:
 BAD_ORDERS = [
     ({"symbol": "XRP_USDC", "side": "long", "qty": "1"}, 422, "unknown_market"),
     ({"symbol": "SOL_USDC", "side": "up", "qty": "1"}, 400, "validation_error"),
-    ({"symbol": "SOL_USDC", "side": "long", "qty": "abc"}, 400, "validation_error"),
+    ({"symbol": "SOL_USDC", "side": "long", "qty": "abc"}, 400, "invalid_number"),
     ({"symbol": "SOL_USDC", "side": "long", "qty": "-1"}, 422, "invalid_quantity"),
     ({"symbol": "SOL_USDC", "side": "long", "qty": "0"}, 422, "invalid_quantity"),
-    ({"symbol": "SOL_USDC", "side": "long", "qty": "NaN"}, 422, "invalid_quantity"),
+    ({"symbol": "SOL_USDC", "side": "long", "qty": "NaN"}, 400, "invalid_number"),
     ({"symbol": "SOL_USDC", "side": "long", "qty": "0.001"}, 422, "quantity_too_small"),
     ({"symbol": "SOL_USDC", "side": "long", "qty": "1.005"}, 422, "invalid_quantity_step"),
     ({"symbol": "SOL_USDC", "side": "long", "qty": "1", "leverage": 21}, 422, "invalid_leverage"),
@@ -64,7 +64,7 @@ async def test_bad_orders_are_refused_and_change_nothing(api, trader, order, sta
         ({"qty": "2"}, 422, "invalid_quantity"),
         ({"qty": "-1"}, 422, "invalid_quantity"),
         ({"qty": "0.001"}, 422, "invalid_quantity_step"),
-        ({"qty": "x"}, 400, "validation_error"),
+        ({"qty": "x"}, 400, "invalid_number"),
         ({"qty": "1", "all": True}, 400, "validation_error"),
     ],
 )
@@ -81,7 +81,7 @@ async def test_bad_closes_are_refused(api, trader, body, status, code):
         ({"stop_loss": "101"}, 422, "invalid_stop_loss"),
         ({"take_profit": "50"}, 422, "invalid_take_profit"),
         ({"stop_loss": "-5"}, 422, "invalid_stop_loss"),
-        ({"stop_loss": "abc"}, 400, "validation_error"),
+        ({"stop_loss": "abc"}, 400, "invalid_number"),
         ({"trailing": "1"}, 400, "validation_error"),
     ],
 )
