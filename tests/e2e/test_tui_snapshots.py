@@ -1,13 +1,19 @@
 """SVG snapshots of every screen, with frozen prices and times (`FakeBroker`, a fixed clock, UTC).
 
-Update after an intended change of the look with: pytest tests/e2e/test_tui_snapshots.py --snapshot-update
+Every test runs in a pinned environment (`pinned_environment`): what the terminal, the shell or CI says about
+colour, size, theme, time zone and locale must not change a pixel. Update after an intended change of the
+look with: pytest tests/e2e/test_tui_snapshots.py --snapshot-update
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC
 from decimal import Decimal
+
+import pytest
+from textual import constants
 
 from cfd_tui.app import CfdApp, create_app
 from cfd_tui.client.fake import FIXED_NOW_MS, FakeBroker
@@ -18,13 +24,44 @@ from cfd_tui.widgets.positions_table import PositionsTable
 SIZE = (140, 45)
 EMAIL = "ada@example.com"
 
+# Variables that change how a Textual app or Rich draws: colour switches (NO_COLOR, which CI may set, turns
+# every colour to grey), terminal hints, and Textual's own switches.
+UNSET_VARIABLES = ("NO_COLOR", "FORCE_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "COLORTERM", "COLUMNS", "LINES",
+                   "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JUPYTER_COLUMNS", "JUPYTER_LINES", "TEXTUAL",
+                   "TEXTUAL_COLOR_SYSTEM", "TEXTUAL_THEME", "TEXTUAL_ANIMATIONS", "TEXTUAL_FILTERS",
+                   "TEXTUAL_FPS", "TEXTUAL_DEBUG", "TEXTUAL_DRIVER", "TEXTUAL_PRESS")
+
+
+@pytest.fixture(autouse=True)
+def pinned_environment(monkeypatch):
+    """The same drawing whatever the environment: colour on, a known terminal, UTC, a UTF-8 C locale.
+
+    Textual reads some variables when it is imported (theme, animations, filters, colour system): those are
+    pinned on `textual.constants`, which the app reads when it is built.
+    """
+    for name in UNSET_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    for name, value in (("FILTERS", ""), ("COLOR_SYSTEM", "auto"), ("TEXTUAL_ANIMATIONS", "full"),
+                        ("DEBUG", False), ("DRIVER", None), ("PRESS", "")):
+        monkeypatch.setattr(constants, name, value)
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
 
 def frozen_app(fake: FakeBroker, *, signed_in: bool = True) -> CfdApp:
     if signed_in:
         fake.add_user(EMAIL, "correct horse battery", "Ada Lovelace")
         fake.sign_in_as(EMAIL)
-    return create_app("http://broker.test", fake, session_store=False, clock=lambda: FIXED_NOW_MS / 1000,
-                      tz=UTC, animate=False)
+    app = create_app("http://broker.test", fake, session_store=False, clock=lambda: FIXED_NOW_MS / 1000,
+                     tz=UTC, animate=False)
+    app.theme = "textual-dark"  # not $TEXTUAL_THEME
+    return app
 
 
 async def until(pilot, condition, timeout: float = 5.0) -> None:
