@@ -324,6 +324,32 @@ async def test_partial_close_edit_stops_and_a_stop_loss_toast():
         assert any(title == "Stop-loss" and "Stop-loss hit" in message for _, title, message in app.notice_log)
 
 
+async def test_a_part_close_shows_the_remaining_quantity_and_margin_in_the_table_at_once():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app))
+        position = await fake.open_position("SOL_USDC", "long", Decimal(3), 5)
+        await fake.open_position("ETH_USDC", "long", Decimal("0.5"), 5)  # another row, which stays
+        app.refresh_portfolio()
+        table = app.screen.query_one(PositionsTable)
+        await until(pilot, lambda: table.row_count == 2)
+        assert (cell(table, position.id, "qty"), cell(table, position.id, "margin")) == ("3.00", "111.03")
+        table.focus()
+        table.move_cursor(row=table.get_row_index(position.id))
+        await pilot.press("p")
+        await until(pilot, lambda: type(app.screen).__name__ == "ClosePositionScreen")
+        await type_into(pilot, "#close-qty", "1")
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen) and "close_position" in fake.requests)
+        await until(pilot, lambda: cell(table, position.id, "qty") == "2.00")
+        assert cell(table, position.id, "margin") == "74.02"  # 2 × 185.05 / 5
+        assert table.row_count == 2
+        fake.push_price("SOL_USDC", "186.05", "186.15")  # a tick keeps the corrected row
+        await until(pilot, lambda: cell(table, position.id, "pnl") == "+2.00")
+        assert cell(table, position.id, "qty") == "2.00"
+
+
 async def test_margin_level_turns_amber_then_red():
     fake = FakeBroker(deposit=Decimal(1000))
     app = make(fake)
