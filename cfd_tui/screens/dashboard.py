@@ -54,7 +54,7 @@ class DashboardScreen(Screen[None]):
         self._chart_cache: dict[tuple[str, str], list] = {}  # (symbol, interval) -> the last candles fetched
 
     def compose(self) -> ComposeResult:
-        yield TopBar(id="top-bar")
+        yield TopBar(screen_name="Dashboard", id="top-bar")
         with Horizontal(id="market-row"):
             with Vertical(id="watch-pane"):
                 yield Watchlist(id="watchlist")
@@ -70,7 +70,6 @@ class DashboardScreen(Screen[None]):
         app = self.app
         self.query_one("#watch-pane").border_title = "Markets"
         self.query_one("#positions-pane").border_title = "Open positions"
-        self.query_one("#screen-name", Static).update("Dashboard")
         watchlist = self.query_one(Watchlist)
         watchlist.set_markets(app.board.symbols)  # type: ignore[attr-defined]
         watchlist.focus()
@@ -78,26 +77,11 @@ class DashboardScreen(Screen[None]):
         self.watch(watchlist, "cursor_coordinate", self._on_watchlist_cursor, init=False)
         self.watch(app, "market_version", self._on_market, init=False)
         self.watch(app, "portfolio_version", self._on_portfolio)
-        self.watch(app, "feed_state", self._on_feed_state)
-        self.watch(app, "user", self._on_user)
-        self.set_interval(1.0, self._tick_clock)
-        self._tick_clock()
         if app.board.symbols:  # type: ignore[attr-defined]
             self.choose_market(app.board.symbols[0])  # type: ignore[attr-defined]
         self._on_market()
 
     # --- reactives down -----------------------------------------------------------------------------------
-
-    def _on_user(self, user) -> None:
-        self.query_one("#user", Static).update(f"{user.name} · {user.email}" if user else "")
-
-    def _on_feed_state(self, state) -> None:
-        status = self.query_one(ConnectionStatus)
-        status.detail = self.app.feed_detail  # type: ignore[attr-defined]
-        status.state = state
-
-    def _tick_clock(self) -> None:
-        self.query_one("#clock", Static).update(fmt.clock(self.app.clock(), self.app.tz))  # type: ignore[attr-defined]
 
     def _on_market(self, _version: int = 0) -> None:
         app = self.app

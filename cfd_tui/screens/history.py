@@ -14,7 +14,6 @@ from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 from cfd_tui import format as fmt
 from cfd_tui.client.errors import NotFound
 from cfd_tui.client.models import LedgerEntry, Position
-from cfd_tui.widgets.connection_status import ConnectionStatus
 from cfd_tui.widgets.top_bar import TopBar
 
 REASONS = {"manual": "by hand", "stop_loss": "stop-loss", "take_profit": "take-profit", "stop_out": "stop-out"}
@@ -32,7 +31,7 @@ class HistoryScreen(Screen[None]):
     ]
 
     def compose(self) -> ComposeResult:
-        yield TopBar(id="top-bar")
+        yield TopBar(screen_name="History", id="top-bar")
         yield Static("", id="history-summary")
         with TabbedContent(id="history-tabs"):
             with TabPane("Closed positions", id="tab-closed"):
@@ -42,12 +41,6 @@ class HistoryScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        app = self.app
-        self.query_one("#screen-name", Static).update("History")
-        user = app.user  # type: ignore[attr-defined]
-        self.query_one("#user", Static).update(f"{user.name} · {user.email}" if user else "")
-        self.watch(app, "feed_state", lambda state: setattr(self.query_one(ConnectionStatus), "state", state))
-        self.query_one("#clock", Static).update(fmt.clock(app.clock(), app.tz))  # type: ignore[attr-defined]
         closed = self.query_one("#closed-table", DataTable)
         for label, width in (("Closed", 19), ("Market", 9), ("Side", 5), ("Qty", 10), ("Entry", 11), ("Exit", 11),
                              ("Lev", 4), ("PnL", 12), ("Reason", 11), ("Opened", 19)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import stat
+from datetime import UTC
 from decimal import Decimal
 
 from textual import events
@@ -379,6 +380,34 @@ async def test_without_trading_endpoints_the_dashboard_still_shows_prices():
         assert on(app, DashboardScreen)
         assert any("Trading unavailable" == title for _, title, _ in app.notice_log)
         assert cell(app.screen.query_one(Watchlist), "BTC_USDC", "bid") == "96,499.5"
+
+
+async def test_the_clock_runs_on_the_history_screen_and_the_stops_dialog_follows_the_price():
+    fake = FakeBroker()
+    fake.add_user(EMAIL, PASSWORD)
+    fake.sign_in_as(EMAIL)
+    now = [fake.now_ms / 1000]
+    app = create_app("http://broker.test", fake, session_store=False, clock=lambda: now[0], tz=UTC)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app))
+        await fake.open_position("SOL_USDC", "long", Decimal(3), 5)
+        app.refresh_portfolio()
+        table = app.screen.query_one(PositionsTable)
+        await until(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.press("e")
+        await until(pilot, lambda: type(app.screen).__name__ == "EditStopsScreen")
+        hint = app.screen.query_one("#stops-hint")
+        assert "Closes at 184.95 now" in str(hint.render())
+        fake.push_price("SOL_USDC", "187.25", "187.35")
+        await until(pilot, lambda: "Closes at 187.25 now" in str(hint.render()))
+        await pilot.press("escape")
+        await pilot.press("h")
+        await until(pilot, lambda: on(app, HistoryScreen))
+        clock = app.screen.query_one("#clock")
+        assert str(clock.render()) == "00:00:00"
+        now[0] += 75
+        await until(pilot, lambda: str(clock.render()) == "00:01:15")
 
 
 # --- help and the command palette -------------------------------------------------------------------------
