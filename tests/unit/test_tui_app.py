@@ -15,6 +15,7 @@ from cfd_tui.client import NotSignedIn
 from cfd_tui.client.fake import FakeBroker
 from cfd_tui.client.models import FeedState
 from cfd_tui.client.session import SessionStore
+from cfd_tui.local import cfd_command
 from cfd_tui.screens.dashboard import DashboardScreen
 from cfd_tui.screens.history import HistoryScreen
 from cfd_tui.screens.signin import SignInScreen
@@ -171,6 +172,36 @@ async def test_sign_out_revokes_the_session_and_returns_to_sign_in(tmp_path):
         await pilot.press("x")
         await until(pilot, lambda: on(app, SignInScreen))
         assert "logout" in fake.requests and fake.token is None
+
+
+async def test_the_code_screen_of_a_local_platform_says_how_to_read_the_code(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # `cfd` is not on the PATH after the README's set-up
+    monkeypatch.delenv("CFD_DATA_DIR", raising=False)
+    fake = FakeBroker()
+    app = create_app("http://broker.test", fake, session_store=False, data_dir=tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on(app, SignInScreen))
+        await app.push_screen(VerifyScreen(name="Ada", email=EMAIL, password=PASSWORD))
+        await until(pilot, lambda: on(app, VerifyScreen))
+        hint = str(app.screen.query_one(".auth-hint").render())
+        assert f"{cfd_command()} mail outbox" in hint and "`cfd mail outbox`" not in hint
+        assert str(tmp_path / "data" / "outbox") in hint
+
+
+async def test_the_screenshot_command_saves_in_the_data_directory_and_says_where(tmp_path):
+    fake = FakeBroker()
+    app = make(fake)
+    app.screenshot_dir = tmp_path / "data" / "screenshots"  # as `data_dir` sets it; the folder does not exist
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app))
+        (command,) = [c for c in app.get_system_commands(app.screen) if c.title == "Screenshot"]
+        command.callback()
+        await until(pilot, lambda: any(title.startswith("Screenshot") for _, title, _ in app.notice_log))
+        (saved,) = (tmp_path / "data" / "screenshots").glob("*.svg")
+        assert ("information", "Screenshot", f"Saved to {saved}") in app.notice_log
+        assert "<svg" in saved.read_text()[:500]
+    app = create_app("http://broker.test", FakeBroker(), session_store=False, data_dir=tmp_path / "other")
+    assert app.screenshot_dir == tmp_path / "other" / "screenshots"
 
 
 # --- the dashboard ----------------------------------------------------------------------------------------
