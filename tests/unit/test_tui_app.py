@@ -159,7 +159,7 @@ async def test_a_saved_session_skips_sign_in_and_an_ended_one_asks_again(tmp_pat
         fake.sessions.clear()  # the server revokes the session
         fake.fail_next("account", NotSignedIn(401, "session_expired", "This session has ended; please sign in."))
         app.refresh_portfolio()
-        await until(pilot, lambda: on(app, SignInScreen))
+        await until(pilot, lambda: on(app, SignInScreen) and app.screen.query("#auth-message"))
         assert "expired" in str(app.screen.query_one("#auth-message").render())
     assert store.load("http://broker.test/api/v1") is None
 
@@ -276,20 +276,103 @@ async def open_ticket(pilot, symbol: str = "SOL_USDC") -> None:
     await until(pilot, lambda: on(app, TicketScreen))
 
 
+def field_error(app, input_id: str) -> str | None:
+    """The error shown beside a field (None when none is shown)."""
+    box = app.screen.query_one(f"#{input_id}-error")
+    return str(box.render()) if box.display and box.has_class("-shown") else None
+
+
 async def test_ticket_shows_bad_input_and_sends_nothing():
     fake = FakeBroker()
     app = make(fake)
     async with app.run_test(size=SIZE) as pilot:
         await open_ticket(pilot)
-        for field, text, words in (("#amount", "abc", "must be a number"), ("#leverage", "21", "1 to 20"),
-                                   ("#stop-loss", "190", "stop-loss must be below")):
-            for name, value in (("#amount", "1"), ("#leverage", "5"), ("#stop-loss", ""), (field, text)):
-                await type_into(pilot, name, value)
+        for field, text, words in (("amount", "abc", "must be a number"), ("leverage", "21", "1 to 20"),
+                                   ("stop-loss", "190", "stop-loss must be below")):
+            for name, value in (("amount", "1"), ("leverage", "5"), ("stop-loss", ""), (field, text)):
+                await type_into(pilot, f"#{name}", value)
             await pilot.press("enter")
-            assert words in error_text(app)
-            assert app.screen.query_one(field).has_class("-invalid")
+            assert words in field_error(app, field)
+            assert app.screen.query_one(f"#{field}").has_class("-invalid")
             assert not app.screen.confirming
         assert "open_position" not in fake.requests
+
+
+async def test_ticket_errors_sit_beside_their_fields_and_go_once_fixed():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_ticket(pilot)
+        for name, value in (("amount", "abc"), ("leverage", ""), ("stop-loss", "190")):
+            await type_into(pilot, f"#{name}", value)
+        await pilot.press("enter")
+        assert "must be a number" in field_error(app, "amount")
+        assert "Choose a leverage from 1 to 20" in field_error(app, "leverage")
+        assert "must be below" in field_error(app, "stop-loss")
+        assert field_error(app, "take-profit") is None and error_text(app) == ""
+        await type_into(pilot, "#amount", "1")  # fixed: its error goes as it is typed, the others stay
+        await pilot.pause()
+        assert field_error(app, "amount") is None and not app.screen.query_one("#amount").has_class("-invalid")
+        assert field_error(app, "leverage") and field_error(app, "stop-loss")
+        await type_into(pilot, "#stop-loss", "19O")  # still wrong: the message follows the new value
+        await pilot.pause()
+        assert "stop-loss must be a number" in field_error(app, "stop-loss")
+        await type_into(pilot, "#stop-loss", "180")
+        await type_into(pilot, "#leverage", "5")
+        await pilot.pause()
+        assert [field_error(app, f) for f in ("amount", "leverage", "stop-loss", "take-profit")] == [None] * 4
+        await pilot.press("enter")
+        assert app.screen.confirming
+
+
+async def test_ticket_flags_a_leverage_above_the_maximum_as_it_is_typed():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_ticket(pilot)
+        leverage = app.screen.query_one("#leverage", Input)
+        leverage.focus()
+        leverage.value = ""
+        await pilot.press("2")
+        assert field_error(app, "leverage") is None
+        await pilot.press("5")  # 25 > 20, before any review
+        await pilot.pause()
+        assert "The leverage for SOL_USDC is 1 to 20." == field_error(app, "leverage")
+        await pilot.press("backspace")
+        await pilot.pause()
+        assert field_error(app, "leverage") is None
+        assert "open_position" not in fake.requests and not app.screen.confirming
+
+
+async def test_ticket_in_usd_shows_the_usd_rules_for_the_amount():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_ticket(pilot)
+        amount = app.screen.query_one("#amount", Input)
+        assert amount.placeholder == "min 0.01, step 0.01 SOL"
+        await pilot.press("f4")
+        await pilot.pause()
+        assert str(app.screen.query_one("#amount-label").render()) == "Amount (USD)"
+        assert amount.placeholder == "USD, min ≈ 1.85, buys whole steps of 0.01 SOL"  # 0.01 at the ask 185.05
+        await pilot.press("f4")
+        await pilot.pause()
+        assert amount.placeholder == "min 0.01, step 0.01 SOL"
+
+
+async def test_ticket_for_an_order_the_account_cannot_afford_says_not_enough_margin():
+    fake = FakeBroker(deposit=Decimal(1000))
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_ticket(pilot)
+        await type_into(pilot, "#amount", "100")  # margin 100 × 185.05 / 5 = 3,701.00 against 1,000 free
+        await pilot.pause()
+        preview = str(app.screen.query_one("#ticket-preview").render())
+        assert "Stop-out ≈ not enough margin: 2,701.00 USD short" in preview
+        await type_into(pilot, "#amount", "2")  # affordable: an estimate below the entry again
+        await pilot.pause()
+        preview = str(app.screen.query_one("#ticket-preview").render())
+        assert "not enough margin" not in preview and "Stop-out ≈ out of reach" in preview
 
 
 async def test_open_see_live_pnl_close_and_find_it_in_history():
