@@ -45,6 +45,8 @@ INTERVALS = ("1m", "5m", "15m", "1h")
 REDRAW_HZ = 20.0
 STALE_AFTER_S = 10.0
 SETTLE_AFTER_S = 0.5  # after the dashboard opens, once its objects exist (see `_settle_memory`)
+NARROW_BELOW = 110  # columns: below, screens get the class -narrow (else -wide)
+SHORT_BELOW = 28  # lines: below, screens get the class -short (else -tall)
 
 
 class CfdApp(App[None]):
@@ -53,6 +55,10 @@ class CfdApp(App[None]):
     TITLE = "CFD Broker"
     CSS_PATH = [STYLES / name for name in ("app.tcss", "auth.tcss", "dashboard.tcss", "dialogs.tcss",
                                            "history.tcss")]
+    # Laid out for 80×24 upwards: the styles key on these classes of the screen, and the tables fit their
+    # columns to their own width.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_BELOW, "-tall")]
     BINDINGS = [
         Binding("f1,question_mark", "help", "Help", tooltip="Every key, on one screen"),
         Binding("ctrl+q", "quit", "Quit", priority=True),

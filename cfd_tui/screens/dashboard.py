@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from cfd_tui import format as fmt
+from cfd_tui.app import NARROW_BELOW
 from cfd_tui.client.errors import ApiError
 from cfd_tui.client.models import Position, Side
 from cfd_tui.widgets.account_bar import AccountBar
@@ -30,12 +31,12 @@ class DashboardScreen(Screen[None]):
     """Where the trader spends the day."""
 
     BINDINGS = [
-        Binding("b", "ticket('long')", "Buy/long"),
-        Binding("s", "ticket('short')", "Sell/short"),
+        Binding("b", "ticket('long')", "Buy", tooltip="Order ticket: buy (long) the selected market"),
+        Binding("s", "ticket('short')", "Sell", tooltip="Order ticket: sell (short) the selected market"),
         Binding("c", "close_position", "Close"),
         Binding("p", "partial_close", "Part-close"),
-        Binding("e", "edit_stops", "Edit stops"),
-        Binding("i", "next_interval", "Interval"),
+        Binding("e", "edit_stops", "Stops", tooltip="Edit the stop-loss and take-profit"),
+        Binding("i", "next_interval", "Interval", show=False),
         Binding("1", "interval('1m')", "1m", show=False),
         Binding("2", "interval('5m')", "5m", show=False),
         Binding("3", "interval('15m')", "15m", show=False),
@@ -80,6 +81,13 @@ class DashboardScreen(Screen[None]):
         if app.board.symbols:  # type: ignore[attr-defined]
             self.choose_market(app.board.symbols[0])  # type: ignore[attr-defined]
         self._on_market()
+
+    def on_resize(self, event: events.Resize) -> None:
+        # In 80 columns the footer's keys fit only without the padding between them and the palette's hint
+        # (Ctrl+P still opens it, and Help lists it).
+        footer = self.query_one(Footer)
+        footer.compact = event.size.width < NARROW_BELOW
+        footer.show_command_palette = event.size.width >= NARROW_BELOW
 
     # --- reactives down -----------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ class TopBar(Horizontal):
         yield Static(f"▲▼ {self.title_text}", id="brand")
         yield Static(self.screen_name, id="screen-name")
         yield Static("", id="user")
+        yield Static("", id="user-email")
         yield ConnectionStatus(id="connection")
         yield Static("", id="clock")
 
@@ -38,7 +39,8 @@ class TopBar(Horizontal):
         self.query_one("#clock", Static).update(fmt.clock(self.app.clock(), self.app.tz))  # type: ignore[attr-defined]
 
     def _show_user(self, user) -> None:
-        self.query_one("#user", Static).update(f"{user.name} · {user.email}" if user else "")
+        self.query_one("#user", Static).update(user.name if user else "")
+        self.query_one("#user-email", Static).update(f"· {user.email}" if user else "")
 
     def _show_feed_state(self, state) -> None:
         status = self.query_one(ConnectionStatus)

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import pytest
 from textual import constants
+from textual.widgets import Input
 
 from cfd_tui.app import CfdApp, create_app
 from cfd_tui.client.fake import FIXED_NOW_MS, FakeBroker
@@ -49,6 +50,8 @@ def pinned_environment(monkeypatch):
     for name, value in (("FILTERS", ""), ("COLOR_SYSTEM", "auto"), ("TEXTUAL_ANIMATIONS", "full"),
                         ("DEBUG", False), ("DRIVER", None), ("PRESS", "")):
         monkeypatch.setattr(constants, name, value)
+    # a focused field's cursor blinks every 0.5 s: on a busy machine the picture caught either phase
+    monkeypatch.setattr(Input, "_toggle_cursor", lambda field: setattr(field, "_cursor_visible", True))
     yield
     monkeypatch.undo()
     time.tzset()
@@ -108,7 +111,7 @@ def test_sign_up_with_errors(snap_compare):
         app.screen.query_one("#email").value = "ada@"
         app.screen.query_one("#password").value = "short"
         app.screen.submit()
-        await pilot.pause(0.1)
+        await until(pilot, lambda: app.screen.query_one("#form-error").has_class("-shown"))
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
@@ -141,6 +144,53 @@ def test_dashboard_with_positions(snap_compare):
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.parametrize("size", [(80, 24), (120, 30), (160, 45)], ids=["80x24", "120x30", "160x45"])
+def test_dashboard_at_terminal_size(snap_compare, size):
+    """From 80×24 up: every position's PnL and the whole account bar; the least important columns go first."""
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await with_positions(fake)
+        await until(pilot, dashboard_ready(app, positions=3))
+        app.screen.choose_market("SOL_USDC")
+        await until(pilot, lambda: "candles SOL_USDC 1m" in fake.requests)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+def test_order_ticket_with_errors_at_80x24(snap_compare):
+    fake = FakeBroker(deposit=Decimal(1000))
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await until(pilot, dashboard_ready(app))
+        app.screen.choose_market("SOL_USDC")
+        await pilot.press("b")
+        await until(pilot, lambda: app.screen.query("#amount"))
+        app.screen.query_one("#amount").value = "100"
+        app.screen.query_one("#leverage").value = "25"
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen.query_one("#leverage-error").has_class("-shown"))
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_history_at_80x24(snap_compare):
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await with_positions(fake)
+        for position in list(await fake.positions("open")):
+            await fake.close_position(position.id)
+        await until(pilot, dashboard_ready(app))
+        await pilot.press("h")
+        await until(pilot, lambda: "closed 3" in str(app.screen.query_one("#history-summary").render()))
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
 def test_dashboard_without_trading_while_reconnecting(snap_compare):
     fake = FakeBroker(trading=False)
     app = frozen_app(fake)
@@ -166,6 +216,7 @@ def test_order_ticket_preview_and_errors(snap_compare):
         app.screen.query_one("#leverage").value = "10"
         app.screen.query_one("#stop-loss").value = "190"
         await pilot.press("enter")
+        await until(pilot, lambda: app.screen.query_one("#stop-loss-error").has_class("-shown"))
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 

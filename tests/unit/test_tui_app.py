@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import stat
 from datetime import UTC
 from decimal import Decimal
 
+import pytest
+from rich.console import Console
 from textual import events
 from textual.widgets import Input
 
+from cfd_tui import format as fmt
 from cfd_tui.app import CfdApp, create_app
 from cfd_tui.client import NotSignedIn
 from cfd_tui.client.fake import FakeBroker
@@ -263,6 +267,47 @@ async def test_a_click_in_the_watchlist_charts_that_market():
         await pilot.click(Watchlist, offset=(2, 1 + 3))  # below the header, the fourth market
         assert app.screen.symbol == watchlist.symbols[3] == watchlist.selected_symbol
         await until(pilot, lambda: f"candles {watchlist.symbols[3]} 1m" in fake.requests)
+
+
+def screen_text(app) -> str:
+    """What the terminal shows now, as plain text."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, record=True,
+                      color_system="truecolor", legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text(styles=False)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (120, 30), (160, 45)])
+async def test_the_dashboard_shows_every_pnl_and_the_whole_account_bar_from_80x24(size):
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: ready(app))
+        await fake.open_position("SOL_USDC", "long", Decimal(12), 10, stop_loss=Decimal(175))
+        await fake.open_position("BTC_USDC", "short", Decimal("0.05"), 20)
+        await fake.open_position("ETH_USDC", "long", Decimal("0.8"), 5)
+        fake.push_price("SOL_USDC", "186.40", "186.50")
+        fake.push_price("BTC_USDC", "96610.0", "96611.0")
+        app.refresh_portfolio()
+        await until(pilot, lambda: app.screen.query_one(PositionsTable).row_count == 3)
+        await pilot.pause(0.2)
+        lines = screen_text(app).splitlines()
+        assert len(lines) == size[1]
+        quotes = app.board.quotes()
+        header = next(line for line in lines if " Market " in line and " Qty " in line)
+        assert " PnL " in header + " "
+        for position in app.portfolio.positions.values():
+            pnl = fmt.money(app.portfolio.pnl(position, quotes), signed=True)
+            row = next(line for line in lines if position.symbol.replace("_", "/") in line and position.side in line)
+            assert pnl in row
+        account = app.portfolio.live_account(quotes)
+        bar = lines[-2]  # above the footer
+        for value in (account.equity, account.free_margin):
+            assert fmt.money(value) in bar
+        assert fmt.money(account.unrealized_pnl, signed=True) in bar
+        assert fmt.percent(account.margin_level) in bar and "Equity" in bar
+        assert all(line.rstrip() == line.rstrip()[:size[0]] for line in lines)
 
 
 # --- trading ----------------------------------------------------------------------------------------------
