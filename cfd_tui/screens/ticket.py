@@ -187,12 +187,14 @@ class TicketScreen(FormMixin, ModalScreen[Position | None]):
 
     def _confirming(self, on_: bool, checked: Checked | None = None) -> None:
         self.confirming = on_
+        self.query_one("#ticket").set_class(on_, "-confirming")
         self.query_one("#ticket-form").disabled = on_
         confirm = self.query_one("#ticket-confirm", Static)
         confirm.display = on_
         button = self.query_one("#review", Button)
         button.label = "Confirm — send order" if on_ else "Review order"
         button.variant = "success" if on_ else "primary"
+        button.refresh(layout=True)  # a longer label needs a wider button
         if on_ and checked is not None and self.plan is not None:
             market = self.app.board.markets[self.symbol]  # type: ignore[attr-defined]
             p, plan = checked.preview, self.plan

@@ -310,6 +310,23 @@ async def test_the_dashboard_shows_every_pnl_and_the_whole_account_bar_from_80x2
         assert all(line.rstrip() == line.rstrip()[:size[0]] for line in lines)
 
 
+async def test_in_80x24_the_ticket_keeps_its_buttons_in_sight_while_confirming():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_ticket(pilot)
+        await type_into(pilot, "#amount", "2")
+        await pilot.pause()
+        assert "Review order" in screen_text(app) and "Stop-out ≈" in screen_text(app)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen.confirming)
+        await pilot.pause(0.1)
+        shown = screen_text(app)
+        assert "Confirm — send order" in shown and "Open LONG 2.00 SOL" in shown
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen) and app.portfolio.positions)
+
+
 # --- trading ----------------------------------------------------------------------------------------------
 
 
@@ -429,6 +446,8 @@ async def test_open_see_live_pnl_close_and_find_it_in_history():
         await pilot.press("enter")
         assert app.screen.confirming and "open_position" not in fake.requests
         assert "Open LONG 2.00 SOL" in str(app.screen.query_one("#ticket-confirm").render())
+        await pilot.pause()
+        assert app.screen.query_one("#review").content_size.width >= len("Confirm — send order")  # not cut
         await pilot.press("enter")
         await until(pilot, lambda: on(app, DashboardScreen) and app.portfolio.positions)
         assert any(title == "Filled" for _, title, _ in app.notice_log)
