@@ -127,9 +127,8 @@ def demo_command(
     from cfd_tui.app import create_app
 
     try:
-        hint = (f"Demo platform: no mail leaves this machine. Read the code with `cfd mail outbox` in another "
-                f"terminal, or in {settings.outbox_dir}/.")
-        create_app(platform.base_url, session_store=not no_session, code_hint=hint).run()
+        # the code screen says how to read this data directory's outbox; screenshots are saved in it too
+        create_app(platform.base_url, session_store=not no_session, data_dir=settings.data_dir).run()
     finally:
         with err.status("stopping the platform …"):
             platform.stop()

@@ -33,6 +33,7 @@ from cfd_tui.client.feed import AUTH_ERRORS
 from cfd_tui.client.models import AccountFrame, FeedState, Position, PositionFrame, StateChanged
 from cfd_tui.client.protocol import BrokerApi, Feed
 from cfd_tui.client.session import SessionStore
+from cfd_tui.local import default_screenshot_dir, outbox_hint
 from cfd_tui.notices import account_notice, position_notice
 from cfd_tui.state import MarketBoard, Portfolio, market_terms
 from shared.contracts import AuthSession, CandleFrame, ErrorFrame, PriceFrame, User
@@ -44,6 +45,8 @@ INTERVALS = ("1m", "5m", "15m", "1h")
 REDRAW_HZ = 20.0
 STALE_AFTER_S = 10.0
 SETTLE_AFTER_S = 0.5  # after the dashboard opens, once its objects exist (see `_settle_memory`)
+NARROW_BELOW = 110  # columns: below, screens get the class -narrow (else -wide)
+SHORT_BELOW = 28  # lines: below, screens get the class -short (else -tall)
 
 
 class CfdApp(App[None]):
@@ -52,6 +55,10 @@ class CfdApp(App[None]):
     TITLE = "CFD Broker"
     CSS_PATH = [STYLES / name for name in ("app.tcss", "auth.tcss", "dashboard.tcss", "dialogs.tcss",
                                            "history.tcss")]
+    # Laid out for 80×24 upwards: the styles key on these classes of the screen, and the tables fit their
+    # columns to their own width.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_BELOW, "-tall")]
     BINDINGS = [
         Binding("f1,question_mark", "help", "Help", tooltip="Every key, on one screen"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
@@ -71,7 +78,8 @@ class CfdApp(App[None]):
 
     def __init__(self, api_url: str, client: BrokerApi | None = None, *, session_store: SessionStore | None = None,
                  clock: Callable[[], float] = time.time, tz: tzinfo | None = None, redraw_hz: float = REDRAW_HZ,
-                 stale_after: float = STALE_AFTER_S, animate: bool = True, code_hint: str = "") -> None:
+                 stale_after: float = STALE_AFTER_S, animate: bool = True, code_hint: str = "",
+                 data_dir: Path | None = None, screenshot_dir: Path | None = None) -> None:
         super().__init__()
         self.api_url = api_root(api_url)
         self.client: BrokerApi = client or ApiClient(self.api_url)
@@ -81,7 +89,11 @@ class CfdApp(App[None]):
         self.redraw_hz = redraw_hz
         self.stale_after = stale_after
         self.animate = animate
-        self.code_hint = code_hint  # where a local platform's sign-up codes can be read (shown on code entry)
+        # a local platform's data directory: its outbox holds the sign-up codes, screenshots go beside it
+        self.data_dir = data_dir
+        self.code_hint = code_hint or (outbox_hint(data_dir) if data_dir is not None else "")  # on code entry
+        self.screenshot_dir = screenshot_dir or (data_dir / "screenshots" if data_dir is not None else
+                                                 default_screenshot_dir())
         self.board = MarketBoard()
         self.portfolio = Portfolio()
         self.changed_symbols: set[str] = set()
@@ -371,6 +383,24 @@ class CfdApp(App[None]):
             self._portfolio_dirty = False
             self.portfolio_version += 1
 
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """Save an SVG of the screen in `screenshot_dir` (created when missing) and say where, or why not.
+
+        The Screenshot command of the palette comes here. Textual's default folder (~/Downloads) often does not
+        exist, and its toast then only said "Failed to save screenshot".
+        """
+        folder = Path(path) if path else self.screenshot_dir
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            saved = self.save_screenshot(filename, str(folder), time_format)
+        except OSError as exc:
+            self.notify(f"Could not save it in {folder}: {exc.strerror or exc}. Check that the folder is "
+                        "writable.", title="Screenshot not saved", severity="error", markup=False)
+            return None
+        self.notify(f"Saved to {saved}", title="Screenshot", markup=False)
+        return saved
+
     def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
                markup: bool = True) -> None:
         """A toast, also kept in `notice_log` (the last 100)."""
@@ -402,7 +432,9 @@ def create_app(api_url: str = "http://127.0.0.1:8000", client: BrokerApi | None 
 
     `session_store=True` keeps the session in the user's config dir, False/None keeps none, or pass a
     `SessionStore`. `clock` (epoch seconds) and `tz` freeze what the screens show, for snapshots. Other
-    options: `redraw_hz`, `stale_after`, `animate` (tick flashes), `code_hint` (shown on code entry).
+    options: `redraw_hz`, `stale_after`, `animate` (tick flashes), `data_dir` (a local platform's data directory:
+    the code screen says how to read its outbox, screenshots go in its `screenshots/`), `code_hint` (shown on
+    code entry instead), `screenshot_dir`.
     """
     store = SessionStore() if session_store is True else (session_store or None)
     return CfdApp(api_url, client, session_store=store, clock=clock or time.time, tz=tz, **options)

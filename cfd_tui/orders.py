@@ -39,6 +39,7 @@ class OrderPreview(Struct, kw_only=True):
     margin: Decimal | None = None
     free_after: Decimal | None = None
     stop_out: Decimal | None = None
+    shortfall: Decimal | None = None  # the margin missing when the account cannot afford the order (no stop-out)
 
 
 class Checked(Struct, kw_only=True):
@@ -127,10 +128,13 @@ def check_ticket(market: Market, quote: Quote | None, account: Account | None, *
         preview.margin = need
         if account is not None:
             preview.free_after = account.free_margin - need
-            preview.stop_out = stop_out_price(side, qty, price, account.equity, account.used_margin + need)
-            if need > account.free_margin and "amount" not in errors:
+            if need > account.free_margin:
+                # Not opened: a stop-out price would be meaningless (for a long it lies above the entry).
+                preview.shortfall = need - account.free_margin
                 errors["amount"] = f"Not enough free margin: this needs {need:,.2f}, you have " \
                                    f"{account.free_margin:,.2f}."
+            else:
+                preview.stop_out = stop_out_price(side, qty, price, account.equity, account.used_margin + need)
     if errors:
         return Checked(errors=errors, preview=preview)
     plan = OrderPlan(symbol=market.symbol, side=side, qty=qty, leverage=lev,  # type: ignore[arg-type]

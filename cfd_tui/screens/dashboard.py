@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from cfd_tui import format as fmt
+from cfd_tui.app import NARROW_BELOW
 from cfd_tui.client.errors import ApiError
 from cfd_tui.client.models import Position, Side
 from cfd_tui.widgets.account_bar import AccountBar
@@ -30,12 +31,12 @@ class DashboardScreen(Screen[None]):
     """Where the trader spends the day."""
 
     BINDINGS = [
-        Binding("b", "ticket('long')", "Buy/long"),
-        Binding("s", "ticket('short')", "Sell/short"),
+        Binding("b", "ticket('long')", "Buy", tooltip="Order ticket: buy (long) the selected market"),
+        Binding("s", "ticket('short')", "Sell", tooltip="Order ticket: sell (short) the selected market"),
         Binding("c", "close_position", "Close"),
         Binding("p", "partial_close", "Part-close"),
-        Binding("e", "edit_stops", "Edit stops"),
-        Binding("i", "next_interval", "Interval"),
+        Binding("e", "edit_stops", "Stops", tooltip="Edit the stop-loss and take-profit"),
+        Binding("i", "next_interval", "Interval", show=False),
         Binding("1", "interval('1m')", "1m", show=False),
         Binding("2", "interval('5m')", "5m", show=False),
         Binding("3", "interval('15m')", "15m", show=False),
@@ -54,7 +55,7 @@ class DashboardScreen(Screen[None]):
         self._chart_cache: dict[tuple[str, str], list] = {}  # (symbol, interval) -> the last candles fetched
 
     def compose(self) -> ComposeResult:
-        yield TopBar(id="top-bar")
+        yield TopBar(screen_name="Dashboard", id="top-bar")
         with Horizontal(id="market-row"):
             with Vertical(id="watch-pane"):
                 yield Watchlist(id="watchlist")
@@ -70,7 +71,6 @@ class DashboardScreen(Screen[None]):
         app = self.app
         self.query_one("#watch-pane").border_title = "Markets"
         self.query_one("#positions-pane").border_title = "Open positions"
-        self.query_one("#screen-name", Static).update("Dashboard")
         watchlist = self.query_one(Watchlist)
         watchlist.set_markets(app.board.symbols)  # type: ignore[attr-defined]
         watchlist.focus()
@@ -78,26 +78,18 @@ class DashboardScreen(Screen[None]):
         self.watch(watchlist, "cursor_coordinate", self._on_watchlist_cursor, init=False)
         self.watch(app, "market_version", self._on_market, init=False)
         self.watch(app, "portfolio_version", self._on_portfolio)
-        self.watch(app, "feed_state", self._on_feed_state)
-        self.watch(app, "user", self._on_user)
-        self.set_interval(1.0, self._tick_clock)
-        self._tick_clock()
         if app.board.symbols:  # type: ignore[attr-defined]
             self.choose_market(app.board.symbols[0])  # type: ignore[attr-defined]
         self._on_market()
 
+    def on_resize(self, event: events.Resize) -> None:
+        # In 80 columns the footer's keys fit only without the padding between them and the palette's hint
+        # (Ctrl+P still opens it, and Help lists it).
+        footer = self.query_one(Footer)
+        footer.compact = event.size.width < NARROW_BELOW
+        footer.show_command_palette = event.size.width >= NARROW_BELOW
+
     # --- reactives down -----------------------------------------------------------------------------------
-
-    def _on_user(self, user) -> None:
-        self.query_one("#user", Static).update(f"{user.name} · {user.email}" if user else "")
-
-    def _on_feed_state(self, state) -> None:
-        status = self.query_one(ConnectionStatus)
-        status.detail = self.app.feed_detail  # type: ignore[attr-defined]
-        status.state = state
-
-    def _tick_clock(self) -> None:
-        self.query_one("#clock", Static).update(fmt.clock(self.app.clock(), self.app.tz))  # type: ignore[attr-defined]
 
     def _on_market(self, _version: int = 0) -> None:
         app = self.app

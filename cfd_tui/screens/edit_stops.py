@@ -47,6 +47,11 @@ class EditStopsScreen(FormMixin, ModalScreen[Position | None]):
 
     def on_mount(self) -> None:
         self.query_one("#new-stop-loss", Input).focus()
+        self._show_price()
+        self.watch(self.app, "market_version", lambda _v: self._show_price(), init=False)
+
+    def _show_price(self) -> None:
+        """The price the position would close at now (it follows the feed)."""
         p = self.position
         market = self.app.board.markets[p.symbol]  # type: ignore[attr-defined]
         quote = self.app.board.quotes().get(p.symbol)  # type: ignore[attr-defined]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
@@ -9,30 +11,58 @@ from cfd_tui.client.errors import ApiError, ClientError, ConnectionLost
 
 
 class FormMixin:
-    """For screens with `Input`s named by id and a `Static#form-error`; `FIELDS` maps server field names
-    (`details.field`) to input ids."""
+    """For screens with `Input`s named by id and a `Static#form-error`; `FIELDS` maps error keys (a checker's,
+    or the server's `details.field`) to input ids.
+
+    A field with its own `Static#<input id>-error` shows its message there, beside it; the other messages are
+    listed in `#form-error`.
+    """
 
     FIELDS: dict[str, str] = {}
 
     def show_errors(self: Screen, errors: dict[str, str]) -> None:  # type: ignore[misc]
-        """Mark each field in `errors` invalid and show the messages (first one focused)."""
-        for field_input in self.query(Input):
-            field_input.set_class(False, "-invalid")
+        """Mark each field in `errors` invalid and show the messages (the first invalid field is focused)."""
+        by_input: dict[str, str] = {}
         lines = []
-        focus = None
         for field, message in errors.items():
             input_id = type(self).FIELDS.get(field, field)
             found = self.query(f"#{input_id}")
-            if found and isinstance(found.first(), Input):
-                found.first().set_class(True, "-invalid")
-                focus = focus or found.first()
-            lines.append(message)
+            if found and isinstance(found.first(), Input) and self.query(f"#{input_id}-error"):
+                by_input.setdefault(input_id, message)
+            else:
+                lines.append(message)
+                if found and isinstance(found.first(), Input):
+                    by_input.setdefault(input_id, "")
+        focus = None
+        for field_input in self.query(Input):
+            message = by_input.get(field_input.id or "")
+            self._mark_field(field_input, message)  # type: ignore[attr-defined]
+            if message is not None and focus is None:
+                focus = field_input
         error = self.query_one("#form-error", Static)
         error.update("\n".join(lines))
         error.set_class(bool(lines), "-shown")
         if focus is not None:
             focus.focus()
             focus.select_all()  # typing replaces the wrong value
+
+    def recheck_fields(self: Screen, errors: dict[str, str], input_ids: Iterable[str]) -> None:  # type: ignore[misc]
+        """Show the errors of the fields `input_ids` as they are now, clearing the fixed ones (no focus moves)."""
+        by_input = {type(self).FIELDS.get(field, field): message for field, message in errors.items()}
+        for input_id in input_ids:
+            self._mark_field(self.query_one(f"#{input_id}", Input), by_input.get(input_id))  # type: ignore[attr-defined]
+
+    def shown_errors(self: Screen) -> list[str]:  # type: ignore[misc]
+        """The ids of the fields marked invalid now."""
+        return [field.id for field in self.query(Input) if field.id and field.has_class("-invalid")]
+
+    def _mark_field(self: Screen, field_input: Input, message: str | None) -> None:  # type: ignore[misc]
+        field_input.set_class(message is not None, "-invalid")
+        found = self.query(f"#{field_input.id}-error")
+        if found:
+            box = found.first(Static)
+            box.update(message or "")
+            box.set_class(bool(message), "-shown")
 
     def show_failure(self, exc: ClientError) -> None:
         """A server or network failure, by the field it names when it names one."""

@@ -9,14 +9,21 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from cfd_tui import format as fmt
 from cfd_tui.client.errors import NotFound
 from cfd_tui.client.models import LedgerEntry, Position
-from cfd_tui.widgets.connection_status import ConnectionStatus
+from cfd_tui.widgets.fitted_table import FittedTable
+from cfd_tui.widgets.live_table import Column
 from cfd_tui.widgets.top_bar import TopBar
 
+CLOSED_COLUMNS = (Column("Closed", "closed", 19), Column("Market", "market", 9), Column("Side", "side", 5),
+                  Column("Qty", "qty", 10), Column("Entry", "entry", 11, drop=4), Column("Exit", "exit", 11, drop=5),
+                  Column("Lev", "lev", 4, drop=2), Column("PnL", "pnl", 12), Column("Reason", "reason", 11, drop=3),
+                  Column("Opened", "opened", 19, drop=1))
+LEDGER_COLUMNS = (Column("Time", "time", 19), Column("Kind", "kind", 13), Column("Amount", "amount", 13),
+                  Column("Balance", "balance", 13, drop=2), Column("Reference", "reference", 36, drop=1))
 REASONS = {"manual": "by hand", "stop_loss": "stop-loss", "take_profit": "take-profit", "stop_out": "stop-out"}
 KINDS = {"deposit": "deposit", "realized_pnl": "realised PnL", "fee": "fee", "shortfall": "shortfall"}
 
@@ -32,30 +39,18 @@ class HistoryScreen(Screen[None]):
     ]
 
     def compose(self) -> ComposeResult:
-        yield TopBar(id="top-bar")
+        yield TopBar(screen_name="History", id="top-bar")
         yield Static("", id="history-summary")
         with TabbedContent(id="history-tabs"):
             with TabPane("Closed positions", id="tab-closed"):
-                yield DataTable(id="closed-table", cursor_type="row")
+                yield FittedTable(CLOSED_COLUMNS, right=("qty", "entry", "exit", "lev", "pnl"), id="closed-table",
+                                  cursor_type="row")
             with TabPane("Ledger", id="tab-ledger"):
-                yield DataTable(id="ledger-table", cursor_type="row")
+                yield FittedTable(LEDGER_COLUMNS, right=("amount", "balance"), id="ledger-table", cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:
-        app = self.app
-        self.query_one("#screen-name", Static).update("History")
-        user = app.user  # type: ignore[attr-defined]
-        self.query_one("#user", Static).update(f"{user.name} · {user.email}" if user else "")
-        self.watch(app, "feed_state", lambda state: setattr(self.query_one(ConnectionStatus), "state", state))
-        self.query_one("#clock", Static).update(fmt.clock(app.clock(), app.tz))  # type: ignore[attr-defined]
-        closed = self.query_one("#closed-table", DataTable)
-        for label, width in (("Closed", 19), ("Market", 9), ("Side", 5), ("Qty", 10), ("Entry", 11), ("Exit", 11),
-                             ("Lev", 4), ("PnL", 12), ("Reason", 11), ("Opened", 19)):
-            closed.add_column(label, width=width)
-        ledger = self.query_one("#ledger-table", DataTable)
-        for label, width in (("Time", 19), ("Kind", 13), ("Amount", 13), ("Balance", 13), ("Reference", 36)):
-            ledger.add_column(label, width=width)
-        closed.focus()
+        self.query_one("#closed-table").focus()
         self.action_reload()
 
     def action_back(self) -> None:
@@ -88,33 +83,35 @@ class HistoryScreen(Screen[None]):
         summary.update(text)
 
     def _fill_closed(self, positions: list[Position]) -> None:
-        table = self.query_one("#closed-table", DataTable)
-        table.clear()
         tz = self.app.tz  # type: ignore[attr-defined]
         markets = self.app.board.markets  # type: ignore[attr-defined]
+        rows: list[tuple[str | None, dict[str, object]]] = []
         for p in positions:
             market = markets.get(p.symbol)
             tick = market.price_tick if market else fmt.CENT
             step = market.qty_step if market else Decimal("0.0001")
             pnl = p.realized_pnl
             style = "" if not pnl else "green" if pnl > 0 else "red"
-            table.add_row(fmt.timestamp(p.closed_at, tz), p.symbol.replace("_", "/"), p.side,
-                          Text(fmt.qty(p.qty, step), justify="right"),
-                          Text(fmt.price(p.entry_price, tick), justify="right"),
-                          Text(fmt.price(p.close_price, tick), justify="right"),
-                          Text(f"{p.leverage}×", justify="right"),
-                          Text(fmt.money(pnl, signed=True), style=style, justify="right"),
-                          REASONS.get(p.close_reason or "", p.close_reason or ""), fmt.timestamp(p.opened_at, tz),
-                          key=p.id)
+            rows.append((p.id, {
+                "closed": fmt.timestamp(p.closed_at, tz), "market": p.symbol.replace("_", "/"), "side": p.side,
+                "qty": Text(fmt.qty(p.qty, step), justify="right"),
+                "entry": Text(fmt.price(p.entry_price, tick), justify="right"),
+                "exit": Text(fmt.price(p.close_price, tick), justify="right"),
+                "lev": Text(f"{p.leverage}×", justify="right"),
+                "pnl": Text(fmt.money(pnl, signed=True), style=style, justify="right"),
+                "reason": REASONS.get(p.close_reason or "", p.close_reason or ""),
+                "opened": fmt.timestamp(p.opened_at, tz)}))
         if not positions:
-            table.add_row("no closed positions yet", *[""] * 9)
+            rows.append((None, {"closed": "no closed positions yet"}))
+        self.query_one("#closed-table", FittedTable).set_rows(rows)
 
     def _fill_ledger(self, entries: list[LedgerEntry]) -> None:
-        table = self.query_one("#ledger-table", DataTable)
-        table.clear()
         tz = self.app.tz  # type: ignore[attr-defined]
+        rows: list[tuple[str | None, dict[str, object]]] = []
         for e in entries:
             style = "green" if e.amount > 0 else "red" if e.amount < 0 else ""
-            table.add_row(fmt.timestamp(e.created_at, tz), KINDS.get(e.kind, e.kind),
-                          Text(fmt.money(e.amount, signed=True), style=style, justify="right"),
-                          Text(fmt.money(e.balance_after), justify="right"), e.reference or "", key=e.id)
+            rows.append((e.id, {"time": fmt.timestamp(e.created_at, tz), "kind": KINDS.get(e.kind, e.kind),
+                                "amount": Text(fmt.money(e.amount, signed=True), style=style, justify="right"),
+                                "balance": Text(fmt.money(e.balance_after), justify="right"),
+                                "reference": e.reference or ""}))
+        self.query_one("#ledger-table", FittedTable).set_rows(rows)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, RadioButton, RadioSet, Static
 
@@ -16,6 +16,7 @@ from cfd_tui.client.models import Position, Side
 from cfd_tui.notices import fill_notice
 from cfd_tui.orders import Checked, OrderPlan, check_ticket
 from cfd_tui.screens.form import FormMixin
+from shared.trading import open_price
 
 DEFAULT_LEVERAGE = 5
 
@@ -51,15 +52,20 @@ class TicketScreen(FormMixin, ModalScreen[Position | None]):
                 with RadioSet(id="units"):
                     yield RadioButton(f"Quantity ({market.base})", value=True, id="units-qty")
                     yield RadioButton("Amount (USD)", id="units-usd")
-                with Grid(id="ticket-fields"):
-                    yield Label("Quantity", id="amount-label")
-                    yield Input(placeholder=f"min {market.min_qty}, step {market.qty_step}", id="amount", compact=True)
-                    yield Label(f"Leverage (1–{market.max_leverage}×)")
-                    yield Input(value=str(min(DEFAULT_LEVERAGE, market.max_leverage)), id="leverage", compact=True)
-                    yield Label("Stop-loss (optional)")
-                    yield Input(placeholder="price", id="stop-loss", compact=True)
-                    yield Label("Take-profit (optional)")
-                    yield Input(placeholder="price", id="take-profit", compact=True)
+                with Vertical(id="ticket-fields"):
+                    for label, input_id, value, placeholder in (
+                        ("Quantity", "amount", "", self._amount_hint()),
+                        (f"Leverage (1–{market.max_leverage}×)", "leverage",
+                         str(min(DEFAULT_LEVERAGE, market.max_leverage)), ""),
+                        ("Stop-loss (optional)", "stop-loss", "", "price"),
+                        ("Take-profit (optional)", "take-profit", "", "price"),
+                    ):
+                        with Horizontal(classes="field"):
+                            yield Label(label, id=f"{input_id}-label")
+                            # validate_on=[]: Textual's own validation would clear the -invalid mark on blur
+                            yield Input(value=value, placeholder=placeholder, id=input_id, compact=True,
+                                        validate_on=[])
+                        yield Static("", id=f"{input_id}-error", classes="field-error")
             yield Static("", id="ticket-preview", classes="preview")
             yield Static("", id="ticket-confirm", classes="confirm")
             yield Static("", id="form-error", classes="form-error")
@@ -94,36 +100,66 @@ class TicketScreen(FormMixin, ModalScreen[Position | None]):
                             amount=value["amount"], in_usd=self.in_usd, leverage=value["leverage"],
                             stop_loss=value["stop-loss"], take_profit=value["take-profit"])
 
-    def _update_preview(self) -> None:
+    def _amount_hint(self) -> str:
+        """The rules of the amount field: the market's quantity rules, or in USD what they come to now."""
+        market = self.app.board.markets[self.symbol]  # type: ignore[attr-defined]
+        if not self.in_usd:
+            return f"min {market.min_qty.normalize():f}, step {market.qty_step.normalize():f} {market.base}"
+        quote = self.app.board.quotes().get(self.symbol)  # type: ignore[attr-defined]
+        steps = f"buys whole steps of {market.qty_step.normalize():f} {market.base}"
+        if quote is None:
+            return f"USD, {steps}"
+        return f"USD, min ≈ {fmt.money(market.min_qty * open_price(self.side, quote))}, {steps}"
+
+    def _update_preview(self, typed: str | None = None) -> None:
+        """Redraw the preview, and the errors shown beside the fields as they stand now.
+
+        An error shown after a review follows its field (it goes once fixed); a leverage above the market's
+        maximum is flagged as it is typed (`typed`: the id of the field that just changed).
+        """
         if self.confirming:
             return
         market = self.app.board.markets[self.symbol]  # type: ignore[attr-defined]
-        p = self._check().preview
+        checked = self._check()
+        p = checked.preview
         tick, step = market.price_tick, market.qty_step
-        stop_out = fmt.price(p.stop_out, tick) if p.stop_out is not None else (
-            "out of reach" if p.margin is not None and p.free_after is not None else "—")
+        if p.shortfall is not None:
+            stop_out = f"[b $error]not enough margin[/]: {fmt.money(p.shortfall)} USD short"
+        elif p.stop_out is not None:
+            stop_out = f"{fmt.price(p.stop_out, tick)}   [dim](margin level 50 %, other prices unchanged)[/]"
+        else:
+            stop_out = "out of reach" if p.margin is not None and p.free_after is not None else "—"
         lines = [
             f"[dim]Price[/]      {fmt.price(p.price, tick)}   [dim]({'ask' if self.side == 'long' else 'bid'})[/]",
             f"[dim]Quantity[/]   {fmt.qty(p.qty, step)} {market.base}   [dim]Value[/] {fmt.money(p.notional)} USD",
             f"[dim]Margin[/]     {fmt.money(p.margin)} USD   [dim]Free after[/] {fmt.money(p.free_after)} USD",
-            f"[dim]Stop-out ≈[/] {stop_out}   [dim](margin level 50 %, other prices unchanged)[/]",
+            f"[dim]Stop-out ≈[/] {stop_out}",
         ]
         self.query_one("#ticket-preview", Static).update("\n".join(lines))
+        rechecked = set(self.shown_errors())
+        leverage = self.query_one("#leverage", Input).value.strip()
+        if typed == "leverage" and leverage:
+            rechecked.add("leverage")
+        self.recheck_fields(checked.errors, rechecked)
+        if self.in_usd:
+            self.query_one("#amount", Input).placeholder = self._amount_hint()
 
     @on(Input.Changed)
-    def _changed(self) -> None:
-        self._update_preview()
+    def _changed(self, event: Input.Changed) -> None:
+        self._update_preview(event.input.id)
 
     @on(RadioSet.Changed, "#side")
     def _side_changed(self, event: RadioSet.Changed) -> None:
         self.side = "long" if event.pressed.id == "side-long" else "short"
         self._retitle()
+        self.query_one("#amount", Input).placeholder = self._amount_hint()
         self._update_preview()
 
     @on(RadioSet.Changed, "#units")
     def _units_changed(self, event: RadioSet.Changed) -> None:
         self.in_usd = event.pressed.id == "units-usd"
         self.query_one("#amount-label", Label).update("Amount (USD)" if self.in_usd else "Quantity")
+        self.query_one("#amount", Input).placeholder = self._amount_hint()
         self._update_preview()
 
     def action_side(self, side: Side) -> None:
@@ -151,12 +187,14 @@ class TicketScreen(FormMixin, ModalScreen[Position | None]):
 
     def _confirming(self, on_: bool, checked: Checked | None = None) -> None:
         self.confirming = on_
+        self.query_one("#ticket").set_class(on_, "-confirming")
         self.query_one("#ticket-form").disabled = on_
         confirm = self.query_one("#ticket-confirm", Static)
         confirm.display = on_
         button = self.query_one("#review", Button)
         button.label = "Confirm — send order" if on_ else "Review order"
         button.variant = "success" if on_ else "primary"
+        button.refresh(layout=True)  # a longer label needs a wider button
         if on_ and checked is not None and self.plan is not None:
             market = self.app.board.markets[self.symbol]  # type: ignore[attr-defined]
             p, plan = checked.preview, self.plan

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from rich.text import Text
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellType, ColumnKey, RowKey
+
+
+class Column(NamedTuple):
+    """A table column: its header, key and width; `drop` > 0 is the order in which it goes when space is short
+    (1 first), 0 never."""
+
+    label: str
+    key: str
+    width: int
+    drop: int = 0
+
+
+def fitting(columns: tuple[Column, ...], width: int, padding: int = 1) -> tuple[Column, ...]:
+    """`columns` less the first to drop, until the rest fit in `width` cells (each column is padded both sides)."""
+    shown = list(columns)
+    droppable = sorted((c for c in columns if c.drop), key=lambda c: c.drop)
+    while sum(c.width + 2 * padding for c in shown) > width and droppable:
+        shown.remove(droppable.pop(0))
+    return tuple(shown)
 
 
 class LiveTable(DataTable):

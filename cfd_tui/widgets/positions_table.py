@@ -5,20 +5,39 @@ from __future__ import annotations
 from decimal import Decimal
 
 from rich.text import Text
+from textual import events
 from textual.widgets import DataTable
 
 from cfd_tui import format as fmt
 from cfd_tui.client.models import Position
 from cfd_tui.state import MarketBoard, Portfolio
-from cfd_tui.widgets.live_table import LiveTable
+from cfd_tui.widgets.live_table import Column, LiveTable, fitting
 
-COLUMNS = (("ID", "id", 8), ("Market", "market", 9), ("Side", "side", 5), ("Qty", "qty", 10),
-           ("Entry", "entry", 11), ("Mark", "mark", 11), ("Lev", "lev", 4), ("Stop-loss", "sl", 11),
-           ("Take-profit", "tp", 11), ("Margin", "margin", 10), ("PnL", "pnl", 11))
+# Left to right as shown; `drop` orders what goes first when the table is too narrow (0: never dropped).
+COLUMNS = (
+    Column("ID", "id", 8, drop=1),
+    Column("Market", "market", 9),
+    Column("Side", "side", 5),
+    Column("Qty", "qty", 9),
+    Column("Entry", "entry", 10, drop=6),
+    Column("Mark", "mark", 10, drop=7),
+    Column("Lev", "lev", 4, drop=2),
+    Column("Stop-loss", "sl", 10, drop=4),
+    Column("Take-profit", "tp", 11, drop=3),
+    Column("Margin", "margin", 10, drop=5),
+    Column("PnL", "pnl", 11),
+)
+LEFT = ("id", "market", "side")
+PRICE_CELLS = ("mark", "pnl")
 
 
 class PositionsTable(LiveTable):
-    """One row per open position; the highlighted row is the one the close/edit keys act on."""
+    """One row per open position; the highlighted row is the one the close/edit keys act on.
+
+    Every cell follows the position it shows: a part-close changes the quantity and the margin in place. When
+    the table is too narrow for every column, the least important go first (ID, leverage, take-profit,
+    stop-loss, margin, entry, mark); market, side, quantity and PnL always stay.
+    """
 
     COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {"positions--profit", "positions--loss", "positions--long",
                                                        "positions--short"}
@@ -26,11 +45,32 @@ class PositionsTable(LiveTable):
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", **kwargs)
         self._ids: list[str] = []
+        self._positions: dict[str, Position] = {}
+        self._portfolio: Portfolio | None = None
+        self._board: MarketBoard | None = None
+        self.shown: tuple[Column, ...] = ()
 
     def on_mount(self) -> None:
-        for label, key, width in COLUMNS:
-            self.add_column(Text(label, justify="left" if key in ("id", "market", "side") else "right"), key=key,
-                            width=width)
+        self._show_columns(COLUMNS)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.fit(event.size.width)
+
+    def fit(self, width: int) -> None:
+        """Show the columns that fit in `width` cells (the rows are kept)."""
+        wanted = fitting(COLUMNS, width - self.styles.scrollbar_size_vertical, self.cell_padding)
+        if wanted != self.shown:
+            self._show_columns(wanted)
+
+    def _show_columns(self, columns: tuple[Column, ...]) -> None:
+        selected = self.selected_id
+        self.clear(columns=True)
+        self.shown = columns
+        for column in columns:
+            self.add_column(Text(column.label, justify="left" if column.key in LEFT else "right"), key=column.key,
+                            width=column.width)
+        self._ids = []
+        self._rebuild(list(self._positions.values()), selected)
 
     @property
     def selected_id(self) -> str | None:
@@ -39,19 +79,17 @@ class PositionsTable(LiveTable):
         return self._ids[self.cursor_row]
 
     def sync(self, portfolio: Portfolio, board: MarketBoard) -> None:
-        """Match the rows to the open positions (adding and removing rows), then refresh every cell."""
+        """Match the rows to the open positions (adding and removing rows) and every cell to its position."""
         wanted = sorted(portfolio.positions.values(), key=lambda p: (p.opened_at, p.id))
-        ids = [p.id for p in wanted]
-        if ids != self._ids:
-            selected = self.selected_id
-            self.clear()
-            self._ids = ids
-            for position in wanted:
-                self.add_row(*self._cells(position, portfolio, board), key=position.id)
-            if selected in ids:
-                self.move_cursor(row=ids.index(selected))
+        self._positions = {p.id: p for p in wanted}
+        self._portfolio, self._board = portfolio, board
+        if [p.id for p in wanted] != self._ids:
+            self._rebuild(wanted, self.selected_id)
             return
-        self.refresh_prices(portfolio, board)
+        quotes = board.quotes()
+        for position in wanted:
+            for key, value in self._cells(position, portfolio, board, quotes).items():
+                self.update_cell(position.id, key, value)  # a cell that looks the same is skipped
 
     def refresh_prices(self, portfolio: Portfolio, board: MarketBoard, symbols: set[str] | None = None) -> None:
         """Redraw the mark and PnL cells (of positions in `symbols`, or all)."""
@@ -61,27 +99,50 @@ class PositionsTable(LiveTable):
             if position is None or (symbols is not None and position.symbol not in symbols):
                 continue
             quotes = quotes or board.quotes()
-            cells = self._cells(position, portfolio, board, quotes)
-            self.update_cell(position_id, "mark", cells[5])
-            self.update_cell(position_id, "pnl", cells[10])
-            self.update_cell(position_id, "sl", cells[7])
-            self.update_cell(position_id, "tp", cells[8])
+            cells = self._cells(position, portfolio, board, quotes, PRICE_CELLS)
+            for key, value in cells.items():
+                self.update_cell(position_id, key, value)
 
-    def _cells(self, p: Position, portfolio: Portfolio, board: MarketBoard, quotes=None) -> tuple[Text, ...]:
+    def _rebuild(self, wanted: list[Position], selected: str | None) -> None:
+        self.clear()
+        self._ids = [p.id for p in wanted]
+        portfolio, board = self._portfolio, self._board
+        if portfolio is None or board is None:
+            return
+        quotes = board.quotes()
+        for position in wanted:
+            cells = self._cells(position, portfolio, board, quotes)
+            self.add_row(*(cells[column.key] for column in self.shown), key=position.id)
+        if selected in self._ids:
+            self.move_cursor(row=self._ids.index(selected))
+
+    def _cells(self, p: Position, portfolio: Portfolio, board: MarketBoard, quotes,
+               keys: tuple[str, ...] | None = None) -> dict[str, Text]:
+        """The shown cells of `p` (or only `keys` of them), by column key."""
         style = self.get_component_rich_style
         market = board.markets.get(p.symbol)
         tick = market.price_tick if market else fmt.CENT
         step = market.qty_step if market else Decimal("0.0001")
-        quotes = quotes if quotes is not None else board.quotes()
-        pnl = portfolio.pnl(p, quotes)
         quote = quotes.get(p.symbol)
-        mark = None if quote is None else (quote.bid if p.side == "long" else quote.ask)
-        pnl_style = "" if not pnl else style("positions--profit" if pnl > 0 else "positions--loss")
         right = "right"
-        return (Text(p.id[:8]), Text(p.symbol.replace("_", "/")),
-                Text(p.side, style=style(f"positions--{p.side}")),
-                Text(fmt.qty(p.qty, step), justify=right), Text(fmt.price(p.entry_price, tick), justify=right),
-                Text(fmt.price(mark, tick), justify=right), Text(f"{p.leverage}×", justify=right),
-                Text(fmt.price(p.stop_loss, tick), justify=right), Text(fmt.price(p.take_profit, tick), justify=right),
-                Text(fmt.money(p.margin), justify=right),
-                Text(fmt.money(pnl, signed=True), style=pnl_style, justify=right))
+        makers = {
+            "id": lambda: Text(p.id[:8]),
+            "market": lambda: Text(p.symbol.replace("_", "/")),
+            "side": lambda: Text(p.side, style=style(f"positions--{p.side}")),
+            "qty": lambda: Text(fmt.qty(p.qty, step), justify=right),
+            "entry": lambda: Text(fmt.price(p.entry_price, tick), justify=right),
+            "mark": lambda: Text(fmt.price(None if quote is None else quote.bid if p.side == "long" else quote.ask,
+                                           tick), justify=right),
+            "lev": lambda: Text(f"{p.leverage}×", justify=right),
+            "sl": lambda: Text(fmt.price(p.stop_loss, tick), justify=right),
+            "tp": lambda: Text(fmt.price(p.take_profit, tick), justify=right),
+            "margin": lambda: Text(fmt.money(p.margin), justify=right),
+            "pnl": lambda: self._pnl_cell(portfolio.pnl(p, quotes)),
+        }
+        shown = {column.key for column in self.shown}
+        return {key: makers[key]() for key in (keys or makers) if key in shown}
+
+    def _pnl_cell(self, pnl: Decimal | None) -> Text:
+        style = "" if not pnl else self.get_component_rich_style("positions--profit" if pnl > 0 else
+                                                                   "positions--loss")
+        return Text(fmt.money(pnl, signed=True), style=style, justify="right")

@@ -6,19 +6,43 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
+from cfd_tui import format as fmt
 from cfd_tui.widgets.connection_status import ConnectionStatus
 
 
 class TopBar(Horizontal):
-    """A one-line bar docked at the top; the app keeps its parts up to date."""
+    """A one-line bar docked at the top. It keeps itself current: the trader and the connection state follow
+    the app's reactives, and the clock ticks every second on whichever screen shows the bar."""
 
-    def __init__(self, title: str = "CFD Broker", **kwargs) -> None:
+    def __init__(self, title: str = "CFD Broker", screen_name: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
         self.title_text = title
+        self.screen_name = screen_name
 
     def compose(self) -> ComposeResult:
         yield Static(f"▲▼ {self.title_text}", id="brand")
-        yield Static("", id="screen-name")
+        yield Static(self.screen_name, id="screen-name")
         yield Static("", id="user")
+        yield Static("", id="user-email")
         yield ConnectionStatus(id="connection")
         yield Static("", id="clock")
+
+    def on_mount(self) -> None:
+        app = self.app
+        self.watch(app, "user", self._show_user)
+        self.watch(app, "feed_state", self._show_feed_state)
+        self.set_interval(1.0, self.tick)
+        self.tick()
+
+    def tick(self) -> None:
+        """Show the app clock's time now."""
+        self.query_one("#clock", Static).update(fmt.clock(self.app.clock(), self.app.tz))  # type: ignore[attr-defined]
+
+    def _show_user(self, user) -> None:
+        self.query_one("#user", Static).update(user.name if user else "")
+        self.query_one("#user-email", Static).update(f"· {user.email}" if user else "")
+
+    def _show_feed_state(self, state) -> None:
+        status = self.query_one(ConnectionStatus)
+        status.detail = self.app.feed_detail  # type: ignore[attr-defined]
+        status.state = state

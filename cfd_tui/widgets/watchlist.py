@@ -5,15 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rich.text import Text
+from textual import events
 from textual.widgets import DataTable
 
 from cfd_tui import format as fmt
 from cfd_tui.state import MarketBoard, Ticker
-from cfd_tui.widgets.live_table import LiveTable
+from cfd_tui.widgets.live_table import Column, LiveTable, fitting
 
 SPARK_WIDTH = 14
-COLUMNS = (("Market", "market", 10), ("Bid", "bid", 11), ("Ask", "ask", 11), ("1h chg", "chg", 8),
-           ("Trend", "trend", SPARK_WIDTH))
+# when too narrow, the trend goes first, then the change; market, bid and ask always stay
+COLUMNS = (Column("Market", "market", 10), Column("Bid", "bid", 11), Column("Ask", "ask", 11),
+           Column("1h chg", "chg", 8, drop=2), Column("Trend", "trend", SPARK_WIDTH, drop=1))
+KEYS = tuple(column.key for column in COLUMNS)
 
 
 class Watchlist(LiveTable):
@@ -27,11 +30,30 @@ class Watchlist(LiveTable):
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._rows: list[str] = []
+        self._board: MarketBoard | None = None
+        self.shown: tuple[Column, ...] = ()
 
     def on_mount(self) -> None:
-        for label, key, width in COLUMNS:
-            self.add_column(Text(label, justify="left" if key in ("market", "trend") else "right"), key=key,
-                            width=width)
+        self._show_columns(COLUMNS)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.fit(event.size.width)
+
+    def fit(self, width: int) -> None:
+        """Show the columns that fit in `width` cells (the rows are kept)."""
+        wanted = fitting(COLUMNS, width - self.styles.scrollbar_size_vertical, self.cell_padding)
+        if wanted != self.shown:
+            self._show_columns(wanted)
+
+    def _show_columns(self, columns: tuple[Column, ...]) -> None:
+        self.clear(columns=True)
+        self.shown = columns
+        for column in columns:
+            self.add_column(Text(column.label, justify="left" if column.key in ("market", "trend") else "right"),
+                            key=column.key, width=column.width)
+        self.set_markets(list(self._rows))
+        if self._board is not None:
+            self.update_symbols(self._board, self._rows, 0.0)
 
     def set_markets(self, symbols: Iterable[str]) -> None:
         """(Re)build the rows, keeping the cursor on the same market."""
@@ -40,7 +62,7 @@ class Watchlist(LiveTable):
         self.clear()
         rows = list(symbols)
         for symbol in rows:
-            self.add_row(*self._blank(symbol), key=symbol)
+            self.add_row(*self._shown(self._blank(symbol)), key=symbol)
         self._rows = rows
         if current in rows:
             self.move_cursor(row=rows.index(current))
@@ -62,15 +84,21 @@ class Watchlist(LiveTable):
 
     def update_symbols(self, board: MarketBoard, symbols: Iterable[str], now: float) -> None:
         """Redraw the rows of `symbols` from the board."""
+        self._board = board
+        shown = {column.key for column in self.shown}
         for symbol in symbols:
             ticker = board.tickers.get(symbol)
             if ticker is None or symbol not in self._rows:
                 continue
             market = board.markets.get(symbol)
             tick = market.price_tick if market else fmt.CENT
-            for key, cell in zip(("market", "bid", "ask", "chg", "trend"),
-                                 self._cells(ticker, tick, board.mids.get(symbol, ()), now), strict=True):
-                self.update_cell(symbol, key, cell)  # a cell that looks the same is skipped
+            for key, cell in zip(KEYS, self._cells(ticker, tick, board.mids.get(symbol, ()), now), strict=True):
+                if key in shown:
+                    self.update_cell(symbol, key, cell)  # a cell that looks the same is skipped
+
+    def _shown(self, cells: tuple[Text, ...]) -> list[Text]:
+        shown = {column.key for column in self.shown}
+        return [cell for key, cell in zip(KEYS, cells, strict=True) if key in shown]
 
     def _blank(self, symbol: str) -> tuple[Text, ...]:
         return (Text(symbol.replace("_", "/"), style=self.get_component_rich_style("watchlist--symbol")),

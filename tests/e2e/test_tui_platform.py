@@ -96,6 +96,12 @@ def form_error(app: CfdApp) -> str:
     return str(app.screen.query_one("#form-error").render())
 
 
+def field_error(app: CfdApp, input_id: str) -> str:
+    """The error shown under a field of the screen ("" when none)."""
+    box = app.screen.query_one(f"#{input_id}-error")
+    return str(box.render()) if box.has_class("-shown") else ""
+
+
 async def test_sign_up_watch_prices_trade_and_see_the_history(platform, market_data, mailbox, email):
     app = create_app(platform.base_url, session_store=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -126,7 +132,7 @@ async def test_sign_up_watch_prices_trade_and_see_the_history(platform, market_d
         app.screen.query_one("#amount").value = "abc"
         app.screen.query_one("#amount").focus()
         await pilot.press("enter")
-        assert "must be a number" in form_error(app)
+        assert "must be a number" in field_error(app, "amount")
         app.screen.query_one("#amount").value = "2"
         await pilot.press("enter")
         await until(pilot, lambda: getattr(app.screen, "confirming", False))
@@ -139,16 +145,26 @@ async def test_sign_up_watch_prices_trade_and_see_the_history(platform, market_d
         await until(pilot, lambda: str(table.get_cell(position_id, "pnl")).startswith("+"))
 
         table.focus()
+        margin = str(table.get_cell(position_id, "margin"))
+        await pilot.press("p")  # part-close half: the row shows what is left, from the server's events
+        await until(pilot, lambda: app.screen.query("#close-qty"))
+        app.screen.query_one("#close-qty").value = "1"
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen)
+                    and str(table.get_cell(position_id, "qty")) == "1.00")
+        left = await app.client.position(position_id)
+        assert str(table.get_cell(position_id, "margin")) == f"{left.margin:,.2f}" != margin
         await pilot.press("c")
         await until(pilot, lambda: app.screen.query("#close-qty"))
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and not app.portfolio.positions)
         await pilot.press("h")
         await until(pilot, lambda: isinstance(app.screen, HistoryScreen)
-                    and "closed 1" in str(app.screen.query_one("#history-summary").render()))
+                    and "closed 2" in str(app.screen.query_one("#history-summary").render()))
         summary = str(app.screen.query_one("#history-summary").render())
         closed = await app.client.positions("closed")
-        assert f"{closed[0].realized_pnl:+,.2f}" in summary and closed[0].realized_pnl > 0
+        total = sum(p.realized_pnl for p in closed)
+        assert f"{total:+,.2f}" in summary and total > 0
 
 
 class Forwarder:

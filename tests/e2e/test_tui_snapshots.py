@@ -1,13 +1,20 @@
 """SVG snapshots of every screen, with frozen prices and times (`FakeBroker`, a fixed clock, UTC).
 
-Update after an intended change of the look with: pytest tests/e2e/test_tui_snapshots.py --snapshot-update
+Every test runs in a pinned environment (`pinned_environment`): what the terminal, the shell or CI says about
+colour, size, theme, time zone and locale must not change a pixel. Update after an intended change of the
+look with: pytest tests/e2e/test_tui_snapshots.py --snapshot-update
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC
 from decimal import Decimal
+
+import pytest
+from textual import constants
+from textual.widgets import Input
 
 from cfd_tui.app import CfdApp, create_app
 from cfd_tui.client.fake import FIXED_NOW_MS, FakeBroker
@@ -18,13 +25,46 @@ from cfd_tui.widgets.positions_table import PositionsTable
 SIZE = (140, 45)
 EMAIL = "ada@example.com"
 
+# Variables that change how a Textual app or Rich draws: colour switches (NO_COLOR, which CI may set, turns
+# every colour to grey), terminal hints, and Textual's own switches.
+UNSET_VARIABLES = ("NO_COLOR", "FORCE_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "COLORTERM", "COLUMNS", "LINES",
+                   "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JUPYTER_COLUMNS", "JUPYTER_LINES", "TEXTUAL",
+                   "TEXTUAL_COLOR_SYSTEM", "TEXTUAL_THEME", "TEXTUAL_ANIMATIONS", "TEXTUAL_FILTERS",
+                   "TEXTUAL_FPS", "TEXTUAL_DEBUG", "TEXTUAL_DRIVER", "TEXTUAL_PRESS")
+
+
+@pytest.fixture(autouse=True)
+def pinned_environment(monkeypatch):
+    """The same drawing whatever the environment: colour on, a known terminal, UTC, a UTF-8 C locale.
+
+    Textual reads some variables when it is imported (theme, animations, filters, colour system): those are
+    pinned on `textual.constants`, which the app reads when it is built.
+    """
+    for name in UNSET_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    for name, value in (("FILTERS", ""), ("COLOR_SYSTEM", "auto"), ("TEXTUAL_ANIMATIONS", "full"),
+                        ("DEBUG", False), ("DRIVER", None), ("PRESS", "")):
+        monkeypatch.setattr(constants, name, value)
+    # a focused field's cursor blinks every 0.5 s: on a busy machine the picture caught either phase
+    monkeypatch.setattr(Input, "_toggle_cursor", lambda field: setattr(field, "_cursor_visible", True))
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
 
 def frozen_app(fake: FakeBroker, *, signed_in: bool = True) -> CfdApp:
     if signed_in:
         fake.add_user(EMAIL, "correct horse battery", "Ada Lovelace")
         fake.sign_in_as(EMAIL)
-    return create_app("http://broker.test", fake, session_store=False, clock=lambda: FIXED_NOW_MS / 1000,
-                      tz=UTC, animate=False)
+    app = create_app("http://broker.test", fake, session_store=False, clock=lambda: FIXED_NOW_MS / 1000,
+                     tz=UTC, animate=False)
+    app.theme = "textual-dark"  # not $TEXTUAL_THEME
+    return app
 
 
 async def until(pilot, condition, timeout: float = 5.0) -> None:
@@ -71,7 +111,7 @@ def test_sign_up_with_errors(snap_compare):
         app.screen.query_one("#email").value = "ada@"
         app.screen.query_one("#password").value = "short"
         app.screen.submit()
-        await pilot.pause(0.1)
+        await until(pilot, lambda: app.screen.query_one("#form-error").has_class("-shown"))
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
@@ -104,6 +144,53 @@ def test_dashboard_with_positions(snap_compare):
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.parametrize("size", [(80, 24), (120, 30), (160, 45)], ids=["80x24", "120x30", "160x45"])
+def test_dashboard_at_terminal_size(snap_compare, size):
+    """From 80×24 up: every position's PnL and the whole account bar; the least important columns go first."""
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await with_positions(fake)
+        await until(pilot, dashboard_ready(app, positions=3))
+        app.screen.choose_market("SOL_USDC")
+        await until(pilot, lambda: "candles SOL_USDC 1m" in fake.requests)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+def test_order_ticket_with_errors_at_80x24(snap_compare):
+    fake = FakeBroker(deposit=Decimal(1000))
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await until(pilot, dashboard_ready(app))
+        app.screen.choose_market("SOL_USDC")
+        await pilot.press("b")
+        await until(pilot, lambda: app.screen.query("#amount"))
+        app.screen.query_one("#amount").value = "100"
+        app.screen.query_one("#leverage").value = "25"
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen.query_one("#leverage-error").has_class("-shown"))
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_history_at_80x24(snap_compare):
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await with_positions(fake)
+        for position in list(await fake.positions("open")):
+            await fake.close_position(position.id)
+        await until(pilot, dashboard_ready(app))
+        await pilot.press("h")
+        await until(pilot, lambda: "closed 3" in str(app.screen.query_one("#history-summary").render()))
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
 def test_dashboard_without_trading_while_reconnecting(snap_compare):
     fake = FakeBroker(trading=False)
     app = frozen_app(fake)
@@ -129,6 +216,7 @@ def test_order_ticket_preview_and_errors(snap_compare):
         app.screen.query_one("#leverage").value = "10"
         app.screen.query_one("#stop-loss").value = "190"
         await pilot.press("enter")
+        await until(pilot, lambda: app.screen.query_one("#stop-loss-error").has_class("-shown"))
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 

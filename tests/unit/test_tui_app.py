@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import stat
+from datetime import UTC
 from decimal import Decimal
 
+import pytest
+from rich.console import Console
 from textual import events
 from textual.widgets import Input
 
+from cfd_tui import format as fmt
 from cfd_tui.app import CfdApp, create_app
 from cfd_tui.client import NotSignedIn
 from cfd_tui.client.fake import FakeBroker
 from cfd_tui.client.models import FeedState
 from cfd_tui.client.session import SessionStore
+from cfd_tui.local import cfd_command
 from cfd_tui.screens.dashboard import DashboardScreen
 from cfd_tui.screens.history import HistoryScreen
 from cfd_tui.screens.signin import SignInScreen
@@ -157,7 +163,7 @@ async def test_a_saved_session_skips_sign_in_and_an_ended_one_asks_again(tmp_pat
         fake.sessions.clear()  # the server revokes the session
         fake.fail_next("account", NotSignedIn(401, "session_expired", "This session has ended; please sign in."))
         app.refresh_portfolio()
-        await until(pilot, lambda: on(app, SignInScreen))
+        await until(pilot, lambda: on(app, SignInScreen) and app.screen.query("#auth-message"))
         assert "expired" in str(app.screen.query_one("#auth-message").render())
     assert store.load("http://broker.test/api/v1") is None
 
@@ -170,6 +176,36 @@ async def test_sign_out_revokes_the_session_and_returns_to_sign_in(tmp_path):
         await pilot.press("x")
         await until(pilot, lambda: on(app, SignInScreen))
         assert "logout" in fake.requests and fake.token is None
+
+
+async def test_the_code_screen_of_a_local_platform_says_how_to_read_the_code(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # `cfd` is not on the PATH after the README's set-up
+    monkeypatch.delenv("CFD_DATA_DIR", raising=False)
+    fake = FakeBroker()
+    app = create_app("http://broker.test", fake, session_store=False, data_dir=tmp_path / "data")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on(app, SignInScreen))
+        await app.push_screen(VerifyScreen(name="Ada", email=EMAIL, password=PASSWORD))
+        await until(pilot, lambda: on(app, VerifyScreen))
+        hint = str(app.screen.query_one(".auth-hint").render())
+        assert f"{cfd_command()} mail outbox" in hint and "`cfd mail outbox`" not in hint
+        assert str(tmp_path / "data" / "outbox") in hint
+
+
+async def test_the_screenshot_command_saves_in_the_data_directory_and_says_where(tmp_path):
+    fake = FakeBroker()
+    app = make(fake)
+    app.screenshot_dir = tmp_path / "data" / "screenshots"  # as `data_dir` sets it; the folder does not exist
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app))
+        (command,) = [c for c in app.get_system_commands(app.screen) if c.title == "Screenshot"]
+        command.callback()
+        await until(pilot, lambda: any(title.startswith("Screenshot") for _, title, _ in app.notice_log))
+        (saved,) = (tmp_path / "data" / "screenshots").glob("*.svg")
+        assert ("information", "Screenshot", f"Saved to {saved}") in app.notice_log
+        assert "<svg" in saved.read_text()[:500]
+    app = create_app("http://broker.test", FakeBroker(), session_store=False, data_dir=tmp_path / "other")
+    assert app.screenshot_dir == tmp_path / "other" / "screenshots"
 
 
 # --- the dashboard ----------------------------------------------------------------------------------------
@@ -233,6 +269,64 @@ async def test_a_click_in_the_watchlist_charts_that_market():
         await until(pilot, lambda: f"candles {watchlist.symbols[3]} 1m" in fake.requests)
 
 
+def screen_text(app) -> str:
+    """What the terminal shows now, as plain text."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, record=True,
+                      color_system="truecolor", legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text(styles=False)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (120, 30), (160, 45)])
+async def test_the_dashboard_shows_every_pnl_and_the_whole_account_bar_from_80x24(size):
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: ready(app))
+        await fake.open_position("SOL_USDC", "long", Decimal(12), 10, stop_loss=Decimal(175))
+        await fake.open_position("BTC_USDC", "short", Decimal("0.05"), 20)
+        await fake.open_position("ETH_USDC", "long", Decimal("0.8"), 5)
+        fake.push_price("SOL_USDC", "186.40", "186.50")
+        fake.push_price("BTC_USDC", "96610.0", "96611.0")
+        app.refresh_portfolio()
+        await until(pilot, lambda: app.screen.query_one(PositionsTable).row_count == 3)
+        await pilot.pause(0.2)
+        lines = screen_text(app).splitlines()
+        assert len(lines) == size[1]
+        quotes = app.board.quotes()
+        header = next(line for line in lines if " Market " in line and " Qty " in line)
+        assert " PnL " in header + " "
+        for position in app.portfolio.positions.values():
+            pnl = fmt.money(app.portfolio.pnl(position, quotes), signed=True)
+            row = next(line for line in lines if position.symbol.replace("_", "/") in line and position.side in line)
+            assert pnl in row
+        account = app.portfolio.live_account(quotes)
+        bar = lines[-2]  # above the footer
+        for value in (account.equity, account.free_margin):
+            assert fmt.money(value) in bar
+        assert fmt.money(account.unrealized_pnl, signed=True) in bar
+        assert fmt.percent(account.margin_level) in bar and "Equity" in bar
+        assert all(line.rstrip() == line.rstrip()[:size[0]] for line in lines)
+
+
+async def test_in_80x24_the_ticket_keeps_its_buttons_in_sight_while_confirming():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_ticket(pilot)
+        await type_into(pilot, "#amount", "2")
+        await pilot.pause()
+        assert "Review order" in screen_text(app) and "Stop-out ≈" in screen_text(app)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen.confirming)
+        await pilot.pause(0.1)
+        shown = screen_text(app)
+        assert "Confirm — send order" in shown and "Open LONG 2.00 SOL" in shown
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen) and app.portfolio.positions)
+
+
 # --- trading ----------------------------------------------------------------------------------------------
 
 
@@ -244,20 +338,103 @@ async def open_ticket(pilot, symbol: str = "SOL_USDC") -> None:
     await until(pilot, lambda: on(app, TicketScreen))
 
 
+def field_error(app, input_id: str) -> str | None:
+    """The error shown beside a field (None when none is shown)."""
+    box = app.screen.query_one(f"#{input_id}-error")
+    return str(box.render()) if box.display and box.has_class("-shown") else None
+
+
 async def test_ticket_shows_bad_input_and_sends_nothing():
     fake = FakeBroker()
     app = make(fake)
     async with app.run_test(size=SIZE) as pilot:
         await open_ticket(pilot)
-        for field, text, words in (("#amount", "abc", "must be a number"), ("#leverage", "21", "1 to 20"),
-                                   ("#stop-loss", "190", "stop-loss must be below")):
-            for name, value in (("#amount", "1"), ("#leverage", "5"), ("#stop-loss", ""), (field, text)):
-                await type_into(pilot, name, value)
+        for field, text, words in (("amount", "abc", "must be a number"), ("leverage", "21", "1 to 20"),
+                                   ("stop-loss", "190", "stop-loss must be below")):
+            for name, value in (("amount", "1"), ("leverage", "5"), ("stop-loss", ""), (field, text)):
+                await type_into(pilot, f"#{name}", value)
             await pilot.press("enter")
-            assert words in error_text(app)
-            assert app.screen.query_one(field).has_class("-invalid")
+            assert words in field_error(app, field)
+            assert app.screen.query_one(f"#{field}").has_class("-invalid")
             assert not app.screen.confirming
         assert "open_position" not in fake.requests
+
+
+async def test_ticket_errors_sit_beside_their_fields_and_go_once_fixed():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_ticket(pilot)
+        for name, value in (("amount", "abc"), ("leverage", ""), ("stop-loss", "190")):
+            await type_into(pilot, f"#{name}", value)
+        await pilot.press("enter")
+        assert "must be a number" in field_error(app, "amount")
+        assert "Choose a leverage from 1 to 20" in field_error(app, "leverage")
+        assert "must be below" in field_error(app, "stop-loss")
+        assert field_error(app, "take-profit") is None and error_text(app) == ""
+        await type_into(pilot, "#amount", "1")  # fixed: its error goes as it is typed, the others stay
+        await pilot.pause()
+        assert field_error(app, "amount") is None and not app.screen.query_one("#amount").has_class("-invalid")
+        assert field_error(app, "leverage") and field_error(app, "stop-loss")
+        await type_into(pilot, "#stop-loss", "19O")  # still wrong: the message follows the new value
+        await pilot.pause()
+        assert "stop-loss must be a number" in field_error(app, "stop-loss")
+        await type_into(pilot, "#stop-loss", "180")
+        await type_into(pilot, "#leverage", "5")
+        await pilot.pause()
+        assert [field_error(app, f) for f in ("amount", "leverage", "stop-loss", "take-profit")] == [None] * 4
+        await pilot.press("enter")
+        assert app.screen.confirming
+
+
+async def test_ticket_flags_a_leverage_above_the_maximum_as_it_is_typed():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_ticket(pilot)
+        leverage = app.screen.query_one("#leverage", Input)
+        leverage.focus()
+        leverage.value = ""
+        await pilot.press("2")
+        assert field_error(app, "leverage") is None
+        await pilot.press("5")  # 25 > 20, before any review
+        await pilot.pause()
+        assert "The leverage for SOL_USDC is 1 to 20." == field_error(app, "leverage")
+        await pilot.press("backspace")
+        await pilot.pause()
+        assert field_error(app, "leverage") is None
+        assert "open_position" not in fake.requests and not app.screen.confirming
+
+
+async def test_ticket_in_usd_shows_the_usd_rules_for_the_amount():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_ticket(pilot)
+        amount = app.screen.query_one("#amount", Input)
+        assert amount.placeholder == "min 0.01, step 0.01 SOL"
+        await pilot.press("f4")
+        await pilot.pause()
+        assert str(app.screen.query_one("#amount-label").render()) == "Amount (USD)"
+        assert amount.placeholder == "USD, min ≈ 1.85, buys whole steps of 0.01 SOL"  # 0.01 at the ask 185.05
+        await pilot.press("f4")
+        await pilot.pause()
+        assert amount.placeholder == "min 0.01, step 0.01 SOL"
+
+
+async def test_ticket_for_an_order_the_account_cannot_afford_says_not_enough_margin():
+    fake = FakeBroker(deposit=Decimal(1000))
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_ticket(pilot)
+        await type_into(pilot, "#amount", "100")  # margin 100 × 185.05 / 5 = 3,701.00 against 1,000 free
+        await pilot.pause()
+        preview = str(app.screen.query_one("#ticket-preview").render())
+        assert "Stop-out ≈ not enough margin: 2,701.00 USD short" in preview
+        await type_into(pilot, "#amount", "2")  # affordable: an estimate below the entry again
+        await pilot.pause()
+        preview = str(app.screen.query_one("#ticket-preview").render())
+        assert "not enough margin" not in preview and "Stop-out ≈ out of reach" in preview
 
 
 async def test_open_see_live_pnl_close_and_find_it_in_history():
@@ -269,6 +446,8 @@ async def test_open_see_live_pnl_close_and_find_it_in_history():
         await pilot.press("enter")
         assert app.screen.confirming and "open_position" not in fake.requests
         assert "Open LONG 2.00 SOL" in str(app.screen.query_one("#ticket-confirm").render())
+        await pilot.pause()
+        assert app.screen.query_one("#review").content_size.width >= len("Confirm — send order")  # not cut
         await pilot.press("enter")
         await until(pilot, lambda: on(app, DashboardScreen) and app.portfolio.positions)
         assert any(title == "Filled" for _, title, _ in app.notice_log)
@@ -324,6 +503,32 @@ async def test_partial_close_edit_stops_and_a_stop_loss_toast():
         assert any(title == "Stop-loss" and "Stop-loss hit" in message for _, title, message in app.notice_log)
 
 
+async def test_a_part_close_shows_the_remaining_quantity_and_margin_in_the_table_at_once():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app))
+        position = await fake.open_position("SOL_USDC", "long", Decimal(3), 5)
+        await fake.open_position("ETH_USDC", "long", Decimal("0.5"), 5)  # another row, which stays
+        app.refresh_portfolio()
+        table = app.screen.query_one(PositionsTable)
+        await until(pilot, lambda: table.row_count == 2)
+        assert (cell(table, position.id, "qty"), cell(table, position.id, "margin")) == ("3.00", "111.03")
+        table.focus()
+        table.move_cursor(row=table.get_row_index(position.id))
+        await pilot.press("p")
+        await until(pilot, lambda: type(app.screen).__name__ == "ClosePositionScreen")
+        await type_into(pilot, "#close-qty", "1")
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen) and "close_position" in fake.requests)
+        await until(pilot, lambda: cell(table, position.id, "qty") == "2.00")
+        assert cell(table, position.id, "margin") == "74.02"  # 2 × 185.05 / 5
+        assert table.row_count == 2
+        fake.push_price("SOL_USDC", "186.05", "186.15")  # a tick keeps the corrected row
+        await until(pilot, lambda: cell(table, position.id, "pnl") == "+2.00")
+        assert cell(table, position.id, "qty") == "2.00"
+
+
 async def test_margin_level_turns_amber_then_red():
     fake = FakeBroker(deposit=Decimal(1000))
     app = make(fake)
@@ -353,6 +558,34 @@ async def test_without_trading_endpoints_the_dashboard_still_shows_prices():
         assert on(app, DashboardScreen)
         assert any("Trading unavailable" == title for _, title, _ in app.notice_log)
         assert cell(app.screen.query_one(Watchlist), "BTC_USDC", "bid") == "96,499.5"
+
+
+async def test_the_clock_runs_on_the_history_screen_and_the_stops_dialog_follows_the_price():
+    fake = FakeBroker()
+    fake.add_user(EMAIL, PASSWORD)
+    fake.sign_in_as(EMAIL)
+    now = [fake.now_ms / 1000]
+    app = create_app("http://broker.test", fake, session_store=False, clock=lambda: now[0], tz=UTC)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app))
+        await fake.open_position("SOL_USDC", "long", Decimal(3), 5)
+        app.refresh_portfolio()
+        table = app.screen.query_one(PositionsTable)
+        await until(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.press("e")
+        await until(pilot, lambda: type(app.screen).__name__ == "EditStopsScreen")
+        hint = app.screen.query_one("#stops-hint")
+        assert "Closes at 184.95 now" in str(hint.render())
+        fake.push_price("SOL_USDC", "187.25", "187.35")
+        await until(pilot, lambda: "Closes at 187.25 now" in str(hint.render()))
+        await pilot.press("escape")
+        await pilot.press("h")
+        await until(pilot, lambda: on(app, HistoryScreen))
+        clock = app.screen.query_one("#clock")
+        assert str(clock.render()) == "00:00:00"
+        now[0] += 75
+        await until(pilot, lambda: str(clock.render()) == "00:01:15")
 
 
 # --- help and the command palette -------------------------------------------------------------------------

@@ -41,6 +41,15 @@ def test_stop_out_estimate_for_a_position_that_uses_most_of_the_account():
     assert checked.preview.stop_out == Decimal("185.10") - Decimal("15.3725")
 
 
+@pytest.mark.parametrize("side", ["long", "short"])
+def test_an_order_the_account_cannot_afford_has_a_shortfall_and_no_stop_out(side):
+    checked = ticket(side=side, amount="1000", leverage="5")  # margin about 37,000 against 10,000 free
+    preview = checked.preview
+    assert checked.plan is None and "Not enough free margin" in checked.errors["amount"]
+    assert preview.stop_out is None
+    assert preview.shortfall == preview.margin - ACCOUNT.free_margin > 0
+
+
 @pytest.mark.parametrize(("fields", "field", "words"), [
     ({"amount": "abc"}, "amount", "must be a number"),
     ({"amount": "1e"}, "amount", "must be a number"),
