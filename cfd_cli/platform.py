@@ -102,7 +102,9 @@ class Platform:
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}",
                                "stop what uses the port, or set CFD_HTTP_PORT to a free one") from exc
         app = self.app = create_app(self.settings, bus=self.bus, cache=self.cache)
-        config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=5)
+        # proxy_headers off: the auth limits read X-Forwarded-For themselves, from CFD_TRUSTED_PROXIES only
+        config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=5,
+                                proxy_headers=False)
         self.http = _EmbeddedServer(config)
         self._http_task = asyncio.get_running_loop().create_task(self.http.serve(sockets=[sock]))
         while not self.http.started:
