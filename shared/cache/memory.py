@@ -127,9 +127,9 @@ class MemoryCache(Cache):
             return Taken(False, tuple(counts), tuple(resets))
         for i, (budget, item) in enumerate(zip(budgets, items, strict=True)):
             counts[i] += 1
-            expires = item[1] if item and item[1] is not None else now + budget.window
-            self._data[budget.key] = (str(counts[i]).encode(), expires)
-            resets[i] = expires - now
+            if item is None or item[1] is None:  # this take opens the window
+                item, resets[i] = (b"", now + budget.window), budget.window
+            self._data[budget.key] = (str(counts[i]).encode(), item[1])
         self._sweep()
         return Taken(True, tuple(counts), tuple(resets))
 
