@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from typing import NoReturn
 
 from cfd_server.auth.client_address import ClientAddresses
 from cfd_server.auth.passwords import DummyHash, check_password, hash_password, needs_rehash
@@ -177,7 +178,7 @@ class AuthService:
         return await self.sessions.issue(user)
 
     @staticmethod
-    def _refuse_code_guess(taken: Taken, budgets: tuple[Budget, ...]) -> None:
+    def _refuse_code_guess(taken: Taken, budgets: tuple[Budget, ...]) -> NoReturn:
         exhausted = taken.exhausted(budgets)
         if 0 in exhausted:
             raise BadRequest("Too many wrong codes; ask for a new one.", code="code_burned",
