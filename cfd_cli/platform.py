@@ -110,8 +110,9 @@ class Platform:
                                "stop what uses the port, or set CFD_HTTP_PORT to a free one") from exc
         app = self.app = create_app(self.settings, bus=self.bus, cache=self.cache)
         # No `server: uvicorn` banner: it only tells a scanner what to try; the Date header stays (HTTP wants it).
+        # proxy_headers off: the auth limits read X-Forwarded-For themselves, from CFD_TRUSTED_PROXIES only.
         config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=5,
-                                server_header=False)
+                                server_header=False, proxy_headers=False)
         self.http = _EmbeddedServer(config)
         self._http_task = asyncio.get_running_loop().create_task(self.http.serve(sockets=[sock]))
         while not self.http.started:

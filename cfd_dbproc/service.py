@@ -40,6 +40,7 @@ class DbProc:
         self.responder.route(RequestType.USER_CREATE, users.create)
         self.responder.route(RequestType.USER_CREDENTIALS, users.credentials)
         self.responder.route(RequestType.USER_PROFILE, users.profile)
+        self.responder.route(RequestType.USER_REHASH, users.rehash)
         self.responder.route(RequestType.HEALTH, self.health)
         self.candles = CandleRecorder(db, bus, self.topics)
         self.responder.route(RequestType.CANDLES_HISTORY, self.candles.history)

@@ -1,4 +1,5 @@
-"""User requests: existence, creation with the demo deposit, credentials and profile lookups."""
+"""User requests: existence, creation with the demo deposit, credentials and profile lookups, and the
+replacement of an outdated password hash."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from shared.contracts import (
     CreateUser,
     Credentials,
     CredentialsQuery,
+    PasswordRehashed,
+    RehashPassword,
     User,
     UserExists,
     UserExistsQuery,
@@ -91,6 +94,23 @@ class UserHandlers:
         query = msgspec.json.decode(request.body, type=CredentialsQuery)
         row = await Users.select(*CREDENTIALS_COLUMNS).where(Users.email == query.email.lower()).first().run()
         return encode(Credentials() if row is None else credentials_from_row(row))
+
+    async def rehash(self, request: BusRequest) -> bytes:
+        """Replace a password hash by a current one of the same password (the server made it at sign-in),
+        unless the hash changed meanwhile: then the newer change stands."""
+        command = msgspec.json.decode(request.body, type=RehashPassword)
+        try:
+            user_id = uuid.UUID(command.user_id)
+        except ValueError:
+            raise NotFound("No such user.", code="user_not_found") from None
+        async with self.db.transaction():
+            await Users.update({Users.password_hash: command.new_hash}).where(
+                (Users.id == user_id) & (Users.password_hash == command.old_hash)).run()
+            row = await Users.select(Users.password_hash).where(Users.id == user_id).first().run()
+        replaced = row is not None and row["password_hash"] == command.new_hash
+        if replaced:
+            await self.directory.changed(user_id)  # sign-in reads the new hash from the directory at once
+        return encode(PasswordRehashed(replaced=replaced))
 
     async def profile(self, request: BusRequest) -> bytes:
         query = msgspec.json.decode(request.body, type=UserQuery)

@@ -102,6 +102,19 @@ class UserQuery(Struct, kw_only=True):
     user_id: str
 
 
+class RehashPassword(Struct, kw_only=True):
+    """Bus request `user.rehash`: store `new_hash` (the same password, hashed the current way) in place of
+    `old_hash`, only if `old_hash` is still the user's hash."""
+
+    user_id: str
+    old_hash: str
+    new_hash: str
+
+
+class PasswordRehashed(Struct, kw_only=True):
+    replaced: bool
+
+
 # --- bus envelopes ---------------------------------------------------------------------------------------
 
 
@@ -169,6 +182,7 @@ class RequestType:
     USER_CREATE = "user.create"
     USER_CREDENTIALS = "user.credentials"
     USER_PROFILE = "user.profile"
+    USER_REHASH = "user.rehash"
     HEALTH = "health.check"
     CANDLES_HISTORY = "candles.history"
 

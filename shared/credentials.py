@@ -2,7 +2,7 @@
 
 Sign-in needs the user's password hash before it can run bcrypt. Asking the dbproc costs a bus round trip
 and a database read (about 5 ms on Kafka and PostgreSQL); reading the directory costs one cache read, made
-together with the sign-in throttle's read.
+together with the read of whether the client's address is familiar to that email.
 
 The directory is used only whole. The dbproc loads every user into it and then sets its completeness mark;
 the server trusts the directory only while the mark is there, and otherwise asks the dbproc. Which path a

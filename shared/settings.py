@@ -7,13 +7,18 @@ A bad value stops start-up with a `SettingsError` naming the variable and what i
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
 import logging
+import math
 import os
+import re
 import secrets
 import stat
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,21 @@ log = logging.getLogger(__name__)
 
 WEAK_SECRETS = {"secret", "changeme", "change-me", "password", "jwt-secret", "dev", "test"}
 MIN_SECRET_LENGTH = 32
+MIN_SECRET_BITS = 128  # by `estimated_entropy_bits`; enforced on secrets in prod mode
+SECRET_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+
+
+class RateLimit(msgspec.Struct, frozen=True):
+    """At most `count` in a window of `seconds`; written `COUNT/WINDOW`, e.g. `20/1h`."""
+
+    count: int
+    seconds: int
+
+    def __str__(self) -> str:
+        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+            if self.seconds % size == 0:
+                return f"{self.count}/{self.seconds // size}{unit}"
+        return f"{self.count}/{self.seconds}s"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,6 +81,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jwt_ttl_seconds: int = 3600
     cookie_secure: bool = False
     bcrypt_rounds: int = 12
+
+    # Attempt limits (see docs/api.md, "Attempt limits"); the client address honours X-Forwarded-For only
+    # from `trusted_proxies`.
+    trusted_proxies: tuple[str, ...] = ()
+    signup_limit_per_email: RateLimit = RateLimit(1, 60)
+    signup_limit_per_ip: RateLimit = RateLimit(20, 3600)
+    verify_limit_per_ip: RateLimit = RateLimit(30, 3600)
+    code_limit_per_email: RateLimit = RateLimit(15, 86400)
+    signin_limit_per_ip: RateLimit = RateLimit(100, 3600)
+    signin_limit_per_email_ip: RateLimit = RateLimit(10, 900)
+    signin_limit_per_email: tuple[RateLimit, ...] = (RateLimit(10, 900), RateLimit(20, 3600), RateLimit(50, 86400))
 
     request_timeout: float = 5.0
     demo_deposit: Decimal = Decimal("10000")
@@ -215,6 +246,39 @@ def _database_url(value: str) -> str:
     return _url("sqlite", "postgresql")(value)
 
 
+_WINDOW = re.compile(r"^([0-9]+)\s*([smhd]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _rate_limit(value: str) -> RateLimit:
+    count, slash, window = value.strip().lower().partition("/")
+    match = _WINDOW.match(window.strip())
+    if not slash or not count.strip().isdigit() or not match:
+        raise ValueError(f"must be COUNT/WINDOW, like 20/1h (units s, m, h, d), got {value!r}")
+    limit = RateLimit(int(count), int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    if not 1 <= limit.count <= 1_000_000_000 or not 1 <= limit.seconds <= 30 * 86400:
+        raise ValueError(f"must allow 1 or more in a window of 1 s to 30 d, got {value!r}")
+    return limit
+
+
+def _rate_limits(value: str) -> tuple[RateLimit, ...]:
+    limits = tuple(_rate_limit(part) for part in value.split(",") if part.strip())
+    if not limits:
+        raise ValueError("must list at least one COUNT/WINDOW, like 10/15m,50/1d")
+    return limits
+
+
+def _networks(value: str) -> tuple[str, ...]:
+    networks = []
+    for part in value.split(","):
+        if part.strip():
+            try:
+                networks.append(str(ipaddress.ip_network(part.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"must list IP addresses or networks (CIDR), got {part.strip()!r}") from None
+    return tuple(networks)
+
+
 def _bootstrap(value: str) -> str:
     servers = [part.strip() for part in value.split(",") if part.strip()]
     if not servers:
@@ -253,6 +317,14 @@ _FIELDS: list[tuple[str, Callable[[str], Any], tuple[str, ...]]] = [
     ("jwt_ttl_seconds", _int(60, 30 * 86400), ("CFD_JWT_TTL_SECONDS",)),
     ("cookie_secure", _bool, ("CFD_COOKIE_SECURE",)),
     ("bcrypt_rounds", _int(4, 16), ("CFD_BCRYPT_ROUNDS",)),
+    ("trusted_proxies", _networks, ("CFD_TRUSTED_PROXIES",)),
+    ("signup_limit_per_email", _rate_limit, ("CFD_SIGNUP_LIMIT_PER_EMAIL",)),
+    ("signup_limit_per_ip", _rate_limit, ("CFD_SIGNUP_LIMIT_PER_IP",)),
+    ("verify_limit_per_ip", _rate_limit, ("CFD_VERIFY_LIMIT_PER_IP",)),
+    ("code_limit_per_email", _rate_limit, ("CFD_CODE_LIMIT_PER_EMAIL",)),
+    ("signin_limit_per_ip", _rate_limit, ("CFD_SIGNIN_LIMIT_PER_IP",)),
+    ("signin_limit_per_email_ip", _rate_limit, ("CFD_SIGNIN_LIMIT_PER_EMAIL_IP",)),
+    ("signin_limit_per_email", _rate_limits, ("CFD_SIGNIN_LIMIT_PER_EMAIL",)),
     ("request_timeout", _float(0.1, 120), ("CFD_REQUEST_TIMEOUT",)),
     ("demo_deposit", _decimal, ("CFD_DEMO_DEPOSIT",)),
     ("price_source", _choice("sim", "backpack", "replay"), ("CFD_PRICE_SOURCE",)),
@@ -381,10 +453,36 @@ def local_secret(path: Path, nbytes: int = 32) -> str:
     raise SettingsError(f"cannot read or create the secret file {path}")
 
 
+def estimated_entropy_bits(secret: str) -> float:
+    """A conservative estimate of the randomness in `secret`: its length times the Shannon entropy of its
+    symbols, or of the steps between neighbouring symbols if that is lower (so `abcd…` and `0101…` count
+    as the patterns they are). Random secrets score close to their real strength; patterns score low."""
+
+    def shannon(items: Sequence[object]) -> float:
+        counts = Counter(items)
+        return -sum(n / len(items) * math.log2(n / len(items)) for n in counts.values()) * len(items)
+
+    if len(secret) < 2:
+        return 0.0
+    steps = [ord(b) - ord(a) for a, b in itertools.pairwise(secret)]
+    return max(0.0, min(shannon(secret), shannon(steps)))
+
+
+def _check_entropy(name: str, secret: str) -> None:
+    bits = estimated_entropy_bits(secret)
+    if bits < MIN_SECRET_BITS:
+        raise SettingsError(f"{name} has too little entropy for prod mode (about {bits:.0f} bits by estimate, "
+                            f"at least {MIN_SECRET_BITS} needed: it repeats or follows a pattern); {SECRET_HINT}")
+
+
 def _checked_secret(settings: Settings) -> Settings:
     secret = settings.jwt_secret
     weak = len(secret) < MIN_SECRET_LENGTH or secret.lower() in WEAK_SECRETS
     if not weak:
+        if settings.env == "prod":
+            _check_entropy("CFD_JWT_SECRET", secret)
+            if settings.admin_token:
+                _check_entropy("CFD_ADMIN_TOKEN", settings.admin_token)
         return settings
     if settings.is_dev:
         # The data directory's own secret: sessions outlive a restart of the local platform, as the TUI's
@@ -392,7 +490,6 @@ def _checked_secret(settings: Settings) -> Settings:
         return msgspec.structs.replace(settings, jwt_secret=local_secret(settings.data_dir / "jwt-secret", 48))
     if settings.env == "test":
         return msgspec.structs.replace(settings, jwt_secret=secrets.token_urlsafe(48))
-    hint = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
     if not secret:
-        raise SettingsError(f"CFD_JWT_SECRET must be set outside dev mode (CFD_ENV={settings.env}); {hint}")
-    raise SettingsError(f"CFD_JWT_SECRET is too weak (at least {MIN_SECRET_LENGTH} random characters); {hint}")
+        raise SettingsError(f"CFD_JWT_SECRET must be set outside dev mode (CFD_ENV={settings.env}); {SECRET_HINT}")
+    raise SettingsError(f"CFD_JWT_SECRET is too weak (at least {MIN_SECRET_LENGTH} random characters); {SECRET_HINT}")

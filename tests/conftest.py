@@ -21,7 +21,7 @@ import httpx
 import pytest
 from helpers import REAL, RUN_ID, Mailbox, SmtpSink, free_port
 
-from shared.settings import Settings, load_settings
+from shared.settings import RateLimit, Settings, load_settings
 
 # --- backend sets ----------------------------------------------------------------------------------------
 
@@ -81,13 +81,19 @@ def mailbox(mailbox_and_overrides) -> Mailbox:
     return mailbox_and_overrides[0]
 
 
+# The whole suite signs up and in from one client address (loopback): the per-address limits get room for
+# it. The tests of those limits run servers with the default limits (tests/integration/test_auth_limits.py).
+LOOPBACK_ROOM = {limit: RateLimit(1_000_000, 3600)
+                 for limit in ("signup_limit_per_ip", "verify_limit_per_ip", "signin_limit_per_ip")}
+
+
 @pytest.fixture(scope="session")
 def make_settings(backend_overrides) -> Callable[..., Settings]:
     """Settings for the selected backend set, on ephemeral ports; keyword overrides win."""
 
     def make(**overrides: Any) -> Settings:
         values = {"env": "test", "http_port": 0, "ws_port": 0, "bcrypt_rounds": 8, "request_timeout": 5.0,
-                  **backend_overrides, **overrides}
+                  **LOOPBACK_ROOM, **backend_overrides, **overrides}
         return load_settings(environ={}, **values)
 
     return make

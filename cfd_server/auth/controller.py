@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
@@ -18,6 +18,12 @@ SIGNUP_ACCEPTED = SignupAccepted(
 )
 
 
+def client_of(request: Request, auth: AuthService) -> str:
+    """The client address the attempt limits count (see `cfd_server.auth.client_address`)."""
+    peer = request.client.host if request.client else None
+    return auth.addresses.limit_key(peer, request.headers.getall("x-forwarded-for", []))
+
+
 class AuthController(Controller):
     path = "/auth"
     tags = ["auth"]
@@ -31,18 +37,21 @@ class AuthController(Controller):
 
     @post("/signup", status_code=HTTP_202_ACCEPTED, operation_id="signup",
           summary="Mail a one-time code to a new address (same answer for a registered one)")
-    async def signup(self, data: JSONBody[SignupRequest], auth: NamedDependency[AuthService]) -> SignupAccepted:
-        await auth.signup(data.email)
+    async def signup(self, request: Request, data: JSONBody[SignupRequest],
+                     auth: NamedDependency[AuthService]) -> SignupAccepted:
+        await auth.signup(data.email, client_of(request, auth))
         return SIGNUP_ACCEPTED
 
     @post("/verify", operation_id="verify", summary="Create the account with the mailed code and sign in")
-    async def verify(self, data: JSONBody[VerifyRequest], auth: NamedDependency[AuthService]) -> Response[AuthSession]:
-        token, session = await auth.verify(data)
+    async def verify(self, request: Request, data: JSONBody[VerifyRequest],
+                     auth: NamedDependency[AuthService]) -> Response[AuthSession]:
+        token, session = await auth.verify(data, client_of(request, auth))
         return self._signed_in(auth, token, session, HTTP_201_CREATED)
 
     @post("/signin", status_code=200, operation_id="signin", summary="Sign in with email and password")
-    async def signin(self, data: JSONBody[SigninRequest], auth: NamedDependency[AuthService]) -> Response[AuthSession]:
-        token, session = await auth.signin(data)
+    async def signin(self, request: Request, data: JSONBody[SigninRequest],
+                     auth: NamedDependency[AuthService]) -> Response[AuthSession]:
+        token, session = await auth.signin(data, client_of(request, auth))
         return self._signed_in(auth, token, session, 200)
 
     @post("/logout", status_code=HTTP_204_NO_CONTENT, operation_id="logout", summary="End this session",

@@ -1,20 +1,32 @@
-"""The sign-up, verify, sign-in and logout rules; the controller only translates HTTP."""
+"""The sign-up, verify, sign-in and logout rules; the controller only translates HTTP.
+
+Every guess is counted before it is checked: one atomic `Cache.take` counts the attempt in each budget it
+falls under (per email, per client address, per code) and admits it only if all have room, so a burst of
+concurrent requests gets exactly the budgets' worth of checks, never more. An attempt that turns out right
+gives its own count back (it was not a wrong guess); nothing resets a budget that a concurrent burst could
+then use. The budgets are in docs/api.md ("Attempt limits").
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
-import math
 import secrets
+from typing import NoReturn
 
-from cfd_server.auth.passwords import DummyHash, check_password, hash_password
+from cfd_server.auth.client_address import ClientAddresses
+from cfd_server.auth.passwords import DummyHash, check_password, hash_password, needs_rehash
 from cfd_server.auth.tokens import Session, Sessions
 from cfd_server.context import ServerContext
+from shared.cache import Budget, Taken
 from shared.contracts import (
     CreateUser,
     Credentials,
     CredentialsQuery,
+    PasswordRehashed,
+    RehashPassword,
     RequestType,
     SigninRequest,
     User,
@@ -23,7 +35,8 @@ from shared.contracts import (
     VerifyRequest,
 )
 from shared.credentials import CredentialsDirectory
-from shared.errors import BadRequest, Forbidden, Throttled, TimedOut, Unauthorized, Unavailable
+from shared.errors import BadRequest, CfdError, Forbidden, Throttled, TimedOut, Unauthorized, Unavailable
+from shared.settings import RateLimit
 from shared.validation import check_name, check_otp, normalise_email
 from shared.validation import check_password as check_password_rules
 
@@ -31,9 +44,16 @@ log = logging.getLogger(__name__)
 
 OTP_TTL = 600
 OTP_MAX_TRIES = 5
-RESEND_COOLDOWN = 60
-SIGNIN_WINDOW = 900
-SIGNIN_MAX_FAILURES = 10
+FAMILIAR_FOR = 30 * 86400  # an address a user signed in from is familiar for 30 days
+
+
+def wait_text(seconds: int) -> str:
+    """`seconds` for people: "45 s", "15 min", "3 h"."""
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{-(-seconds // 60)} min"
+    return f"{-(-seconds // 3600)} h"
 
 
 class AuthService:
@@ -43,7 +63,25 @@ class AuthService:
         self.cache = ctx.cache
         self.sessions = Sessions.for_server(ctx)
         self.directory = CredentialsDirectory(ctx.cache, ctx.settings.topic_prefix)
+        self.addresses = ClientAddresses(ctx.settings.trusted_proxies)
         self.dummy = dummy
+
+    # --- keys and budgets ---------------------------------------------------------------------------------
+
+    def _key(self, *parts: str) -> str:
+        return self.settings.topic_prefix + ":".join(parts)
+
+    def _budget(self, limit: RateLimit, *parts: str) -> Budget:
+        # the window is part of the key: tiers of one kind stay apart, and a changed setting starts afresh
+        return Budget(self._key("limit", *parts, str(limit.seconds)), limit.count, limit.seconds)
+
+    def _code_budgets(self, email: str, client: str) -> tuple[Budget, ...]:
+        """A code guess counts against its code, its email's day and its client address."""
+        return (
+            Budget(self._key("otp-tries", email), OTP_MAX_TRIES, OTP_TTL),
+            self._budget(self.settings.code_limit_per_email, "code-email", email),
+            self._budget(self.settings.verify_limit_per_ip, "code-ip", client),
+        )
 
     def _code_digest(self, email: str, code: str) -> bytes:
         digest = hmac.new(self.settings.jwt_secret.encode(), f"{email}:{code}".encode(), hashlib.sha256)
@@ -53,48 +91,71 @@ class AuthService:
         return await self.ctx.rpc.request(self.ctx.topics.user_requests, type, body, response_type, key=key,
                                           command_id=command_id)
 
-    async def signup(self, raw_email: str) -> None:
-        """Mail a code to a new address, or a notice to a registered one; same outcome either way."""
+    # --- sign-up and verify -------------------------------------------------------------------------------
+
+    async def signup(self, raw_email: str, client: str) -> None:
+        """Mail a code to a new address, or a notice to a registered one; same outcome either way.
+
+        A registered address gets a decoy code state that no code matches, with the same tries, so verify
+        answers alike for both."""
         email = normalise_email(raw_email)
-        if not await self.cache.set(f"otp-cooldown:{email}", b"1", ttl=RESEND_COOLDOWN, only_if_absent=True):
-            wait = math.ceil(await self.cache.ttl(f"otp-cooldown:{email}") or RESEND_COOLDOWN)
-            raise Throttled(f"A code was sent recently; you can ask for another in {wait} s.",
+        budgets = (
+            self._budget(self.settings.signup_limit_per_email, "signup-email", email),
+            self._budget(self.settings.signup_limit_per_ip, "signup-ip", client),
+        )
+        taken = await self.cache.take(*budgets)
+        if not taken.admitted:
+            wait = taken.retry_after(budgets)
+            if 1 in taken.exhausted(budgets):
+                raise Throttled(f"Too many sign-ups from your address; try again in {wait_text(wait)}.",
+                                code="too_many_requests", retry_after=wait, details={"retry_after": wait})
+            raise Throttled(f"A code was sent recently; you can ask for another in {wait_text(wait)}.",
                             code="resend_too_soon", retry_after=wait, details={"retry_after": wait})
         try:
             exists = await self._request(RequestType.USER_EXISTS, UserExistsQuery(email=email), UserExists,
                                          key=email)
         except (TimedOut, Unavailable):
-            await self.cache.delete(f"otp-cooldown:{email}")  # nothing was sent: the client may retry now
+            await self.cache.give_back(*(b.key for b in budgets))  # nothing was sent: the client may retry now
             raise
         if exists.exists:
-            self.ctx.mail.submit(email, "Your CFD Broker account", _ALREADY_REGISTERED)
-            return
-        code = f"{secrets.randbelow(1_000_000):06d}"
-        await self.cache.delete(f"otp-tries:{email}")
-        await self.cache.set(f"otp:{email}", self._code_digest(email, code), ttl=OTP_TTL)
-        self.ctx.mail.submit(email, f"Your CFD Broker code: {code}", _CODE_MAIL.format(code=code))
+            state = secrets.token_hex(32).encode()  # shaped like a digest; no code's digest is this
+            subject, text = "Your CFD Broker account", _ALREADY_REGISTERED
+        else:
+            code = f"{secrets.randbelow(1_000_000):06d}"
+            state = self._code_digest(email, code)
+            subject, text = f"Your CFD Broker code: {code}", _CODE_MAIL.format(code=code)
+        await self.cache.delete(self._key("otp-tries", email))  # a new code has its own 5 tries; not the day's
+        await self.cache.set(self._key("otp", email), state, ttl=OTP_TTL)
+        self.ctx.mail.submit(email, subject, text)
 
-    async def verify(self, body: VerifyRequest) -> tuple[str, Session]:
-        """Check the code (once, at most 5 tries), create the user with the demo deposit, sign them in."""
+    async def verify(self, body: VerifyRequest, client: str) -> tuple[str, Session]:
+        """Check the code (5 tries a code, and the daily and per-address budgets), create the user with the
+        demo deposit, and sign them in."""
         email = normalise_email(body.email)
         code = check_otp(body.otp)
         name = check_name(body.name)
-        check_password_rules(body.password, email)
-        stored = await self.cache.get(f"otp:{email}")
+        await asyncio.to_thread(check_password_rules, body.password, email, name)
+        budgets = self._code_budgets(email, client)
+        taken = await self.cache.take(*budgets)
+        if not taken.admitted:
+            self._refuse_code_guess(taken, budgets)
+        left = OTP_MAX_TRIES - taken.counts[0]
+        code_key = self._key("otp", email)
+        stored = await self.cache.get(code_key)
         if stored is None:
-            raise BadRequest("That code is wrong or has expired; ask for a new one.", code="invalid_code",
-                             details={"field": "otp"})
+            raise BadRequest("No code is waiting for this email: it expired, was used, or was never sent. "
+                             "Ask for a new one.", code="invalid_code", details={"field": "otp", "attempts_left": left})
         if not hmac.compare_digest(stored, self._code_digest(email, code)):
-            tries = await self.cache.incr(f"otp-tries:{email}", ttl=OTP_TTL)
-            if tries >= OTP_MAX_TRIES:
-                await self.cache.delete(f"otp:{email}")
-                raise BadRequest("Too many wrong codes; ask for a new one.", code="code_burned",
-                                 details={"field": "otp"})
-            raise BadRequest("That code is wrong or has expired; ask for a new one.", code="invalid_code",
-                             details={"field": "otp", "attempts_left": OTP_MAX_TRIES - tries})
-        if await self.cache.getdel(f"otp:{email}") is None:  # a concurrent request used it first
-            raise BadRequest("That code is wrong or has expired; ask for a new one.", code="invalid_code",
-                             details={"field": "otp"})
+            if left <= 0:
+                await self.cache.delete(code_key)
+                raise BadRequest("That code is wrong, and that was the last try; ask for a new code.",
+                                 code="code_burned", details={"field": "otp", "attempts_left": 0})
+            raise BadRequest(f"That code is wrong; {left} {'try' if left == 1 else 'tries'} left.",
+                             code="invalid_code", details={"field": "otp", "attempts_left": left})
+        if await self.cache.getdel(code_key) is None:  # a concurrent request used it first
+            raise BadRequest("That code has just been used; sign in, or ask for a new code.", code="invalid_code",
+                             details={"field": "otp", "attempts_left": left})
+        await self.cache.give_back(budgets[1].key, budgets[2].key)  # the right code is not a wrong guess
         try:
             password_hash = await hash_password(body.password, self.settings.bcrypt_rounds)
             user = await self._request(
@@ -105,40 +166,90 @@ class AuthService:
                 command_id=f"user.create:{email}",
             )
         except (TimedOut, Unavailable):
-            # The account may or may not exist yet: give the code back so the client can retry; the
-            # command id makes a retry return the same account instead of creating a second one.
-            await self.cache.set(f"otp:{email}", stored, ttl=OTP_TTL, only_if_absent=True)
+            # The account may or may not exist yet: give the code and its try back so the client can retry;
+            # the command id makes a retry return the same account instead of creating a second one.
+            await self.cache.set(code_key, stored, ttl=OTP_TTL, only_if_absent=True)
+            await self.cache.give_back(budgets[0].key)
             raise
-        await self.cache.delete(f"otp-cooldown:{email}", f"otp-tries:{email}")
+        # The code's tries stay counted until they expire (guesses still in flight find no fresh ones); the
+        # address may ask again at once, and gets the notice.
+        await self.cache.delete(self._budget(self.settings.signup_limit_per_email, "signup-email", email).key)
+        await self.cache.set(self._key("signin-familiar", email, client), b"1", ttl=FAMILIAR_FOR)
         return await self.sessions.issue(user)
 
-    async def signin(self, body: SigninRequest) -> tuple[str, Session]:
+    @staticmethod
+    def _refuse_code_guess(taken: Taken, budgets: tuple[Budget, ...]) -> NoReturn:
+        exhausted = taken.exhausted(budgets)
+        if 0 in exhausted:
+            raise BadRequest("Too many wrong codes; ask for a new one.", code="code_burned",
+                             details={"field": "otp", "attempts_left": 0})
+        wait = taken.retry_after(budgets)
+        where = "for this email" if 1 in exhausted else "from your address"
+        raise Throttled(f"Too many wrong codes {where}; try again in {wait_text(wait)}.", code="too_many_attempts",
+                        retry_after=wait, details={"retry_after": wait})
+
+    # --- sign-in ------------------------------------------------------------------------------------------
+
+    def _signin_budgets(self, email: str, client: str, familiar: bool) -> list[Budget]:
+        """Failed sign-ins counted per (email, address) and per address; from an address the user has not
+        signed in from lately, also per email, in growing windows: an attacker elsewhere slows down every
+        stranger's guesses at the account, never the owner at a familiar address."""
+        settings = self.settings
+        budgets = [self._budget(settings.signin_limit_per_email_ip, "signin-email-ip", email, client),
+                   self._budget(settings.signin_limit_per_ip, "signin-ip", client)]
+        if not familiar:
+            budgets += [self._budget(limit, "signin-email", email) for limit in settings.signin_limit_per_email]
+        return budgets
+
+    async def signin(self, body: SigninRequest, client: str) -> tuple[str, Session]:
         """One answer, in about one bcrypt check's time, for an unknown email and a wrong password."""
         try:
             email = normalise_email(body.email)
         except BadRequest:
             email = body.email.strip().lower()
-        failures_key = f"signin-fail:{email}"
-        # One cache read gives the throttle count and, while the directory is complete, the credentials;
+        familiar_key = self._key("signin-familiar", email, client)
+        # One cache read gives the address's standing and, while the directory is complete, the credentials;
         # the path taken depends on the directory, never on the email (see shared.credentials).
-        found, (counted,) = await self.directory.lookup(email, failures_key)
+        found, (familiar,) = await self.directory.lookup(email, familiar_key)
         if found is None:
             found = await self._request(RequestType.USER_CREDENTIALS, CredentialsQuery(email=email), Credentials,
                                         key=email)
-        failures = int(counted or 0)
-        if failures >= SIGNIN_MAX_FAILURES:
-            wait = math.ceil(await self.cache.ttl(failures_key) or SIGNIN_WINDOW)
-            raise Throttled("Too many failed sign-ins for this email; try again later.", code="too_many_attempts",
-                            retry_after=wait, details={"retry_after": wait})
+        budgets = self._signin_budgets(email, client, familiar is not None)
+        taken = await self.cache.take(*budgets)
+        if not taken.admitted:
+            wait = taken.retry_after(budgets)
+            exhausted = taken.exhausted(budgets)
+            if 0 in exhausted:
+                message = f"Too many failed sign-ins for this email from your address; try again in {wait_text(wait)}."
+            elif 1 in exhausted:
+                message = f"Too many failed sign-ins from your address; try again in {wait_text(wait)}."
+            else:
+                message = (f"Too many failed sign-ins for this email from new addresses; try again in "
+                           f"{wait_text(wait)}, or from an address you signed in from before.")
+            raise Throttled(message, code="too_many_attempts", retry_after=wait, details={"retry_after": wait})
         ok = await check_password(body.password, found.password_hash or self.dummy.value)
-        if not ok or found.user is None:
-            await self.cache.incr(failures_key, ttl=SIGNIN_WINDOW)
+        if not ok or found.user is None or found.password_hash is None:
             raise Unauthorized("The email or password is wrong.", code="invalid_credentials")
+        await self.cache.give_back(*(budget.key for budget in budgets))  # a right password is not a failure
         if found.user.status == "disabled":
             raise Forbidden("This account is disabled; contact support.", code="account_disabled")
-        if failures:
-            await self.cache.delete(failures_key)
+        await self.cache.set(familiar_key, b"1", ttl=FAMILIAR_FOR)
+        if needs_rehash(body.password, found.password_hash, self.settings.bcrypt_rounds):
+            await self._rehash(found.user, body.password, found.password_hash)
         return await self.sessions.issue(found.user)
+
+    async def _rehash(self, user: User, password: str, old_hash: str) -> None:
+        """Store the password hashed the current way (once, at the first sign-in after an upgrade)."""
+        try:
+            new_hash = await hash_password(password, self.settings.bcrypt_rounds)
+            done = await self._request(RequestType.USER_REHASH,
+                                       RehashPassword(user_id=user.id, old_hash=old_hash, new_hash=new_hash),
+                                       PasswordRehashed, key=user.email)
+            if done.replaced:
+                log.info("password hash of user %s upgraded", user.id)
+        except CfdError as exc:  # the sign-in stands; the next one tries again
+            log.warning("password hash of user %s not upgraded (%s); the next sign-in retries", user.id,
+                        exc.message)
 
     async def logout(self, session: Session) -> None:
         await self.sessions.revoke(session.jti)

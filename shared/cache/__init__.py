@@ -1,15 +1,46 @@
 """The cache: short-lived keys with TTLs (one-time codes, sessions, rate limits) and the credentials directory.
 
 `MemoryCache` (in-process, the default) and `RedisCache` keep one contract; every operation that the
-auth flow needs to be race-free (`set(..., only_if_absent=True)`, `getdel`, `incr`) is atomic in both.
-A cache that cannot be reached raises `BackendDown("cache")`.
+auth flow needs to be race-free (`set(..., only_if_absent=True)`, `getdel`, `incr`, `take`, `give_back`)
+is atomic in both. A cache that cannot be reached raises `BackendDown("cache")`.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class Budget:
+    """At most `limit` takes of `key` in a window of `window` seconds, opened by the window's first take."""
+
+    key: str
+    limit: int
+    window: float
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What `Cache.take` decided, with each budget's count and the seconds until its window closes."""
+
+    admitted: bool
+    counts: tuple[int, ...]  # takes in the window: this one included when admitted
+    resets_in: tuple[float, ...]  # 0 for a budget with no open window
+
+    def exhausted(self, budgets: tuple[Budget, ...] | list[Budget]) -> list[int]:
+        """The indexes of the budgets that refused this take (empty when it was admitted)."""
+        if self.admitted:
+            return []
+        return [i for i, budget in enumerate(budgets) if self.counts[i] >= budget.limit]
+
+    def retry_after(self, budgets: tuple[Budget, ...] | list[Budget]) -> int:
+        """Whole seconds until every budget that refused this take has room again (at least 1)."""
+        waits = [self.resets_in[i] for i in self.exhausted(budgets)]
+        return max(1, math.ceil(max(waits, default=0)))
 
 
 class Cache(ABC):
@@ -41,6 +72,17 @@ class Cache(ABC):
     @abstractmethod
     async def incr(self, key: str, ttl: float) -> int:
         """Add one; the first increment starts a window of `ttl` seconds."""
+
+    @abstractmethod
+    async def take(self, *budgets: Budget) -> Taken:
+        """Count one attempt against every budget, all or none, in one atomic step: admitted only if each
+        budget still has room, and then counted in each. A refused take counts nowhere. Of N concurrent
+        callers, exactly as many are admitted as the tightest budget has room for."""
+
+    @abstractmethod
+    async def give_back(self, *keys: str) -> None:
+        """Return one take to each budget key (never below zero), keeping its window: for an attempt that
+        turned out not to be the kind the budget limits (a right password, a right code)."""
 
     @abstractmethod
     async def ttl(self, key: str) -> float | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgspec
 
-from shared.cache import Cache
+from shared.cache import Budget, Cache, Taken
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,28 @@ class MemoryCache(Cache):
         count = int(item[0]) + 1
         self._data[key] = (str(count).encode(), item[1])
         return count
+
+    async def take(self, *budgets: Budget) -> Taken:
+        # No await between reading and writing: on one event loop this is atomic.
+        now = self._clock()
+        items = [self._live(budget.key) for budget in budgets]
+        counts = [int(item[0]) if item else 0 for item in items]
+        resets = [max(0.0, item[1] - now) if item and item[1] is not None else 0.0 for item in items]
+        if any(count >= budget.limit for count, budget in zip(counts, budgets, strict=True)):
+            return Taken(False, tuple(counts), tuple(resets))
+        for i, (budget, item) in enumerate(zip(budgets, items, strict=True)):
+            counts[i] += 1
+            if item is None or item[1] is None:  # this take opens the window
+                item, resets[i] = (b"", now + budget.window), budget.window
+            self._data[budget.key] = (str(counts[i]).encode(), item[1])
+        self._sweep()
+        return Taken(True, tuple(counts), tuple(resets))
+
+    async def give_back(self, *keys: str) -> None:
+        for key in keys:
+            item = self._live(key)
+            if item is not None and int(item[0]) > 0:
+                self._data[key] = (str(int(item[0]) - 1).encode(), item[1])
 
     async def ttl(self, key: str) -> float | None:
         item = self._live(key)

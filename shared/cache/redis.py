@@ -7,11 +7,12 @@ from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.cache import Cache
+from shared.cache import Budget, Cache, Taken
 from shared.errors import BackendDown
 
 P = ParamSpec("P")
@@ -29,6 +30,34 @@ def _guarded(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
             raise BackendDown("cache", f"Redis error: {exc}") from exc
 
     return wrapper
+
+
+# KEYS: the budgets' keys; ARGV: limit and window (ms) of each, in turn. Returns {admitted, counts, pttls}.
+_TAKE = """
+local counts, pttls, admitted = {}, {}, 1
+for i, key in ipairs(KEYS) do
+  counts[i] = tonumber(redis.call('GET', key) or '0')
+  pttls[i] = redis.call('PTTL', key)
+  if counts[i] >= tonumber(ARGV[2 * i - 1]) then admitted = 0 end
+end
+if admitted == 1 then
+  for i, key in ipairs(KEYS) do
+    counts[i] = redis.call('INCR', key)
+    if pttls[i] < 0 then
+      redis.call('PEXPIRE', key, ARGV[2 * i])
+      pttls[i] = tonumber(ARGV[2 * i])
+    end
+  end
+end
+return {admitted, counts, pttls}
+"""
+
+_GIVE_BACK = """
+for _, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
+end
+return 0
+"""
 
 
 class RedisCache(Cache):
@@ -78,6 +107,24 @@ class RedisCache(Cache):
             pipe.pexpire(key, int(ttl * 1000), nx=True)
             count, _ = await pipe.execute()
         return int(count)
+
+    @functools.cached_property
+    def _scripts(self) -> tuple[AsyncScript, AsyncScript]:
+        """`take` and `give_back` as Lua scripts: Redis runs each one whole, nothing in between."""
+        return self._redis.register_script(_TAKE), self._redis.register_script(_GIVE_BACK)
+
+    @_guarded
+    async def take(self, *budgets: Budget) -> Taken:
+        if not budgets:
+            return Taken(True, (), ())
+        args = [part for budget in budgets for part in (budget.limit, max(1, int(budget.window * 1000)))]
+        admitted, counts, pttls = await self._scripts[0](keys=[budget.key for budget in budgets], args=args)
+        return Taken(bool(admitted), tuple(int(c) for c in counts), tuple(max(0, int(ms)) / 1000 for ms in pttls))
+
+    @_guarded
+    async def give_back(self, *keys: str) -> None:
+        if keys:
+            await self._scripts[1](keys=list(keys))
 
     @_guarded
     async def ttl(self, key: str) -> float | None:

@@ -73,10 +73,12 @@ async def test_five_wrong_codes_burn_the_code(api, mailbox, email):
     code = await mailbox.code_for(email)
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
     payload = {"email": email, "otp": wrong, "password": "correct horse", "name": "Ada"}
-    codes = [(await api.post("/auth/verify", json=payload)).json()["error"]["code"] for _ in range(5)]
-    assert codes == ["invalid_code"] * 4 + ["code_burned"]
+    errors = [(await api.post("/auth/verify", json=payload)).json()["error"] for _ in range(5)]
+    assert [e["code"] for e in errors] == ["invalid_code"] * 4 + ["code_burned"]
+    assert [e["details"]["attempts_left"] for e in errors] == [4, 3, 2, 1, 0]
+    assert errors[0]["message"] == "That code is wrong; 4 tries left."
     right = await api.post("/auth/verify", json={**payload, "otp": code})
-    assert right.status_code == 400 and right.json()["error"]["code"] == "invalid_code"
+    assert right.status_code == 400 and right.json()["error"]["code"] == "code_burned"
 
 
 async def test_resend_is_throttled_for_a_minute(api, email):

@@ -3,18 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from auth_helpers import assert_error
 from helpers import sign_up
-
-
-def assert_error(response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) == {"code", "message", "details"}
-    assert error["message"] and error["message"][0].isupper()
-    if code:
-        assert error["code"] == code, error
-    return error
-
 
 BAD_SIGNUP_BODIES = [
     ({}, "validation_error"),
@@ -148,3 +138,45 @@ async def test_unknown_email_signin_costs_a_bcrypt_check(api, mailbox, email):
     known = await median_ms(email)
     unknown = await median_ms("ghost-" + email)
     assert unknown > 0.6 * known and known > 0.6 * unknown, (known, unknown)
+
+
+async def _two_pending_sign_ups(api, mailbox, email: str) -> tuple[str, str, str]:
+    """A registered address and a new one, each just signed up for; returns both and a code valid for neither."""
+    await sign_up(api, mailbox, email, password="correct horse")
+    stranger = "stranger-" + email
+    assert (await api.post("/auth/signup", json={"email": email})).status_code == 202
+    assert (await api.post("/auth/signup", json={"email": stranger})).status_code == 202
+    code = await mailbox.code_for(stranger)
+    return email, stranger, f"{(int(code) + 1) % 1_000_000:06d}"
+
+
+async def test_verify_answers_do_not_reveal_registration(api, mailbox, email):
+    """After a sign-up, a wrong code gets the same answer, try by try, for a registered and a new address."""
+    registered, stranger, wrong = await _two_pending_sign_ups(api, mailbox, email)
+    body = {"otp": wrong, "password": "a long passphrase", "name": "Ada"}
+    for left in (4, 3, 2, 1, 0, 0):
+        known = await api.post("/auth/verify", json={**body, "email": registered})
+        unknown = await api.post("/auth/verify", json={**body, "email": stranger})
+        assert known.status_code == unknown.status_code == 400
+        assert known.content == unknown.content
+        assert known.json()["error"]["details"] == {"field": "otp", "attempts_left": left}
+        tries = "1 try" if left == 1 else f"{left} tries"
+        if left:
+            assert known.json()["error"]["message"] == f"That code is wrong; {tries} left."
+
+
+async def test_verify_takes_as_long_for_a_registered_as_for_a_new_address(api, mailbox, email):
+    import time
+
+    pairs = [await _two_pending_sign_ups(api, mailbox, f"{n}-{email}") for n in range(3)]
+    known: list[float] = []
+    unknown: list[float] = []
+    for _ in range(4):
+        for registered, stranger, wrong in pairs:
+            for address, times in ((registered, known), (stranger, unknown)):
+                started = time.perf_counter()
+                await api.post("/auth/verify", json={"email": address, "otp": wrong, "password": "a long passphrase",
+                                                     "name": "Ada"})
+                times.append(time.perf_counter() - started)
+    known_ms, unknown_ms = sorted(known)[6] * 1000, sorted(unknown)[6] * 1000
+    assert unknown_ms > 0.6 * known_ms and known_ms > 0.6 * unknown_ms, (known_ms, unknown_ms)

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from shared.cache import create_cache
+from shared.cache import Budget, create_cache
 
 
 @pytest.fixture
@@ -61,3 +61,48 @@ async def test_get_many_and_set_many_in_one_round_trip(cache, key):
     assert await cache.get_many(key + ":a", key + ":c") == [b"1", b"3"]
     assert await cache.ttl(key + ":c") is None  # no expiry
     await cache.delete(key + ":a", key + ":b", key + ":c")
+
+
+async def test_take_admits_exactly_the_budget_under_a_concurrent_burst(cache, key):
+    budget = Budget(key, limit=5, window=5)
+    results = await asyncio.gather(*(cache.take(budget) for _ in range(60)))
+    admitted = [r for r in results if r.admitted]
+    assert len(admitted) == 5
+    assert sorted(r.counts[0] for r in admitted) == [1, 2, 3, 4, 5]
+    refused = [r for r in results if not r.admitted]
+    assert all(r.counts == (5,) and r.exhausted([budget]) == [0] for r in refused)
+    assert all(4 <= r.retry_after([budget]) <= 5 for r in refused)
+
+
+async def test_take_counts_in_every_budget_or_in_none(cache, key):
+    tight, loose = Budget(key + ":tight", 2, 5), Budget(key + ":loose", 10, 5)
+    assert [(await cache.take(tight, loose)).counts for _ in range(2)] == [(1, 1), (2, 2)]
+    refused = await cache.take(tight, loose)
+    assert not refused.admitted and refused.counts == (2, 2) and refused.exhausted([tight, loose]) == [0]
+    assert (await cache.take(loose)).counts == (3,)  # the refused take was not counted in the loose budget
+
+
+async def test_take_windows_open_on_the_first_take_and_close(cache, key):
+    budget = Budget(key, limit=2, window=0.3)
+    first = await cache.take(budget)
+    assert first.admitted and 0 < first.resets_in[0] <= 0.3
+    assert (await cache.take(budget)).admitted
+    assert not (await cache.take(budget)).admitted
+    await asyncio.sleep(0.4)
+    again = await cache.take(budget)
+    assert again.admitted and again.counts == (1,)
+
+
+async def test_give_back_returns_one_take_and_keeps_the_window(cache, key):
+    budget = Budget(key, limit=3, window=5)
+    for _ in range(3):
+        await cache.take(budget)
+    ttl_before = await cache.ttl(key)
+    await cache.give_back(key, key + ":never-taken")
+    assert 0 < await cache.ttl(key) <= ttl_before
+    assert (await cache.take(budget)).counts == (3,)
+    assert not (await cache.take(budget)).admitted
+    for _ in range(5):
+        await cache.give_back(key)
+    assert (await cache.take(budget)).counts == (1,)  # never below zero
+    assert await cache.get(key + ":never-taken") is None

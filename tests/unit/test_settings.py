@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 from decimal import Decimal
 
 import pytest
 
 from shared.errors import SettingsError
-from shared.settings import load_settings
+from shared.settings import RateLimit, load_settings
 
 
 def test_defaults_are_the_embedded_backends(tmp_path):
@@ -56,6 +57,11 @@ def test_cfd_variable_wins_over_the_fallback():
         ({"CFD_DEMO_DEPOSIT": "-5"}, "CFD_DEMO_DEPOSIT"),
         ({"CFD_COOKIE_SECURE": "maybe"}, "CFD_COOKIE_SECURE"),
         ({"CFD_PRICE_SOURCE": "replay"}, "CFD_REPLAY_FILE"),
+        ({"CFD_SIGNUP_LIMIT_PER_IP": "20"}, "CFD_SIGNUP_LIMIT_PER_IP"),
+        ({"CFD_SIGNUP_LIMIT_PER_IP": "20/1w"}, "CFD_SIGNUP_LIMIT_PER_IP"),
+        ({"CFD_VERIFY_LIMIT_PER_IP": "0/1h"}, "CFD_VERIFY_LIMIT_PER_IP"),
+        ({"CFD_SIGNIN_LIMIT_PER_EMAIL": "10/15m,lots"}, "CFD_SIGNIN_LIMIT_PER_EMAIL"),
+        ({"CFD_TRUSTED_PROXIES": "10.0.0.1,proxy.example.com"}, "CFD_TRUSTED_PROXIES"),
     ],
 )
 def test_a_bad_value_names_the_variable(env, named):
@@ -69,5 +75,44 @@ def test_outside_dev_mode_a_strong_secret_is_required():
         load_settings({"CFD_ENV": "prod"})
     with pytest.raises(SettingsError, match="too weak"):
         load_settings({"CFD_ENV": "prod", "CFD_JWT_SECRET": "changeme"})
-    strong = "k" * 20 + "Zq81-x_Y2pLmN0vB7cT4"
+    strong = secrets.token_urlsafe(48)
     assert load_settings({"CFD_ENV": "prod", "CFD_JWT_SECRET": strong}).jwt_secret == strong
+
+
+@pytest.mark.parametrize("secret", ["a" * 32, "a" * 64, "password" * 4, "abcdefghijklmnopqrstuvwxyz012345",
+                                    "0123456789" * 4, "ab" * 24, secrets.token_hex(16)])
+def test_prod_refuses_a_jwt_secret_or_operator_token_with_too_little_entropy(secret):
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"CFD_ENV": "prod", "CFD_JWT_SECRET": secret})
+    message = str(raised.value)
+    assert "CFD_JWT_SECRET" in message and "entropy" in message and "secrets.token_urlsafe(48)" in message
+    with pytest.raises(SettingsError, match="CFD_ADMIN_TOKEN has too little entropy"):
+        load_settings({"CFD_ENV": "prod", "CFD_JWT_SECRET": secrets.token_urlsafe(48), "CFD_ADMIN_TOKEN": secret})
+
+
+def test_prod_accepts_what_the_documented_generators_make():
+    for _ in range(300):
+        for secret, token in ((secrets.token_urlsafe(48), secrets.token_urlsafe(32)),
+                              (secrets.token_hex(32), secrets.token_hex(32))):
+            settings = load_settings({"CFD_ENV": "prod", "CFD_JWT_SECRET": secret, "CFD_ADMIN_TOKEN": token})
+            assert settings.jwt_secret == secret and settings.admin_token == token
+
+
+def test_dev_mode_keeps_a_patterned_secret_it_was_given(tmp_path):
+    """The entropy rule is for prod; a developer's deliberate secret is used as given."""
+    assert load_settings({"CFD_DATA_DIR": str(tmp_path), "CFD_JWT_SECRET": "a" * 32}).jwt_secret == "a" * 32
+
+
+def test_attempt_limits_have_defaults_and_read_count_per_window():
+    defaults = load_settings({})
+    assert defaults.trusted_proxies == ()
+    assert defaults.signin_limit_per_email_ip == RateLimit(10, 900)
+    assert [str(limit) for limit in defaults.signin_limit_per_email] == ["10/15m", "20/1h", "50/1d"]
+    settings = load_settings({"CFD_SIGNUP_LIMIT_PER_IP": "5/90s", "CFD_VERIFY_LIMIT_PER_IP": "7/2h",
+                              "CFD_SIGNIN_LIMIT_PER_EMAIL": " 3/1m , 9/1d", "CFD_CODE_LIMIT_PER_EMAIL": "4/600",
+                              "CFD_TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/16 ,::1"})
+    assert settings.signup_limit_per_ip == RateLimit(5, 90)
+    assert settings.verify_limit_per_ip == RateLimit(7, 7200)
+    assert settings.signin_limit_per_email == (RateLimit(3, 60), RateLimit(9, 86400))
+    assert settings.code_limit_per_email == RateLimit(4, 600)
+    assert settings.trusted_proxies == ("10.0.0.1/32", "192.168.0.0/16", "::1/128")
