@@ -1,8 +1,9 @@
 """The trading engine: open, close, modify, risk closes and stop-out, each one transaction, applied once.
 
 Requests arrive keyed by user, so one consumer applies one user's commands in order: the margin check of
-an open cannot race another open of the same user. Every balance change is a ledger entry written in the
-same transaction; events go out after the commit.
+an open cannot race another open of the same user. During a consumer-group rebalance two consumers can
+briefly hold one partition, so each command also locks the user's account row for its whole transaction.
+Every balance change is a ledger entry written in the same transaction; events go out after the commit.
 """
 
 from __future__ import annotations
@@ -120,6 +121,16 @@ class TradingEngine:
             (Positions.user_id == user_id) & (Positions.status == "open")).run()
         return [Exposure(r["symbol"], r["side"], r["qty"], r["entry_price"], r["margin"]) for r in rows]
 
+    async def _lock_account(self, user_id: str) -> None:
+        """Hold the user's account row until the command commits (`SELECT ... FOR UPDATE`).
+
+        One partition orders one user's commands, but during a consumer-group rebalance two dbprocs can hold
+        it at once: the second one's command then waits here and reads the balance the first one wrote,
+        instead of overwriting it with one it read before. SQLite needs no lock: its transactions are
+        exclusive from their start (`BEGIN IMMEDIATE`, see `Database.transaction`)."""
+        if not self.db.is_sqlite:
+            await Accounts.select(Accounts.id).where(Accounts.user_id == _uuid(user_id, "account")).lock_rows().run()
+
     async def _book(self, user_id: uuid.UUID, kind: str, amount: Decimal, balance: Decimal, reference: str,
                     command_id: str, at: int) -> Decimal:
         """Add a ledger entry and move the balance; returns the new balance."""
@@ -203,7 +214,7 @@ class TradingEngine:
             replayed = False
             return await apply(events)
 
-        reply = await apply_once(self.db, request, user_id, first_time)
+        reply = await apply_once(self.db, request, user_id, first_time, lock=lambda: self._lock_account(user_id))
         if replayed:  # the first attempt may have died between its commit and its events
             events = [AccountEvent(event="resync", user_id=user_id)]
         await self._emit(user_id, *events)
