@@ -67,6 +67,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sim_seed: int | None = None
     sim_tick_hz: float = 4.0
     stale_after_seconds: float = 10.0
+    dbproc_quote_wait_seconds: float = 10.0
 
     @property
     def is_dev(self) -> bool:
@@ -234,6 +235,7 @@ _FIELDS: list[tuple[str, Callable[[str], Any], tuple[str, ...]]] = [
     ("sim_seed", _int(0, 2**63), ("CFD_SIM_SEED",)),
     ("sim_tick_hz", _float(0.1, 10_000), ("CFD_SIM_TICK_HZ",)),
     ("stale_after_seconds", _float(0.5, 3600), ("CFD_STALE_AFTER_SECONDS",)),
+    ("dbproc_quote_wait_seconds", _float(0, 600), ("CFD_DBPROC_QUOTE_WAIT_SECONDS",)),
 ]
 
 
