@@ -35,6 +35,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     database_url: str = ""
     redis_url: str | None = None
+    redis_max_connections: int = 64
+    redis_pool_timeout: float = 5.0
     kafka_bootstrap: str | None = None
     kafka_partitions: int = 6
     topic_prefix: str = ""
@@ -208,6 +210,8 @@ _FIELDS: list[tuple[str, Callable[[str], Any], tuple[str, ...]]] = [
     ("log_level", _choice("debug", "info", "warning", "error"), ("CFD_LOG_LEVEL",)),
     ("database_url", _database_url, ("CFD_DATABASE_URL", "DATABASE_URL")),
     ("redis_url", _url("redis", "rediss", "unix"), ("CFD_REDIS_URL", "REDIS_URL")),
+    ("redis_max_connections", _int(1, 10_000), ("CFD_REDIS_MAX_CONNECTIONS",)),
+    ("redis_pool_timeout", _float(0.01, 120), ("CFD_REDIS_POOL_TIMEOUT",)),
     ("kafka_bootstrap", _bootstrap, ("CFD_KAFKA_BOOTSTRAP", "KAFKA_BROKER")),
     ("kafka_partitions", _int(1, 256), ("CFD_KAFKA_PARTITIONS",)),
     ("topic_prefix", _text, ("CFD_TOPIC_PREFIX",)),
