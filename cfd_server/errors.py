@@ -8,6 +8,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from shared import outage
 from shared.errors import CfdError
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,8 @@ def error_response(status: int, code: str, message: str, details: Any = None,
 def cfd_error_handler(request: Request, exc: CfdError) -> Response:
     if exc.status >= 500:
         reason = exc.details.get("reason") if isinstance(exc.details, dict) else None
-        log.warning("%s %s -> %d %s: %s%s", request.method, request.url.path, exc.status, exc.code, exc.message,
-                    f" ({reason})" if reason else "")
+        outage.failed(log, f"requests answered {exc.status} {exc.code}",  # once, then counts while it lasts
+                      f"{request.method} {request.url.path}: {exc.message}{f' ({reason})' if reason else ''}")
     retry_after = exc.retry_after if exc.retry_after is not None else (5 if exc.status == 503 else None)
     return error_response(exc.status, exc.code, exc.message, exc.details, retry_after)
 

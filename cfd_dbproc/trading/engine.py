@@ -43,7 +43,8 @@ from shared.contracts_trading import (
 )
 from shared.db import Database
 from shared.db.tables import Accounts, LedgerEntries, Positions, Users
-from shared.errors import Conflict, NotFound, Rejected
+from shared.errors import BackendDown, Conflict, NotFound, Rejected
+from shared.outage import Outage
 from shared.trading import (
     STOP_OUT_LEVEL,
     Exposure,
@@ -92,6 +93,8 @@ class TradingEngine:
         self.bus = bus
         self.events_topic = events_topic
         self.quotes = quotes
+        self.events_lost = Outage("account events cannot be published (the state is committed; clients see it at "
+                                  "their next snapshot)", log)
 
     # --- reading state inside a transaction ---------------------------------------------------------------
 
@@ -191,7 +194,7 @@ class TradingEngine:
             try:
                 await self.bus.publish(self.events_topic, encode(event), key=user_id.encode(), wait=False)
             except Exception as exc:  # events are notifications; the state is already committed
-                log.warning("could not publish an account event for %s: %s", user_id, exc)
+                self.events_lost.failed(exc.details.get("reason", exc) if isinstance(exc, BackendDown) else exc)
 
     async def _snapshot_event(self, user_id: str, balance: Decimal) -> AccountEvent:
         positions = await self._exposures(uuid.UUID(user_id))

@@ -9,6 +9,8 @@ import zlib
 from collections.abc import Sequence
 
 from shared.bus import Bus, Handler, Message, Subscription
+from shared.errors import BackendDown
+from shared.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ class MemoryBus(Bus):
         self._topics: dict[str, list[_Partition]] = {}
         self._groups: dict[str, _Group] = {}
         self._round_robin = itertools.count()
+        self._failing: tuple[str, frozenset[str] | None] | None = None
+        self._publishing: dict[str, Outage] = {}
 
     async def start(self) -> None:
         pass
@@ -84,7 +88,19 @@ class MemoryBus(Bus):
             self._topics[topic] = [_Partition(topic, i, self.retention) for i in range(self.partitions)]
         return self._topics[topic]
 
+    def fail(self, reason: str | None, *, topics: Sequence[str] | None = None) -> None:
+        """Play an outage (tests, drills): publishing to `topics` (default: every topic) raises
+        `BackendDown("bus", reason)`, as Kafka's would, until `fail(None)`."""
+        self._failing = None if reason is None else (reason, None if topics is None else frozenset(topics))
+
     async def publish(self, topic: str, value: bytes, *, key: bytes | None = None, wait: bool = True) -> None:
+        outage = self._publishing.get(topic)
+        if outage is None:
+            outage = self._publishing[topic] = Outage(f"publishing to {topic} on the in-process bus fails", log)
+        if self._failing is not None and (self._failing[1] is None or topic in self._failing[1]):
+            outage.failed(self._failing[0])
+            raise BackendDown("bus", f"publish to {topic} failed: {self._failing[0]}")
+        outage.recovered()
         partitions = self._partitions(topic)
         index = zlib.crc32(key) if key is not None else next(self._round_robin)
         partitions[index % len(partitions)].append(key, value)

@@ -19,6 +19,7 @@ import msgspec
 from shared.bus import Bus, Message, Subscription
 from shared.contracts import BusReply, BusRequest, ErrorBody, encode
 from shared.errors import BackendDown, BadRequest, CfdError, TimedOut, error_from_wire
+from shared.outage import Outage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,6 +113,8 @@ class Responder:
         self.bus = bus
         self.replies_topic = replies_topic
         self.handlers: dict[str, RequestHandler] = {}
+        self.replies_lost = Outage(f"replies cannot be published to {replies_topic}; clients time out and retry",
+                                   log)
 
     def route(self, type: str, handler: RequestHandler) -> None:
         self.handlers[type] = handler
@@ -123,7 +126,10 @@ class Responder:
             log.error("dropping an undecodable request on %s@%d", message.topic, message.offset)
             return
         reply = await self.answer(request)
-        await self.bus.publish(self.replies_topic, encode(reply), key=request.reply_to.encode())
+        try:
+            await self.bus.publish(self.replies_topic, encode(reply), key=request.reply_to.encode())
+        except BackendDown as exc:  # the work is committed; the client times out and retries, applied once
+            self.replies_lost.failed(exc.details.get("reason", exc))
 
     async def answer(self, request: BusRequest) -> BusReply:
         handler = self.handlers.get(request.type)
