@@ -74,6 +74,8 @@ async def running_platform(real: bool, services=("dbproc", "server"), **override
     codes = Codes(outbox=None if real else data_dir / "outbox")
     values: dict[str, Any] = {"env": "test", "data_dir": data_dir, "http_port": 0, "ws_port": 0, **LOOPBACK_ROOM,
                               **overrides}
+    if "poller" not in services:  # no price feed: the benchmark publishes its own ticks once the platform runs
+        values.setdefault("dbproc_quote_wait_seconds", 0)
     controller = None
     if real:
         from aiosmtpd.controller import Controller

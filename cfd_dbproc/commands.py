@@ -15,10 +15,16 @@ def now_ms() -> int:
 
 
 async def apply_once(
-    db: Database, request: BusRequest, owner: str, apply: Callable[[], Awaitable[bytes]]
+    db: Database, request: BusRequest, owner: str, apply: Callable[[], Awaitable[bytes]], *,
+    lock: Callable[[], Awaitable[object]] | None = None,
 ) -> bytes:
-    """Run `apply` in one transaction unless `request.command_id` was applied before; return its reply."""
+    """Run `apply` in one transaction unless `request.command_id` was applied before; return its reply.
+
+    `lock` runs first in that transaction, before the check: when two instances get the same owner's commands
+    at once (a consumer-group rebalance), the second waits for the first to commit, then sees its work."""
     async with db.transaction():
+        if lock is not None:
+            await lock()
         done = await ProcessedCommands.select(ProcessedCommands.reply).where(
             ProcessedCommands.command_id == request.command_id
         ).first().run()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 from cfd_dbproc.candles import CONSUMER_GROUP as CANDLES_GROUP
 from cfd_dbproc.candles import CandleRecorder
@@ -65,18 +67,47 @@ class DbProc:
         self.responder.route(OperatorRequest.EXPOSURE, operators.exposure)
         self.risk = RiskRunner(bus, self.topics, self.quotes)
         self._subscriptions: list[Subscription] = []
+        self._joining: asyncio.Task[None] | None = None
+        self.joined = asyncio.Event()  # set once this dbproc takes requests
 
     async def start(self) -> None:
+        """Start the risk engine and the candles, then join the request group once every market has a live
+        quote (at most `CFD_DBPROC_QUOTE_WAIT_SECONDS` later, in the background), so that the first orders
+        are not refused as `market_unavailable` just because this dbproc has not heard a tick yet."""
         await self.bus.ensure_topics(self.topics.all())
         await self.risk.start()  # quotes and the risk book are live before the first order arrives
         await self.directory.start()
         self._subscriptions.append(
+            await self.bus.subscribe(self.candles.consumed_topics, self.candles.on_message,
+                                     group=self.settings.topic(CANDLES_GROUP)))
+        if self.settings.dbproc_quote_wait_seconds <= 0 or not self.quotes.unpriced():
+            await self._join()
+        else:
+            self._joining = asyncio.get_running_loop().create_task(self._join_when_priced(),
+                                                                   name="dbproc-join")
+
+    async def _join_when_priced(self) -> None:
+        bound = self.settings.dbproc_quote_wait_seconds
+        started = time.monotonic()
+        log.info("dbproc %s waits up to %g s for a live quote of every market before taking requests "
+                 "(none yet for %s)", self.settings.instance_id, bound, ", ".join(self.quotes.unpriced()))
+        while missing := self.quotes.unpriced():
+            if time.monotonic() - started >= bound:
+                log.warning("no live quote of %s after %g s (is the price feed running?); taking requests anyway: "
+                            "orders in those markets get 503 market_unavailable until their prices arrive",
+                            ", ".join(missing), bound)
+                break
+            await asyncio.sleep(0.05)
+        else:
+            log.info("every market has a live quote after %.1f s", time.monotonic() - started)
+        await self._join()
+
+    async def _join(self) -> None:
+        self._subscriptions.append(
             await self.bus.subscribe([self.topics.user_requests, self.topics.trading_requests], self.responder,
                                      group=self.settings.topic(CONSUMER_GROUP))
         )
-        self._subscriptions.append(
-            await self.bus.subscribe(self.candles.consumed_topics, self.candles.on_message,
-                                     group=self.settings.topic(CANDLES_GROUP)))
+        self.joined.set()
         log.info("dbproc %s consuming %s and %s", self.settings.instance_id, self.topics.user_requests,
                  self.topics.trading_requests)
 
@@ -86,6 +117,10 @@ class DbProc:
 
     async def stop(self) -> None:
         """Stop consuming; the request in hand finishes and is committed first."""
+        if self._joining is not None:
+            self._joining.cancel()
+            await asyncio.gather(self._joining, return_exceptions=True)
+            self._joining = None
         for subscription in self._subscriptions:
             await subscription.stop()
         self._subscriptions.clear()

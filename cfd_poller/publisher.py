@@ -7,19 +7,23 @@ import logging
 from cfd_poller.metrics import PollerMetrics
 from shared.bus import Bus
 from shared.contracts import PriceTick, encode
+from shared.errors import BackendDown
+from shared.outage import Outage
 
 log = logging.getLogger(__name__)
 
 
 class TickPublisher:
-    """Encodes and publishes ticks. A failing bus is logged once (and once when it recovers), never raised:
-    a price is worth nothing a moment later, so a lost one is skipped, not retried."""
+    """Encodes and publishes ticks, never raising: a price is worth nothing a moment later, so a tick the bus
+    refuses is skipped, not retried. A failing bus is logged as an outage (once when it starts, a summary with
+    counts every few seconds, once when no failure came for a while); a tick the bus took but could not deliver
+    later is counted and logged by the bus itself."""
 
     def __init__(self, bus: Bus, topic: str, metrics: PollerMetrics) -> None:
         self.bus = bus
         self.topic = topic
         self.metrics = metrics
-        self._failing = False
+        self.outage = Outage(f"prices cannot be published to {topic}; ticks are skipped", log)
 
     async def publish(self, tick: PriceTick) -> bool:
         """Publish one tick; returns whether the bus took it."""
@@ -27,13 +31,7 @@ class TickPublisher:
             await self.bus.publish(self.topic, encode(tick), key=tick.symbol.encode(), wait=False)
         except Exception as exc:
             self.metrics.publish_failures += 1
-            if not self._failing:
-                self._failing = True
-                log.warning("cannot publish prices to %s (%s); skipping ticks until the bus is back", self.topic,
-                            exc)
+            self.outage.failed(exc.details.get("reason", exc) if isinstance(exc, BackendDown) else exc)
             return False
-        if self._failing:
-            self._failing = False
-            log.info("publishing prices to %s works again", self.topic)
         self.metrics.ticks_published += 1
         return True

@@ -8,6 +8,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from shared import outage
 from shared.errors import CfdError
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,13 @@ def error_response(status: int, code: str, message: str, details: Any = None,
 def cfd_error_handler(request: Request, exc: CfdError) -> Response:
     if exc.status >= 500:
         details = exc.details if isinstance(exc.details, dict) else {}
-        reason = details.get("reason") or details.get("request_id")
-        log.log(logging.ERROR if exc.status == 500 else logging.WARNING, "%s %s -> %d %s: %s%s", request.method,
-                request.url.path, exc.status, exc.code, exc.message, f" ({reason})" if reason else "")
+        if exc.status == 500:  # a bug: every one is logged, with the id the client was given
+            log.error("%s %s -> 500 %s: %s (%s)", request.method, request.url.path, exc.code, exc.message,
+                      details.get("request_id"))
+        else:  # a backend outage: once, then counts while it lasts
+            reason = details.get("reason")
+            outage.failed(log, f"requests answered {exc.status} {exc.code}",
+                          f"{request.method} {request.url.path}: {exc.message}{f' ({reason})' if reason else ''}")
     retry_after = exc.retry_after if exc.retry_after is not None else (5 if exc.status == 503 else None)
     return error_response(exc.status, exc.code, exc.message, exc.details, retry_after)
 

@@ -59,6 +59,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     database_url: str = ""
     redis_url: str | None = None
+    redis_max_connections: int = 64
+    redis_pool_timeout: float = 5.0
     kafka_bootstrap: str | None = None
     kafka_partitions: int = 6
     topic_prefix: str = ""
@@ -106,6 +108,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stale_after_seconds: float = 10.0
     candle_history_hours: int = 24
     poller_resume_timeout: float = 5.0
+    dbproc_quote_wait_seconds: float = 10.0
 
     @property
     def is_dev(self) -> bool:
@@ -298,6 +301,8 @@ _FIELDS: list[tuple[str, Callable[[str], Any], tuple[str, ...]]] = [
     ("log_level", _choice("debug", "info", "warning", "error"), ("CFD_LOG_LEVEL",)),
     ("database_url", _database_url, ("CFD_DATABASE_URL", "DATABASE_URL")),
     ("redis_url", _url("redis", "rediss", "unix"), ("CFD_REDIS_URL", "REDIS_URL")),
+    ("redis_max_connections", _int(1, 10_000), ("CFD_REDIS_MAX_CONNECTIONS",)),
+    ("redis_pool_timeout", _float(0.01, 120), ("CFD_REDIS_POOL_TIMEOUT",)),
     ("kafka_bootstrap", _bootstrap, ("CFD_KAFKA_BOOTSTRAP", "KAFKA_BROKER")),
     ("kafka_partitions", _int(1, 256), ("CFD_KAFKA_PARTITIONS",)),
     ("topic_prefix", _text, ("CFD_TOPIC_PREFIX",)),
@@ -337,6 +342,7 @@ _FIELDS: list[tuple[str, Callable[[str], Any], tuple[str, ...]]] = [
     ("stale_after_seconds", _float(0.5, 3600), ("CFD_STALE_AFTER_SECONDS",)),
     ("candle_history_hours", _int(0, 720), ("CFD_CANDLE_HISTORY_HOURS",)),
     ("poller_resume_timeout", _float(0.1, 60), ("CFD_POLLER_RESUME_TIMEOUT",)),
+    ("dbproc_quote_wait_seconds", _float(0, 600), ("CFD_DBPROC_QUOTE_WAIT_SECONDS",)),
 ]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from msgspec import Struct
 
@@ -70,6 +70,32 @@ def pnl(side: Side, qty: Decimal, entry: Decimal, exit_price: Decimal) -> Decima
 
 def unrealized_pnl(side: Side, qty: Decimal, entry: Decimal, quote: Quote) -> Decimal:
     return pnl(side, qty, entry, close_price(side, quote))
+
+
+class Closing(NamedTuple):
+    """What closing part (or all) of a position books, releases and carries."""
+
+    realized: Decimal  # booked now, in cents
+    unbooked: Decimal  # the sub-cent remainder the position carries to its next close
+    released_margin: Decimal  # the closed part's margin
+    remaining_margin: Decimal  # the margin the open rest keeps
+
+
+def closing(side: Side, open_qty: Decimal, qty: Decimal, entry: Decimal, leverage: int, held_margin: Decimal,
+            unbooked: Decimal, exit_price: Decimal) -> Closing:
+    """Close `qty` of an open position of `open_qty` at `exit_price`.
+
+    The PnL booked is the exact PnL of this fill plus what earlier partial closes left unbooked, rounded to
+    cents; what rounding leaves is carried, never dropped, so a position closed in N slices books the exact
+    PnL of its fills to within half a cent. The rest keeps the margin it would have been opened with
+    (`margin(rest, entry, leverage)`) and the closed part releases the difference, so the parts' margins
+    add up to the margin held and the rest's never drifts from its size, however many slices."""
+    exact = pnl(side, qty, entry, exit_price) + unbooked
+    realized = money(exact)
+    rest = open_qty - qty
+    remaining = min(held_margin, margin(rest, entry, leverage)) if rest > 0 else Decimal(0)
+    return Closing(realized=realized, unbooked=exact - realized, released_margin=held_margin - remaining,
+                   remaining_margin=remaining)
 
 
 class Exposure(Struct, frozen=True):

@@ -92,8 +92,10 @@ def make_settings(backend_overrides) -> Callable[..., Settings]:
     """Settings for the selected backend set, on ephemeral ports; keyword overrides win."""
 
     def make(**overrides: Any) -> Settings:
+        # No price feed runs in the tests (they set every price themselves), so a dbproc takes requests at once
+        # instead of waiting for a quote of every market; tests/integration/test_dbproc_join.py tests the wait.
         values = {"env": "test", "http_port": 0, "ws_port": 0, "bcrypt_rounds": 8, "request_timeout": 5.0,
-                  **LOOPBACK_ROOM, **backend_overrides, **overrides}
+                  **LOOPBACK_ROOM, "dbproc_quote_wait_seconds": 0, **backend_overrides, **overrides}
         return load_settings(environ={}, **values)
 
     return make

@@ -1,8 +1,9 @@
 """The trading engine: open, close, modify, risk closes and stop-out, each one transaction, applied once.
 
 Requests arrive keyed by user, so one consumer applies one user's commands in order: the margin check of
-an open cannot race another open of the same user. Every balance change is a ledger entry written in the
-same transaction; events go out after the commit.
+an open cannot race another open of the same user. During a consumer-group rebalance two consumers can
+briefly hold one partition, so each command also locks the user's account row for its whole transaction.
+Every balance change is a ledger entry written in the same transaction; events go out after the commit.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ from shared.contracts_trading import (
 )
 from shared.db import Database
 from shared.db.tables import Accounts, LedgerEntries, Positions, Users
-from shared.errors import Conflict, NotFound, Rejected
+from shared.errors import BackendDown, Conflict, NotFound, Rejected
 from shared.numbers import MAX_BALANCE
+from shared.outage import Outage
 from shared.trading import (
     MONEY_QUANTUM,
     STOP_OUT_LEVEL,
@@ -53,6 +55,7 @@ from shared.trading import (
     check_order,
     check_stops,
     close_price,
+    closing,
     exposure_of,
     is_multiple,
     margin,
@@ -93,6 +96,8 @@ class TradingEngine:
         self.bus = bus
         self.events_topic = events_topic
         self.quotes = quotes
+        self.events_lost = Outage("account events cannot be published (the state is committed; clients see it at "
+                                  "their next snapshot)", log)
 
     # --- reading state inside a transaction ---------------------------------------------------------------
 
@@ -122,6 +127,16 @@ class TradingEngine:
             (Positions.user_id == user_id) & (Positions.status == "open")).run()
         return [Exposure(r["symbol"], r["side"], r["qty"], r["entry_price"], r["margin"]) for r in rows]
 
+    async def _lock_account(self, user_id: str) -> None:
+        """Hold the user's account row until the command commits (`SELECT ... FOR UPDATE`).
+
+        One partition orders one user's commands, but during a consumer-group rebalance two dbprocs can hold
+        it at once: the second one's command then waits here and reads the balance the first one wrote,
+        instead of overwriting it with one it read before. SQLite needs no lock: its transactions are
+        exclusive from their start (`BEGIN IMMEDIATE`, see `Database.transaction`)."""
+        if not self.db.is_sqlite:
+            await Accounts.select(Accounts.id).where(Accounts.user_id == _uuid(user_id, "account")).lock_rows().run()
+
     async def _book(self, user_id: uuid.UUID, kind: str, amount: Decimal, balance: Decimal, reference: str,
                     command_id: str, at: int) -> Decimal:
         """Add a ledger entry and move the balance; returns the new balance."""
@@ -133,42 +148,48 @@ class TradingEngine:
         await Accounts.update({Accounts.balance: new_balance}).where(Accounts.user_id == user_id).run()
         return new_balance
 
-    async def _realize(self, user_id: uuid.UUID, position: Position, qty: Decimal, price: Decimal,
-                       balance: Decimal, reference: str, command_id: str, at: int) -> tuple[Decimal, Decimal]:
-        """Book the PnL of closing `qty` of `position`; a loss beyond the balance is a shortfall entry, so the
-        balance never goes below zero. Returns (realised PnL, new balance)."""
-        realized = money(pnl(position.side, qty, position.entry_price, price))
+    async def _realize(self, user_id: uuid.UUID, realized: Decimal, balance: Decimal, reference: str,
+                       command_id: str, at: int) -> Decimal:
+        """Book a realised PnL; a loss beyond the balance is a shortfall entry, so the balance never goes below
+        zero. Returns the new balance."""
         balance = await self._book(user_id, "realized_pnl", realized, balance, reference, command_id, at)
         if balance < 0:
             balance = await self._book(user_id, "shortfall", -balance, balance, reference, command_id, at)
-        return realized, balance
+        return balance
+
+    async def _unbooked_pnl(self, position_id: str) -> Decimal:
+        row = await Positions.select(Positions.unbooked_pnl).where(Positions.id == uuid.UUID(position_id)).first().run()
+        return Decimal(0) if row is None or row["unbooked_pnl"] is None else row["unbooked_pnl"]
 
     async def _close(self, user_id: uuid.UUID, position: Position, qty: Decimal, price: Decimal, reason: str,
                      balance: Decimal, command_id: str) -> tuple[Position, Decimal]:
         at = now_ms()
         whole = qty == position.qty
         closed_id = position.id if whole else str(uuid.uuid4())
-        realized, balance = await self._realize(user_id, position, qty, price, balance, closed_id, command_id, at)
-        closed_fields = {"status": "closed", "closed_at": at, "close_price": price, "realized_pnl": realized,
+        done = closing(position.side, position.qty, qty, position.entry_price, position.leverage, position.margin,
+                       await self._unbooked_pnl(position.id), price)
+        balance = await self._realize(user_id, done.realized, balance, closed_id, command_id, at)
+        closed_fields = {"status": "closed", "closed_at": at, "close_price": price, "realized_pnl": done.realized,
                          "close_reason": reason, "updated_at": at}
         if whole:
-            await Positions.update({getattr(Positions, k): v for k, v in closed_fields.items()}).where(
+            await Positions.update({**{getattr(Positions, k): v for k, v in closed_fields.items()},
+                                    Positions.unbooked_pnl: done.unbooked}).where(
                 Positions.id == uuid.UUID(position.id)).run()
             return msgspec.structs.replace(position, **closed_fields), balance
-        # A partial close: the closed part becomes its own closed row; the open one shrinks.
-        closed_margin = money(position.margin * qty / position.qty)
-        part = msgspec.structs.replace(position, id=closed_id, qty=qty, margin=closed_margin,
+        # A partial close: the closed part becomes its own closed row; the open one shrinks and carries what
+        # rounding the PnL to cents did not book.
+        part = msgspec.structs.replace(position, id=closed_id, qty=qty, margin=done.released_margin,
                                        parent_id=position.id, **closed_fields)
         await Positions.insert(Positions(
             id=uuid.UUID(part.id), user_id=user_id, symbol=part.symbol, side=part.side, qty=part.qty,
             entry_price=part.entry_price, leverage=part.leverage, margin=part.margin, stop_loss=part.stop_loss,
             take_profit=part.take_profit, status="closed", opened_at=part.opened_at, updated_at=at, closed_at=at,
-            close_price=price, realized_pnl=realized, close_reason=reason, parent_id=uuid.UUID(position.id),
+            close_price=price, realized_pnl=done.realized, close_reason=reason, parent_id=uuid.UUID(position.id),
+            unbooked_pnl=Decimal(0),
         )).run()
-        remaining = msgspec.structs.replace(position, qty=position.qty - qty, margin=position.margin - closed_margin,
-                                            updated_at=at)
-        await Positions.update({Positions.qty: remaining.qty, Positions.margin: remaining.margin,
-                                Positions.updated_at: at}).where(Positions.id == uuid.UUID(position.id)).run()
+        await Positions.update({Positions.qty: position.qty - qty, Positions.margin: done.remaining_margin,
+                                Positions.unbooked_pnl: done.unbooked, Positions.updated_at: at}).where(
+            Positions.id == uuid.UUID(position.id)).run()
         return part, balance
 
     async def _emit(self, user_id: str, *events: PositionEvent | AccountEvent) -> None:
@@ -176,7 +197,7 @@ class TradingEngine:
             try:
                 await self.bus.publish(self.events_topic, encode(event), key=user_id.encode(), wait=False)
             except Exception as exc:  # events are notifications; the state is already committed
-                log.warning("could not publish an account event for %s: %s", user_id, exc)
+                self.events_lost.failed(exc.details.get("reason", exc) if isinstance(exc, BackendDown) else exc)
 
     async def _snapshot_event(self, user_id: str, balance: Decimal) -> AccountEvent:
         positions = await self._exposures(uuid.UUID(user_id))
@@ -199,7 +220,7 @@ class TradingEngine:
             replayed = False
             return await apply(events)
 
-        reply = await apply_once(self.db, request, user_id, first_time)
+        reply = await apply_once(self.db, request, user_id, first_time, lock=lambda: self._lock_account(user_id))
         if replayed:  # the first attempt may have died between its commit and its events
             events = [AccountEvent(event="resync", user_id=user_id)]
         await self._emit(user_id, *events)

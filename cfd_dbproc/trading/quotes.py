@@ -16,6 +16,11 @@ class QuoteCache(LatestQuotes):
         """Bus handler body: the tick's broker quote, or None when the tick was refused."""
         return self.apply(message.value)
 
+    def unpriced(self) -> list[str]:
+        """The catalogue's markets without a live quote, in catalogue order."""
+        fresh = self.fresh()
+        return [symbol for symbol in MARKETS if symbol not in fresh]
+
     def quote(self, symbol: str) -> tuple[Market, Quote]:
         """The market and its live quote, or an error a client understands."""
         market = MARKETS.get(symbol)

@@ -28,6 +28,8 @@ from shared.contracts_trading import (
     TradingRequest,
 )
 from shared.db.tables import Accounts, Positions
+from shared.errors import BackendDown
+from shared.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class RiskRunner:
         self._subscriptions: list[Subscription] = []
         self._loading: list[Message] | None = None
         self._pending_since: dict[tuple[str, str], float] = {}  # (kind, id) of triggers acted on
+        self.commands_lost = Outage("risk commands (stops, stop-outs, margin calls) cannot be published", log)
         self.ticks = 0
         self.triggers = 0
         self.check_seconds = 0.0
@@ -133,6 +136,8 @@ class RiskRunner:
             self.triggers += 1
             try:
                 await self._act(trigger)
+            except BackendDown as exc:  # the trigger re-arms and fires again once the bus is back
+                self.commands_lost.failed(f"{trigger.kind} of {trigger.user_id}: {exc.details.get('reason', exc)}")
             except Exception:
                 log.exception("could not act on %s for %s", trigger.kind, trigger.user_id)
 

@@ -4,6 +4,9 @@ Two implementations keep one contract: `MemoryBus` (in-process, the default) and
 - A message's key picks its partition; messages with one key are delivered in the order published.
 - `subscribe(..., group="name")` shares the partitions among the group's subscribers; an offset is
   committed only after the handler returns, so a subscriber that dies has its messages redelivered.
+  When the group rebalances, a subscriber losing a partition hands no further message of it to its
+  handler, finishes the one in hand and commits it, and only then does the new owner start: one
+  partition is never handled by two subscribers at once.
 - `subscribe(..., group=None)` is a broadcast: the subscriber sees every message published after it
   subscribed, from all partitions (every server instance uses this for prices, replies and events).
 """

@@ -9,6 +9,8 @@ import zlib
 from collections.abc import Sequence
 
 from shared.bus import Bus, Handler, Message, Subscription
+from shared.errors import BackendDown
+from shared.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class _Group:
     def __init__(self) -> None:
         self.members: list[_MemorySubscription] = []
         self.committed: dict[tuple[str, int], int] = {}
+        self.consumers: dict[tuple[str, int], asyncio.Task[None]] = {}  # who consumes each partition now
 
 
 class MemoryBus(Bus):
@@ -62,6 +65,8 @@ class MemoryBus(Bus):
         self._topics: dict[str, list[_Partition]] = {}
         self._groups: dict[str, _Group] = {}
         self._round_robin = itertools.count()
+        self._failing: tuple[str, frozenset[str] | None] | None = None
+        self._publishing: dict[str, Outage] = {}
 
     async def start(self) -> None:
         pass
@@ -83,7 +88,19 @@ class MemoryBus(Bus):
             self._topics[topic] = [_Partition(topic, i, self.retention) for i in range(self.partitions)]
         return self._topics[topic]
 
+    def fail(self, reason: str | None, *, topics: Sequence[str] | None = None) -> None:
+        """Play an outage (tests, drills): publishing to `topics` (default: every topic) raises
+        `BackendDown("bus", reason)`, as Kafka's would, until `fail(None)`."""
+        self._failing = None if reason is None else (reason, None if topics is None else frozenset(topics))
+
     async def publish(self, topic: str, value: bytes, *, key: bytes | None = None, wait: bool = True) -> None:
+        outage = self._publishing.get(topic)
+        if outage is None:
+            outage = self._publishing[topic] = Outage(f"publishing to {topic} on the in-process bus fails", log)
+        if self._failing is not None and (self._failing[1] is None or topic in self._failing[1]):
+            outage.failed(self._failing[0])
+            raise BackendDown("bus", f"publish to {topic} failed: {self._failing[0]}")
+        outage.recovered()
         partitions = self._partitions(topic)
         index = zlib.crc32(key) if key is not None else next(self._round_robin)
         partitions[index % len(partitions)].append(key, value)
@@ -91,24 +108,25 @@ class MemoryBus(Bus):
     async def subscribe(self, topics: Sequence[str], handler: Handler, *, group: str | None) -> Subscription:
         subscription = _MemorySubscription(self, list(topics), handler, group)
         if group is None:
-            subscription.assign({(p.topic, p.index): p.end for t in topics for p in self._partitions(t)})
+            subscription.follow({(p.topic, p.index): p.end for t in topics for p in self._partitions(t)})
         else:
             self._groups.setdefault(group, _Group()).members.append(subscription)
             self._rebalance(group)
         return subscription
 
     def _rebalance(self, group_name: str) -> None:
+        """Share the group's partitions among its members. A partition that changes hands is handed over as
+        Kafka does with a rebalance listener: the old owner finishes the message in hand and commits it, then
+        the new owner starts from that commit; never two members on one partition at once."""
         group = self._groups[group_name]
-        for member in group.members:
-            member.assign({})
-        if not group.members:
-            return
         wanted = sorted({(p.topic, p.index) for m in group.members for t in m.topics for p in self._partitions(t)})
-        shares: dict[int, dict[tuple[str, int], int]] = {i: {} for i in range(len(group.members))}
+        shares: dict[int, set[tuple[str, int]]] = {i: set() for i in range(len(group.members))}
         for i, tp in enumerate(wanted):
-            shares[i % len(group.members)][tp] = group.committed.get(tp, 0)
+            shares[i % len(group.members)].add(tp)
         for i, member in enumerate(group.members):
-            member.assign(shares[i])
+            member.release(shares[i])
+        for i, member in enumerate(group.members):
+            member.own(shares[i], group)
 
     def _commit(self, group: str, topic: str, partition: int, offset: int) -> None:
         self._groups[group].committed[(topic, partition)] = offset
@@ -118,7 +136,8 @@ class MemoryBus(Bus):
             group = self._groups[subscription.group]
             if subscription in group.members:
                 group.members.remove(subscription)
-                self._rebalance(subscription.group)
+                if group.members:
+                    self._rebalance(subscription.group)
 
 
 class _MemorySubscription(Subscription):
@@ -127,23 +146,48 @@ class _MemorySubscription(Subscription):
         self.topics = topics
         self.handler = handler
         self.group = group
-        self._tasks: list[asyncio.Task[None]] = []
-        self._busy: set[asyncio.Task[None]] = set()
+        self._consumers: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._busy: set[asyncio.Task[None]] = set()  # consumers inside the handler
+        self._released: set[asyncio.Task[None]] = set()  # consumers to leave after the message in hand
         self._stopped = False
 
-    def assign(self, positions: dict[tuple[str, int], int]) -> None:
-        for task in self._tasks:
-            task.cancel()
-        self._tasks = [
-            asyncio.get_running_loop().create_task(self._consume(self.bus._topics[topic][index], position))
-            for (topic, index), position in positions.items()
-        ]
+    def follow(self, positions: dict[tuple[str, int], int]) -> None:
+        """A broadcast subscriber: every partition, from the given positions."""
+        for (topic, index), position in positions.items():
+            self._consumers[(topic, index)] = asyncio.get_running_loop().create_task(
+                self._consume(self.bus._topics[topic][index], position))
 
-    async def _consume(self, partition: _Partition, position: int) -> None:
+    def release(self, keep: set[tuple[str, int]]) -> None:
+        """Stop consuming every partition not in `keep`, each after the message in hand."""
+        for tp in [tp for tp in self._consumers if tp not in keep]:
+            self._let_go(self._consumers.pop(tp))
+
+    def own(self, partitions: set[tuple[str, int]], group: _Group) -> None:
+        """Consume `partitions` (those not consumed yet), each from where its previous owner committed."""
+        for tp in sorted(partitions - self._consumers.keys()):
+            previous = group.consumers.get(tp)
+            task = asyncio.get_running_loop().create_task(
+                self._consume(self.bus._topics[tp[0]][tp[1]], None, after=previous))
+            self._consumers[tp] = group.consumers[tp] = task
+
+    def _let_go(self, task: asyncio.Task[None]) -> None:
+        self._released.add(task)
+        task.add_done_callback(self._released.discard)
+        if task not in self._busy:  # a consumer in the handler finishes that message, commits and returns
+            task.cancel()
+
+    async def _consume(self, partition: _Partition, position: int | None,
+                       after: asyncio.Task[None] | None = None) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        if after is not None and not after.done():
+            await asyncio.wait({after})  # the previous owner's message in hand (never cancels it)
+        if position is None:
+            assert self.group is not None
+            position = self.bus._groups[self.group].committed.get((partition.topic, partition.index), 0)
         while True:
-            task = asyncio.current_task()
             for message in await partition.read(position):
-                if self._stopped:
+                if self._stopped or task in self._released:
                     return
                 self._busy.add(task)
                 try:
@@ -158,16 +202,16 @@ class _MemorySubscription(Subscription):
                 position = message.offset + 1
                 if self.group is not None:
                     self.bus._commit(self.group, partition.topic, partition.index, position)
-                if self._stopped:  # stop() waited for this message; it is committed, so leave now
+                if self._stopped or task in self._released:  # stop() or a rebalance waited for this message
                     return
 
     async def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
-        tasks, self._tasks = self._tasks, []
+        tasks = list(self._consumers.values())
+        self._consumers.clear()
         for task in tasks:
-            if task not in self._busy:  # a task in a handler finishes that message, commits and returns
-                task.cancel()
+            self._let_go(task)
         await asyncio.gather(*tasks, return_exceptions=True)
         self.bus._leave(self)

@@ -3,7 +3,7 @@
 A `RequestClient` (in each server instance) publishes a `BusRequest` keyed by the user, and waits for the
 `BusReply` with the same correlation id on the broadcast replies topic. A `Responder` (in the dbproc)
 routes each request type to a handler and publishes its result or its `CfdError`. A handler's other
-failures are either a database outage (503 `backend_unavailable`, see `shared.outages`) or an internal
+failures are either a database outage (503 `backend_unavailable`, see `shared.db_failures`) or an internal
 error (500 `internal_error`, logged with its traceback); neither names an exception class to the client.
 """
 
@@ -20,8 +20,9 @@ import msgspec
 
 from shared.bus import Bus, Message, Subscription
 from shared.contracts import BusReply, BusRequest, ErrorBody, encode
+from shared.db_failures import database_outage
 from shared.errors import BackendDown, BadRequest, CfdError, InternalError, TimedOut, error_from_wire
-from shared.outages import database_outage
+from shared.outage import Outage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -115,6 +116,8 @@ class Responder:
         self.bus = bus
         self.replies_topic = replies_topic
         self.handlers: dict[str, RequestHandler] = {}
+        self.replies_lost = Outage(f"replies cannot be published to {replies_topic}; clients time out and retry",
+                                   log)
 
     def route(self, type: str, handler: RequestHandler) -> None:
         self.handlers[type] = handler
@@ -126,7 +129,10 @@ class Responder:
             log.error("dropping an undecodable request on %s@%d", message.topic, message.offset)
             return
         reply = await self.answer(request)
-        await self.bus.publish(self.replies_topic, encode(reply), key=request.reply_to.encode())
+        try:
+            await self.bus.publish(self.replies_topic, encode(reply), key=request.reply_to.encode())
+        except BackendDown as exc:  # the work is committed; the client times out and retries, applied once
+            self.replies_lost.failed(exc.details.get("reason", exc))
 
     async def answer(self, request: BusRequest) -> BusReply:
         handler = self.handlers.get(request.type)

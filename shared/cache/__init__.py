@@ -100,7 +100,8 @@ def create_cache(settings: Settings) -> Cache:
     if settings.redis_url:
         from shared.cache.redis import RedisCache
 
-        return RedisCache(settings.redis_url)
+        return RedisCache(settings.redis_url, max_connections=settings.redis_max_connections,
+                          pool_timeout=settings.redis_pool_timeout)
     from shared.cache.memory import MemoryCache
 
     return MemoryCache(snapshot=settings.data_dir / "cache-snapshot" if settings.is_dev else None)

@@ -63,11 +63,15 @@ return 0
 class RedisCache(Cache):
     name = "redis"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, max_connections: int = 64, pool_timeout: float = 5.0) -> None:
+        """A pool of at most `max_connections`; a call finding them all busy waits up to `pool_timeout` seconds
+        for one to come back (then `BackendDown`), so a burst of requests queues instead of failing."""
         self.url = url
-        self._redis = aioredis.from_url(
-            url, socket_connect_timeout=1.0, socket_timeout=2.0, health_check_interval=10, max_connections=256
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=pool_timeout, socket_connect_timeout=1.0,
+            socket_timeout=2.0, health_check_interval=10,
         )
+        self._redis = aioredis.Redis.from_pool(pool)
 
     @_guarded
     async def get(self, key: str) -> bytes | None:

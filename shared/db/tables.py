@@ -5,6 +5,8 @@ Money columns are NUMERIC and read back as `Decimal`; times are epoch millisecon
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from piccolo.columns import UUID, BigInt, Boolean, Integer, Numeric, Text, Varchar
 from piccolo.columns.indexes import IndexMethod
 from piccolo.table import Table
@@ -75,7 +77,11 @@ class Candles(Table, tablename="candles"):
 
 class Positions(Table, tablename="positions"):
     """Leveraged positions, open and closed. A partial close books the closed part as its own closed row
-    (`parent_id` names the position it came from) and shrinks the open one."""
+    (`parent_id` names the position it came from) and shrinks the open one.
+
+    `unbooked_pnl` is the sub-cent part of the realised PnL of earlier partial closes that rounding to cents
+    has not booked yet; the next close books it, so N slices book what one close would (to the cent). On a
+    closed row it is what the final rounding left unbooked (at most half a cent)."""
 
     id = UUID(primary_key=True)
     user_id = UUID(index=True)
@@ -95,6 +101,7 @@ class Positions(Table, tablename="positions"):
     realized_pnl = Numeric(digits=MONEY, null=True, default=None)
     close_reason = Varchar(length=16, null=True, default=None)
     parent_id = UUID(null=True, default=None)
+    unbooked_pnl = Numeric(digits=MONEY, default=Decimal(0))
 
 
 ALL_TABLES: list[type[Table]] = [Users, Accounts, LedgerEntries, ProcessedCommands, Candles, Positions]

@@ -1,7 +1,8 @@
 """Over random price paths and random commands, the ledger invariant holds for every user at all times.
 
 balance = deposits + Σ realised PnL − fees + Σ shortfall credits (negative-balance protection), the balance is
-never negative, and every closed position has exactly its one realised-PnL entry.
+never negative, every closed position has exactly its one realised-PnL entry, and rounding to cents loses
+nothing: a position closed in parts books the exact PnL of its fills, less at most half a cent it carries.
 """
 
 from __future__ import annotations
@@ -34,11 +35,22 @@ async def check_invariant(email: str) -> None:
                        + by_kind.get("shortfall", 0))
     realized = {e["reference"]: e["amount"] for e in entries if e["kind"] == "realized_pnl"}
     assert len(realized) == sum(1 for e in entries if e["kind"] == "realized_pnl")  # one entry per closed position
-    for position in await Positions.select().where(Positions.user_id == user).run():
+    positions = await Positions.select().where(Positions.user_id == user).run()
+    for position in positions:
         if position["status"] == "closed":
             assert realized.get(str(position["id"])) == position["realized_pnl"], position
         else:
             assert str(position["id"]) not in realized
+    # Rounding to cents loses nothing: what a position and its closed parts booked, plus what it still carries,
+    # is the exact PnL of their fills.
+    for root in (p for p in positions if p["parent_id"] is None):
+        family = [p for p in positions if p["id"] == root["id"] or p["parent_id"] == root["id"]]
+        closed = [p for p in family if p["status"] == "closed"]
+        exact = sum(((p["close_price"] - p["entry_price"]) * p["qty"] * (1 if p["side"] == "long" else -1)
+                     for p in closed), Decimal(0))
+        booked = sum((p["realized_pnl"] for p in closed), Decimal(0))
+        assert abs(booked + root["unbooked_pnl"] - exact) < Decimal("1e-8"), family
+        assert abs(root["unbooked_pnl"]) <= Decimal("0.005")
 
 
 async def test_random_price_paths_and_commands_keep_the_ledger_invariant(platform, api, mailbox):
@@ -71,8 +83,37 @@ async def test_random_price_paths_and_commands_keep_the_ledger_invariant(platfor
                 p = prices[target["symbol"]]
                 await set_price(platform, target["symbol"], str(p), str(p + tick))
                 qty = Decimal(target["qty"])
-                part = (qty / 2).quantize(MARKETS[target["symbol"]].qty_step)
-                body = {"qty": str(part)} if rng.random() < 0.3 and part >= MARKETS[target["symbol"]].min_qty else {}
+                share = Decimal(rng.choice((1, 3, 10, 25, 50))) / 100  # partial closes, small slices included
+                part = (qty * share).quantize(MARKETS[target["symbol"]].qty_step)
+                body = {"qty": str(part)} if rng.random() < 0.6 and part >= MARKETS[target["symbol"]].min_qty else {}
                 response = await api.post(f"/positions/{target['id']}/close", headers=auth, json=body)
                 assert response.status_code in (200, 422), (seed, response.text)
         await check_invariant(email)
+
+
+async def test_a_position_closed_in_300_slices_books_what_its_fills_lost(platform, api, mailbox, email):
+    """0.03 BTC closed 0.0001 at a time: each slice loses a fraction of a cent, which must add up, not vanish."""
+    auth = await signed_in(api, mailbox, email)
+    await set_price(platform, "BTC_USDC", "77500.0", "77500.0")  # broker 77484.5 / 77515.5
+    opened = await api.post("/positions", headers=auth, json={"symbol": "BTC_USDC", "side": "long", "qty": "0.03",
+                                                              "leverage": 10})
+    assert opened.status_code == 201, opened.text
+    position = opened.json()
+    entry = Decimal(position["entry_price"])
+    exact = booked = released = Decimal(0)
+    for n in range(300):
+        if n % 50 == 0:  # keep the quote live however slow the machine
+            await set_price(platform, "BTC_USDC", "77500.0", "77500.0")
+        closed = await api.post(f"/positions/{position['id']}/close", headers=auth, json={"qty": "0.0001"})
+        assert closed.status_code == 200, closed.text
+        part = closed.json()
+        exact += (Decimal(part["close_price"]) - entry) * Decimal(part["qty"])
+        booked += Decimal(part["realized_pnl"])
+        released += Decimal(part["margin"])
+    assert part["id"] == position["id"] and (await api.get("/positions?status=open", headers=auth)).json() == []
+    assert exact == Decimal("-0.93")  # 300 × 0.0001 × (77484.5 − 77515.5)
+    assert abs(booked - exact) <= Decimal("0.01")
+    assert released == Decimal(position["margin"])
+    account = (await api.get("/account", headers=auth)).json()
+    assert Decimal(account["balance"]) == Decimal(10_000) + booked
+    await check_invariant(email)

@@ -91,7 +91,8 @@ async def test_dbproc_killed_during_a_burst_loses_nothing_and_applies_once(make_
     prefix = f"kill{uuid.uuid4().hex[:6]}."
     settings = make_settings(topic_prefix=prefix, request_timeout=3.0)
     env = {**os.environ, "CFD_ENV": "test", "CFD_TOPIC_PREFIX": prefix, "CFD_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-           "CFD_DATABASE_URL": settings.database_url, "CFD_KAFKA_PARTITIONS": str(settings.kafka_partitions)}
+           "CFD_DATABASE_URL": settings.database_url, "CFD_KAFKA_PARTITIONS": str(settings.kafka_partitions),
+           "CFD_DBPROC_QUOTE_WAIT_SECONDS": "0"}  # sign-ups only: no price feed to wait for
     server = Platform(settings, ("server",))
     await server.start()
     first = _spawn_dbproc(env)

@@ -18,18 +18,22 @@ from helpers import Mailbox, real_only, sign_up
 from cfd_cli.platform import Platform
 from shared.contracts import PriceTick, encode
 from shared.db.tables import Accounts, LedgerEntries, Positions, Users
+from shared.markets import MARKETS
 
 USERS = 10
 ORDERS_PER_USER = 50
 
 
 async def _ticks(server: Platform, stop: asyncio.Event) -> None:
+    """A price feed: every market, every 50 ms (a starting dbproc takes orders once it has them all)."""
     topic = server.settings.topic("price-updates")
     while not stop.is_set():
         now = time.time_ns() // 1000
-        tick = PriceTick(symbol="DOGE_USDC", bid=Decimal("0.30000"), ask=Decimal("0.30010"), exchange_time_us=now,
-                         ingest_time_us=now)
-        await server.bus.publish(topic, encode(tick), key=b"DOGE_USDC", wait=False)
+        for market in MARKETS.values():
+            bid = Decimal("0.30000") if market.symbol == "DOGE_USDC" else market.sim_price
+            tick = PriceTick(symbol=market.symbol, bid=bid, ask=bid + market.price_tick, exchange_time_us=now,
+                             ingest_time_us=now)
+            await server.bus.publish(topic, encode(tick), key=market.symbol.encode(), wait=False)
         await asyncio.sleep(0.05)
 
 

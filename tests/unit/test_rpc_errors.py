@@ -1,5 +1,5 @@
 """How the dbproc's Responder answers a handler that fails: an outage is a 503, anything else a 500 that
-names no exception class (`shared/bus/rpc.py`, `shared/outages.py`)."""
+names no exception class (`shared/bus/rpc.py`, `shared/db_failures.py`)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from shared.bus.memory import MemoryBus
 from shared.bus.rpc import Responder
 from shared.contracts import BusRequest
+from shared.db_failures import database_outage
 from shared.errors import Rejected, error_from_wire
-from shared.outages import database_outage
 
 
 def _request() -> BusRequest:
