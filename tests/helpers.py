@@ -128,8 +128,11 @@ def _settings_variables() -> dict[str, tuple[str, ...]]:
 
 
 def _environment_value(value: Any) -> str:
+    """A settings value written as its environment variable takes it (lists comma-separated)."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, tuple | list):
+        return ",".join(_environment_value(item) for item in value)
     return str(value)
 
 

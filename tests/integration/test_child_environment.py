@@ -11,7 +11,9 @@ import sys
 import time
 import uuid
 
+import msgspec
 import pytest
+import typer
 from helpers import REAL, child_env, cli_env, launch_script
 from typer.testing import CliRunner
 
@@ -53,6 +55,14 @@ def test_a_child_process_gets_the_tests_settings_and_nothing_from_the_shell(pois
     assert json.loads(shown.stdout) == _expected(settings)
 
 
+def test_every_setting_reaches_the_child_as_the_test_has_it(make_settings, tmp_path):
+    def comparable(settings):
+        return msgspec.structs.replace(settings, instance_id="", log_level=settings.log_level.lower())
+
+    settings = make_settings(data_dir=tmp_path, topic_prefix="every.", cookie_secure=True, sim_seed=7)
+    assert comparable(load_settings(environ=child_env(settings))) == comparable(settings)
+
+
 def test_cfd_doctor_started_by_a_test_checks_the_tests_backends(poisoned, make_settings, tmp_path):
     settings = make_settings(data_dir=tmp_path)
     doctor = subprocess.run([sys.executable, "-m", "cfd_cli.main", "doctor"], capture_output=True, text=True,
@@ -63,8 +73,6 @@ def test_cfd_doctor_started_by_a_test_checks_the_tests_backends(poisoned, make_s
 
 
 def test_a_command_run_in_process_sees_only_the_tests_settings(poisoned, make_settings, tmp_path):
-    import typer
-
     settings = make_settings(data_dir=tmp_path)
     seen: dict[str, str] = {}
     app = typer.Typer()
