@@ -228,10 +228,19 @@ class Attempt:
     started: float
     ended: float
     outcome: int | str  # an HTTP status, "connection" or "timeout"
+    error: str = ""  # the error's code (and backend) for a failed answer: "503 backend_unavailable (bus)"
+
+    @property
+    def failed(self) -> bool:
+        return not (isinstance(self.outcome, int) and self.outcome < 400)
 
     @property
     def disrupted(self) -> bool:
-        return not (isinstance(self.outcome, int) and self.outcome < 400) or self.ended - self.started > SLOW
+        return self.failed or self.ended - self.started > SLOW
+
+    @property
+    def label(self) -> str:
+        return f"{self.outcome} {self.error}".strip()
 
 
 @dataclass
@@ -298,7 +307,7 @@ class Trader:
         except httpx.TransportError:
             outcome = "connection"
             self.server = (self.server + 1) % len(self.servers)
-        self.load.attempts.append(Attempt(started, time.monotonic(), outcome))
+        self.load.attempts.append(Attempt(started, time.monotonic(), outcome, _error(response)))
         return response
 
     @staticmethod
@@ -362,6 +371,18 @@ class Trader:
                 await asyncio.sleep(PACE)
 
 
+def _error(response: httpx.Response | None) -> str:
+    if response is None or response.status_code < 400:
+        return ""
+    try:
+        error = response.json()["error"]
+        details = error.get("details")
+        backend = details.get("backend") if isinstance(details, dict) else None
+        return error["code"] + (f" ({backend})" if backend else "")
+    except (ValueError, KeyError, TypeError):
+        return "(not the error shape)"
+
+
 class Load:
     """Traders trading side by side; what each attempt and command came to."""
 
@@ -392,7 +413,8 @@ class Result:
     acknowledged: int = 0
     lost: int = 0
     applied_twice: int = 0
-    errors: Counter = field(default_factory=Counter)  # status (or "connection", "timeout") → attempts
+    errors: Counter = field(default_factory=Counter)  # "503 backend_unavailable (bus)", "connection"... → attempts
+    statuses: set = field(default_factory=set)  # the statuses (or "connection", "timeout") among them
     unanswered: int = 0  # commands with no final answer before the deadline, or a final error
     recovery: float | None = None  # seconds from the fault until the last disrupted request
     stopping: float | None = None  # seconds scripts/services.sh took to stop the backend (restarts)
@@ -419,8 +441,7 @@ class Result:
     def error_summary(self) -> str:
         if not self.errors:
             return "none"
-        order = sorted(self.errors, key=lambda k: (isinstance(k, str), k))
-        return ", ".join(f"{k} ×{self.errors[k]}" for k in order)
+        return ", ".join(f"{label} ×{self.errors[label]}" for label in sorted(self.errors))
 
 
 class Matrix:
@@ -461,8 +482,8 @@ class Matrix:
             result.unplanned_exits = dict(Counter(self.cluster.unplanned_exits) - exits_before)
             last = max((a.ended for a in load.attempts if a.disrupted and a.ended >= fault), default=None)
             result.recovery = 0.0 if last is None else last - fault
-            result.errors = Counter(a.outcome for a in load.attempts
-                                    if not (isinstance(a.outcome, int) and a.outcome < 400))
+            result.errors = Counter(a.label for a in load.attempts if a.failed)
+            result.statuses = {a.outcome for a in load.attempts if a.failed}
             await self._check(traders, load, result)
         return result
 
