@@ -178,6 +178,13 @@ def launch_script(directory: Path, env: Mapping[str, str], command: str) -> str:
     return f"sh {shlex.quote(str(script))}"
 
 
+def stop_tmux_server(socket_name: str) -> None:
+    """Stop the tmux server started with `tmux -L socket_name` and remove its socket file."""
+    subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True, timeout=10)
+    sockets = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+    (sockets / socket_name).unlink(missing_ok=True)
+
+
 # --- the real backends, through scripts/services.sh ------------------------------------------------------
 
 

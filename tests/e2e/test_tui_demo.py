@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import child_env, free_port, launch_script
+from helpers import child_env, free_port, launch_script, stop_tmux_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
 
@@ -32,11 +32,13 @@ def demo_command() -> str:
 
 
 class Tmux:
+    """A tmux server of the test's own (its own socket), so no one else's server, options or sessions count."""
+
     def __init__(self, name: str) -> None:
         self.name = name
 
     def run(self, *args: str) -> str:
-        return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=10).stdout
+        return subprocess.run(["tmux", "-L", self.name, *args], capture_output=True, text=True, timeout=10).stdout
 
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", self.name)
@@ -56,7 +58,8 @@ class Tmux:
         raise AssertionError(f"{pattern!r} never appeared; the screen:\n{self.screen()}")
 
     def alive(self) -> bool:
-        return subprocess.run(["tmux", "has-session", "-t", self.name], capture_output=True).returncode == 0
+        return subprocess.run(["tmux", "-L", self.name, "has-session", "-t", self.name],
+                              capture_output=True).returncode == 0
 
 
 def sol_bid(screen: str) -> str | None:
@@ -114,6 +117,5 @@ def test_cfd_demo_runs_the_platform_and_the_tui_in_one_terminal(tmp_path):
             time.sleep(0.2)
         assert not tmux.alive(), "quitting the TUI did not stop the platform"
     finally:
-        if tmux.alive():
-            tmux.run("kill-session", "-t", tmux.name)
+        stop_tmux_server(tmux.name)
 

@@ -14,7 +14,7 @@ import uuid
 import msgspec
 import pytest
 import typer
-from helpers import REAL, child_env, cli_env, launch_script
+from helpers import REAL, child_env, cli_env, launch_script, stop_tmux_server
 from typer.testing import CliRunner
 
 from shared.settings import load_settings
@@ -102,4 +102,4 @@ def test_a_tmux_pane_gets_the_tests_settings_not_the_tmux_servers(poisoned, make
         assert out.exists(), "the pane never ran its command"
         assert json.loads(out.read_text()) == _expected(settings)
     finally:
-        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True, timeout=10)
+        stop_tmux_server(socket)
