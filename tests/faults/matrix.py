@@ -248,9 +248,7 @@ class Command:
     trader: str
     kind: str  # open or close
     key: str
-    sent: float
     acked: float | None = None
-    status: int | str | None = None
     position: str | None = None
 
 
@@ -349,10 +347,9 @@ class Trader:
             self.token = answer.json()["access_token"]
 
     async def command(self, kind: str, path: str, body: dict) -> Command:
-        command = Command(self.name, kind, f"{kind}-{uuid.uuid4().hex}", time.monotonic())
+        command = Command(self.name, kind, f"{kind}-{uuid.uuid4().hex}")
         self.load.commands.append(command)
         response = await self.call("POST", path, body, command.key)
-        command.status = response.status_code if response is not None else "gave up"
         if response is not None and response.status_code in (200, 201):
             command.acked = time.monotonic()
             command.position = response.json()["id"]
