@@ -236,10 +236,3 @@ class Services:
     def up(self, service: str) -> None:
         result = self.run("up", service)
         assert result.returncode == 0, result.stdout + result.stderr
-
-    def restart(self, service: str) -> float:
-        """Stop `service` and start it again; returns how long it was down (seconds)."""
-        started = time.monotonic()
-        self.down(service)
-        self.up(service)
-        return time.monotonic() - started
