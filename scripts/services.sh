@@ -5,10 +5,12 @@
 #   scripts/services.sh down   [postgres|redis|kafka]   stop what this script started
 #   scripts/services.sh status [postgres|redis|kafka]   one line per service; exit 1 if any is down
 #   scripts/services.sh env                             eval "$(scripts/services.sh env)"
+#   scripts/services.sh groups [GROUP] [OPTION...]      Kafka consumer groups: partition owners, offsets, lag
 #
 # Everything listens on 127.0.0.1 and keeps its state in $CFD_SERVICES_DIR (default: <repo>/.services).
 # PostgreSQL and Redis come from the OS packages (apt-get on Debian/Ubuntu); Kafka runs in KRaft mode
-# (combined broker+controller, no ZooKeeper) from jars fetched once from Maven Central with mvn.
+# (combined broker+controller, no ZooKeeper) from jars fetched once from Maven Central with mvn, with Kafka's
+# admin tools (kafka-tools) beside them for `groups`.
 #
 # Settings (environment):
 #   CFD_SERVICES_DIR            state directory                    <repo>/.services
@@ -28,11 +30,12 @@ HOST=127.0.0.1
 PG_PORT="${CFD_PG_PORT:-5432}"
 REDIS_PORT="${CFD_REDIS_PORT:-6379}"
 KAFKA_PORT="${CFD_KAFKA_PORT:-9092}"
-KAFKA_CONTROLLER_PORT="${CFD_KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_CONTROLLER_PORT="${CFD_KAFKA_CONTROLLER_PORT:-}"  # empty: see kafka_controller_port
 KAFKA_VERSION="${CFD_KAFKA_VERSION:-3.9.2}"
 SLF4J_VERSION=1.7.36
 TIMEOUT="${CFD_SERVICES_TIMEOUT:-90}"
 KAFKA_LIB="${XDG_CACHE_HOME:-$HOME/.cache}/cfd-broker/kafka-$KAFKA_VERSION/lib"
+KAFKA_TOOLS_LIB="${XDG_CACHE_HOME:-$HOME/.cache}/cfd-broker/kafka-$KAFKA_VERSION/tools"
 PG_USER=cfd PG_PASSWORD=cfd PG_DB=cfd
 ALL_SERVICES=(postgres redis kafka)
 
@@ -336,9 +339,10 @@ kafka_java() {
   "$(java_bin)" -Dlog4j.configuration="file:$STATE_DIR/kafka/log4j.properties" -cp "$KAFKA_LIB/*" "$@"
 }
 
-# kafka_fetch: Kafka's runtime jars from Maven Central, once, into the user's cache.
-kafka_fetch() {
-  [[ -f "$KAFKA_LIB/kafka_2.13-$KAFKA_VERSION.jar" ]] && return 0
+# maven_fetch WHAT DIR DEPENDENCIES: copy the runtime jars of the given <dependency> elements from Maven
+# Central into DIR (built aside in DIR.partial, moved into place when complete), with progress lines.
+maven_fetch() {
+  local what="$1" dir="$2" dependencies="$3"
   command -v mvn >/dev/null || { fail kafka "mvn is not installed" "apt-get install maven"; return 1; }
   local work; work="$(mktemp -d)"
   cat >"$work/pom.xml" <<EOF
@@ -349,16 +353,15 @@ kafka_fetch() {
   <version>0</version>
   <packaging>pom</packaging>
   <dependencies>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
-    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-reload4j</artifactId><version>$SLF4J_VERSION</version></dependency>
+$dependencies
   </dependencies>
 </project>
 EOF
-  log "downloading Kafka $KAFKA_VERSION jars from Maven Central (first run only, ~50 MB)"
-  mkdir -p "$(dirname "$KAFKA_LIB")"
-  rm -rf "$KAFKA_LIB.partial"
+  log "downloading $what from Maven Central (first run only)"
+  mkdir -p "$(dirname "$dir")"
+  rm -rf "$dir.partial"
   (cd "$work" && mvn -q -B org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIB.partial") >"$work/mvn.log" 2>&1 &
+    -DincludeScope=runtime -DoutputDirectory="$dir.partial") >"$work/mvn.log" 2>&1 &
   local mvn_pid=$! start=$SECONDS rc=0
   while kill -0 "$mvn_pid" 2>/dev/null; do
     sleep 1
@@ -367,27 +370,68 @@ EOF
     fi
   done
   wait "$mvn_pid" || rc=$?
-  if ((rc != 0)) || [[ ! -f "$KAFKA_LIB.partial/kafka_2.13-$KAFKA_VERSION.jar" ]]; then
+  if ((rc != 0)) || ! compgen -G "$dir.partial/*.jar" >/dev/null; then
     tail -n 30 "$work/mvn.log" >&2
-    rm -rf "$work" "$KAFKA_LIB.partial"
-    fail kafka "could not download the Kafka jars" "check access to Maven Central (or ~/.m2/settings.xml mirrors)"
+    rm -rf "$work" "$dir.partial"
+    fail kafka "could not download $what" "check access to Maven Central (or ~/.m2/settings.xml mirrors)"
     return 1
   fi
-  mv "$KAFKA_LIB.partial" "$KAFKA_LIB"
+  rm -rf "$dir"
+  mv "$dir.partial" "$dir"
   rm -rf "$work"
-  local jars=("$KAFKA_LIB"/*.jar)
-  info "${#jars[@]} jars in $KAFKA_LIB ($((SECONDS - start)) s)"
+  local jars=("$dir"/*.jar)
+  info "${#jars[@]} jars in $dir ($((SECONDS - start)) s)"
+}
+
+# kafka_fetch: Kafka's runtime jars (about 50 MB), once, into the user's cache.
+kafka_fetch() {
+  [[ -f "$KAFKA_LIB/kafka_2.13-$KAFKA_VERSION.jar" ]] && return 0
+  maven_fetch "Kafka $KAFKA_VERSION jars" "$KAFKA_LIB" "\
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-reload4j</artifactId><version>$SLF4J_VERSION</version></dependency>"
+}
+
+# kafka_tools_fetch: Kafka's admin tools (the kafka-tools artifact: the consumer-group command and others),
+# once, into a folder of their own, so their dependencies never mix with the broker's. Kafka Connect's
+# runtime, which kafka-tools also pulls in, is left out: no tool used here needs it.
+kafka_tools_fetch() {
+  [[ -f "$KAFKA_TOOLS_LIB/kafka-tools-$KAFKA_VERSION.jar" ]] && return 0
+  maven_fetch "Kafka $KAFKA_VERSION admin tools" "$KAFKA_TOOLS_LIB" "\
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$KAFKA_VERSION</version>
+      <exclusions><exclusion><groupId>org.apache.kafka</groupId><artifactId>connect-runtime</artifactId></exclusion></exclusions>
+    </dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-reload4j</artifactId><version>$SLF4J_VERSION</version></dependency>"
+}
+
+# kafka_tool CLASS ARG...: run one of Kafka's admin tools; its own log goes to stderr, warnings only.
+kafka_tool() {
+  local config="$KAFKA_TOOLS_LIB/../tools-log4j.properties"
+  [[ -f "$config" ]] || printf '%s\n' 'log4j.rootLogger=WARN, stderr' \
+    'log4j.appender.stderr=org.apache.log4j.ConsoleAppender' 'log4j.appender.stderr.Target=System.err' \
+    'log4j.appender.stderr.layout=org.apache.log4j.PatternLayout' \
+    'log4j.appender.stderr.layout.ConversionPattern=%p %m (%c)%n' >"$config"
+  "$(java_bin)" -Xmx256m -Dlog4j.configuration="file:$config" -cp "$KAFKA_TOOLS_LIB/*" "$@"
+}
+
+# kafka_controller_port: CFD_KAFKA_CONTROLLER_PORT, else the port this Kafka was last configured with (so a
+# restart by someone who did not set the variable keeps it), else 9093.
+kafka_controller_port() {
+  if [[ -n "$KAFKA_CONTROLLER_PORT" ]]; then echo "$KAFKA_CONTROLLER_PORT"; return; fi
+  local used
+  used="$(sed -n 's/^controller\.quorum\.voters=1@.*:\([0-9][0-9]*\)$/\1/p' "$STATE_DIR/kafka/server.properties" 2>/dev/null)"
+  echo "${used:-9093}"
 }
 
 kafka_write_config() {
-  local dir="$STATE_DIR/kafka"
+  local dir="$STATE_DIR/kafka" controller_port
+  controller_port="$(kafka_controller_port)"
   mkdir -p "$dir/logs"
   cat >"$dir/server.properties" <<EOF
 # Single-node Kafka in KRaft mode for development and CI; written by scripts/services.sh on every start.
 process.roles=broker,controller
 node.id=1
-controller.quorum.voters=1@$HOST:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
+controller.quorum.voters=1@$HOST:$controller_port
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$controller_port
 advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
@@ -433,6 +477,7 @@ kafka_launch() {
   if port_open "$KAFKA_PORT"; then return 2; fi
   java_bin >/dev/null || { fail kafka "java is not installed" "apt-get install default-jre-headless"; return 1; }
   kafka_fetch || return 1
+  kafka_tools_fetch || warn kafka "Kafka's admin tools were not downloaded; scripts/services.sh groups tries again"
   kafka_write_config
   if [[ ! -f "$dir/data/meta.properties" ]]; then
     local cluster_id
@@ -462,7 +507,7 @@ kafka_wait() {
     fi
     sleep 0.5
   done
-  ok kafka "ready on $HOST:$KAFKA_PORT (KRaft, controller on :$KAFKA_CONTROLLER_PORT)"
+  ok kafka "ready on $HOST:$KAFKA_PORT (KRaft, controller on :$(kafka_controller_port))"
 }
 
 kafka_report_running() {
@@ -582,6 +627,21 @@ cmd_up() {
 cmd_down() { for_each down "$@"; }
 cmd_status() { for_each status "$@"; }
 
+# cmd_groups [GROUP] [OPTION...]: Kafka's consumer-group command against this Kafka. It describes GROUP (or
+# every group): per partition the committed offset, the log end, the lag and the member that owns it (whose
+# client id is cfd-<instance id>). Options go to the tool: --members, --state, --offsets; --list lists the
+# groups instead.
+cmd_groups() {
+  local target=(--all-groups) options
+  if [[ $# -gt 0 && "$1" != -* ]]; then target=(--group "$1"); shift; fi
+  port_open "$KAFKA_PORT" || die "no Kafka on $HOST:$KAFKA_PORT; start it: scripts/services.sh up kafka"
+  kafka_tools_fetch || exit 1
+  if [[ " $* " == *" --list "* ]]; then options=(--list)
+  else options=(--describe "${target[@]}" "$@"); fi
+  kafka_tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand --bootstrap-server "$HOST:$KAFKA_PORT" \
+    "${options[@]}"
+}
+
 cmd_env() {
   echo "export CFD_DATABASE_URL=postgresql://$PG_USER:$PG_PASSWORD@$HOST:$PG_PORT/$PG_DB"
   echo "export CFD_REDIS_URL=redis://$HOST:$REDIS_PORT/0"
@@ -589,12 +649,13 @@ cmd_env() {
 }
 
 usage() {
-  sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 main() {
   local cmd="${1:-}"
   [[ $# -gt 0 ]] && shift
+  if [[ "$cmd" == groups ]]; then cmd_groups "$@"; return; fi
   local services=("$@")
   ((${#services[@]})) || services=("${ALL_SERVICES[@]}")
   local svc

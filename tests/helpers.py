@@ -1,4 +1,5 @@
-"""Helpers shared by the tests: the backend set in use, reading mail, the sign-up journey."""
+"""Helpers shared by the tests: the backend set in use, reading mail, the sign-up journey, the environment of
+the processes a test starts, and the backends of `scripts/services.sh`."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ import asyncio
 import contextlib
 import os
 import re
+import shlex
 import socket
+import subprocess
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -21,6 +26,7 @@ REAL = BACKENDS == "real"
 RUN_ID = uuid.uuid4().hex[:8]
 
 real_only = pytest.mark.skipif(not REAL, reason="needs the real backends (CFD_TEST_BACKENDS=real)")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -87,7 +93,6 @@ async def sign_up(api: httpx.AsyncClient, mailbox: Mailbox, email: str, password
 
 async def set_price(platform: Any, symbol: str, bid: str, ask: str, timeout: float = 10.0) -> None:
     """Publish an exchange tick and wait until the dbproc trades on it."""
-    import time
     from decimal import Decimal
 
     from shared.contracts import PriceTick, encode
@@ -130,3 +135,124 @@ async def another_server(platform: Any, **overrides: Any) -> AsyncIterator[Any]:
         yield server
     finally:
         await server.stop()
+
+
+# --- processes a test starts -----------------------------------------------------------------------------
+
+
+def _settings_variables() -> dict[str, tuple[str, ...]]:
+    """Each settings field with the environment variables that set it (first: the `CFD_*` one)."""
+    from shared.settings import _FIELDS  # the one table of names the settings read
+
+    return {field: names for field, _, names in _FIELDS}
+
+
+def _environment_value(value: Any) -> str:
+    """A settings value written as its environment variable takes it (lists comma-separated)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple | list):
+        return ",".join(_environment_value(item) for item in value)
+    return str(value)
+
+
+def child_env(settings: Any = None, /, **variables: str) -> dict[str, str]:
+    """The environment of a process a test starts: this process's environment without any variable the
+    platform's settings read (every `CFD_*`, and `DATABASE_URL`, `REDIS_URL`, `PORT`... too), then the test's
+    own `settings` (except the instance id, which each process picks), then `variables`.
+
+    A child never picks up a backend from the shell that ran pytest (`.ci/run` exports the real ones), so
+    an embedded test cannot write into the real backends, and a real one uses only what the test chose.
+    """
+    fields = _settings_variables()
+    ignored = {name for names in fields.values() for name in names}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CFD_") and k not in ignored}
+    if settings is not None:
+        for field, names in fields.items():
+            value = getattr(settings, field)
+            if field != "instance_id" and value is not None and value != "":
+                env[names[0]] = _environment_value(value)
+    env.update(variables)
+    return env
+
+
+def cli_env(settings: Any = None, /, **variables: str) -> dict[str, str | None]:
+    """`child_env` for Typer's `CliRunner`, which runs the command in this process: every variable the
+    settings read that is set here and not chosen by the test is unset (None) for the call."""
+    chosen = child_env(settings, **variables)
+    ignored = {name for names in _settings_variables().values() for name in names}
+    unset: dict[str, str | None] = {k: None for k in os.environ if (k.startswith("CFD_") or k in ignored)
+                                    and k not in chosen}
+    return {**unset, **{k: v for k, v in chosen.items() if os.environ.get(k) != v}}
+
+
+def launch_script(directory: Path, env: Mapping[str, str], command: str) -> str:
+    """A shell script in `directory` that runs `command` (a shell command line) with exactly `env`; returns
+    the line that runs it. For tmux, whose panes otherwise get the tmux server's environment (whoever
+    started that server) rather than the test's."""
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / f"launch-{uuid.uuid4().hex[:8]}.sh"
+    assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(env.items()))
+    script.write_text(f"#!/bin/sh\nexec env -i {assignments} {command}\n")
+    script.chmod(0o700)
+    return f"sh {shlex.quote(str(script))}"
+
+
+def stop_tmux_server(socket_name: str) -> None:
+    """Stop the tmux server started with `tmux -L socket_name` and remove its socket file."""
+    subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True, timeout=10)
+    sockets = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+    (sockets / socket_name).unlink(missing_ok=True)
+
+
+# --- the real backends, through scripts/services.sh ------------------------------------------------------
+
+
+class Services:
+    """`scripts/services.sh` pointed at the backends a test uses (their ports come from the test's URLs), to
+    stop and start them. It refuses to touch a backend the script did not start, or one on other ports."""
+
+    SCRIPT = ROOT / "scripts" / "services.sh"
+
+    def __init__(self, *, database_url: str | None = None, redis_url: str | None = None,
+                 kafka_bootstrap: str | None = None) -> None:
+        self.urls = {"postgres": database_url, "redis": redis_url, "kafka": kafka_bootstrap}
+        ports = {"postgres": "CFD_PG_PORT", "redis": "CFD_REDIS_PORT", "kafka": "CFD_KAFKA_PORT"}
+        self.env = child_env()
+        for name in ("CFD_SERVICES_DIR", "CFD_KAFKA_CONTROLLER_PORT", "CFD_SERVICES_TIMEOUT"):  # the script's own
+            if os.environ.get(name):
+                self.env[name] = os.environ[name]
+        for service, url in self.urls.items():
+            if url:
+                host, port = self._address(url)
+                if host not in ("127.0.0.1", "localhost"):
+                    raise AssertionError(f"{service} at {host} is not one scripts/services.sh runs (127.0.0.1)")
+                self.env[ports[service]] = str(port)
+
+    @staticmethod
+    def _address(url: str) -> tuple[str, int]:
+        parts = urlsplit(url if "://" in url else f"kafka://{url.split(',')[0]}")
+        return parts.hostname or "", parts.port or {"postgresql": 5432, "redis": 6379}.get(parts.scheme, 9092)
+
+    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", str(self.SCRIPT), *args], env=self.env, capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def check_owned(self, service: str) -> None:
+        """Fail unless `service` runs on the test's port and was started by scripts/services.sh."""
+        status = self.run("status", service, timeout=30)
+        if status.returncode != 0 or "not started by this script" in status.stdout:
+            raise AssertionError(f"scripts/services.sh does not run {service} on the port the tests use, so it "
+                                 f"cannot restart it:\n{status.stdout}{status.stderr}")
+
+    def down(self, service: str) -> None:
+        result = self.run("down", service)
+        assert result.returncode == 0, result.stdout + result.stderr
+        host, port = self._address(self.urls[service] or "")
+        with socket.socket() as sock:
+            sock.settimeout(1)
+            assert sock.connect_ex((host, port)) != 0, f"{service} still answers on {port}: {result.stdout}"
+
+    def up(self, service: str) -> None:
+        result = self.run("up", service)
+        assert result.returncode == 0, result.stdout + result.stderr

@@ -11,7 +11,7 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from helpers import set_price, signed_in
+from helpers import cli_env, set_price, signed_in
 from typer.testing import CliRunner
 
 from cfd_cli.main import app
@@ -20,7 +20,7 @@ from cfd_cli.main import app
 @pytest.fixture
 def cfd(platform):
     token = platform.settings.admin_token_file.read_text().strip()
-    env = {"CFD_API_URL": platform.base_url, "CFD_ADMIN_TOKEN": token, "COLUMNS": "200", "NO_COLOR": "1"}
+    env = cli_env(CFD_API_URL=platform.base_url, CFD_ADMIN_TOKEN=token, COLUMNS="200", NO_COLOR="1")
     runner = CliRunner()
 
     async def run(*args: str, token_override: str | None = None):

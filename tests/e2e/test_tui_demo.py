@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import free_port
+from helpers import child_env, free_port, launch_script, stop_tmux_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
 
@@ -32,11 +32,13 @@ def demo_command() -> str:
 
 
 class Tmux:
+    """A tmux server of the test's own (its own socket), so no one else's server, options or sessions count."""
+
     def __init__(self, name: str) -> None:
         self.name = name
 
     def run(self, *args: str) -> str:
-        return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=10).stdout
+        return subprocess.run(["tmux", "-L", self.name, *args], capture_output=True, text=True, timeout=10).stdout
 
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", self.name)
@@ -56,7 +58,8 @@ class Tmux:
         raise AssertionError(f"{pattern!r} never appeared; the screen:\n{self.screen()}")
 
     def alive(self) -> bool:
-        return subprocess.run(["tmux", "has-session", "-t", self.name], capture_output=True).returncode == 0
+        return subprocess.run(["tmux", "-L", self.name, "has-session", "-t", self.name],
+                              capture_output=True).returncode == 0
 
 
 def sol_bid(screen: str) -> str | None:
@@ -66,13 +69,14 @@ def sol_bid(screen: str) -> str | None:
 
 def test_cfd_demo_runs_the_platform_and_the_tui_in_one_terminal(tmp_path):
     http_port, ws_port = free_port(), free_port()
-    env = {"CFD_DATA_DIR": str(tmp_path / "data"), "CFD_HTTP_PORT": str(http_port), "CFD_WS_PORT": str(ws_port),
-           "CFD_TUI_CONFIG_DIR": str(tmp_path / "config"), "CFD_BCRYPT_ROUNDS": "4", "CFD_SIM_TICK_HZ": "10",
-           "TERM": "xterm-256color"}
-    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    env = child_env(CFD_DATA_DIR=str(tmp_path / "data"), CFD_HTTP_PORT=str(http_port), CFD_WS_PORT=str(ws_port),
+                    CFD_TUI_CONFIG_DIR=str(tmp_path / "config"), CFD_BCRYPT_ROUNDS="4", CFD_SIM_TICK_HZ="10",
+                    TERM="xterm-256color")
+    for inherited_size in ("COLUMNS", "LINES"):  # the pane's size, not an inherited one
+        env.pop(inherited_size, None)
     tmux = Tmux(f"cfd-demo-{uuid.uuid4().hex[:8]}")
     tmux.run("new-session", "-d", "-s", tmux.name, "-x", "140", "-y", "45", "-c", str(ROOT),
-             f"env -u COLUMNS -u LINES {exports} {demo_command()}")  # the pane's size, not an inherited one
+             launch_script(tmp_path, env, demo_command()))  # not the tmux server's environment
     try:
         tmux.run("set-option", "-t", tmux.name, "window-size", "manual")
         tmux.run("resize-window", "-t", tmux.name, "-x", "140", "-y", "45")
@@ -113,6 +117,5 @@ def test_cfd_demo_runs_the_platform_and_the_tui_in_one_terminal(tmp_path):
             time.sleep(0.2)
         assert not tmux.alive(), "quitting the TUI did not stop the platform"
     finally:
-        if tmux.alive():
-            tmux.run("kill-session", "-t", tmux.name)
+        stop_tmux_server(tmux.name)
 

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-from pathlib import Path
 
 import httpx
-from helpers import real_only
-
-SERVICES = Path(__file__).resolve().parents[2] / "scripts" / "services.sh"
-
-
-def services(*args: str) -> None:
-    subprocess.run(["bash", str(SERVICES), *args], check=True, capture_output=True, timeout=60)
+from helpers import Services, real_only
 
 
 @real_only
 async def test_redis_down_gives_503_and_recovers(platform, api, email):
     root = httpx.AsyncClient(base_url=platform.base_url, timeout=15)
-    services("down", "redis")
+    redis = Services(redis_url=platform.settings.redis_url)  # the Redis this platform uses, wherever it listens
+    redis.check_owned("redis")
+    await asyncio.to_thread(redis.down, "redis")
     try:
         signup = await api.post("/auth/signup", json={"email": email})
         assert signup.status_code == 503, signup.text
@@ -35,7 +29,7 @@ async def test_redis_down_gives_503_and_recovers(platform, api, email):
         backends = ready.json()["backends"]
         assert backends["cache"]["ok"] is False and backends["bus"]["ok"] and backends["database"]["ok"]
     finally:
-        services("up", "redis")
+        await asyncio.to_thread(redis.up, "redis")
     for _ in range(50):
         if (await root.get("/ready")).status_code == 200:
             break

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from helpers import REAL, Mailbox, real_only
+from helpers import REAL, Mailbox, child_env, real_only
 
 from cfd_cli.platform import Platform
 from cfd_dbproc.service import DbProc
@@ -90,9 +89,7 @@ async def test_dbproc_killed_during_a_burst_loses_nothing_and_applies_once(make_
     """SIGKILL a separate dbproc process mid-burst, start another: every sign-up completes exactly once."""
     prefix = f"kill{uuid.uuid4().hex[:6]}."
     settings = make_settings(topic_prefix=prefix, request_timeout=3.0)
-    env = {**os.environ, "CFD_ENV": "test", "CFD_TOPIC_PREFIX": prefix, "CFD_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-           "CFD_DATABASE_URL": settings.database_url, "CFD_KAFKA_PARTITIONS": str(settings.kafka_partitions),
-           "CFD_DBPROC_QUOTE_WAIT_SECONDS": "0"}  # sign-ups only: no price feed to wait for
+    env = child_env(settings, CFD_DBPROC_QUOTE_WAIT_SECONDS="0")  # sign-ups only: no price feed to wait for
     server = Platform(settings, ("server",))
     await server.start()
     first = _spawn_dbproc(env)

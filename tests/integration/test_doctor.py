@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 import time
 
 import pytest
-from helpers import free_port, real_only
+from helpers import child_env, free_port, real_only
 
 pytestmark = [real_only, pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")]
 
@@ -31,8 +30,8 @@ def test_doctor_refuses_a_redis_that_may_evict_credentials(tmp_path, policy, hea
     server, port = _redis(policy)
     try:
         # its own process, as an operator runs it (the doctor binds the database tables to what it checks)
-        env = {"PATH": os.environ["PATH"], "CFD_REDIS_URL": f"redis://127.0.0.1:{port}/0",
-               "CFD_DATA_DIR": str(tmp_path), "COLUMNS": "200", "NO_COLOR": "1"}
+        env = child_env(CFD_REDIS_URL=f"redis://127.0.0.1:{port}/0", CFD_DATA_DIR=str(tmp_path), COLUMNS="200",
+                        NO_COLOR="1")
         result = subprocess.run([sys.executable, "-m", "cfd_cli.main", "doctor"], env=env, capture_output=True,
                                 text=True, timeout=60)
     finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 import typer
+from helpers import cli_env
 from rich.console import Console
 from typer.testing import CliRunner
 from websockets.asyncio.server import ServerConnection, serve
@@ -22,7 +23,7 @@ cli = typer.Typer()
 cli.add_typer(prices_app, name="prices")
 cli.add_typer(exchange_app, name="exchange")
 cli.command("poller")(poller_command)
-runner = CliRunner()
+runner = CliRunner(env=cli_env())  # the commands run in this process: none of the shell's CFD_* settings
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ exactly once, and none is half-applied (a position without its account's consist
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import uuid
 from decimal import Decimal
 
 import httpx
-from helpers import Mailbox, real_only, sign_up
+from helpers import Mailbox, child_env, real_only, sign_up
 
 from cfd_cli.platform import Platform
 from shared.contracts import PriceTick, encode
@@ -52,8 +51,7 @@ async def _open_until_acknowledged(api: httpx.AsyncClient, auth: dict, key: str)
 async def test_sigkill_during_500_opens(make_settings, mailbox: Mailbox, platform):
     prefix = f"crash{uuid.uuid4().hex[:6]}."
     settings = make_settings(topic_prefix=prefix, request_timeout=3.0)
-    env = {**os.environ, "CFD_ENV": "test", "CFD_TOPIC_PREFIX": prefix, "CFD_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-           "CFD_DATABASE_URL": settings.database_url, "CFD_KAFKA_PARTITIONS": str(settings.kafka_partitions)}
+    env = child_env(settings)
 
     def spawn() -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "cfd_cli.main", "dbproc"], env=env,
