@@ -24,6 +24,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widgets import Input
 from textual.worker import Worker, WorkerState
 
 from cfd_tui.client.api import ApiClient, api_root
@@ -35,6 +36,7 @@ from cfd_tui.client.protocol import BrokerApi, Feed
 from cfd_tui.client.session import SessionStore
 from cfd_tui.local import default_screenshot_dir, outbox_hint
 from cfd_tui.notices import account_notice, position_notice
+from cfd_tui.screens.form import NEXT_ON_ENTER
 from cfd_tui.state import MarketBoard, Portfolio, market_terms
 from shared.contracts import AuthSession, CandleFrame, ErrorFrame, PriceFrame, User
 
@@ -66,6 +68,9 @@ class CfdApp(App[None]):
         # burst (a paste, a password manager's auto-type) is all queued to the old field before Tab is seen.
         Binding("tab", "focus_next", "Next field", show=False, priority=True),
         Binding("shift+tab", "focus_previous", "Previous field", show=False, priority=True),
+        # The same for Enter in a form field that leads to the next one (an Input with the class `next-on-enter`);
+        # anywhere else the binding does not apply and Enter goes on to the focused widget.
+        Binding("enter", "next_field", "Next field", show=False, priority=True),
     ]
 
     # App-level state is watched by the widgets that show it; repaint=False keeps a change from repainting
@@ -212,6 +217,14 @@ class CfdApp(App[None]):
             self._signing_out = False
 
     # --- actions ------------------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "next_field":
+            return isinstance(self.focused, Input) and self.focused.has_class(NEXT_ON_ENTER)
+        return True
+
+    def action_next_field(self) -> None:
+        self.screen.focus_next()
 
     def action_help(self) -> None:
         from cfd_tui.screens.help import HelpScreen

@@ -9,6 +9,10 @@ from textual.widgets import Input, Static
 
 from cfd_tui.client.errors import ApiError, ClientError, ConnectionLost
 
+NEXT_ON_ENTER = "next-on-enter"
+"""The class of a form `Input` whose Enter moves to the next field. The app moves focus as it reads the key,
+so the keys typed after it (a password manager's auto-type, a fast typist) land in the next field."""
+
 
 class FormMixin:
     """For screens with `Input`s named by id and a `Static#form-error`; `FIELDS` maps error keys (a checker's,

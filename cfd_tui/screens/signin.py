@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 
 from cfd_tui.client.errors import ClientError
-from cfd_tui.screens.form import FormMixin
+from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin
 from shared.errors import BadRequest
 from shared.validation import normalise_email
 
@@ -31,7 +31,7 @@ class SignInScreen(FormMixin, Screen[None]):
             yield Static("Sign in to trade", classes="auth-title")
             yield Static(self.message, id="auth-message", classes="auth-message")
             yield Label("Email")
-            yield Input(placeholder="you@example.com", id="email")
+            yield Input(placeholder="you@example.com", id="email", classes=NEXT_ON_ENTER)
             yield Label("Password")
             yield Input(placeholder="your password", password=True, id="password")
             yield Static("", id="form-error", classes="form-error")
@@ -44,10 +44,6 @@ class SignInScreen(FormMixin, Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#auth-message").display = bool(self.message)
         self.query_one("#email", Input).focus()
-
-    @on(Input.Submitted, "#email")
-    def _next(self) -> None:
-        self.query_one("#password", Input).focus()
 
     @on(Input.Submitted, "#password")
     @on(Button.Pressed, "#signin")

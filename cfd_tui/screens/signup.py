@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 
 from cfd_tui.client.errors import ClientError, Throttled
-from cfd_tui.screens.form import FormMixin
+from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin
 from shared.errors import BadRequest
 from shared.validation import PASSWORD_MIN, check_name, check_password, normalise_email
 
@@ -31,9 +31,9 @@ class SignUpScreen(FormMixin, Screen[None]):
             yield Static("Create an account · step 1 of 2", classes="auth-title")
             yield Static("A demo account starts with 10,000 USD.", classes="auth-message -shown")
             yield Label("Name")
-            yield Input(placeholder="Ada Trader", id="name")
+            yield Input(placeholder="Ada Trader", id="name", classes=NEXT_ON_ENTER)
             yield Label("Email")
-            yield Input(value=self.email, placeholder="you@example.com", id="email")
+            yield Input(value=self.email, placeholder="you@example.com", id="email", classes=NEXT_ON_ENTER)
             yield Label(f"Password (at least {PASSWORD_MIN} characters)")
             yield Input(placeholder="a long passphrase", password=True, id="password")
             yield Static("", id="form-error", classes="form-error")
@@ -44,14 +44,6 @@ class SignUpScreen(FormMixin, Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#name", Input).focus()
-
-    @on(Input.Submitted, "#name")
-    def _to_email(self) -> None:
-        self.query_one("#email", Input).focus()
-
-    @on(Input.Submitted, "#email")
-    def _to_password(self) -> None:
-        self.query_one("#password", Input).focus()
 
     @on(Input.Submitted, "#password")
     @on(Button.Pressed, "#send")

@@ -149,6 +149,24 @@ async def test_keys_typed_in_one_burst_land_in_the_field_tab_moves_to():
         assert fake.requests[:1] == ["signin"]
 
 
+async def test_keys_typed_in_one_burst_land_in_the_field_enter_moves_to():
+    """A fast typist (or a test driving a real terminal) sends `name ENTER email ENTER password ENTER` before
+    the form has handled the first Enter: each part must still land in its own field."""
+    fake = FakeBroker()
+    app = create_app("http://broker.test", fake, session_store=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on(app, SignInScreen))
+        await pilot.press("ctrl+n")
+        await until(pilot, lambda: on(app, SignUpScreen))
+        burst = []
+        for text in ("Ada Trader", EMAIL, PASSWORD):
+            burst += [events.Key("space" if c == " " else c, c) for c in text] + [events.Key("enter", "\r")]
+        for key in burst:  # queued all at once, as the terminal driver does with one read
+            app.post_message(key)
+        await until(pilot, lambda: on(app, VerifyScreen))
+        assert fake.signups == [EMAIL]
+
+
 async def test_a_saved_session_skips_sign_in_and_an_ended_one_asks_again(tmp_path):
     fake = FakeBroker()
     user = fake.add_user(EMAIL, PASSWORD)
