@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from shared.settings import Settings, private_dir
+from shared.settings import Settings, private_dir, private_file
 
 READY_TIMEOUT_S = 60.0
 
@@ -97,7 +97,7 @@ class EmbeddedPlatform:
 
 def _log_to_file(settings: Settings) -> None:
     private_dir(settings.data_dir)
-    handler = logging.FileHandler(settings.data_dir / "demo.log", encoding="utf-8")
+    handler = logging.FileHandler(private_file(settings.data_dir / "demo.log"), encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     for noisy in ("aiokafka", "asyncio", "httpx", "httpcore", "piccolo", "websockets", "uvicorn.error"):
