@@ -346,6 +346,12 @@ _FIELDS: list[tuple[str, Callable[[str], Any], tuple[str, ...]]] = [
 ]
 
 
+def environment_variables() -> dict[str, tuple[str, ...]]:
+    """Each settings field with the environment variables that set it, in order of precedence (the `CFD_*`
+    one first): for tools that hand settings to another process."""
+    return {field: names for field, _, names in _FIELDS}
+
+
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Read settings from `environ` (default: the process environment); keyword overrides win."""
     environ = os.environ if environ is None else environ

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from shared.settings import environment_variables
+
 BACKENDS = os.environ.get("CFD_TEST_BACKENDS", "embedded")
 REAL = BACKENDS == "real"
 RUN_ID = uuid.uuid4().hex[:8]
@@ -140,13 +142,6 @@ async def another_server(platform: Any, **overrides: Any) -> AsyncIterator[Any]:
 # --- processes a test starts -----------------------------------------------------------------------------
 
 
-def _settings_variables() -> dict[str, tuple[str, ...]]:
-    """Each settings field with the environment variables that set it (first: the `CFD_*` one)."""
-    from shared.settings import _FIELDS  # the one table of names the settings read
-
-    return {field: names for field, _, names in _FIELDS}
-
-
 def _environment_value(value: Any) -> str:
     """A settings value written as its environment variable takes it (lists comma-separated)."""
     if isinstance(value, bool):
@@ -164,7 +159,7 @@ def child_env(settings: Any = None, /, **variables: str) -> dict[str, str]:
     A child never picks up a backend from the shell that ran pytest (`.ci/run` exports the real ones), so
     an embedded test cannot write into the real backends, and a real one uses only what the test chose.
     """
-    fields = _settings_variables()
+    fields = environment_variables()
     ignored = {name for names in fields.values() for name in names}
     env = {k: v for k, v in os.environ.items() if not k.startswith("CFD_") and k not in ignored}
     if settings is not None:
@@ -180,7 +175,7 @@ def cli_env(settings: Any = None, /, **variables: str) -> dict[str, str | None]:
     """`child_env` for Typer's `CliRunner`, which runs the command in this process: every variable the
     settings read that is set here and not chosen by the test is unset (None) for the call."""
     chosen = child_env(settings, **variables)
-    ignored = {name for names in _settings_variables().values() for name in names}
+    ignored = {name for names in environment_variables().values() for name in names}
     unset: dict[str, str | None] = {k: None for k in os.environ if (k.startswith("CFD_") or k in ignored)
                                     and k not in chosen}
     return {**unset, **{k: v for k, v in chosen.items() if os.environ.get(k) != v}}
