@@ -24,6 +24,7 @@ from shared.contracts import PriceTick, encode
 
 console = Console()
 ORDER = {"symbol": "DOGE_USDC", "side": "long", "qty": "10", "leverage": 1}
+TICK_SECONDS = 0.05
 
 
 async def feed_prices(platform, stop: asyncio.Event) -> None:
@@ -34,7 +35,7 @@ async def feed_prices(platform, stop: asyncio.Event) -> None:
         tick = PriceTick(symbol="DOGE_USDC", bid=Decimal("0.30000"), ask=Decimal("0.30010"), exchange_time_us=now,
                          ingest_time_us=now)
         await platform.bus.publish(topic, encode(tick), key=b"DOGE_USDC", wait=False)
-        await asyncio.sleep(float(__import__("os").environ.get("TICK_S","0.05")))
+        await asyncio.sleep(TICK_SECONDS)
 
 
 async def measure(real: bool, sequential: int, users: int, per_user: int) -> dict:
