@@ -50,7 +50,8 @@ async def test_everything_the_local_platform_writes_is_owner_only(tmp_path):
 
     data_dir = tmp_path / "fresh" / ".cfd"
     # the embedded column in dev mode, whatever backend set this run uses: that is where these files live
-    settings = load_settings(environ={}, env="dev", data_dir=data_dir, http_port=0, ws_port=0, bcrypt_rounds=4)
+    settings = load_settings(environ={}, env="dev", data_dir=data_dir, http_port=0, ws_port=0, bcrypt_rounds=4,
+                             dbproc_quote_wait_seconds=0)  # no price feed here to wait for
     email = "files@example.com"
     with umask(0o022):
         platform = Platform(settings, ("dbproc", "server"), migrate_db=True)
