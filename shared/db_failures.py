@@ -6,6 +6,8 @@ given is for operators and says what happened in words, never naming an exceptio
 
 - Any `OSError`: the connection could not be made or was lost (refused, reset, unreachable host, a
   timeout opening it or waiting for a pooled one: `TimeoutError` is an `OSError`).
+- asyncpg's `InternalClientError` ("cannot switch to state ..."): what a connection that broke in the
+  middle of an operation (PostgreSQL restarting) raises on its next use.
 - PostgreSQL (asyncpg errors carry the server's SQLSTATE): class 08 (connection exception), 53
   (insufficient resources: too many connections, disk full, out of memory), 57 (operator intervention:
   shutdown, crash recovery, "cannot connect now", a cancelled or timed-out statement), and the two
@@ -20,6 +22,8 @@ a missed validation: the dbproc logs it with its traceback and answers an intern
 from __future__ import annotations
 
 import sqlite3
+
+from asyncpg.exceptions import InternalClientError
 
 _POSTGRES_CLASSES = {"08": "the connection to PostgreSQL failed", "53": "PostgreSQL is out of resources",
                      "57": "PostgreSQL is shutting down or refused the statement"}
@@ -43,6 +47,8 @@ def database_outage(exc: BaseException) -> str | None:
     """Why the database cannot serve this request, if `exc` says so; None when `exc` is not an outage."""
     if isinstance(exc, OSError):
         return f"cannot reach the database ({exc.strerror or str(exc) or 'no answer'})"
+    if isinstance(exc, InternalClientError):  # asyncpg's state after its connection broke mid-operation
+        return "the connection to PostgreSQL broke in the middle of an operation"
     sqlstate = getattr(exc, "sqlstate", None)
     if isinstance(sqlstate, str):
         reason = _POSTGRES_STATES.get(sqlstate) or _POSTGRES_CLASSES.get(sqlstate[:2])

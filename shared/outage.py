@@ -99,6 +99,17 @@ class Outage:
         self._schedule()
 
 
+def backend_outage(exc: BaseException) -> str | None:
+    """Why `exc` is a backend being unavailable (the bus, the cache, the database), or None when it is not one
+    (a bug, which deserves its traceback)."""
+    from shared.db_failures import database_outage
+    from shared.errors import BackendDown
+
+    if isinstance(exc, BackendDown):
+        return f"the {exc.backend} is unavailable ({exc.details.get('reason') or 'no reason given'})"
+    return database_outage(exc)
+
+
 def describe(error: object) -> str:
     """An exception as `Name: message` (aiokafka's often have no message), anything else as its text."""
     if isinstance(error, BaseException):

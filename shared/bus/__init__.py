@@ -13,12 +13,16 @@ Two implementations keep one contract: `MemoryBus` (in-process, the default) and
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 
 from msgspec import Struct
 
+from shared import outage
 from shared.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class Message(Struct, frozen=True):
@@ -30,6 +34,17 @@ class Message(Struct, frozen=True):
 
 
 Handler = Callable[[Message], Awaitable[None]]
+
+
+def handler_failed(topic: str, partition: int, offset: int, exc: Exception) -> None:
+    """A handler raised on a message, which is skipped. A backend outage (the database restarting under the
+    candle recorder, say) is logged once and summarised while it lasts; anything else is a bug and is logged
+    with its traceback."""
+    reason = outage.backend_outage(exc)
+    if reason is not None:
+        outage.failed(log, f"messages of {topic} skipped", reason)
+    else:
+        log.error("handler failed on %s[%d]@%d; skipped", topic, partition, offset, exc_info=exc)
 
 
 class Subscription(ABC):

@@ -8,7 +8,7 @@ import logging
 import zlib
 from collections.abc import Sequence
 
-from shared.bus import Bus, Handler, Message, Subscription
+from shared.bus import Bus, Handler, Message, Subscription, handler_failed
 from shared.errors import BackendDown
 from shared.outage import Outage
 
@@ -194,9 +194,8 @@ class _MemorySubscription(Subscription):
                     await self.handler(message)
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("handler failed on %s[%d]@%d; skipped", message.topic, message.partition,
-                                  message.offset)
+                except Exception as exc:
+                    handler_failed(message.topic, message.partition, message.offset, exc)
                 finally:
                     self._busy.discard(task)
                 position = message.offset + 1

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from shared import outage
 from shared.bus import Bus, Message, Subscription
 from shared.contracts import BusReply, BusRequest, ErrorBody, encode
 from shared.db_failures import database_outage
@@ -158,8 +159,8 @@ class Responder:
     @staticmethod
     def _failure(request: BusRequest, exc: Exception) -> CfdError:
         reason = database_outage(exc)
-        if reason is not None:
-            log.warning("request %s (%s) failed: %s", request.type, request.command_id, reason)
+        if reason is not None:  # once, then counts while it lasts
+            outage.failed(log, "requests answered 503: the database is unavailable", reason)
             return BackendDown("database", reason)
         log.exception("request %s (%s, request id %s) failed", request.type, request.command_id,
                       request.correlation_id)

@@ -19,6 +19,7 @@ from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 from shared.db import piccolo_conf
 from shared.db.tables import ALL_TABLES
 from shared.errors import BackendDown
+from shared.outage import quiet_repeats
 from shared.settings import Settings, private_dir, private_file
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class Database:
             self.engine = _SQLiteEngine(path=str(path), timeout=30)
         else:
             self.engine = PostgresEngine(config={"dsn": self.url}, log_queries=False)
+            quiet_repeats("asyncpg")  # its pool logs a traceback on every failed reconnect while PostgreSQL is down
         # SQLite has one writer; serialising here turns "database is locked" into a short wait.
         self._sqlite_lock = asyncio.Lock()
         self._started = False

@@ -88,6 +88,9 @@ async def test_other_failures_are_internal_errors(make):
     lambda: asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
     lambda: asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already"),
     lambda: asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
+    # what a pooled connection that broke while PostgreSQL restarted raises on its next use
+    lambda: asyncpg.exceptions._base.InternalClientError("cannot switch to state 15; another operation (2) is "
+                                                         "in progress"),
     lambda: _sqlite_error(lambda: sqlite3.connect("/nonexistent-directory/cfd.sqlite3")),
     lambda: TimeoutError(),
     lambda: ConnectionResetError(104, "Connection reset by peer"),
