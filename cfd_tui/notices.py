@@ -29,7 +29,7 @@ def describe(p: Position) -> str:
 
 def fill_notice(p: Position) -> Notice:
     """The toast for a position this terminal opened."""
-    return Notice("Filled", f"Opened {describe(p)} at {p.entry_price.normalize():f} ({p.leverage}× leverage).")
+    return Notice("Filled", f"Opened {describe(p)} at {_px(p.entry_price)} ({p.leverage}× leverage).")
 
 
 def close_notice(p: Position) -> Notice:
@@ -73,4 +73,5 @@ def account_notice(frame: AccountFrame) -> Notice | None:
 
 
 def _px(value: Decimal | None) -> str:
-    return "—" if value is None else f"{value.normalize():f}"
+    """A price as the tables show it, with thousands separators and no trailing zeros: 96,601.7."""
+    return "—" if value is None else f"{value.normalize():,f}"
