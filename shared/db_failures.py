@@ -7,7 +7,8 @@ given is for operators and says what happened in words, never naming an exceptio
 - Any `OSError`: the connection could not be made or was lost (refused, reset, unreachable host, a
   timeout opening it or waiting for a pooled one: `TimeoutError` is an `OSError`).
 - asyncpg's `InternalClientError` ("cannot switch to state ..."): what a connection that broke in the
-  middle of an operation (PostgreSQL restarting) raises on its next use.
+  middle of an operation (PostgreSQL restarting) raises on its next use; and its `InterfaceError` on a
+  connection that is closed. An exception raised while handling one of these (a failed rollback) counts too.
 - PostgreSQL (asyncpg errors carry the server's SQLSTATE): class 08 (connection exception), 53
   (insufficient resources: too many connections, disk full, out of memory), 57 (operator intervention:
   shutdown, crash recovery, "cannot connect now", a cancelled or timed-out statement), and the two
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from asyncpg.exceptions import InternalClientError
+from asyncpg.exceptions import InterfaceError, InternalClientError
 
 _POSTGRES_CLASSES = {"08": "the connection to PostgreSQL failed", "53": "PostgreSQL is out of resources",
                      "57": "PostgreSQL is shutting down or refused the statement"}
@@ -44,11 +45,26 @@ _SQLITE_CODES = {
 
 
 def database_outage(exc: BaseException) -> str | None:
-    """Why the database cannot serve this request, if `exc` says so; None when `exc` is not an outage."""
+    """Why the database cannot serve this request, if `exc` or an exception it was raised while handling
+    says so (a rollback that fails on a connection PostgreSQL closed hides the first failure); None when
+    none of them is an outage."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if (reason := _outage(current)) is not None:
+            return reason
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _outage(exc: BaseException) -> str | None:
     if isinstance(exc, OSError):
         return f"cannot reach the database ({exc.strerror or str(exc) or 'no answer'})"
     if isinstance(exc, InternalClientError):  # asyncpg's state after its connection broke mid-operation
         return "the connection to PostgreSQL broke in the middle of an operation"
+    if isinstance(exc, InterfaceError) and "connection is closed" in str(exc):
+        return "the connection to PostgreSQL was closed"
     sqlstate = getattr(exc, "sqlstate", None)
     if isinstance(sqlstate, str):
         reason = _POSTGRES_STATES.get(sqlstate) or _POSTGRES_CLASSES.get(sqlstate[:2])

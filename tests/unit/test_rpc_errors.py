@@ -82,6 +82,16 @@ async def test_other_failures_are_internal_errors(make):
     assert "Error" not in error["message"]
 
 
+def _raised_while_handling(first: Exception, second: Exception) -> Exception:
+    try:
+        try:
+            raise first
+        except Exception:
+            raise second  # noqa: B904 - the implicit context is the point
+    except Exception as exc:
+        return exc
+
+
 @pytest.mark.parametrize("make", [
     lambda: asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
     lambda: asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
@@ -91,6 +101,12 @@ async def test_other_failures_are_internal_errors(make):
     # what a pooled connection that broke while PostgreSQL restarted raises on its next use
     lambda: asyncpg.exceptions._base.InternalClientError("cannot switch to state 15; another operation (2) is "
                                                          "in progress"),
+    # ... and the rollback that follows, on the connection PostgreSQL closed: the first failure is its context
+    lambda: _raised_while_handling(
+        asyncpg.exceptions._base.InternalClientError("cannot switch to state 12; another operation (2) is in "
+                                                     "progress"),
+        asyncpg.exceptions.InterfaceError("cannot call Transaction.rollback(): the underlying connection is "
+                                          "closed")),
     lambda: _sqlite_error(lambda: sqlite3.connect("/nonexistent-directory/cfd.sqlite3")),
     lambda: TimeoutError(),
     lambda: ConnectionResetError(104, "Connection reset by peer"),
