@@ -88,9 +88,11 @@ def create_bus(settings: Settings) -> Bus:
         from shared.bus.kafka import KafkaBus
 
         return KafkaBus(settings)
-    from shared.bus.memory import MemoryBus
+    from shared.bus.memory import MemoryBus, Retention
 
-    return MemoryBus(partitions=settings.kafka_partitions)
+    return MemoryBus(partitions=settings.kafka_partitions,
+                     retention=Retention(messages=settings.bus_retention_messages,
+                                         seconds=settings.bus_retention_seconds, bytes=settings.bus_retention_bytes))
 
 
 class Topics:
