@@ -48,18 +48,20 @@ class Codes:
         self._remember(envelope.original_content or envelope.content)
         return "250 OK"
 
-    def _remember(self, raw: bytes) -> None:
+    def _remember(self, raw: bytes) -> bool:
         mail = message_from_bytes(raw, policy=policy.default)
-        found = re.search(r"\b(\d{6})\b", mail.get_body(preferencelist=("plain",)).get_content())
+        body = mail.get_body(preferencelist=("plain",))
+        found = re.search(r"\b(\d{6})\b", body.get_content()) if body is not None else None
         if found:
             self.smtp[str(mail["To"]).lower()] = found.group(1)
+        return found is not None
 
     async def code(self, email: str) -> str:
-        for _ in range(500):
+        for _ in range(3000):  # up to 30 s: a busy machine may be slow to send the mail
             if self.outbox is not None:
                 for path in self.outbox.glob("*.eml"):
-                    self._remember(path.read_bytes())
-                    path.unlink()
+                    if self._remember(path.read_bytes()):  # else caught mid-write: read again next time
+                        path.unlink()
             if email in self.smtp:
                 return self.smtp.pop(email)
             await asyncio.sleep(0.01)

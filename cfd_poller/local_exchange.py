@@ -284,6 +284,11 @@ class LocalExchange:
             add_price(minutes[t], mid)
         else:
             minutes[t] = open_candle(t, mid)
+            # Keep the minutes of the last `history_hours`, as much as the simulated history: an exchange
+            # left running for weeks holds a bounded record.
+            oldest = t - self.history_hours * 60 * MINUTE_MS
+            while minutes and (first := next(iter(minutes))) < oldest:
+                del minutes[first]
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         """Plain HTTP on the WebSocket port: the klines endpoint; anything else goes on to the handshake."""

@@ -110,6 +110,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     poller_resume_timeout: float = 5.0
     dbproc_quote_wait_seconds: float = 10.0
 
+    # Retention: what the in-process bus keeps per partition beyond what its readers still need, and how
+    # long Kafka keeps each kind of topic (see docs/architecture.md, "Topics and retention").
+    bus_retention_messages: int = 1000
+    bus_retention_seconds: float = 30.0
+    bus_retention_bytes: int = 1 << 20
+    kafka_retention_prices_seconds: int = 15 * 60
+    kafka_retention_requests_seconds: int = 3600
+    kafka_retention_events_seconds: int = 86400
+
     @property
     def is_dev(self) -> bool:
         return self.env == "dev"
@@ -343,6 +352,12 @@ _FIELDS: list[tuple[str, Callable[[str], Any], tuple[str, ...]]] = [
     ("candle_history_hours", _int(0, 720), ("CFD_CANDLE_HISTORY_HOURS",)),
     ("poller_resume_timeout", _float(0.1, 60), ("CFD_POLLER_RESUME_TIMEOUT",)),
     ("dbproc_quote_wait_seconds", _float(0, 600), ("CFD_DBPROC_QUOTE_WAIT_SECONDS",)),
+    ("bus_retention_messages", _int(1, 1_000_000), ("CFD_BUS_RETENTION_MESSAGES",)),
+    ("bus_retention_seconds", _float(0, 86400), ("CFD_BUS_RETENTION_SECONDS",)),
+    ("bus_retention_bytes", _int(1024, 1 << 30), ("CFD_BUS_RETENTION_BYTES",)),
+    ("kafka_retention_prices_seconds", _int(60, 365 * 86400), ("CFD_KAFKA_RETENTION_PRICES_SECONDS",)),
+    ("kafka_retention_requests_seconds", _int(60, 365 * 86400), ("CFD_KAFKA_RETENTION_REQUESTS_SECONDS",)),
+    ("kafka_retention_events_seconds", _int(60, 365 * 86400), ("CFD_KAFKA_RETENTION_EVENTS_SECONDS",)),
 ]
 
 

@@ -6,6 +6,9 @@ clearing and the stop-outs, each verified with `shared.trading.account_state` be
 cost of a tick grows with what it triggers (and with the candidates it must verify), not with the
 positions that stay quiet: see docs/risk.md for the index and the proof that it misses nothing.
 
+The book holds only users with something open (or a margin call to clear): a user whose last position
+closes is dropped, and one that only had a balance change is dropped at the next tick.
+
 Pending state: a position whose stop fired is not triggered again until `position_closed`,
 `position_updated` or `release` (the close failed); a user whose stop-out fired is not stopped out again
 until `release_user`, `balance_changed` or a change to one of their positions.
@@ -66,6 +69,7 @@ class RiskBook:
         self._accounts: dict[str, Account] = {}
         self._held: dict[str, Held] = {}
         self._dirty: dict[str, None] = {}  # users to verify at the next tick, in order
+        self._idle: set[str] = set()  # users that may hold nothing now: dropped at the next tick if so
         self.verifications = 0
         """Exact account checks run so far (candidates from the index, plus users changed since a tick)."""
 
@@ -77,6 +81,10 @@ class RiskBook:
 
     def __contains__(self, position_id: object) -> bool:
         return position_id in self._held
+
+    def users(self) -> int:
+        """Users in the book: those with an open position, a pending close or a margin call to clear."""
+        return len(self._accounts)
 
     def quote(self, symbol: str) -> Quote | None:
         """The latest quote of `symbol`, None before its first tick."""
@@ -111,8 +119,8 @@ class RiskBook:
     def load(self, positions: Iterable[OpenPosition], balances: dict[str, Decimal]) -> None:
         """Replace every position and balance (the latest quotes are kept).
 
-        Every user with a position needs a balance. Margin call state starts clear: a user already below
-        100 % gets a `margin_call` at the next tick."""
+        Every user with a position needs a balance; the balances of users without one are not kept. Margin
+        call state starts clear: a user already below 100 % gets a `margin_call` at the next tick."""
         positions = list(positions)
         missing = {p.user_id for p in positions} - balances.keys()
         if missing:
@@ -124,7 +132,8 @@ class RiskBook:
         self._markets = {}
         self._held = {}
         self._dirty = {}
-        self._accounts = {user_id: Account(user_id, balance) for user_id, balance in balances.items()}
+        self._idle = set()
+        self._accounts = {user_id: Account(user_id, balances[user_id]) for user_id in {p.user_id for p in positions}}
         for p in positions:
             self._add(Held(p))
         for acct in self._accounts.values():
@@ -138,6 +147,8 @@ class RiskBook:
         acct.balance = balance
         acct.stop_pending = False
         self._rebuild(acct, verified=False)
+        if not acct.held:
+            self._idle.add(user_id)
 
     def position_opened(self, p: OpenPosition) -> None:
         """A new open position; its user must have a balance (else `KeyError`).
@@ -193,6 +204,7 @@ class RiskBook:
             acct.balance = balance
         acct.stop_pending = False
         self._rebuild(acct, verified=False)
+        self._forget_if_idle(acct)
         return True
 
     def release(self, position_id: str) -> bool:
@@ -241,8 +253,26 @@ class RiskBook:
             users += self._dirty
             self._dirty = {}
         for user_id in dict.fromkeys(users):
-            self._verify(self._accounts[user_id], quote, triggers)
+            acct = self._accounts.get(user_id)
+            if acct is not None:
+                self._verify(acct, quote, triggers)
+                self._forget_if_idle(acct)
+        if self._idle:
+            idle, self._idle = self._idle, set()
+            for user_id in idle:
+                acct = self._accounts.get(user_id)
+                if acct is not None:
+                    self._forget_if_idle(acct)
         return triggers
+
+    def _forget_if_idle(self, acct: Account) -> None:
+        """Drop a user who holds nothing and has no margin call to clear (their balance is in the database
+        and comes back with their next position event)."""
+        if acct.held or acct.margin_called or acct.stop_pending or acct.user_id in self._dirty:
+            return
+        self._unwatch(acct)
+        del self._accounts[acct.user_id]
+        self._idle.discard(acct.user_id)
 
     def _fire_stop(self, held: Held, quote: Quote, triggers: list[Trigger], stopped: dict[str, None]) -> None:
         if held.pending:  # both of its stops fired in this tick; the first one won

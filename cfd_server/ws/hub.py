@@ -219,6 +219,15 @@ class Hub:
                 self._ended.pop(old_user, None)
         return self._ended.get(user_id, [])
 
+    def footprint(self) -> dict[str, int]:
+        """What the hub holds now, per index (for tests and diagnostics): all zero with no connection open,
+        but for sign-outs of the last `ENDINGS_KEPT_SECONDS`."""
+        return {"clients": len(self.clients),
+                "price_listeners": sum(len(listeners) for listeners in self._prices.values()),
+                "candle_listeners": sum(len(listeners) for listeners in self._candles.values()),
+                "account_users": len(self._accounts), "users": len(self._users), "dirty": len(self._dirty),
+                "closing": len(self._closing), "endings": len(self._ended_order)}
+
     def account_users(self) -> list[str]:
         """The users with at least one connection on `account` (whose marks the server computes)."""
         return list(self._accounts)

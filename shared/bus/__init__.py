@@ -88,15 +88,18 @@ def create_bus(settings: Settings) -> Bus:
         from shared.bus.kafka import KafkaBus
 
         return KafkaBus(settings)
-    from shared.bus.memory import MemoryBus
+    from shared.bus.memory import MemoryBus, Retention
 
-    return MemoryBus(partitions=settings.kafka_partitions)
+    return MemoryBus(partitions=settings.kafka_partitions,
+                     retention=Retention(messages=settings.bus_retention_messages,
+                                         seconds=settings.bus_retention_seconds, bytes=settings.bus_retention_bytes))
 
 
 class Topics:
     """The platform's topic names, with the deployment's prefix applied."""
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.prices = settings.topic("price-updates")
         self.user_requests = settings.topic("requests.users")
         self.trading_requests = settings.topic("requests.trading")
@@ -105,6 +108,17 @@ class Topics:
         self.candle_history = settings.topic("candle-history")  # poller → dbproc, keyed by symbol
         self.candle_requests = settings.topic("requests.candles")  # the poller's questions to the candle consumer
         self.sessions = settings.topic("sessions-ended")  # server → every server: sessions that ended
+
+    def retention(self, topic: str) -> int:
+        """Seconds Kafka keeps the messages of `topic`: prices only while they are news, requests and replies
+        while a client may still be waiting or retrying, account and session events (and the candle history
+        a dbproc may have to catch up on) for a day."""
+        s = self.settings
+        if topic == self.prices:
+            return s.kafka_retention_prices_seconds
+        if topic in (self.user_requests, self.trading_requests, self.candle_requests, self.replies):
+            return s.kafka_retention_requests_seconds
+        return s.kafka_retention_events_seconds
 
     def all(self) -> list[str]:
         return [self.prices, self.user_requests, self.trading_requests, self.replies, self.events,

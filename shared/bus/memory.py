@@ -1,12 +1,25 @@
-"""The in-process bus: Kafka's contract (partitions by key, per-key order, groups, commits) in memory."""
+"""The in-process bus: Kafka's contract (partitions by key, per-key order, groups, commits) in memory.
+
+Like a broker with a short retention, a partition keeps only what its consumers have not read yet plus a
+small window (`Retention`: by default the last 1,000 messages, at most 30 s old and 1 MiB of values), so a
+process that runs for weeks holds a few megabytes of messages, not every message it ever saw. Consumers
+that are behind (a group member busy on a slow handler, a broadcast subscriber) keep what they still have
+to read. A group member that joins later starts at its group's commit; when that commit is older than what
+is kept (the group had no member for a while), it starts at the oldest message kept, as Kafka does with
+`auto.offset.reset=earliest`. A broadcast subscriber starts at the end.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
+import time
 import zlib
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from shared.bus import Bus, Handler, Message, Subscription, handler_failed
 from shared.errors import BackendDown
@@ -15,15 +28,41 @@ from shared.outage import Outage
 log = logging.getLogger(__name__)
 
 
-class _Partition:
-    """An append-only log with a bounded retention; readers wait on `changed` for new messages."""
+@dataclass(frozen=True)
+class Retention:
+    """What a partition keeps beyond what its readers still need: a message every reader has passed stays
+    while it is among the last `messages`, younger than `seconds`, and within the last `bytes` of values."""
 
-    def __init__(self, topic: str, index: int, retention: int) -> None:
+    messages: int = 1000
+    seconds: float = 30.0
+    bytes: int = 1 << 20
+
+
+class _Cursor:
+    """Where one consumer of a partition is: the offset it reads next, None while it waits to start from its
+    group's commit. What is at or after a cursor is never dropped."""
+
+    __slots__ = ("group", "position")
+
+    def __init__(self, position: int | None, group: _Group | None) -> None:
+        self.position = position
+        self.group = group
+
+
+class _Partition:
+    """A log that drops from its head what no reader needs and the retention window lets go; readers wait on
+    `changed` for new messages."""
+
+    def __init__(self, topic: str, index: int, retention: Retention, clock: Callable[[], float]) -> None:
         self.topic = topic
         self.index = index
         self.retention = retention
+        self.clock = clock
         self.base = 0  # offset of log[0]
-        self.log: list[Message] = []
+        self.log: deque[Message] = deque()
+        self.times: deque[float] = deque()  # when each message of `log` was appended
+        self.bytes = 0  # keys and values of `log`
+        self.cursors: set[_Cursor] = set()
         self.changed = asyncio.Event()
 
     @property
@@ -31,20 +70,49 @@ class _Partition:
         return self.base + len(self.log)
 
     def append(self, key: bytes | None, value: bytes) -> None:
+        now = self.clock()
         self.log.append(Message(self.topic, self.index, self.end, key, value))
-        if len(self.log) > 2 * self.retention:
-            drop = len(self.log) - self.retention
-            del self.log[:drop]
-            self.base += drop
+        self.times.append(now)
+        self.bytes += _size(key, value)
+        self.trim(now)
         self.changed.set()
         self.changed = asyncio.Event()
 
+    def _over(self, now: float) -> bool:
+        r = self.retention
+        if not self.log:
+            return False
+        return len(self.log) > r.messages or self.bytes > r.bytes or now - self.times[0] > r.seconds
+
+    def trim(self, now: float | None = None) -> None:
+        """Drop from the head every message that all readers have passed and the window no longer holds."""
+        now = self.clock() if now is None else now
+        if not self._over(now):
+            return
+        floor = self.end
+        for cursor in self.cursors:
+            position = cursor.position
+            if position is None:
+                assert cursor.group is not None
+                position = cursor.group.committed.get((self.topic, self.index), 0)
+            floor = min(floor, position)
+        log, times = self.log, self.times
+        while self.base < floor and self._over(now):
+            dropped = log.popleft()
+            times.popleft()
+            self.bytes -= _size(dropped.key, dropped.value)
+            self.base += 1
+
     async def read(self, position: int) -> list[Message]:
-        """Messages from `position` on, waiting for at least one."""
+        """Messages from `position` on (from the oldest kept, if that is later), waiting for at least one."""
         while position >= self.end:
             await self.changed.wait()
         start = max(position, self.base) - self.base
-        return self.log[start:]
+        return list(itertools.islice(self.log, start, None))
+
+
+def _size(key: bytes | None, value: bytes) -> int:
+    return len(value) + (len(key) if key is not None else 0)
 
 
 class _Group:
@@ -59,9 +127,15 @@ class MemoryBus(Bus):
 
     name = "in-process"
 
-    def __init__(self, partitions: int = 6, retention: int = 100_000) -> None:
+    SWEEP_SECONDS = 1.0
+    """How often a started bus drops what has aged out of the window when nothing is published."""
+
+    def __init__(self, partitions: int = 6, retention: Retention | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.partitions = partitions
-        self.retention = retention
+        self.retention = retention or Retention()
+        self.clock = clock
+        self._sweeper: asyncio.Task[None] | None = None
         self._topics: dict[str, list[_Partition]] = {}
         self._groups: dict[str, _Group] = {}
         self._round_robin = itertools.count()
@@ -69,12 +143,35 @@ class MemoryBus(Bus):
         self._publishing: dict[str, Outage] = {}
 
     async def start(self) -> None:
-        pass
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     async def stop(self) -> None:
         for group in self._groups.values():
             for member in list(group.members):
                 await member.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.SWEEP_SECONDS)
+            self.trim()
+
+    def trim(self) -> None:
+        """Drop, in every partition, what the window no longer holds and every reader has passed (done on
+        each publish, and every second by a started bus)."""
+        now = self.clock()
+        for partitions in self._topics.values():
+            for partition in partitions:
+                partition.trim(now)
+
+    def retained(self, topic: str) -> int:
+        """How many messages of `topic` the bus holds now, over all its partitions."""
+        return sum(len(p.log) for p in self._topics.get(topic, ()))
 
     async def ping(self) -> None:
         pass
@@ -85,7 +182,7 @@ class MemoryBus(Bus):
 
     def _partitions(self, topic: str) -> list[_Partition]:
         if topic not in self._topics:
-            self._topics[topic] = [_Partition(topic, i, self.retention) for i in range(self.partitions)]
+            self._topics[topic] = [_Partition(topic, i, self.retention, self.clock) for i in range(self.partitions)]
         return self._topics[topic]
 
     def fail(self, reason: str | None, *, topics: Sequence[str] | None = None) -> None:
@@ -154,8 +251,7 @@ class _MemorySubscription(Subscription):
     def follow(self, positions: dict[tuple[str, int], int]) -> None:
         """A broadcast subscriber: every partition, from the given positions."""
         for (topic, index), position in positions.items():
-            self._consumers[(topic, index)] = asyncio.get_running_loop().create_task(
-                self._consume(self.bus._topics[topic][index], position))
+            self._consumers[(topic, index)] = self._start(self.bus._topics[topic][index], _Cursor(position, None))
 
     def release(self, keep: set[tuple[str, int]]) -> None:
         """Stop consuming every partition not in `keep`, each after the message in hand."""
@@ -166,9 +262,16 @@ class _MemorySubscription(Subscription):
         """Consume `partitions` (those not consumed yet), each from where its previous owner committed."""
         for tp in sorted(partitions - self._consumers.keys()):
             previous = group.consumers.get(tp)
-            task = asyncio.get_running_loop().create_task(
-                self._consume(self.bus._topics[tp[0]][tp[1]], None, after=previous))
+            task = self._start(self.bus._topics[tp[0]][tp[1]], _Cursor(None, group), after=previous)
             self._consumers[tp] = group.consumers[tp] = task
+
+    def _start(self, partition: _Partition, cursor: _Cursor,
+               after: asyncio.Task[None] | None = None) -> asyncio.Task[None]:
+        """A consumer task for `partition`; its cursor holds what it has not read until the task ends."""
+        partition.cursors.add(cursor)
+        task = asyncio.get_running_loop().create_task(self._consume(partition, cursor, after))
+        task.add_done_callback(lambda _: partition.cursors.discard(cursor))
+        return task
 
     def _let_go(self, task: asyncio.Task[None]) -> None:
         self._released.add(task)
@@ -176,15 +279,16 @@ class _MemorySubscription(Subscription):
         if task not in self._busy:  # a consumer in the handler finishes that message, commits and returns
             task.cancel()
 
-    async def _consume(self, partition: _Partition, position: int | None,
-                       after: asyncio.Task[None] | None = None) -> None:
+    async def _consume(self, partition: _Partition, cursor: _Cursor, after: asyncio.Task[None] | None) -> None:
         task = asyncio.current_task()
         assert task is not None
         if after is not None and not after.done():
             await asyncio.wait({after})  # the previous owner's message in hand (never cancels it)
-        if position is None:
+        if cursor.position is None:
             assert self.group is not None
-            position = self.bus._groups[self.group].committed.get((partition.topic, partition.index), 0)
+            committed = self.bus._groups[self.group].committed.get((partition.topic, partition.index), 0)
+            cursor.position = max(committed, partition.base)  # older than what is kept: the oldest kept
+        position = cursor.position
         while True:
             for message in await partition.read(position):
                 if self._stopped or task in self._released:
@@ -198,11 +302,12 @@ class _MemorySubscription(Subscription):
                     handler_failed(message.topic, message.partition, message.offset, exc)
                 finally:
                     self._busy.discard(task)
-                position = message.offset + 1
+                position = cursor.position = message.offset + 1
                 if self.group is not None:
                     self.bus._commit(self.group, partition.topic, partition.index, position)
                 if self._stopped or task in self._released:  # stop() or a rebalance waited for this message
                     return
+            partition.trim()  # what this reader was the last to need
 
     async def stop(self) -> None:
         if self._stopped:

@@ -1,4 +1,9 @@
-"""The in-process cache: a dict with expiry times, swept lazily.
+"""The in-process cache: a dict with expiry times, and a heap of those times swept by the clock.
+
+An expired key is gone within about a second whether or not anything is written: every operation first
+drops what has expired (the heap's head, so the cost is only what expired), and while the cache is used in
+an event loop a timer does the same every `SWEEP_SECONDS`. Nothing needs a running loop: a cache made and
+used outside one sweeps on each operation.
 
 With a snapshot file (the local platform's, in its data directory), the keys that expire (sessions,
 one-time codes, throttles) are written there on a clean stop and read back, once, on the next start, so
@@ -9,7 +14,9 @@ are never written: the dbproc refills them from the database it runs on.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import heapq
 import logging
 import os
 import time
@@ -27,10 +34,14 @@ _Snapshot = list[tuple[str, bytes, float]]  # key, value, wall-clock expiry
 class MemoryCache(Cache):
     name = "in-process"
 
+    SWEEP_SECONDS = 0.5
+
     def __init__(self, clock=time.monotonic, *, snapshot: Path | None = None) -> None:
         self._clock = clock
         self._data: dict[str, tuple[bytes, float | None]] = {}
-        self._writes = 0
+        self._expiries: list[tuple[float, str]] = []  # a heap; an entry whose key was re-set or deleted is stale
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
         self.snapshot = snapshot
         if snapshot is not None:
             self._restore(snapshot)
@@ -48,7 +59,7 @@ class MemoryCache(Cache):
         offset = self._clock() - time.time()
         for key, value, expires in entries:
             if expires > time.time():
-                self._data[key] = (value, expires + offset)
+                self._put(key, value, expires + offset)
 
     def _save(self, path: Path) -> None:
         offset = time.time() - self._clock()
@@ -61,19 +72,51 @@ class MemoryCache(Cache):
         draft.write_bytes(msgspec.msgpack.encode(entries))
         draft.replace(path)
 
+    def _put(self, key: str, value: bytes, expires: float | None) -> None:
+        previous = self._data.get(key)
+        self._data[key] = (value, expires)
+        if expires is not None and (previous is None or previous[1] != expires):
+            heapq.heappush(self._expiries, (expires, key))
+            if len(self._expiries) > 2 * len(self._data) + 1024:  # mostly stale: keys re-set with new expiries
+                self._expiries = [(exp, k) for k, (_, exp) in self._data.items() if exp is not None]
+                heapq.heapify(self._expiries)
+
     def _live(self, key: str) -> tuple[bytes, float | None] | None:
-        item = self._data.get(key)
-        if item is not None and item[1] is not None and item[1] <= self._clock():
-            del self._data[key]
-            return None
-        return item
+        self._sweep()
+        return self._data.get(key)
 
     def _sweep(self) -> None:
-        self._writes += 1
-        if self._writes % 1024 == 0:
-            now = self._clock()
-            for key in [k for k, (_, exp) in self._data.items() if exp is not None and exp <= now]:
-                del self._data[key]
+        """Drop every key whose expiry has passed (the heap's head: the cost is what expired)."""
+        self._keep_sweeping()
+        expiries = self._expiries
+        if not expiries:
+            return
+        now = self._clock()
+        data = self._data
+        while expiries and expiries[0][0] <= now:
+            expires, key = heapq.heappop(expiries)
+            item = data.get(key)
+            if item is not None and item[1] == expires:
+                del data[key]
+
+    def _keep_sweeping(self) -> None:
+        """Sweep every `SWEEP_SECONDS` in the running event loop, if there is one (started on first use)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._timer_loop is not loop:
+            self._timer_loop = loop
+            self._timer = loop.call_later(self.SWEEP_SECONDS, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._timer_loop = None
+        self._sweep()  # and schedules the next tick
+
+    def expiring(self) -> int:
+        """How many keys with an expiry the cache holds now (for tests and diagnostics)."""
+        return sum(1 for _, expires in self._data.values() if expires is not None)
 
     async def get(self, key: str) -> bytes | None:
         item = self._live(key)
@@ -82,14 +125,14 @@ class MemoryCache(Cache):
     async def set(self, key: str, value: bytes, ttl: float | None = None, *, only_if_absent: bool = False) -> bool:
         if only_if_absent and self._live(key) is not None:
             return False
-        self._data[key] = (value, self._clock() + ttl if ttl else None)
-        self._sweep()
+        self._put(key, value, self._clock() + ttl if ttl else None)
         return True
 
     async def get_many(self, *keys: str) -> list[bytes | None]:
         return [item[0] if (item := self._live(key)) else None for key in keys]
 
     async def set_many(self, items: dict[str, bytes], *, only_if_absent: bool = False) -> int:
+        self._sweep()
         stored = 0
         for key, value in items.items():
             if not (only_if_absent and self._live(key) is not None):
@@ -110,8 +153,7 @@ class MemoryCache(Cache):
     async def incr(self, key: str, ttl: float) -> int:
         item = self._live(key)
         if item is None:
-            self._data[key] = (b"1", self._clock() + ttl)
-            self._sweep()
+            self._put(key, b"1", self._clock() + ttl)
             return 1
         count = int(item[0]) + 1
         self._data[key] = (str(count).encode(), item[1])
@@ -129,8 +171,7 @@ class MemoryCache(Cache):
             counts[i] += 1
             if item is None or item[1] is None:  # this take opens the window
                 item, resets[i] = (b"", now + budget.window), budget.window
-            self._data[budget.key] = (str(counts[i]).encode(), item[1])
-        self._sweep()
+            self._put(budget.key, str(counts[i]).encode(), item[1])
         return Taken(True, tuple(counts), tuple(resets))
 
     async def give_back(self, *keys: str) -> None:
@@ -149,9 +190,13 @@ class MemoryCache(Cache):
         pass
 
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = self._timer_loop = None
         if self.snapshot is not None and self._data:
             try:
                 self._save(self.snapshot)
             except OSError as exc:
                 log.warning("could not write the cache snapshot %s: %s", self.snapshot, exc)
         self._data.clear()
+        self._expiries.clear()

@@ -171,3 +171,14 @@ async def test_the_kline_client_says_why_it_got_nothing() -> None:
     async with LocalExchange(symbols=["SOL_USDC"]) as exchange:
         with pytest.raises(KlineError, match="answered 400"):
             await KlineClient(exchange.rest_url).minutes(MARKETS["BTC_USDC"], 0, 60_000)
+
+
+async def test_a_long_running_exchange_keeps_only_its_history_window_of_minutes() -> None:
+    exchange = LocalExchange(symbols=["BTC_USDC"], history_hours=1, seed=1)
+    start_us = time.time_ns() // 1000
+    for minute in range(3 * 24 * 60):  # three days of quotes, one a minute (no subscriber: nothing is sent)
+        await exchange.quote("BTC_USDC", "100", "101", event_time_us=start_us + minute * 60_000_000)
+    last_ms = (start_us + (3 * 24 * 60 - 1) * 60_000_000) // 1000
+    kept = exchange.klines("BTC_USDC", 0, last_ms + 60_000, limit=10_000)
+    quoted = [c for c in kept if c.t >= exchange.started_minute]
+    assert 60 <= len(quoted) <= 61

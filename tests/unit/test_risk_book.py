@@ -299,3 +299,43 @@ def test_numbers_beyond_exact_arithmetic_are_refused_or_watched_on_every_tick():
     checks = book.verifications
     assert book.on_quote(quote("X", "20.02")) == [] and book.verifications == checks + 1
     assert kinds(book.on_quote(quote("X", "19.99"))) == [("margin_call", "u")]
+
+
+# --- what the book holds -----------------------------------------------------------------------------------
+
+
+def test_the_book_holds_no_user_once_every_position_is_closed():
+    book = RiskBook()
+    book.load([], {})
+    for i in range(1000):
+        user = f"u{i}"
+        book.balance_changed(user, D("10000"))  # as the risk runner does before an `opened` event
+        book.position_opened(position(f"p{i}", "long", "1", "100", "10", user=user, sl="50"))
+        book.on_quote(quote("X", "100"))
+    assert book.users() == 1000
+    for i in range(1000):
+        book.position_closed(f"p{i}", D("10000"))
+    book.on_quote(quote("X", "100"))
+    assert book.users() == 0 and len(book) == 0
+    assert book.on_quote(quote("X", "40")) == []  # no stop of a closed position fires
+
+
+def test_a_user_with_only_a_balance_change_is_dropped_at_the_next_tick():
+    book = book_with(position("p", "long", "1", "100", "10", user="trader"))
+    book.balance_changed("watcher", D("500"))  # a snapshot event of a user with nothing open
+    book.on_quote(quote("X", "100"))
+    assert book.users() == 1
+
+
+def test_a_user_whose_margin_call_is_out_keeps_it_until_it_is_cleared():
+    book = book_with(position("p", "long", "10", "100", "1000"), balance="1000")
+    assert kinds(book.on_quote(quote("X", "95"))) == [("margin_call", "u")]
+    book.position_closed("p", D("950"))
+    assert kinds(book.on_quote(quote("X", "95"))) == [("margin_call_cleared", "u")]
+    assert book.users() == 0
+
+
+def test_the_load_keeps_only_users_with_open_positions():
+    book = RiskBook()
+    book.load([position("p", "long", "1", "100", "10", user="a")], {f"u{i}": D("1") for i in range(500)} | {"a": D(5)})
+    assert book.users() == 1

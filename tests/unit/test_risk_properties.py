@@ -145,6 +145,8 @@ def test_triggers_match_brute_force_along_random_paths(data):
             next_id += 1
             model.positions[p.id] = p
             model.stop_pending.discard(p.user_id)
+            # As the risk runner does: an `opened` event carries the balance (the book drops idle users).
+            book.balance_changed(p.user_id, model.balances[p.user_id])
             book.position_opened(p)
         elif action == "update" and model.positions:
             old = model.positions[draw(st.sampled_from(sorted(model.positions)))]
