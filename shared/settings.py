@@ -110,6 +110,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     poller_resume_timeout: float = 5.0
     dbproc_quote_wait_seconds: float = 10.0
 
+    # Retention in the database (docs/operations.md, "What is kept, and for how long"): the dbproc purges
+    # in small batches every `retention_interval_seconds`. Positions and ledger entries are kept forever.
+    command_retention_hours: int = 48
+    candle_minute_retention_days: int = 30  # 0: kept forever
+    retention_interval_seconds: float = 300.0
+
     @property
     def is_dev(self) -> bool:
         return self.env == "dev"
@@ -343,6 +349,9 @@ _FIELDS: list[tuple[str, Callable[[str], Any], tuple[str, ...]]] = [
     ("candle_history_hours", _int(0, 720), ("CFD_CANDLE_HISTORY_HOURS",)),
     ("poller_resume_timeout", _float(0.1, 60), ("CFD_POLLER_RESUME_TIMEOUT",)),
     ("dbproc_quote_wait_seconds", _float(0, 600), ("CFD_DBPROC_QUOTE_WAIT_SECONDS",)),
+    ("command_retention_hours", _int(1, 100_000), ("CFD_COMMAND_RETENTION_HOURS",)),
+    ("candle_minute_retention_days", _int(0, 100_000), ("CFD_CANDLE_MINUTE_RETENTION_DAYS",)),
+    ("retention_interval_seconds", _float(1, 86_400), ("CFD_RETENTION_INTERVAL_SECONDS",)),
 ]
 
 
