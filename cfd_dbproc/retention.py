@@ -22,9 +22,9 @@ import logging
 import time
 from dataclasses import dataclass
 
-from shared.candles import MINUTE_MS
 from piccolo.table import Table
 
+from shared.candles import MINUTE_MS
 from shared.db import Database
 from shared.db.tables import Candles, ProcessedCommands
 from shared.settings import Settings
@@ -35,7 +35,7 @@ BATCH_ROWS = 1000
 BATCH_PAUSE_SECONDS = 0.05
 HOUR_MS = 60 * MINUTE_MS
 
-# `{table}`, `{key}` and `{time}` are fixed names from `_PURGES`, never client text.
+# `{table}`, `{key}` and `{time}` are fixed names from the `Purge`s below, never client text.
 _DELETE_BATCH = ("DELETE FROM {table} WHERE {key} IN "
                  "(SELECT {key} FROM {table} WHERE {time} < {{}} LIMIT {rows}{lock}) RETURNING 1")
 
