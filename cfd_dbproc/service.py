@@ -9,6 +9,7 @@ import time
 from cfd_dbproc.candles import CONSUMER_GROUP as CANDLES_GROUP
 from cfd_dbproc.candles import CandleRecorder
 from cfd_dbproc.directory import DirectoryKeeper
+from cfd_dbproc.retention import Retention
 from cfd_dbproc.trading.engine import OperatorHandlers, TradingEngine
 from cfd_dbproc.trading.quotes import QuoteCache
 from cfd_dbproc.trading.risk_runner import RiskRunner
@@ -66,6 +67,7 @@ class DbProc:
         self.responder.route(OperatorRequest.SET_DISABLED, operators.set_disabled)
         self.responder.route(OperatorRequest.EXPOSURE, operators.exposure)
         self.risk = RiskRunner(bus, self.topics, self.quotes)
+        self.retention = Retention(settings, db)
         self._subscriptions: list[Subscription] = []
         self._joining: asyncio.Task[None] | None = None
         self.joined = asyncio.Event()  # set once this dbproc takes requests
@@ -80,6 +82,7 @@ class DbProc:
         self._subscriptions.append(
             await self.bus.subscribe(self.candles.consumed_topics, self.candles.on_message,
                                      group=self.settings.topic(CANDLES_GROUP)))
+        self.retention.start()
         if self.settings.dbproc_quote_wait_seconds <= 0 or not self.quotes.unpriced():
             await self._join()
         else:
@@ -124,5 +127,6 @@ class DbProc:
         for subscription in self._subscriptions:
             await subscription.stop()
         self._subscriptions.clear()
+        await self.retention.stop()
         await self.risk.stop()
         await self.directory.stop()

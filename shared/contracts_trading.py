@@ -130,6 +130,7 @@ class PositionsQuery(Struct, kw_only=True):
     user_id: str | None  # None: every user's (operators)
     status: Literal["open", "closed"] | None = None
     limit: int = 200
+    cursor: str | None = None  # `shared.paging`: the page after this one
 
 
 class PositionQuery(Struct, kw_only=True):
@@ -140,6 +141,7 @@ class PositionQuery(Struct, kw_only=True):
 class LedgerQuery(Struct, kw_only=True):
     user_id: str
     limit: int = 200
+    cursor: str | None = None  # `shared.paging`: the page after this one
 
 
 class DepositCommand(Struct, kw_only=True):

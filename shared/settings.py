@@ -118,6 +118,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     kafka_retention_prices_seconds: int = 15 * 60
     kafka_retention_requests_seconds: int = 3600
     kafka_retention_events_seconds: int = 86400
+    # Retention in the database (docs/operations.md, "What is kept, and for how long"): the dbproc purges
+    # in small batches every `retention_interval_seconds`. Positions and ledger entries are kept forever.
+    command_retention_hours: int = 48
+    candle_minute_retention_days: int = 30  # 0: kept forever
+    retention_interval_seconds: float = 300.0
 
     @property
     def is_dev(self) -> bool:
@@ -358,6 +363,9 @@ _FIELDS: list[tuple[str, Callable[[str], Any], tuple[str, ...]]] = [
     ("kafka_retention_prices_seconds", _int(60, 365 * 86400), ("CFD_KAFKA_RETENTION_PRICES_SECONDS",)),
     ("kafka_retention_requests_seconds", _int(60, 365 * 86400), ("CFD_KAFKA_RETENTION_REQUESTS_SECONDS",)),
     ("kafka_retention_events_seconds", _int(60, 365 * 86400), ("CFD_KAFKA_RETENTION_EVENTS_SECONDS",)),
+    ("command_retention_hours", _int(1, 100_000), ("CFD_COMMAND_RETENTION_HOURS",)),
+    ("candle_minute_retention_days", _int(0, 100_000), ("CFD_CANDLE_MINUTE_RETENTION_DAYS",)),
+    ("retention_interval_seconds", _float(1, 86_400), ("CFD_RETENTION_INTERVAL_SECONDS",)),
 ]
 
 

@@ -47,6 +47,7 @@ from shared.db.tables import Accounts, LedgerEntries, Positions, Users
 from shared.errors import BackendDown, Conflict, NotFound, Rejected
 from shared.numbers import MAX_BALANCE
 from shared.outage import Outage
+from shared.paging import MAX_PAGE, Cursor, decode_cursor
 from shared.trading import (
     MONEY_QUANTUM,
     STOP_OUT_LEVEL,
@@ -406,17 +407,19 @@ class TradingEngine:
 
     async def positions(self, request: BusRequest) -> bytes:
         query = msgspec.json.decode(request.body, type=PositionsQuery)
-        condition = None
+        conditions = []
         if query.user_id is not None:
-            condition = Positions.user_id == _uuid(query.user_id, "account")
+            conditions.append(Positions.user_id == _uuid(query.user_id, "account"))
         if query.status is not None:
-            by_status = Positions.status == query.status
-            condition = by_status if condition is None else condition & by_status
+            conditions.append(Positions.status == query.status)
+        order, newest_first = ("closed", Positions.closed_at) if query.status == "closed" else (
+            "opened", Positions.opened_at)
+        if query.cursor is not None:
+            conditions.append(self._after(decode_cursor(query.cursor, order), newest_first._meta.db_column_name))
         select = Positions.select()
-        if condition is not None:
-            select = select.where(condition)
-        newest_first = Positions.closed_at if query.status == "closed" else Positions.opened_at
-        rows = await select.order_by(newest_first, ascending=False).limit(max(1, min(query.limit, 1000))).run()
+        if conditions:
+            select = select.where(*conditions)
+        rows = await select.order_by(newest_first, Positions.id, ascending=False).limit(_page(query.limit)).run()
         return encode([position_from_row(r, with_user=query.user_id is None) for r in rows])
 
     async def position(self, request: BusRequest) -> bytes:
@@ -425,12 +428,25 @@ class TradingEngine:
 
     async def ledger(self, request: BusRequest) -> bytes:
         query = msgspec.json.decode(request.body, type=LedgerQuery)
-        rows = await LedgerEntries.select().where(LedgerEntries.user_id == _uuid(query.user_id, "account")).order_by(
-            LedgerEntries.created_at, ascending=False).limit(max(1, min(query.limit, 1000))).run()
+        conditions = [LedgerEntries.user_id == _uuid(query.user_id, "account")]
+        if query.cursor is not None:
+            conditions.append(self._after(decode_cursor(query.cursor, "ledger"), "created_at"))
+        rows = await LedgerEntries.select().where(*conditions).order_by(
+            LedgerEntries.created_at, LedgerEntries.id, ascending=False).limit(_page(query.limit)).run()
         return encode([LedgerEntry(id=str(r["id"]), kind=r["kind"], amount=money(r["amount"]),
                                    balance_after=money(r["balance_after"]), reference=r["reference"],
                                    created_at=r["created_at"]) for r in rows])
 
+    def _after(self, cursor: Cursor, column: str) -> WhereRaw:
+        """Rows after `cursor` in a newest-first list ordered by `column` then id: one index range scan."""
+        row_id = cursor.id if self.db.is_sqlite else uuid.UUID(cursor.id)  # SQLite stores UUIDs as text
+        return WhereRaw(f"({column}, id) < ({{}}, {{}})", cursor.at, row_id)
+
+
+def _page(limit: int) -> int:
+    """A list's page size: up to one row more than the largest page, so the server can tell whether another
+    page follows."""
+    return max(1, min(limit, MAX_PAGE + 1))
 
 
 class OperatorHandlers:

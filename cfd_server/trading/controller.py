@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlencode
 
-from litestar import Controller, Request, get, patch, post
-from litestar.datastructures import State
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
@@ -33,6 +35,7 @@ from shared.contracts_trading import (
 )
 from shared.errors import BadRequest, NotFound, Rejected
 from shared.markets import MARKETS
+from shared.paging import MAX_PAGE, decode_cursor, encode_cursor
 from shared.trading import check_order
 
 T = TypeVar("T")
@@ -64,6 +67,12 @@ async def ask(state: State, session: Session, type: str, body: Any, response_typ
                                  command_id=command)
 
 
+CURSOR_HELP = "The `next` link's cursor of the page before; absent for the first (newest) page."
+NEXT_PAGE_HEADER = ResponseHeader(
+    name="Link", required=False, documentation_only=True,
+    description='`<URL>; rel="next"`: the next page, when there is one (the same query with its `cursor`).')
+
+
 class TradingController(Controller):
     path = "/"
     tags = ["trading"]
@@ -85,14 +94,21 @@ class TradingController(Controller):
         body = OpenCommand(user_id=session.user.id, order=data)
         return await ask(state, session, TradingRequest.OPEN, body, Position, command_id(request, session, "open"))
 
-    @get("/positions", operation_id="list_positions", summary="Your positions, newest first")
+    @get("/positions", operation_id="list_positions", summary="Your positions, newest first, a page at a time",
+         response_headers=[NEXT_PAGE_HEADER])
     async def positions(
-        self, state: State, session: NamedDependency[Session],
+        self, request: Request, state: State, session: NamedDependency[Session],
         status: Annotated[Literal["open", "closed"] | None, QueryParameter()] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 200,
-    ) -> list[Position]:
-        query = PositionsQuery(user_id=session.user.id, status=status, limit=limit)
-        return await ask(state, session, TradingRequest.POSITIONS, query, list[Position])
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 200,
+        cursor: Annotated[str | None, QueryParameter(description=CURSOR_HELP)] = None,
+    ) -> Response[list[Position]]:
+        order = "closed" if status == "closed" else "opened"
+        if cursor is not None:
+            decode_cursor(cursor, order)
+        query = PositionsQuery(user_id=session.user.id, status=status, limit=limit + 1, cursor=cursor)
+        rows = await ask(state, session, TradingRequest.POSITIONS, query, list[Position])
+        last = (lambda p: (p.closed_at or 0, p.id)) if order == "closed" else (lambda p: (p.opened_at, p.id))
+        return paged(request, rows, limit, order, last)
 
     @get("/positions/{position:str}", operation_id="get_position", summary="One of your positions")
     async def position(self, state: State, session: NamedDependency[Session], position: FromPath[str]) -> Position:
@@ -116,8 +132,26 @@ class TradingController(Controller):
         return await ask(state, session, TradingRequest.CLOSE, body, Position,
                          command_id(request, session, f"close:{position}"))
 
-    @get("/ledger", operation_id="list_ledger", summary="Every balance change, newest first")
-    async def ledger(self, state: State, session: NamedDependency[Session],
-                     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 200) -> list[LedgerEntry]:
-        return await ask(state, session, TradingRequest.LEDGER, LedgerQuery(user_id=session.user.id, limit=limit),
-                         list[LedgerEntry])
+    @get("/ledger", operation_id="list_ledger", summary="Every balance change, newest first, a page at a time",
+         response_headers=[NEXT_PAGE_HEADER])
+    async def ledger(self, request: Request, state: State, session: NamedDependency[Session],
+                     limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 200,
+                     cursor: Annotated[str | None, QueryParameter(description=CURSOR_HELP)] = None,
+                     ) -> Response[list[LedgerEntry]]:
+        if cursor is not None:
+            decode_cursor(cursor, "ledger")
+        query = LedgerQuery(user_id=session.user.id, limit=limit + 1, cursor=cursor)
+        rows = await ask(state, session, TradingRequest.LEDGER, query, list[LedgerEntry])
+        return paged(request, rows, limit, "ledger", lambda e: (e.created_at, e.id))
+
+
+def paged(request: Request, rows: list[T], limit: int, order: str,
+          last: Callable[[T], tuple[int, str]]) -> Response[list[T]]:
+    """A page of at most `limit` rows (the dbproc was asked for one more, to tell whether another page follows),
+    with a `Link: <...>; rel="next"` header when one does."""
+    if len(rows) <= limit:
+        return Response(rows)
+    rows = rows[:limit]
+    params = {k: v for k, v in request.query_params.items() if k != "cursor"}
+    params["cursor"] = encode_cursor(order, *last(rows[-1]))
+    return Response(rows, headers={"Link": f'<{request.url.path}?{urlencode(params)}>; rel="next"'})

@@ -1,0 +1,91 @@
+"""`GET /positions` and `GET /ledger` a page at a time: a walk by cursor sees every record exactly once, even
+while new ones arrive, and a cursor the list did not give out is a 400."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+from auth_helpers import assert_error
+from helpers import set_price, signed_in
+
+ORDER = {"symbol": "DOGE_USDC", "side": "long", "qty": "10", "leverage": 1}
+NEXT = re.compile(r'^<([^>]+)>; rel="next"$')
+
+
+async def _open(api: httpx.AsyncClient, auth: dict) -> str:
+    response = await api.post("/positions", headers=auth, json=ORDER)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+async def _walk(api: httpx.AsyncClient, auth: dict, path: str, during=None) -> list[str]:
+    """Every id of the list at `path`, following the `next` links; `during` runs after the first page."""
+    ids: list[str] = []
+    url: str | None = path
+    pages = 0
+    while url is not None:
+        response = await api.get(url.removeprefix("/api/v1"), headers=auth)
+        assert response.status_code == 200, response.text
+        ids += [row["id"] for row in response.json()]
+        link = response.headers.get("link")
+        url = NEXT.match(link).group(1) if link else None
+        pages += 1
+        if pages == 1 and during is not None:
+            await during()
+    return ids
+
+
+async def test_walking_positions_and_ledger_by_cursor_sees_each_record_once_while_new_ones_arrive(
+        platform, api, mailbox, email):
+    auth = await signed_in(api, mailbox, email)
+    await set_price(platform, "DOGE_USDC", "0.30000", "0.30001")
+    opened = [await _open(api, auth) for _ in range(7)]
+    for position_id in opened[:5]:
+        response = await api.post(f"/positions/{position_id}/close", headers=auth)
+        assert response.status_code == 200, response.text
+    arrived: list[str] = []
+
+    async def more() -> None:  # two opens and a close in the middle of each walk
+        arrived.extend([await _open(api, auth), await _open(api, auth)])
+        closed = await api.post(f"/positions/{arrived[-1]}/close", headers=auth)
+        assert closed.status_code == 200, closed.text
+
+    walked = await _walk(api, auth, "/positions?limit=3", during=more)
+    assert sorted(walked) == sorted(opened)  # newer records sort before the cursor: not in this walk
+    ledger_before = [e["id"] for e in (await api.get("/ledger", headers=auth)).json()]
+    assert len(ledger_before) == 7  # the demo deposit and six closes
+    walked_ledger = await _walk(api, auth, "/ledger?limit=4", during=more)
+    assert walked_ledger == ledger_before  # the same records, in the same newest-first order
+    closed_walk = await _walk(api, auth, "/positions?status=closed&limit=2")
+    everything = (await api.get("/positions?status=closed", headers=auth)).json()
+    assert closed_walk == [p["id"] for p in everything] and len(closed_walk) == 7  # five, then two, closed
+
+
+async def test_a_full_last_page_has_no_next_link_and_the_limit_is_capped(platform, api, mailbox, email):
+    auth = await signed_in(api, mailbox, email)
+    response = await api.get("/ledger?limit=1", headers=auth)  # just the demo deposit
+    assert response.status_code == 200 and len(response.json()) == 1
+    assert "link" not in response.headers
+    assert_error(await api.get("/ledger?limit=1001", headers=auth), 400, "validation_error")
+    assert_error(await api.get("/positions?limit=0", headers=auth), 400, "validation_error")
+
+
+async def test_a_cursor_the_list_did_not_give_out_is_a_400(platform, api, mailbox, email):
+    auth = await signed_in(api, mailbox, email)
+    await set_price(platform, "DOGE_USDC", "0.30000", "0.30001")
+    for _ in range(2):
+        await _open(api, auth)
+    link = (await api.get("/positions?limit=1", headers=auth)).headers["link"]
+    positions_cursor = re.search(r"cursor=([^&>]+)", link).group(1)
+    assert (await api.get(f"/positions?limit=1&cursor={positions_cursor}", headers=auth)).status_code == 200
+    for bad in ("nonsense", "", "%00", "W10", positions_cursor[:-3], "x" * 500, str(uuid.uuid4())):
+        for path in ("/positions", "/ledger"):
+            response = await api.get(path, params={"cursor": bad}, headers=auth)
+            body = assert_error(response, 400, "invalid_cursor")
+            assert body["details"] == {"field": "cursor"}
+    # a cursor of one list is not one of another
+    assert_error(await api.get(f"/ledger?cursor={positions_cursor}", headers=auth), 400, "invalid_cursor")
+    assert_error(await api.get(f"/positions?status=closed&cursor={positions_cursor}", headers=auth), 400,
+                 "invalid_cursor")
