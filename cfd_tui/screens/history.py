@@ -26,6 +26,7 @@ LEDGER_COLUMNS = (Column("Time", "time", 19), Column("Kind", "kind", 13), Column
                   Column("Balance", "balance", 13, drop=2), Column("Reference", "reference", 36, drop=1))
 REASONS = {"manual": "by hand", "stop_loss": "stop-loss", "take_profit": "take-profit", "stop_out": "stop-out"}
 KINDS = {"deposit": "deposit", "realized_pnl": "realised PnL", "fee": "fee", "shortfall": "shortfall"}
+HISTORY_PAGE = 500  # newest closed positions and ledger entries shown: a page, however long the history grows
 
 
 class HistoryScreen(Screen[None]):
@@ -67,8 +68,8 @@ class HistoryScreen(Screen[None]):
         summary.update("loading…")
         client = self.app.client  # type: ignore[attr-defined]
         try:
-            closed = await client.positions("closed", limit=500)
-            ledger = await client.ledger(limit=500)
+            closed = (await client.positions("closed", limit=HISTORY_PAGE))[:HISTORY_PAGE]
+            ledger = (await client.ledger(limit=HISTORY_PAGE))[:HISTORY_PAGE]
         except NotFound:
             summary.update("⚠ trading unavailable on this server: no history yet.")
             return
