@@ -22,6 +22,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import Notify
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Input
@@ -38,6 +39,7 @@ from cfd_tui.local import default_screenshot_dir, outbox_hint
 from cfd_tui.notices import account_notice, position_notice
 from cfd_tui.screens.form import NEXT_ON_ENTER
 from cfd_tui.state import MarketBoard, Portfolio, market_terms
+from cfd_tui.widgets.top_bar import TopBar
 from shared.contracts import AuthSession, CandleFrame, ErrorFrame, PriceFrame, User
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,9 @@ STALE_AFTER_S = 10.0
 SETTLE_AFTER_S = 0.5  # after the dashboard opens, once its objects exist (see `_settle_memory`)
 NARROW_BELOW = 110  # columns: below, screens get the class -narrow (else -wide)
 SHORT_BELOW = 28  # lines: below, screens get the class -short (else -tall)
+NOTICE_LOG_SIZE = 100  # the toasts remembered in `notice_log`, newest last (for tests and a future log view)
+MAX_TOASTS = 5  # toasts on screen at once: a burst (a stop-out closing many positions) shows the newest five,
+# not a column of widgets taller than the screen, each waiting out its timeout
 
 
 class CfdApp(App[None]):
@@ -107,7 +112,7 @@ class CfdApp(App[None]):
         self.candle_channel: str | None = None
         self._portfolio_dirty = False
         self._signing_out = False
-        self.notice_log: deque[tuple[str, str, str]] = deque(maxlen=100)  # (severity, title, message)
+        self.notice_log: deque[tuple[str, str, str]] = deque(maxlen=NOTICE_LOG_SIZE)  # (severity, title, message)
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -215,6 +220,17 @@ class CfdApp(App[None]):
             await self.show_sign_in(message)
         finally:
             self._signing_out = False
+
+    def watch_user(self, user: User | None) -> None:
+        for bar in self._top_bars():
+            bar.show_user(user)
+
+    def watch_feed_state(self, state: FeedState) -> None:
+        for bar in self._top_bars():
+            bar.show_feed_state(state)
+
+    def _top_bars(self) -> list[TopBar]:
+        return [bar for screen in self.screen_stack for bar in screen.query(TopBar) if bar.is_mounted]
 
     # --- actions ------------------------------------------------------------------------------------------
 
@@ -376,6 +392,7 @@ class CfdApp(App[None]):
         if channel == self.candle_channel:
             return
         old, self.candle_channel = self.candle_channel, channel
+        self.board.follow_candles(symbol, interval)
         if self.feed is not None:
             if old:
                 await self.feed.unsubscribe([old])
@@ -416,9 +433,15 @@ class CfdApp(App[None]):
 
     def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
                markup: bool = True) -> None:
-        """A toast, also kept in `notice_log` (the last 100)."""
+        """A toast, also kept in `notice_log` (the last `NOTICE_LOG_SIZE`)."""
         self.notice_log.append((severity, title, message))
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def on_notify(self, event: Notify) -> None:
+        """Before Textual adds a toast: make room for it by retiring the oldest beyond `MAX_TOASTS`."""
+        shown = list(self._notifications)
+        for notification in shown[:max(0, len(shown) - MAX_TOASTS + 1)]:
+            self._unnotify(notification, refresh=False)  # the toast rack drops its widget on the refresh
 
     # --- errors -------------------------------------------------------------------------------------------
 
