@@ -51,7 +51,7 @@ STALE_AFTER_S = 10.0
 SETTLE_AFTER_S = 0.5  # after the dashboard opens, once its objects exist (see `_settle_memory`)
 NARROW_BELOW = 110  # columns: below, screens get the class -narrow (else -wide)
 SHORT_BELOW = 28  # lines: below, screens get the class -short (else -tall)
-NOTICE_LOG_SIZE = 100  # the toasts remembered in `notice_log`, newest last (for tests and a future log view)
+NOTICE_LOG_SIZE = 100  # the latest toasts remembered in `notice_log` (what was said, after the toast is gone)
 MAX_TOASTS = 5  # toasts on screen at once: a burst (a stop-out closing many positions) shows the newest five,
 # not a column of widgets taller than the screen, each waiting out its timeout
 
@@ -168,9 +168,17 @@ class CfdApp(App[None]):
         Python's full collections walk every live object: with the dashboard up that took 40–100 ms, a stall
         that a key press could wait behind, every few seconds under a busy feed. `gc.unfreeze` undoes it when
         the dashboard goes.
+
+        Frozen objects are never collected as cycles, so this waits until the dashboard is the screen on top:
+        a screen pushed over it meanwhile (history, a ticket) would otherwise stay in memory after it closes.
         """
+        from cfd_tui.screens.dashboard import DashboardScreen
+
         if self.user is None:
             return  # signed out meanwhile
+        if not isinstance(self.screen, DashboardScreen):
+            self.set_timer(SETTLE_AFTER_S, self._settle_memory, name="settle memory")
+            return
         gc.collect()
         gc.freeze()
 

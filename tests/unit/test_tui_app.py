@@ -16,7 +16,7 @@ from textual import events
 from textual.widgets import Input
 
 from cfd_tui import format as fmt
-from cfd_tui.app import MAX_TOASTS, NOTICE_LOG_SIZE, CfdApp, create_app
+from cfd_tui.app import MAX_TOASTS, NOTICE_LOG_SIZE, SETTLE_AFTER_S, CfdApp, create_app
 from cfd_tui.client import NotSignedIn
 from cfd_tui.client.fake import FakeBroker
 from cfd_tui.client.models import FeedState, Position, PositionFrame
@@ -698,3 +698,22 @@ async def test_the_history_shows_one_page_however_long_the_history_grows():
         await pilot.press("r")
         await until(pilot, lambda: "closed" in str(app.screen.query_one("#history-summary").render()))
         assert table.row_count == HISTORY_PAGE
+
+
+async def test_a_screen_opened_as_the_dashboard_appears_is_freed_once_closed():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on(app, DashboardScreen))
+        await pilot.press("h")  # before the dashboard has settled its memory
+        await until(pilot, lambda: on(app, HistoryScreen))
+        history = weakref.ref(app.screen)
+        await pilot.pause(SETTLE_AFTER_S + 0.2)
+        await pilot.press("escape")
+        await until(pilot, lambda: on(app, DashboardScreen) and gc.get_freeze_count() > 0)
+
+        def freed() -> bool:
+            gc.collect()
+            return history() is None
+
+        await until(pilot, freed)
