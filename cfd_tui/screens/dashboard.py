@@ -19,6 +19,7 @@ from cfd_tui.client.models import Position, Side
 from cfd_tui.widgets.account_bar import AccountBar
 from cfd_tui.widgets.candle_chart import CandleChart
 from cfd_tui.widgets.connection_status import ConnectionStatus
+from cfd_tui.widgets.footer import AppFooter
 from cfd_tui.widgets.market_card import MarketCard
 from cfd_tui.widgets.positions_table import PositionsTable
 from cfd_tui.widgets.top_bar import TopBar
@@ -70,7 +71,7 @@ class DashboardScreen(Screen[None]):
             yield PositionsTable(id="positions")
             yield Static("", id="positions-empty")
         yield AccountBar(id="account-bar")
-        yield Footer()
+        yield AppFooter()
 
     def on_mount(self) -> None:
         app = self.app

@@ -9,12 +9,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 
 from cfd_tui import format as fmt
 from cfd_tui.client.errors import NotFound
 from cfd_tui.client.models import LedgerEntry, Position
 from cfd_tui.widgets.fitted_table import FittedTable
+from cfd_tui.widgets.footer import AppFooter
 from cfd_tui.widgets.live_table import Column
 from cfd_tui.widgets.top_bar import TopBar
 
@@ -48,7 +49,7 @@ class HistoryScreen(Screen[None]):
                                   cursor_type="row")
             with TabPane("Ledger", id="tab-ledger"):
                 yield FittedTable(LEDGER_COLUMNS, right=("amount", "balance"), id="ledger-table", cursor_type="row")
-        yield Footer()
+        yield AppFooter()
 
     def on_mount(self) -> None:
         self.query_one("#closed-table").focus()

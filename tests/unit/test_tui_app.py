@@ -717,3 +717,26 @@ async def test_a_screen_opened_as_the_dashboard_appears_is_freed_once_closed():
             return history() is None
 
         await until(pilot, freed)
+
+
+async def test_the_footer_keys_of_every_return_to_the_dashboard_are_freed():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app) and gc.get_freeze_count() > 0)  # the dashboard has settled
+        replaced = []
+        for _ in range(10):
+            replaced += [weakref.ref(key) for key in app.screen.query("FooterKey")]  # rebuilt on the way back
+            await pilot.press("h")
+            await until(pilot, lambda: on(app, HistoryScreen))
+            await pilot.press("escape")
+            await until(pilot, lambda: on(app, DashboardScreen) and app.screen.query("FooterKey"))
+        shown = len(app.screen.query("FooterKey"))
+
+        def left_behind() -> int:
+            gc.collect()
+            return sum(1 for ref in replaced if (key := ref()) is not None and not key.is_attached)
+
+        # at most one footer's worth may stay a while, named in one of Textual's context variables
+        await until(pilot, lambda: left_behind() <= shown)
+        assert "Buy" in str(app.screen.query_one("Footer").query("FooterKey").first().render())
