@@ -20,6 +20,7 @@ from datetime import tzinfo
 from pathlib import Path
 
 from textual import work
+from textual._styles_cache import StylesCache
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.notifications import Notify
@@ -51,6 +52,7 @@ STALE_AFTER_S = 10.0
 SETTLE_AFTER_S = 0.5  # after the dashboard opens, once its objects exist (see `_settle_memory`)
 NARROW_BELOW = 110  # columns: below, screens get the class -narrow (else -wide)
 SHORT_BELOW = 28  # lines: below, screens get the class -short (else -tall)
+STYLE_MEMO_CLEAR_S = 30.0  # how often Textual's per-widget colour memo is emptied (see `forget_removed_widgets`)
 NOTICE_LOG_SIZE = 100  # the latest toasts remembered in `notice_log` (what was said, after the toast is gone)
 MAX_TOASTS = 5  # toasts on screen at once: a burst (a stop-out closing many positions) shows the newest five,
 # not a column of widgets taller than the screen, each waiting out its timeout
@@ -118,6 +120,7 @@ class CfdApp(App[None]):
 
     def on_mount(self) -> None:
         self.set_interval(1 / self.redraw_hz, self._redraw, name="redraw")
+        self.set_interval(STYLE_MEMO_CLEAR_S, forget_removed_widgets, name="forget removed widgets")
         self._restore_session()
 
     async def on_unmount(self) -> None:
@@ -467,6 +470,16 @@ class CfdApp(App[None]):
         else:
             log.error("worker %s failed", event.worker.name, exc_info=error)
             self.notify(f"{type(error).__name__}: {error}", title="Unexpected error", severity="error")
+
+
+def forget_removed_widgets() -> None:
+    """Let removed widgets go: Textual 8 memoises `StylesCache.get_inner_outer` with `lru_cache(1024)` on the
+    instance, so the last 1,024 widgets ever drawn (toasts, footer keys, every history screen's cells) stay in
+    memory with their rendered lines, about 1 MB per history screen, long after they were removed. Emptying
+    the memo costs the widgets on screen one recomputed pair of colours each."""
+    clear = getattr(getattr(StylesCache, "get_inner_outer", None), "cache_clear", None)
+    if clear is not None:
+        clear()
 
 
 def create_app(api_url: str = "http://127.0.0.1:8000", client: BrokerApi | None = None, *,

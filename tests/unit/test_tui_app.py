@@ -16,7 +16,7 @@ from textual import events
 from textual.widgets import Input
 
 from cfd_tui import format as fmt
-from cfd_tui.app import MAX_TOASTS, NOTICE_LOG_SIZE, SETTLE_AFTER_S, CfdApp, create_app
+from cfd_tui.app import MAX_TOASTS, NOTICE_LOG_SIZE, SETTLE_AFTER_S, CfdApp, create_app, forget_removed_widgets
 from cfd_tui.client import NotSignedIn
 from cfd_tui.client.fake import FakeBroker
 from cfd_tui.client.models import FeedState, Position, PositionFrame
@@ -740,3 +740,26 @@ async def test_the_footer_keys_of_every_return_to_the_dashboard_are_freed():
         # at most one footer's worth may stay a while, named in one of Textual's context variables
         await until(pilot, lambda: left_behind() <= shown)
         assert "Buy" in str(app.screen.query_one("Footer").query("FooterKey").first().render())
+
+
+async def test_history_screens_opened_and_closed_leave_no_widgets_behind():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app) and gc.get_freeze_count() > 0)  # the dashboard has settled
+        tables = []
+        for _ in range(10):
+            await pilot.press("h")
+            await until(pilot, lambda: on(app, HistoryScreen)
+                        and "closed" in str(app.screen.query_one("#history-summary").render()))
+            await pilot.pause()  # drawn: Textual has memoised its widgets' colours
+            tables.append(weakref.ref(app.screen.query_one("#closed-table")))
+            await pilot.press("escape")
+            await until(pilot, lambda: on(app, DashboardScreen))
+        forget_removed_widgets()  # as the app's timer does every 30 s
+
+        def left_behind() -> int:
+            gc.collect()
+            return sum(table() is not None for table in tables)
+
+        await until(pilot, lambda: left_behind() <= 1)  # the latest may stay a while, in a context variable
