@@ -20,8 +20,10 @@ from datetime import tzinfo
 from pathlib import Path
 
 from textual import work
+from textual._styles_cache import StylesCache
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import Notify
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Input
@@ -38,6 +40,7 @@ from cfd_tui.local import default_screenshot_dir, outbox_hint
 from cfd_tui.notices import account_notice, position_notice
 from cfd_tui.screens.form import NEXT_ON_ENTER
 from cfd_tui.state import MarketBoard, Portfolio, market_terms
+from cfd_tui.widgets.top_bar import TopBar
 from shared.contracts import AuthSession, CandleFrame, ErrorFrame, PriceFrame, User
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,10 @@ STALE_AFTER_S = 10.0
 SETTLE_AFTER_S = 0.5  # after the dashboard opens, once its objects exist (see `_settle_memory`)
 NARROW_BELOW = 110  # columns: below, screens get the class -narrow (else -wide)
 SHORT_BELOW = 28  # lines: below, screens get the class -short (else -tall)
+STYLE_MEMO_CLEAR_S = 30.0  # how often Textual's per-widget colour memo is emptied (see `forget_removed_widgets`)
+NOTICE_LOG_SIZE = 100  # the latest toasts remembered in `notice_log` (what was said, after the toast is gone)
+MAX_TOASTS = 5  # toasts on screen at once: a burst (a stop-out closing many positions) shows the newest five,
+# not a column of widgets taller than the screen, each waiting out its timeout
 
 
 class CfdApp(App[None]):
@@ -107,12 +114,13 @@ class CfdApp(App[None]):
         self.candle_channel: str | None = None
         self._portfolio_dirty = False
         self._signing_out = False
-        self.notice_log: deque[tuple[str, str, str]] = deque(maxlen=100)  # (severity, title, message)
+        self.notice_log: deque[tuple[str, str, str]] = deque(maxlen=NOTICE_LOG_SIZE)  # (severity, title, message)
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
         self.set_interval(1 / self.redraw_hz, self._redraw, name="redraw")
+        self.set_interval(STYLE_MEMO_CLEAR_S, forget_removed_widgets, name="forget removed widgets")
         self._restore_session()
 
     async def on_unmount(self) -> None:
@@ -163,9 +171,17 @@ class CfdApp(App[None]):
         Python's full collections walk every live object: with the dashboard up that took 40–100 ms, a stall
         that a key press could wait behind, every few seconds under a busy feed. `gc.unfreeze` undoes it when
         the dashboard goes.
+
+        Frozen objects are never collected as cycles, so this waits until the dashboard is the screen on top:
+        a screen pushed over it meanwhile (history, a ticket) would otherwise stay in memory after it closes.
         """
+        from cfd_tui.screens.dashboard import DashboardScreen
+
         if self.user is None:
             return  # signed out meanwhile
+        if not isinstance(self.screen, DashboardScreen):
+            self.set_timer(SETTLE_AFTER_S, self._settle_memory, name="settle memory")
+            return
         gc.collect()
         gc.freeze()
 
@@ -215,6 +231,17 @@ class CfdApp(App[None]):
             await self.show_sign_in(message)
         finally:
             self._signing_out = False
+
+    def watch_user(self, user: User | None) -> None:
+        for bar in self._top_bars():
+            bar.show_user(user)
+
+    def watch_feed_state(self, state: FeedState) -> None:
+        for bar in self._top_bars():
+            bar.show_feed_state(state)
+
+    def _top_bars(self) -> list[TopBar]:
+        return [bar for screen in self.screen_stack for bar in screen.query(TopBar) if bar.is_mounted]
 
     # --- actions ------------------------------------------------------------------------------------------
 
@@ -376,6 +403,7 @@ class CfdApp(App[None]):
         if channel == self.candle_channel:
             return
         old, self.candle_channel = self.candle_channel, channel
+        self.board.follow_candles(symbol, interval)
         if self.feed is not None:
             if old:
                 await self.feed.unsubscribe([old])
@@ -416,9 +444,15 @@ class CfdApp(App[None]):
 
     def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
                markup: bool = True) -> None:
-        """A toast, also kept in `notice_log` (the last 100)."""
+        """A toast, also kept in `notice_log` (the last `NOTICE_LOG_SIZE`)."""
         self.notice_log.append((severity, title, message))
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def on_notify(self, event: Notify) -> None:
+        """Before Textual adds a toast: make room for it by retiring the oldest beyond `MAX_TOASTS`."""
+        shown = list(self._notifications)
+        for notification in shown[:max(0, len(shown) - MAX_TOASTS + 1)]:
+            self._unnotify(notification, refresh=False)  # the toast rack drops its widget on the refresh
 
     # --- errors -------------------------------------------------------------------------------------------
 
@@ -436,6 +470,16 @@ class CfdApp(App[None]):
         else:
             log.error("worker %s failed", event.worker.name, exc_info=error)
             self.notify(f"{type(error).__name__}: {error}", title="Unexpected error", severity="error")
+
+
+def forget_removed_widgets() -> None:
+    """Let removed widgets go: Textual 8 memoises `StylesCache.get_inner_outer` with `lru_cache(1024)` on the
+    instance, so the last 1,024 widgets ever drawn (toasts, footer keys, every history screen's cells) stay in
+    memory with their rendered lines, about 1 MB per history screen, long after they were removed. Emptying
+    the memo costs the widgets on screen one recomputed pair of colours each."""
+    clear = getattr(getattr(StylesCache, "get_inner_outer", None), "cache_clear", None)
+    if clear is not None:
+        clear()
 
 
 def create_app(api_url: str = "http://127.0.0.1:8000", client: BrokerApi | None = None, *,

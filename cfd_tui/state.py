@@ -3,6 +3,9 @@
 The feed worker applies every event here (cheap: a dict write), and marks what changed; the app's redraw
 timer takes the changes at most ~20 times a second and hands them to the widgets. So 50 ticks/s cost 50
 dict writes, not 50 redraws, and key presses stay responsive.
+
+Nothing here grows with time: per market it keeps the latest quote and the mids its sparkline shows; of the
+live candles, only those of the chart on screen; the portfolio holds the open positions only.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from shared.contracts import Candle, CandleFrame, MarketInfo, Price, PriceFrame,
 from shared.markets import MARKETS, Market
 from shared.trading import Exposure, account_state, unrealized_pnl
 
-HISTORY = 48  # mids kept per market for the sparkline
+SPARKLINE_POINTS = 14  # mids kept per market: exactly what its sparkline shows (one character each)
 FLASH_SECONDS = 0.6
 
 
@@ -56,8 +59,9 @@ class MarketBoard:
     def __init__(self, markets: Iterable[Market] | None = None) -> None:
         self.markets: dict[str, Market] = {m.symbol: m for m in (markets or MARKETS.values())}
         self.tickers: dict[str, Ticker] = {}
-        self.mids: dict[str, deque[Decimal]] = {s: deque(maxlen=HISTORY) for s in self.markets}
-        self.live_candles: dict[tuple[str, str], CandleFrame] = {}
+        self.mids: dict[str, deque[Decimal]] = {s: deque(maxlen=SPARKLINE_POINTS) for s in self.markets}
+        self.live_candles: dict[tuple[str, str], CandleFrame] = {}  # of the followed chart only
+        self.followed_candles: tuple[str, str] | None = None  # (symbol, interval) of the chart on screen
         self._dirty: set[str] = set()
         self._dirty_candles: set[tuple[str, str]] = set()
         self._references: dict[str, Decimal] = {}  # what the change column compares with
@@ -70,7 +74,7 @@ class MarketBoard:
         """Replace the catalogue with the server's."""
         self.markets = {m.symbol: m for m in markets}
         for symbol in self.markets:
-            self.mids.setdefault(symbol, deque(maxlen=HISTORY))
+            self.mids.setdefault(symbol, deque(maxlen=SPARKLINE_POINTS))
         self._dirty.update(self.markets)
 
     def seed(self, symbol: str, candles: list[Candle]) -> None:
@@ -101,16 +105,26 @@ class MarketBoard:
                         (previous.flash_until if previous else 0.0),
                         reference=reference, stale=bool(getattr(frame, "stale", False)))
         self.tickers[frame.symbol] = ticker
-        self.mids.setdefault(frame.symbol, deque(maxlen=HISTORY)).append(frame.mid)
+        self.mids.setdefault(frame.symbol, deque(maxlen=SPARKLINE_POINTS)).append(frame.mid)
         self._dirty.add(frame.symbol)
 
     def _reference(self, symbol: str, mid: Decimal) -> Decimal:
         return self._references.setdefault(symbol, mid)
 
+    def follow_candles(self, symbol: str, interval: str) -> None:
+        """Keep the live candles of `symbol` at `interval` from now on, and forget the others."""
+        key = (symbol, interval)
+        self.followed_candles = key
+        self.live_candles = {k: v for k, v in self.live_candles.items() if k == key}
+        self._dirty_candles &= {key}
+
     def apply_candle(self, frame: CandleFrame) -> None:
-        """Take a live candle frame."""
-        self.live_candles[(frame.symbol, frame.interval)] = frame
-        self._dirty_candles.add((frame.symbol, frame.interval))
+        """Take a live candle frame (one of a chart no longer followed, still in flight, is dropped)."""
+        key = (frame.symbol, frame.interval)
+        if self.followed_candles is not None and key != self.followed_candles:
+            return
+        self.live_candles[key] = frame
+        self._dirty_candles.add(key)
 
     def mark_stale(self, now: float, after: float) -> None:
         """Flag markets whose last quote is older than `after` seconds (and clear the flag on fresh ones)."""

@@ -18,7 +18,7 @@ from typing import Any
 from msgspec import UNSET, UnsetType
 
 from cfd_tui.client.errors import BadInput, ClientError, Conflict, NotFound, NotSignedIn, Rejected
-from cfd_tui.client.feed import ACCOUNT_CHANNEL, FeedEvent
+from cfd_tui.client.feed import ACCOUNT_CHANNEL, FEED_BUFFER, FeedEvent
 from cfd_tui.client.models import (
     Account,
     AccountFrame,
@@ -75,7 +75,7 @@ class FakeFeed:
         self.channels = list(dict.fromkeys(channels))
         self.token = token
         self.state = FeedState.CLOSED
-        self._queue: asyncio.Queue[FeedEvent | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[FeedEvent | None] = asyncio.Queue(maxsize=FEED_BUFFER)
 
     async def start(self) -> None:
         self.broker.feeds.append(self)
@@ -89,7 +89,7 @@ class FakeFeed:
         if self in self.broker.feeds:
             self.broker.feeds.remove(self)
         self.set_state(FeedState.CLOSED)
-        self._queue.put_nowait(None)
+        self.emit(None)  # the end of the events
 
     async def subscribe(self, channels: Iterable[str]) -> None:
         new = [c for c in channels if c not in self.channels]
@@ -122,7 +122,9 @@ class FakeFeed:
             self.state = state
             self.emit(StateChanged(state=state, detail=detail))
 
-    def emit(self, event: FeedEvent) -> None:
+    def emit(self, event: FeedEvent | None) -> None:
+        if self._queue.full():  # as `FeedClient`: a reader that fell behind loses the oldest events, not memory
+            self._queue.get_nowait()
         self._queue.put_nowait(event)
 
 

@@ -41,6 +41,7 @@ from shared.contracts import (
 log = logging.getLogger(__name__)
 
 ACCOUNT_CHANNEL = "account"
+FEED_BUFFER = 10_000  # events held for a reader that fell behind (200 s at 50 ticks/s, a few MB); then the oldest go
 AUTH_ERRORS = frozenset({"invalid_token", "session_expired", "session_ended", "account_disabled", "auth_required"})
 
 FeedEvent = (PriceFrame | CandleFrame | PositionFrame | AccountFrame | ErrorFrame | AuthenticatedFrame
@@ -58,7 +59,7 @@ class FeedClient:
 
     def __init__(self, url: str, *, channels: Iterable[str] = ("prices.*",), token: str | None = None,
                  stale_after: float = 10.0, backoff: Backoff | None = None, open_timeout: float = 5.0,
-                 ping_interval: float | None = 10.0, max_buffer: int = 10_000) -> None:
+                 ping_interval: float | None = 10.0, max_buffer: int = FEED_BUFFER) -> None:
         self.url = url
         self.token = token
         self.stale_after = stale_after

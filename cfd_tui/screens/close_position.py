@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from cfd_tui import format as fmt
 from cfd_tui.client.errors import ClientError
@@ -15,6 +15,7 @@ from cfd_tui.client.models import Position
 from cfd_tui.notices import close_notice, describe
 from cfd_tui.orders import check_close, close_estimate
 from cfd_tui.screens.form import FormMixin
+from cfd_tui.widgets.footer import AppFooter
 
 
 class ClosePositionScreen(FormMixin, ModalScreen[Position | None]):
@@ -40,7 +41,7 @@ class ClosePositionScreen(FormMixin, ModalScreen[Position | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Close position", variant="error", id="confirm")
                 yield Button("Cancel", id="cancel")
-        yield Footer()
+        yield AppFooter()
 
     def on_mount(self) -> None:
         qty = self.query_one("#close-qty", Input)

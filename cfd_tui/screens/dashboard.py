@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from decimal import Decimal
 
 from textual import events, work
@@ -18,12 +19,16 @@ from cfd_tui.client.models import Position, Side
 from cfd_tui.widgets.account_bar import AccountBar
 from cfd_tui.widgets.candle_chart import CandleChart
 from cfd_tui.widgets.connection_status import ConnectionStatus
+from cfd_tui.widgets.footer import AppFooter
 from cfd_tui.widgets.market_card import MarketCard
 from cfd_tui.widgets.positions_table import PositionsTable
 from cfd_tui.widgets.top_bar import TopBar
 from cfd_tui.widgets.watchlist import Watchlist
 
 INTERVALS = ("1m", "5m", "15m", "1h")
+CHART_CANDLES = 200  # candles fetched per chart
+CACHED_CHARTS = 20  # charts kept to show at once when chosen again: every interval of five markets; the least
+# recently shown goes first, so a server listing many markets does not make the cache grow with each one seen
 TRADING_UNAVAILABLE = "trading unavailable on this server"
 
 
@@ -52,7 +57,8 @@ class DashboardScreen(Screen[None]):
         super().__init__()
         self.symbol = ""
         self.interval = "1m"
-        self._chart_cache: dict[tuple[str, str], list] = {}  # (symbol, interval) -> the last candles fetched
+        # (symbol, interval) -> the last candles fetched, the most recently shown last
+        self._chart_cache: OrderedDict[tuple[str, str], list] = OrderedDict()
 
     def compose(self) -> ComposeResult:
         yield TopBar(screen_name="Dashboard", id="top-bar")
@@ -65,7 +71,7 @@ class DashboardScreen(Screen[None]):
             yield PositionsTable(id="positions")
             yield Static("", id="positions-empty")
         yield AccountBar(id="account-bar")
-        yield Footer()
+        yield AppFooter()
 
     def on_mount(self) -> None:
         app = self.app
@@ -170,6 +176,8 @@ class DashboardScreen(Screen[None]):
         market = self.app.board.markets.get(symbol)  # type: ignore[attr-defined]
         tick = market.price_tick if market else fmt.CENT
         seen = self._chart_cache.get((symbol, interval))
+        if seen is not None:
+            self._chart_cache.move_to_end((symbol, interval))
         # A chart seen before shows at once, in the frame that answers the key (the next key press must not
         # wait for the network); it is refreshed from the server right after.
         chart.set_history(symbol, interval, seen or [], tick)
@@ -182,12 +190,15 @@ class DashboardScreen(Screen[None]):
         chart = self.query_one(CandleChart)
         await self.app.follow_candles(symbol, interval)  # type: ignore[attr-defined]
         try:
-            candles = await self.app.client.candles(symbol, interval, 200)  # type: ignore[attr-defined]
+            candles = await self.app.client.candles(symbol, interval, CHART_CANDLES)  # type: ignore[attr-defined]
         except ApiError as exc:
             if not shown:
                 chart.show_message(f"no chart: {exc.message}")
             return
         self._chart_cache[(symbol, interval)] = candles
+        self._chart_cache.move_to_end((symbol, interval))
+        while len(self._chart_cache) > CACHED_CHARTS:
+            self._chart_cache.popitem(last=False)
         if (symbol, interval) == (self.symbol, self.interval):
             chart.set_history(symbol, interval, candles, tick)
             live = self.app.board.live_candles.get((symbol, interval))  # type: ignore[attr-defined]

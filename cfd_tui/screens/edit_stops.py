@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from cfd_tui import format as fmt
 from cfd_tui.client.errors import ClientError
@@ -15,6 +15,7 @@ from cfd_tui.client.models import Position
 from cfd_tui.notices import describe
 from cfd_tui.orders import check_new_stops
 from cfd_tui.screens.form import FormMixin
+from cfd_tui.widgets.footer import AppFooter
 
 
 class EditStopsScreen(FormMixin, ModalScreen[Position | None]):
@@ -43,7 +44,7 @@ class EditStopsScreen(FormMixin, ModalScreen[Position | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save stops", variant="primary", id="save")
                 yield Button("Cancel", id="cancel")
-        yield Footer()
+        yield AppFooter()
 
     def on_mount(self) -> None:
         self.query_one("#new-stop-loss", Input).focus()

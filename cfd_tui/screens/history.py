@@ -9,12 +9,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 
 from cfd_tui import format as fmt
 from cfd_tui.client.errors import NotFound
 from cfd_tui.client.models import LedgerEntry, Position
 from cfd_tui.widgets.fitted_table import FittedTable
+from cfd_tui.widgets.footer import AppFooter
 from cfd_tui.widgets.live_table import Column
 from cfd_tui.widgets.top_bar import TopBar
 
@@ -26,6 +27,7 @@ LEDGER_COLUMNS = (Column("Time", "time", 19), Column("Kind", "kind", 13), Column
                   Column("Balance", "balance", 13, drop=2), Column("Reference", "reference", 36, drop=1))
 REASONS = {"manual": "by hand", "stop_loss": "stop-loss", "take_profit": "take-profit", "stop_out": "stop-out"}
 KINDS = {"deposit": "deposit", "realized_pnl": "realised PnL", "fee": "fee", "shortfall": "shortfall"}
+HISTORY_PAGE = 500  # newest closed positions and ledger entries shown: a page, however long the history grows
 
 
 class HistoryScreen(Screen[None]):
@@ -47,7 +49,7 @@ class HistoryScreen(Screen[None]):
                                   cursor_type="row")
             with TabPane("Ledger", id="tab-ledger"):
                 yield FittedTable(LEDGER_COLUMNS, right=("amount", "balance"), id="ledger-table", cursor_type="row")
-        yield Footer()
+        yield AppFooter()
 
     def on_mount(self) -> None:
         self.query_one("#closed-table").focus()
@@ -67,8 +69,8 @@ class HistoryScreen(Screen[None]):
         summary.update("loading…")
         client = self.app.client  # type: ignore[attr-defined]
         try:
-            closed = await client.positions("closed", limit=500)
-            ledger = await client.ledger(limit=500)
+            closed = (await client.positions("closed", limit=HISTORY_PAGE))[:HISTORY_PAGE]
+            ledger = (await client.ledger(limit=HISTORY_PAGE))[:HISTORY_PAGE]
         except NotFound:
             summary.update("⚠ trading unavailable on this server: no history yet.")
             return

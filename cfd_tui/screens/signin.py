@@ -7,10 +7,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from cfd_tui.client.errors import ClientError
 from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin
+from cfd_tui.widgets.footer import AppFooter
 from shared.errors import BadRequest
 from shared.validation import normalise_email
 
@@ -39,7 +40,7 @@ class SignInScreen(FormMixin, Screen[None]):
                 yield Button("Sign in", variant="primary", id="signin")
                 yield Button("Create an account", id="signup")
             yield Static(f"server {self.app.api_url}", classes="auth-server")  # type: ignore[attr-defined]
-        yield Footer()
+        yield AppFooter()
 
     def on_mount(self) -> None:
         self.query_one("#auth-message").display = bool(self.message)

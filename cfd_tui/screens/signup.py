@@ -7,10 +7,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from cfd_tui.client.errors import ClientError, Throttled
 from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin
+from cfd_tui.widgets.footer import AppFooter
 from shared.errors import BadRequest
 from shared.validation import PASSWORD_MIN, check_name, check_password, normalise_email
 
@@ -40,7 +41,7 @@ class SignUpScreen(FormMixin, Screen[None]):
             with Horizontal(classes="auth-buttons"):
                 yield Button("Email me a code", variant="primary", id="send")
                 yield Button("Back", id="back")
-        yield Footer()
+        yield AppFooter()
 
     def on_mount(self) -> None:
         self.query_one("#name", Input).focus()

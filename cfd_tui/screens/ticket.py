@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
 from cfd_tui import format as fmt
 from cfd_tui.client.errors import ClientError
@@ -16,6 +16,7 @@ from cfd_tui.client.models import Position, Side
 from cfd_tui.notices import fill_notice
 from cfd_tui.orders import Checked, OrderPlan, check_ticket
 from cfd_tui.screens.form import FormMixin
+from cfd_tui.widgets.footer import AppFooter
 from shared.trading import open_price
 
 DEFAULT_LEVERAGE = 5
@@ -72,7 +73,7 @@ class TicketScreen(FormMixin, ModalScreen[Position | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Review order", variant="primary", id="review")
                 yield Button("Cancel", id="cancel")
-        yield Footer()
+        yield AppFooter()
 
     def on_mount(self) -> None:
         self.query_one("#ticket-confirm").display = False

@@ -9,10 +9,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Label, Static
+from textual.widgets import Button, Label, Static
 
 from cfd_tui.client.errors import ClientError, Throttled
 from cfd_tui.screens.form import FormMixin
+from cfd_tui.widgets.footer import AppFooter
 from cfd_tui.widgets.otp_input import OtpInput
 from shared.errors import BadRequest
 from shared.validation import check_otp
@@ -49,7 +50,7 @@ class VerifyScreen(FormMixin, Screen[None]):
             with Horizontal(classes="auth-buttons"):
                 yield Button("Verify", variant="primary", id="verify")
                 yield Button("Resend code", id="resend", disabled=True)
-        yield Footer()
+        yield AppFooter()
 
     def on_mount(self) -> None:
         self._start_cooldown(self._first_cooldown)

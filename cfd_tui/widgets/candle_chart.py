@@ -31,7 +31,7 @@ from shared.contracts import Candle, CandleFrame
 
 AXIS_WIDTH = 12
 CANDLE_COLUMNS = 2
-MAX_CANDLES = 300
+MAX_CANDLES = 300  # kept per chart: as many as a 600-column terminal shows (two columns a candle); the rest go
 UP, DOWN, AXIS, LAST = "candle-chart--up", "candle-chart--down", "candle-chart--axis", "candle-chart--last"
 
 Run = tuple[str, str | None]  # characters and the component class that styles them (None: the widget's own style)
@@ -174,6 +174,8 @@ class CandleChart(Widget, can_focus=False):
     def _chart_rows(self) -> list[list[Run]]:
         size = (self.content_size.width, self.content_size.height)
         if self._rows is None or self._rows_size != size:
+            if self._rows_size != size:
+                self._styles.clear()  # keyed by cell position: those of another size would only pile up
             self._rows, self._rows_size, self._strips = self._draw(*size), size, None
         return self._rows
 

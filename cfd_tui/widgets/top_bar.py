@@ -11,8 +11,9 @@ from cfd_tui.widgets.connection_status import ConnectionStatus
 
 
 class TopBar(Horizontal):
-    """A one-line bar docked at the top. It keeps itself current: the trader and the connection state follow
-    the app's reactives, and the clock ticks every second on whichever screen shows the bar."""
+    """A one-line bar docked at the top. The app tells every bar on its screens the trader and the connection
+    state as they change (`show_user`, `show_feed_state`); the clock ticks every second on whichever screen
+    shows the bar."""
 
     def __init__(self, title: str = "CFD Broker", screen_name: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
@@ -28,9 +29,11 @@ class TopBar(Horizontal):
         yield Static("", id="clock")
 
     def on_mount(self) -> None:
-        app = self.app
-        self.watch(app, "user", self._show_user)
-        self.watch(app, "feed_state", self._show_feed_state)
+        # Told by the app rather than watching its reactives: Textual drops a removed widget's watcher only
+        # when the value next changes, and the trader and the feed's state can stay the same for hours, so
+        # every history screen opened would leave its bar behind.
+        self.show_user(self.app.user)  # type: ignore[attr-defined]
+        self.show_feed_state(self.app.feed_state)  # type: ignore[attr-defined]
         self.set_interval(1.0, self.tick)
         self.tick()
 
@@ -38,11 +41,13 @@ class TopBar(Horizontal):
         """Show the app clock's time now."""
         self.query_one("#clock", Static).update(fmt.clock(self.app.clock(), self.app.tz))  # type: ignore[attr-defined]
 
-    def _show_user(self, user) -> None:
+    def show_user(self, user) -> None:
+        """Show the signed-in trader (None: nobody)."""
         self.query_one("#user", Static).update(user.name if user else "")
         self.query_one("#user-email", Static).update(f"· {user.email}" if user else "")
 
-    def _show_feed_state(self, state) -> None:
+    def show_feed_state(self, state) -> None:
+        """Show the feed's state, with the app's detail of it as the tooltip."""
         status = self.query_one(ConnectionStatus)
         status.detail = self.app.feed_detail  # type: ignore[attr-defined]
         status.state = state

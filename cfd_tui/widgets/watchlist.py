@@ -9,10 +9,10 @@ from textual import events
 from textual.widgets import DataTable
 
 from cfd_tui import format as fmt
-from cfd_tui.state import MarketBoard, Ticker
+from cfd_tui.state import SPARKLINE_POINTS, MarketBoard, Ticker
 from cfd_tui.widgets.live_table import Column, LiveTable, fitting
 
-SPARK_WIDTH = 14
+SPARK_WIDTH = SPARKLINE_POINTS  # one character per mid the board keeps
 # when too narrow, the trend goes first, then the change; market, bid and ask always stay
 COLUMNS = (Column("Market", "market", 10), Column("Bid", "bid", 11), Column("Ask", "ask", 11),
            Column("1h chg", "chg", 8, drop=2), Column("Trend", "trend", SPARK_WIDTH, drop=1))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import stat
+import weakref
 from datetime import UTC
 from decimal import Decimal
 
@@ -14,14 +16,14 @@ from textual import events
 from textual.widgets import Input
 
 from cfd_tui import format as fmt
-from cfd_tui.app import CfdApp, create_app
+from cfd_tui.app import MAX_TOASTS, NOTICE_LOG_SIZE, SETTLE_AFTER_S, CfdApp, create_app, forget_removed_widgets
 from cfd_tui.client import NotSignedIn
 from cfd_tui.client.fake import FakeBroker
-from cfd_tui.client.models import FeedState
+from cfd_tui.client.models import FeedState, Position, PositionFrame
 from cfd_tui.client.session import SessionStore
 from cfd_tui.local import cfd_command
 from cfd_tui.screens.dashboard import DashboardScreen
-from cfd_tui.screens.history import HistoryScreen
+from cfd_tui.screens.history import HISTORY_PAGE, HistoryScreen
 from cfd_tui.screens.signin import SignInScreen
 from cfd_tui.screens.signup import SignUpScreen
 from cfd_tui.screens.ticket import TicketScreen
@@ -29,6 +31,7 @@ from cfd_tui.screens.verify import VerifyScreen
 from cfd_tui.widgets.account_bar import AccountBar
 from cfd_tui.widgets.connection_status import ConnectionStatus
 from cfd_tui.widgets.positions_table import PositionsTable
+from cfd_tui.widgets.top_bar import TopBar
 from cfd_tui.widgets.watchlist import Watchlist
 from shared.contracts import AuthSession
 
@@ -163,7 +166,8 @@ async def test_keys_typed_in_one_burst_land_in_the_field_enter_moves_to():
             burst += [events.Key("space" if c == " " else c, c) for c in text] + [events.Key("enter", "\r")]
         for key in burst:  # queued all at once, as the terminal driver does with one read
             app.post_message(key)
-        await until(pilot, lambda: on(app, VerifyScreen))
+        # the code field has the focus: the screen is up (quitting while it mounts would fail the test, not the app)
+        await until(pilot, lambda: on(app, VerifyScreen) and getattr(app.focused, "id", None) == "otp")
         assert fake.signups == [EMAIL]
 
 
@@ -621,3 +625,142 @@ async def test_help_and_command_palette_entries():
         await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
         await pilot.press("escape")
         await until(pilot, lambda: on(app, DashboardScreen))
+
+
+# --- a long session: what is kept stays bounded -----------------------------------------------------------
+
+
+def closed_position(n: int, reason: str = "stop_loss") -> Position:
+    return Position(id=f"closed-{n:05d}", symbol="SOL_USDC", side="long", qty=Decimal(n + 1),
+                    entry_price=Decimal(185), leverage=5, margin=Decimal(37), status="closed", opened_at=n,
+                    updated_at=n + 1, closed_at=n + 1, close_price=Decimal(180), realized_pnl=Decimal(-5),
+                    close_reason=reason)
+
+
+async def test_a_burst_of_a_thousand_stop_losses_shows_the_newest_toasts_and_keeps_a_bounded_log():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(pilot, lambda: ready(app))
+        for n in range(1_000):
+            for feed in fake.feeds:
+                feed.emit(PositionFrame(event="closed", position=closed_position(n), balance=Decimal(10_000)))
+        newest = "closed long 1000 SOL/USDC"
+        await until(pilot, lambda: bool(app.notice_log) and newest in app.notice_log[-1][2], timeout=30)
+        await until(pilot, lambda: any(newest in str(toast.render()) for toast in app.screen.query("Toast")))
+        assert len(app.notice_log) == NOTICE_LOG_SIZE
+        assert len(app.screen.query("Toast")) <= MAX_TOASTS
+
+
+async def test_leaving_the_history_screen_leaves_nothing_of_it_behind():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app) and gc.get_freeze_count() > 0)  # the dashboard has settled
+        bars = []
+        for _ in range(10):
+            await pilot.press("h")
+            await until(pilot, lambda: on(app, HistoryScreen))
+            bars.append(weakref.ref(app.screen.query_one(TopBar)))
+            await pilot.press("escape")
+            await until(pilot, lambda: on(app, DashboardScreen))
+
+        def left_behind() -> int:
+            gc.collect()
+            return sum(bar() is not None for bar in bars)
+
+        # each bar goes; only the latest may stay, named in one of Textual's context variables until the next
+        await until(pilot, lambda: left_behind() <= 1)
+        await pilot.press("h")  # the bars still follow the feed, on the history screen and under it
+        await until(pilot, lambda: on(app, HistoryScreen))
+        fake.set_feed_state(FeedState.RECONNECTING)
+        await until(pilot, lambda: "reconnecting" in str(app.screen.query_one(ConnectionStatus).render()))
+        await pilot.press("escape")
+        await until(pilot, lambda: on(app, DashboardScreen))
+        assert "reconnecting" in str(app.screen.query_one(ConnectionStatus).render())
+
+
+async def test_the_history_shows_one_page_however_long_the_history_grows():
+    fake = FakeBroker()
+    app = make(fake)
+    user = fake.users[EMAIL][0]
+    for n in range(HISTORY_PAGE + 200):
+        position = closed_position(n, "manual")
+        fake.positions_by_id[position.id] = (user.id, position)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app))
+        await pilot.press("h")
+        await until(pilot, lambda: on(app, HistoryScreen)
+                    and f"closed {HISTORY_PAGE}" in str(app.screen.query_one("#history-summary").render()))
+        table = app.screen.query_one("#closed-table")
+        assert table.row_count == HISTORY_PAGE
+        assert table.coordinate_to_cell_key((0, 0)).row_key.value == f"closed-{HISTORY_PAGE + 199:05d}"  # newest
+        await pilot.press("r")
+        await until(pilot, lambda: "closed" in str(app.screen.query_one("#history-summary").render()))
+        assert table.row_count == HISTORY_PAGE
+
+
+async def test_a_screen_opened_as_the_dashboard_appears_is_freed_once_closed():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on(app, DashboardScreen))
+        await pilot.press("h")  # before the dashboard has settled its memory
+        await until(pilot, lambda: on(app, HistoryScreen))
+        history = weakref.ref(app.screen)
+        await pilot.pause(SETTLE_AFTER_S + 0.2)
+        await pilot.press("escape")
+        await until(pilot, lambda: on(app, DashboardScreen) and gc.get_freeze_count() > 0)
+
+        def freed() -> bool:
+            gc.collect()
+            return history() is None
+
+        await until(pilot, freed)
+
+
+async def test_the_footer_keys_of_every_return_to_the_dashboard_are_freed():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app) and gc.get_freeze_count() > 0)  # the dashboard has settled
+        replaced = []
+        for _ in range(10):
+            replaced += [weakref.ref(key) for key in app.screen.query("FooterKey")]  # rebuilt on the way back
+            await pilot.press("h")
+            await until(pilot, lambda: on(app, HistoryScreen))
+            await pilot.press("escape")
+            await until(pilot, lambda: on(app, DashboardScreen) and app.screen.query("FooterKey"))
+        shown = len(app.screen.query("FooterKey"))
+
+        def left_behind() -> int:
+            gc.collect()
+            return sum(1 for ref in replaced if (key := ref()) is not None and not key.is_attached)
+
+        # at most one footer's worth may stay a while, named in one of Textual's context variables
+        await until(pilot, lambda: left_behind() <= shown)
+        assert "Buy" in str(app.screen.query_one("Footer").query("FooterKey").first().render())
+
+
+async def test_history_screens_opened_and_closed_leave_none_of_their_drawn_lines_behind():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app) and gc.get_freeze_count() > 0)  # the dashboard has settled
+        tables = []
+        for _ in range(10):
+            await pilot.press("h")
+            await until(pilot, lambda: on(app, HistoryScreen)
+                        and "closed" in str(app.screen.query_one("#history-summary").render()))
+            await pilot.pause()  # drawn: Textual has memoised its widgets' colours
+            # what Textual's memo held on to: the table's drawn lines (the table itself goes either way)
+            tables.append(weakref.ref(app.screen.query_one("#closed-table")._styles_cache))
+            await pilot.press("escape")
+            await until(pilot, lambda: on(app, DashboardScreen))
+        forget_removed_widgets()  # as the app's timer does every 30 s
+
+        def left_behind() -> int:
+            gc.collect()
+            return sum(table() is not None for table in tables)
+
+        await until(pilot, lambda: left_behind() <= 1)  # the latest may stay a while, in a context variable

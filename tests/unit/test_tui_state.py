@@ -1,4 +1,4 @@
-"""The client's market and account state: coalesced changes, flashes, staleness, live equity."""
+"""The client's market and account state: coalesced changes, flashes, staleness, live equity, and bounds."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from decimal import Decimal
 
 from cfd_tui import format as fmt
 from cfd_tui.client.models import Account, Position
-from cfd_tui.state import MarketBoard, Portfolio
-from shared.contracts import Candle, PriceFrame
+from cfd_tui.state import SPARKLINE_POINTS, MarketBoard, Portfolio
+from shared.contracts import Candle, CandleFrame, PriceFrame
 
 
 def frame(symbol: str, bid: str, ask: str) -> PriceFrame:
@@ -81,3 +81,32 @@ def test_formatting_never_goes_through_float():
     assert fmt.money(Decimal("-0.004")) == "0.00" and fmt.money(Decimal("12.5"), signed=True) == "+12.50"
     assert fmt.sparkline([Decimal(1), Decimal(2), Decimal(3)], 5) == "  ▁▄█"
     assert fmt.sparkline([], 3) == "   "
+
+
+def test_after_ten_thousand_ticks_the_sparkline_holds_what_it_shows_and_ends_at_the_newest_price():
+    board = MarketBoard()
+    for i in range(10_000):
+        bid = Decimal(10_000 + i) / 100
+        board.apply_price(frame("SOL_USDC", str(bid), str(bid + Decimal("0.02"))), now=float(i))
+    mids = board.mids["SOL_USDC"]
+    assert len(mids) == SPARKLINE_POINTS
+    assert mids[-1] == Decimal("200.00") == board.tickers["SOL_USDC"].mid
+    assert fmt.sparkline(mids, SPARKLINE_POINTS) == "▁▁▂▂▃▃▄▄▅▅▆▆▇█"  # a steady climb, the newest at the top
+
+
+def candle_frame(symbol: str, interval: str, t: int, close: str) -> CandleFrame:
+    price = Decimal(close)
+    return CandleFrame(symbol=symbol, interval=interval, t=t, o=price, h=price, l=price, c=price, n=1, closed=False)
+
+
+def test_only_the_live_candles_of_the_chart_on_screen_are_kept():
+    board = MarketBoard()
+    board.follow_candles("SOL_USDC", "1m")
+    for t in range(1_000):
+        board.apply_candle(candle_frame("SOL_USDC", "1m", t * 60_000, "185"))
+    assert board.live_candles == {("SOL_USDC", "1m"): candle_frame("SOL_USDC", "1m", 999 * 60_000, "185")}
+    board.follow_candles("BTC_USDC", "5m")
+    board.apply_candle(candle_frame("SOL_USDC", "1m", 1_000 * 60_000, "186"))  # in flight before the switch
+    board.apply_candle(candle_frame("BTC_USDC", "5m", 0, "96000"))
+    assert list(board.live_candles) == [("BTC_USDC", "5m")]
+    assert board.take_changes()[1] == {("BTC_USDC", "5m")}
