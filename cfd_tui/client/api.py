@@ -13,8 +13,10 @@ network failures `ConnectionLost` (see `cfd_tui.client.errors`).
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import msgspec
@@ -107,6 +109,17 @@ class ApiClient:
     async def _get(self, path: str, kind: type[T], params: dict[str, Any] | None = None) -> T:
         return _decode(await self.request("GET", path, params=params), kind)
 
+    async def _walk(self, path: str, kind: type[list[T]], params: dict[str, Any]) -> AsyncIterator[T]:
+        """Every row of a paged list, page by page, following the server's `Link: <...>; rel="next"`."""
+        while True:
+            response = await self.request("GET", path, params=params)
+            for row in _decode(response, kind):
+                yield row
+            cursor = parse_qs(urlsplit(response.links.get("next", {}).get("url", "")).query).get("cursor")
+            if not cursor:
+                return
+            params = {**params, "cursor": cursor[0]}
+
     # --- auth ---------------------------------------------------------------------------------------------
 
     async def signup(self, email: str) -> SignupAccepted:
@@ -182,11 +195,19 @@ class ApiClient:
                        Position)
 
     async def positions(self, status: str | None = "open", limit: int = 200) -> list[Position]:
-        """The trader's positions, newest first: `open`, `closed`, or every one (`status=None`)."""
+        """The trader's newest positions (one page): `open`, `closed`, or every one (`status=None`)."""
         params: dict[str, Any] = {"limit": limit}
         if status is not None:
             params["status"] = status
         return await self._get("/positions", list[Position], params)
+
+    def all_positions(self, status: str | None = "closed", page_size: int = 200) -> AsyncIterator[Position]:
+        """Every position with `status` (every one with None), newest first, fetched a page at a time: each
+        is seen once, even while new ones open or close during the walk (they are newer than the walk)."""
+        params: dict[str, Any] = {"limit": page_size}
+        if status is not None:
+            params["status"] = status
+        return self._walk("/positions", list[Position], params)
 
     async def position(self, position_id: str) -> Position:
         """One position by id."""
@@ -207,8 +228,12 @@ class ApiClient:
                        Position)
 
     async def ledger(self, limit: int = 200) -> list[LedgerEntry]:
-        """Every balance change (deposits, realised PnL, fees), newest first."""
+        """The newest balance changes (deposits, realised PnL, fees), one page."""
         return await self._get("/ledger", list[LedgerEntry], {"limit": limit})
+
+    def all_ledger(self, page_size: int = 200) -> AsyncIterator[LedgerEntry]:
+        """Every balance change since the account opened, newest first, fetched a page at a time."""
+        return self._walk("/ledger", list[LedgerEntry], {"limit": page_size})
 
     # --- the feed -----------------------------------------------------------------------------------------
 

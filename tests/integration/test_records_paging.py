@@ -89,3 +89,22 @@ async def test_a_cursor_the_list_did_not_give_out_is_a_400(platform, api, mailbo
     assert_error(await api.get(f"/ledger?cursor={positions_cursor}", headers=auth), 400, "invalid_cursor")
     assert_error(await api.get(f"/positions?status=closed&cursor={positions_cursor}", headers=auth), 400,
                  "invalid_cursor")
+
+
+async def test_the_client_library_walks_every_page(platform, api, mailbox, email):
+    from cfd_tui.client import ApiClient
+
+    auth = await signed_in(api, mailbox, email)
+    await set_price(platform, "DOGE_USDC", "0.30000", "0.30001")
+    opened = [await _open(api, auth) for _ in range(5)]
+    for position_id in opened[:4]:
+        assert (await api.post(f"/positions/{position_id}/close", headers=auth)).status_code == 200
+    async with ApiClient(platform.base_url, token=auth["Authorization"].removeprefix("Bearer ")) as client:
+        everything = [p.id async for p in client.all_positions(status=None, page_size=2)]
+        closed = [p.id async for p in client.all_positions(page_size=3)]
+        ledger = [e.id async for e in client.all_ledger(page_size=2)]
+    assert everything == [p["id"] for p in (await api.get("/positions?limit=100", headers=auth)).json()]
+    assert sorted(everything) == sorted(opened)
+    assert sorted(closed) == sorted(opened[:4])
+    assert ledger == [e["id"] for e in (await api.get("/ledger?limit=100", headers=auth)).json()]
+    assert len(ledger) == 5  # the demo deposit and four closes
