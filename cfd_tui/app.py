@@ -14,6 +14,7 @@ import contextlib
 import gc
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import tzinfo
@@ -115,6 +116,7 @@ class CfdApp(App[None]):
         self._portfolio_dirty = False
         self._signing_out = False
         self.notice_log: deque[tuple[str, str, str]] = deque(maxlen=NOTICE_LOG_SIZE)  # (severity, title, message)
+        self._screens_pushed: weakref.WeakSet[Screen] = weakref.WeakSet()  # see `_settle_memory`
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -183,7 +185,17 @@ class CfdApp(App[None]):
             self.set_timer(SETTLE_AFTER_S, self._settle_memory, name="settle memory")
             return
         gc.collect()
+        if any(screen not in self.screen_stack for screen in self._screens_pushed):
+            # a screen that has just closed is still referenced while Textual finishes removing it
+            self.set_timer(SETTLE_AFTER_S, self._settle_memory, name="settle memory")
+            return
         gc.freeze()
+
+    def push_screen(self, screen, *args, **kwargs):
+        """Textual's `push_screen`, remembering (weakly) each screen pushed, for `_settle_memory`."""
+        if isinstance(screen, Screen):
+            self._screens_pushed.add(screen)
+        return super().push_screen(screen, *args, **kwargs)
 
     async def _replace_screens(self, screen: Screen) -> None:
         while len(self.screen_stack) > 1:

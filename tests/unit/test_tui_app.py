@@ -719,6 +719,30 @@ async def test_a_screen_opened_as_the_dashboard_appears_is_freed_once_closed():
         await until(pilot, freed)
 
 
+async def test_the_dashboard_does_not_settle_while_a_closed_screen_is_still_held():
+    """Textual still holds a screen for a moment after it closes; settling then would keep it for good."""
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on(app, DashboardScreen))
+        await pilot.press("h")  # before the dashboard has settled its memory
+        await until(pilot, lambda: on(app, HistoryScreen))
+        held = app.screen  # as Textual holds it while it finishes removing it
+        history = weakref.ref(held)
+        await pilot.press("escape")
+        await until(pilot, lambda: on(app, DashboardScreen))
+        app._settle_memory()
+        assert gc.get_freeze_count() == 0
+        del held
+        await until(pilot, lambda: gc.get_freeze_count() > 0)  # the next try settles
+
+        def freed() -> bool:
+            gc.collect()
+            return history() is None
+
+        await until(pilot, freed)
+
+
 async def test_the_footer_keys_of_every_return_to_the_dashboard_are_freed():
     fake = FakeBroker()
     app = make(fake)
