@@ -34,6 +34,7 @@ class VerifyScreen(FormMixin, Screen[None]):
         self.password = password
         self.cooldown_until = 0.0
         self._first_cooldown = RESEND_COOLDOWN_S if cooldown is None else cooldown
+        self._verifying = False  # a code is on its way to the server
 
     def compose(self) -> ComposeResult:
         with Center(), Vertical(id="auth-box", classes="auth-box"):
@@ -75,12 +76,17 @@ class VerifyScreen(FormMixin, Screen[None]):
     @on(OtpInput.Submitted, "#otp")
     @on(Button.Pressed, "#verify")
     def submit(self) -> None:
+        if self._verifying:
+            # the sixth digit sent the code; an Enter typed after it would cancel that request and send the
+            # code again, which the first one may already have used
+            return
         try:
             code = check_otp(self.query_one("#otp", OtpInput).value)
         except BadRequest as exc:
             self.show_errors({"otp": exc.message})
             return
         self.clear_errors()
+        self._verifying = True
         self._verify(code)
 
     @work(group="auth", exclusive=True, exit_on_error=False)
@@ -96,6 +102,7 @@ class VerifyScreen(FormMixin, Screen[None]):
             return
         finally:
             button.disabled, button.label = False, "Verify"
+            self._verifying = False
         self.app.signed_in(session)  # type: ignore[attr-defined]
 
     @on(Button.Pressed, "#resend")

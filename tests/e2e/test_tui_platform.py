@@ -15,6 +15,7 @@ from decimal import Decimal
 import httpx
 import pytest
 from helpers import sign_up
+from textual import events
 
 from cfd_tui.app import CfdApp, create_app
 from cfd_tui.client import ApiClient, FeedClient
@@ -118,7 +119,8 @@ async def test_sign_up_watch_prices_trade_and_see_the_history(platform, market_d
         await pilot.press(*wrong)
         await until(pilot, lambda: form_error(app) != "")
         assert isinstance(app.screen, VerifyScreen)
-        await pilot.press(*code)
+        for key in [events.Key(c, c) for c in code] + [events.Key("enter", "\r")]:
+            app.post_message(key)  # in one burst, as typed: the sixth digit sends it, the Enter after it must not
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.feed_state is FeedState.LIVE)
 
         watchlist = app.screen.query_one(Watchlist)
