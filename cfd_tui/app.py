@@ -179,8 +179,8 @@ class CfdApp(App[None]):
         """
         from cfd_tui.screens.dashboard import DashboardScreen
 
-        if self.user is None:
-            return  # signed out meanwhile
+        if self.user is None or not self.screen_stack:
+            return  # signed out, or quitting, meanwhile
         if not isinstance(self.screen, DashboardScreen):
             self.set_timer(SETTLE_AFTER_S, self._settle_memory, name="settle memory")
             return
