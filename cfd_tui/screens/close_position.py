@@ -15,6 +15,7 @@ from cfd_tui.client.models import Position
 from cfd_tui.notices import close_notice, describe
 from cfd_tui.orders import check_close, close_estimate
 from cfd_tui.screens.form import FormMixin
+from cfd_tui.widgets.field import Field
 from cfd_tui.widgets.footer import AppFooter
 
 
@@ -35,7 +36,7 @@ class ClosePositionScreen(FormMixin, ModalScreen[Position | None]):
         with Vertical(id="close-dialog", classes="dialog"):
             yield Static(f"Close {describe(p)}", classes="dialog-title")
             yield Label(f"Quantity to close (of {fmt.qty(p.qty, market.qty_step)}; empty or all closes the whole)")
-            yield Input(value=f"{p.qty.normalize():f}", id="close-qty", compact=True)
+            yield Field(value=f"{p.qty.normalize():f}", id="close-qty", compact=True)
             yield Static("", id="close-preview", classes="preview")
             yield Static("", id="form-error", classes="form-error")
             with Horizontal(classes="dialog-buttons"):

@@ -15,6 +15,7 @@ from cfd_tui.client.models import Position
 from cfd_tui.notices import describe
 from cfd_tui.orders import check_new_stops
 from cfd_tui.screens.form import FormMixin
+from cfd_tui.widgets.field import Field
 from cfd_tui.widgets.footer import AppFooter
 
 
@@ -34,10 +35,10 @@ class EditStopsScreen(FormMixin, ModalScreen[Position | None]):
             yield Static(f"Stops of {describe(p)}", classes="dialog-title")
             with Grid(id="stops-fields"):
                 yield Label("Stop-loss")
-                yield Input(value="" if p.stop_loss is None else f"{p.stop_loss.normalize():f}", id="new-stop-loss",
+                yield Field(value="" if p.stop_loss is None else f"{p.stop_loss.normalize():f}", id="new-stop-loss",
                             placeholder="none", compact=True)
                 yield Label("Take-profit")
-                yield Input(value="" if p.take_profit is None else f"{p.take_profit.normalize():f}",
+                yield Field(value="" if p.take_profit is None else f"{p.take_profit.normalize():f}",
                             id="new-take-profit", placeholder="none", compact=True)
             yield Static("", id="stops-hint", classes="preview")
             yield Static("", id="form-error", classes="form-error")

@@ -11,6 +11,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from cfd_tui.client.errors import ClientError
 from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin
+from cfd_tui.widgets.field import Field
 from cfd_tui.widgets.footer import AppFooter
 from shared.errors import BadRequest
 from shared.validation import normalise_email
@@ -32,9 +33,9 @@ class SignInScreen(FormMixin, Screen[None]):
             yield Static("Sign in to trade", classes="auth-title")
             yield Static(self.message, id="auth-message", classes="auth-message")
             yield Label("Email")
-            yield Input(placeholder="you@example.com", id="email", classes=NEXT_ON_ENTER)
+            yield Field(placeholder="you@example.com", id="email", classes=NEXT_ON_ENTER)
             yield Label("Password")
-            yield Input(placeholder="your password", password=True, id="password")
+            yield Field(placeholder="your password", password=True, id="password")
             yield Static("", id="form-error", classes="form-error")
             with Horizontal(classes="auth-buttons"):
                 yield Button("Sign in", variant="primary", id="signin")

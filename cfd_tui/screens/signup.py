@@ -11,6 +11,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from cfd_tui.client.errors import ClientError, Throttled
 from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin
+from cfd_tui.widgets.field import Field
 from cfd_tui.widgets.footer import AppFooter
 from shared.errors import BadRequest
 from shared.validation import PASSWORD_MIN, check_name, check_password, normalise_email
@@ -32,11 +33,11 @@ class SignUpScreen(FormMixin, Screen[None]):
             yield Static("Create an account · step 1 of 2", classes="auth-title")
             yield Static("A demo account starts with 10,000 USD.", classes="auth-message -shown")
             yield Label("Name")
-            yield Input(placeholder="Ada Trader", id="name", classes=NEXT_ON_ENTER)
+            yield Field(placeholder="Ada Trader", id="name", classes=NEXT_ON_ENTER)
             yield Label("Email")
-            yield Input(value=self.email, placeholder="you@example.com", id="email", classes=NEXT_ON_ENTER)
+            yield Field(value=self.email, placeholder="you@example.com", id="email", classes=NEXT_ON_ENTER)
             yield Label(f"Password (at least {PASSWORD_MIN} characters)")
-            yield Input(placeholder="a long passphrase", password=True, id="password")
+            yield Field(placeholder="a long passphrase", password=True, id="password")
             yield Static("", id="form-error", classes="form-error")
             with Horizontal(classes="auth-buttons"):
                 yield Button("Email me a code", variant="primary", id="send")

@@ -16,6 +16,7 @@ from cfd_tui.client.models import Position, Side
 from cfd_tui.notices import fill_notice
 from cfd_tui.orders import Checked, OrderPlan, check_ticket
 from cfd_tui.screens.form import FormMixin
+from cfd_tui.widgets.field import Field
 from cfd_tui.widgets.footer import AppFooter
 from shared.trading import open_price
 
@@ -64,7 +65,7 @@ class TicketScreen(FormMixin, ModalScreen[Position | None]):
                         with Horizontal(classes="field"):
                             yield Label(label, id=f"{input_id}-label")
                             # validate_on=[]: Textual's own validation would clear the -invalid mark on blur
-                            yield Input(value=value, placeholder=placeholder, id=input_id, compact=True,
+                            yield Field(value=value, placeholder=placeholder, id=input_id, compact=True,
                                         validate_on=[])
                         yield Static("", id=f"{input_id}-error", classes="field-error")
             yield Static("", id="ticket-preview", classes="preview")

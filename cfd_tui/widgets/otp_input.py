@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from textual.widgets import Input
+from cfd_tui.widgets.field import Field
 
 CODE_LENGTH = 6
 
 
-class OtpInput(Input):
-    """An `Input` restricted to digits, at most six, shown spaced out for reading the mail side by side."""
+class OtpInput(Field):
+    """A `Field` restricted to digits, at most six, shown spaced out for reading the mail side by side."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(placeholder="······", restrict=r"[0-9]*", max_length=CODE_LENGTH, **kwargs)

@@ -525,6 +525,33 @@ async def test_partial_close_edit_stops_and_a_stop_loss_toast():
         assert any(title == "Stop-loss" and "Stop-loss hit" in message for _, title, message in app.notice_log)
 
 
+async def test_editing_keys_in_a_burst_act_in_the_order_they_were_typed():
+    """`Ctrl+U 1 Enter` typed at once in the part-close dialog closes 1 of 3, not the whole position (Textual
+    ran Ctrl+U after the 1, leaving the field empty, which means the whole)."""
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app))
+        position = await fake.open_position("SOL_USDC", "long", Decimal(3), 5)
+        app.refresh_portfolio()
+        table = app.screen.query_one(PositionsTable)
+        await until(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.press("p")
+        await until(pilot, lambda: type(app.screen).__name__ == "ClosePositionScreen")
+        for key in (events.Key("ctrl+u", None), events.Key("1", "1"), events.Key("enter", "\r")):
+            app.post_message(key)  # queued all at once, as the terminal driver does with one read
+        await until(pilot, lambda: on(app, DashboardScreen) and "close_position" in fake.requests)
+        await until(pilot, lambda: app.portfolio.positions.get(position.id) is not None
+                    and app.portfolio.positions[position.id].qty == Decimal(2))
+        await pilot.press("e")
+        await until(pilot, lambda: type(app.screen).__name__ == "EditStopsScreen")
+        field = app.screen.query_one("#new-stop-loss", Input)
+        for key in [events.Key(c, c) for c in "170"] + [events.Key("backspace", None), events.Key("5", "5")]:
+            app.post_message(key)
+        await until(pilot, lambda: field.value == "175")
+
+
 async def test_a_part_close_shows_the_remaining_quantity_and_margin_in_the_table_at_once():
     fake = FakeBroker()
     app = make(fake)
