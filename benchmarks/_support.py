@@ -115,3 +115,18 @@ def describe(settings: Settings, real: bool) -> dict[str, Any]:
                  for concern, backend in settings.describe_backends().items()}  # no temporary paths
     return {"backends": "real" if real else "embedded", "described": described,
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count()}
+
+
+async def create_postgres_database(base_url: str, prefix: str) -> str:
+    """A new, empty database `<prefix>_<random>` on the server of `base_url`; returns its URL."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    connection = await asyncpg.connect(base_url)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return urlunsplit(urlsplit(base_url)._replace(path=f"/{name}"))

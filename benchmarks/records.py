@@ -26,10 +26,10 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
-from _support import RESULTS, describe, percentiles, running_platform
+from _support import RESULTS, create_postgres_database, describe, percentiles, running_platform
 from rich.console import Console
 from rich.table import Table
 
@@ -106,18 +106,6 @@ async def _fill_postgres(url: str, chunks: Iterator[Tables]) -> None:
         await connection.close()
 
 
-async def _create_database(base_url: str) -> str:
-    import asyncpg
-
-    name = f"cfd_bench_records_{uuid.uuid4().hex[:8]}"
-    connection = await asyncpg.connect(base_url)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return urlunsplit(urlsplit(base_url)._replace(path=f"/{name}"))
-
-
 async def _drop_database(base_url: str, url: str) -> None:
     import asyncpg
 
@@ -160,7 +148,7 @@ async def _deep_cursors(trader: uuid.UUID, depth: int) -> dict[str, str]:
 async def measure(real: bool, total: int, requests: int, limit: int) -> dict:
     base_url = os.environ.get("CFD_DATABASE_URL", "")
     if real:
-        os.environ["CFD_DATABASE_URL"] = await _create_database(base_url)
+        os.environ["CFD_DATABASE_URL"] = await create_postgres_database(base_url, "cfd_bench_records")
     try:
         return await _measure(real, total, requests, limit)
     finally:

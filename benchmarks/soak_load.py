@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import websockets
-from _support import Codes, percentiles
+from _support import Codes, create_postgres_database, percentiles
 
 TABLES = ("users", "positions", "ledger_entries", "processed_commands", "candles")
 MARKETS_TRADED = (("DOGE_USDC", "100"), ("SOL_USDC", "0.1"))
@@ -62,7 +62,7 @@ class PlatformProcess:
                "CFD_ENV": "test", "CFD_DATA_DIR": str(self.data_dir), "CFD_HTTP_PORT": str(self.http_port),
                "CFD_WS_PORT": str(self.ws_port), "CFD_BCRYPT_ROUNDS": "4", "CFD_LOG_LEVEL": "warning"}
         if self.real:
-            self.database_url = await _fresh_postgres_database(os.environ["CFD_DATABASE_URL"])
+            self.database_url = await create_postgres_database(os.environ["CFD_DATABASE_URL"], "cfd_soak")
             env |= {"CFD_KAFKA_BOOTSTRAP": os.environ["CFD_KAFKA_BOOTSTRAP"],
                     "CFD_REDIS_URL": os.environ["CFD_REDIS_URL"], "CFD_DATABASE_URL": self.database_url,
                     "CFD_TOPIC_PREFIX": f"soak{uuid.uuid4().hex[:6]}."}
@@ -113,20 +113,6 @@ class PlatformProcess:
         finally:
             await conn.close()
         return {"db_mb": round(size / 2**20, 2), "rows": rows}
-
-
-async def _fresh_postgres_database(base_url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    import asyncpg
-
-    name = f"cfd_soak_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(base_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return urlunsplit(urlsplit(base_url)._replace(path=f"/{name}"))
 
 
 # --- the load ---------------------------------------------------------------------------------------------
