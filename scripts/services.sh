@@ -74,6 +74,15 @@ pid_alive() {
   fi
 }
 
+# pid_running PIDFILE: the pid in PIDFILE runs, whatever it runs. Right after a launch the child may not have
+# exec'd its program yet, so a wait checks this rather than pid_alive's command line.
+pid_running() {
+  local pid
+  [[ -s "$1" ]] || return 1
+  pid="$(head -n1 "$1")"
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
 # wait_for SECONDS COMMAND...: poll COMMAND twice a second until it succeeds.
 wait_for() {
   local deadline=$((SECONDS + $1)); shift
@@ -497,7 +506,7 @@ kafka_launch() {
 kafka_wait() {
   local dir="$STATE_DIR/kafka" deadline=$((SECONDS + TIMEOUT))
   until kafka_started && port_open "$KAFKA_PORT"; do
-    if ! kafka_running_ours; then
+    if ! pid_running "$dir/kafka.pid"; then
       kafka_log_tail
       fail kafka "the broker exited during startup" "see $dir/logs/server.log"; return 1
     fi
