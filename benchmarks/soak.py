@@ -41,7 +41,7 @@ console = Console()
 
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="cfd-soak-"))
-    platform = PlatformProcess(args.real, data_dir)
+    platform = PlatformProcess(args.real, data_dir, dict(v.split("=", 1) for v in args.env))
     await platform.start()
     codes = Codes(outbox=data_dir / "outbox")
     stop = asyncio.Event()
@@ -89,6 +89,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     load = [s for s in samples if s["phase"] == "load"]
     return {
         "backends": "real" if args.real else "embedded",
+        "platform_env": args.env,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cpus": os.cpu_count(),
         "load_average_at_start": os.getloadavg(),
@@ -124,6 +125,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=300, help="WebSocket clients on prices.* (default 300)")
     parser.add_argument("--churn", type=float, default=2, help="WebSocket reconnects per second (default 2)")
     parser.add_argument("--out", type=Path, help="results file (default benchmarks/results/soak-<backends>.json)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a variable for the platform's process, e.g. LD_PRELOAD=libjemalloc.so.2 (repeatable)")
     args = parser.parse_args()
     if args.real and not all(os.environ.get(v) for v in ("CFD_KAFKA_BOOTSTRAP", "CFD_REDIS_URL", "CFD_DATABASE_URL")):
         sys.exit("--real needs CFD_KAFKA_BOOTSTRAP, CFD_REDIS_URL and CFD_DATABASE_URL: "

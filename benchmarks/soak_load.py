@@ -40,8 +40,9 @@ def free_port() -> int:
 class PlatformProcess:
     """`cfd up` in a child process with an explicit environment (nothing inherited from ours but PATH)."""
 
-    def __init__(self, real: bool, data_dir: Path) -> None:
+    def __init__(self, real: bool, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.real = real
+        self.extra_env = extra_env or {}
         self.data_dir = data_dir
         self.http_port = free_port()
         self.ws_port = free_port()
@@ -66,6 +67,7 @@ class PlatformProcess:
             env |= {"CFD_KAFKA_BOOTSTRAP": os.environ["CFD_KAFKA_BOOTSTRAP"],
                     "CFD_REDIS_URL": os.environ["CFD_REDIS_URL"], "CFD_DATABASE_URL": self.database_url,
                     "CFD_TOPIC_PREFIX": f"soak{uuid.uuid4().hex[:6]}."}
+        env |= self.extra_env
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "cfd_cli.main", "up", env=env, cwd=self.data_dir,
             stdout=self.log.open("wb"), stderr=asyncio.subprocess.STDOUT)
