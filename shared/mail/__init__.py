@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -55,7 +56,10 @@ class OutboxMailer(Mailer):
     async def deliver(self, message: EmailMessage) -> None:
         private_dir(self.folder)
         path = self.folder / f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.eml"
-        write_private(path, bytes(message))
+        # Written under a name no reader lists, then renamed: a reader never sees half a mail.
+        partial = path.with_suffix(".partial")
+        write_private(partial, bytes(message))
+        os.replace(partial, path)
         log.info("mail to %s written to %s", message["To"], path)
 
     async def ping(self) -> None:
