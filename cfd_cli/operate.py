@@ -50,6 +50,16 @@ class OperatorApi:
         self.client = httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {token}"}, timeout=15)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._send(method, path, **kwargs).json()
+
+    def page(self, path: str, params: dict[str, Any]) -> tuple[list[dict], str | None]:
+        """One page of a list and the cursor of the next one (None on the last page)."""
+        response = self._send("GET", path, params=params)
+        following = response.links.get("next", {}).get("url")
+        cursor = httpx.URL(following).params.get("cursor") if following else None
+        return response.json(), cursor
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -60,7 +70,7 @@ class OperatorApi:
                 _fail(f"{error['message']} ({error['code']})")
             except (ValueError, KeyError, TypeError):
                 _fail(f"the server answered {response.status_code}")
-        return response.json()
+        return response
 
     def find_user(self, who: str) -> dict:
         found = self.call("GET", "/users", params={"search": who, "limit": 2})
@@ -172,10 +182,11 @@ def positions_list(
     user: Annotated[str | None, typer.Option("--user", help="Only this trader (email or id).")] = None,
     status: Annotated[str | None, typer.Option("--status", help="open or closed.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 50,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="Where the page before ended (it prints it).")] = None,
     api: ApiOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Positions, newest first."""
+    """Positions, newest first, a page at a time."""
     if status not in (None, "open", "closed"):
         _fail(f"--status is open or closed, not {status!r}")
     client = OperatorApi(api)
@@ -184,11 +195,15 @@ def positions_list(
         params["status"] = status
     if user:
         params["user"] = client.find_user(user)["id"]
-    positions = client.call("GET", "/positions", params=params)
+    if cursor:
+        params["cursor"] = cursor
+    positions, following = client.page("/positions", params)
     if as_json:
         print_json(positions)
         return
     _positions_table(positions, f"{len(positions)} position(s)")
+    if following:
+        console.print(f"[dim]more: add[/] --cursor {following}")
 
 
 def exposure_command(api: ApiOption = None, as_json: JsonOption = False) -> None:

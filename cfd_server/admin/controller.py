@@ -7,13 +7,14 @@ import hmac
 import uuid
 from typing import Annotated, Literal
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from cfd_server.context import ServerContext
+from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, paged, position_key, position_order
 from shared.contracts import RequestType, User, UserQuery
 from shared.contracts_trading import (
     Account,
@@ -31,6 +32,7 @@ from shared.contracts_trading import (
     UserSummary,
 )
 from shared.errors import Forbidden, NotFound, Unauthorized
+from shared.paging import MAX_PAGE, decode_cursor
 from shared.settings import Settings, local_secret
 
 
@@ -104,16 +106,22 @@ class AdminController(Controller):
                                      DepositCommand(user_id=uid, amount=data.amount), Account, key=uid,
                                      command_id=command)
 
-    @get("/positions", operation_id="admin_list_positions", summary="Positions of every user (or one)")
-    async def positions(self, state: State,
+    @get("/positions", operation_id="admin_list_positions", summary="Positions of every user (or one), newest first",
+         response_headers=[NEXT_PAGE_HEADER])
+    async def positions(self, request: Request, state: State,
                         status: Annotated[Literal["open", "closed"] | None, QueryParameter()] = None,
                         user: Annotated[str | None, QueryParameter()] = None,
-                        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 200) -> list[Position]:
+                        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 200,
+                        cursor: Annotated[str | None, QueryParameter(description=CURSOR_HELP)] = None,
+                        ) -> Response[list[Position]]:
         uid = user_id(user) if user else None
-        result = await self._ask(state, "trading", TradingRequest.POSITIONS,
-                                 PositionsQuery(user_id=uid, status=status, limit=limit), list[Position],
-                                 key=uid or "operator")
-        return result
+        order = position_order(status)
+        if cursor is not None:
+            decode_cursor(cursor, order)
+        rows = await self._ask(state, "trading", TradingRequest.POSITIONS,
+                               PositionsQuery(user_id=uid, status=status, limit=limit + 1, cursor=cursor),
+                               list[Position], key=uid or "operator")
+        return paged(request, rows, limit, order, position_key(order))
 
     @get("/exposure", operation_id="admin_exposure", summary="The broker's net exposure and PnL per market")
     async def exposure(self, state: State) -> list[MarketExposure]:

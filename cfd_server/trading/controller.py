@@ -5,18 +5,17 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, patch, post
-from litestar.datastructures import ResponseHeader, State
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from cfd_server.auth.dependencies import provide_session
 from cfd_server.auth.tokens import Session
 from cfd_server.context import ServerContext
+from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, paged, position_key, position_order
 from shared.contracts_trading import (
     Account,
     AccountQuery,
@@ -35,7 +34,7 @@ from shared.contracts_trading import (
 )
 from shared.errors import BadRequest, NotFound, Rejected
 from shared.markets import MARKETS
-from shared.paging import MAX_PAGE, decode_cursor, encode_cursor
+from shared.paging import MAX_PAGE, decode_cursor
 from shared.trading import check_order
 
 T = TypeVar("T")
@@ -67,12 +66,6 @@ async def ask(state: State, session: Session, type: str, body: Any, response_typ
                                  command_id=command)
 
 
-CURSOR_HELP = "The `next` link's cursor of the page before; absent for the first (newest) page."
-NEXT_PAGE_HEADER = ResponseHeader(
-    name="Link", required=False, documentation_only=True,
-    description='`<URL>; rel="next"`: the next page, when there is one (the same query with its `cursor`).')
-
-
 class TradingController(Controller):
     path = "/"
     tags = ["trading"]
@@ -102,13 +95,12 @@ class TradingController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 200,
         cursor: Annotated[str | None, QueryParameter(description=CURSOR_HELP)] = None,
     ) -> Response[list[Position]]:
-        order = "closed" if status == "closed" else "opened"
+        order = position_order(status)
         if cursor is not None:
             decode_cursor(cursor, order)
         query = PositionsQuery(user_id=session.user.id, status=status, limit=limit + 1, cursor=cursor)
         rows = await ask(state, session, TradingRequest.POSITIONS, query, list[Position])
-        last = (lambda p: (p.closed_at or 0, p.id)) if order == "closed" else (lambda p: (p.opened_at, p.id))
-        return paged(request, rows, limit, order, last)
+        return paged(request, rows, limit, order, position_key(order))
 
     @get("/positions/{position:str}", operation_id="get_position", summary="One of your positions")
     async def position(self, state: State, session: NamedDependency[Session], position: FromPath[str]) -> Position:
@@ -143,15 +135,3 @@ class TradingController(Controller):
         query = LedgerQuery(user_id=session.user.id, limit=limit + 1, cursor=cursor)
         rows = await ask(state, session, TradingRequest.LEDGER, query, list[LedgerEntry])
         return paged(request, rows, limit, "ledger", lambda e: (e.created_at, e.id))
-
-
-def paged(request: Request, rows: list[T], limit: int, order: str,
-          last: Callable[[T], tuple[int, str]]) -> Response[list[T]]:
-    """A page of at most `limit` rows (the dbproc was asked for one more, to tell whether another page follows),
-    with a `Link: <...>; rel="next"` header when one does."""
-    if len(rows) <= limit:
-        return Response(rows)
-    rows = rows[:limit]
-    params = {k: v for k, v in request.query_params.items() if k != "cursor"}
-    params["cursor"] = encode_cursor(order, *last(rows[-1]))
-    return Response(rows, headers={"Link": f'<{request.url.path}?{urlencode(params)}>; rel="next"'})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import json
 import os
 import sys
@@ -66,6 +67,27 @@ async def test_operator_journey(platform, api, mailbox, email, cfd):
     assert enabled.exit_code == 0
     again = await api.post("/auth/signin", json={"email": email, "password": "correct horse battery"})
     assert again.status_code == 200
+
+
+async def test_positions_list_pages_on_with_the_cursor_it_prints(platform, api, mailbox, email, cfd):
+    auth = await signed_in(api, mailbox, email)
+    await set_price(platform, "DOGE_USDC", "0.30000", "0.30001")
+    opened = []
+    for _ in range(3):
+        response = await api.post("/positions", headers=auth,
+                                  json={"symbol": "DOGE_USDC", "side": "long", "qty": "10", "leverage": 1})
+        opened.append(response.json()["id"])
+
+    first = await cfd("positions", "list", "--user", email, "-n", "2")
+    assert first.exit_code == 0, first.output
+    cursor = re.search(r"--cursor (\S+)", first.output).group(1)
+    rest = await cfd("positions", "list", "--user", email, "-n", "2", "--cursor", cursor)
+    assert rest.exit_code == 0, rest.output
+    assert "--cursor" not in rest.output  # the last page says no more
+    assert {p for p in opened if p[:8] in first.output} == set(opened[1:])  # newest first
+    assert {p for p in opened if p[:8] in rest.output} == set(opened[:1])
+    wrong = await cfd("positions", "list", "--cursor", "nonsense")
+    assert wrong.exit_code != 0 and "invalid_cursor" in wrong.output
 
 
 async def test_operator_errors_are_one_red_line(cfd):

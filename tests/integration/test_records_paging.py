@@ -108,3 +108,24 @@ async def test_the_client_library_walks_every_page(platform, api, mailbox, email
     assert sorted(closed) == sorted(opened[:4])
     assert ledger == [e["id"] for e in (await api.get("/ledger?limit=100", headers=auth)).json()]
     assert len(ledger) == 5  # the demo deposit and four closes
+
+
+async def test_the_operator_walks_every_traders_positions_by_cursor(platform, api, mailbox, email):
+    operator = {"Authorization": f"Bearer {platform.app.state.operator_token}"}
+    await set_price(platform, "DOGE_USDC", "0.30000", "0.30001")
+    ann = await signed_in(api, mailbox, email)
+    bob = await signed_in(api, mailbox, f"bob.{email}")
+    opened = [await _open(api, trader) for trader in (ann, bob, ann, bob, ann)]
+    for position_id, trader in zip(opened[:2], (ann, bob), strict=True):
+        assert (await api.post(f"/positions/{position_id}/close", headers=trader)).status_code == 200
+
+    walked = await _walk(api, operator, "/admin/positions?limit=2")
+    closed = await _walk(api, operator, "/admin/positions?status=closed&limit=1")
+    still_open = await _walk(api, operator, "/admin/positions?status=open&limit=2")
+
+    mine = set(opened)  # the platform may hold other tests' positions too
+    assert [p for p in walked if p in mine] == opened[::-1]  # newest first, each once
+    assert len(walked) == len(set(walked))
+    assert [p for p in closed if p in mine] == opened[1::-1]
+    assert [p for p in still_open if p in mine] == opened[:1:-1]
+    assert_error(await api.get("/admin/positions?cursor=nonsense", headers=operator), 400, "invalid_cursor")
