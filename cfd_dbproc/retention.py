@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from piccolo.table import Table
 
+from shared import clock
 from shared.candles import MINUTE_MS
 from shared.db import Database
 from shared.db.tables import Candles, ProcessedCommands
@@ -79,7 +80,7 @@ class Retention:
 
     async def purge(self, now_ms: int | None = None) -> dict[str, int]:
         """One purge run of every table with a window; returns the rows deleted per table, logs one line."""
-        now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        now_ms = clock.now_ms() if now_ms is None else now_ms
         started = time.monotonic()
         deleted = {COMMANDS.name: await self._purge(COMMANDS, self.command_cutoff(now_ms))}
         candle_cutoff = self.candle_cutoff(now_ms)

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from http import HTTPStatus
@@ -35,6 +34,7 @@ from cfd_poller.frames import STREAM_PREFIX, book_ticker_frame, encode_frame
 from cfd_poller.history import simulate_minutes
 from cfd_poller.klines import KLINES_PATH, MAX_KLINES, from_candle
 from cfd_poller.sources.sim import RandomWalk, seeded_rng
+from shared import clock
 from shared.candles import MINUTE_MS, add_price, aggregate, bucket_start, open_candle
 from shared.contracts import Candle
 from shared.markets import MARKETS, SYMBOLS
@@ -88,7 +88,7 @@ class LocalExchange:
 
     async def start(self) -> None:
         """Listen; with `rate_hz`, start pushing random quotes to subscribers."""
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = clock.now_ms()
         self.started_minute = bucket_start(now_ms, MINUTE_MS)
         self._server = await serve(self._handle, self.host, self.port, ping_interval=20, ping_timeout=20,
                                    process_request=self._http)
@@ -155,7 +155,7 @@ class LocalExchange:
                     event_time_us: int | None = None) -> int:
         """Send a bookTicker update to `symbol`'s subscribers; returns how many it was sent to."""
         self._update_ids[symbol] = self._update_ids.get(symbol, 0) + 1
-        now_us = time.time_ns() // 1000 if event_time_us is None else event_time_us
+        now_us = clock.now_us() if event_time_us is None else event_time_us
         frame = book_ticker_frame(symbol, bid, ask, event_time_us=now_us, bid_qty=bid_qty, ask_qty=ask_qty,
                                   update_id=self._update_ids[symbol])
         self._record(symbol, Decimal(bid), Decimal(ask), now_us // 1000)
@@ -305,7 +305,7 @@ class LocalExchange:
                          {"code": "INVALID_CLIENT_REQUEST", "message": "Invalid interval"})
         try:
             start = int(params["startTime"]) * 1000
-            end = int(params["endTime"]) * 1000 if "endTime" in params else time.time_ns() // 1_000_000
+            end = int(params["endTime"]) * 1000 if "endTime" in params else clock.now_ms()
         except (KeyError, ValueError):
             return _json(connection, HTTPStatus.BAD_REQUEST,
                          {"code": "INVALID_CLIENT_REQUEST", "message": "startTime (seconds) is required"})

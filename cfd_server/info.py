@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 from litestar import get
 from litestar.datastructures import State
 
 import shared
+from shared.clock import now_ms
 from shared.contracts import InfoResponse
 from shared.settings import Settings
 
@@ -37,4 +36,4 @@ async def info(state: State) -> InfoResponse:
     market = getattr(state, "market", None)
     return InfoResponse(version=shared.__version__,
                         ws_url=ws_url(state.ctx.settings, market.ws_port if market else None),
-                        server_time=time.time_ns() // 1_000_000)
+                        server_time=now_ms())

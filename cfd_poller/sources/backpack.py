@@ -21,6 +21,7 @@ from websockets.exceptions import WebSocketException
 from cfd_poller.backoff import Backoff
 from cfd_poller.frames import FrameDecoder, subscribe_message
 from cfd_poller.metrics import PollerMetrics
+from shared import clock
 from shared.contracts import PriceTick
 from shared.markets import SYMBOLS
 
@@ -68,7 +69,7 @@ class BackpackSource:
                     await ws.send(subscribe_message(self.symbols, next(self._request_ids)))
                     log.info("connected to %s; subscribed %d markets", self.url, len(self.symbols))
                     async for raw in ws:
-                        received_us = time.time_ns() // 1000
+                        received_us = clock.now_us()
                         update = self._decoder.update(raw, self.metrics, source="backpack")
                         if update is None:
                             continue

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
 from cfd_poller.frames import FrameDecoder
 from cfd_poller.metrics import PollerMetrics
+from shared import clock
 from shared.contracts import PriceTick
 from shared.markets import SYMBOLS
 
@@ -57,13 +57,13 @@ class ReplaySource:
                     if first_event_us is None:
                         first_event_us = update.event_time_us
                         started_at = loop.time()
-                        started_us = time.time_ns() // 1000
+                        started_us = clock.now_us()
                     offset = (update.event_time_us - first_event_us) / 1e6 / self.speed
                     wait = started_at + offset - loop.time()
                     if wait > 0:
                         await asyncio.sleep(wait)
                     shift = (update.exchange_time_us - first_event_us) / self.speed
-                    yield update.to_tick(time.time_ns() // 1000, exchange_time_us=started_us + int(shift))
+                    yield update.to_tick(clock.now_us(), exchange_time_us=started_us + int(shift))
                     played += 1
         finally:
             lines.close()

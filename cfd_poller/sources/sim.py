@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from cfd_poller.metrics import PollerMetrics
+from shared import clock
 from shared.contracts import PriceTick
 from shared.markets import BPS, Market
 
@@ -117,7 +117,7 @@ class SimSource:
                 walk = self.walks[index]
                 index = (index + 1) % len(self.walks)
                 bid, ask = walk.step()
-                now_us = time.time_ns() // 1000
+                now_us = clock.now_us()
                 last_us = max(now_us, last_us + 1)
                 yield PriceTick(symbol=walk.market.symbol, bid=bid, ask=ask, exchange_time_us=last_us,
                                 ingest_time_us=now_us)
