@@ -26,7 +26,8 @@ from rich.table import Table
 import cfd_server.auth.service as auth_service
 from cfd_cli.platform import Platform
 from shared.bus.rpc import RequestClient, Responder
-from shared.contracts import BusRequest, UserExists, UserExistsQuery, encode
+from shared.contracts import UserExists, UserExistsQuery
+from shared.operations import Operation, Route
 
 console = Console()
 
@@ -36,21 +37,22 @@ async def bus_round_trip(platform: Platform, count: int) -> dict[str, float]:
     requests, replies = settings.topic("bench.requests"), settings.topic("bench.replies")
     await bus.ensure_topics([requests, replies])
     responder = Responder(bus, replies)
+    echo = Operation("echo", Route.USERS, UserExistsQuery, UserExists)
 
-    async def echo(request: BusRequest) -> bytes:
-        return encode(UserExists(exists=True))
+    async def answer(query: UserExistsQuery) -> UserExists:
+        return UserExists(exists=True)
 
-    responder.route("echo", echo)
+    responder.handle(echo, answer)
     serving = await bus.subscribe([requests], responder, group=settings.topic("bench-echo"))
-    client = RequestClient(bus, replies, uuid.uuid4().hex, timeout=10)
+    client = RequestClient(bus, {Route.USERS: requests}, replies, uuid.uuid4().hex, timeout=10)
     await client.start()
     body = UserExistsQuery(email="bench@example.com")
     for _ in range(20):  # warm up: group join, metadata, connections
-        await client.request(requests, "echo", body, UserExists, key="warm")
+        await client.call(echo, body, key="warm")
     samples = []
     for i in range(count):
         started = time.perf_counter()
-        await client.request(requests, "echo", body, UserExists, key=f"user-{i % 16}")
+        await client.call(echo, body, key=f"user-{i % 16}")
         samples.append(time.perf_counter() - started)
     await client.stop()
     await serving.stop()

@@ -356,7 +356,7 @@ class Server:
         topics = Topics(settings)
         await bus.start()
         await bus.ensure_topics(topics.all())
-        rpc = RequestClient(bus, topics.replies, settings.instance_id, 5.0)
+        rpc = RequestClient(bus, topics.routes(), topics.replies, settings.instance_id, 5.0)
         await rpc.start()
         ctx = ServerContext(settings=settings, bus=bus, cache=MemoryCache(), mailer=None, rpc=rpc,  # type: ignore[arg-type]
                             mail=None, topics=topics)  # type: ignore[arg-type]

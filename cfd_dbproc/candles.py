@@ -24,12 +24,11 @@ from decimal import Decimal
 
 import msgspec
 
+from shared import operations as ops
 from shared.bus import Bus, Message, Topics
 from shared.bus.rpc import Responder
 from shared.candles import INTERVALS, MAX_LIMIT, MINUTE_MS, bucket_start
 from shared.contracts import (
-    CANDLES_COVERAGE,
-    BusRequest,
     Candle,
     CandleGap,
     CandleHistory,
@@ -39,7 +38,6 @@ from shared.contracts import (
     CoverageQuery,
     MarketCoverage,
     PriceTick,
-    encode,
 )
 from shared.db import Database
 from shared.db.tables import Candles
@@ -112,7 +110,12 @@ class CandleRecorder:
         self._responder: Responder | None = None
         if bus is not None and topics is not None:
             self._responder = Responder(bus, topics.replies)
-            self._responder.route(CANDLES_COVERAGE, self.coverage)
+            self.serve(self._responder)
+
+    def serve(self, responder: Responder) -> None:
+        """Answer `candles.history` and `candles.coverage` through `responder`."""
+        responder.handle(ops.CANDLES_HISTORY, self.history)
+        responder.handle(ops.CANDLES_COVERAGE, self.coverage)
 
     @property
     def consumed_topics(self) -> list[str]:
@@ -161,16 +164,15 @@ class CandleRecorder:
         log.debug("history of %s from %s: %d minutes stored, %d were there", batch.symbol, batch.source,
                   inserted, len(candles) - inserted)
 
-    async def coverage(self, request: BusRequest) -> bytes:
+    async def coverage(self, query: CoverageQuery) -> Coverage:
         """`candles.coverage`: per market, its latest stored candle and the minutes of the window without one."""
-        query = msgspec.json.decode(request.body, type=CoverageQuery)
         if not (query.since % MINUTE_MS == 0 and query.until % MINUTE_MS == 0
                 and 0 <= query.until - query.since <= MAX_COVERAGE_MS):
             raise BadRequest("The coverage window must be whole minutes and at most 721 hours long.",
                              code="invalid_window")
         markets = [await self._coverage(MARKETS[s], query.since, query.until) for s in query.symbols
                    if s in MARKETS]
-        return encode(Coverage(markets=markets))
+        return Coverage(markets=markets)
 
     async def _coverage(self, market: Market, since: int, until: int) -> MarketCoverage:
         step = market.price_tick / 10
@@ -226,10 +228,9 @@ class CandleRecorder:
             applied = await Candles.raw(_UPSERT, symbol, minute, price, price, price, price, tick_us).run()
         return bool(applied)
 
-    async def history(self, request: BusRequest) -> bytes:
+    async def history(self, query: CandlesQuery) -> CandleHistory:
         """`candles.history`: the last `limit` candles of `interval`, oldest first, the one in progress as
         stored so far included (the server lays its live candle over it)."""
-        query = msgspec.json.decode(request.body, type=CandlesQuery)
         market = MARKETS.get(query.symbol)
         if market is None:
             raise NotFound(f"There is no market {query.symbol!r}.", code="unknown_market")
@@ -240,7 +241,7 @@ class CandleRecorder:
         if not 1 <= query.limit <= MAX_LIMIT:
             raise BadRequest(f"The limit must be between 1 and {MAX_LIMIT}.", code="invalid_limit")
         rows = await self._rows(query.symbol, length, query.limit)
-        return encode(CandleHistory(candles=[_candle(market, row) for row in rows]))
+        return CandleHistory(candles=[_candle(market, row) for row in rows])
 
     async def _rows(self, symbol: str, length: int, limit: int) -> list[dict]:
         if length == MINUTE_MS:

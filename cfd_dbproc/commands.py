@@ -1,24 +1,27 @@
-"""Applying a command once: the processed-commands table remembers every write's reply."""
+"""Applying a command once: the processed-commands table remembers every command's reply."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from shared.contracts import BusRequest
+import msgspec
+
+from shared.clock import now_ms
+from shared.contracts import encode
 from shared.db import Database
 from shared.db.tables import ProcessedCommands
+from shared.operations import Operation
 
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+Rep = TypeVar("Rep")
 
 
 async def apply_once(
-    db: Database, request: BusRequest, owner: str, apply: Callable[[], Awaitable[bytes]], *,
+    db: Database, op: Operation[Any, Rep], command_id: str, owner: str, apply: Callable[[], Awaitable[Rep]], *,
     lock: Callable[[], Awaitable[object]] | None = None,
-) -> bytes:
-    """Run `apply` in one transaction unless `request.command_id` was applied before; return its reply.
+) -> Rep:
+    """Run `apply` in one transaction unless `command_id` was applied before; return its reply (the stored one
+    when it was).
 
     `lock` runs first in that transaction, before the check: when two instances get the same owner's commands
     at once (a consumer-group rebalance), the second waits for the first to commit, then sees its work."""
@@ -26,15 +29,13 @@ async def apply_once(
         if lock is not None:
             await lock()
         done = await ProcessedCommands.select(ProcessedCommands.reply).where(
-            ProcessedCommands.command_id == request.command_id
+            ProcessedCommands.command_id == command_id
         ).first().run()
         if done is not None:
-            return done["reply"].encode()
+            return None if op.reply is None else msgspec.json.decode(done["reply"], type=op.reply)  # type: ignore[no-any-return]  # op.reply is Rep's type
         reply = await apply()
         await ProcessedCommands.insert(
-            ProcessedCommands(
-                command_id=request.command_id, type=request.type, user_id=owner,
-                reply=reply.decode(), created_at=now_ms(),
-            )
+            ProcessedCommands(command_id=command_id, type=op.name, user_id=owner, reply=encode(reply).decode(),
+                              created_at=now_ms())
         ).run()
         return reply

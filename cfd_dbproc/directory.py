@@ -13,7 +13,7 @@ import contextlib
 import logging
 import uuid
 
-from cfd_dbproc.users import CREDENTIALS_COLUMNS, credentials_from_row
+from cfd_dbproc.user_rows import CREDENTIALS_COLUMNS, credentials_from_row
 from shared.credentials import CredentialsDirectory
 from shared.db.tables import Users
 from shared.errors import BackendDown

@@ -10,15 +10,17 @@ from cfd_dbproc.candles import CONSUMER_GROUP as CANDLES_GROUP
 from cfd_dbproc.candles import CandleRecorder
 from cfd_dbproc.directory import DirectoryKeeper
 from cfd_dbproc.retention import Retention
-from cfd_dbproc.trading.engine import OperatorHandlers, TradingEngine
+from cfd_dbproc.trading.engine import TradingEngine
+from cfd_dbproc.trading.operators import OperatorHandlers
+from cfd_dbproc.trading.queries import TradingQueries
 from cfd_dbproc.trading.quotes import QuoteCache
 from cfd_dbproc.trading.risk_runner import RiskRunner
+from cfd_dbproc.trading.store import TradingStore
 from cfd_dbproc.users import UserHandlers
+from shared import operations as ops
 from shared.bus import Bus, Subscription, Topics
 from shared.bus.rpc import Responder
 from shared.cache import Cache
-from shared.contracts import BusRequest, HealthReport, RequestType, encode
-from shared.contracts_trading import OperatorRequest, TradingRequest
 from shared.credentials import CredentialsDirectory
 from shared.db import Database
 from shared.settings import Settings
@@ -38,35 +40,16 @@ class DbProc:
         self.topics = Topics(settings)
         self.responder = Responder(bus, self.topics.replies)
         self.directory = DirectoryKeeper(CredentialsDirectory(cache, settings.topic_prefix))
-        users = UserHandlers(db, settings.demo_deposit, self.directory)
-        self.responder.route(RequestType.USER_EXISTS, users.exists)
-        self.responder.route(RequestType.USER_CREATE, users.create)
-        self.responder.route(RequestType.USER_CREDENTIALS, users.credentials)
-        self.responder.route(RequestType.USER_PROFILE, users.profile)
-        self.responder.route(RequestType.USER_REHASH, users.rehash)
-        self.responder.route(RequestType.HEALTH, self.health)
-        self.candles = CandleRecorder(db, bus, self.topics)
-        self.responder.route(RequestType.CANDLES_HISTORY, self.candles.history)
         self.quotes = QuoteCache(settings.stale_after_seconds)
-        self.trading = TradingEngine(db, bus, self.topics.events, self.quotes)
-        for type, handler in {
-            TradingRequest.OPEN: self.trading.open,
-            TradingRequest.CLOSE: self.trading.close,
-            TradingRequest.MODIFY: self.trading.modify,
-            TradingRequest.RISK_CLOSE: self.trading.risk_close,
-            TradingRequest.STOP_OUT: self.trading.stop_out,
-            TradingRequest.DEPOSIT: self.trading.deposit,
-            TradingRequest.ACCOUNT: self.trading.account,
-            TradingRequest.POSITIONS: self.trading.positions,
-            TradingRequest.POSITION: self.trading.position,
-            TradingRequest.LEDGER: self.trading.ledger,
-        }.items():
-            self.responder.route(type, handler)
-        operators = OperatorHandlers(self.trading, self.directory)
-        self.responder.route(OperatorRequest.USERS, operators.users)
-        self.responder.route(OperatorRequest.SET_DISABLED, operators.set_disabled)
-        self.responder.route(OperatorRequest.EXPOSURE, operators.exposure)
-        self.risk = RiskRunner(bus, self.topics, self.quotes)
+        store = TradingStore(db)
+        self.trading = TradingEngine(store, bus, self.topics.events, self.quotes)
+        UserHandlers(db, settings.demo_deposit, self.directory).serve(self.responder)
+        self.trading.serve(self.responder)
+        TradingQueries(self.trading).serve(self.responder)
+        OperatorHandlers(store, self.quotes, self.directory).serve(self.responder)
+        self.responder.handle(ops.HEALTH, self.health)
+        self.candles = CandleRecorder(db, bus, self.topics)  # answers the candle requests in its own group
+        self.risk = RiskRunner(bus, self.topics, self.quotes, store)
         self.retention = Retention(settings, db)
         self._subscriptions: list[Subscription] = []
         self._joining: asyncio.Task[None] | None = None
@@ -107,16 +90,17 @@ class DbProc:
 
     async def _join(self) -> None:
         self._subscriptions.append(
-            await self.bus.subscribe([self.topics.user_requests, self.topics.trading_requests], self.responder,
+            await self.bus.subscribe([self.topics.user_requests, self.topics.trading_requests,
+                                      self.topics.health_requests], self.responder,
                                      group=self.settings.topic(CONSUMER_GROUP))
         )
         self.joined.set()
-        log.info("dbproc %s consuming %s and %s", self.settings.instance_id, self.topics.user_requests,
-                 self.topics.trading_requests)
+        log.info("dbproc %s consuming %s, %s and %s", self.settings.instance_id, self.topics.user_requests,
+                 self.topics.trading_requests, self.topics.health_requests)
 
-    async def health(self, request: BusRequest) -> bytes:
+    async def health(self, query: ops.HealthQuery) -> ops.HealthReport:
         await self.db.ping()
-        return encode(HealthReport(database=self.db.engine.__class__.__name__, instance_id=self.settings.instance_id))
+        return ops.HealthReport(database=self.db.engine.__class__.__name__, instance_id=self.settings.instance_id)
 
     async def stop(self) -> None:
         """Stop consuming; the request in hand finishes and is committed first."""

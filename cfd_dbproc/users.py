@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
-import msgspec
-
-from cfd_dbproc.commands import apply_once, now_ms
+from cfd_dbproc.commands import apply_once
+from cfd_dbproc.directory import DirectoryKeeper
+from cfd_dbproc.user_rows import CREDENTIALS_COLUMNS, USER_COLUMNS, credentials_from_row, user_from_row
+from shared import operations as ops
+from shared.bus.rpc import Responder
+from shared.clock import now_ms
 from shared.contracts import (
-    BusRequest,
     CreateUser,
     Credentials,
     CredentialsQuery,
@@ -21,32 +22,10 @@ from shared.contracts import (
     UserExists,
     UserExistsQuery,
     UserQuery,
-    encode,
 )
 from shared.db import Database
 from shared.db.tables import Accounts, LedgerEntries, Users
 from shared.errors import Conflict, NotFound
-
-if TYPE_CHECKING:
-    from cfd_dbproc.directory import DirectoryKeeper
-
-
-def user_from_row(row: dict) -> User:
-    return User(
-        id=str(row["id"]),
-        email=row["email"],
-        name=row["name"],
-        status="disabled" if row["disabled"] else "active",
-        created_at=row["created_at"],
-    )
-
-
-def credentials_from_row(row: dict) -> Credentials:
-    return Credentials(user=user_from_row(row), password_hash=row["password_hash"])
-
-
-_USER_COLUMNS = (Users.id, Users.email, Users.name, Users.disabled, Users.created_at)
-CREDENTIALS_COLUMNS = (*_USER_COLUMNS, Users.password_hash)
 
 
 class UserHandlers:
@@ -55,16 +34,20 @@ class UserHandlers:
         self.demo_deposit = demo_deposit
         self.directory = directory
 
-    async def exists(self, request: BusRequest) -> bytes:
-        query = msgspec.json.decode(request.body, type=UserExistsQuery)
-        found = await Users.exists().where(Users.email == query.email.lower()).run()
-        return encode(UserExists(exists=found))
+    def serve(self, responder: Responder) -> None:
+        responder.handle(ops.USER_EXISTS, self.exists)
+        responder.handle(ops.USER_CREATE, self.create)
+        responder.handle(ops.USER_CREDENTIALS, self.credentials)
+        responder.handle(ops.USER_PROFILE, self.profile)
+        responder.handle(ops.USER_REHASH, self.rehash)
 
-    async def create(self, request: BusRequest) -> bytes:
-        command = msgspec.json.decode(request.body, type=CreateUser)
+    async def exists(self, query: UserExistsQuery) -> UserExists:
+        return UserExists(exists=await Users.exists().where(Users.email == query.email.lower()).run())
+
+    async def create(self, command: CreateUser, command_id: str) -> User:
         email = command.email.lower()
 
-        async def apply() -> bytes:
+        async def apply() -> User:
             if await Users.exists().where(Users.email == email).run():
                 raise Conflict("An account with this email already exists; sign in instead.", code="email_taken")
             user_id = uuid.uuid4()
@@ -79,30 +62,24 @@ class UserHandlers:
             ).run()
             await LedgerEntries.insert(
                 LedgerEntries(id=uuid.uuid4(), user_id=user_id, kind="deposit", amount=self.demo_deposit,
-                              balance_after=self.demo_deposit, reference="demo", command_id=request.command_id,
+                              balance_after=self.demo_deposit, reference="demo", command_id=command_id,
                               created_at=created)
             ).run()
-            user = User(id=str(user_id), email=email, name=command.name, created_at=created)
-            return encode(user)
+            return User(id=str(user_id), email=email, name=command.name, created_at=created)
 
-        created = await apply_once(self.db, request, email, apply)
+        user = await apply_once(self.db, ops.USER_CREATE, command_id, email, apply)
         # Before the reply: the new user can sign in as soon as the server hears back.
-        await self.directory.changed(uuid.UUID(msgspec.json.decode(created, type=User).id))
-        return created
+        await self.directory.changed(uuid.UUID(user.id))
+        return user
 
-    async def credentials(self, request: BusRequest) -> bytes:
-        query = msgspec.json.decode(request.body, type=CredentialsQuery)
+    async def credentials(self, query: CredentialsQuery) -> Credentials:
         row = await Users.select(*CREDENTIALS_COLUMNS).where(Users.email == query.email.lower()).first().run()
-        return encode(Credentials() if row is None else credentials_from_row(row))
+        return Credentials() if row is None else credentials_from_row(row)
 
-    async def rehash(self, request: BusRequest) -> bytes:
+    async def rehash(self, command: RehashPassword, command_id: str) -> PasswordRehashed:
         """Replace a password hash by a current one of the same password (the server made it at sign-in),
-        unless the hash changed meanwhile: then the newer change stands."""
-        command = msgspec.json.decode(request.body, type=RehashPassword)
-        try:
-            user_id = uuid.UUID(command.user_id)
-        except ValueError:
-            raise NotFound("No such user.", code="user_not_found") from None
+        unless the hash changed meanwhile: then the newer change stands. Applying it twice is harmless."""
+        user_id = _user_id(command.user_id)
         async with self.db.transaction():
             await Users.update({Users.password_hash: command.new_hash}).where(
                 (Users.id == user_id) & (Users.password_hash == command.old_hash)).run()
@@ -110,15 +87,17 @@ class UserHandlers:
         replaced = row is not None and row["password_hash"] == command.new_hash
         if replaced:
             await self.directory.changed(user_id)  # sign-in reads the new hash from the directory at once
-        return encode(PasswordRehashed(replaced=replaced))
+        return PasswordRehashed(replaced=replaced)
 
-    async def profile(self, request: BusRequest) -> bytes:
-        query = msgspec.json.decode(request.body, type=UserQuery)
-        try:
-            user_id = uuid.UUID(query.user_id)
-        except ValueError:
-            raise NotFound("No such user.", code="user_not_found") from None
-        row = await Users.select(*_USER_COLUMNS).where(Users.id == user_id).first().run()
+    async def profile(self, query: UserQuery) -> User:
+        row = await Users.select(*USER_COLUMNS).where(Users.id == _user_id(query.user_id)).first().run()
         if row is None:
             raise NotFound("No such user.", code="user_not_found")
-        return encode(user_from_row(row))
+        return user_from_row(row)
+
+
+def _user_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound("No such user.", code="user_not_found") from None

@@ -33,15 +33,14 @@ from cfd_poller.klines import KlineClient, KlineError, rest_url
 from cfd_poller.metrics import PollerMetrics
 from cfd_poller.sources import PriceSource
 from cfd_poller.sources.sim import MEAN_REVERSION_SECONDS, SimSource
+from shared import operations as ops
 from shared.bus import Bus, Topics
 from shared.bus.rpc import RequestClient
 from shared.candles import MINUTE_MS
 from shared.contracts import (
-    CANDLES_COVERAGE,
     Candle,
     CandleGap,
     CandleHistoryBatch,
-    Coverage,
     CoverageQuery,
     MarketCoverage,
     encode,
@@ -160,13 +159,12 @@ class HistoryKeeper:
         self.until = now_ms - now_ms % MINUTE_MS
         since = self.until - self.settings.candle_history_hours * 60 * MINUTE_MS
         query = CoverageQuery(symbols=list(self.source.symbols), since=since, until=self.until)
-        client = RequestClient(self.bus, self.topics.replies, self.settings.instance_id,
+        client = RequestClient(self.bus, self.topics.routes(), self.topics.replies, self.settings.instance_id,
                                self.settings.poller_resume_timeout)
         started = time.monotonic()
         try:
             await client.start()
-            reply = await client.request(self.topics.candle_requests, CANDLES_COVERAGE, query, Coverage,
-                                         key="coverage")
+            reply = await client.call(ops.CANDLES_COVERAGE, query, key="coverage")
         except (CfdError, msgspec.ValidationError) as exc:  # none answered in time, or one that cannot tell
             reason = exc.message if isinstance(exc, CfdError) else f"an answer that cannot be read: {exc}"
             log.warning("history: no dbproc told what is stored (%s); %s", reason,

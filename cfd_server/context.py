@@ -6,6 +6,8 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from litestar.datastructures import State
+
 from shared.bus import Bus, Topics
 from shared.bus.rpc import RequestClient
 from shared.cache import Cache
@@ -67,3 +69,9 @@ class ServerContext:
     mail: MailQueue
     topics: Topics
     extras: dict[str, object] = field(default_factory=dict)
+
+
+def rpc(state: State) -> RequestClient:
+    """The bus request client of the app whose `state` this is."""
+    ctx: ServerContext = state.ctx
+    return ctx.rpc

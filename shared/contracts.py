@@ -175,23 +175,6 @@ def encode(value: Any) -> bytes:
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
 
-class RequestType:
-    """The `type` of each request the dbproc answers."""
-
-    USER_EXISTS = "user.exists"
-    USER_CREATE = "user.create"
-    USER_CREDENTIALS = "user.credentials"
-    USER_PROFILE = "user.profile"
-    USER_REHASH = "user.rehash"
-    HEALTH = "health.check"
-    CANDLES_HISTORY = "candles.history"
-
-
-class HealthReport(Struct, kw_only=True):
-    database: str
-    instance_id: str
-
-
 # --- markets, prices and candles -------------------------------------------------------------------------
 
 
@@ -325,10 +308,6 @@ class ErrorFrame(Struct, tag_field="type", tag="error", kw_only=True):
 
 
 # --- candle history: the poller hands the dbproc stored-price history (see docs/prices.md) -----------------
-
-CANDLES_COVERAGE = "candles.coverage"
-"""The `type` of the poller's request to the dbproc's candle consumer (topic `requests.candles`)."""
-
 
 class CoverageQuery(Struct, kw_only=True):
     """What is stored of each market's 1m candles in the minutes `[since, until)` (epoch ms)."""

@@ -116,10 +116,12 @@ class RiskCloseCommand(Struct, kw_only=True):
 
 
 class StopOutCommand(Struct, kw_only=True):
-    """Issued by the risk engine: close the worst losers until the margin level recovers."""
+    """Issued by the risk engine: close positions in `order` (the book's, worst loser first) until the margin
+    level recovers, at `quotes`."""
 
     user_id: str
     quotes: list[Quote]
+    order: list[str] = []
 
 
 class AccountQuery(Struct, kw_only=True):
@@ -182,21 +184,6 @@ class AccountEvent(Struct, tag_field="type", tag="account", kw_only=True):
 Event = PositionEvent | AccountEvent
 
 
-class TradingRequest:
-    """The `type` of each trading request the dbproc answers."""
-
-    OPEN = "position.open"
-    CLOSE = "position.close"
-    MODIFY = "position.modify"
-    RISK_CLOSE = "position.risk_close"
-    STOP_OUT = "account.stop_out"
-    ACCOUNT = "account.get"
-    POSITIONS = "positions.list"
-    POSITION = "position.get"
-    LEDGER = "ledger.list"
-    DEPOSIT = "account.deposit"
-
-
 # --- operators ---------------------------------------------------------------------------------------------
 
 
@@ -242,8 +229,3 @@ class MarketExposure(Struct, kw_only=True):
 class ExposureQuery(Struct, kw_only=True):
     pass
 
-
-class OperatorRequest:
-    USERS = "operator.users"
-    SET_DISABLED = "operator.set_disabled"
-    EXPOSURE = "operator.exposure"

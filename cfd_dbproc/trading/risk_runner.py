@@ -16,8 +16,11 @@ import msgspec
 
 from cfd_dbproc.risk.book import OpenPosition, RiskBook, Trigger
 from cfd_dbproc.trading.quotes import QuoteCache
+from cfd_dbproc.trading.store import TradingStore
+from shared import operations as ops
 from shared.bus import Bus, Message, Subscription, Topics
-from shared.contracts import BusRequest, encode
+from shared.bus.rpc import send
+from shared.contracts import encode
 from shared.contracts_trading import (
     AccountEvent,
     Event,
@@ -25,10 +28,8 @@ from shared.contracts_trading import (
     PositionEvent,
     RiskCloseCommand,
     StopOutCommand,
-    TradingRequest,
 )
-from shared.db.tables import Accounts, Positions
-from shared.errors import BackendDown
+from shared.errors import BackendDown, NotFound
 from shared.outage import Outage
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,10 @@ def open_position(user_id: str, p: Position) -> OpenPosition:
 
 
 class RiskRunner:
-    def __init__(self, bus: Bus, topics: Topics, quotes: QuoteCache, book: RiskBook | None = None) -> None:
+    def __init__(self, bus: Bus, topics: Topics, quotes: QuoteCache, store: TradingStore,
+                 book: RiskBook | None = None) -> None:
         self.bus = bus
+        self.store = store
         self.topics = topics
         self.quotes = quotes
         self.book = book or RiskBook()
@@ -68,13 +71,10 @@ class RiskRunner:
         self._subscriptions.append(await self.bus.subscribe([self.topics.prices], self.on_tick, group=None))
 
     async def load(self) -> None:
-        rows = await Positions.select().where(Positions.status == "open").run()
-        accounts = await Accounts.select(Accounts.user_id, Accounts.balance).run()
-        balances = {str(r["user_id"]): r["balance"] for r in accounts}
-        from cfd_dbproc.trading.engine import position_from_row
-
-        self.book.load([open_position(str(r["user_id"]), position_from_row(r)) for r in rows], balances)
-        log.info("risk book loaded: %d open positions, %d accounts", len(rows), len(balances))
+        held = await self.store.every_open()
+        balances = await self.store.every_balance()
+        self.book.load([open_position(user_id, p) for user_id, p in held], balances)
+        log.info("risk book loaded: %d open positions, %d accounts", len(held), len(balances))
 
     async def stop(self) -> None:
         for subscription in self._subscriptions:
@@ -107,20 +107,19 @@ class RiskRunner:
 
     async def reload_user(self, user_id: str) -> None:
         """Bring one user's part of the book back in line with the database."""
-        from cfd_dbproc.trading.engine import position_from_row
-
         uid = uuid.UUID(user_id)
-        account = await Accounts.select(Accounts.balance).where(Accounts.user_id == uid).first().run()
-        if account is None:
+        try:
+            balance = await self.store.balance(uid)
+        except NotFound:
             return
-        rows = await Positions.select().where((Positions.user_id == uid) & (Positions.status == "open")).run()
-        self.book.balance_changed(user_id, account["balance"])
-        held = {str(r["id"]) for r in rows}
+        positions = await self.store.open_positions(uid)
+        self.book.balance_changed(user_id, balance)
+        held = {p.id for p in positions}
         for position_id in self.book.positions_of(user_id):
             if position_id not in held:
                 self.book.position_closed(position_id)
-        for row in rows:
-            self.book.position_opened(open_position(user_id, position_from_row(row)))
+        for position in positions:
+            self.book.position_opened(open_position(user_id, position))
 
     async def on_tick(self, message: Message) -> None:
         quote = self.quotes.on_tick(message)
@@ -161,18 +160,13 @@ class RiskRunner:
             assert trigger.position_id is not None
             body = RiskCloseCommand(user_id=trigger.user_id, position_id=trigger.position_id, reason=trigger.kind,
                                     price=trigger.price, quote=trigger.quote)
-            await self._command(TradingRequest.RISK_CLOSE, f"risk:{trigger.position_id}:{trigger.quote.ts}",
-                                trigger.user_id, body)
+            await send(self.bus, self.topics.routes(), ops.RISK_CLOSE, body, key=trigger.user_id,
+                       command_id=f"risk:{trigger.position_id}:{trigger.quote.ts}")
         elif trigger.kind == "stop_out":
-            body = StopOutCommand(user_id=trigger.user_id, quotes=list(self.quotes.fresh().values()))
-            await self._command(TradingRequest.STOP_OUT,
-                                f"stop-out:{trigger.user_id}:{trigger.quote.symbol}:{trigger.quote.ts}",
-                                trigger.user_id, body)
+            body = StopOutCommand(user_id=trigger.user_id, quotes=list(self.quotes.fresh().values()),
+                                  order=self.book.worst_first(trigger.user_id))
+            await send(self.bus, self.topics.routes(), ops.STOP_OUT, body, key=trigger.user_id,
+                       command_id=f"stop-out:{trigger.user_id}:{trigger.quote.symbol}:{trigger.quote.ts}")
         else:
             event = AccountEvent(event=trigger.kind, user_id=trigger.user_id, margin_level=trigger.margin_level)
             await self.bus.publish(self.topics.events, encode(event), key=trigger.user_id.encode(), wait=False)
-
-    async def _command(self, type: str, command_id: str, user_id: str, body) -> None:
-        request = BusRequest(type=type, command_id=command_id, correlation_id=command_id, reply_to="risk",
-                             body=msgspec.Raw(encode(body)), sent_at_ms=time.time_ns() // 1_000_000)
-        await self.bus.publish(self.topics.trading_requests, encode(request), key=user_id.encode())

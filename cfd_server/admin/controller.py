@@ -13,9 +13,10 @@ from litestar.datastructures import State
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from cfd_server.context import ServerContext
+from cfd_server.context import rpc
 from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, paged, position_key, position_order
-from shared.contracts import RequestType, User, UserQuery
+from shared import operations as ops
+from shared.contracts import User, UserQuery
 from shared.contracts_trading import (
     Account,
     AccountQuery,
@@ -23,11 +24,9 @@ from shared.contracts_trading import (
     DepositRequest,
     ExposureQuery,
     MarketExposure,
-    OperatorRequest,
     Position,
     PositionsQuery,
     SetDisabledCommand,
-    TradingRequest,
     UsersQuery,
     UserSummary,
 )
@@ -67,21 +66,15 @@ class AdminController(Controller):
     tags = ["operators"]
     guards = [operator_guard]
 
-    async def _ask(self, state: State, topic_kind: str, type: str, body, response_type, key: str):
-        ctx: ServerContext = state.ctx
-        topic = ctx.topics.user_requests if topic_kind == "users" else ctx.topics.trading_requests
-        return await ctx.rpc.request(topic, type, body, response_type, key=key)
-
     @get("/users", operation_id="admin_list_users", summary="Users with their balance, newest first")
     async def users(self, state: State, search: Annotated[str | None, QueryParameter(max_length=254)] = None,
                     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> list[UserSummary]:
-        return await self._ask(state, "trading", OperatorRequest.USERS, UsersQuery(search=search, limit=limit),
-                               list[UserSummary], key="operator")
+        return await rpc(state).call(ops.USERS, UsersQuery(search=search, limit=limit), key="operator")
 
     @get("/users/{user:str}/account", operation_id="admin_user_account", summary="A user's account")
     async def account(self, state: State, user: FromPath[str]) -> Account:
         uid = user_id(user)
-        return await self._ask(state, "trading", TradingRequest.ACCOUNT, AccountQuery(user_id=uid), Account, key=uid)
+        return await rpc(state).call(ops.ACCOUNT, AccountQuery(user_id=uid), key=uid)
 
     @post("/users/{user:str}/{action:str}", operation_id="admin_set_user_state", status_code=200,
           summary="Disable (ending every session) or enable a user")
@@ -89,10 +82,9 @@ class AdminController(Controller):
                         action: FromPath[Literal["disable", "enable"]]) -> User:
         uid = user_id(user)
         disabled = action == "disable"
-        await self._ask(state, "trading", OperatorRequest.SET_DISABLED, SetDisabledCommand(user_id=uid,
-                        disabled=disabled), dict, key=uid)
+        await rpc(state).call(ops.SET_DISABLED, SetDisabledCommand(user_id=uid, disabled=disabled), key=uid)
         await state.auth.sessions.set_disabled(uid, disabled)
-        return await self._ask(state, "users", RequestType.USER_PROFILE, UserQuery(user_id=uid), User, key=uid)
+        return await rpc(state).call(ops.USER_PROFILE, UserQuery(user_id=uid), key=uid)
 
     @post("/users/{user:str}/deposit", operation_id="admin_deposit", status_code=200,
           summary="Credit (or, negative, debit) a user's balance through the ledger")
@@ -101,9 +93,7 @@ class AdminController(Controller):
         uid = user_id(user)
         key = request.headers.get("idempotency-key")
         command = f"deposit:{hashlib.sha256(f'{uid}:{key}'.encode()).hexdigest()}" if key else None
-        ctx: ServerContext = state.ctx
-        return await ctx.rpc.request(ctx.topics.trading_requests, TradingRequest.DEPOSIT,
-                                     DepositCommand(user_id=uid, amount=data.amount), Account, key=uid,
+        return await rpc(state).call(ops.DEPOSIT, DepositCommand(user_id=uid, amount=data.amount), key=uid,
                                      command_id=command)
 
     @get("/positions", operation_id="admin_list_positions", summary="Positions of every user (or one), newest first",
@@ -118,12 +108,11 @@ class AdminController(Controller):
         order = position_order(status)
         if cursor is not None:
             decode_cursor(cursor, order)
-        rows = await self._ask(state, "trading", TradingRequest.POSITIONS,
-                               PositionsQuery(user_id=uid, status=status, limit=limit + 1, cursor=cursor),
-                               list[Position], key=uid or "operator")
+        rows = await rpc(state).call(ops.POSITIONS,
+                                     PositionsQuery(user_id=uid, status=status, limit=limit + 1, cursor=cursor),
+                                     key=uid or "operator")
         return paged(request, rows, limit, order, position_key(order))
 
     @get("/exposure", operation_id="admin_exposure", summary="The broker's net exposure and PnL per market")
     async def exposure(self, state: State) -> list[MarketExposure]:
-        return await self._ask(state, "trading", OperatorRequest.EXPOSURE, ExposureQuery(), list[MarketExposure],
-                               key="operator")
+        return await rpc(state).call(ops.EXPOSURE, ExposureQuery(), key="operator")

@@ -20,17 +20,14 @@ from cfd_server.auth.client_address import ClientAddresses
 from cfd_server.auth.passwords import DummyHash, check_password, hash_password, needs_rehash
 from cfd_server.auth.tokens import Session, Sessions
 from cfd_server.context import ServerContext
+from shared import operations as ops
 from shared.cache import Budget, Taken
 from shared.contracts import (
     CreateUser,
-    Credentials,
     CredentialsQuery,
-    PasswordRehashed,
     RehashPassword,
-    RequestType,
     SigninRequest,
     User,
-    UserExists,
     UserExistsQuery,
     VerifyRequest,
 )
@@ -87,10 +84,6 @@ class AuthService:
         digest = hmac.new(self.settings.jwt_secret.encode(), f"{email}:{code}".encode(), hashlib.sha256)
         return digest.hexdigest().encode()
 
-    async def _request(self, type: str, body, response_type, *, key: str, command_id: str | None = None):
-        return await self.ctx.rpc.request(self.ctx.topics.user_requests, type, body, response_type, key=key,
-                                          command_id=command_id)
-
     # --- sign-up and verify -------------------------------------------------------------------------------
 
     async def signup(self, raw_email: str, client: str) -> None:
@@ -112,8 +105,7 @@ class AuthService:
             raise Throttled(f"A code was sent recently; you can ask for another in {wait_text(wait)}.",
                             code="resend_too_soon", retry_after=wait, details={"retry_after": wait})
         try:
-            exists = await self._request(RequestType.USER_EXISTS, UserExistsQuery(email=email), UserExists,
-                                         key=email)
+            exists = await self.ctx.rpc.call(ops.USER_EXISTS, UserExistsQuery(email=email), key=email)
         except (TimedOut, Unavailable):
             await self.cache.give_back(*(b.key for b in budgets))  # nothing was sent: the client may retry now
             raise
@@ -158,13 +150,9 @@ class AuthService:
         await self.cache.give_back(budgets[1].key, budgets[2].key)  # the right code is not a wrong guess
         try:
             password_hash = await hash_password(body.password, self.settings.bcrypt_rounds)
-            user = await self._request(
-                RequestType.USER_CREATE,
-                CreateUser(email=email, name=name, password_hash=password_hash),
-                User,
-                key=email,
-                command_id=f"user.create:{email}",
-            )
+            user = await self.ctx.rpc.call(ops.USER_CREATE,
+                                           CreateUser(email=email, name=name, password_hash=password_hash),
+                                           key=email, command_id=f"user.create:{email}")
         except (TimedOut, Unavailable):
             # The account may or may not exist yet: give the code and its try back so the client can retry;
             # the command id makes a retry return the same account instead of creating a second one.
@@ -212,8 +200,7 @@ class AuthService:
         # the path taken depends on the directory, never on the email (see shared.credentials).
         found, (familiar,) = await self.directory.lookup(email, familiar_key)
         if found is None:
-            found = await self._request(RequestType.USER_CREDENTIALS, CredentialsQuery(email=email), Credentials,
-                                        key=email)
+            found = await self.ctx.rpc.call(ops.USER_CREDENTIALS, CredentialsQuery(email=email), key=email)
         budgets = self._signin_budgets(email, client, familiar is not None)
         taken = await self.cache.take(*budgets)
         if not taken.admitted:
@@ -242,9 +229,9 @@ class AuthService:
         """Store the password hashed the current way (once, at the first sign-in after an upgrade)."""
         try:
             new_hash = await hash_password(password, self.settings.bcrypt_rounds)
-            done = await self._request(RequestType.USER_REHASH,
-                                       RehashPassword(user_id=user.id, old_hash=old_hash, new_hash=new_hash),
-                                       PasswordRehashed, key=user.email)
+            done = await self.ctx.rpc.call(ops.USER_REHASH,
+                                           RehashPassword(user_id=user.id, old_hash=old_hash, new_hash=new_hash),
+                                           key=user.email)
             if done.replaced:
                 log.info("password hash of user %s upgraded", user.id)
         except CfdError as exc:  # the sign-in stands; the next one tries again

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from cfd_server.context import ServerContext
-from shared.contracts import Candle, CandleHistory, CandlesQuery, RequestType
+from shared import operations as ops
+from shared.contracts import Candle, CandlesQuery
 
 
 async def fetch_history(ctx: ServerContext, symbol: str, interval: str, limit: int,
                         timeout: float | None = None) -> list[Candle]:
     """The last `limit` stored candles of `interval` for `symbol`, oldest first; raises the dbproc's error."""
-    reply = await ctx.rpc.request(ctx.topics.user_requests, RequestType.CANDLES_HISTORY,
-                                  CandlesQuery(symbol=symbol, interval=interval, limit=limit), CandleHistory,
-                                  key=symbol, timeout=timeout)
+    reply = await ctx.rpc.call(ops.CANDLES_HISTORY, CandlesQuery(symbol=symbol, interval=interval, limit=limit),
+                               key=symbol, timeout=timeout)
     return reply.candles

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.datastructures import State
@@ -14,8 +14,9 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from cfd_server.auth.dependencies import provide_session
 from cfd_server.auth.tokens import Session
-from cfd_server.context import ServerContext
+from cfd_server.context import rpc
 from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, paged, position_key, position_order
+from shared import operations as ops
 from shared.contracts_trading import (
     Account,
     AccountQuery,
@@ -30,14 +31,15 @@ from shared.contracts_trading import (
     PositionQuery,
     PositionsQuery,
     PositionUpdate,
-    TradingRequest,
 )
 from shared.errors import BadRequest, NotFound, Rejected
 from shared.markets import MARKETS
+from shared.operations import Operation
 from shared.paging import MAX_PAGE, decode_cursor
 from shared.trading import check_order
 
-T = TypeVar("T")
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
 
@@ -59,11 +61,9 @@ def position_id(value: str) -> str:
         raise NotFound("No such position.", code="position_not_found") from None
 
 
-async def ask(state: State, session: Session, type: str, body: Any, response_type: type[T],
-              command: str | None = None) -> T:
-    ctx: ServerContext = state.ctx
-    return await ctx.rpc.request(ctx.topics.trading_requests, type, body, response_type, key=session.user.id,
-                                 command_id=command)
+async def ask(state: State, session: Session, op: Operation[Req, Rep], body: Req, command: str | None = None) -> Rep:
+    """Ask the dbproc, keyed by the signed-in user: one user's requests are applied in order."""
+    return await rpc(state).call(op, body, key=session.user.id, command_id=command)
 
 
 class TradingController(Controller):
@@ -73,7 +73,7 @@ class TradingController(Controller):
 
     @get("/account", operation_id="get_account", summary="Balance, equity, margin and margin level")
     async def account(self, state: State, session: NamedDependency[Session]) -> Account:
-        return await ask(state, session, TradingRequest.ACCOUNT, AccountQuery(user_id=session.user.id), Account)
+        return await ask(state, session, ops.ACCOUNT, AccountQuery(user_id=session.user.id))
 
     @post("/positions", operation_id="open_position", status_code=201,
           summary="Open a position at the broker's quote (ask for long, bid for short)")
@@ -85,7 +85,7 @@ class TradingController(Controller):
                            details={"field": "symbol"})
         check_order(market, data.side, data.qty, data.leverage)
         body = OpenCommand(user_id=session.user.id, order=data)
-        return await ask(state, session, TradingRequest.OPEN, body, Position, command_id(request, session, "open"))
+        return await ask(state, session, ops.OPEN, body, command_id(request, session, "open"))
 
     @get("/positions", operation_id="list_positions", summary="Your positions, newest first, a page at a time",
          response_headers=[NEXT_PAGE_HEADER])
@@ -99,20 +99,20 @@ class TradingController(Controller):
         if cursor is not None:
             decode_cursor(cursor, order)
         query = PositionsQuery(user_id=session.user.id, status=status, limit=limit + 1, cursor=cursor)
-        rows = await ask(state, session, TradingRequest.POSITIONS, query, list[Position])
+        rows = await ask(state, session, ops.POSITIONS, query)
         return paged(request, rows, limit, order, position_key(order))
 
     @get("/positions/{position:str}", operation_id="get_position", summary="One of your positions")
     async def position(self, state: State, session: NamedDependency[Session], position: FromPath[str]) -> Position:
         query = PositionQuery(user_id=session.user.id, position_id=position_id(position))
-        return await ask(state, session, TradingRequest.POSITION, query, Position)
+        return await ask(state, session, ops.POSITION, query)
 
     @patch("/positions/{position:str}", operation_id="modify_position",
            summary="Set or remove stop-loss and take-profit")
     async def modify(self, request: Request, state: State, session: NamedDependency[Session], position: FromPath[str],
                      data: JSONBody[PositionUpdate]) -> Position:
         body = ModifyCommand(user_id=session.user.id, position_id=position_id(position), update=data)
-        return await ask(state, session, TradingRequest.MODIFY, body, Position,
+        return await ask(state, session, ops.MODIFY, body,
                          command_id(request, session, f"modify:{position}"))
 
     @post("/positions/{position:str}/close", operation_id="close_position", status_code=200,
@@ -121,7 +121,7 @@ class TradingController(Controller):
                     data: JSONBody[PositionClose | None] = None) -> Position:
         body = CloseCommand(user_id=session.user.id, position_id=position_id(position),
                             qty=data.qty if data is not None else None)
-        return await ask(state, session, TradingRequest.CLOSE, body, Position,
+        return await ask(state, session, ops.CLOSE, body,
                          command_id(request, session, f"close:{position}"))
 
     @get("/ledger", operation_id="list_ledger", summary="Every balance change, newest first, a page at a time",
@@ -133,5 +133,5 @@ class TradingController(Controller):
         if cursor is not None:
             decode_cursor(cursor, "ledger")
         query = LedgerQuery(user_id=session.user.id, limit=limit + 1, cursor=cursor)
-        rows = await ask(state, session, TradingRequest.LEDGER, query, list[LedgerEntry])
+        rows = await ask(state, session, ops.LEDGER, query)
         return paged(request, rows, limit, "ledger", lambda e: (e.created_at, e.id))

@@ -18,10 +18,10 @@ from decimal import Decimal
 import msgspec
 
 from cfd_server.context import ServerContext
+from shared import operations as ops
 from shared.bus import Message, Subscription
 from shared.contracts import Quote, encode
 from shared.contracts_trading import (
-    Account,
     AccountEvent,
     AccountQuery,
     Event,
@@ -29,7 +29,6 @@ from shared.contracts_trading import (
     PositionEvent,
     PositionMark,
     PositionsQuery,
-    TradingRequest,
 )
 from shared.trading import account_snapshot, close_price, exposure_of, money, unrealized_pnl
 
@@ -106,12 +105,10 @@ class AccountFeed:
             held.balance = event.account.balance
 
     async def _watch(self, user_id: str) -> _Held:
-        rpc, topic = self.ctx.rpc, self.ctx.topics.trading_requests
-        account = await rpc.request(topic, TradingRequest.ACCOUNT, AccountQuery(user_id=user_id), Account,
-                                    key=user_id)
-        positions = await rpc.request(topic, TradingRequest.POSITIONS,
-                                      PositionsQuery(user_id=user_id, status="open", limit=1000), list[Position],
-                                      key=user_id)
+        rpc = self.ctx.rpc
+        account = await rpc.call(ops.ACCOUNT, AccountQuery(user_id=user_id), key=user_id)
+        positions = await rpc.call(ops.POSITIONS, PositionsQuery(user_id=user_id, status="open", limit=1000),
+                                   key=user_id)
         held = self._held.setdefault(user_id, _Held(account.balance, positions))
         return held
 

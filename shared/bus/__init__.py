@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from msgspec import Struct
 
 from shared import outage
+from shared.operations import Route
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,8 @@ class Topics:
         self.replies = settings.topic("replies")
         self.events = settings.topic("account-events")
         self.candle_history = settings.topic("candle-history")  # poller → dbproc, keyed by symbol
-        self.candle_requests = settings.topic("requests.candles")  # the poller's questions to the candle consumer
+        self.candle_requests = settings.topic("requests.candles")  # candle history and coverage, by symbol
+        self.health_requests = settings.topic("requests.health")  # is a dbproc answering, with its database
         self.sessions = settings.topic("sessions-ended")  # server → every server: sessions that ended
 
     def retention(self, topic: str) -> int:
@@ -116,10 +118,16 @@ class Topics:
         s = self.settings
         if topic == self.prices:
             return s.kafka_retention_prices_seconds
-        if topic in (self.user_requests, self.trading_requests, self.candle_requests, self.replies):
+        if topic in (self.user_requests, self.trading_requests, self.candle_requests, self.health_requests,
+                     self.replies):
             return s.kafka_retention_requests_seconds
         return s.kafka_retention_events_seconds
 
     def all(self) -> list[str]:
         return [self.prices, self.user_requests, self.trading_requests, self.replies, self.events,
-                self.candle_history, self.candle_requests, self.sessions]
+                self.candle_history, self.candle_requests, self.health_requests, self.sessions]
+
+    def routes(self) -> dict[Route, str]:
+        """The request topic of each operation route (`shared.operations`)."""
+        return {Route.USERS: self.user_requests, Route.TRADING: self.trading_requests,
+                Route.CANDLES: self.candle_requests, Route.HEALTH: self.health_requests}

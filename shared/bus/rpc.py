@@ -1,51 +1,73 @@
 """Request/reply over the bus: correlation ids, timeouts, and errors that keep their HTTP meaning.
 
-A `RequestClient` (in each server instance) publishes a `BusRequest` keyed by the user, and waits for the
-`BusReply` with the same correlation id on the broadcast replies topic. A `Responder` (in the dbproc)
-routes each request type to a handler and publishes its result or its `CfdError`. A handler's other
-failures are either a database outage (503 `backend_unavailable`, see `shared.db_failures`) or an internal
-error (500 `internal_error`, logged with its traceback); neither names an exception class to the client.
+Every request is an `Operation` of `shared.operations`. A `RequestClient` (in each server instance, and the
+poller) sends one with `call(op, body, key=...)`: a `BusRequest` on the operation's request topic, keyed by
+the user (or what orders its requests), and waits for the `BusReply` with the same correlation id on the
+broadcast replies topic, decoded as the operation's reply type. A `Responder` (in the dbproc) decodes each
+request as its operation's body type, calls the handler registered with `handle(op, handler)` and publishes
+its result or its `CfdError`. A handler's other failures are either a database outage (503
+`backend_unavailable`, see `shared.db_failures`) or an internal error (500 `internal_error`, logged with its
+traceback); neither names an exception class to the client. An operation without a reply type is internal:
+`send` publishes it and nobody waits; the responder publishes no reply and logs a refusal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import msgspec
 
 from shared import outage
 from shared.bus import Bus, Message, Subscription
+from shared.clock import now_ms
 from shared.contracts import BusReply, BusRequest, ErrorBody, encode
 from shared.db_failures import database_outage
 from shared.errors import BackendDown, BadRequest, CfdError, InternalError, TimedOut, error_from_wire
+from shared.operations import Operation, Route
 from shared.outage import Outage
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
 
 _request_decoder = msgspec.json.Decoder(BusRequest)
 _reply_decoder = msgspec.json.Decoder(BusReply)
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+def envelope(op: Operation[Req, Any], body: Req, *, command_id: str, correlation_id: str, reply_to: str) -> bytes:
+    """The encoded `BusRequest` carrying `body` as an `op` request."""
+    if not isinstance(body, op.request):
+        raise TypeError(f"{op.name} takes a {op.request.__name__}, not a {type(body).__name__}")
+    return encode(BusRequest(type=op.name, command_id=command_id, correlation_id=correlation_id, reply_to=reply_to,
+                             body=msgspec.Raw(encode(body)), sent_at_ms=now_ms()))
+
+
+async def send(bus: Bus, routes: Mapping[Route, str], op: Operation[Req, None], body: Req, *, key: str,
+               command_id: str) -> None:
+    """Publish an internal command (an operation nobody waits on); durable once this returns."""
+    if op.reply is not None:
+        raise TypeError(f"{op.name} has a reply: call it with RequestClient.call")
+    await bus.publish(routes[op.route], envelope(op, body, command_id=command_id, correlation_id=command_id,
+                                                reply_to=""), key=key.encode())
 
 
 class RequestClient:
     """Sends requests and matches replies; one per server instance."""
 
-    def __init__(self, bus: Bus, replies_topic: str, instance_id: str, timeout: float) -> None:
+    def __init__(self, bus: Bus, routes: Mapping[Route, str], replies_topic: str, instance_id: str,
+                 timeout: float) -> None:
         self.bus = bus
+        self.routes = routes
         self.replies_topic = replies_topic
         self.instance_id = instance_id
         self.timeout = timeout
         self._pending: dict[str, asyncio.Future[BusReply]] = {}
         self._subscription: Subscription | None = None
+        self._decoders: dict[str, msgspec.json.Decoder[Any]] = {}
 
     async def start(self) -> None:
         self._subscription = await self.bus.subscribe([self.replies_topic], self._on_reply, group=None)
@@ -68,31 +90,21 @@ class RequestClient:
         if future is not None and not future.done():
             future.set_result(reply)
 
-    async def request(
-        self,
-        topic: str,
-        type: str,
-        body: Any,
-        response_type: type[T],
-        *,
-        key: str,
-        command_id: str | None = None,
-        timeout: float | None = None,
-    ) -> T:
-        """Send `body` as a `type` request and return the decoded reply; raises the dbproc's `CfdError`."""
+    async def call(self, op: Operation[Req, Rep], body: Req, *, key: str, command_id: str | None = None,
+                   timeout: float | None = None) -> Rep:
+        """Send `body` as an `op` request and return its reply; raises the answering service's `CfdError`.
+
+        `key` orders the request among others (one user's commands go to one partition, in order);
+        `command_id` makes a command apply once however often it is sent (a fresh one by default)."""
+        if op.reply is None:
+            raise TypeError(f"{op.name} has no reply: publish it with rpc.send")
         correlation_id = uuid.uuid4().hex
-        request = BusRequest(
-            type=type,
-            command_id=command_id or correlation_id,
-            correlation_id=correlation_id,
-            reply_to=self.instance_id,
-            body=msgspec.Raw(encode(body)),
-            sent_at_ms=now_ms(),
-        )
+        request = envelope(op, body, command_id=command_id or correlation_id, correlation_id=correlation_id,
+                           reply_to=self.instance_id)
         future: asyncio.Future[BusReply] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
         try:
-            await self.bus.publish(topic, encode(request), key=key.encode())
+            await self.bus.publish(self.routes[op.route], request, key=key.encode())
             reply = await asyncio.wait_for(future, timeout or self.timeout)
         except TimeoutError:
             raise TimedOut(
@@ -104,24 +116,47 @@ class RequestClient:
         if reply.error is not None:
             e = reply.error
             raise error_from_wire(e.status, e.code, e.message, e.details, e.retry_after)
-        return msgspec.json.decode(reply.body, type=response_type)
+        decoder = self._decoders.get(op.name)
+        if decoder is None:
+            decoder = self._decoders[op.name] = msgspec.json.Decoder(op.reply)
+        result: Rep = decoder.decode(reply.body)
+        return result
 
 
-RequestHandler = Callable[[BusRequest], Awaitable[bytes]]
+QueryHandler = Callable[[Req], Awaitable[Rep]]
+CommandHandler = Callable[[Req, str], Awaitable[Rep]]
+"""A command's handler also gets the command id, which makes it apply once."""
+
+
+class _Route:
+    """A registered operation: its handler and the decoder of its body."""
+
+    __slots__ = ("decoder", "handler", "op")
+
+    def __init__(self, op: Operation[Any, Any], handler: Callable[..., Awaitable[Any]]) -> None:
+        self.op = op
+        self.handler = handler
+        self.decoder = msgspec.json.Decoder(op.request)
 
 
 class Responder:
-    """Routes requests by type to handlers and publishes their replies (used by the dbproc)."""
+    """Answers the operations registered with `handle` and publishes their replies (used by the dbproc)."""
 
     def __init__(self, bus: Bus, replies_topic: str) -> None:
         self.bus = bus
         self.replies_topic = replies_topic
-        self.handlers: dict[str, RequestHandler] = {}
+        self._routes: dict[str, _Route] = {}
         self.replies_lost = Outage(f"replies cannot be published to {replies_topic}; clients time out and retry",
                                    log)
 
-    def route(self, type: str, handler: RequestHandler) -> None:
-        self.handlers[type] = handler
+    @property
+    def operations(self) -> list[Operation[Any, Any]]:
+        """The operations this responder answers."""
+        return [route.op for route in self._routes.values()]
+
+    def handle(self, op: Operation[Req, Rep], handler: QueryHandler[Req, Rep] | CommandHandler[Req, Rep]) -> None:
+        """Answer `op` requests with `handler(body)`, or for a command `handler(body, command_id)`."""
+        self._routes[op.name] = _Route(op, handler)
 
     async def __call__(self, message: Message) -> None:
         try:
@@ -130,25 +165,36 @@ class Responder:
             log.error("dropping an undecodable request on %s@%d", message.topic, message.offset)
             return
         reply = await self.answer(request)
+        if reply is None:
+            return
         try:
             await self.bus.publish(self.replies_topic, encode(reply), key=request.reply_to.encode())
         except BackendDown as exc:  # the work is committed; the client times out and retries, applied once
             self.replies_lost.failed(exc.details.get("reason", exc))
 
-    async def answer(self, request: BusRequest) -> BusReply:
-        handler = self.handlers.get(request.type)
+    async def answer(self, request: BusRequest) -> BusReply | None:
+        """The reply to `request`; None for an internal command, which nobody waits on."""
+        route = self._routes.get(request.type)
+        waited_on = route is None or route.op.reply is not None
         try:
-            if handler is None:
+            if route is None:
                 raise BadRequest(f"Unknown request type {request.type!r}.", code="unknown_request")
-            body = await handler(request)
+            body = route.decoder.decode(request.body)
+            result = await (route.handler(body, request.command_id) if route.op.command else route.handler(body))
+            if not waited_on:
+                return None
             return BusReply(correlation_id=request.correlation_id, reply_to=request.reply_to,
-                            body=msgspec.Raw(body))
+                            body=msgspec.Raw(encode(result)))
         except CfdError as exc:
             error = exc
         except msgspec.ValidationError as exc:
             error = BadRequest(f"Malformed {request.type} request: {exc}", code="malformed_request")
         except Exception as exc:
             error = self._failure(request, exc)
+        if not waited_on:
+            if error.status < 500:  # a 5xx is logged where it is made
+                log.warning("%s %s refused: %s (%s)", request.type, request.command_id, error.message, error.code)
+            return None
         return BusReply(
             correlation_id=request.correlation_id,
             reply_to=request.reply_to,

@@ -13,7 +13,8 @@ import pytest
 from helpers import set_price, signed_in
 from websockets.asyncio.client import connect
 
-from shared.contracts_trading import OpenCommand, Position, PositionCreate, TradingRequest
+from shared import operations as ops
+from shared.contracts_trading import OpenCommand, PositionCreate
 from shared.errors import CfdError
 
 BAD_DECIMALS = ['"1E+25"', '"99999999999999999999999999.99"', '"１"', '"١"', '"1_000"', '" 1"', '"+1"', '"NaN"',
@@ -161,8 +162,7 @@ async def test_an_unexpected_failure_in_the_dbproc_is_an_internal_error_not_an_o
     ctx = platform.app.state.ctx
     order = PositionCreate(symbol="SOL_USDC", side="long", qty=Decimal("1E+25"))
     with pytest.raises(CfdError) as raised:
-        await ctx.rpc.request(ctx.topics.trading_requests, TradingRequest.OPEN,
-                              OpenCommand(user_id=user_id, order=order), Position, key=user_id)
+        await ctx.rpc.call(ops.OPEN, OpenCommand(user_id=user_id, order=order), key=user_id)
     error = raised.value
     assert (error.status, error.code) == (500, "internal_error")
     assert "InvalidOperation" not in error.message and error.details["request_id"]
@@ -176,9 +176,8 @@ async def test_tracebacks_are_only_for_bugs(platform, api, trader, caplog):
     await api.post("/positions", headers=auth, json={"symbol": "SOL_USDC", "side": "long", "qty": "1E+25"})
     ctx = platform.app.state.ctx
     with pytest.raises(CfdError):
-        await ctx.rpc.request(ctx.topics.trading_requests, TradingRequest.OPEN,
-                              OpenCommand(user_id=user_id, order=PositionCreate(symbol="SOL_USDC", side="long",
-                                                                                 qty=Decimal("1E+25"))),
-                              Position, key=user_id)
+        await ctx.rpc.call(ops.OPEN, OpenCommand(user_id=user_id, order=PositionCreate(symbol="SOL_USDC", side="long",
+                                                                                     qty=Decimal("1E+25"))),
+                           key=user_id)
     traced = [r for r in caplog.records if r.exc_info]
     assert len(traced) == 1 and "position.open" in traced[0].getMessage()

@@ -10,8 +10,9 @@ import pytest
 
 from shared.bus import Message, create_bus
 from shared.bus.rpc import RequestClient, Responder
-from shared.contracts import BusRequest, UserExists, UserExistsQuery, encode
+from shared.contracts import UserExists, UserExistsQuery
 from shared.errors import Conflict, TimedOut
+from shared.operations import Operation, Route
 
 
 @pytest.fixture
@@ -127,30 +128,32 @@ async def test_request_reply_returns_results_errors_and_times_out(bus):
     requests, replies = topic(bus, "requests"), topic(bus, "replies")
     await bus.ensure_topics([requests, replies])
     responder = Responder(bus, replies)
+    exists, refuse, slow = (Operation(name, Route.USERS, UserExistsQuery, UserExists)
+                            for name in ("exists", "refuse", "slow"))
 
-    async def exists(request: BusRequest) -> bytes:
-        return encode(UserExists(exists=True))
+    async def say_yes(query: UserExistsQuery) -> UserExists:
+        return UserExists(exists=query.email == "a@b.co")
 
-    async def refuse(request: BusRequest) -> bytes:
+    async def say_no(query: UserExistsQuery) -> UserExists:
         raise Conflict("Already there.", code="already_there")
 
-    async def slow(request: BusRequest) -> bytes:
+    async def take_long(query: UserExistsQuery) -> UserExists:
         await asyncio.sleep(2)
-        return encode(UserExists(exists=False))
+        return UserExists(exists=False)
 
-    responder.route("exists", exists)
-    responder.route("refuse", refuse)
-    responder.route("slow", slow)
+    responder.handle(exists, say_yes)
+    responder.handle(refuse, say_no)
+    responder.handle(slow, take_long)
     serving = await bus.subscribe([requests], responder, group=f"g-{uuid.uuid4().hex[:6]}")
-    client = RequestClient(bus, replies, instance_id=uuid.uuid4().hex, timeout=10)
+    client = RequestClient(bus, {Route.USERS: requests}, replies, instance_id=uuid.uuid4().hex, timeout=10)
     await client.start()
 
     body = UserExistsQuery(email="a@b.co")
-    assert (await client.request(requests, "exists", body, UserExists, key="a")).exists is True
+    assert (await client.call(exists, body, key="a")).exists is True
     with pytest.raises(Conflict) as raised:
-        await client.request(requests, "refuse", body, UserExists, key="a")
+        await client.call(refuse, body, key="a")
     assert raised.value.code == "already_there" and raised.value.status == 409
     with pytest.raises(TimedOut):
-        await client.request(requests, "slow", body, UserExists, key="b", timeout=0.3)
+        await client.call(slow, body, key="b", timeout=0.3)
     await client.stop()
     await serving.stop()

@@ -21,19 +21,17 @@ from cfd_server.context import ServerContext
 from cfd_server.errors import EXCEPTION_HANDLERS
 from cfd_server.market import MARKET_HANDLERS, MarketRuntime, start_market
 from shared import candles as maths
+from shared import operations as ops
 from shared.bus import Bus, Topics, create_bus
 from shared.bus.rpc import RequestClient, Responder
 from shared.cache.memory import MemoryCache
 from shared.contracts import (
-    CANDLES_COVERAGE,
     Candle,
     CandleGap,
     CandleHistoryBatch,
-    Coverage,
     CoverageQuery,
     MarketCoverage,
     PriceTick,
-    RequestType,
     encode,
 )
 from shared.db import Database, migrate, piccolo_conf
@@ -116,9 +114,9 @@ async def recorder(settings: Settings, bus: Bus, database: Database) -> AsyncIte
     topics = Topics(settings)
     recorder = CandleRecorder(database)
     responder = Responder(bus, topics.replies)
-    responder.route(RequestType.CANDLES_HISTORY, recorder.history)
+    recorder.serve(responder)
     subscriptions = [
-        await bus.subscribe([topics.user_requests], responder, group=settings.topic("cfd-dbproc")),
+        await bus.subscribe([topics.candle_requests], responder, group=settings.topic("cfd-dbproc-candles")),
         await bus.subscribe([topics.prices], recorder.on_tick, group=settings.topic(CONSUMER_GROUP)),
     ]
     yield recorder
@@ -129,7 +127,7 @@ async def recorder(settings: Settings, bus: Bus, database: Database) -> AsyncIte
 @pytest.fixture
 async def server(settings: Settings, bus: Bus) -> AsyncIterator[tuple[httpx.AsyncClient, MarketRuntime]]:
     topics = Topics(settings)
-    rpc = RequestClient(bus, topics.replies, settings.instance_id, TIMEOUT)
+    rpc = RequestClient(bus, topics.routes(), topics.replies, settings.instance_id, TIMEOUT)
     await rpc.start()
     ctx = ServerContext(settings=settings, bus=bus, cache=MemoryCache(), mailer=None, rpc=rpc,  # type: ignore[arg-type]
                         mail=None, topics=topics)  # type: ignore[arg-type]
@@ -379,12 +377,12 @@ async def test_coverage_names_the_last_price_and_each_gap_with_the_prices_around
     await wait_for(lambda: _history_seen(candle_consumer, 4))
 
     topics = Topics(settings)
-    rpc = RequestClient(bus, topics.replies, settings.instance_id, TIMEOUT)
+    rpc = RequestClient(bus, topics.routes(), topics.replies, settings.instance_id, TIMEOUT)
     await rpc.start()
     try:
         query = CoverageQuery(symbols=["SOL_USDC", "ETH_USDC", "NOPE_USDC"], since=T0 - 120_000,
                               until=T0 + 300_000)
-        answer = await rpc.request(topics.candle_requests, CANDLES_COVERAGE, query, Coverage, key="coverage")
+        answer = await rpc.call(ops.CANDLES_COVERAGE, query, key="coverage")
         assert answer.markets == [
             MarketCoverage(symbol="SOL_USDC", last_t=T0 + 180_000, last_close=Decimal("183.000"), gaps=[
                 CandleGap(start=T0 - 120_000, end=T0, before=Decimal("170.000"), after=Decimal("180.000")),
@@ -395,8 +393,7 @@ async def test_coverage_names_the_last_price_and_each_gap_with_the_prices_around
             MarketCoverage(symbol="ETH_USDC", gaps=[CandleGap(start=T0 - 120_000, end=T0 + 300_000)]),
         ]
         with pytest.raises(BadRequest):
-            await rpc.request(topics.candle_requests, CANDLES_COVERAGE,
-                              CoverageQuery(symbols=["SOL_USDC"], since=T0 + 1, until=T0 + 60_000), Coverage,
-                              key="coverage")
+            await rpc.call(ops.CANDLES_COVERAGE, CoverageQuery(symbols=["SOL_USDC"], since=T0 + 1, until=T0 + 60_000),
+                           key="coverage")
     finally:
         await rpc.stop()

@@ -18,10 +18,11 @@ import pytest
 from helpers import signed_in
 
 from cfd_dbproc.service import DbProc
+from shared import operations as ops
 from shared.bus import Bus, Topics, create_bus
 from shared.bus.rpc import RequestClient
 from shared.contracts import PriceTick, encode
-from shared.contracts_trading import OpenCommand, Position, PositionCreate, TradingRequest
+from shared.contracts_trading import OpenCommand, Position, PositionCreate
 from shared.markets import MARKETS
 
 
@@ -38,8 +39,7 @@ class Rig:
 
     async def open(self, user_id: str, symbol: str, qty: str) -> Position:
         order = PositionCreate(symbol=symbol, side="long", qty=Decimal(qty), leverage=1)
-        return await self.rpc.request(self.dbproc.topics.trading_requests, TradingRequest.OPEN,
-                                      OpenCommand(user_id=user_id, order=order), Position, key=user_id)
+        return await self.rpc.call(ops.OPEN, OpenCommand(user_id=user_id, order=order), key=user_id)
 
 
 @pytest.fixture
@@ -52,7 +52,8 @@ async def start_dbproc(make_settings, platform) -> AsyncIterator:
         await bus.start()
         dbproc = DbProc(settings, bus, platform.db, platform.cache)
         await dbproc.start()
-        rpc = RequestClient(bus, Topics(settings).replies, f"join-{uuid.uuid4().hex[:6]}", timeout=wait + 15)
+        topics = Topics(settings)
+        rpc = RequestClient(bus, topics.routes(), topics.replies, f"join-{uuid.uuid4().hex[:6]}", timeout=wait + 15)
         await rpc.start()
         started.append((bus, dbproc, rpc))
         return Rig(bus, dbproc, rpc)

@@ -15,13 +15,12 @@ import time
 import uuid
 from decimal import Decimal
 
-import msgspec
 from helpers import set_price, signed_in
 
 from cfd_dbproc.trading.engine import TradingEngine
+from cfd_dbproc.trading.store import TradingStore
 from shared.bus import Message, create_bus
-from shared.contracts import BusRequest, encode
-from shared.contracts_trading import CloseCommand, TradingRequest
+from shared.contracts_trading import CloseCommand
 
 
 async def _eventually(check, timeout: float, what: str) -> None:
@@ -95,16 +94,15 @@ async def test_two_engines_closing_one_users_positions_at_once_lose_no_balance_u
         ids.append(opened.json()["id"])
     await set_price(platform, "SOL_USDC", "210.00", "210.02")
     first = platform.dbproc.trading
-    second = TradingEngine(platform.db, platform.bus, platform.dbproc.topics.events, platform.dbproc.quotes)
+    second = TradingEngine(TradingStore(platform.db), platform.bus, platform.dbproc.topics.events,
+                           platform.dbproc.quotes)
 
     async def consume(engine: TradingEngine, position_ids: list[str]) -> list[Decimal]:
         realized = []
         for position_id in position_ids:  # one record after the other, as a consumer of the partition does
-            body = CloseCommand(user_id=user_id, position_id=position_id)
-            request = BusRequest(type=TradingRequest.CLOSE, command_id=uuid.uuid4().hex,
-                                 correlation_id=uuid.uuid4().hex, reply_to="test", body=msgspec.Raw(encode(body)))
-            closed = msgspec.json.decode(await engine.close(request))
-            realized.append(Decimal(closed["realized_pnl"]))
+            closed = await engine.close(CloseCommand(user_id=user_id, position_id=position_id), uuid.uuid4().hex)
+            assert closed.realized_pnl is not None
+            realized.append(closed.realized_pnl)
         return realized
 
     results = await asyncio.gather(consume(first, ids[::2]), consume(second, ids[1::2]))

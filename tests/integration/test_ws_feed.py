@@ -62,7 +62,7 @@ async def feed(settings: Settings, bus: Bus) -> AsyncIterator[Feed]:
 
     async def start(limits: Limits | None = None) -> MarketRuntime:
         topics = Topics(settings)
-        rpc = RequestClient(bus, topics.replies, settings.instance_id, 2.0)
+        rpc = RequestClient(bus, topics.routes(), topics.replies, settings.instance_id, 2.0)
         await rpc.start()
         ctx = ServerContext(settings=settings, bus=bus, cache=cache, mailer=None, rpc=rpc,  # type: ignore[arg-type]
                             mail=None, topics=topics)  # type: ignore[arg-type]

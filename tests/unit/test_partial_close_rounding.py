@@ -14,16 +14,16 @@ import time
 import uuid
 from decimal import Decimal
 
-import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cfd_dbproc.trading.engine import TradingEngine
 from cfd_dbproc.trading.quotes import QuoteCache
+from cfd_dbproc.trading.store import TradingStore
 from shared.bus.memory import MemoryBus
-from shared.contracts import BusRequest, PriceTick, encode
-from shared.contracts_trading import CloseCommand, OpenCommand, Position, PositionCreate, TradingRequest
+from shared.contracts import PriceTick, encode
+from shared.contracts_trading import CloseCommand, OpenCommand, Position, PositionCreate
 from shared.db import Database, migrate
 from shared.db.tables import Accounts, LedgerEntries, Positions
 from shared.markets import MARKETS, Market
@@ -98,7 +98,7 @@ class EngineRig:
         self.db = Database(settings_)
         self.loop.run_until_complete(migrate(self.db))
         self.quotes = QuoteCache(stale_after=3600)
-        self.engine = TradingEngine(self.db, MemoryBus(), "events", self.quotes)
+        self.engine = TradingEngine(TradingStore(self.db), MemoryBus(), "events", self.quotes)
         self._clock_us = time.time_ns() // 1000
 
     def run(self, coroutine):
@@ -124,10 +124,8 @@ class EngineRig:
                                                  created_at=now)).run()
         return str(user_id)
 
-    async def command(self, handler, type_: str, body) -> Position:
-        request = BusRequest(type=type_, command_id=uuid.uuid4().hex, correlation_id=uuid.uuid4().hex,
-                             reply_to="test", body=msgspec.Raw(encode(body)))
-        return msgspec.json.decode(await handler(request), type=Position)
+    async def command(self, handler, body) -> Position:
+        return await handler(body, uuid.uuid4().hex)
 
 
 @pytest.fixture(scope="module")
@@ -150,12 +148,12 @@ async def _slice_through_the_engine(rig: EngineRig, market: Market, side: str, e
     user_id = await rig.account(deposit)
     rig.price(market, entry)
     order = PositionCreate(symbol=market.symbol, side=side, qty=sum(slices, Decimal(0)), leverage=leverage)
-    opened = await rig.command(rig.engine.open, TradingRequest.OPEN, OpenCommand(user_id=user_id, order=order))
+    opened = await rig.command(rig.engine.open, OpenCommand(user_id=user_id, order=order))
     exact = Decimal(0)
     parts: list[Position] = []
     for qty, price in zip(slices, exits, strict=True):
         rig.price(market, price)
-        part = await rig.command(rig.engine.close, TradingRequest.CLOSE,
+        part = await rig.command(rig.engine.close,
                                  CloseCommand(user_id=user_id, position_id=opened.id, qty=qty))
         assert part.qty == qty and part.status == "closed"
         exact += pnl(side, qty, opened.entry_price, part.close_price)

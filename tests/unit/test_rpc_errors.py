@@ -17,6 +17,9 @@ from shared.bus.rpc import Responder
 from shared.contracts import BusRequest
 from shared.db_failures import database_outage
 from shared.errors import Rejected, error_from_wire
+from shared.operations import HealthQuery, HealthReport, Operation, Route
+
+FAILING = Operation("test.fail", Route.HEALTH, HealthQuery, HealthReport)
 
 
 def _request() -> BusRequest:
@@ -25,11 +28,11 @@ def _request() -> BusRequest:
 
 
 async def answer(exc: BaseException) -> dict:
-    async def handler(_: BusRequest) -> bytes:
+    async def handler(_: HealthQuery) -> HealthReport:
         raise exc
 
     responder = Responder(MemoryBus(), "replies")
-    responder.route("test.fail", handler)
+    responder.handle(FAILING, handler)
     reply = await responder.answer(_request())
     assert reply.error is not None
     return msgspec.to_builtins(reply.error)

@@ -1,0 +1,188 @@
+"""The trading tables: the one mapping between a `positions` row and a `Position`, and every query of them.
+
+The engine decides; the store reads and writes. Every method runs in the caller's transaction, if any.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from piccolo.query import WhereRaw
+
+from shared.contracts_trading import LedgerEntry, LedgerQuery, Position, PositionsQuery
+from shared.db import Database
+from shared.db.tables import Accounts, LedgerEntries, Positions
+from shared.errors import NotFound
+from shared.paging import MAX_PAGE, Cursor, decode_cursor
+from shared.trading import Exposure, money, plain
+
+
+def position_from_row(row: dict[str, Any], *, with_user: bool = False) -> Position:
+    return Position(
+        id=str(row["id"]), symbol=row["symbol"], side=row["side"], qty=plain(row["qty"]),
+        entry_price=plain(row["entry_price"]), leverage=row["leverage"], margin=money(row["margin"]),
+        stop_loss=plain(row["stop_loss"]), take_profit=plain(row["take_profit"]), status=row["status"],
+        opened_at=row["opened_at"], updated_at=row["updated_at"], closed_at=row["closed_at"],
+        close_price=plain(row["close_price"]),
+        realized_pnl=None if row["realized_pnl"] is None else money(row["realized_pnl"]),
+        close_reason=row["close_reason"],
+        parent_id=str(row["parent_id"]) if row["parent_id"] else None,
+        user_id=str(row["user_id"]) if with_user else None,
+    )
+
+
+def parse_id(value: str, what: str) -> uuid.UUID:
+    """The UUID in `value`; anything else is a 404 `<what>_not_found` (an id that cannot exist)."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound(f"No such {what}.", code=f"{what}_not_found") from None
+
+
+class TradingStore:
+    """Accounts, positions and ledger entries."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- accounts and the ledger --------------------------------------------------------------------------
+
+    async def balance(self, user_id: uuid.UUID) -> Decimal:
+        row = await Accounts.select(Accounts.balance).where(Accounts.user_id == user_id).first().run()
+        if row is None:
+            raise NotFound("No trading account for this user.", code="account_not_found")
+        return money(row["balance"])
+
+    async def lock_account(self, user_id: str) -> None:
+        """Hold the user's account row until the command commits (`SELECT ... FOR UPDATE`).
+
+        One partition orders one user's commands, but during a consumer-group rebalance two dbprocs can hold
+        it at once: the second one's command then waits here and reads the balance the first one wrote,
+        instead of overwriting it with one it read before. SQLite needs no lock: its transactions are
+        exclusive from their start (`BEGIN IMMEDIATE`, see `Database.transaction`)."""
+        if not self.db.is_sqlite:
+            await Accounts.select(Accounts.id).where(Accounts.user_id == parse_id(user_id, "account")).lock_rows().run()
+
+    async def book(self, user_id: uuid.UUID, kind: str, amount: Decimal, balance: Decimal, reference: str,
+                   command_id: str, at: int) -> Decimal:
+        """Add a ledger entry and move the balance; returns the new balance."""
+        new_balance = money(balance + amount)
+        await LedgerEntries.insert(LedgerEntries(
+            id=uuid.uuid4(), user_id=user_id, kind=kind, amount=money(amount), balance_after=new_balance,
+            reference=reference, command_id=command_id, created_at=at,
+        )).run()
+        await Accounts.update({Accounts.balance: new_balance}).where(Accounts.user_id == user_id).run()
+        return new_balance
+
+    async def every_balance(self) -> dict[str, Decimal]:
+        """Every account's balance by user id (the risk book's start)."""
+        rows = await Accounts.select(Accounts.user_id, Accounts.balance).run()
+        return {str(r["user_id"]): r["balance"] for r in rows}
+
+    async def ledger_page(self, query: LedgerQuery) -> list[LedgerEntry]:
+        conditions = [LedgerEntries.user_id == parse_id(query.user_id, "account")]
+        if query.cursor is not None:
+            conditions.append(self._after(decode_cursor(query.cursor, "ledger"), "created_at"))
+        rows = await LedgerEntries.select().where(*conditions).order_by(
+            LedgerEntries.created_at, LedgerEntries.id, ascending=False).limit(_page(query.limit)).run()
+        return [LedgerEntry(id=str(r["id"]), kind=r["kind"], amount=money(r["amount"]),
+                            balance_after=money(r["balance_after"]), reference=r["reference"],
+                            created_at=r["created_at"]) for r in rows]
+
+    # --- positions ----------------------------------------------------------------------------------------
+
+    async def position(self, user_id: uuid.UUID, position_id: str) -> Position:
+        pid = parse_id(position_id, "position")
+        row = await Positions.select().where((Positions.id == pid) & (Positions.user_id == user_id)).first().run()
+        if row is None:  # another user's position is "not found", never "forbidden"
+            raise NotFound("No such position.", code="position_not_found")
+        return position_from_row(row)
+
+    async def open_positions(self, user_id: uuid.UUID) -> list[Position]:
+        rows = await Positions.select().where(
+            (Positions.user_id == user_id) & (Positions.status == "open")
+        ).order_by(Positions.opened_at).run()
+        return [position_from_row(r) for r in rows]
+
+    async def exposures(self, user_id: uuid.UUID) -> list[Exposure]:
+        """Just what the margin maths needs of the user's open positions (cheaper than whole rows)."""
+        rows = await Positions.select(Positions.symbol, Positions.side, Positions.qty, Positions.entry_price,
+                                      Positions.margin).where(
+            (Positions.user_id == user_id) & (Positions.status == "open")).run()
+        return [Exposure(r["symbol"], r["side"], r["qty"], r["entry_price"], r["margin"]) for r in rows]
+
+    async def unbooked_pnl(self, position_id: str) -> Decimal:
+        row = await Positions.select(Positions.unbooked_pnl).where(Positions.id == uuid.UUID(position_id)).first().run()
+        return Decimal(0) if row is None or row["unbooked_pnl"] is None else row["unbooked_pnl"]
+
+    async def insert(self, user_id: uuid.UUID, position: Position, *, unbooked_pnl: Decimal | None = None) -> None:
+        await Positions.insert(Positions(
+            id=uuid.UUID(position.id), user_id=user_id, symbol=position.symbol, side=position.side,
+            qty=position.qty, entry_price=position.entry_price, leverage=position.leverage, margin=position.margin,
+            stop_loss=position.stop_loss, take_profit=position.take_profit, status=position.status,
+            opened_at=position.opened_at, updated_at=position.updated_at, closed_at=position.closed_at,
+            close_price=position.close_price, realized_pnl=position.realized_pnl, close_reason=position.close_reason,
+            parent_id=uuid.UUID(position.parent_id) if position.parent_id else None,
+            **({} if unbooked_pnl is None else {"unbooked_pnl": unbooked_pnl}),
+        )).run()
+
+    async def update(self, position_id: str, **fields: Any) -> None:
+        """Set `fields` (column names) of one position."""
+        await Positions.update({getattr(Positions, name): value for name, value in fields.items()}).where(
+            Positions.id == uuid.UUID(position_id)).run()
+
+    async def positions_page(self, query: PositionsQuery) -> list[Position]:
+        """One page of a user's (or, for operators, every user's) positions, newest first."""
+        conditions = []
+        if query.user_id is not None:
+            conditions.append(Positions.user_id == parse_id(query.user_id, "account"))
+        if query.status is not None:
+            conditions.append(Positions.status == query.status)
+        order, newest_first = ("closed", Positions.closed_at) if query.status == "closed" else (
+            "opened", Positions.opened_at)
+        if query.cursor is not None:
+            conditions.append(self._after(decode_cursor(query.cursor, order), newest_first._meta.db_column_name))
+        select = Positions.select()
+        if conditions:
+            select = select.where(*conditions)
+        rows = await select.order_by(newest_first, Positions.id, ascending=False).limit(_page(query.limit)).run()
+        return [position_from_row(r, with_user=query.user_id is None) for r in rows]
+
+    async def every_open(self) -> list[tuple[str, Position]]:
+        """Every open position with its owner's id (the risk book's start)."""
+        rows = await Positions.select().where(Positions.status == "open").run()
+        return [(str(r["user_id"]), position_from_row(r)) for r in rows]
+
+    async def open_counts(self, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """How many open positions each of these users holds (users with none are left out)."""
+        counts: dict[uuid.UUID, int] = {}
+        if user_ids:
+            for r in await Positions.select(Positions.user_id).where(
+                    Positions.user_id.is_in(user_ids) & (Positions.status == "open")).run():
+                counts[r["user_id"]] = counts.get(r["user_id"], 0) + 1
+        return counts
+
+    async def balances(self, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, Decimal]:
+        if not user_ids:
+            return {}
+        rows = await Accounts.select(Accounts.user_id, Accounts.balance).where(Accounts.user_id.is_in(user_ids)).run()
+        return {r["user_id"]: r["balance"] for r in rows}
+
+    async def open_exposures(self) -> list[Exposure]:
+        """Every open position's exposure (the broker's book)."""
+        rows = await Positions.select(Positions.symbol, Positions.side, Positions.qty, Positions.entry_price,
+                                      Positions.margin).where(Positions.status == "open").run()
+        return [Exposure(r["symbol"], r["side"], r["qty"], r["entry_price"], r["margin"]) for r in rows]
+
+    def _after(self, cursor: Cursor, column: str) -> WhereRaw:
+        """Rows after `cursor` in a newest-first list ordered by `column` then id: one index range scan."""
+        row_id = cursor.id if self.db.is_sqlite else uuid.UUID(cursor.id)  # SQLite stores UUIDs as text
+        return WhereRaw(f"({column}, id) < ({{}}, {{}})", cursor.at, row_id)
+
+
+def _page(limit: int) -> int:
+    """A list's page size: up to one row more than the largest page, so the server can tell whether another
+    page follows."""
+    return max(1, min(limit, MAX_PAGE + 1))

@@ -1,0 +1,151 @@
+"""Every request one service makes of another over the bus, declared once.
+
+An `Operation` names a request (its wire `type`), the request topic it travels on, the type of its body and the
+type of its reply. The server calls `rpc.call(OPEN, body, key=user_id)` and gets a `Position` back (or the
+dbproc's `CfdError`); the dbproc registers `responder.handle(OPEN, engine.open)` and its handler takes an
+`OpenCommand` and returns a `Position`. Decoding, encoding and routing happen in `shared.bus.rpc`, nowhere else.
+
+A command (`command=True`) changes state and is applied once per `command_id`. An operation whose `reply` is
+None is internal: the dbproc sends it to itself (the risk engine's closes) and nobody waits for an answer, so
+none is published.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from msgspec import Struct
+
+from shared.contracts import (
+    CandleHistory,
+    CandlesQuery,
+    Coverage,
+    CoverageQuery,
+    CreateUser,
+    Credentials,
+    CredentialsQuery,
+    PasswordRehashed,
+    RehashPassword,
+    User,
+    UserExists,
+    UserExistsQuery,
+    UserQuery,
+)
+from shared.contracts_trading import (
+    Account,
+    AccountQuery,
+    CloseCommand,
+    DepositCommand,
+    ExposureQuery,
+    LedgerEntry,
+    LedgerQuery,
+    MarketExposure,
+    ModifyCommand,
+    OpenCommand,
+    Position,
+    PositionQuery,
+    PositionsQuery,
+    RiskCloseCommand,
+    SetDisabledCommand,
+    StopOutCommand,
+    UsersQuery,
+    UserSummary,
+)
+
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
+
+
+class Route(StrEnum):
+    """The request topic an operation travels on, and so the consumer group that answers it."""
+
+    USERS = "users"  # requests.users: the dbproc, keyed by email or user id
+    TRADING = "trading"  # requests.trading: the dbproc, keyed by user id (one user's commands in order)
+    CANDLES = "candles"  # requests.candles: the dbproc's candle consumer, keyed by symbol
+    HEALTH = "health"  # requests.health: the dbproc, to tell that it answers and reaches its database
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Operation(Generic[Req, Rep]):
+    """One kind of request: `name` on the wire, its `route`, and the types of its body and reply."""
+
+    name: str
+    route: Route
+    request: type[Req]
+    reply: Any  # type[Rep], or a generic alias such as list[Position]; None: nobody waits for a reply
+    command: bool = False
+
+    def __repr__(self) -> str:
+        return f"Operation({self.name})"
+
+
+class HealthQuery(Struct, kw_only=True):
+    """`health.check` has no parameters."""
+
+
+class HealthReport(Struct, kw_only=True):
+    database: str
+    instance_id: str
+
+
+class UserStatus(Struct, kw_only=True):
+    """The answer to `operator.set_disabled`."""
+
+    user_id: str
+    disabled: bool
+
+
+def _op(name: str, route: Route, request: type[Req], reply: Any, *, command: bool = False) -> Operation[Req, Any]:
+    return Operation(name, route, request, reply, command)
+
+
+# --- users (requests.users) ----------------------------------------------------------------------------------
+USER_EXISTS: Operation[UserExistsQuery, UserExists] = _op("user.exists", Route.USERS, UserExistsQuery, UserExists)
+USER_CREATE: Operation[CreateUser, User] = _op("user.create", Route.USERS, CreateUser, User, command=True)
+USER_CREDENTIALS: Operation[CredentialsQuery, Credentials] = _op("user.credentials", Route.USERS, CredentialsQuery,
+                                                                 Credentials)
+USER_PROFILE: Operation[UserQuery, User] = _op("user.profile", Route.USERS, UserQuery, User)
+USER_REHASH: Operation[RehashPassword, PasswordRehashed] = _op("user.rehash", Route.USERS, RehashPassword,
+                                                               PasswordRehashed, command=True)
+
+# --- trading (requests.trading) ------------------------------------------------------------------------------
+OPEN: Operation[OpenCommand, Position] = _op("position.open", Route.TRADING, OpenCommand, Position, command=True)
+CLOSE: Operation[CloseCommand, Position] = _op("position.close", Route.TRADING, CloseCommand, Position, command=True)
+MODIFY: Operation[ModifyCommand, Position] = _op("position.modify", Route.TRADING, ModifyCommand, Position,
+                                                 command=True)
+DEPOSIT: Operation[DepositCommand, Account] = _op("account.deposit", Route.TRADING, DepositCommand, Account,
+                                                  command=True)
+RISK_CLOSE: Operation[RiskCloseCommand, None] = _op("position.risk_close", Route.TRADING, RiskCloseCommand, None,
+                                                    command=True)
+STOP_OUT: Operation[StopOutCommand, None] = _op("account.stop_out", Route.TRADING, StopOutCommand, None,
+                                                command=True)
+ACCOUNT: Operation[AccountQuery, Account] = _op("account.get", Route.TRADING, AccountQuery, Account)
+POSITIONS: Operation[PositionsQuery, list[Position]] = _op("positions.list", Route.TRADING, PositionsQuery,
+                                                           list[Position])
+POSITION: Operation[PositionQuery, Position] = _op("position.get", Route.TRADING, PositionQuery, Position)
+LEDGER: Operation[LedgerQuery, list[LedgerEntry]] = _op("ledger.list", Route.TRADING, LedgerQuery, list[LedgerEntry])
+
+# --- operators (requests.trading, keyed "operator" or by the user concerned) ----------------------------------
+USERS: Operation[UsersQuery, list[UserSummary]] = _op("operator.users", Route.TRADING, UsersQuery, list[UserSummary])
+SET_DISABLED: Operation[SetDisabledCommand, UserStatus] = _op("operator.set_disabled", Route.TRADING,
+                                                              SetDisabledCommand, UserStatus, command=True)
+EXPOSURE: Operation[ExposureQuery, list[MarketExposure]] = _op("operator.exposure", Route.TRADING, ExposureQuery,
+                                                               list[MarketExposure])
+
+# --- candles (requests.candles) ------------------------------------------------------------------------------
+CANDLES_HISTORY: Operation[CandlesQuery, CandleHistory] = _op("candles.history", Route.CANDLES, CandlesQuery,
+                                                              CandleHistory)
+CANDLES_COVERAGE: Operation[CoverageQuery, Coverage] = _op("candles.coverage", Route.CANDLES, CoverageQuery, Coverage)
+
+# --- health (requests.health) --------------------------------------------------------------------------------
+HEALTH: Operation[HealthQuery, HealthReport] = _op("health.check", Route.HEALTH, HealthQuery, HealthReport)
+
+ALL: tuple[Operation[Any, Any], ...] = (
+    USER_EXISTS, USER_CREATE, USER_CREDENTIALS, USER_PROFILE, USER_REHASH,
+    OPEN, CLOSE, MODIFY, DEPOSIT, RISK_CLOSE, STOP_OUT, ACCOUNT, POSITIONS, POSITION, LEDGER,
+    USERS, SET_DISABLED, EXPOSURE,
+    CANDLES_HISTORY, CANDLES_COVERAGE,
+    HEALTH,
+)
