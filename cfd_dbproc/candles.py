@@ -41,8 +41,8 @@ from shared.contracts import (
 )
 from shared.db import Database
 from shared.db.tables import Candles
-from shared.errors import BadRequest, NotFound
-from shared.markets import MARKETS, Market, broker_quote
+from shared.errors import BadRequest
+from shared.markets import MARKETS, Market, broker_quote, market_of
 
 log = logging.getLogger(__name__)
 
@@ -231,9 +231,7 @@ class CandleRecorder:
     async def history(self, query: CandlesQuery) -> CandleHistory:
         """`candles.history`: the last `limit` candles of `interval`, oldest first, the one in progress as
         stored so far included (the server lays its live candle over it)."""
-        market = MARKETS.get(query.symbol)
-        if market is None:
-            raise NotFound(f"There is no market {query.symbol!r}.", code="unknown_market")
+        market = market_of(query.symbol)
         length = INTERVALS.get(query.interval)
         if length is None:
             raise BadRequest(f"Unknown interval {query.interval!r}; use one of {', '.join(INTERVALS)}.",

@@ -58,7 +58,7 @@ _RULES: dict[str, set[int]] = {
     "signup": {429},
     "verify": {409, 429},
     "signin": {401, 403, 429},
-    "open_position": {422},
+    "open_position": {404, 422},
     "modify_position": {409, 422},
     "close_position": {409, 422},
     "admin_deposit": {422},

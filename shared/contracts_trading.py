@@ -16,7 +16,7 @@ from shared.markets import MARKETS
 from shared.numbers import Amount, Price, Quantity
 
 Symbol = Annotated[str, Meta(min_length=1, max_length=32, extra_json_schema={
-    "description": "A market of GET /markets (another symbol is refused with 422 unknown_market).",
+    "description": "A market of GET /markets (another symbol is refused with 404 unknown_market).",
     "examples": ["SOL_USDC"], "extra": {"enum": list(MARKETS)}})]
 Leverage = Annotated[int, Meta(ge=1, le=1000)]
 

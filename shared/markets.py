@@ -7,6 +7,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from msgspec import Struct
 
 from shared.contracts import Quote
+from shared.errors import NotFound
 
 BPS = Decimal(10_000)
 
@@ -58,3 +59,15 @@ def broker_quote(market: Market, bid: Decimal, ask: Decimal, ts_ms: int) -> Quot
     broker_ask = (ask * (1 + half)).quantize(market.price_tick, rounding=ROUND_CEILING)
     mid = ((broker_bid + broker_ask) / 2).quantize(market.price_tick / 10)
     return Quote(symbol=market.symbol, bid=broker_bid, ask=broker_ask, mid=mid, ts=ts_ms)
+
+
+def market_of(symbol: str, *, field: str | None = None) -> Market:
+    """The market `symbol` names; otherwise 404 `unknown_market` (the same everywhere: a path, a body field or a
+    bus request), listing the markets, and naming the `field` when the symbol came in one."""
+    market = MARKETS.get(symbol)
+    if market is None:
+        details: dict[str, object] = {"markets": list(MARKETS)}
+        if field is not None:
+            details["field"] = field
+        raise NotFound(f"There is no market {symbol!r}; see GET /markets.", code="unknown_market", details=details)
+    return market

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from shared.bus import Message
 from shared.contracts import Quote
-from shared.errors import NotFound, Unavailable
-from shared.markets import MARKETS, Market
+from shared.errors import Unavailable
+from shared.markets import MARKETS, Market, market_of
 from shared.quotes import LatestQuotes
 
 
@@ -23,10 +23,7 @@ class QuoteCache(LatestQuotes):
 
     def quote(self, symbol: str) -> tuple[Market, Quote]:
         """The market and its live quote, or an error a client understands."""
-        market = MARKETS.get(symbol)
-        if market is None:
-            raise NotFound(f"There is no market {symbol!r}; see GET /markets.", code="unknown_market",
-                           details={"field": "symbol"})
+        market = market_of(symbol, field="symbol")
         found = self.get(symbol)
         if found is None or found[1]:
             raise Unavailable(f"No live price for {symbol} right now; try again in a moment.",

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Annotated
 
 from litestar import Controller, get
 from litestar.datastructures import State
 from litestar.params import Parameter, PathParameter
 
-from cfd_server.market.history import fetch_history
 from cfd_server.market.runtime import MarketRuntime
-from shared.candles import DEFAULT_LIMIT, INTERVALS, MAX_LIMIT, overlay
+from shared.candles import DEFAULT_LIMIT, INTERVALS, MAX_LIMIT
 from shared.contracts import Candle, MarketInfo, Price, Quote
-from shared.errors import BadRequest, NotFound, Unavailable
-from shared.markets import MARKETS, Market
+from shared.errors import BadRequest, Unavailable
+from shared.markets import MARKETS, Market, market_of
 
 Symbol = Annotated[str, PathParameter(description="A market symbol, e.g. SOL_USDC (any case)")]
 
@@ -26,11 +24,8 @@ MARKET_INFOS = [
 
 
 def market_or_404(symbol: str) -> Market:
-    market = MARKETS.get(symbol.upper())
-    if market is None:
-        raise NotFound(f"There is no market {symbol!r}; see GET /markets.", code="unknown_market",
-                       details={"markets": list(MARKETS)})
-    return market
+    """The market of a path's symbol, in any case."""
+    return market_of(symbol.upper())
 
 
 def _price(quote: Quote, stale: bool) -> Price:
@@ -83,14 +78,7 @@ class MarketController(Controller):
         if not 1 <= limit <= MAX_LIMIT:
             raise BadRequest(f"The limit must be between 1 and {MAX_LIMIT}, got {limit}.", code="invalid_limit")
         runtime: MarketRuntime = state.market
-        history = await fetch_history(state.ctx, market.symbol, interval, limit)
-        current = runtime.candles.current(market.symbol, interval)
-        if current is None:
-            return history[-limit:]
-        live, whole = copy.copy(current[0]), current[1]
-        if not whole and history and history[-1].t == live.t:
-            runtime.candles.absorb(market.symbol, interval, history[-1])  # later frames start from the stored open
-        return overlay(history, live, live_is_whole=whole, limit=limit)
+        return await runtime.chart(market.symbol, interval, limit)
 
 
 MARKET_HANDLERS = [MarketController]

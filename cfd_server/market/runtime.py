@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 
 from cfd_server.auth.session_ends import SessionNotices
@@ -19,7 +20,8 @@ from cfd_server.market.live_candles import LiveCandles
 from cfd_server.market.quotes import QuoteBook
 from cfd_server.ws import Hub, Limits, WsServer
 from shared.bus import Subscription
-from shared.contracts import CandleFrame, encode
+from shared.candles import overlay
+from shared.contracts import Candle, CandleFrame, encode
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,16 @@ class MarketRuntime:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._housekeeping = None
         await self.ws.stop()
+
+    async def chart(self, symbol: str, interval: str, limit: int) -> list[Candle]:
+        """The last `limit` candles of (symbol, interval), oldest first: the stored history with this server's
+        live candle on top. Reading it changes nothing; a candle joined midway is completed by `_heal`."""
+        history = await fetch_history(self.ctx, symbol, interval, limit)
+        current = self.candles.current(symbol, interval)
+        if current is None:
+            return history[-limit:]
+        live, whole = current
+        return overlay(history, copy.copy(live), live_is_whole=whole, limit=limit)
 
     async def _housekeep(self) -> None:
         """Once a second: note stale markets, close candles whose bucket ended, complete joined candles."""

@@ -32,8 +32,8 @@ from shared.contracts_trading import (
     PositionsQuery,
     PositionUpdate,
 )
-from shared.errors import BadRequest, NotFound, Rejected
-from shared.markets import MARKETS
+from shared.errors import BadRequest, NotFound
+from shared.markets import market_of
 from shared.operations import Operation
 from shared.paging import MAX_PAGE, decode_cursor
 from shared.trading import check_order
@@ -79,10 +79,7 @@ class TradingController(Controller):
           summary="Open a position at the broker's quote (ask for long, bid for short)")
     async def open_position(self, request: Request, state: State, session: NamedDependency[Session],
                             data: JSONBody[PositionCreate]) -> Position:
-        market = MARKETS.get(data.symbol)
-        if market is None:
-            raise Rejected(f"There is no market {data.symbol!r}; see GET /markets.", code="unknown_market",
-                           details={"field": "symbol"})
+        market = market_of(data.symbol, field="symbol")
         check_order(market, data.side, data.qty, data.leverage)
         body = OpenCommand(user_id=session.user.id, order=data)
         return await ask(state, session, ops.OPEN, body, command_id(request, session, "open"))

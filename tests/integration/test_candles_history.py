@@ -237,7 +237,10 @@ async def test_the_live_candle_is_merged_on_top_of_the_history(bus, settings, re
         assert candle["l"] == str(mid(early[1]))  # the low from the history
         assert candle["c"] == str(mid(late))  # the close from the live candle
         assert Decimal(candle["h"]) == mid(late)
-        assert fresh.candles.current("SOL_USDC", "1m")[1] is True  # completed: later frames are whole
+        async def healed() -> bool:  # the server completes the candle it joined midway, in the background
+            return fresh.candles.current("SOL_USDC", "1m")[1] is True
+
+        await wait_for(healed)  # later frames are whole
     finally:
         await fresh.stop()
 

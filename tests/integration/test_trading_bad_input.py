@@ -26,7 +26,7 @@ async def unchanged(api, auth, position) -> None:
 
 
 BAD_ORDERS = [
-    ({"symbol": "XRP_USDC", "side": "long", "qty": "1"}, 422, "unknown_market"),
+    ({"symbol": "XRP_USDC", "side": "long", "qty": "1"}, 404, "unknown_market"),
     ({"symbol": "SOL_USDC", "side": "up", "qty": "1"}, 400, "validation_error"),
     ({"symbol": "SOL_USDC", "side": "long", "qty": "abc"}, 400, "invalid_number"),
     ({"symbol": "SOL_USDC", "side": "long", "qty": "-1"}, 422, "invalid_quantity"),
