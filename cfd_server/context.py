@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from shared.bus import Bus, Topics
 from shared.bus.rpc import RequestClient
@@ -66,4 +66,3 @@ class ServerContext:
     rpc: RequestClient
     mail: MailQueue
     topics: Topics
-    extras: dict[str, object] = field(default_factory=dict)
