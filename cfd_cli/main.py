@@ -14,6 +14,7 @@ from rich.logging import RichHandler
 import shared
 from cfd_cli.common import ApiOption, client_settings_or_fail, console, err, fail, run_async, serve, settings_or_fail
 from cfd_cli.demo import demo_command
+from cfd_cli.doctor import run_doctor
 from cfd_cli.operate import exposure_command, positions_app, users_app
 from cfd_cli.output import JsonOption, print_json
 from cfd_cli.prices import exchange_app, poller_command, prices_app
@@ -154,8 +155,6 @@ def doctor(
 ) -> None:
     """Check every configured backend and the running API, and say plainly what is wrong and how to fix it.
     Creates nothing: run it anywhere."""
-    from cfd_cli.doctor import run_doctor
-
     settings = client_settings_or_fail()
     api_url = None if no_api else (api or f"http://{_client_host(settings.http_host)}:{settings.http_port}")
     ok = run_async(run_doctor(settings, console, api_url=api_url, as_json=as_json))
