@@ -16,6 +16,8 @@ from typing import Annotated
 
 import typer
 
+from cfd_cli.common import err, fail, settings_or_fail
+from cfd_cli.platform import Platform, StartupError
 from shared.settings import Settings, private_dir, private_file
 
 READY_TIMEOUT_S = 60.0
@@ -81,8 +83,6 @@ class EmbeddedPlatform:
             self._ready.set()
 
     async def _serve(self) -> None:
-        from cfd_cli.platform import Platform
-
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         platform = Platform(self.settings, ("dbproc", "server", "poller"), migrate_db=True)
@@ -109,9 +109,6 @@ def demo_command(
     = False,
 ) -> None:
     """Run the whole platform (simulated prices) and the trader's terminal on it, in this terminal."""
-    from cfd_cli.main import err, fail, settings_or_fail
-    from cfd_cli.platform import StartupError
-
     base = settings_or_fail()
     settings = settings_or_fail(http_port=_pick_port(base.http_host, base.http_port),
                                 ws_port=_pick_port(base.http_host, base.ws_port))

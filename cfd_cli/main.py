@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import secrets
 import sys
-from collections.abc import Coroutine
 from email.utils import parsedate_to_datetime
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.logging import RichHandler
 
 import shared
+from cfd_cli.common import ApiOption, client_settings_or_fail, console, err, fail, run_async, serve, settings_or_fail
 from cfd_cli.demo import demo_command
-from cfd_cli.operate import ApiOption, exposure_command, positions_app, users_app
-from cfd_cli.output import CliConsole, JsonOption, print_json
-from cfd_cli.platform import StartupError
+from cfd_cli.doctor import run_doctor
+from cfd_cli.operate import exposure_command, positions_app, users_app
+from cfd_cli.output import JsonOption, print_json
 from cfd_cli.prices import exchange_app, poller_command, prices_app
-from shared.errors import CfdError, SettingsError
-from shared.settings import Settings, load_settings
-
-T = TypeVar("T")
-
-console = CliConsole()
-err = CliConsole(stderr=True)
 
 app = typer.Typer(
     name="cfd",
@@ -44,43 +35,6 @@ app.add_typer(exchange_app, name="exchange")
 app.add_typer(users_app, name="users")
 app.add_typer(positions_app, name="positions")
 app.command("exposure")(exposure_command)
-
-
-def fail(message: str, hint: str | None = None) -> NoReturn:
-    """An expected failure: one red line (and what to do next), exit 1."""
-    err.print(f"[bold red]error:[/] {message}")
-    if hint:
-        err.print(f"[dim]→ {hint}[/]")
-    raise typer.Exit(1)
-
-
-def settings_or_fail(**overrides: Any) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except SettingsError as exc:
-        fail(str(exc), "fix the environment variable and run the command again")
-
-
-def client_settings_or_fail(**overrides: Any) -> Settings:
-    """Settings for a command that runs no service (doctor, operator and mail commands); loading them writes
-    nothing. In dev mode a service keeps a generated JWT secret in the data directory, made when settings are
-    loaded; these commands never use the secret, so a throwaway one stands in and no `.cfd/` appears."""
-    return settings_or_fail(**{"jwt_secret": secrets.token_urlsafe(48), **overrides})
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine; platform errors become a red line instead of a traceback."""
-    try:
-        return asyncio.run(coro)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    except SettingsError as exc:
-        fail(str(exc))
-    except StartupError as exc:
-        fail(str(exc), exc.hint)
-    except CfdError as exc:
-        reason = exc.details.get("reason") if isinstance(exc.details, dict) else None
-        fail(exc.message + (f" ({reason})" if reason else ""), "check the backends with: cfd doctor")
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -130,33 +84,6 @@ def main(
     setup_logging(verbose)
 
 
-def _banner(settings: Settings, services: tuple[str, ...], port: int | None, feed: str | None) -> None:
-    console.print(f"[bold green]CFD Broker[/] {shared.__version__} running: {', '.join(services)}")
-    for concern, backend in settings.describe_backends().items():
-        console.print(f"  [cyan]{concern:<9}[/] {backend}")
-    if port:
-        console.print(f"  [cyan]{'api':<9}[/] http://{settings.http_host}:{port}/api/v1  "
-                      f"(docs: http://{settings.http_host}:{port}/schema)")
-        console.print(f"  [cyan]{'feed':<9}[/] {feed}")
-    console.print("[dim]Ctrl-C stops everything gracefully.[/]")
-
-
-async def _serve(settings: Settings, services: tuple[str, ...], migrate_db: bool) -> None:
-    from cfd_cli.platform import Platform
-
-    platform = Platform(settings, services, migrate_db=migrate_db)
-
-    async def announce() -> None:
-        await platform.started.wait()
-        _banner(settings, platform.services, platform.http_port, platform.ws_url if platform.http_port else None)
-
-    task = asyncio.ensure_future(announce())
-    try:
-        await platform.run_until_signalled()
-    finally:
-        task.cancel()
-
-
 @app.command()
 def up(
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply database migrations first.")] = False,
@@ -164,7 +91,7 @@ def up(
     """Run every service (server, dbproc, poller) in one process, on the embedded backends unless the
     environment names real ones."""
     settings = settings_or_fail()
-    run_async(_serve(settings, ("dbproc", "server", "poller"), migrate_db=not no_migrate))
+    run_async(serve(settings, ("dbproc", "server", "poller"), migrate_db=not no_migrate))
 
 
 @app.command()
@@ -174,7 +101,7 @@ def server() -> None:
     if not settings.kafka_bootstrap:
         err.print("[yellow]warning:[/] no CFD_KAFKA_BOOTSTRAP: with the in-process bus no dbproc can answer "
                   "this server; use [bold]cfd up[/] to run everything in one process.")
-    run_async(_serve(settings, ("server",), migrate_db=False))
+    run_async(serve(settings, ("server",), migrate_db=False))
 
 
 @app.command()
@@ -186,7 +113,7 @@ def dbproc(
     if not settings.kafka_bootstrap:
         err.print("[yellow]warning:[/] no CFD_KAFKA_BOOTSTRAP: an in-process bus serves no other process; "
                   "use [bold]cfd up[/] to run everything in one process.")
-    run_async(_serve(settings, ("dbproc",), migrate_db=migrate_first))
+    run_async(serve(settings, ("dbproc",), migrate_db=migrate_first))
 
 
 app.command("poller")(poller_command)
@@ -228,8 +155,6 @@ def doctor(
 ) -> None:
     """Check every configured backend and the running API, and say plainly what is wrong and how to fix it.
     Creates nothing: run it anywhere."""
-    from cfd_cli.doctor import run_doctor
-
     settings = client_settings_or_fail()
     api_url = None if no_api else (api or f"http://{_client_host(settings.http_host)}:{settings.http_port}")
     ok = run_async(run_doctor(settings, console, api_url=api_url, as_json=as_json))

@@ -3,50 +3,32 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import httpx
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from cfd_cli.output import CliConsole, JsonOption, print_json
+from cfd_cli.common import ApiOption, client_settings_or_fail, console, fail
+from cfd_cli.output import JsonOption, print_json
 from shared.numbers import AMOUNT, InvalidNumber, parse_decimal
-from shared.settings import Settings
-
-console = CliConsole()
-err = CliConsole(stderr=True)
 
 users_app = typer.Typer(help="Traders: list, show, disable, enable, deposit.", no_args_is_help=True)
 positions_app = typer.Typer(help="Positions of every trader.", no_args_is_help=True)
-
-ApiOption = Annotated[str | None, typer.Option("--api", envvar="CFD_API_URL", help="The server's base URL.")]
-
-
-def _fail(message: str, hint: str | None = None) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
-    if hint:
-        err.print(f"[dim]→ {hint}[/]")
-    raise typer.Exit(1)
-
-
-def _settings() -> Settings:
-    from cfd_cli.main import client_settings_or_fail
-
-    return client_settings_or_fail()
 
 
 class OperatorApi:
     """A small client of `/api/v1/admin` with the operator token."""
 
     def __init__(self, api: str | None) -> None:
-        settings = _settings()
+        settings = client_settings_or_fail()
         self.base = (api or f"http://{settings.http_host}:{settings.http_port}").rstrip("/") + "/api/v1/admin"
         token = settings.admin_token
         if not token and settings.admin_token_file.exists():
             token = settings.admin_token_file.read_text().strip()
         if not token:
-            _fail("no operator token", "set CFD_ADMIN_TOKEN (the server's), or run this where `cfd up` keeps its data")
+            fail("no operator token", "set CFD_ADMIN_TOKEN (the server's), or run this where `cfd up` keeps its data")
         self.client = httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {token}"}, timeout=15)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -63,13 +45,13 @@ class OperatorApi:
         try:
             response = self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            _fail(f"cannot reach the server at {self.base}: {exc}", "start it with `cfd up`, or pass --api URL")
+            fail(f"cannot reach the server at {self.base}: {exc}", "start it with `cfd up`, or pass --api URL")
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
-                _fail(f"{error['message']} ({error['code']})")
+                fail(f"{error['message']} ({error['code']})")
             except (ValueError, KeyError, TypeError):
-                _fail(f"the server answered {response.status_code}")
+                fail(f"the server answered {response.status_code}")
         return response
 
     def find_user(self, who: str) -> dict:
@@ -78,8 +60,8 @@ class OperatorApi:
         if len(exact) == 1 or len(found) == 1:
             return (exact or found)[0]
         if not found:
-            _fail(f"no user matches {who!r}", "list them with: cfd users list")
-        _fail(f"{who!r} matches several users", "give the whole email or the id")
+            fail(f"no user matches {who!r}", "list them with: cfd users list")
+        fail(f"{who!r} matches several users", "give the whole email or the id")
 
 
 def _money(value: str | None, signed: bool = False) -> Text:
@@ -158,7 +140,7 @@ def users_deposit(
     try:
         value = parse_decimal(amount, AMOUNT)
     except InvalidNumber as exc:
-        _fail(f"{amount!r} is not an amount: {exc.reason}", "write it like 2500 or 99.50")
+        fail(f"{amount!r} is not an amount: {exc.reason}", "write it like 2500 or 99.50")
     client = OperatorApi(api)
     account = client.call("POST", f"/users/{client.find_user(who)['id']}/deposit", json={"amount": str(value)})
     console.print(f"[green]✓[/] balance now {Decimal(account['balance']):,.2f} USD")
@@ -188,7 +170,7 @@ def positions_list(
 ) -> None:
     """Positions, newest first, a page at a time."""
     if status not in (None, "open", "closed"):
-        _fail(f"--status is open or closed, not {status!r}")
+        fail(f"--status is open or closed, not {status!r}")
     client = OperatorApi(api)
     params: dict[str, Any] = {"limit": limit}
     if status:

@@ -8,6 +8,7 @@ import logging
 import signal
 import socket
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -18,6 +19,9 @@ from shared.bus import Bus, create_bus
 from shared.cache import Cache, create_cache
 from shared.db import Database, migrate
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from cfd_poller.service import Poller
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +67,7 @@ class Platform:
         self.dbproc: DbProc | None = None
         self.http: _EmbeddedServer | None = None
         self._http_task: asyncio.Task[None] | None = None
-        self.extras: list = []  # other started parts (the poller), each with an async stop()
+        self.poller: Poller | None = None
         self.http_port: int | None = None
         self.app = None
         self.started = asyncio.Event()
@@ -126,14 +130,14 @@ class Platform:
     async def _start_poller(self) -> None:
         from cfd_poller.service import start_poller
 
-        self.extras.append(await start_poller(self.settings, self.bus))
+        self.poller = await start_poller(self.settings, self.bus)
 
     async def stop(self) -> None:
         """Stop in reverse order: prices, HTTP (draining requests), the dbproc, then the bus."""
-        for part in reversed(self.extras):
+        if self.poller is not None:
             with contextlib.suppress(Exception):
-                await part.stop()
-        self.extras.clear()
+                await self.poller.stop()
+            self.poller = None
         if self.http is not None and self._http_task is not None:
             self.http.should_exit = True
             with contextlib.suppress(Exception):

@@ -5,8 +5,6 @@
 - `cfd prices record FILE` writes ticks from a source as Backpack-format JSONL, the replay source's input;
 - `cfd poller --source …` runs the price poller alone, publishing to the configured bus;
 - `cfd exchange serve` runs a local Backpack-protocol exchange with random quotes, for offline demos.
-
-Commands import `cfd_cli.main` lazily, so `cfd_cli.main` can import this module at its top.
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from cfd_cli.common import client_settings_or_fail, console, err, fail, run_async, serve, settings_or_fail
 from cfd_cli.output import JsonOption, print_json_line
 from shared.markets import MARKETS, SYMBOLS
 
@@ -215,8 +214,6 @@ def tail(
 ) -> None:
     """Watch the server's live quotes in a table (bid, ask, mid, change since start, age); with --json, one
     line of JSON per price update."""
-    from cfd_cli.main import client_settings_or_fail, console, fail, run_async
-
     settings = client_settings_or_fail()
     wanted = [s.upper() for s in symbols or []]
     unknown = [s for s in wanted if s not in MARKETS]
@@ -248,13 +245,12 @@ def record(
     """
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from cfd_cli.main import client_settings_or_fail, console, fail, run_async
     from cfd_poller.metrics import PollerMetrics
     from cfd_poller.recording import record_ticks
     from cfd_poller.sources import create_source
     from shared.errors import SettingsError
 
-    settings = client_settings_or_fail(**_source_override(source, fail))
+    settings = client_settings_or_fail(**_source_override(source))
     if file.exists() and not force:
         fail(f"{file} already exists", "pass --force to overwrite it")
     if settings.price_source == "replay" and settings.replay_file and _same_file(settings.replay_file, file):
@@ -291,7 +287,7 @@ def record(
     console.print(f"[green]✓[/] recorded {written} frames from {settings.price_source} to {file}{note}")
 
 
-def _source_override(source: str | None, fail: Any) -> dict[str, str]:
+def _source_override(source: str | None) -> dict[str, str]:
     if source is None:
         return {}
     if source.lower() not in SOURCES:
@@ -314,13 +310,11 @@ def poller_command(
                                                "(default: $CFD_PRICE_SOURCE).", show_default=False)] = None,
 ) -> None:
     """Run the price poller alone, publishing ticks to the configured bus."""
-    from cfd_cli.main import _serve, err, fail, run_async, settings_or_fail
-
-    settings = settings_or_fail(**_source_override(source, fail))
+    settings = settings_or_fail(**_source_override(source))
     if not settings.kafka_bootstrap:
         err.print("[yellow]warning:[/] no CFD_KAFKA_BOOTSTRAP: with the in-process bus nothing else sees these "
                   "ticks; use [bold]cfd up[/] to run everything in one process.")
-    run_async(_serve(settings, ("poller",), migrate_db=False))
+    run_async(serve(settings, ("poller",), migrate_db=False))
 
 
 # --- exchange --------------------------------------------------------------------------------------------
@@ -340,7 +334,6 @@ def exchange_serve(
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for reproducible quotes.")] = None,
 ) -> None:
     """Run the local exchange with random-walk quotes until Ctrl-C."""
-    from cfd_cli.main import console, fail, run_async
     from cfd_poller.local_exchange import LocalExchange
 
     async def go() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from litestar.datastructures import State
 
@@ -68,7 +68,6 @@ class ServerContext:
     rpc: RequestClient
     mail: MailQueue
     topics: Topics
-    extras: dict[str, object] = field(default_factory=dict)
 
 
 def rpc(state: State) -> RequestClient:

@@ -11,18 +11,26 @@ notice: each connection has a timer at its token's expiry.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 import msgspec
 
+from cfd_server.auth.session import Session
 from shared.bus import Bus, Message, Subscription
 from shared.contracts import encode
 
-if TYPE_CHECKING:
-    from cfd_server.auth.tokens import Session
-    from cfd_server.ws.hub import Hub
-
 log = logging.getLogger(__name__)
+
+
+class SignedInConnections(Protocol):
+    """What a server ends sessions on: its WebSocket hub (`cfd_server.ws.hub.Hub`). Only this is asked of it,
+    so this module, and `tokens` which announces through it, need nothing of the WebSocket feed."""
+
+    def end_sessions(self, user_id: str, ends: Callable[[Session], bool], code: str, message: str) -> int:
+        """Sign out the connections of `user_id` whose session `ends`, each told `code` and `message`;
+        returns how many."""
+        ...
 
 
 class SessionsEnded(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,7 +86,7 @@ class SessionNotices:
         """Tell every server; returns once the bus has the notice (raises `BackendDown` if it cannot)."""
         await self.bus.publish(self.topic, encode(notice), key=notice.user_id.encode())
 
-    async def follow(self, hub: Hub) -> Subscription:
+    async def follow(self, hub: SignedInConnections) -> Subscription:
         """End the hub's connections that each notice names, from now until the subscription stops."""
 
         async def on_notice(message: Message) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import jwt
 import msgspec
 
+from cfd_server.auth.session import Session
 from cfd_server.auth.session_ends import SessionNotices, SessionsEnded
 from shared.cache import Cache
 from shared.contracts import User, encode
@@ -27,13 +28,6 @@ SESSION_PREFIX = "session:"
 # except the one `jti` (the session that signed every other one out).
 GATE_PREFIX = "user-gate:"
 DISABLED = b"disabled"
-
-
-class Session(msgspec.Struct, kw_only=True):
-    jti: str
-    user: User
-    expires_at: int  # epoch seconds, the token's `exp`
-    issued_ms: int = 0
 
 
 def _now_ms() -> int:

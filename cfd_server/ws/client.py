@@ -11,7 +11,7 @@ from websockets.asyncio.server import ServerConnection
 from cfd_server.ws.outbox import Outbox
 
 if TYPE_CHECKING:
-    from cfd_server.auth.tokens import Session
+    from cfd_server.auth.session import Session
 
 _ids = itertools.count(1)
 

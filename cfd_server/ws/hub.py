@@ -29,7 +29,7 @@ from shared.contracts import Candle, CandleFrame, ErrorFrame, encode
 from shared.markets import MARKETS
 
 if TYPE_CHECKING:
-    from cfd_server.auth.tokens import Session
+    from cfd_server.auth.session import Session
 
 log = logging.getLogger(__name__)
 

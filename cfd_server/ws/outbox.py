@@ -14,7 +14,7 @@ limit the backlog is written in one go and the client is fast again. A client wh
 for `stuck_after` seconds, or whose backlog overflows, is reported stuck; the hub then closes it (4008).
 
 The outbox does not ask the connection whether it is still open on every write: the connection calls
-`close()` the moment it writes its close frame or is lost (`server.FeedConnection`), and nothing is written
+`close()` the moment it writes its close frame or is lost (`fast_send.FeedConnection`), and nothing is written
 after that.
 """
 

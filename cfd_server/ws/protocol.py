@@ -17,10 +17,9 @@ from shared.markets import MARKETS
 
 PATH = "/ws"
 
-# Close codes (RFC 6455 §7.4; 4000-4999 are for applications).
-CLOSE_GOING_AWAY = 1001  # the server is shutting down
+# Close codes the server sends itself (RFC 6455 §7.4; 4000-4999 are for applications). The websockets library
+# sends the others: 1001 when the server shuts down, 1009 for a frame over the size limit.
 CLOSE_POLICY = 1008  # too many bad frames
-CLOSE_TOO_BIG = 1009  # a frame over the size limit (sent by the websockets library itself)
 CLOSE_TOO_SLOW = 4008  # the client stopped reading and its outbox stayed full
 
 ALL_PRICES = "prices.*"

@@ -3,9 +3,8 @@
 Compression is off: permessage-deflate would compress every frame once per connection, while without it
 a frame's bytes are the same for every client and are built once (`protocol.text_frame`).
 
-The hub writes those frames straight to each connection's transport, past the library. `FeedConnection`
-keeps that safe: it closes the connection's outbox the moment the library writes a close frame or the
-connection is lost, so no data frame ever follows a close frame and the hot path checks one flag.
+The hub writes those frames straight to each connection's transport, past the library; `fast_send` holds
+`FeedConnection`, which keeps that safe (and what it relies on in the library).
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from cfd_server.ws.client import Client
+from cfd_server.ws.fast_send import FeedConnection
 from cfd_server.ws.hub import Hub
 from cfd_server.ws.limits import Limits
 from cfd_server.ws.outbox import Outbox
@@ -29,23 +29,6 @@ from cfd_server.ws.session import Authenticator, Session, Snapshots
 log = logging.getLogger(__name__)
 
 _OPEN = State.OPEN
-
-
-class FeedConnection(ServerConnection):
-    """A `ServerConnection` that closes its outbox when it stops being open."""
-
-    outbox: Outbox | None = None
-
-    def send_data(self) -> None:
-        # Every byte of the library's own (close frame included) goes out here.
-        super().send_data()
-        if self.protocol.state is not _OPEN and self.outbox is not None:
-            self.outbox.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.outbox is not None:
-            self.outbox.close()
-        super().connection_lost(exc)
 
 
 class WsServer:

@@ -38,11 +38,11 @@ from shared.errors import CfdError
 from shared.markets import MARKETS
 
 if TYPE_CHECKING:
-    from cfd_server.auth import tokens
+    from cfd_server.auth import session as signed_in
 
 log = logging.getLogger(__name__)
 
-Authenticator = Callable[[str], Awaitable["tokens.Session"]]
+Authenticator = Callable[[str], Awaitable["signed_in.Session"]]
 """Resolves an access token to its live session, or raises a `CfdError` (e.g. `Unauthorized`)."""
 
 

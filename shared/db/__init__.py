@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import io
 import logging
 import os
@@ -14,9 +13,9 @@ from urllib.parse import urlsplit
 
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
-from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 
 from shared.db import piccolo_conf
+from shared.db.sqlite_fast import FastSQLiteEngine
 from shared.db.tables import ALL_TABLES
 from shared.errors import BackendDown
 from shared.outage import quiet_repeats
@@ -33,67 +32,6 @@ def sqlite_path(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
-class _KeptConnection:
-    """The writer's connection, handed to Piccolo's transaction, which closes what it is given."""
-
-    def __init__(self, connection) -> None:
-        self._connection = connection
-
-    def __getattr__(self, name: str):
-        return getattr(self._connection, name)
-
-    async def close(self) -> None:
-        pass
-
-
-class _SQLiteEngine(SQLiteEngine):
-    """SQLite in WAL mode with `synchronous=NORMAL`: a commit survives the process dying (what the platform
-    promises); only a power cut can lose the last commits, and it saves an fsync per transaction.
-
-    Transactions (serialised by `Database`) reuse one kept connection instead of opening one (and its
-    thread) each time, and queries outside a transaction share a second one. Each query is one trip to its
-    connection's thread: Piccolo's own way makes four (a PRAGMA, execute, fetch, close), at about 90 µs a
-    trip, which was most of an embedded order's time."""
-
-    _writer = None
-    _reader = None
-    _closed = False
-    _in_transaction = contextvars.ContextVar("cfd_sqlite_in_transaction", default=False)
-
-    async def _run_in_existing_connection(self, connection, query: str, args=None, query_type: str = "generic",
-                                          table=None):
-        # foreign keys and the dict rows were set when the connection opened (`get_connection`)
-        return list(await connection.execute_fetchall(query, args or []))
-
-    async def _run_in_new_connection(self, query: str, args=None, query_type: str = "generic", table=None):
-        if self._closed:  # used after `Database.stop`: a connection of its own, closed at once (no thread left)
-            return await super()._run_in_new_connection(query, args, query_type, table)
-        if self._reader is None:
-            self._reader = await self._connect()
-        # Piccolo opens connections in autocommit mode: a write outside a transaction commits by itself.
-        return list(await self._reader.execute_fetchall(query, args or []))
-
-    async def get_connection(self):
-        if self._in_transaction.get() and not self._closed:
-            if self._writer is None:
-                self._writer = await self._connect()
-            return _KeptConnection(self._writer)
-        return await self._connect()
-
-    async def _connect(self):
-        connection = await super().get_connection()
-        await connection.execute("PRAGMA synchronous = NORMAL")
-        return connection
-
-    async def close_writer(self) -> None:
-        self._closed = True
-        for name in ("_writer", "_reader"):
-            connection = getattr(self, name)
-            if connection is not None:
-                setattr(self, name, None)
-                await connection.close()
-
-
 class Database:
     """The engine plus the one way the platform writes: a transaction per command."""
 
@@ -104,7 +42,7 @@ class Database:
         if self.is_sqlite:
             path = sqlite_path(self.url)
             _private_sqlite_files(path, settings.data_dir)
-            self.engine = _SQLiteEngine(path=str(path), timeout=30)
+            self.engine = FastSQLiteEngine(path=str(path), timeout=30)
         else:
             self.engine = PostgresEngine(config={"dsn": self.url}, log_queries=False)
             quiet_repeats("asyncpg")  # its pool logs a traceback on every failed reconnect while PostgreSQL is down
@@ -120,8 +58,8 @@ class Database:
         self._started = True
         self._previous_engine = piccolo_conf.DB
         _bind(self.engine)
-        if isinstance(self.engine, _SQLiteEngine):
-            self.engine._closed = False
+        if isinstance(self.engine, FastSQLiteEngine):
+            self.engine.reopen()
         if not self.is_sqlite:
             try:
                 await self.engine.start_connection_pool(min_size=1, max_size=pool_size)
@@ -136,22 +74,17 @@ class Database:
             # one (a second platform in one process), not leave them on a closed one.
             _bind(self._previous_engine)
         self._started = False
-        if isinstance(self.engine, _SQLiteEngine):
-            await self.engine.close_writer()
+        if isinstance(self.engine, FastSQLiteEngine):
+            await self.engine.close_connections()
         if not self.is_sqlite:
             with contextlib.suppress(Exception):
                 await self.engine.close_connection_pool()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
-        if self.is_sqlite:
-            async with self._sqlite_lock:
-                token = _SQLiteEngine._in_transaction.set(True)
-                try:
-                    async with self.engine.transaction(transaction_type=TransactionType.immediate):
-                        yield
-                finally:
-                    _SQLiteEngine._in_transaction.reset(token)
+        if isinstance(self.engine, FastSQLiteEngine):
+            async with self._sqlite_lock, self.engine.write_transaction():
+                yield
         else:
             async with self.engine.transaction():
                 yield

@@ -68,7 +68,7 @@ async def test_an_in_process_bus_outage_is_logged_once_per_kind_with_counts(make
                              request_timeout=0.5, sim_tick_hz=40)
     platform = Platform(settings, ("dbproc", "server", "poller"), migrate_db=True)
     await platform.start()
-    poller = platform.extras[0]
+    poller = platform.poller
     try:
         async with httpx.AsyncClient(base_url=platform.base_url + "/api/v1", timeout=10) as api:
             auth = await signed_in(api, Mailbox(outbox=tmp_path / "outbox"), "outage@example.com")

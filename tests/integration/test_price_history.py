@@ -118,7 +118,7 @@ def whole(candles: list[dict]) -> bool:
 async def test_a_fresh_platform_charts_200_minutes_that_lead_into_the_live_price(fresh_settings, running, caplog):
     caplog.set_level("INFO", logger="cfd_poller.history")
     platform = await running(fresh_settings())
-    poller: Poller = platform.extras[0]
+    poller: Poller = platform.poller
     assert await asyncio.wait_for(poller.wait_history(), WAIT) == len(MARKETS) * DAY_OF_MINUTES
 
     candles = await candles_until(platform, "SOL_USDC", whole)
@@ -141,7 +141,8 @@ async def test_a_restarted_poller_continues_from_the_last_stored_price_and_sends
         fresh_settings, running):
     settings = fresh_settings()
     platform = await running(settings)
-    first: Poller = platform.extras.pop()
+    first: Poller = platform.poller
+    platform.poller = None  # stopped here, not by the platform
     sent = await asyncio.wait_for(first.wait_history(), WAIT)
     await stored_at_last(lambda: platform.dbproc.candles.history_stored == sent)
     await first.stop()
@@ -178,7 +179,7 @@ async def test_the_backpack_source_backfills_from_the_exchanges_klines(fresh_set
     async with LocalExchange(seed=9) as exchange:
         settings = fresh_settings(price_source="backpack", backpack_ws_url=exchange.url)
         platform = await running(settings)
-        poller: Poller = platform.extras[0]
+        poller: Poller = platform.poller
         sent = await asyncio.wait_for(poller.wait_history(), WAIT)
         await stored_at_last(lambda: platform.dbproc.candles.history_stored == sent)
         start = poller.history.until

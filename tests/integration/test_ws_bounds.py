@@ -9,7 +9,7 @@ import uuid
 
 from websockets.asyncio.client import connect
 
-from cfd_server.auth.tokens import Session
+from cfd_server.auth.session import Session
 from cfd_server.ws.hub import Hub
 from cfd_server.ws.server import WsServer
 from shared.contracts import User

@@ -10,8 +10,8 @@ from decimal import Decimal
 
 import pytest
 
+from cfd_server.auth.session import Session
 from cfd_server.auth.session_ends import SessionsEnded, ending
-from cfd_server.auth.tokens import Session
 from cfd_server.ws.client import Client
 from cfd_server.ws.hub import Hub
 from cfd_server.ws.protocol import ProtocolError, parse_channel, text_frame
