@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import msgspec
 
@@ -32,7 +32,7 @@ async def apply_once(
             ProcessedCommands.command_id == command_id
         ).first().run()
         if done is not None:
-            return None if op.reply is None else msgspec.json.decode(done["reply"], type=op.reply)  # type: ignore[no-any-return]  # op.reply is Rep's type
+            return cast(Rep, None if op.reply is None else msgspec.json.decode(done["reply"], type=op.reply))
         reply = await apply()
         await ProcessedCommands.insert(
             ProcessedCommands(command_id=command_id, type=op.name, user_id=owner, reply=encode(reply).decode(),

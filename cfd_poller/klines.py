@@ -164,7 +164,8 @@ class KlineClient:
         return [found[t] for t in sorted(found)]
 
     async def _page(self, client: httpx.AsyncClient, symbol: str, start_ms: int, end_ms: int) -> list[Kline]:
-        params = {"symbol": symbol, "interval": "1m", "startTime": start_ms // 1000, "endTime": end_ms // 1000}
+        params: dict[str, str | int] = {"symbol": symbol, "interval": "1m", "startTime": start_ms // 1000,
+                                        "endTime": end_ms // 1000}
         delay = self.retry_delay
         for attempt in range(1, self.attempts + 1):
             try:

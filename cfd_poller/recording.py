@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import BinaryIO
 
 from cfd_poller.frames import tick_frame
 from shared.contracts import PriceTick
 
 
-async def record_ticks(ticks: AsyncIterator[PriceTick], out: BinaryIO, *, count: int | None = None,
+async def record_ticks(ticks: AsyncGenerator[PriceTick, None], out: BinaryIO, *, count: int | None = None,
                        seconds: float | None = None, stop: asyncio.Event | None = None,
                        on_tick: Callable[[PriceTick, int], None] | None = None) -> int:
     """Write one frame per line to `out` until `count` frames, `seconds` elapsed or `stop` is set.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, overload
 
 from msgspec import Struct
 
@@ -40,6 +40,12 @@ def money(value: Decimal) -> Decimal:
     return rounded.copy_abs() if rounded.is_zero() else rounded
 
 
+@overload
+def plain(value: Decimal) -> Decimal: ...
+@overload
+def plain(value: None) -> None: ...
+@overload
+def plain(value: Decimal | None) -> Decimal | None: ...
 def plain(value: Decimal | None) -> Decimal | None:
     """Without trailing zeros and never in exponent form: 160.0000000000 → 160, 0.50 → 0.5."""
     if value is None:

@@ -151,7 +151,7 @@ class TradingEngine:
         # rounding the PnL to cents did not book.
         part = msgspec.structs.replace(position, id=closed_id, qty=qty, margin=done.released_margin,
                                        parent_id=position.id, **closed_fields)
-        await self.store.insert(user_id, part, unbooked_pnl=Decimal(0))
+        await self.store.insert(user_id, part)
         await self.store.update(position.id, qty=position.qty - qty, margin=done.remaining_margin,
                                 unbooked_pnl=done.unbooked, updated_at=at)
         return part, balance

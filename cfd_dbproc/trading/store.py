@@ -9,6 +9,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from piccolo.custom_types import Combinable
 from piccolo.query import WhereRaw
 
 from shared.contracts_trading import LedgerEntry, LedgerQuery, Position, PositionsQuery
@@ -82,7 +83,7 @@ class TradingStore:
         return {str(r["user_id"]): r["balance"] for r in rows}
 
     async def ledger_page(self, query: LedgerQuery) -> list[LedgerEntry]:
-        conditions = [LedgerEntries.user_id == parse_id(query.user_id, "account")]
+        conditions: list[Combinable] = [LedgerEntries.user_id == parse_id(query.user_id, "account")]
         if query.cursor is not None:
             conditions.append(self._after(decode_cursor(query.cursor, "ledger"), "created_at"))
         rows = await LedgerEntries.select().where(*conditions).order_by(
@@ -117,7 +118,7 @@ class TradingStore:
         row = await Positions.select(Positions.unbooked_pnl).where(Positions.id == uuid.UUID(position_id)).first().run()
         return Decimal(0) if row is None or row["unbooked_pnl"] is None else row["unbooked_pnl"]
 
-    async def insert(self, user_id: uuid.UUID, position: Position, *, unbooked_pnl: Decimal | None = None) -> None:
+    async def insert(self, user_id: uuid.UUID, position: Position, *, unbooked_pnl: Decimal = Decimal(0)) -> None:
         await Positions.insert(Positions(
             id=uuid.UUID(position.id), user_id=user_id, symbol=position.symbol, side=position.side,
             qty=position.qty, entry_price=position.entry_price, leverage=position.leverage, margin=position.margin,
@@ -125,7 +126,7 @@ class TradingStore:
             opened_at=position.opened_at, updated_at=position.updated_at, closed_at=position.closed_at,
             close_price=position.close_price, realized_pnl=position.realized_pnl, close_reason=position.close_reason,
             parent_id=uuid.UUID(position.parent_id) if position.parent_id else None,
-            **({} if unbooked_pnl is None else {"unbooked_pnl": unbooked_pnl}),
+            unbooked_pnl=unbooked_pnl,
         )).run()
 
     async def update(self, position_id: str, **fields: Any) -> None:
@@ -135,7 +136,7 @@ class TradingStore:
 
     async def positions_page(self, query: PositionsQuery) -> list[Position]:
         """One page of a user's (or, for operators, every user's) positions, newest first."""
-        conditions = []
+        conditions: list[Combinable] = []
         if query.user_id is not None:
             conditions.append(Positions.user_id == parse_id(query.user_id, "account"))
         if query.status is not None:

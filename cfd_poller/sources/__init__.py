@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from typing import Protocol
 
 from cfd_poller.metrics import PollerMetrics
@@ -26,7 +26,7 @@ class PriceSource(Protocol):
     symbols: tuple[str, ...]
     metrics: PollerMetrics
 
-    def ticks(self) -> AsyncIterator[PriceTick]:
+    def ticks(self) -> AsyncGenerator[PriceTick, None]:
         """Validated ticks, each stamped with its ingest time on receipt."""
         ...
 

@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
@@ -53,7 +53,7 @@ class BackpackSource:
         self._decoder = FrameDecoder(self.symbols)
         self._request_ids = itertools.count(1)
 
-    async def ticks(self) -> AsyncIterator[PriceTick]:
+    async def ticks(self) -> AsyncGenerator[PriceTick, None]:
         last_tick_at: float | None = None  # monotonic time of the last tick delivered
         gap_since: float | None = None  # when prices stopped, while they are missing after a drop
         while True:

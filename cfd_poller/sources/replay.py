@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, Generator, Iterable, Iterator
 from pathlib import Path
 
 from cfd_poller.frames import FrameDecoder
@@ -39,7 +39,7 @@ class ReplaySource:
         self.speed = speed
         self._decoder = FrameDecoder(self.symbols)
 
-    async def ticks(self) -> AsyncIterator[PriceTick]:
+    async def ticks(self) -> AsyncGenerator[PriceTick, None]:
         loop = asyncio.get_running_loop()
         first_event_us: int | None = None
         started_at = 0.0  # loop time of the first frame
@@ -71,7 +71,7 @@ class ReplaySource:
                  self.metrics.invalid_total)
 
 
-def _read_lines(path: Path) -> Iterator[bytes]:
+def _read_lines(path: Path) -> Generator[bytes, None, None]:
     with path.open("rb") as file:
         yield from file
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from cfd_poller.metrics import PollerMetrics
@@ -96,7 +96,7 @@ class SimSource:
         """Where `symbol`'s walk is now (before the next tick)."""
         return next(w.mid for w in self.walks if w.market.symbol == symbol)
 
-    async def ticks(self) -> AsyncIterator[PriceTick]:
+    async def ticks(self) -> AsyncGenerator[PriceTick, None]:
         if not self.walks:
             return
         loop = asyncio.get_running_loop()

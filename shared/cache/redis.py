@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
@@ -19,7 +19,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _guarded(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+def _guarded(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
@@ -75,7 +75,7 @@ class RedisCache(Cache):
 
     @_guarded
     async def get(self, key: str) -> bytes | None:
-        return await self._redis.get(key)
+        return cast("bytes | None", await self._redis.get(key))  # the pool does not decode responses
 
     @_guarded
     async def set(self, key: str, value: bytes, ttl: float | None = None, *, only_if_absent: bool = False) -> bool:
@@ -84,7 +84,7 @@ class RedisCache(Cache):
 
     @_guarded
     async def get_many(self, *keys: str) -> list[bytes | None]:
-        return await self._redis.mget(keys) if keys else []
+        return cast("list[bytes | None]", await self._redis.mget(keys)) if keys else []
 
     @_guarded
     async def set_many(self, items: dict[str, bytes], *, only_if_absent: bool = False) -> int:
@@ -98,7 +98,7 @@ class RedisCache(Cache):
 
     @_guarded
     async def getdel(self, key: str) -> bytes | None:
-        return await self._redis.getdel(key)
+        return cast("bytes | None", await self._redis.getdel(key))
 
     @_guarded
     async def delete(self, *keys: str) -> int:

@@ -60,7 +60,7 @@ class Database:
         _bind(self.engine)
         if isinstance(self.engine, FastSQLiteEngine):
             self.engine.reopen()
-        if not self.is_sqlite:
+        if isinstance(self.engine, PostgresEngine):
             try:
                 await self.engine.start_connection_pool(min_size=1, max_size=pool_size)
             except (OSError, Exception) as exc:
@@ -143,5 +143,5 @@ async def _applied(database: Database) -> list[str]:
     Migration._meta.db = database.engine
     if not await Migration.table_exists().run():
         return []
-    rows = await Migration.select(Migration.name).where(Migration.app_name == "cfd").order_by(Migration.id).run()
+    rows = await Migration.select(Migration.name).where(Migration.app_name == "cfd").order_by(Migration._meta.primary_key).run()
     return [row["name"] for row in rows]

@@ -75,7 +75,7 @@ class OutboxMailer(Mailer):
         for path in sorted(self.folder.glob("*.eml"), reverse=True):
             message = message_from_bytes(path.read_bytes(), policy=policy.default)
             if to is None or str(message["To"]).lower() == to.lower():
-                found.append(message)  # type: ignore[arg-type]
+                found.append(message)
             if len(found) >= limit:
                 break
         return found
