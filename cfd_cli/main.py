@@ -40,7 +40,7 @@ app.command("exposure")(exposure_command)
 class _StderrHandler(logging.StreamHandler):
     """A stream handler on whatever `sys.stderr` is when it writes (a test runner swaps it)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import uvicorn
+from litestar import Litestar
 
 from cfd_dbproc.service import DbProc
 from cfd_server.app import create_app
@@ -69,7 +70,7 @@ class Platform:
         self._http_task: asyncio.Task[None] | None = None
         self.poller: Poller | None = None
         self.http_port: int | None = None
-        self.app = None
+        self.app: Litestar | None = None
         self.started = asyncio.Event()
 
     @property
@@ -80,6 +81,8 @@ class Platform:
     def ws_url(self) -> str:
         """The WebSocket feed's URL as `GET /info` advertises it, with the port it really bound (CFD_WS_PORT
         may be 0)."""
+        if self.app is None:
+            raise RuntimeError("the API server is not started")
         return advertised_ws_url(self.settings, self.app.state.market.ws_port)
 
     async def start(self) -> None:
@@ -122,8 +125,9 @@ class Platform:
         while not self.http.started:
             if self._http_task.done():
                 sock.close()
-                exc = self._http_task.exception()
-                raise StartupError(f"the API server did not start: {exc or 'its start-up failed (see the log above)'}")
+                failure = self._http_task.exception()
+                raise StartupError(
+                    f"the API server did not start: {failure or 'its start-up failed (see the log above)'}")
             await asyncio.sleep(0.01)
         self.http_port = sock.getsockname()[1]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import Any
@@ -90,6 +91,7 @@ def _count_keys(value: Any, what: str) -> int:
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(item, dict):
             keys += len(item)
             children = item.values()

@@ -14,11 +14,12 @@ server first (a CORS preflight, which this server never grants).
 
 from __future__ import annotations
 
+from typing import cast
 from urllib.parse import urlsplit
 
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Headers, MutableScopeHeaders
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from cfd_server.auth.dependencies import COOKIE_NAME
 from shared.errors import Forbidden
@@ -36,7 +37,7 @@ class CrossSiteGuard:
         self.allowed_origins = frozenset(allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in UNSAFE_METHODS:
+        if scope["type"] == "http" and cast("HTTPScope", scope)["method"] in UNSAFE_METHODS:
             self.check(scope)
         await self.app(scope, receive, send)
 

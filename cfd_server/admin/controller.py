@@ -45,7 +45,7 @@ def operator_token(settings: Settings) -> str | None:
     return local_secret(settings.admin_token_file)  # servers sharing a data directory share its token
 
 
-def operator_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+def operator_guard(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
     expected = connection.app.state.operator_token
     if expected is None:
         raise Forbidden("The operator API is off: set CFD_ADMIN_TOKEN on the server.", code="admin_disabled")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 from http import HTTPStatus
+from typing import cast
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -86,7 +87,8 @@ class WsServer:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections; retry shortly.\n")
         return None
 
-    async def _handle(self, conn: FeedConnection) -> None:
+    async def _handle(self, connection: ServerConnection) -> None:
+        conn = cast(FeedConnection, connection)  # serve() makes every connection with create_connection=FeedConnection
         if self.limits.socket_send_buffer:
             sock = conn.transport.get_extra_info("socket")
             if sock is not None:

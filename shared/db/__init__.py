@@ -143,5 +143,6 @@ async def _applied(database: Database) -> list[str]:
     Migration._meta.db = database.engine
     if not await Migration.table_exists().run():
         return []
-    rows = await Migration.select(Migration.name).where(Migration.app_name == "cfd").order_by(Migration._meta.primary_key).run()
+    rows = await Migration.select(Migration.name).where(Migration.app_name == "cfd").order_by(
+        Migration._meta.primary_key).run()
     return [row["name"] for row in rows]
