@@ -42,10 +42,12 @@ from textual import events
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # FakeBroker is a test helper, not part of the product
+
+from fake_broker import FakeBroker  # noqa: E402
 
 from cfd_tui.app import create_app  # noqa: E402
 from cfd_tui.client.errors import ClientError  # noqa: E402
-from cfd_tui.client.fake import FakeBroker  # noqa: E402
 from cfd_tui.screens.dashboard import DashboardScreen  # noqa: E402
 from cfd_tui.widgets.candle_chart import CandleChart  # noqa: E402
 from shared.candles import INTERVALS as CANDLE_INTERVALS  # noqa: E402

@@ -1,5 +1,5 @@
-"""The interface the TUI needs from a broker: `ApiClient` implements it over the network, `FakeBroker`
-(`cfd_tui.client.fake`) in memory, so tests and benchmarks can feed fixed ticks."""
+"""The interface the TUI needs from a broker: `ApiClient` implements it over the network; the tests' `FakeBroker`
+(`tests/fake_broker.py`) in memory, so tests and benchmarks can feed fixed ticks."""
 
 from __future__ import annotations
 

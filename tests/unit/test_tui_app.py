@@ -11,6 +11,7 @@ from datetime import UTC
 from decimal import Decimal
 
 import pytest
+from fake_broker import FakeBroker
 from rich.console import Console
 from textual import events
 from textual.widgets import Input
@@ -18,7 +19,6 @@ from textual.widgets import Input
 from cfd_tui import format as fmt
 from cfd_tui.app import MAX_TOASTS, NOTICE_LOG_SIZE, SETTLE_AFTER_S, CfdApp, create_app, forget_removed_widgets
 from cfd_tui.client import NotSignedIn
-from cfd_tui.client.fake import FakeBroker
 from cfd_tui.client.models import FeedState, Position, PositionFrame
 from cfd_tui.client.session import SessionStore
 from cfd_tui.local import cfd_command

@@ -1,4 +1,5 @@
-"""`FakeBroker`: an in-memory broker with the `BrokerApi` interface, for tests, snapshots and benchmarks.
+"""`FakeBroker`: an in-memory broker with the `BrokerApi` interface, for tests, snapshots and benchmarks (a test
+helper: the product never ships it).
 
 Prices move only when told (`push_price`), times come from a settable clock, candles are generated from a
 seed, so a screen drawn from it is the same on every run. Trading follows `shared.trading` (fills at the
