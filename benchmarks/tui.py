@@ -46,8 +46,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # FakeBroker is a test helper, not part
 
 from fake_broker import FakeBroker  # noqa: E402
 
+from cfd_client.errors import ClientError  # noqa: E402
 from cfd_tui.app import create_app  # noqa: E402
-from cfd_tui.client.errors import ClientError  # noqa: E402
 from cfd_tui.screens.dashboard import DashboardScreen  # noqa: E402
 from cfd_tui.widgets.candle_chart import CandleChart  # noqa: E402
 from shared.candles import INTERVALS as CANDLE_INTERVALS  # noqa: E402
@@ -146,7 +146,7 @@ async def startup_to_first_price() -> dict:
     import httpx
 
     from cfd_cli.platform import Platform
-    from cfd_tui.client.api import ApiClient
+    from cfd_client.api import ApiClient
     from shared.settings import load_settings
 
     with tempfile.TemporaryDirectory() as data:

@@ -30,13 +30,13 @@ from textual.screen import Screen
 from textual.widgets import Input
 from textual.worker import Worker, WorkerState
 
-from cfd_tui.client.api import ApiClient, api_root
-from cfd_tui.client.backoff import Backoff
-from cfd_tui.client.errors import ApiError, ClientError, ConnectionLost, NotFound, NotSignedIn
-from cfd_tui.client.feed import AUTH_ERRORS
-from cfd_tui.client.models import AccountFrame, FeedState, Position, PositionFrame, StateChanged
-from cfd_tui.client.protocol import BrokerApi, Feed
-from cfd_tui.client.session import SessionStore
+from cfd_client.api import ApiClient, api_root
+from cfd_client.backoff import Backoff
+from cfd_client.errors import ApiError, ClientError, ConnectionLost, NotFound, NotSignedIn
+from cfd_client.feed import AUTH_ERRORS
+from cfd_client.models import AccountFrame, FeedState, Position, PositionFrame, StateChanged
+from cfd_client.protocol import BrokerApi, Feed
+from cfd_client.session import SessionStore
 from cfd_tui.local import default_screenshot_dir, outbox_hint
 from cfd_tui.notices import account_notice, position_notice
 from cfd_tui.screens.form import NEXT_ON_ENTER

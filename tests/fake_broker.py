@@ -18,9 +18,9 @@ from typing import Any
 
 from msgspec import UNSET, UnsetType
 
-from cfd_tui.client.errors import BadInput, ClientError, Conflict, NotFound, NotSignedIn, Rejected
-from cfd_tui.client.feed import ACCOUNT_CHANNEL, FEED_BUFFER, FeedEvent
-from cfd_tui.client.models import (
+from cfd_client.errors import BadInput, ClientError, Conflict, NotFound, NotSignedIn, Rejected
+from cfd_client.feed import ACCOUNT_CHANNEL, FEED_BUFFER, FeedEvent
+from cfd_client.models import (
     Account,
     AccountFrame,
     FeedState,

@@ -10,9 +10,9 @@ from decimal import Decimal
 import pytest
 from websockets.asyncio.server import serve
 
-from cfd_tui.client import FeedClient, FeedState, StateChanged
-from cfd_tui.client.backoff import Backoff
-from cfd_tui.client.models import PositionFrame
+from cfd_client import FeedClient, FeedState, StateChanged
+from cfd_client.backoff import Backoff
+from cfd_client.models import PositionFrame
 from shared.contracts import PriceFrame
 
 

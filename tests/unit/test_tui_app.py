@@ -16,11 +16,11 @@ from rich.console import Console
 from textual import events
 from textual.widgets import Input
 
+from cfd_client import NotSignedIn
+from cfd_client.models import FeedState, Position, PositionFrame
+from cfd_client.session import SessionStore
 from cfd_tui import format as fmt
 from cfd_tui.app import MAX_TOASTS, NOTICE_LOG_SIZE, SETTLE_AFTER_S, CfdApp, create_app, forget_removed_widgets
-from cfd_tui.client import NotSignedIn
-from cfd_tui.client.models import FeedState, Position, PositionFrame
-from cfd_tui.client.session import SessionStore
 from cfd_tui.local import cfd_command
 from cfd_tui.screens.dashboard import DashboardScreen
 from cfd_tui.screens.history import HISTORY_PAGE, HistoryScreen

@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 from msgspec import UnsetType
 
-from cfd_tui.client.feed import FeedEvent
-from cfd_tui.client.models import Account, FeedState, LedgerEntry, Position, Side
+from cfd_client.feed import FeedEvent
+from cfd_client.models import Account, FeedState, LedgerEntry, Position, Side
 from shared.contracts import AuthSession, Candle, InfoResponse, MarketInfo, Price, SignupAccepted, User
 
 

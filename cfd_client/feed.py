@@ -25,8 +25,8 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidURI, WebSocketException
 
-from cfd_tui.client.backoff import Backoff
-from cfd_tui.client.models import AccountFrame, FeedState, PositionFrame, StateChanged
+from cfd_client.backoff import Backoff
+from cfd_client.models import AccountFrame, FeedState, PositionFrame, StateChanged
 from shared.contracts import (
     AuthenticatedFrame,
     CandleFrame,
