@@ -31,9 +31,8 @@ from textual.widgets import Input
 from textual.worker import Worker, WorkerState
 
 from cfd_client.api import ApiClient, api_root
-from cfd_client.backoff import Backoff
 from cfd_client.errors import ApiError, ClientError, ConnectionLost, NotFound, NotSignedIn
-from cfd_client.feed import AUTH_ERRORS
+from cfd_client.feed import AUTH_ERRORS, reconnect_backoff
 from cfd_client.models import AccountFrame, FeedState, Position, PositionFrame, StateChanged
 from cfd_client.protocol import BrokerApi, Feed
 from cfd_client.session import SessionStore
@@ -349,7 +348,7 @@ class CfdApp(App[None]):
     @work(group="feed", exclusive=True, exit_on_error=False)
     async def _run_feed(self) -> None:
         """Open the feed (retrying until the server answers) and apply its events until cancelled."""
-        backoff = Backoff()
+        backoff = reconnect_backoff()
         self.feed_state = FeedState.CONNECTING
         channels = ["prices.*", "account"] + ([self.candle_channel] if self.candle_channel else [])
         while True:
