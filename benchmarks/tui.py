@@ -108,9 +108,9 @@ async def key_latency(seconds: float, tick_hz: float = 50.0) -> dict:
         next_at = time.perf_counter()
         while True:
             symbol = rng.choice(symbols)
-            quote = fake.quotes[symbol]
+            bid, ask = fake.exchange[symbol]
             step = MARKETS[symbol].price_tick * rng.randint(-3, 3)
-            fake.push_price(symbol, quote.bid + step, quote.ask + step)
+            fake.push_price(symbol, bid + step, ask + step)
             sent += 1
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
@@ -290,10 +290,10 @@ async def soak(minutes: float, warm_up_s: float, tick_hz: float = 50.0) -> dict:
         next_at = time.perf_counter()
         while True:
             symbol = rng.choice(symbols)
-            quote = fake.quotes[symbol]
+            bid, ask = fake.exchange[symbol]
             step = MARKETS[symbol].price_tick * rng.randint(-3, 3)
             fake.now_ms = int(time.time() * 1000)
-            fake.push_price(symbol, quote.bid + step, quote.ask + step)
+            fake.push_price(symbol, bid + step, ask + step)
             candles.tick(symbol, fake.quotes[symbol].mid, fake.now_ms)
             counts["ticks"] += 1
             next_at = max(next_at + interval, time.perf_counter() - 1.0)  # fall behind by a second at most
