@@ -42,10 +42,12 @@ from textual import events
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # FakeBroker is a test helper, not part of the product
 
+from fake_broker import FakeBroker  # noqa: E402
+
+from cfd_client.errors import ClientError  # noqa: E402
 from cfd_tui.app import create_app  # noqa: E402
-from cfd_tui.client.errors import ClientError  # noqa: E402
-from cfd_tui.client.fake import FakeBroker  # noqa: E402
 from cfd_tui.screens.dashboard import DashboardScreen  # noqa: E402
 from cfd_tui.widgets.candle_chart import CandleChart  # noqa: E402
 from shared.candles import INTERVALS as CANDLE_INTERVALS  # noqa: E402
@@ -106,9 +108,9 @@ async def key_latency(seconds: float, tick_hz: float = 50.0) -> dict:
         next_at = time.perf_counter()
         while True:
             symbol = rng.choice(symbols)
-            quote = fake.quotes[symbol]
+            bid, ask = fake.exchange[symbol]
             step = MARKETS[symbol].price_tick * rng.randint(-3, 3)
-            fake.push_price(symbol, quote.bid + step, quote.ask + step)
+            fake.push_price(symbol, bid + step, ask + step)
             sent += 1
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
@@ -144,7 +146,7 @@ async def startup_to_first_price() -> dict:
     import httpx
 
     from cfd_cli.platform import Platform
-    from cfd_tui.client.api import ApiClient
+    from cfd_client.api import ApiClient
     from shared.settings import load_settings
 
     with tempfile.TemporaryDirectory() as data:
@@ -288,10 +290,10 @@ async def soak(minutes: float, warm_up_s: float, tick_hz: float = 50.0) -> dict:
         next_at = time.perf_counter()
         while True:
             symbol = rng.choice(symbols)
-            quote = fake.quotes[symbol]
+            bid, ask = fake.exchange[symbol]
             step = MARKETS[symbol].price_tick * rng.randint(-3, 3)
             fake.now_ms = int(time.time() * 1000)
-            fake.push_price(symbol, quote.bid + step, quote.ask + step)
+            fake.push_price(symbol, bid + step, ask + step)
             candles.tick(symbol, fake.quotes[symbol].mid, fake.now_ms)
             counts["ticks"] += 1
             next_at = max(next_at + interval, time.perf_counter() - 1.0)  # fall behind by a second at most

@@ -160,7 +160,7 @@ async def tail_feed(url: str, board: PriceBoard | PriceLines, console: Console, 
     from websockets.asyncio.client import connect
     from websockets.exceptions import WebSocketException
 
-    from cfd_poller.backoff import Backoff
+    from shared.backoff import Backoff
 
     channels = [f"prices.{s}" for s in board.symbols] or ["prices.*"]
     subscribe = msgspec.json.encode({"op": "subscribe", "channels": channels}).decode()

@@ -10,12 +10,12 @@ import asyncio
 import contextlib
 import logging
 
-from cfd_poller.backoff import Backoff
 from cfd_poller.history import HistoryKeeper
 from cfd_poller.metrics import PollerMetrics
 from cfd_poller.publisher import TickPublisher
 from cfd_poller.sources import PriceSource, create_source
 from cfd_poller.staleness import StalenessTracker
+from shared.backoff import Backoff
 from shared.bus import Bus, Topics
 from shared.settings import Settings
 

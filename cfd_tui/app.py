@@ -30,13 +30,12 @@ from textual.screen import Screen
 from textual.widgets import Input
 from textual.worker import Worker, WorkerState
 
-from cfd_tui.client.api import ApiClient, api_root
-from cfd_tui.client.backoff import Backoff
-from cfd_tui.client.errors import ApiError, ClientError, ConnectionLost, NotFound, NotSignedIn
-from cfd_tui.client.feed import AUTH_ERRORS
-from cfd_tui.client.models import AccountFrame, FeedState, Position, PositionFrame, StateChanged
-from cfd_tui.client.protocol import BrokerApi, Feed
-from cfd_tui.client.session import SessionStore
+from cfd_client.api import ApiClient, api_root
+from cfd_client.errors import ApiError, ClientError, ConnectionLost, NotFound, NotSignedIn
+from cfd_client.feed import AUTH_ERRORS, reconnect_backoff
+from cfd_client.models import AccountFrame, FeedState, Position, PositionFrame, StateChanged
+from cfd_client.protocol import BrokerApi, Feed
+from cfd_client.session import SessionStore
 from cfd_tui.local import default_screenshot_dir, outbox_hint
 from cfd_tui.notices import account_notice, position_notice
 from cfd_tui.screens.form import NEXT_ON_ENTER
@@ -349,7 +348,7 @@ class CfdApp(App[None]):
     @work(group="feed", exclusive=True, exit_on_error=False)
     async def _run_feed(self) -> None:
         """Open the feed (retrying until the server answers) and apply its events until cancelled."""
-        backoff = Backoff()
+        backoff = reconnect_backoff()
         self.feed_state = FeedState.CONNECTING
         channels = ["prices.*", "account"] + ([self.candle_channel] if self.candle_channel else [])
         while True:

@@ -7,8 +7,8 @@ from typing import Literal
 
 from msgspec import Struct
 
+from cfd_client.models import AccountFrame, Position, PositionFrame
 from cfd_tui import format as fmt
-from cfd_tui.client.models import AccountFrame, Position, PositionFrame
 
 Severity = Literal["information", "warning", "error"]
 

@@ -12,7 +12,7 @@ from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 import msgspec
 from msgspec import Struct
 
-from cfd_tui.client.models import Account, Position, Side
+from cfd_client.models import Account, Position, Side
 from shared.contracts import Quote
 from shared.errors import CfdError
 from shared.markets import Market

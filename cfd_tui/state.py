@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from msgspec import Struct
 
-from cfd_tui.client.models import Account, Position, is_open
+from cfd_client.models import Account, Position, is_open
 from shared.contracts import Candle, CandleFrame, MarketInfo, Price, PriceFrame, Quote
 from shared.markets import MARKETS, Market
 from shared.trading import Exposure, account_state, unrealized_pnl

@@ -186,6 +186,28 @@ def check_order(market: Market, side: str, qty: Decimal, leverage: int) -> None:
                        details={"field": "leverage", "max_leverage": market.max_leverage})
 
 
+def check_margin(required: Decimal, free_margin: Decimal) -> None:
+    """Reject (422) an order whose margin is more than the account's free margin."""
+    if required > free_margin:
+        raise Rejected(f"This order needs {required} of margin; the free margin is {free_margin}.",
+                       code="insufficient_margin",
+                       details={"required_margin": str(required), "free_margin": str(free_margin)})
+
+
+def check_close(market: Market, open_qty: Decimal, qty: Decimal) -> None:
+    """Reject (422) closing `qty` of an open position of `open_qty`: above 0, at most all of it, whole steps,
+    and never leaving less than the market's minimum open."""
+    if not qty.is_finite() or qty <= 0 or qty > open_qty:
+        raise Rejected(f"The quantity to close must be above 0 and at most {open_qty}.",
+                       code="invalid_quantity", details={"field": "qty"})
+    if not is_multiple(qty, market.qty_step):
+        raise Rejected(f"The quantity must be a multiple of {market.qty_step}.", code="invalid_quantity_step",
+                       details={"field": "qty"})
+    if 0 < open_qty - qty < market.min_qty:
+        raise Rejected(f"That would leave less than the minimum {market.min_qty}; close it all instead.",
+                       code="quantity_too_small", details={"field": "qty"})
+
+
 def check_stops(side: Side, reference: Decimal, stop_loss: Decimal | None, take_profit: Decimal | None,
                 market: Market) -> None:
     """Stop-loss below and take-profit above a long's reference price (the other way round for a short)."""

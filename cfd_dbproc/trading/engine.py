@@ -45,6 +45,8 @@ from shared.trading import (
     MONEY_QUANTUM,
     STOP_OUT_LEVEL,
     account_snapshot,
+    check_close,
+    check_margin,
     check_order,
     check_stops,
     close_price,
@@ -171,12 +173,7 @@ class TradingEngine:
             positions = await self.store.exposures(user_id)
             account = account_snapshot(balance, positions, self.quotes.latest())
             needed = margin(order.qty, fill, order.leverage)
-            if needed > account.free_margin:
-                raise Rejected(
-                    f"This order needs {needed} of margin; the free margin is {account.free_margin}.",
-                    code="insufficient_margin",
-                    details={"required_margin": str(needed), "free_margin": str(account.free_margin)},
-                )
+            check_margin(needed, account.free_margin)
             at = now_ms()
             position = Position(
                 id=str(uuid.uuid4()), symbol=order.symbol, side=order.side, qty=plain(order.qty), entry_price=fill,
@@ -199,15 +196,7 @@ class TradingEngine:
             position = await self._open_position(user_id, command.position_id)
             market, quote = self.quotes.quote(position.symbol)
             qty = position.qty if command.qty is None else command.qty
-            if not qty.is_finite() or qty <= 0 or qty > position.qty:
-                raise Rejected(f"The quantity to close must be above 0 and at most {position.qty}.",
-                               code="invalid_quantity", details={"field": "qty"})
-            if not is_multiple(qty, market.qty_step):
-                raise Rejected(f"The quantity must be a multiple of {market.qty_step}.", code="invalid_quantity_step",
-                               details={"field": "qty"})
-            if 0 < position.qty - qty < market.min_qty:
-                raise Rejected(f"That would leave less than the minimum {market.min_qty}; close it all instead.",
-                               code="quantity_too_small", details={"field": "qty"})
+            check_close(market, position.qty, qty)
             balance = await self.store.balance(user_id)
             closed, balance = await self._close(user_id, position, qty, close_price(position.side, quote), "manual",
                                                 balance, command_id)

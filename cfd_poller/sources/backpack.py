@@ -18,10 +18,10 @@ from collections.abc import AsyncGenerator, Iterable
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
-from cfd_poller.backoff import Backoff
 from cfd_poller.frames import FrameDecoder, subscribe_message
 from cfd_poller.metrics import PollerMetrics
 from shared import clock
+from shared.backoff import Backoff
 from shared.contracts import PriceTick
 from shared.markets import SYMBOLS
 

@@ -9,9 +9,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from cfd_client.errors import ClientError
+from cfd_client.models import Position
 from cfd_tui import format as fmt
-from cfd_tui.client.errors import ClientError
-from cfd_tui.client.models import Position
 from cfd_tui.notices import close_notice, describe
 from cfd_tui.orders import check_close, close_estimate
 from cfd_tui.screens.form import FormMixin

@@ -12,10 +12,10 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from cfd_client.errors import ApiError
+from cfd_client.models import Position, Side
 from cfd_tui import format as fmt
 from cfd_tui.app import NARROW_BELOW
-from cfd_tui.client.errors import ApiError
-from cfd_tui.client.models import Position, Side
 from cfd_tui.widgets.account_bar import AccountBar
 from cfd_tui.widgets.candle_chart import CandleChart
 from cfd_tui.widgets.connection_status import ConnectionStatus

@@ -9,9 +9,9 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from cfd_client.errors import ClientError
+from cfd_client.models import Position
 from cfd_tui import format as fmt
-from cfd_tui.client.errors import ClientError
-from cfd_tui.client.models import Position
 from cfd_tui.notices import describe
 from cfd_tui.orders import check_new_stops
 from cfd_tui.screens.form import FormMixin

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
-from cfd_tui.client.errors import ApiError, ClientError, ConnectionLost
+from cfd_client.errors import ApiError, ClientError, ConnectionLost
 
 NEXT_ON_ENTER = "next-on-enter"
 """The class of a form `Input` whose Enter moves to the next field. The app moves focus as it reads the key,

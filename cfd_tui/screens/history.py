@@ -11,9 +11,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Static, TabbedContent, TabPane
 
+from cfd_client.errors import NotFound
+from cfd_client.models import LedgerEntry, Position
 from cfd_tui import format as fmt
-from cfd_tui.client.errors import NotFound
-from cfd_tui.client.models import LedgerEntry, Position
 from cfd_tui.widgets.fitted_table import FittedTable
 from cfd_tui.widgets.footer import AppFooter
 from cfd_tui.widgets.live_table import Column

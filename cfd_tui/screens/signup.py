@@ -9,7 +9,7 @@ from textual.containers import Center, Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Input, Label, Static
 
-from cfd_tui.client.errors import ClientError, Throttled
+from cfd_client.errors import ClientError, Throttled
 from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin
 from cfd_tui.widgets.field import Field
 from cfd_tui.widgets.footer import AppFooter

@@ -10,9 +10,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
+from cfd_client.errors import ClientError
+from cfd_client.models import Position, Side
 from cfd_tui import format as fmt
-from cfd_tui.client.errors import ClientError
-from cfd_tui.client.models import Position, Side
 from cfd_tui.notices import fill_notice
 from cfd_tui.orders import Checked, OrderPlan, check_ticket
 from cfd_tui.screens.form import FormMixin

@@ -11,7 +11,7 @@ from textual.containers import Center, Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Label, Static
 
-from cfd_tui.client.errors import ClientError, Throttled
+from cfd_client.errors import ClientError, Throttled
 from cfd_tui.screens.form import FormMixin
 from cfd_tui.widgets.footer import AppFooter
 from cfd_tui.widgets.otp_input import OtpInput

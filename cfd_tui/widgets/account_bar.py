@@ -9,8 +9,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from cfd_client.models import Account
 from cfd_tui import format as fmt
-from cfd_tui.client.models import Account
 
 AMBER_BELOW = Decimal(150)
 RED_BELOW = Decimal(100)

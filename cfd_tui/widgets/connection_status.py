@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from cfd_tui.client.models import FeedState
+from cfd_client.models import FeedState
 
 _LOOK = {
     FeedState.LIVE: ("●", "live"),

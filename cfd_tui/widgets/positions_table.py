@@ -8,8 +8,8 @@ from rich.text import Text
 from textual import events
 from textual.widgets import DataTable
 
+from cfd_client.models import Position
 from cfd_tui import format as fmt
-from cfd_tui.client.models import Position
 from cfd_tui.state import MarketBoard, Portfolio
 from cfd_tui.widgets.live_table import Column, LiveTable, fitting
 

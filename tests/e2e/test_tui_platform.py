@@ -17,9 +17,9 @@ import pytest
 from helpers import sign_up
 from textual import events
 
+from cfd_client import ApiClient, FeedClient
+from cfd_client.models import FeedState
 from cfd_tui.app import CfdApp, create_app
-from cfd_tui.client import ApiClient, FeedClient
-from cfd_tui.client.models import FeedState
 from cfd_tui.screens.dashboard import DashboardScreen
 from cfd_tui.screens.history import HistoryScreen
 from cfd_tui.screens.signin import SignInScreen

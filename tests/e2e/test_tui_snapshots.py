@@ -13,12 +13,12 @@ from datetime import UTC
 from decimal import Decimal
 
 import pytest
+from fake_broker import FIXED_NOW_MS, FakeBroker
 from textual import constants
 from textual.widgets import Input
 
+from cfd_client.models import FeedState
 from cfd_tui.app import CfdApp, create_app
-from cfd_tui.client.fake import FIXED_NOW_MS, FakeBroker
-from cfd_tui.client.models import FeedState
 from cfd_tui.screens.dashboard import DashboardScreen
 from cfd_tui.widgets.positions_table import PositionsTable
 

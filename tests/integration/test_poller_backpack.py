@@ -12,10 +12,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from cfd_poller.backoff import Backoff
 from cfd_poller.local_exchange import LocalExchange
 from cfd_poller.service import Poller, start_poller
 from cfd_poller.sources.backpack import BackpackSource
+from shared.backoff import Backoff
 from shared.bus import Message, Subscription, Topics
 from shared.bus.memory import MemoryBus
 from shared.contracts import PriceTick

@@ -92,7 +92,7 @@ async def test_a_cursor_the_list_did_not_give_out_is_a_400(platform, api, mailbo
 
 
 async def test_the_client_library_walks_every_page(platform, api, mailbox, email):
-    from cfd_tui.client import ApiClient
+    from cfd_client import ApiClient
 
     auth = await signed_in(api, mailbox, email)
     await set_price(platform, "DOGE_USDC", "0.30000", "0.30001")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from msgspec import UNSET
 
-from cfd_tui.client import (
+from cfd_client import (
     ApiClient,
     BadInput,
     ClientSideError,
@@ -23,7 +23,7 @@ from cfd_tui.client import (
     UnexpectedResponse,
     api_root,
 )
-from cfd_tui.client.errors import GatewayTimeout, error_from_response
+from cfd_client.errors import GatewayTimeout, error_from_response
 
 USER = {"id": "u1", "email": "ada@example.com", "name": "Ada", "status": "active", "created_at": 1}
 POSITION = {"id": "p1", "symbol": "SOL_USDC", "side": "long", "qty": "1.5", "entry_price": "185.10", "leverage": 5,

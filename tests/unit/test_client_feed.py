@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from decimal import Decimal
 
 import pytest
 from websockets.asyncio.server import serve
 
-from cfd_tui.client import FeedClient, FeedState, StateChanged
-from cfd_tui.client.backoff import Backoff
-from cfd_tui.client.models import PositionFrame
+from cfd_client import FeedClient, FeedState, StateChanged
+from cfd_client.models import PositionFrame
+from shared.backoff import Backoff
 from shared.contracts import PriceFrame
 
 
@@ -156,13 +155,3 @@ async def test_frames_it_cannot_read_are_skipped_not_fatal(server):
         await server.broadcast(price("187.00"))
         assert (await next_of(feed, PriceFrame)).mid == Decimal("187.00")
         assert feed.skipped == 2
-
-
-def test_backoff_grows_is_capped_and_jittered():
-    backoff = Backoff(initial=0.25, cap=8.0, jitter=0.3, rng=random.Random(1))
-    delays = [backoff.next() for _ in range(12)]
-    assert all(0 < d <= 8.0 for d in delays)
-    assert delays[0] <= 0.25 and delays[-1] >= 8.0 * 0.7
-    assert len(set(delays)) == len(delays)  # jitter: no two clients in lock-step
-    backoff.reset()
-    assert backoff.next() <= 0.25

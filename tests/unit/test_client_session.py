@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from cfd_tui.client.session import SessionStore, config_dir
+from cfd_client.session import SessionStore, config_dir
 from shared.contracts import AuthSession, User
 
 USER = User(id="u1", email="ada@example.com", name="Ada", created_at=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from fractions import Fraction
 
+import msgspec
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +14,8 @@ from shared.markets import MARKETS
 from shared.trading import (
     Exposure,
     account_state,
+    check_close,
+    check_margin,
     check_stops,
     margin,
     stop_out_price,
@@ -98,3 +101,35 @@ def test_stops_must_be_on_the_right_side_of_the_fill():
         with pytest.raises(Rejected):
             check_stops(side, Decimal(100), None if sl is None else Decimal(sl), None if tp is None else Decimal(tp),
                         market)
+
+
+def test_an_order_needs_no_more_margin_than_is_free():
+    import pytest
+
+    from shared.errors import Rejected
+
+    check_margin(Decimal("100.00"), Decimal("100.00"))
+    with pytest.raises(Rejected) as refused:
+        check_margin(Decimal("100.01"), Decimal("100.00"))
+    assert refused.value.code == "insufficient_margin"
+    assert refused.value.details == {"required_margin": "100.01", "free_margin": "100.00"}
+
+
+def test_a_close_is_above_zero_at_most_all_in_whole_steps_and_leaves_at_least_the_minimum():
+    import pytest
+
+    from shared.errors import Rejected
+
+    market = MARKETS["SOL_USDC"]  # min 0.01, step 0.01
+    for qty in ("3", "1", "2.99"):
+        check_close(market, Decimal(3), Decimal(qty))
+    for qty, code in (("0", "invalid_quantity"), ("-1", "invalid_quantity"), ("3.01", "invalid_quantity"),
+                      ("NaN", "invalid_quantity"), ("1.005", "invalid_quantity_step")):
+        with pytest.raises(Rejected) as refused:
+            check_close(market, Decimal(3), Decimal(qty))
+        assert refused.value.code == code
+    whole_units = msgspec.structs.replace(market, min_qty=Decimal(1))
+    check_close(whole_units, Decimal(3), Decimal(2))
+    with pytest.raises(Rejected) as refused:
+        check_close(whole_units, Decimal(3), Decimal("2.5"))  # would leave 0.5, below the minimum of 1
+    assert refused.value.code == "quantity_too_small"

@@ -11,16 +11,16 @@ from datetime import UTC
 from decimal import Decimal
 
 import pytest
+from fake_broker import FakeBroker
 from rich.console import Console
 from textual import events
 from textual.widgets import Input
 
+from cfd_client import NotSignedIn
+from cfd_client.models import FeedState, Position, PositionFrame
+from cfd_client.session import SessionStore
 from cfd_tui import format as fmt
 from cfd_tui.app import MAX_TOASTS, NOTICE_LOG_SIZE, SETTLE_AFTER_S, CfdApp, create_app, forget_removed_widgets
-from cfd_tui.client import NotSignedIn
-from cfd_tui.client.fake import FakeBroker
-from cfd_tui.client.models import FeedState, Position, PositionFrame
-from cfd_tui.client.session import SessionStore
 from cfd_tui.local import cfd_command
 from cfd_tui.screens.dashboard import DashboardScreen
 from cfd_tui.screens.history import HISTORY_PAGE, HistoryScreen
@@ -239,11 +239,12 @@ async def test_prices_move_on_the_watchlist_and_bursts_are_coalesced():
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: ready(app))
         watchlist = app.screen.query_one(Watchlist)
-        await until(pilot, lambda: cell(watchlist, "SOL_USDC", "bid") == "184.95")
+        # the exchange's 184.95 / 185.05, quoted with SOL's 6 bps markup: the broker's 184.89 / 185.11
+        await until(pilot, lambda: cell(watchlist, "SOL_USDC", "bid") == "184.89")
         before = app.market_version
         for i in range(200):  # 200 ticks at once: a few redraws, not 200
             fake.push_price("SOL_USDC", Decimal("185.00") + Decimal(i) / 100, Decimal("185.20") + Decimal(i) / 100)
-        await until(pilot, lambda: cell(watchlist, "SOL_USDC", "bid") == "186.99")
+        await until(pilot, lambda: cell(watchlist, "SOL_USDC", "bid") == "186.93")  # the exchange's 186.99
         assert 1 <= app.market_version - before <= 6
         assert app.board.tickers["SOL_USDC"].direction == 1
 
@@ -438,7 +439,7 @@ async def test_ticket_in_usd_shows_the_usd_rules_for_the_amount():
         await pilot.press("f4")
         await pilot.pause()
         assert str(app.screen.query_one("#amount-label").render()) == "Amount (USD)"
-        assert amount.placeholder == "USD, min ≈ 1.85, buys whole steps of 0.01 SOL"  # 0.01 at the ask 185.05
+        assert amount.placeholder == "USD, min ≈ 1.85, buys whole steps of 0.01 SOL"  # 0.01 at the ask 185.11
         await pilot.press("f4")
         await pilot.pause()
         assert amount.placeholder == "min 0.01, step 0.01 SOL"
@@ -449,10 +450,10 @@ async def test_ticket_for_an_order_the_account_cannot_afford_says_not_enough_mar
     app = make(fake)
     async with app.run_test(size=SIZE) as pilot:
         await open_ticket(pilot)
-        await type_into(pilot, "#amount", "100")  # margin 100 × 185.05 / 5 = 3,701.00 against 1,000 free
+        await type_into(pilot, "#amount", "100")  # margin 100 × 185.11 / 5 = 3,702.20 against 1,000 free
         await pilot.pause()
         preview = str(app.screen.query_one("#ticket-preview").render())
-        assert "Stop-out ≈ not enough margin: 2,701.00 USD short" in preview
+        assert "Stop-out ≈ not enough margin: 2,702.20 USD short" in preview
         await type_into(pilot, "#amount", "2")  # affordable: an estimate below the entry again
         await pilot.pause()
         preview = str(app.screen.query_one("#ticket-preview").render())
@@ -476,11 +477,11 @@ async def test_open_see_live_pnl_close_and_find_it_in_history():
         table = app.screen.query_one(PositionsTable)
         (position_id,) = app.portfolio.positions
         await until(pilot, lambda: table.row_count == 1)
-        assert cell(table, position_id, "pnl") == "-0.20"  # bought at 185.05, marked at the bid 184.95
-        fake.push_price("SOL_USDC", "186.05", "186.15")
-        await until(pilot, lambda: cell(table, position_id, "pnl") == "+2.00")
+        assert cell(table, position_id, "pnl") == "-0.44"  # bought at the ask 185.11, marked at the bid 184.89
+        fake.push_price("SOL_USDC", "186.05", "186.15")  # the broker's bid: 185.99
+        await until(pilot, lambda: cell(table, position_id, "pnl") == "+1.76")
         assert table.get_cell(position_id, "pnl").style == table.get_component_rich_style("positions--profit")
-        assert app.screen.query_one(AccountBar).account.equity == Decimal("10002.00")
+        assert app.screen.query_one(AccountBar).account.equity == Decimal("10001.76")
         table.focus()
         await pilot.press("c")
         await until(pilot, lambda: type(app.screen).__name__ == "ClosePositionScreen")
@@ -489,7 +490,7 @@ async def test_open_see_live_pnl_close_and_find_it_in_history():
         await pilot.press("h")
         await until(pilot, lambda: on(app, HistoryScreen)
                     and "closed 1" in str(app.screen.query_one("#history-summary").render()))
-        assert "Realised PnL +2.00 USD" in str(app.screen.query_one("#history-summary").render())
+        assert "Realised PnL +1.76 USD" in str(app.screen.query_one("#history-summary").render())
 
 
 async def test_partial_close_edit_stops_and_a_stop_loss_toast():
@@ -520,7 +521,7 @@ async def test_partial_close_edit_stops_and_a_stop_loss_toast():
         await pilot.press("enter")
         await until(pilot, lambda: on(app, DashboardScreen)
                     and app.portfolio.positions[position.id].stop_loss == Decimal(180))
-        fake.push_price("SOL_USDC", "179.90", "180.10")  # the bid reaches the stop
+        fake.push_price("SOL_USDC", "179.90", "180.10")  # the broker's bid (179.84) reaches the stop
         await until(pilot, lambda: not app.portfolio.positions)
         assert any(title == "Stop-loss" and "Stop-loss hit" in message for _, title, message in app.notice_log)
 
@@ -562,7 +563,7 @@ async def test_a_part_close_shows_the_remaining_quantity_and_margin_in_the_table
         app.refresh_portfolio()
         table = app.screen.query_one(PositionsTable)
         await until(pilot, lambda: table.row_count == 2)
-        assert (cell(table, position.id, "qty"), cell(table, position.id, "margin")) == ("3.00", "111.03")
+        assert (cell(table, position.id, "qty"), cell(table, position.id, "margin")) == ("3.00", "111.07")
         table.focus()
         table.move_cursor(row=table.get_row_index(position.id))
         await pilot.press("p")
@@ -571,10 +572,10 @@ async def test_a_part_close_shows_the_remaining_quantity_and_margin_in_the_table
         await pilot.press("enter")
         await until(pilot, lambda: on(app, DashboardScreen) and "close_position" in fake.requests)
         await until(pilot, lambda: cell(table, position.id, "qty") == "2.00")
-        assert cell(table, position.id, "margin") == "74.02"  # 2 × 185.05 / 5
+        assert cell(table, position.id, "margin") == "74.04"  # 2 × 185.11 / 5
         assert table.row_count == 2
-        fake.push_price("SOL_USDC", "186.05", "186.15")  # a tick keeps the corrected row
-        await until(pilot, lambda: cell(table, position.id, "pnl") == "+2.00")
+        fake.push_price("SOL_USDC", "186.05", "186.15")  # a tick keeps the corrected row (the broker's bid 185.99)
+        await until(pilot, lambda: cell(table, position.id, "pnl") == "+1.76")
         assert cell(table, position.id, "qty") == "2.00"
 
 
@@ -583,15 +584,15 @@ async def test_margin_level_turns_amber_then_red():
     app = make(fake)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: ready(app))
-        await fake.open_position("BTC_USDC", "long", Decimal("0.05"), 10)  # margin ≈ 482.5: level ≈ 207 %
+        await fake.open_position("BTC_USDC", "long", Decimal("0.05"), 10)  # margin ≈ 482.6: level ≈ 207 %
         app.refresh_portfolio()
         bar = app.screen.query_one(AccountBar)
         await until(pilot, lambda: bar.account is not None and bar.account.margin_level is not None)
         assert not bar.has_class("-amber") and not bar.has_class("-red")
-        fake.push_price("BTC_USDC", "90900", "90901")  # equity ≈ 720 → level ≈ 149 %
+        fake.push_price("BTC_USDC", "90900", "90901")  # equity ≈ 718 → level ≈ 149 %
         await until(pilot, lambda: bar.has_class("-amber"))
         assert not bar.has_class("-red")
-        fake.push_price("BTC_USDC", "86000", "86001")  # equity ≈ 475 → level ≈ 98 %: a margin call
+        fake.push_price("BTC_USDC", "86000", "86001")  # equity ≈ 473 → level ≈ 98 %: a margin call
         await until(pilot, lambda: bar.has_class("-red"))
         assert not bar.has_class("-amber")
 
@@ -606,7 +607,7 @@ async def test_without_trading_endpoints_the_dashboard_still_shows_prices():
         await pilot.press("b")
         assert on(app, DashboardScreen)
         assert any("Trading unavailable" == title for _, title, _ in app.notice_log)
-        assert cell(app.screen.query_one(Watchlist), "BTC_USDC", "bid") == "96,499.5"
+        assert cell(app.screen.query_one(Watchlist), "BTC_USDC", "bid") == "96,480.2"  # the exchange's 96,499.5
 
 
 async def test_the_clock_runs_on_the_history_screen_and_the_stops_dialog_follows_the_price():
@@ -625,9 +626,9 @@ async def test_the_clock_runs_on_the_history_screen_and_the_stops_dialog_follows
         await pilot.press("e")
         await until(pilot, lambda: type(app.screen).__name__ == "EditStopsScreen")
         hint = app.screen.query_one("#stops-hint")
-        assert "Closes at 184.95 now" in str(hint.render())
-        fake.push_price("SOL_USDC", "187.25", "187.35")
-        await until(pilot, lambda: "Closes at 187.25 now" in str(hint.render()))
+        assert "Closes at 184.89 now" in str(hint.render())
+        fake.push_price("SOL_USDC", "187.25", "187.35")  # the broker's bid: 187.19
+        await until(pilot, lambda: "Closes at 187.19 now" in str(hint.render()))
         await pilot.press("escape")
         await pilot.press("h")
         await until(pilot, lambda: on(app, HistoryScreen))

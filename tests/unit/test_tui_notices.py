@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from cfd_tui.client.models import Position
+from cfd_client.models import Position
 from cfd_tui.notices import close_notice, fill_notice
 
 

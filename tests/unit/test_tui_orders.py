@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from cfd_tui.client.models import Account, Position
+from cfd_client.models import Account, Position
 from cfd_tui.orders import check_close, check_new_stops, check_ticket, close_estimate
 from shared.contracts import Quote
 from shared.markets import MARKETS

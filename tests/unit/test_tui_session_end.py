@@ -4,9 +4,9 @@ operator disabling the account) and asks to sign in again instead of showing a f
 from __future__ import annotations
 
 import pytest
+from fake_broker import FakeBroker
 from test_tui_app import SIZE, make, on, ready, until
 
-from cfd_tui.client.fake import FakeBroker
 from cfd_tui.screens.signin import SignInScreen
 from shared.contracts import ErrorFrame
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from cfd_client.models import Account, Position
 from cfd_tui import format as fmt
-from cfd_tui.client.models import Account, Position
 from cfd_tui.state import SPARKLINE_POINTS, MarketBoard, Portfolio
 from shared.contracts import Candle, CandleFrame, PriceFrame
 

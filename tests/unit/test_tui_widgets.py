@@ -7,6 +7,7 @@ import random
 from datetime import UTC
 from decimal import Decimal
 
+from fake_broker import FakeBroker
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.filter import ANSIToTruecolor
@@ -15,7 +16,6 @@ from textual.strip import Strip
 from textual.visual import Visual, visualize
 
 from cfd_tui.app import STYLES
-from cfd_tui.client.fake import FakeBroker
 from cfd_tui.widgets.candle_chart import CandleChart
 from cfd_tui.widgets.live_table import LiveTable
 from shared.candles import INTERVALS

@@ -1,5 +1,5 @@
-"""The interface the TUI needs from a broker: `ApiClient` implements it over the network, `FakeBroker`
-(`cfd_tui.client.fake`) in memory, so tests and benchmarks can feed fixed ticks."""
+"""The interface the TUI needs from a broker: `ApiClient` implements it over the network; the tests' `FakeBroker`
+(`tests/fake_broker.py`) in memory, so tests and benchmarks can feed fixed ticks."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 from msgspec import UnsetType
 
-from cfd_tui.client.feed import FeedEvent
-from cfd_tui.client.models import Account, FeedState, LedgerEntry, Position, Side
+from cfd_client.feed import FeedEvent
+from cfd_client.models import Account, FeedState, LedgerEntry, Position, Side
 from shared.contracts import AuthSession, Candle, InfoResponse, MarketInfo, Price, SignupAccepted, User
 
 

@@ -1,4 +1,8 @@
-"""Capped exponential backoff with jitter, for reconnecting to a feed without hammering it."""
+"""Capped exponential backoff with jitter, for reconnecting without hammering a server that just came back.
+
+One class for every reconnect loop: the poller's exchange feeds and source restarts, the client library's
+feed, the terminal and `cfd prices watch`. Pure: it computes delays; the caller sleeps.
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,14 @@
-"""`FakeBroker`: an in-memory broker with the `BrokerApi` interface, for tests, snapshots and benchmarks.
+"""`FakeBroker`: an in-memory broker with the `BrokerApi` interface, for tests, snapshots and benchmarks (a test
+helper: the product never ships it).
 
 Prices move only when told (`push_price`), times come from a settable clock, candles are generated from a
-seed, so a screen drawn from it is the same on every run. Trading follows `shared.trading` (fills at the
-quote, margin, stops checked on each pushed price); `trading=False` answers the trading endpoints with 404,
-like a server that does not have them yet.
+seed, so a screen drawn from it is the same on every run. `trading=False` answers the trading endpoints
+with 404, like a server that does not have them yet.
+
+It quotes and trades with the platform's own maths, so a test sees the prices and figures the platform
+would give: a pushed price is the exchange's, quoted with the broker's markup (`shared.markets.broker_quote`);
+orders, closes, stops, margin, PnL, the ledger's bookings and the account come from `shared.trading`, in the
+order the dbproc's trading engine applies them. What it keeps of its own is storage and the events.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from collections.abc import AsyncIterator, Iterable
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from msgspec import UNSET, UnsetType
 
-from cfd_tui.client.errors import BadInput, ClientError, Conflict, NotFound, NotSignedIn, Rejected
-from cfd_tui.client.feed import ACCOUNT_CHANNEL, FEED_BUFFER, FeedEvent
-from cfd_tui.client.models import (
+from cfd_client.errors import BadInput, ClientError, Conflict, NotFound, NotSignedIn, Rejected
+from cfd_client.feed import ACCOUNT_CHANNEL, FEED_BUFFER, FeedEvent
+from cfd_client.models import (
     Account,
     AccountFrame,
     FeedState,
@@ -44,17 +50,20 @@ from shared.contracts import (
     User,
 )
 from shared.errors import CfdError
-from shared.markets import MARKETS
+from shared.markets import MARKETS, broker_quote
 from shared.trading import (
-    Exposure,
-    account_state,
+    account_snapshot,
+    check_close,
+    check_margin,
     check_order,
     check_stops,
     close_price,
+    closing,
+    exposure_of,
     margin,
     money,
     open_price,
-    pnl,
+    plain,
     stop_trigger,
 )
 
@@ -63,7 +72,7 @@ FAKE_OTP = "123456"
 
 
 def default_quotes() -> dict[str, tuple[Decimal, Decimal]]:
-    """A bid/ask per market near the simulator's prices."""
+    """An exchange bid/ask per market near the simulator's prices (the broker quote is wider)."""
     return {s: (m.sim_price - m.price_tick * 5, m.sim_price + m.price_tick * 5) for s, m in MARKETS.items()}
 
 
@@ -141,14 +150,16 @@ class FakeBroker:
         self.deposit = deposit
         self.seed = seed
         self.otp = otp
-        self.quotes: dict[str, Quote] = {}
+        self.exchange: dict[str, tuple[Decimal, Decimal]] = {}  # the exchange's last bid/ask per market
+        self.quotes: dict[str, Quote] = {}  # the broker's quote per market: what trades and what is shown
         for symbol, (bid, ask) in (quotes or default_quotes()).items():
-            self.quotes[symbol] = _quote(symbol, bid, ask, now_ms)
+            self._quote(symbol, Decimal(bid), Decimal(ask), now_ms)
         self.users: dict[str, tuple[User, str]] = {}  # email -> (user, password)
         self.sessions: dict[str, User] = {}  # token -> user
         self.balances: dict[str, Decimal] = {}
         self.positions_by_id: dict[str, tuple[str, Position]] = {}  # id -> (user id, position)
         self.ledgers: dict[str, list[LedgerEntry]] = {}
+        self.unbooked: dict[str, Decimal] = {}  # position id -> PnL that rounding to cents has not booked yet
         self.feeds: list[FakeFeed] = []
         self.feed_state = FeedState.LIVE
         self.signups: list[str] = []
@@ -178,9 +189,8 @@ class FakeBroker:
         return token
 
     def push_price(self, symbol: str, bid: Decimal | str, ask: Decimal | str, ts: int | None = None) -> None:
-        """A new broker quote: to every feed on its channel, then stops are checked."""
-        quote = _quote(symbol, Decimal(bid), Decimal(ask), self.now_ms if ts is None else ts)
-        self.quotes[symbol] = quote
+        """A new exchange bid/ask: its broker quote goes to every feed on its channel, then stops are checked."""
+        quote = self._quote(symbol, Decimal(bid), Decimal(ask), self.now_ms if ts is None else ts)
         for feed in list(self.feeds):
             if feed.wants_price(symbol):
                 feed.emit(_price_frame(quote))
@@ -298,20 +308,21 @@ class FakeBroker:
         user = self._trading_user()
         market = MARKETS[symbol]
         quote = self.quotes[symbol]
-        fill = open_price(side, quote)
-        try:
+        try:  # as the engine's `open`
             check_order(market, side, qty, leverage)
+            fill = open_price(side, quote)
             check_stops(side, fill, stop_loss, take_profit, market)
+            need = margin(qty, fill, leverage)
+            check_margin(need, self._account(user.id).free_margin)
         except CfdError as exc:
             raise Rejected(422, exc.code, exc.message, exc.details) from None
-        need = margin(qty, fill, leverage)
-        if need > self._account(user.id).free_margin:
-            raise Rejected(422, "insufficient_margin", f"This position needs {need} of margin; you have less free.")
-        position = Position(id=self._next_id(), symbol=symbol, side=side, qty=qty,
-                            entry_price=fill, leverage=leverage, margin=need, stop_loss=stop_loss,
-                            take_profit=take_profit, status="open", opened_at=self.now_ms, updated_at=self.now_ms)
+        position = Position(id=self._next_id(), symbol=symbol, side=side, qty=plain(qty),  # type: ignore[arg-type]
+                            entry_price=fill, leverage=leverage, margin=need, stop_loss=plain(stop_loss),
+                            take_profit=plain(take_profit), status="open", opened_at=self.now_ms,
+                            updated_at=self.now_ms)
         self.positions_by_id[position.id] = (user.id, position)
         self._emit(PositionFrame(event="opened", position=position, balance=self.balances[user.id]))
+        self._emit(AccountFrame(event="snapshot", account=self._account(user.id)))
         return position
 
     async def positions(self, status: str | None = "open", limit: int = 200) -> list[Position]:
@@ -337,7 +348,8 @@ class FakeBroker:
                         MARKETS[position.symbol])
         except CfdError as exc:
             raise Rejected(422, exc.code, exc.message, exc.details) from None
-        position.stop_loss, position.take_profit = sl, tp  # type: ignore[assignment]
+        position = msgspec.structs.replace(position, stop_loss=sl, take_profit=tp, updated_at=self.now_ms)
+        self.positions_by_id[position.id] = (user.id, position)
         self._emit(PositionFrame(event="updated", position=position, balance=self.balances[user.id]))
         return position
 
@@ -348,6 +360,11 @@ class FakeBroker:
         position = self._own(user.id, position_id)
         if not is_open(position):
             raise Conflict(409, "position_closed", "This position is already closed.")
+        qty = position.qty if qty is None else qty
+        try:
+            check_close(MARKETS[position.symbol], position.qty, qty)
+        except CfdError as exc:
+            raise Rejected(422, exc.code, exc.message, exc.details) from None
         return self._close(user.id, position, qty, close_price(position.side, self.quotes[position.symbol]),
                            "manual")
 
@@ -393,36 +410,39 @@ class FakeBroker:
         return entry[1]
 
     def _account(self, user_id: str) -> Account:
-        open_ = [p for uid, p in self.positions_by_id.values() if uid == user_id and is_open(p)]
-        state = account_state(self.balances[user_id],
-                              [Exposure(p.symbol, p.side, p.qty, p.entry_price, p.margin) for p in open_],
-                              self.quotes)
-        return Account(currency="USD", balance=state.balance, equity=state.equity, used_margin=state.used_margin,
-                       free_margin=state.free_margin, margin_level=state.margin_level,
-                       unrealized_pnl=state.unrealized_pnl)
+        open_ = [exposure_of(p) for uid, p in self.positions_by_id.values() if uid == user_id and is_open(p)]
+        return account_snapshot(self.balances[user_id], open_, self.quotes)
 
-    def _close(self, user_id: str, position: Position, qty: Decimal | None, price: Decimal, reason: str) -> Position:
-        qty = position.qty if qty is None or qty >= position.qty else qty
-        if qty <= 0 or qty % MARKETS[position.symbol].qty_step:
-            raise Rejected(422, "invalid_quantity", "The quantity to close is not valid.", {"field": "qty"})
-        realized = money(pnl(position.side, qty, position.entry_price, price))
-        balance = max(Decimal(0), self.balances[user_id] + realized)
+    def _book(self, user_id: str, kind: str, amount: Decimal, reference: str) -> Decimal:
+        """A ledger entry and the balance it leaves (as the engine's `_book`)."""
+        balance = money(self.balances[user_id] + amount)
         self.balances[user_id] = balance
-        self.ledgers[user_id].append(LedgerEntry(id=self._next_id(), kind="realized_pnl", amount=realized,
-                                                 balance_after=balance, reference=position.id,
-                                                 created_at=self.now_ms))
-        closed = Position(id=position.id if qty == position.qty else self._next_id(), symbol=position.symbol,
-                          side=position.side, qty=qty, entry_price=position.entry_price, leverage=position.leverage,
-                          margin=margin(qty, position.entry_price, position.leverage), stop_loss=position.stop_loss,
-                          take_profit=position.take_profit, status="closed", opened_at=position.opened_at,
-                          updated_at=self.now_ms, closed_at=self.now_ms, close_price=price, realized_pnl=realized,
-                          close_reason=reason, parent_id=None if qty == position.qty else position.id)
+        self.ledgers[user_id].append(LedgerEntry(id=self._next_id(), kind=kind, amount=money(amount),
+                                                 balance_after=balance, reference=reference, created_at=self.now_ms))
+        return balance
+
+    def _close(self, user_id: str, position: Position, qty: Decimal, price: Decimal, reason: str) -> Position:
+        """Close `qty` (already checked) at `price`, as the engine's `_close`: the closed part books its PnL
+        (a loss beyond the balance is a shortfall entry), a partial close leaves the rest open."""
+        whole = qty == position.qty
+        closed_id = position.id if whole else self._next_id()
+        done = closing(position.side, position.qty, qty, position.entry_price, position.leverage, position.margin,
+                       self.unbooked.pop(position.id, Decimal(0)), price)
+        balance = self._book(user_id, "realized_pnl", done.realized, closed_id)
+        if balance < 0:
+            balance = self._book(user_id, "shortfall", -balance, closed_id)
+        closed = msgspec.structs.replace(position, id=closed_id, qty=qty, margin=done.released_margin,
+                                         status="closed", updated_at=self.now_ms, closed_at=self.now_ms,
+                                         close_price=price, realized_pnl=done.realized, close_reason=reason,
+                                         parent_id=None if whole else position.id)
         self.positions_by_id[closed.id] = (user_id, closed)
         self._emit(PositionFrame(event="closed", position=closed, balance=balance))
-        if qty != position.qty:
-            position.qty -= qty
-            position.margin = margin(position.qty, position.entry_price, position.leverage)
-            self._emit(PositionFrame(event="updated", position=position, balance=balance))
+        if not whole:
+            rest = msgspec.structs.replace(position, qty=position.qty - qty, margin=done.remaining_margin,
+                                           updated_at=self.now_ms)
+            self.positions_by_id[rest.id] = (user_id, rest)
+            self.unbooked[rest.id] = done.unbooked
+            self._emit(PositionFrame(event="updated", position=rest, balance=balance))
         self._emit(AccountFrame(event="snapshot", account=self._account(user_id)))
         return closed
 
@@ -431,17 +451,21 @@ class FakeBroker:
             if is_open(position) and position.symbol == quote.symbol:
                 reason = stop_trigger(position.side, position.stop_loss, position.take_profit, quote)
                 if reason is not None:
-                    self._close(user_id, position, None, close_price(position.side, quote), reason)
+                    self._close(user_id, position, position.qty, close_price(position.side, quote), reason)
+
+    def _quote(self, symbol: str, bid: Decimal, ask: Decimal, ts: int) -> Quote:
+        """The broker's quote of an exchange bid/ask, kept as the latest (refused as the platform refuses it)."""
+        market = MARKETS.get(symbol)
+        if market is None or not 0 < bid <= ask:
+            raise ValueError(f"the platform refuses this tick: {symbol} {bid}/{ask}")
+        self.exchange[symbol] = (bid, ask)
+        self.quotes[symbol] = quote = broker_quote(market, bid, ask, ts)
+        return quote
 
     def _emit(self, frame: PositionFrame | AccountFrame) -> None:
         for feed in list(self.feeds):
             if ACCOUNT_CHANNEL in feed.channels and feed.token in self.sessions:
                 feed.emit(frame)
-
-
-def _quote(symbol: str, bid: Decimal, ask: Decimal, ts: int) -> Quote:
-    tick = MARKETS[symbol].price_tick if symbol in MARKETS else Decimal("0.01")
-    return Quote(symbol=symbol, bid=bid, ask=ask, mid=((bid + ask) / 2).quantize(tick / 10), ts=ts)
 
 
 def _price_frame(q: Quote) -> PriceFrame:

@@ -7,7 +7,7 @@
         feed = await api.feed(["prices.*", "account"])
 
 Answers decode into msgspec Structs (Decimal for money); error answers raise `ApiError` subclasses and
-network failures `ConnectionLost` (see `cfd_tui.client.errors`).
+network failures `ConnectionLost` (see `cfd_client.errors`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import httpx
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from cfd_tui.client.errors import ConnectionLost, UnexpectedResponse, error_from_response
-from cfd_tui.client.feed import FeedClient
-from cfd_tui.client.models import (
+from cfd_client.errors import ConnectionLost, UnexpectedResponse, error_from_response
+from cfd_client.feed import FeedClient
+from cfd_client.models import (
     Account,
     LedgerEntry,
     Position,

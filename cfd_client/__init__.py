@@ -1,10 +1,13 @@
-"""The CFD Broker client library: REST (`ApiClient`), the WebSocket feed (`FeedClient`), the stored session.
+"""`cfd_client`: the typed REST and WebSocket client of CFD Broker, for scripts, bots and the terminal.
 
-Usable on its own by scripts and bots; the TUI talks to the server only through it.
+REST is `ApiClient` (one typed method per endpoint, errors as `ApiError` subclasses), the WebSocket feed is
+`FeedClient` (reconnects by itself and yields typed frames and `StateChanged` events), and `SessionStore`
+keeps a signed-in session on disk. The terminal (`cfd_tui`) talks to the platform only through it. It
+imports only `shared` (wire contracts, trading maths), never the terminal or a service package.
 """
 
-from cfd_tui.client.api import ApiClient, api_root
-from cfd_tui.client.errors import (
+from cfd_client.api import ApiClient, api_root
+from cfd_client.errors import (
     ApiError,
     BadInput,
     ClientError,
@@ -21,8 +24,8 @@ from cfd_tui.client.errors import (
     Throttled,
     UnexpectedResponse,
 )
-from cfd_tui.client.feed import FeedClient, FeedEvent
-from cfd_tui.client.models import (
+from cfd_client.feed import FeedClient, FeedEvent
+from cfd_client.models import (
     Account,
     AccountFrame,
     FeedState,
@@ -31,7 +34,7 @@ from cfd_tui.client.models import (
     PositionFrame,
     StateChanged,
 )
-from cfd_tui.client.session import SavedSession, SessionStore
+from cfd_client.session import SavedSession, SessionStore
 
 __all__ = [
     "Account",

@@ -25,8 +25,8 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidURI, WebSocketException
 
-from cfd_tui.client.backoff import Backoff
-from cfd_tui.client.models import AccountFrame, FeedState, PositionFrame, StateChanged
+from cfd_client.models import AccountFrame, FeedState, PositionFrame, StateChanged
+from shared.backoff import Backoff
 from shared.contracts import (
     AuthenticatedFrame,
     CandleFrame,
@@ -48,6 +48,13 @@ FeedEvent = (PriceFrame | CandleFrame | PositionFrame | AccountFrame | ErrorFram
              | SubscribedFrame | UnsubscribedFrame | WelcomeFrame | PongFrame | StateChanged)
 """Everything a `FeedClient` yields: the server's frames, decoded, and its own state changes."""
 
+
+def reconnect_backoff() -> Backoff:
+    """The client's reconnect delays: 0.25 s doubling to 8 s, each up to 30 % shorter (a person is waiting,
+    so it retries sooner and gives up less than the poller's 30 s)."""
+    return Backoff(initial=0.25, cap=8.0, jitter=0.3)
+
+
 _decoder = msgspec.json.Decoder(PriceFrame | CandleFrame | PositionFrame | AccountFrame | ErrorFrame
                                 | AuthenticatedFrame | SubscribedFrame | UnsubscribedFrame | WelcomeFrame
                                 | PongFrame, strict=False)
@@ -63,7 +70,7 @@ class FeedClient:
         self.url = url
         self.token = token
         self.stale_after = stale_after
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or reconnect_backoff()
         self.open_timeout = open_timeout
         self.ping_interval = ping_interval
         self.channels: list[str] = list(dict.fromkeys(channels))
