@@ -37,9 +37,13 @@ from cfd_tui.client.feed import AUTH_ERRORS
 from cfd_tui.client.models import AccountFrame, FeedState, Position, PositionFrame, StateChanged
 from cfd_tui.client.protocol import BrokerApi, Feed
 from cfd_tui.client.session import SessionStore
+from cfd_tui.layout import NARROW_BELOW, SHORT_BELOW
 from cfd_tui.local import default_screenshot_dir, outbox_hint
 from cfd_tui.notices import account_notice, position_notice
+from cfd_tui.screens.dashboard import DashboardScreen
 from cfd_tui.screens.form import NEXT_ON_ENTER
+from cfd_tui.screens.help import HelpScreen
+from cfd_tui.screens.signin import SignInScreen
 from cfd_tui.state import MarketBoard, Portfolio, market_terms
 from cfd_tui.widgets.top_bar import TopBar
 from shared.contracts import AuthSession, CandleFrame, ErrorFrame, PriceFrame, User
@@ -47,12 +51,9 @@ from shared.contracts import AuthSession, CandleFrame, ErrorFrame, PriceFrame, U
 log = logging.getLogger(__name__)
 
 STYLES = Path(__file__).parent / "styles"
-INTERVALS = ("1m", "5m", "15m", "1h")
 REDRAW_HZ = 20.0
 STALE_AFTER_S = 10.0
 SETTLE_AFTER_S = 0.5  # after the dashboard opens, once its objects exist (see `_settle_memory`)
-NARROW_BELOW = 110  # columns: below, screens get the class -narrow (else -wide)
-SHORT_BELOW = 28  # lines: below, screens get the class -short (else -tall)
 STYLE_MEMO_CLEAR_S = 30.0  # how often Textual's per-widget colour memo is emptied (see `forget_removed_widgets`)
 NOTICE_LOG_SIZE = 100  # the latest toasts remembered in `notice_log` (what was said, after the toast is gone)
 MAX_TOASTS = 5  # toasts on screen at once: a burst (a stop-out closing many positions) shows the newest five,
@@ -154,13 +155,9 @@ class CfdApp(App[None]):
         await self.show_dashboard()
 
     async def show_sign_in(self, message: str = "") -> None:
-        from cfd_tui.screens.signin import SignInScreen
-
         await self._replace_screens(SignInScreen(message=message))
 
     async def show_dashboard(self) -> None:
-        from cfd_tui.screens.dashboard import DashboardScreen
-
         await self._replace_screens(DashboardScreen())
         self.start_feed()
         self.load_markets()
@@ -177,8 +174,6 @@ class CfdApp(App[None]):
         Frozen objects are never collected as cycles, so this waits until the dashboard is the screen on top:
         a screen pushed over it meanwhile (history, a ticket) would otherwise stay in memory after it closes.
         """
-        from cfd_tui.screens.dashboard import DashboardScreen
-
         if self.user is None or not self.screen_stack:
             return  # signed out, or quitting, meanwhile
         if not isinstance(self.screen, DashboardScreen):
@@ -266,8 +261,6 @@ class CfdApp(App[None]):
         self.screen.focus_next()
 
     def action_help(self) -> None:
-        from cfd_tui.screens.help import HelpScreen
-
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
@@ -282,8 +275,6 @@ class CfdApp(App[None]):
         yield from super().get_system_commands(screen)
         if self.user is None:
             return
-        from cfd_tui.screens.dashboard import DashboardScreen
-
         dashboard = next((s for s in self.screen_stack if isinstance(s, DashboardScreen)), None)
         if dashboard is not None:
             for symbol in self.board.symbols:

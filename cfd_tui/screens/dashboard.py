@@ -13,9 +13,13 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from cfd_tui import format as fmt
-from cfd_tui.app import NARROW_BELOW
 from cfd_tui.client.errors import ApiError
 from cfd_tui.client.models import Position, Side
+from cfd_tui.layout import INTERVALS, NARROW_BELOW
+from cfd_tui.screens.close_position import ClosePositionScreen
+from cfd_tui.screens.edit_stops import EditStopsScreen
+from cfd_tui.screens.history import HistoryScreen
+from cfd_tui.screens.ticket import TicketScreen
 from cfd_tui.widgets.account_bar import AccountBar
 from cfd_tui.widgets.candle_chart import CandleChart
 from cfd_tui.widgets.connection_status import ConnectionStatus
@@ -25,7 +29,6 @@ from cfd_tui.widgets.positions_table import PositionsTable
 from cfd_tui.widgets.top_bar import TopBar
 from cfd_tui.widgets.watchlist import Watchlist
 
-INTERVALS = ("1m", "5m", "15m", "1h")
 CHART_CANDLES = 200  # candles fetched per chart
 CACHED_CHARTS = 20  # charts kept to show at once when chosen again: every interval of five markets; the least
 # recently shown goes first, so a server listing many markets does not make the cache grow with each one seen
@@ -215,8 +218,6 @@ class DashboardScreen(Screen[None]):
         return True
 
     def action_ticket(self, side: Side = "long") -> None:
-        from cfd_tui.screens.ticket import TicketScreen
-
         if self._trading_ready() and self.symbol:
             self.app.push_screen(TicketScreen(self.symbol, side))
 
@@ -228,27 +229,19 @@ class DashboardScreen(Screen[None]):
         return found
 
     def action_close_position(self) -> None:
-        from cfd_tui.screens.close_position import ClosePositionScreen
-
         position = self.selected_position()
         if position is not None:
             self.app.push_screen(ClosePositionScreen(position, partial=False))
 
     def action_partial_close(self) -> None:
-        from cfd_tui.screens.close_position import ClosePositionScreen
-
         position = self.selected_position()
         if position is not None:
             self.app.push_screen(ClosePositionScreen(position, partial=True))
 
     def action_edit_stops(self) -> None:
-        from cfd_tui.screens.edit_stops import EditStopsScreen
-
         position = self.selected_position()
         if position is not None:
             self.app.push_screen(EditStopsScreen(position))
 
     def action_history(self) -> None:
-        from cfd_tui.screens.history import HistoryScreen
-
         self.app.push_screen(HistoryScreen())

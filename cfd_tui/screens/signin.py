@@ -11,6 +11,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from cfd_tui.client.errors import ClientError
 from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin
+from cfd_tui.screens.signup import SignUpScreen
 from cfd_tui.widgets.field import Field
 from cfd_tui.widgets.footer import AppFooter
 from shared.errors import BadRequest
@@ -80,7 +81,5 @@ class SignInScreen(FormMixin, Screen[None]):
 
     @on(Button.Pressed, "#signup")
     def action_sign_up(self) -> None:
-        from cfd_tui.screens.signup import SignUpScreen
-
         email = self.query_one("#email", Input).value
         self.app.push_screen(SignUpScreen(email=email))

@@ -11,6 +11,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from cfd_tui.client.errors import ClientError, Throttled
 from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin
+from cfd_tui.screens.verify import VerifyScreen
 from cfd_tui.widgets.field import Field
 from cfd_tui.widgets.footer import AppFooter
 from shared.errors import BadRequest
@@ -75,8 +76,6 @@ class SignUpScreen(FormMixin, Screen[None]):
 
     @work(group="auth", exclusive=True, exit_on_error=False)
     async def _send_code(self, name: str, email: str, password: str) -> None:
-        from cfd_tui.screens.verify import VerifyScreen
-
         button = self.query_one("#send", Button)
         button.disabled = True
         cooldown = None
