@@ -102,7 +102,7 @@ class CfdApp(App[None]):
         self.tz = tz
         self.redraw_hz = redraw_hz
         self.stale_after = stale_after
-        self.animate = animate
+        self.flash_ticks = animate  # not `self.animate`: that would hide Textual's `App.animate` method
         # a local platform's data directory: its outbox holds the sign-up codes, screenshots go beside it
         self.data_dir = data_dir
         self.code_hint = code_hint or (outbox_hint(data_dir) if data_dir is not None else "")  # on code entry
@@ -365,7 +365,7 @@ class CfdApp(App[None]):
 
     async def _apply(self, event: object) -> None:
         if isinstance(event, PriceFrame):
-            self.board.apply_price(event, self.clock(), flash=self.animate)
+            self.board.apply_price(event, self.clock(), flash=self.flash_ticks)
         elif isinstance(event, CandleFrame):
             self.board.apply_candle(event)
         elif isinstance(event, PositionFrame):
