@@ -6,10 +6,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Button, Input, Label, Static
 
 from cfd_tui.client.errors import ClientError
+from cfd_tui.screens.base import CfdScreen
 from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin
 from cfd_tui.screens.signup import SignUpScreen
 from cfd_tui.widgets.field import Field
@@ -18,7 +18,7 @@ from shared.errors import BadRequest
 from shared.validation import normalise_email
 
 
-class SignInScreen(FormMixin, Screen[None]):
+class SignInScreen(FormMixin, CfdScreen[None]):
     """The first screen without a saved session."""
 
     FIELDS = {"email": "email", "password": "password"}
@@ -41,7 +41,7 @@ class SignInScreen(FormMixin, Screen[None]):
             with Horizontal(classes="auth-buttons"):
                 yield Button("Sign in", variant="primary", id="signin")
                 yield Button("Create an account", id="signup")
-            yield Static(f"server {self.app.api_url}", classes="auth-server")  # type: ignore[attr-defined]
+            yield Static(f"server {self.ctx.api_url}", classes="auth-server")
         yield AppFooter()
 
     def on_mount(self) -> None:
@@ -71,7 +71,7 @@ class SignInScreen(FormMixin, Screen[None]):
         button = self.query_one("#signin", Button)
         button.disabled, button.label = True, "Signing in…"
         try:
-            session = await self.app.client.signin(email, password)  # type: ignore[attr-defined]
+            session = await self.ctx.client.signin(email, password)
         except ClientError as exc:
             self.show_failure(exc)
             return
