@@ -2,9 +2,11 @@
 
 State flows one way. The feed worker applies events to `MarketBoard` and `Portfolio` (plain objects); a
 redraw timer (~20 Hz) takes what changed and bumps the `market_version` / `portfolio_version` reactives,
-which the screens watch to redraw only the changed rows. Widgets post messages up; the screens handle
-them and start workers for network I/O; a worker failure becomes a visible notification in one handler
-(`on_worker_state_changed`).
+which the screens watch to redraw only the changed rows. Screens read the app through `AppContext`
+(`cfd_tui.context`) and never import this module. Widgets post messages up; the screens handle them and
+start workers for network I/O, and tell the app what came of it with the messages of `cfd_tui.messages`
+(signed in, an order filled, a position closed...), which the app's `on_...` handlers act on. A worker
+failure becomes a visible notification in one handler (`on_worker_state_changed`).
 """
 
 from __future__ import annotations
@@ -39,14 +41,15 @@ from cfd_tui.client.protocol import BrokerApi, Feed
 from cfd_tui.client.session import SessionStore
 from cfd_tui.layout import NARROW_BELOW, SHORT_BELOW
 from cfd_tui.local import default_screenshot_dir, outbox_hint
-from cfd_tui.notices import account_notice, position_notice
+from cfd_tui.messages import ChartChanged, OrderFilled, PositionClosed, SignedIn, StopsChanged
+from cfd_tui.notices import account_notice, close_notice, describe, fill_notice, position_notice
 from cfd_tui.screens.dashboard import DashboardScreen
 from cfd_tui.screens.form import NEXT_ON_ENTER
 from cfd_tui.screens.help import HelpScreen
 from cfd_tui.screens.signin import SignInScreen
 from cfd_tui.state import MarketBoard, Portfolio, market_terms
 from cfd_tui.widgets.top_bar import TopBar
-from shared.contracts import AuthSession, CandleFrame, ErrorFrame, PriceFrame, User
+from shared.contracts import CandleFrame, ErrorFrame, PriceFrame, User
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +200,9 @@ class CfdApp(App[None]):
             await self.pop_screen()
         await self.push_screen(screen)
 
-    def signed_in(self, session: AuthSession) -> None:
-        """Called by the sign-in and verify screens: remember the session and go to the dashboard."""
+    def on_signed_in(self, message: SignedIn) -> None:
+        """The sign-in or the code screen signed the trader in: remember the session and go to the dashboard."""
+        session = message.session
         self.user = session.user
         if self.session_store is not None:
             try:
@@ -324,6 +328,22 @@ class CfdApp(App[None]):
         self.portfolio.apply_position(position)
         self._portfolio_dirty = True
 
+    def on_order_filled(self, message: OrderFilled) -> None:
+        self.apply_position(message.position)
+        self.refresh_portfolio()  # the margin it uses
+        notice = fill_notice(message.position)
+        self.notify(notice.message, title=notice.title, severity=notice.severity)
+
+    def on_position_closed(self, message: PositionClosed) -> None:
+        self.apply_position(message.position)
+        self.refresh_portfolio()  # the margin it freed, the PnL it realised
+        notice = close_notice(message.position)
+        self.notify(notice.message, title=notice.title, severity=notice.severity)
+
+    def on_stops_changed(self, message: StopsChanged) -> None:
+        self.apply_position(message.position)
+        self.notify(f"Stops of {describe(message.position)} saved.", title="Stops")
+
     # --- the feed -----------------------------------------------------------------------------------------
 
     def start_feed(self) -> None:
@@ -331,6 +351,7 @@ class CfdApp(App[None]):
 
     async def _stop_feed(self) -> None:
         self.workers.cancel_group(self, "feed")
+        self.workers.cancel_group(self, "candles")
         feed, self.feed = self.feed, None
         if feed is not None:
             with contextlib.suppress(Exception):
@@ -356,6 +377,8 @@ class CfdApp(App[None]):
                 await self.feed.stop()
         self.feed = feed
         await feed.start()
+        if self.candle_channel and self.candle_channel not in feed.channels:
+            self._subscribe_candles()  # the chart changed while the feed was opening
         try:
             async for event in feed.events():
                 await self._apply(event)
@@ -400,17 +423,27 @@ class CfdApp(App[None]):
             except ClientError:
                 pass
 
-    async def follow_candles(self, symbol: str, interval: str) -> None:
-        """Have the feed send the live candles of `symbol` at `interval` (and stop the previous ones)."""
-        channel = f"candles.{interval}.{symbol}"
+    def on_chart_changed(self, message: ChartChanged) -> None:
+        """The dashboard charts another market or interval: follow its live candles (and stop the previous)."""
+        channel = f"candles.{message.interval}.{message.symbol}"
         if channel == self.candle_channel:
             return
-        old, self.candle_channel = self.candle_channel, channel
-        self.board.follow_candles(symbol, interval)
-        if self.feed is not None:
-            if old:
-                await self.feed.unsubscribe([old])
-            await self.feed.subscribe([channel])
+        self.candle_channel = channel
+        self.board.follow_candles(message.symbol, message.interval)
+        self._subscribe_candles()
+
+    @work(group="candles", exclusive=True, exit_on_error=False)
+    async def _subscribe_candles(self) -> None:
+        """Bring the feed's candle channels in line with `candle_channel`. A run cut short by the next chart
+        leaves nothing behind: the next run compares with what the feed has, not with the previous chart."""
+        feed, channel = self.feed, self.candle_channel
+        if feed is None:
+            return  # `_run_feed` subscribes to `candle_channel` when it opens the feed
+        stale = [c for c in feed.channels if c.startswith("candles.") and c != channel]
+        if stale:
+            await feed.unsubscribe(stale)
+        if channel:
+            await feed.subscribe([channel])
 
     # --- redraw -------------------------------------------------------------------------------------------
 

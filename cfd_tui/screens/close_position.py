@@ -11,7 +11,8 @@ from textual.widgets import Button, Input, Label, Static
 from cfd_tui import format as fmt
 from cfd_tui.client.errors import ClientError
 from cfd_tui.client.models import Position
-from cfd_tui.notices import close_notice, describe
+from cfd_tui.messages import PositionClosed
+from cfd_tui.notices import describe
 from cfd_tui.orders import check_close, close_estimate
 from cfd_tui.screens.base import CfdModalScreen
 from cfd_tui.screens.form import FormMixin
@@ -87,10 +88,7 @@ class ClosePositionScreen(FormMixin, CfdModalScreen[Position | None]):
             button.disabled = False
             self.show_failure(exc)
             return
-        self.app.apply_position(closed)  # type: ignore[attr-defined]
-        self.app.refresh_portfolio()  # type: ignore[attr-defined]
-        notice = close_notice(closed)
-        self.app.notify(notice.message, title=notice.title, severity=notice.severity)
+        self.app.post_message(PositionClosed(closed))  # to the app: this dialog is closing
         self.dismiss(closed)
 
     @on(Button.Pressed, "#cancel")

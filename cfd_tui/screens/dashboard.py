@@ -15,6 +15,7 @@ from cfd_tui import format as fmt
 from cfd_tui.client.errors import ApiError
 from cfd_tui.client.models import Position, Side
 from cfd_tui.layout import INTERVALS, NARROW_BELOW
+from cfd_tui.messages import ChartChanged
 from cfd_tui.screens.base import CfdScreen
 from cfd_tui.screens.close_position import ClosePositionScreen
 from cfd_tui.screens.edit_stops import EditStopsScreen
@@ -186,12 +187,12 @@ class DashboardScreen(CfdScreen[None]):
         chart.set_history(symbol, interval, seen or [], tick)
         if seen is None:
             chart.show_message(f"loading {symbol.replace('_', '/')} {interval}…")
+        self.post_message(ChartChanged(symbol, interval))  # the app follows its live candles
         self._load_chart(symbol, interval, tick, seen is not None)
 
     @work(group="chart", exclusive=True, exit_on_error=False)
     async def _load_chart(self, symbol: str, interval: str, tick: Decimal, shown: bool) -> None:
         chart = self.query_one(CandleChart)
-        await self.app.follow_candles(symbol, interval)  # type: ignore[attr-defined]
         try:
             candles = await self.ctx.client.candles(symbol, interval, CHART_CANDLES)
         except ApiError as exc:

@@ -11,6 +11,7 @@ from textual.widgets import Button, Input, Label, Static
 from cfd_tui import format as fmt
 from cfd_tui.client.errors import ClientError
 from cfd_tui.client.models import Position
+from cfd_tui.messages import StopsChanged
 from cfd_tui.notices import describe
 from cfd_tui.orders import check_new_stops
 from cfd_tui.screens.base import CfdModalScreen
@@ -87,8 +88,7 @@ class EditStopsScreen(FormMixin, CfdModalScreen[Position | None]):
         except ClientError as exc:
             self.show_failure(exc)
             return
-        self.app.apply_position(updated)  # type: ignore[attr-defined]
-        self.app.notify(f"Stops of {describe(updated)} saved.", title="Stops")
+        self.app.post_message(StopsChanged(updated))  # to the app: this dialog is closing
         self.dismiss(updated)
 
     @on(Button.Pressed, "#cancel")

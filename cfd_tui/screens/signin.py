@@ -9,6 +9,7 @@ from textual.containers import Center, Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
 from cfd_tui.client.errors import ClientError
+from cfd_tui.messages import SignedIn
 from cfd_tui.screens.base import CfdScreen
 from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin
 from cfd_tui.screens.signup import SignUpScreen
@@ -77,7 +78,7 @@ class SignInScreen(FormMixin, CfdScreen[None]):
             return
         finally:
             button.disabled, button.label = False, "Sign in"
-        self.app.signed_in(session)  # type: ignore[attr-defined]
+        self.app.post_message(SignedIn(session))  # to the app: it replaces this screen
 
     @on(Button.Pressed, "#signup")
     def action_sign_up(self) -> None:

@@ -12,7 +12,7 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 from cfd_tui import format as fmt
 from cfd_tui.client.errors import ClientError
 from cfd_tui.client.models import Position, Side
-from cfd_tui.notices import fill_notice
+from cfd_tui.messages import OrderFilled
 from cfd_tui.orders import Checked, OrderPlan, check_ticket
 from cfd_tui.screens.base import CfdModalScreen
 from cfd_tui.screens.form import FormMixin
@@ -231,10 +231,7 @@ class TicketScreen(FormMixin, CfdModalScreen[Position | None]):
             self._confirming(False)
             self.show_failure(exc)
             return
-        self.app.apply_position(position)  # type: ignore[attr-defined]
-        self.app.refresh_portfolio()  # type: ignore[attr-defined]
-        notice = fill_notice(position)
-        self.app.notify(notice.message, title=notice.title, severity=notice.severity)
+        self.app.post_message(OrderFilled(position))  # to the app: this dialog is closing
         self.dismiss(position)
 
     @on(Button.Pressed, "#cancel")

@@ -11,6 +11,7 @@ from textual.containers import Center, Horizontal, Vertical
 from textual.widgets import Button, Label, Static
 
 from cfd_tui.client.errors import ClientError, Throttled
+from cfd_tui.messages import SignedIn
 from cfd_tui.screens.base import CfdScreen
 from cfd_tui.screens.form import FormMixin
 from cfd_tui.widgets.footer import AppFooter
@@ -103,7 +104,7 @@ class VerifyScreen(FormMixin, CfdScreen[None]):
         finally:
             button.disabled, button.label = False, "Verify"
             self._verifying = False
-        self.app.signed_in(session)  # type: ignore[attr-defined]
+        self.app.post_message(SignedIn(session))  # to the app: it replaces this screen
 
     @on(Button.Pressed, "#resend")
     def action_resend(self) -> None:
