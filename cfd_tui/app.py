@@ -35,14 +35,14 @@ from textual.worker import Worker, WorkerState
 from cfd_tui.client.api import ApiClient, api_root
 from cfd_tui.client.backoff import Backoff
 from cfd_tui.client.errors import ApiError, ClientError, ConnectionLost, NotFound, NotSignedIn
-from cfd_tui.client.feed import AUTH_ERRORS
+from cfd_tui.client.feed import AUTH_ERRORS, FeedEvent
 from cfd_tui.client.models import AccountFrame, FeedState, Position, PositionFrame, StateChanged
 from cfd_tui.client.protocol import BrokerApi, Feed
 from cfd_tui.client.session import SessionStore
 from cfd_tui.layout import NARROW_BELOW, SHORT_BELOW
 from cfd_tui.local import default_screenshot_dir, outbox_hint
 from cfd_tui.messages import ChartChanged, OrderFilled, PositionClosed, SignedIn, StopsChanged
-from cfd_tui.notices import account_notice, close_notice, describe, fill_notice, position_notice
+from cfd_tui.notices import Notice, account_notice, close_notice, describe, fill_notice, position_notice
 from cfd_tui.screens.dashboard import DashboardScreen
 from cfd_tui.screens.form import NEXT_ON_ENTER
 from cfd_tui.screens.help import HelpScreen
@@ -386,42 +386,46 @@ class CfdApp(App[None]):
             with contextlib.suppress(Exception):
                 await feed.stop()
 
-    async def _apply(self, event: object) -> None:
-        if isinstance(event, PriceFrame):
-            self.board.apply_price(event, self.clock(), flash=self.flash_ticks)
-        elif isinstance(event, CandleFrame):
-            self.board.apply_candle(event)
-        elif isinstance(event, PositionFrame):
-            self.portfolio.apply_position(event.position)
-            if self.portfolio.account is not None and event.balance is not None:
-                self.portfolio.account.balance = event.balance
-            self._portfolio_dirty = True
-            notice = position_notice(event)
-            if notice is not None:
-                self.notify(notice.message, title=notice.title, severity=notice.severity, timeout=notice.timeout)
-        elif isinstance(event, AccountFrame):
-            if event.account is not None:
-                self.portfolio.account = event.account
-                self.portfolio.available = True
+    async def _apply(self, event: FeedEvent) -> None:
+        """One event of the feed, by its type; the frames not named here (acknowledgements, pongs) need
+        nothing."""
+        match event:
+            case PriceFrame():
+                self.board.apply_price(event, self.clock(), flash=self.flash_ticks)
+            case CandleFrame():
+                self.board.apply_candle(event)
+            case PositionFrame(position=position, balance=balance):
+                self.portfolio.apply_position(position)
+                if self.portfolio.account is not None and balance is not None:
+                    self.portfolio.account.balance = balance
                 self._portfolio_dirty = True
-            notice = account_notice(event)
-            if notice is not None:
-                self.notify(notice.message, title=notice.title, severity=notice.severity, timeout=notice.timeout)
-        elif isinstance(event, StateChanged):
-            was = self.feed_state
-            self.feed_detail = event.detail
-            self.feed_state = event.state
-            if event.state is FeedState.LIVE and was is FeedState.RECONNECTING:
-                self.refresh_portfolio()  # events may have been missed while away
-                if not self.board.tickers:
-                    self.load_markets()
-        elif isinstance(event, ErrorFrame) and event.code in AUTH_ERRORS and self.client.token:
-            try:
-                await self.client.me()  # the feed refused the token; the REST API says whether it is gone
-            except NotSignedIn:
-                self.end_session("Your session has expired; please sign in again.")
-            except ClientError:
-                pass
+                self._notice(position_notice(event))
+            case AccountFrame(account=account):
+                if account is not None:
+                    self.portfolio.account = account
+                    self.portfolio.available = True
+                    self._portfolio_dirty = True
+                self._notice(account_notice(event))
+            case StateChanged(state=state, detail=detail):
+                was = self.feed_state
+                self.feed_detail = detail
+                self.feed_state = state
+                if state is FeedState.LIVE and was is FeedState.RECONNECTING:
+                    self.refresh_portfolio()  # events may have been missed while away
+                    if not self.board.tickers:
+                        self.load_markets()
+            case ErrorFrame(code=code) if code in AUTH_ERRORS and self.client.token:
+                try:
+                    await self.client.me()  # the feed refused the token; the REST API says whether it is gone
+                except NotSignedIn:
+                    self.end_session("Your session has expired; please sign in again.")
+                except ClientError:
+                    pass
+
+    def _notice(self, notice: Notice | None) -> None:
+        """A toast of what the broker did on its own (see `cfd_tui.notices`), when there is one."""
+        if notice is not None:
+            self.notify(notice.message, title=notice.title, severity=notice.severity, timeout=notice.timeout)
 
     def on_chart_changed(self, message: ChartChanged) -> None:
         """The dashboard charts another market or interval: follow its live candles (and stop the previous)."""
@@ -496,16 +500,16 @@ class CfdApp(App[None]):
         """The one place a failed worker becomes a message on screen."""
         if event.state is not WorkerState.ERROR:
             return
-        error = event.worker.error
-        if isinstance(error, NotSignedIn):
-            self.end_session("Your session has expired; please sign in again.")
-        elif isinstance(error, ConnectionLost):
-            self.notify(error.message, title="Connection", severity="error")
-        elif isinstance(error, ApiError):
-            self.notify(error.message, title=error.code.replace("_", " ").capitalize(), severity="error")
-        else:
-            log.error("worker %s failed", event.worker.name, exc_info=error)
-            self.notify(f"{type(error).__name__}: {error}", title="Unexpected error", severity="error")
+        match event.worker.error:
+            case NotSignedIn():
+                self.end_session("Your session has expired; please sign in again.")
+            case ConnectionLost() as error:
+                self.notify(error.message, title="Connection", severity="error")
+            case ApiError() as error:
+                self.notify(error.message, title=error.code.replace("_", " ").capitalize(), severity="error")
+            case error:
+                log.error("worker %s failed", event.worker.name, exc_info=error)
+                self.notify(f"{type(error).__name__}: {error}", title="Unexpected error", severity="error")
 
 
 def forget_removed_widgets() -> None:
