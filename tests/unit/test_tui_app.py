@@ -620,6 +620,7 @@ async def test_screens_tell_the_app_by_messages_and_the_app_acts_on_them():
         await pilot.press("down", "2")  # the dashboard charts ETH at 5m: the app follows its live candles
         await until(pilot, lambda: app.candle_channel == "candles.5m.ETH_USDC")
         assert ChartChanged("ETH_USDC", "5m") in posted
+        await until(pilot, lambda: candle_channels(fake) == [["candles.5m.ETH_USDC"]])
         position = await fake.open_position("SOL_USDC", "long", Decimal(3), 5)
         app.refresh_portfolio()
         table = app.screen.query_one(PositionsTable)
@@ -634,6 +635,30 @@ async def test_screens_tell_the_app_by_messages_and_the_app_acts_on_them():
         assert changed.position.id == position.id and changed.position.stop_loss == Decimal(180)
         # only the app's handler says so (the feed's own update of the position is silent)
         await until(pilot, lambda: ("information", "Stops", "Stops of long 3 SOL/USDC saved.") in app.notice_log)
+
+
+def candle_channels(fake: FakeBroker) -> list[list[str]]:
+    """The candle channels each open feed of `fake` is subscribed to."""
+    return [[c for c in feed.channels if c.startswith("candles.")] for feed in fake.feeds]
+
+
+async def test_a_chart_chosen_while_the_feed_opens_gets_its_live_candles():
+    fake = FakeBroker()
+    app = make(fake)
+    opening = asyncio.Event()
+    open_feed = fake.feed
+
+    async def slow_feed(*args, **kwargs):
+        await opening.wait()
+        return await open_feed(*args, **kwargs)
+
+    fake.feed = slow_feed
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app) and app.candle_channel is not None)
+        await pilot.press("down", "3")  # the feed is still opening
+        await until(pilot, lambda: app.candle_channel == "candles.15m.ETH_USDC")
+        opening.set()
+        await until(pilot, lambda: candle_channels(fake) == [["candles.15m.ETH_USDC"]])
 
 
 def test_the_app_is_what_its_screens_expect_of_it():
