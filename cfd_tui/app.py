@@ -2,9 +2,11 @@
 
 State flows one way. The feed worker applies events to `MarketBoard` and `Portfolio` (plain objects); a
 redraw timer (~20 Hz) takes what changed and bumps the `market_version` / `portfolio_version` reactives,
-which the screens watch to redraw only the changed rows. Widgets post messages up; the screens handle
-them and start workers for network I/O; a worker failure becomes a visible notification in one handler
-(`on_worker_state_changed`).
+which the screens watch to redraw only the changed rows. Screens read the app through `AppContext`
+(`cfd_tui.context`) and never import this module. Widgets post messages up; the screens handle them and
+start workers for network I/O, and tell the app what came of it with the messages of `cfd_tui.messages`
+(signed in, an order filled, a position closed...), which the app's `on_...` handlers act on. A worker
+failure becomes a visible notification in one handler (`on_worker_state_changed`).
 """
 
 from __future__ import annotations
@@ -32,26 +34,28 @@ from textual.worker import Worker, WorkerState
 
 from cfd_client.api import ApiClient, api_root
 from cfd_client.errors import ApiError, ClientError, ConnectionLost, NotFound, NotSignedIn
-from cfd_client.feed import AUTH_ERRORS, reconnect_backoff
+from cfd_client.feed import AUTH_ERRORS, FeedEvent, reconnect_backoff
 from cfd_client.models import AccountFrame, FeedState, Position, PositionFrame, StateChanged
 from cfd_client.protocol import BrokerApi, Feed
 from cfd_client.session import SessionStore
+from cfd_tui.layout import NARROW_BELOW, SHORT_BELOW
 from cfd_tui.local import default_screenshot_dir, outbox_hint
-from cfd_tui.notices import account_notice, position_notice
+from cfd_tui.messages import ChartChanged, OrderFilled, PositionClosed, SignedIn, StopsChanged
+from cfd_tui.notices import Notice, account_notice, close_notice, describe, fill_notice, position_notice
+from cfd_tui.screens.dashboard import DashboardScreen
 from cfd_tui.screens.form import NEXT_ON_ENTER
+from cfd_tui.screens.help import HelpScreen
+from cfd_tui.screens.signin import SignInScreen
 from cfd_tui.state import MarketBoard, Portfolio, market_terms
 from cfd_tui.widgets.top_bar import TopBar
-from shared.contracts import AuthSession, CandleFrame, ErrorFrame, PriceFrame, User
+from shared.contracts import CandleFrame, ErrorFrame, PriceFrame, User
 
 log = logging.getLogger(__name__)
 
 STYLES = Path(__file__).parent / "styles"
-INTERVALS = ("1m", "5m", "15m", "1h")
 REDRAW_HZ = 20.0
 STALE_AFTER_S = 10.0
 SETTLE_AFTER_S = 0.5  # after the dashboard opens, once its objects exist (see `_settle_memory`)
-NARROW_BELOW = 110  # columns: below, screens get the class -narrow (else -wide)
-SHORT_BELOW = 28  # lines: below, screens get the class -short (else -tall)
 STYLE_MEMO_CLEAR_S = 30.0  # how often Textual's per-widget colour memo is emptied (see `forget_removed_widgets`)
 NOTICE_LOG_SIZE = 100  # the latest toasts remembered in `notice_log` (what was said, after the toast is gone)
 MAX_TOASTS = 5  # toasts on screen at once: a burst (a stop-out closing many positions) shows the newest five,
@@ -100,7 +104,7 @@ class CfdApp(App[None]):
         self.tz = tz
         self.redraw_hz = redraw_hz
         self.stale_after = stale_after
-        self.animate = animate
+        self.flash_ticks = animate  # not `self.animate`: that would hide Textual's `App.animate` method
         # a local platform's data directory: its outbox holds the sign-up codes, screenshots go beside it
         self.data_dir = data_dir
         self.code_hint = code_hint or (outbox_hint(data_dir) if data_dir is not None else "")  # on code entry
@@ -153,13 +157,9 @@ class CfdApp(App[None]):
         await self.show_dashboard()
 
     async def show_sign_in(self, message: str = "") -> None:
-        from cfd_tui.screens.signin import SignInScreen
-
         await self._replace_screens(SignInScreen(message=message))
 
     async def show_dashboard(self) -> None:
-        from cfd_tui.screens.dashboard import DashboardScreen
-
         await self._replace_screens(DashboardScreen())
         self.start_feed()
         self.load_markets()
@@ -176,8 +176,6 @@ class CfdApp(App[None]):
         Frozen objects are never collected as cycles, so this waits until the dashboard is the screen on top:
         a screen pushed over it meanwhile (history, a ticket) would otherwise stay in memory after it closes.
         """
-        from cfd_tui.screens.dashboard import DashboardScreen
-
         if self.user is None or not self.screen_stack:
             return  # signed out, or quitting, meanwhile
         if not isinstance(self.screen, DashboardScreen):
@@ -201,8 +199,9 @@ class CfdApp(App[None]):
             await self.pop_screen()
         await self.push_screen(screen)
 
-    def signed_in(self, session: AuthSession) -> None:
-        """Called by the sign-in and verify screens: remember the session and go to the dashboard."""
+    def on_signed_in(self, message: SignedIn) -> None:
+        """The sign-in or the code screen signed the trader in: remember the session and go to the dashboard."""
+        session = message.session
         self.user = session.user
         if self.session_store is not None:
             try:
@@ -265,8 +264,6 @@ class CfdApp(App[None]):
         self.screen.focus_next()
 
     def action_help(self) -> None:
-        from cfd_tui.screens.help import HelpScreen
-
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
@@ -281,8 +278,6 @@ class CfdApp(App[None]):
         yield from super().get_system_commands(screen)
         if self.user is None:
             return
-        from cfd_tui.screens.dashboard import DashboardScreen
-
         dashboard = next((s for s in self.screen_stack if isinstance(s, DashboardScreen)), None)
         if dashboard is not None:
             for symbol in self.board.symbols:
@@ -332,6 +327,22 @@ class CfdApp(App[None]):
         self.portfolio.apply_position(position)
         self._portfolio_dirty = True
 
+    def on_order_filled(self, message: OrderFilled) -> None:
+        self.apply_position(message.position)
+        self.refresh_portfolio()  # the margin it uses
+        notice = fill_notice(message.position)
+        self.notify(notice.message, title=notice.title, severity=notice.severity)
+
+    def on_position_closed(self, message: PositionClosed) -> None:
+        self.apply_position(message.position)
+        self.refresh_portfolio()  # the margin it freed, the PnL it realised
+        notice = close_notice(message.position)
+        self.notify(notice.message, title=notice.title, severity=notice.severity)
+
+    def on_stops_changed(self, message: StopsChanged) -> None:
+        self.apply_position(message.position)
+        self.notify(f"Stops of {describe(message.position)} saved.", title="Stops")
+
     # --- the feed -----------------------------------------------------------------------------------------
 
     def start_feed(self) -> None:
@@ -339,6 +350,7 @@ class CfdApp(App[None]):
 
     async def _stop_feed(self) -> None:
         self.workers.cancel_group(self, "feed")
+        self.workers.cancel_group(self, "candles")
         feed, self.feed = self.feed, None
         if feed is not None:
             with contextlib.suppress(Exception):
@@ -364,6 +376,8 @@ class CfdApp(App[None]):
                 await self.feed.stop()
         self.feed = feed
         await feed.start()
+        if self.candle_channel and self.candle_channel not in feed.channels:
+            self._subscribe_candles()  # the chart changed while the feed was opening
         try:
             async for event in feed.events():
                 await self._apply(event)
@@ -371,54 +385,68 @@ class CfdApp(App[None]):
             with contextlib.suppress(Exception):
                 await feed.stop()
 
-    async def _apply(self, event: object) -> None:
-        if isinstance(event, PriceFrame):
-            self.board.apply_price(event, self.clock(), flash=self.animate)
-        elif isinstance(event, CandleFrame):
-            self.board.apply_candle(event)
-        elif isinstance(event, PositionFrame):
-            self.portfolio.apply_position(event.position)
-            if self.portfolio.account is not None and event.balance is not None:
-                self.portfolio.account.balance = event.balance
-            self._portfolio_dirty = True
-            notice = position_notice(event)
-            if notice is not None:
-                self.notify(notice.message, title=notice.title, severity=notice.severity, timeout=notice.timeout)
-        elif isinstance(event, AccountFrame):
-            if event.account is not None:
-                self.portfolio.account = event.account
-                self.portfolio.available = True
+    async def _apply(self, event: FeedEvent) -> None:
+        """One event of the feed, by its type; the frames not named here (acknowledgements, pongs) need
+        nothing."""
+        match event:
+            case PriceFrame():
+                self.board.apply_price(event, self.clock(), flash=self.flash_ticks)
+            case CandleFrame():
+                self.board.apply_candle(event)
+            case PositionFrame(position=position, balance=balance):
+                self.portfolio.apply_position(position)
+                if self.portfolio.account is not None and balance is not None:
+                    self.portfolio.account.balance = balance
                 self._portfolio_dirty = True
-            notice = account_notice(event)
-            if notice is not None:
-                self.notify(notice.message, title=notice.title, severity=notice.severity, timeout=notice.timeout)
-        elif isinstance(event, StateChanged):
-            was = self.feed_state
-            self.feed_detail = event.detail
-            self.feed_state = event.state
-            if event.state is FeedState.LIVE and was is FeedState.RECONNECTING:
-                self.refresh_portfolio()  # events may have been missed while away
-                if not self.board.tickers:
-                    self.load_markets()
-        elif isinstance(event, ErrorFrame) and event.code in AUTH_ERRORS and self.client.token:
-            try:
-                await self.client.me()  # the feed refused the token; the REST API says whether it is gone
-            except NotSignedIn:
-                self.end_session("Your session has expired; please sign in again.")
-            except ClientError:
-                pass
+                self._notice(position_notice(event))
+            case AccountFrame(account=account):
+                if account is not None:
+                    self.portfolio.account = account
+                    self.portfolio.available = True
+                    self._portfolio_dirty = True
+                self._notice(account_notice(event))
+            case StateChanged(state=state, detail=detail):
+                was = self.feed_state
+                self.feed_detail = detail
+                self.feed_state = state
+                if state is FeedState.LIVE and was is FeedState.RECONNECTING:
+                    self.refresh_portfolio()  # events may have been missed while away
+                    if not self.board.tickers:
+                        self.load_markets()
+            case ErrorFrame(code=code) if code in AUTH_ERRORS and self.client.token:
+                try:
+                    await self.client.me()  # the feed refused the token; the REST API says whether it is gone
+                except NotSignedIn:
+                    self.end_session("Your session has expired; please sign in again.")
+                except ClientError:
+                    pass
 
-    async def follow_candles(self, symbol: str, interval: str) -> None:
-        """Have the feed send the live candles of `symbol` at `interval` (and stop the previous ones)."""
-        channel = f"candles.{interval}.{symbol}"
+    def _notice(self, notice: Notice | None) -> None:
+        """A toast of what the broker did on its own (see `cfd_tui.notices`), when there is one."""
+        if notice is not None:
+            self.notify(notice.message, title=notice.title, severity=notice.severity, timeout=notice.timeout)
+
+    def on_chart_changed(self, message: ChartChanged) -> None:
+        """The dashboard charts another market or interval: follow its live candles (and stop the previous)."""
+        channel = f"candles.{message.interval}.{message.symbol}"
         if channel == self.candle_channel:
             return
-        old, self.candle_channel = self.candle_channel, channel
-        self.board.follow_candles(symbol, interval)
-        if self.feed is not None:
-            if old:
-                await self.feed.unsubscribe([old])
-            await self.feed.subscribe([channel])
+        self.candle_channel = channel
+        self.board.follow_candles(message.symbol, message.interval)
+        self._subscribe_candles()
+
+    @work(group="candles", exclusive=True, exit_on_error=False)
+    async def _subscribe_candles(self) -> None:
+        """Bring the feed's candle channels in line with `candle_channel`. A run cut short by the next chart
+        leaves nothing behind: the next run compares with what the feed has, not with the previous chart."""
+        feed, channel = self.feed, self.candle_channel
+        if feed is None:
+            return  # `_run_feed` subscribes to `candle_channel` when it opens the feed
+        stale = [c for c in feed.channels if c.startswith("candles.") and c != channel]
+        if stale:
+            await feed.unsubscribe(stale)
+        if channel:
+            await feed.subscribe([channel])
 
     # --- redraw -------------------------------------------------------------------------------------------
 
@@ -471,16 +499,16 @@ class CfdApp(App[None]):
         """The one place a failed worker becomes a message on screen."""
         if event.state is not WorkerState.ERROR:
             return
-        error = event.worker.error
-        if isinstance(error, NotSignedIn):
-            self.end_session("Your session has expired; please sign in again.")
-        elif isinstance(error, ConnectionLost):
-            self.notify(error.message, title="Connection", severity="error")
-        elif isinstance(error, ApiError):
-            self.notify(error.message, title=error.code.replace("_", " ").capitalize(), severity="error")
-        else:
-            log.error("worker %s failed", event.worker.name, exc_info=error)
-            self.notify(f"{type(error).__name__}: {error}", title="Unexpected error", severity="error")
+        match event.worker.error:
+            case NotSignedIn():
+                self.end_session("Your session has expired; please sign in again.")
+            case ConnectionLost() as error:
+                self.notify(error.message, title="Connection", severity="error")
+            case ApiError() as error:
+                self.notify(error.message, title=error.code.replace("_", " ").capitalize(), severity="error")
+            case error:
+                log.error("worker %s failed", event.worker.name, exc_info=error)
+                self.notify(f"{type(error).__name__}: {error}", title="Unexpected error", severity="error")
 
 
 def forget_removed_widgets() -> None:

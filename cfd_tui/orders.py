@@ -73,44 +73,78 @@ def _parse_int(raw: str, what: str) -> int | None:
     return int(text)
 
 
-def check_ticket(market: Market, quote: Quote | None, account: Account | None, *, side: Side, amount: str,
-                 in_usd: bool, leverage: str, stop_loss: str, take_profit: str) -> Checked:
-    """Check an order ticket; the preview is filled as far as the valid parts allow."""
+class ParsedTicket(Struct, kw_only=True):
+    """The ticket's fields read as numbers: None where a field is empty or not a number (`errors` then says
+    why, by field)."""
+
+    in_usd: bool  # the amount is in USD, not a quantity
+    amount: Decimal | None = None
+    leverage: int | None = None
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    errors: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class ValidTicket(Struct, kw_only=True):
+    """A parsed ticket held against the market's rules at the price it would open at.
+
+    `qty` is what the amount comes to (in USD, the whole quantity steps it buys), kept even when it breaks a
+    rule, since the preview shows it; `leverage` is None unless it is valid. `errors` holds the parse errors
+    and every rule broken, by field; `price` is None when the market has no quote yet."""
+
+    side: Side
+    errors: dict[str, str]
+    price: Decimal | None = None
+    qty: Decimal | None = None
+    leverage: int | None = None
+
+
+def parse_ticket(*, amount: str, in_usd: bool, leverage: str, stop_loss: str, take_profit: str) -> ParsedTicket:
+    """Read the ticket's fields as typed; a field that is not a number gets its error."""
     errors: dict[str, str] = {}
-    preview = OrderPreview()
-    values: dict[str, Decimal | None] = {}
-    for field, raw, what in (("amount", amount, "amount in USD" if in_usd else "quantity"),
-                             ("stop_loss", stop_loss, "stop-loss"), ("take_profit", take_profit, "take-profit")):
+
+    def number(field: str, raw: str, what: str) -> Decimal | None:
         try:
-            values[field] = parse_decimal(raw, what)
+            return parse_decimal(raw, what)
         except ValueError as exc:
             errors[field] = str(exc)
+            return None
+
+    parsed = ParsedTicket(in_usd=in_usd, errors=errors,
+                          amount=number("amount", amount, "amount in USD" if in_usd else "quantity"),
+                          stop_loss=number("stop_loss", stop_loss, "stop-loss"),
+                          take_profit=number("take_profit", take_profit, "take-profit"))
     try:
-        lev = _parse_int(leverage, "leverage")
+        parsed.leverage = _parse_int(leverage, "leverage")
     except ValueError as exc:
-        errors["leverage"], lev = str(exc), None
+        errors["leverage"] = str(exc)
+    return parsed
+
+
+def validate_ticket(market: Market, side: Side, quote: Quote | None, parsed: ParsedTicket) -> ValidTicket:
+    """Hold a parsed ticket against the market's terms and the order and stop rules (`shared.trading`), at
+    the price the order would open at now; the first error of each field is kept."""
+    errors = dict(parsed.errors)
+    lev = parsed.leverage
     if lev is None and "leverage" not in errors:
         errors["leverage"] = f"Choose a leverage from 1 to {market.max_leverage}."
     elif lev is not None and not 1 <= lev <= market.max_leverage:
         errors["leverage"] = f"The leverage for {market.symbol} is 1 to {market.max_leverage}."
     if quote is None:
         errors["price"] = f"There is no price for {market.symbol} yet."
-        return Checked(errors=errors, preview=preview)
+        return ValidTicket(side=side, errors=errors)
     price = open_price(side, quote)
-    preview.price = price
-    amount_value = values.get("amount")
+    amount, in_usd = parsed.amount, parsed.in_usd
     qty: Decimal | None = None
-    if amount_value is None and "amount" not in errors:
+    if amount is None and "amount" not in errors:
         errors["amount"] = "Enter an amount in USD." if in_usd else "Enter a quantity."
-    elif amount_value is not None:
-        if amount_value <= 0:
+    elif amount is not None:
+        if amount <= 0:
             errors["amount"] = "The amount must be more than zero." if in_usd else "The quantity must be positive."
         else:
-            qty = (amount_value / price).quantize(market.qty_step, rounding=ROUND_FLOOR) if in_usd else amount_value
-            preview.qty = qty
-            preview.notional = qty * price
+            qty = (amount / price).quantize(market.qty_step, rounding=ROUND_FLOOR) if in_usd else amount
     if qty is not None and in_usd and qty < market.min_qty and "amount" not in errors:
-        errors["amount"] = (f"{amount_value:,f} USD buys less than the minimum {market.min_qty} {market.base} "
+        errors["amount"] = (f"{amount:,f} USD buys less than the minimum {market.min_qty} {market.base} "
                             f"(about {market.min_qty * price:,.2f} USD). Enter a larger amount.")
     if qty is not None and "amount" not in errors:
         try:
@@ -118,27 +152,54 @@ def check_ticket(market: Market, quote: Quote | None, account: Account | None, *
         except CfdError as exc:
             field = _field(exc, "amount")
             errors.setdefault("amount" if field == "qty" else field, exc.message)
-    stops = {k: values.get(k) for k in ("stop_loss", "take_profit") if k not in errors}
+    stops = {k: v for k, v in (("stop_loss", parsed.stop_loss), ("take_profit", parsed.take_profit))
+             if k not in errors}
     try:
         check_stops(side, price, stops.get("stop_loss"), stops.get("take_profit"), market)
     except CfdError as exc:
         errors.setdefault(_field(exc, "stop_loss"), exc.message)
-    if qty is not None and qty > 0 and lev and "leverage" not in errors and "amount" not in errors:
-        need = margin(qty, price, lev)
-        preview.margin = need
-        if account is not None:
-            preview.free_after = account.free_margin - need
-            if need > account.free_margin:
-                # Not opened: a stop-out price would be meaningless (for a long it lies above the entry).
-                preview.shortfall = need - account.free_margin
-                errors["amount"] = f"Not enough free margin: this needs {need:,.2f}, you have " \
-                                   f"{account.free_margin:,.2f}."
-            else:
-                preview.stop_out = stop_out_price(side, qty, price, account.equity, account.used_margin + need)
-    if errors:
+    return ValidTicket(side=side, errors=errors, price=price, qty=qty,
+                       leverage=lev if "leverage" not in errors else None)
+
+
+def preview_order(ticket: ValidTicket, account: Account | None) -> OrderPreview:
+    """What the order comes to: its price, quantity and value as far as they are known; once its size and
+    leverage are valid, the margin it uses, and with the account, the free margin left and either the price
+    at which the account would be stopped out or, when it cannot afford the order, the margin missing."""
+    price, qty, lev = ticket.price, ticket.qty, ticket.leverage
+    preview = OrderPreview(price=price, qty=qty,
+                           notional=qty * price if qty is not None and price is not None else None)
+    if price is None or qty is None or qty <= 0 or lev is None or "amount" in ticket.errors:
+        return preview
+    need = margin(qty, price, lev)
+    preview.margin = need
+    if account is None:
+        return preview
+    preview.free_after = account.free_margin - need
+    if need > account.free_margin:
+        # Not opened: a stop-out price would be meaningless (for a long it lies above the entry).
+        preview.shortfall = need - account.free_margin
+    else:
+        preview.stop_out = stop_out_price(ticket.side, qty, price, account.equity, account.used_margin + need)
+    return preview
+
+
+def check_ticket(market: Market, quote: Quote | None, account: Account | None, *, side: Side, amount: str,
+                 in_usd: bool, leverage: str, stop_loss: str, take_profit: str) -> Checked:
+    """Check an order ticket: parse its fields, validate them, preview the order (as far as the valid parts
+    allow); an order the account cannot afford is an error of the amount."""
+    parsed = parse_ticket(amount=amount, in_usd=in_usd, leverage=leverage, stop_loss=stop_loss,
+                          take_profit=take_profit)
+    valid = validate_ticket(market, side, quote, parsed)
+    preview = preview_order(valid, account)
+    errors = dict(valid.errors)
+    if preview.shortfall is not None and account is not None:
+        errors["amount"] = f"Not enough free margin: this needs {preview.margin:,.2f}, you have " \
+                           f"{account.free_margin:,.2f}."
+    if errors or valid.qty is None or valid.leverage is None:
         return Checked(errors=errors, preview=preview)
-    plan = OrderPlan(symbol=market.symbol, side=side, qty=qty, leverage=lev,  # type: ignore[arg-type]
-                     stop_loss=values.get("stop_loss"), take_profit=values.get("take_profit"))
+    plan = OrderPlan(symbol=market.symbol, side=side, qty=valid.qty, leverage=valid.leverage,
+                     stop_loss=parsed.stop_loss, take_profit=parsed.take_profit)
     return Checked(errors={}, plan=plan, preview=preview)
 
 

@@ -6,20 +6,21 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from cfd_client.errors import ClientError
 from cfd_client.models import Position
 from cfd_tui import format as fmt
-from cfd_tui.notices import close_notice, describe
+from cfd_tui.messages import PositionClosed
+from cfd_tui.notices import describe
 from cfd_tui.orders import check_close, close_estimate
+from cfd_tui.screens.base import CfdModalScreen
 from cfd_tui.screens.form import FormMixin
 from cfd_tui.widgets.field import Field
 from cfd_tui.widgets.footer import AppFooter
 
 
-class ClosePositionScreen(FormMixin, ModalScreen[Position | None]):
+class ClosePositionScreen(FormMixin, CfdModalScreen[Position | None]):
     """Dismissed with the closed part, or None when cancelled."""
 
     FIELDS = {"qty": "close-qty"}
@@ -32,7 +33,7 @@ class ClosePositionScreen(FormMixin, ModalScreen[Position | None]):
 
     def compose(self) -> ComposeResult:
         p = self.position
-        market = self.app.board.markets[p.symbol]  # type: ignore[attr-defined]
+        market = self.ctx.board.markets[p.symbol]
         with Vertical(id="close-dialog", classes="dialog"):
             yield Static(f"Close {describe(p)}", classes="dialog-title")
             yield Label(f"Quantity to close (of {fmt.qty(p.qty, market.qty_step)}; empty or all closes the whole)")
@@ -55,9 +56,9 @@ class ClosePositionScreen(FormMixin, ModalScreen[Position | None]):
     @on(Input.Changed)
     def _preview(self) -> None:
         p = self.position
-        market = self.app.board.markets[p.symbol]  # type: ignore[attr-defined]
+        market = self.ctx.board.markets[p.symbol]
         qty, error = check_close(p, market, self.query_one("#close-qty", Input).value)
-        quote = self.app.board.quotes().get(p.symbol)  # type: ignore[attr-defined]
+        quote = self.ctx.board.quotes().get(p.symbol)
         estimate = None if error else close_estimate(p, quote, qty)
         price = None if quote is None else (quote.bid if p.side == "long" else quote.ask)
         self.query_one("#close-preview", Static).update(
@@ -69,7 +70,7 @@ class ClosePositionScreen(FormMixin, ModalScreen[Position | None]):
     @on(Button.Pressed, "#confirm")
     def submit(self) -> None:
         p = self.position
-        qty, error = check_close(p, self.app.board.markets[p.symbol],  # type: ignore[attr-defined]
+        qty, error = check_close(p, self.ctx.board.markets[p.symbol],
                                  self.query_one("#close-qty", Input).value)
         if error:
             self.show_errors({"qty": error})
@@ -82,15 +83,12 @@ class ClosePositionScreen(FormMixin, ModalScreen[Position | None]):
         button = self.query_one("#confirm", Button)
         button.disabled = True
         try:
-            closed = await self.app.client.close_position(self.position.id, qty)  # type: ignore[attr-defined]
+            closed = await self.ctx.client.close_position(self.position.id, qty)
         except ClientError as exc:
             button.disabled = False
             self.show_failure(exc)
             return
-        self.app.apply_position(closed)  # type: ignore[attr-defined]
-        self.app.refresh_portfolio()  # type: ignore[attr-defined]
-        notice = close_notice(closed)
-        self.app.notify(notice.message, title=notice.title, severity=notice.severity)
+        self.app.post_message(PositionClosed(closed))  # to the app: this dialog is closing
         self.dismiss(closed)
 
     @on(Button.Pressed, "#cancel")

@@ -9,13 +9,18 @@ from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from cfd_client.errors import ApiError
 from cfd_client.models import Position, Side
 from cfd_tui import format as fmt
-from cfd_tui.app import NARROW_BELOW
+from cfd_tui.layout import INTERVALS, NARROW_BELOW
+from cfd_tui.messages import ChartChanged
+from cfd_tui.screens.base import CfdScreen
+from cfd_tui.screens.close_position import ClosePositionScreen
+from cfd_tui.screens.edit_stops import EditStopsScreen
+from cfd_tui.screens.history import HistoryScreen
+from cfd_tui.screens.ticket import TicketScreen
 from cfd_tui.widgets.account_bar import AccountBar
 from cfd_tui.widgets.candle_chart import CandleChart
 from cfd_tui.widgets.connection_status import ConnectionStatus
@@ -25,14 +30,13 @@ from cfd_tui.widgets.positions_table import PositionsTable
 from cfd_tui.widgets.top_bar import TopBar
 from cfd_tui.widgets.watchlist import Watchlist
 
-INTERVALS = ("1m", "5m", "15m", "1h")
 CHART_CANDLES = 200  # candles fetched per chart
 CACHED_CHARTS = 20  # charts kept to show at once when chosen again: every interval of five markets; the least
 # recently shown goes first, so a server listing many markets does not make the cache grow with each one seen
 TRADING_UNAVAILABLE = "trading unavailable on this server"
 
 
-class DashboardScreen(Screen[None]):
+class DashboardScreen(CfdScreen[None]):
     """Where the trader spends the day."""
 
     BINDINGS = [
@@ -66,7 +70,7 @@ class DashboardScreen(Screen[None]):
             with Vertical(id="watch-pane"):
                 yield Watchlist(id="watchlist")
                 yield MarketCard(id="market-card")
-            yield CandleChart(tz=self.app.tz, id="chart")  # type: ignore[attr-defined]
+            yield CandleChart(tz=self.ctx.tz, id="chart")
         with Vertical(id="positions-pane"):
             yield PositionsTable(id="positions")
             yield Static("", id="positions-empty")
@@ -74,18 +78,18 @@ class DashboardScreen(Screen[None]):
         yield AppFooter()
 
     def on_mount(self) -> None:
-        app = self.app
+        board = self.ctx.board
         self.query_one("#watch-pane").border_title = "Markets"
         self.query_one("#positions-pane").border_title = "Open positions"
         watchlist = self.query_one(Watchlist)
-        watchlist.set_markets(app.board.symbols)  # type: ignore[attr-defined]
+        watchlist.set_markets(board.symbols)
         watchlist.focus()
         # watched rather than told by a message: the chart then changes in the same frame as the cursor
         self.watch(watchlist, "cursor_coordinate", self._on_watchlist_cursor, init=False)
-        self.watch(app, "market_version", self._on_market, init=False)
-        self.watch(app, "portfolio_version", self._on_portfolio)
-        if app.board.symbols:  # type: ignore[attr-defined]
-            self.choose_market(app.board.symbols[0])  # type: ignore[attr-defined]
+        self.watch(self.app, "market_version", self._on_market, init=False)
+        self.watch(self.app, "portfolio_version", self._on_portfolio)
+        if board.symbols:
+            self.choose_market(board.symbols[0])
         self._on_market()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -98,8 +102,8 @@ class DashboardScreen(Screen[None]):
     # --- reactives down -----------------------------------------------------------------------------------
 
     def _on_market(self, _version: int = 0) -> None:
-        app = self.app
-        board = app.board  # type: ignore[attr-defined]
+        ctx = self.ctx
+        board = ctx.board
         watchlist = self.query_one(Watchlist)
         if board.symbols != watchlist.symbols:
             watchlist.set_markets(board.symbols)
@@ -107,22 +111,22 @@ class DashboardScreen(Screen[None]):
             if self.symbol not in board.symbols and board.symbols:
                 self.choose_market(board.symbols[0])
         else:
-            changed = app.changed_symbols  # type: ignore[attr-defined]
-        now = app.clock()  # type: ignore[attr-defined]
+            changed = ctx.changed_symbols
+        now = ctx.clock()
         watchlist.update_symbols(board, changed, now)
-        self.query_one(PositionsTable).refresh_prices(app.portfolio, board, changed)  # type: ignore[attr-defined]
+        self.query_one(PositionsTable).refresh_prices(ctx.portfolio, board, changed)
         self._show_account()
         self.query_one(ConnectionStatus).stale = tuple(board.stale_symbols())
         if self.symbol in changed or not changed:
-            self.query_one(MarketCard).show(board, self.symbol, app.tz)  # type: ignore[attr-defined]
+            self.query_one(MarketCard).show(board, self.symbol, ctx.tz)
         key = (self.symbol, self.interval)
-        if key in app.changed_candles and key in board.live_candles:  # type: ignore[attr-defined]
+        if key in ctx.changed_candles and key in board.live_candles:
             self.query_one(CandleChart).apply_live(board.live_candles[key])
 
     def _on_portfolio(self, _version: int = 0) -> None:
-        portfolio = self.app.portfolio  # type: ignore[attr-defined]
+        portfolio = self.ctx.portfolio
         table = self.query_one(PositionsTable)
-        table.sync(portfolio, self.app.board)  # type: ignore[attr-defined]
+        table.sync(portfolio, self.ctx.board)
         empty = self.query_one("#positions-empty", Static)
         if portfolio.available is False:
             empty.update(f"⚠ {TRADING_UNAVAILABLE}: prices and charts still work.")
@@ -133,11 +137,11 @@ class DashboardScreen(Screen[None]):
         self._show_account()
 
     def _show_account(self) -> None:
-        portfolio = self.app.portfolio  # type: ignore[attr-defined]
+        portfolio = self.ctx.portfolio
         bar = self.query_one(AccountBar)
         if portfolio.available is False:
             bar.note = f"⚠ {TRADING_UNAVAILABLE}"
-        bar.account = portfolio.live_account(self.app.board.quotes())  # type: ignore[attr-defined]
+        bar.account = portfolio.live_account(self.ctx.board.quotes())
 
     # --- the chart ----------------------------------------------------------------------------------------
 
@@ -152,7 +156,7 @@ class DashboardScreen(Screen[None]):
             return
         self.symbol = symbol
         self.query_one(Watchlist).select(symbol)
-        self.query_one(MarketCard).show(self.app.board, symbol, self.app.tz)  # type: ignore[attr-defined]
+        self.query_one(MarketCard).show(self.ctx.board, symbol, self.ctx.tz)
         self._show_chart()
 
     def action_interval(self, interval: str) -> None:
@@ -164,7 +168,7 @@ class DashboardScreen(Screen[None]):
         self.action_interval(INTERVALS[(INTERVALS.index(self.interval) + 1) % len(INTERVALS)])
 
     def action_step_market(self, step: int) -> None:
-        symbols = self.app.board.symbols  # type: ignore[attr-defined]
+        symbols = self.ctx.board.symbols
         if symbols:
             index = symbols.index(self.symbol) if self.symbol in symbols else 0
             self.choose_market(symbols[(index + step) % len(symbols)])
@@ -173,7 +177,7 @@ class DashboardScreen(Screen[None]):
         """Show the chosen market at the chosen interval, then load its candles."""
         symbol, interval = self.symbol, self.interval
         chart = self.query_one(CandleChart)
-        market = self.app.board.markets.get(symbol)  # type: ignore[attr-defined]
+        market = self.ctx.board.markets.get(symbol)
         tick = market.price_tick if market else fmt.CENT
         seen = self._chart_cache.get((symbol, interval))
         if seen is not None:
@@ -183,14 +187,14 @@ class DashboardScreen(Screen[None]):
         chart.set_history(symbol, interval, seen or [], tick)
         if seen is None:
             chart.show_message(f"loading {symbol.replace('_', '/')} {interval}…")
+        self.post_message(ChartChanged(symbol, interval))  # the app follows its live candles
         self._load_chart(symbol, interval, tick, seen is not None)
 
     @work(group="chart", exclusive=True, exit_on_error=False)
     async def _load_chart(self, symbol: str, interval: str, tick: Decimal, shown: bool) -> None:
         chart = self.query_one(CandleChart)
-        await self.app.follow_candles(symbol, interval)  # type: ignore[attr-defined]
         try:
-            candles = await self.app.client.candles(symbol, interval, CHART_CANDLES)  # type: ignore[attr-defined]
+            candles = await self.ctx.client.candles(symbol, interval, CHART_CANDLES)
         except ApiError as exc:
             if not shown:
                 chart.show_message(f"no chart: {exc.message}")
@@ -201,54 +205,44 @@ class DashboardScreen(Screen[None]):
             self._chart_cache.popitem(last=False)
         if (symbol, interval) == (self.symbol, self.interval):
             chart.set_history(symbol, interval, candles, tick)
-            live = self.app.board.live_candles.get((symbol, interval))  # type: ignore[attr-defined]
+            live = self.ctx.board.live_candles.get((symbol, interval))
             if live is not None:
                 chart.apply_live(live)
 
     # --- trading ------------------------------------------------------------------------------------------
 
     def _trading_ready(self) -> bool:
-        if self.app.portfolio.available is False:  # type: ignore[attr-defined]
+        if self.ctx.portfolio.available is False:
             self.notify("This server has no trading endpoints yet; prices and charts still work.",
                         title="Trading unavailable", severity="warning")
             return False
         return True
 
     def action_ticket(self, side: Side = "long") -> None:
-        from cfd_tui.screens.ticket import TicketScreen
-
         if self._trading_ready() and self.symbol:
             self.app.push_screen(TicketScreen(self.symbol, side))
 
     def selected_position(self) -> Position | None:
         position_id = self.query_one(PositionsTable).selected_id
-        found = self.app.portfolio.positions.get(position_id) if position_id else None  # type: ignore[attr-defined]
+        found = self.ctx.portfolio.positions.get(position_id) if position_id else None
         if found is None and self._trading_ready():
             self.notify("Select an open position first (Tab to the positions table).", severity="warning")
         return found
 
     def action_close_position(self) -> None:
-        from cfd_tui.screens.close_position import ClosePositionScreen
-
         position = self.selected_position()
         if position is not None:
             self.app.push_screen(ClosePositionScreen(position, partial=False))
 
     def action_partial_close(self) -> None:
-        from cfd_tui.screens.close_position import ClosePositionScreen
-
         position = self.selected_position()
         if position is not None:
             self.app.push_screen(ClosePositionScreen(position, partial=True))
 
     def action_edit_stops(self) -> None:
-        from cfd_tui.screens.edit_stops import EditStopsScreen
-
         position = self.selected_position()
         if position is not None:
             self.app.push_screen(EditStopsScreen(position))
 
     def action_history(self) -> None:
-        from cfd_tui.screens.history import HistoryScreen
-
         self.app.push_screen(HistoryScreen())

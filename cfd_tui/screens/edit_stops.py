@@ -6,20 +6,21 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from cfd_client.errors import ClientError
 from cfd_client.models import Position
 from cfd_tui import format as fmt
+from cfd_tui.messages import StopsChanged
 from cfd_tui.notices import describe
 from cfd_tui.orders import check_new_stops
+from cfd_tui.screens.base import CfdModalScreen
 from cfd_tui.screens.form import FormMixin
 from cfd_tui.widgets.field import Field
 from cfd_tui.widgets.footer import AppFooter
 
 
-class EditStopsScreen(FormMixin, ModalScreen[Position | None]):
+class EditStopsScreen(FormMixin, CfdModalScreen[Position | None]):
     """Dismissed with the updated position, or None when cancelled; an empty field removes that stop."""
 
     FIELDS = {"stop_loss": "new-stop-loss", "take_profit": "new-take-profit"}
@@ -55,8 +56,8 @@ class EditStopsScreen(FormMixin, ModalScreen[Position | None]):
     def _show_price(self) -> None:
         """The price the position would close at now (it follows the feed)."""
         p = self.position
-        market = self.app.board.markets[p.symbol]  # type: ignore[attr-defined]
-        quote = self.app.board.quotes().get(p.symbol)  # type: ignore[attr-defined]
+        market = self.ctx.board.markets[p.symbol]
+        quote = self.ctx.board.quotes().get(p.symbol)
         price = None if quote is None else (quote.bid if p.side == "long" else quote.ask)
         below, above = ("below", "above") if p.side == "long" else ("above", "below")
         self.query_one("#stops-hint", Static).update(
@@ -67,8 +68,8 @@ class EditStopsScreen(FormMixin, ModalScreen[Position | None]):
     @on(Button.Pressed, "#save")
     def submit(self) -> None:
         p = self.position
-        changed, errors = check_new_stops(p, self.app.board.markets[p.symbol],  # type: ignore[attr-defined]
-                                          self.app.board.quotes().get(p.symbol),  # type: ignore[attr-defined]
+        changed, errors = check_new_stops(p, self.ctx.board.markets[p.symbol],
+                                          self.ctx.board.quotes().get(p.symbol),
                                           self.query_one("#new-stop-loss", Input).value,
                                           self.query_one("#new-take-profit", Input).value)
         if errors:
@@ -83,12 +84,11 @@ class EditStopsScreen(FormMixin, ModalScreen[Position | None]):
     @work(group="stops", exclusive=True, exit_on_error=False)
     async def _save(self, changed) -> None:
         try:
-            updated = await self.app.client.modify_position(self.position.id, **changed)  # type: ignore[attr-defined]
+            updated = await self.ctx.client.modify_position(self.position.id, **changed)
         except ClientError as exc:
             self.show_failure(exc)
             return
-        self.app.apply_position(updated)  # type: ignore[attr-defined]
-        self.app.notify(f"Stops of {describe(updated)} saved.", title="Stops")
+        self.app.post_message(StopsChanged(updated))  # to the app: this dialog is closing
         self.dismiss(updated)
 
     @on(Button.Pressed, "#cancel")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from textual.screen import Screen
 from textual.widgets import Input, Static
@@ -14,7 +15,13 @@ NEXT_ON_ENTER = "next-on-enter"
 so the keys typed after it (a password manager's auto-type, a fast typist) land in the next field."""
 
 
-class FormMixin:
+if TYPE_CHECKING:
+    _FormScreen = Screen[Any]  # the type checker sees the mixin as the screen it is mixed into
+else:
+    _FormScreen = object  # at run time it is a plain mixin: the screen's own class is the Screen
+
+
+class FormMixin(_FormScreen):
     """For screens with `Input`s named by id and a `Static#form-error`; `FIELDS` maps error keys (a checker's,
     or the server's `details.field`) to input ids.
 
@@ -24,7 +31,7 @@ class FormMixin:
 
     FIELDS: dict[str, str] = {}
 
-    def show_errors(self: Screen, errors: dict[str, str]) -> None:  # type: ignore[misc]
+    def show_errors(self, errors: dict[str, str]) -> None:
         """Mark each field in `errors` invalid and show the messages (the first invalid field is focused)."""
         by_input: dict[str, str] = {}
         lines = []
@@ -39,9 +46,9 @@ class FormMixin:
                     by_input.setdefault(input_id, "")
         focus = None
         for field_input in self.query(Input):
-            message = by_input.get(field_input.id or "")
-            self._mark_field(field_input, message)  # type: ignore[attr-defined]
-            if message is not None and focus is None:
+            shown = by_input.get(field_input.id or "")
+            self._mark_field(field_input, shown)
+            if shown is not None and focus is None:
                 focus = field_input
         error = self.query_one("#form-error", Static)
         error.update("\n".join(lines))
@@ -50,17 +57,17 @@ class FormMixin:
             focus.focus()
             focus.select_all()  # typing replaces the wrong value
 
-    def recheck_fields(self: Screen, errors: dict[str, str], input_ids: Iterable[str]) -> None:  # type: ignore[misc]
+    def recheck_fields(self, errors: dict[str, str], input_ids: Iterable[str]) -> None:
         """Show the errors of the fields `input_ids` as they are now, clearing the fixed ones (no focus moves)."""
         by_input = {type(self).FIELDS.get(field, field): message for field, message in errors.items()}
         for input_id in input_ids:
-            self._mark_field(self.query_one(f"#{input_id}", Input), by_input.get(input_id))  # type: ignore[attr-defined]
+            self._mark_field(self.query_one(f"#{input_id}", Input), by_input.get(input_id))
 
-    def shown_errors(self: Screen) -> list[str]:  # type: ignore[misc]
+    def shown_errors(self) -> list[str]:
         """The ids of the fields marked invalid now."""
         return [field.id for field in self.query(Input) if field.id and field.has_class("-invalid")]
 
-    def _mark_field(self: Screen, field_input: Input, message: str | None) -> None:  # type: ignore[misc]
+    def _mark_field(self, field_input: Input, message: str | None) -> None:
         field_input.set_class(message is not None, "-invalid")
         found = self.query(f"#{field_input.id}-error")
         if found:
@@ -71,11 +78,11 @@ class FormMixin:
     def show_failure(self, exc: ClientError) -> None:
         """A server or network failure, by the field it names when it names one."""
         if isinstance(exc, ApiError):
-            self.show_errors({exc.field or "form": exc.message})  # type: ignore[attr-defined]
+            self.show_errors({exc.field or "form": exc.message})
         elif isinstance(exc, ConnectionLost):
-            self.show_errors({"form": f"{exc.message} Is the server running?"})  # type: ignore[attr-defined]
+            self.show_errors({"form": f"{exc.message} Is the server running?"})
         else:
-            self.show_errors({"form": str(exc)})  # type: ignore[attr-defined]
+            self.show_errors({"form": str(exc)})
 
     def clear_errors(self) -> None:
-        self.show_errors({})  # type: ignore[attr-defined]
+        self.show_errors({})

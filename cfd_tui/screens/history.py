@@ -8,12 +8,12 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import Static, TabbedContent, TabPane
 
 from cfd_client.errors import NotFound
 from cfd_client.models import LedgerEntry, Position
 from cfd_tui import format as fmt
+from cfd_tui.screens.base import CfdScreen
 from cfd_tui.widgets.fitted_table import FittedTable
 from cfd_tui.widgets.footer import AppFooter
 from cfd_tui.widgets.live_table import Column
@@ -30,7 +30,7 @@ KINDS = {"deposit": "deposit", "realized_pnl": "realised PnL", "fee": "fee", "sh
 HISTORY_PAGE = 500  # newest closed positions and ledger entries shown: a page, however long the history grows
 
 
-class HistoryScreen(Screen[None]):
+class HistoryScreen(CfdScreen[None]):
     """Pushed over the dashboard; Esc goes back."""
 
     BINDINGS = [
@@ -67,7 +67,7 @@ class HistoryScreen(Screen[None]):
     async def action_reload(self) -> None:
         summary = self.query_one("#history-summary", Static)
         summary.update("loading…")
-        client = self.app.client  # type: ignore[attr-defined]
+        client = self.ctx.client
         try:
             closed = (await client.positions("closed", limit=HISTORY_PAGE))[:HISTORY_PAGE]
             ledger = (await client.ledger(limit=HISTORY_PAGE))[:HISTORY_PAGE]
@@ -85,8 +85,8 @@ class HistoryScreen(Screen[None]):
         summary.update(text)
 
     def _fill_closed(self, positions: list[Position]) -> None:
-        tz = self.app.tz  # type: ignore[attr-defined]
-        markets = self.app.board.markets  # type: ignore[attr-defined]
+        tz = self.ctx.tz
+        markets = self.ctx.board.markets
         rows: list[tuple[str | None, dict[str, object]]] = []
         for p in positions:
             market = markets.get(p.symbol)
@@ -108,7 +108,7 @@ class HistoryScreen(Screen[None]):
         self.query_one("#closed-table", FittedTable).set_rows(rows)
 
     def _fill_ledger(self, entries: list[LedgerEntry]) -> None:
-        tz = self.app.tz  # type: ignore[attr-defined]
+        tz = self.ctx.tz
         rows: list[tuple[str | None, dict[str, object]]] = []
         for e in entries:
             style = "green" if e.amount > 0 else "red" if e.amount < 0 else ""

@@ -6,18 +6,20 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Button, Input, Label, Static
 
 from cfd_client.errors import ClientError
+from cfd_tui.messages import SignedIn
+from cfd_tui.screens.base import CfdScreen
 from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin
+from cfd_tui.screens.signup import SignUpScreen
 from cfd_tui.widgets.field import Field
 from cfd_tui.widgets.footer import AppFooter
 from shared.errors import BadRequest
 from shared.validation import normalise_email
 
 
-class SignInScreen(FormMixin, Screen[None]):
+class SignInScreen(FormMixin, CfdScreen[None]):
     """The first screen without a saved session."""
 
     FIELDS = {"email": "email", "password": "password"}
@@ -40,7 +42,7 @@ class SignInScreen(FormMixin, Screen[None]):
             with Horizontal(classes="auth-buttons"):
                 yield Button("Sign in", variant="primary", id="signin")
                 yield Button("Create an account", id="signup")
-            yield Static(f"server {self.app.api_url}", classes="auth-server")  # type: ignore[attr-defined]
+            yield Static(f"server {self.ctx.api_url}", classes="auth-server")
         yield AppFooter()
 
     def on_mount(self) -> None:
@@ -70,17 +72,15 @@ class SignInScreen(FormMixin, Screen[None]):
         button = self.query_one("#signin", Button)
         button.disabled, button.label = True, "Signing in…"
         try:
-            session = await self.app.client.signin(email, password)  # type: ignore[attr-defined]
+            session = await self.ctx.client.signin(email, password)
         except ClientError as exc:
             self.show_failure(exc)
             return
         finally:
             button.disabled, button.label = False, "Sign in"
-        self.app.signed_in(session)  # type: ignore[attr-defined]
+        self.app.post_message(SignedIn(session))  # to the app: it replaces this screen
 
     @on(Button.Pressed, "#signup")
     def action_sign_up(self) -> None:
-        from cfd_tui.screens.signup import SignUpScreen
-
         email = self.query_one("#email", Input).value
         self.app.push_screen(SignUpScreen(email=email))

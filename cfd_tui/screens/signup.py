@@ -6,18 +6,19 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Button, Input, Label, Static
 
 from cfd_client.errors import ClientError, Throttled
+from cfd_tui.screens.base import CfdScreen
 from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin
+from cfd_tui.screens.verify import VerifyScreen
 from cfd_tui.widgets.field import Field
 from cfd_tui.widgets.footer import AppFooter
 from shared.errors import BadRequest
 from shared.validation import PASSWORD_MIN, check_name, check_password, normalise_email
 
 
-class SignUpScreen(FormMixin, Screen[None]):
+class SignUpScreen(FormMixin, CfdScreen[None]):
     """Step 1 of 2: the details; step 2 is the code (`VerifyScreen`)."""
 
     FIELDS = {"email": "email", "password": "password", "name": "name"}
@@ -75,13 +76,11 @@ class SignUpScreen(FormMixin, Screen[None]):
 
     @work(group="auth", exclusive=True, exit_on_error=False)
     async def _send_code(self, name: str, email: str, password: str) -> None:
-        from cfd_tui.screens.verify import VerifyScreen
-
         button = self.query_one("#send", Button)
         button.disabled = True
         cooldown = None
         try:
-            await self.app.client.signup(email)  # type: ignore[attr-defined]
+            await self.ctx.client.signup(email)
         except Throttled as exc:  # a code went out a moment ago: it is still good, go and enter it
             cooldown = exc.retry_after
         except ClientError as exc:

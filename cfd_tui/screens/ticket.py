@@ -7,14 +7,14 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
 from cfd_client.errors import ClientError
 from cfd_client.models import Position, Side
 from cfd_tui import format as fmt
-from cfd_tui.notices import fill_notice
+from cfd_tui.messages import OrderFilled
 from cfd_tui.orders import Checked, OrderPlan, check_ticket
+from cfd_tui.screens.base import CfdModalScreen
 from cfd_tui.screens.form import FormMixin
 from cfd_tui.widgets.field import Field
 from cfd_tui.widgets.footer import AppFooter
@@ -23,7 +23,7 @@ from shared.trading import open_price
 DEFAULT_LEVERAGE = 5
 
 
-class TicketScreen(FormMixin, ModalScreen[Position | None]):
+class TicketScreen(FormMixin, CfdModalScreen[Position | None]):
     """Dismissed with the opened position, or None when cancelled."""
 
     FIELDS = {"amount": "amount", "qty": "amount", "leverage": "leverage", "stop_loss": "stop-loss",
@@ -44,7 +44,7 @@ class TicketScreen(FormMixin, ModalScreen[Position | None]):
         self.confirming = False
 
     def compose(self) -> ComposeResult:
-        market = self.app.board.markets[self.symbol]  # type: ignore[attr-defined]
+        market = self.ctx.board.markets[self.symbol]
         with Vertical(id="ticket", classes="dialog"):
             yield Static("", id="ticket-title", classes="dialog-title")
             with Vertical(id="ticket-form"):
@@ -93,21 +93,21 @@ class TicketScreen(FormMixin, ModalScreen[Position | None]):
         title.set_class(self.side == "short", "-short")
 
     def _check(self) -> Checked:
-        app = self.app
+        board = self.ctx.board
         value = {key: self.query_one(f"#{key}", Input).value for key in ("amount", "leverage", "stop-loss",
                                                                           "take-profit")}
-        quotes = app.board.quotes()  # type: ignore[attr-defined]
-        return check_ticket(app.board.markets[self.symbol], quotes.get(self.symbol),  # type: ignore[attr-defined]
-                            app.portfolio.live_account(quotes), side=self.side,  # type: ignore[attr-defined]
+        quotes = board.quotes()
+        return check_ticket(board.markets[self.symbol], quotes.get(self.symbol),
+                            self.ctx.portfolio.live_account(quotes), side=self.side,
                             amount=value["amount"], in_usd=self.in_usd, leverage=value["leverage"],
                             stop_loss=value["stop-loss"], take_profit=value["take-profit"])
 
     def _amount_hint(self) -> str:
         """The rules of the amount field: the market's quantity rules, or in USD what they come to now."""
-        market = self.app.board.markets[self.symbol]  # type: ignore[attr-defined]
+        market = self.ctx.board.markets[self.symbol]
         if not self.in_usd:
             return f"min {market.min_qty.normalize():f}, step {market.qty_step.normalize():f} {market.base}"
-        quote = self.app.board.quotes().get(self.symbol)  # type: ignore[attr-defined]
+        quote = self.ctx.board.quotes().get(self.symbol)
         steps = f"buys whole steps of {market.qty_step.normalize():f} {market.base}"
         if quote is None:
             return f"USD, {steps}"
@@ -121,7 +121,7 @@ class TicketScreen(FormMixin, ModalScreen[Position | None]):
         """
         if self.confirming:
             return
-        market = self.app.board.markets[self.symbol]  # type: ignore[attr-defined]
+        market = self.ctx.board.markets[self.symbol]
         checked = self._check()
         p = checked.preview
         tick, step = market.price_tick, market.qty_step
@@ -198,7 +198,7 @@ class TicketScreen(FormMixin, ModalScreen[Position | None]):
         button.variant = "success" if on_ else "primary"
         button.refresh(layout=True)  # a longer label needs a wider button
         if on_ and checked is not None and self.plan is not None:
-            market = self.app.board.markets[self.symbol]  # type: ignore[attr-defined]
+            market = self.ctx.board.markets[self.symbol]
             p, plan = checked.preview, self.plan
             stops = []
             if plan.stop_loss is not None:
@@ -223,7 +223,7 @@ class TicketScreen(FormMixin, ModalScreen[Position | None]):
         button = self.query_one("#review", Button)
         button.disabled, button.label = True, "Sending…"
         try:
-            position = await self.app.client.open_position(  # type: ignore[attr-defined]
+            position = await self.ctx.client.open_position(
                 plan.symbol, plan.side, plan.qty, plan.leverage, stop_loss=plan.stop_loss,
                 take_profit=plan.take_profit)
         except ClientError as exc:
@@ -231,10 +231,7 @@ class TicketScreen(FormMixin, ModalScreen[Position | None]):
             self._confirming(False)
             self.show_failure(exc)
             return
-        self.app.apply_position(position)  # type: ignore[attr-defined]
-        self.app.refresh_portfolio()  # type: ignore[attr-defined]
-        notice = fill_notice(position)
-        self.app.notify(notice.message, title=notice.title, severity=notice.severity)
+        self.app.post_message(OrderFilled(position))  # to the app: this dialog is closing
         self.dismiss(position)
 
     @on(Button.Pressed, "#cancel")

@@ -8,10 +8,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Button, Label, Static
 
 from cfd_client.errors import ClientError, Throttled
+from cfd_tui.messages import SignedIn
+from cfd_tui.screens.base import CfdScreen
 from cfd_tui.screens.form import FormMixin
 from cfd_tui.widgets.footer import AppFooter
 from cfd_tui.widgets.otp_input import OtpInput
@@ -21,7 +22,7 @@ from shared.validation import check_otp
 RESEND_COOLDOWN_S = 60
 
 
-class VerifyScreen(FormMixin, Screen[None]):
+class VerifyScreen(FormMixin, CfdScreen[None]):
     """Step 2 of 2: the code from the mail creates the account and signs in."""
 
     FIELDS = {"otp": "otp", "code": "otp", "email": "otp", "password": "otp", "name": "otp"}
@@ -42,7 +43,7 @@ class VerifyScreen(FormMixin, Screen[None]):
             yield Static("Create an account · step 2 of 2", classes="auth-title")
             yield Static(f"We mailed a 6-digit code to [b]{self.email}[/b]. It is valid for 10 minutes.",
                          classes="auth-message -shown")
-            hint = self.app.code_hint  # type: ignore[attr-defined]
+            hint = self.ctx.code_hint
             if hint:
                 yield Static(hint, classes="auth-hint", markup=False)
             yield Label("Code")
@@ -59,11 +60,11 @@ class VerifyScreen(FormMixin, Screen[None]):
         self.query_one("#otp", OtpInput).focus()
 
     def _start_cooldown(self, seconds: float) -> None:
-        self.cooldown_until = self.app.clock() + seconds  # type: ignore[attr-defined]
+        self.cooldown_until = self.ctx.clock() + seconds
         self._tick()
 
     def _tick(self) -> None:
-        left = math.ceil(self.cooldown_until - self.app.clock())  # type: ignore[attr-defined]
+        left = math.ceil(self.cooldown_until - self.ctx.clock())
         button = self.query_one("#resend", Button)
         button.disabled = left > 0
         button.label = f"Resend in {left} s" if left > 0 else "Resend code"
@@ -94,7 +95,7 @@ class VerifyScreen(FormMixin, Screen[None]):
         button = self.query_one("#verify", Button)
         button.disabled, button.label = True, "Verifying…"
         try:
-            session = await self.app.client.verify(self.email, code, self.password,  # type: ignore[attr-defined]
+            session = await self.ctx.client.verify(self.email, code, self.password,
                                                    self.trader_name)
         except ClientError as exc:
             self.show_failure(exc)
@@ -103,18 +104,18 @@ class VerifyScreen(FormMixin, Screen[None]):
         finally:
             button.disabled, button.label = False, "Verify"
             self._verifying = False
-        self.app.signed_in(session)  # type: ignore[attr-defined]
+        self.app.post_message(SignedIn(session))  # to the app: it replaces this screen
 
     @on(Button.Pressed, "#resend")
     def action_resend(self) -> None:
-        if self.app.clock() < self.cooldown_until:  # type: ignore[attr-defined]
+        if self.ctx.clock() < self.cooldown_until:
             return
         self._resend()
 
     @work(group="auth", exclusive=True, exit_on_error=False)
     async def _resend(self) -> None:
         try:
-            await self.app.client.signup(self.email)  # type: ignore[attr-defined]
+            await self.ctx.client.signup(self.email)
         except Throttled as exc:
             self._start_cooldown(exc.retry_after or RESEND_COOLDOWN_S)
             self.show_failure(exc)

@@ -7,6 +7,7 @@ from textual.containers import Horizontal
 from textual.widgets import Static
 
 from cfd_tui import format as fmt
+from cfd_tui.context import AppContext, app_context
 from cfd_tui.widgets.connection_status import ConnectionStatus
 
 
@@ -28,18 +29,22 @@ class TopBar(Horizontal):
         yield ConnectionStatus(id="connection")
         yield Static("", id="clock")
 
+    @property
+    def ctx(self) -> AppContext:
+        return app_context(self)
+
     def on_mount(self) -> None:
         # Told by the app rather than watching its reactives: Textual drops a removed widget's watcher only
         # when the value next changes, and the trader and the feed's state can stay the same for hours, so
         # every history screen opened would leave its bar behind.
-        self.show_user(self.app.user)  # type: ignore[attr-defined]
-        self.show_feed_state(self.app.feed_state)  # type: ignore[attr-defined]
+        self.show_user(self.ctx.user)
+        self.show_feed_state(self.ctx.feed_state)
         self.set_interval(1.0, self.tick)
         self.tick()
 
     def tick(self) -> None:
         """Show the app clock's time now."""
-        self.query_one("#clock", Static).update(fmt.clock(self.app.clock(), self.app.tz))  # type: ignore[attr-defined]
+        self.query_one("#clock", Static).update(fmt.clock(self.ctx.clock(), self.ctx.tz))
 
     def show_user(self, user) -> None:
         """Show the signed-in trader (None: nobody)."""
@@ -49,5 +54,5 @@ class TopBar(Horizontal):
     def show_feed_state(self, state) -> None:
         """Show the feed's state, with the app's detail of it as the tooltip."""
         status = self.query_one(ConnectionStatus)
-        status.detail = self.app.feed_detail  # type: ignore[attr-defined]
+        status.detail = self.ctx.feed_detail
         status.state = state

@@ -21,7 +21,9 @@ from cfd_client.models import FeedState, Position, PositionFrame
 from cfd_client.session import SessionStore
 from cfd_tui import format as fmt
 from cfd_tui.app import MAX_TOASTS, NOTICE_LOG_SIZE, SETTLE_AFTER_S, CfdApp, create_app, forget_removed_widgets
+from cfd_tui.context import AppContext
 from cfd_tui.local import cfd_command
+from cfd_tui.messages import ChartChanged, StopsChanged
 from cfd_tui.screens.dashboard import DashboardScreen
 from cfd_tui.screens.history import HISTORY_PAGE, HistoryScreen
 from cfd_tui.screens.signin import SignInScreen
@@ -608,6 +610,60 @@ async def test_without_trading_endpoints_the_dashboard_still_shows_prices():
         assert on(app, DashboardScreen)
         assert any("Trading unavailable" == title for _, title, _ in app.notice_log)
         assert cell(app.screen.query_one(Watchlist), "BTC_USDC", "bid") == "96,480.2"  # the exchange's 96,499.5
+
+
+async def test_screens_tell_the_app_by_messages_and_the_app_acts_on_them():
+    fake = FakeBroker()
+    app = make(fake)
+    posted: list = []
+    async with app.run_test(size=SIZE, message_hook=posted.append) as pilot:
+        await until(pilot, lambda: ready(app))
+        await pilot.press("down", "2")  # the dashboard charts ETH at 5m: the app follows its live candles
+        await until(pilot, lambda: app.candle_channel == "candles.5m.ETH_USDC")
+        assert ChartChanged("ETH_USDC", "5m") in posted
+        await until(pilot, lambda: candle_channels(fake) == [["candles.5m.ETH_USDC"]])
+        position = await fake.open_position("SOL_USDC", "long", Decimal(3), 5)
+        app.refresh_portfolio()
+        table = app.screen.query_one(PositionsTable)
+        await until(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.press("e")
+        await until(pilot, lambda: type(app.screen).__name__ == "EditStopsScreen")
+        await type_into(pilot, "#new-stop-loss", "180")
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen) and any(isinstance(m, StopsChanged) for m in posted))
+        (changed,) = [m for m in posted if isinstance(m, StopsChanged)]
+        assert changed.position.id == position.id and changed.position.stop_loss == Decimal(180)
+        # only the app's handler says so (the feed's own update of the position is silent)
+        await until(pilot, lambda: ("information", "Stops", "Stops of long 3 SOL/USDC saved.") in app.notice_log)
+
+
+def candle_channels(fake: FakeBroker) -> list[list[str]]:
+    """The candle channels each open feed of `fake` is subscribed to."""
+    return [[c for c in feed.channels if c.startswith("candles.")] for feed in fake.feeds]
+
+
+async def test_a_chart_chosen_while_the_feed_opens_gets_its_live_candles():
+    fake = FakeBroker()
+    app = make(fake)
+    opening = asyncio.Event()
+    open_feed = fake.feed
+
+    async def slow_feed(*args, **kwargs):
+        await opening.wait()
+        return await open_feed(*args, **kwargs)
+
+    fake.feed = slow_feed
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app) and app.candle_channel is not None)
+        await pilot.press("down", "3")  # the feed is still opening
+        await until(pilot, lambda: app.candle_channel == "candles.15m.ETH_USDC")
+        opening.set()
+        await until(pilot, lambda: candle_channels(fake) == [["candles.15m.ETH_USDC"]])
+
+
+def test_the_app_is_what_its_screens_expect_of_it():
+    assert isinstance(create_app("http://broker.test", FakeBroker(), session_store=False), AppContext)
 
 
 async def test_the_clock_runs_on_the_history_screen_and_the_stops_dialog_follows_the_price():

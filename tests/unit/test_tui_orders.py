@@ -7,7 +7,18 @@ from decimal import Decimal
 import pytest
 
 from cfd_client.models import Account, Position
-from cfd_tui.orders import check_close, check_new_stops, check_ticket, close_estimate
+from cfd_tui.orders import (
+    OrderPreview,
+    ParsedTicket,
+    ValidTicket,
+    check_close,
+    check_new_stops,
+    check_ticket,
+    close_estimate,
+    parse_ticket,
+    preview_order,
+    validate_ticket,
+)
 from shared.contracts import Quote
 from shared.markets import MARKETS
 
@@ -82,6 +93,77 @@ def test_no_price_yet_means_no_order():
     checked = check_ticket(SOL, None, ACCOUNT, side="long", amount="1", in_usd=False, leverage="5", stop_loss="",
                            take_profit="")
     assert checked.plan is None and "no price" in checked.errors["price"]
+
+
+# --- the three steps of a check: parse, validate, preview ---------------------------------------------------
+
+
+def parse(**fields) -> ParsedTicket:
+    values = {"amount": "2", "in_usd": False, "leverage": "10", "stop_loss": "", "take_profit": ""}
+    values.update(fields)
+    return parse_ticket(**values)
+
+
+def test_parsing_reads_numbers_as_typed_and_leaves_the_rules_to_validation():
+    parsed = parse(amount=" 1,000.5 ", leverage="10×", stop_loss="180", take_profit="")
+    assert (parsed.amount, parsed.leverage, parsed.stop_loss, parsed.take_profit) == (
+        Decimal("1000.5"), 10, Decimal(180), None)
+    assert parsed.errors == {}
+    assert parse(amount="-3", leverage="99").errors == {}  # numbers, however wrong: validation says so
+
+
+def test_parsing_names_each_field_that_is_not_a_number():
+    parsed = parse(amount="abc", in_usd=True, leverage="ten", stop_loss="19O")
+    assert parsed.amount is None and parsed.leverage is None and parsed.stop_loss is None
+    assert list(parsed.errors) == ["amount", "stop_loss", "leverage"]
+    assert parsed.errors["amount"] == "The amount in USD must be a number, like 0.5."
+    assert parsed.errors["leverage"] == "The leverage must be a whole number, like 10."
+    assert parse(amount="").errors == {}  # empty is not a parse error: validation asks for it
+
+
+def test_validation_holds_the_ticket_to_the_market_rules():
+    valid = validate_ticket(SOL, "long", QUOTE, parse(stop_loss="180"))
+    assert valid.errors == {} and (valid.price, valid.qty, valid.leverage) == (Decimal("185.10"), Decimal(2), 10)
+    valid = validate_ticket(SOL, "long", QUOTE, parse(amount="0.001", leverage="21", stop_loss="190"))
+    assert valid.qty == Decimal("0.001") and valid.leverage is None  # the preview still shows the quantity
+    assert "1 to 20" in valid.errors["leverage"] and "minimum quantity" in valid.errors["amount"]
+    assert "must be below" in valid.errors["stop_loss"]
+    assert validate_ticket(SOL, "long", QUOTE, parse(amount="")).errors == {"amount": "Enter a quantity."}
+
+
+def test_validation_turns_usd_into_whole_quantity_steps_at_the_opening_side():
+    assert validate_ticket(SOL, "long", QUOTE, parse(amount="1000", in_usd=True)).qty == Decimal("5.40")  # ask
+    assert validate_ticket(SOL, "short", QUOTE, parse(amount="1000", in_usd=True)).qty == Decimal("5.40")  # bid
+    valid = validate_ticket(SOL, "short", QUOTE, parse(amount="1", in_usd=True))
+    assert valid.price == Decimal("184.90") and valid.qty == Decimal(0) and "larger amount" in valid.errors["amount"]
+
+
+def test_validation_without_a_price_still_checks_the_leverage_but_not_the_amount():
+    valid = validate_ticket(SOL, "long", None, parse(amount="", leverage="50"))
+    assert valid.price is None and valid.qty is None
+    assert list(valid.errors) == ["leverage", "price"]
+
+
+def test_the_preview_shows_what_is_known_and_the_margin_once_the_order_is_valid():
+    assert preview_order(ValidTicket(side="long", errors={"price": "none"}), ACCOUNT) == OrderPreview()
+    sized = ValidTicket(side="long", errors={}, price=Decimal("185.10"), qty=Decimal(2), leverage=10)
+    preview = preview_order(sized, ACCOUNT)
+    assert (preview.notional, preview.margin, preview.free_after) == (Decimal("370.20"), Decimal("37.02"),
+                                                                      Decimal("9962.98"))
+    assert preview.stop_out is None and preview.shortfall is None  # 10,000 USD behind 2 SOL: out of reach
+    without_account = preview_order(sized, None)
+    assert without_account.margin == Decimal("37.02") and without_account.free_after is None
+    bad_size = ValidTicket(side="long", errors={"amount": "step"}, price=Decimal("185.10"), qty=Decimal("1.005"),
+                           leverage=10)
+    preview = preview_order(bad_size, ACCOUNT)
+    assert preview.qty == Decimal("1.005") and preview.margin is None
+
+
+def test_the_preview_of_an_order_too_big_for_the_account_has_a_shortfall_not_a_stop_out():
+    big = ValidTicket(side="short", errors={}, price=Decimal("184.90"), qty=Decimal(1000), leverage=5)
+    preview = preview_order(big, ACCOUNT)
+    assert preview.margin == Decimal("36980.00") and preview.shortfall == Decimal("26980.00")
+    assert preview.stop_out is None and preview.free_after == Decimal("-26980.00")
 
 
 POSITION = Position(id="p1", symbol="SOL_USDC", side="long", qty=Decimal(2), entry_price=Decimal("180"), leverage=5,

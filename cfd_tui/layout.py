@@ -1,0 +1,11 @@
+"""What the app and its screens both need to know about the terminal's layout: the size breakpoints the
+styles key on, and the chart's intervals.
+
+A module of its own so that screens never import `cfd_tui.app` (which imports them).
+"""
+
+from __future__ import annotations
+
+NARROW_BELOW = 110  # columns: below, screens get the class -narrow (else -wide)
+SHORT_BELOW = 28  # lines: below, screens get the class -short (else -tall)
+INTERVALS = ("1m", "5m", "15m", "1h")  # the chart's intervals, in the order the `i` key cycles them

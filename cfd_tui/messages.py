@@ -1,0 +1,59 @@
+"""What the screens tell the app: Textual messages, posted up; the app acts on each in its `on_...` handler.
+
+State flows down (see `cfd_tui.context`); events flow up as these messages. A screen that closes as it
+reports (a dialog that has sent its order, a sign-in screen the dashboard replaces) posts to the app
+directly, since a message left in the queue of a screen being removed would go nowhere; a screen that stays
+posts to itself and the message bubbles up to the app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from cfd_client.models import Position
+from shared.contracts import AuthSession
+
+
+@dataclass
+class SignedIn(Message):
+    """The server accepted the trader (signed in, or verified a new account): keep the session, open the
+    dashboard."""
+
+    session: AuthSession
+
+
+@dataclass
+class OrderFilled(Message):
+    """The order ticket opened `position`: show it now (before the feed says so), reload the account's
+    margin, and say so in a toast."""
+
+    position: Position
+
+
+@dataclass
+class PositionClosed(Message):
+    """The close dialog closed `position` (the part closed, for a part-close): show what is left, reload
+    the account, and say so in a toast."""
+
+    position: Position
+
+
+@dataclass
+class StopsChanged(Message):
+    """The stops dialog saved new stops: `position` is the position as the server now has it."""
+
+    position: Position
+
+
+@dataclass
+class ChartChanged(Message):
+    """The dashboard now charts `symbol` at `interval`: have the feed send those live candles instead."""
+
+    symbol: str
+    interval: str
+
+    def can_replace(self, message: Message) -> bool:
+        # Charts stepped through faster than the app reads its queue: only the latest needs its candles.
+        return isinstance(message, ChartChanged)
