@@ -15,6 +15,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 import shared
+from cfd_cli import allocator
 from cfd_cli.output import CliConsole
 from cfd_cli.platform import Platform, StartupError
 from shared.errors import CfdError, SettingsError
@@ -78,6 +79,7 @@ def _banner(settings: Settings, services: tuple[str, ...], port: int | None, fee
 
 async def serve(settings: Settings, services: tuple[str, ...], migrate_db: bool) -> None:
     """Run `services` in this process until SIGINT/SIGTERM, with a banner once they have started."""
+    allocator.report()
     platform = Platform(settings, services, migrate_db=migrate_db)
 
     async def announce() -> None:

@@ -12,6 +12,7 @@ import typer
 from rich.logging import RichHandler
 
 import shared
+from cfd_cli.allocator import preload_jemalloc
 from cfd_cli.common import ApiOption, client_settings_or_fail, console, err, fail, run_async, serve, settings_or_fail
 from cfd_cli.demo import demo_command
 from cfd_cli.doctor import run_doctor
@@ -202,5 +203,11 @@ def _mail_record(mail: Any) -> dict[str, Any]:
             "body": body.get_content().strip() if body else ""}
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The `cfd` command: a long-running one first moves onto jemalloc (`cfd_cli.allocator`)."""
+    preload_jemalloc()
     app()
+
+
+if __name__ == "__main__":
+    run()
