@@ -215,7 +215,8 @@ class CandleChart(Widget, can_focus=False):
         """Each candle's cells, top to bottom; kept per candle while the scale is the same."""
         if self._scale != (high, step, plot_h):
             self._scale, self._columns = (high, step, plot_h), {}
-        known, columns = self._columns, {}
+        known = self._columns
+        columns: dict[tuple[Decimal, Decimal, Decimal, Decimal], str] = {}
         bands: list[tuple[Decimal, Decimal, Decimal]] | None = None
         for candle in candles:
             key = (candle.o, candle.h, candle.l, candle.c)

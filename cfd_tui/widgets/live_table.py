@@ -56,7 +56,9 @@ class LiveTable(DataTable):
             return
         row[column_key] = value
         self._stale_cells.add((row_key, column_key))
-        self.refresh_row(self._row_locations.get(row_key))
+        row_index = self._row_locations.get(row_key)
+        if row_index is not None:
+            self.refresh_row(row_index)
 
     def render_lines(self, crop: Region) -> list[Strip]:
         if self._stale_cells:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 
 from rich.text import Text
 from textual import events
@@ -124,7 +125,7 @@ class PositionsTable(LiveTable):
         tick = market.price_tick if market else fmt.CENT
         step = market.qty_step if market else Decimal("0.0001")
         quote = quotes.get(p.symbol)
-        right = "right"
+        right: Literal["right"] = "right"
         makers = {
             "id": lambda: Text(p.id[:8]),
             "market": lambda: Text(p.symbol.replace("_", "/")),

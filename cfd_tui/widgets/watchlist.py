@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.widgets import DataTable
@@ -112,7 +113,7 @@ class Watchlist(LiveTable):
         elif flashing:
             price_style = style("watchlist--flash-up" if ticker.direction > 0 else "watchlist--flash-down")
         else:
-            price_style = ""
+            price_style = Style()
         change = fmt.change_percent(ticker.mid, ticker.reference)
         change_style = "" if not change else style("watchlist--up" if change > 0 else "watchlist--down")
         trend_style = style("watchlist--up" if ticker.direction >= 0 else "watchlist--down")
