@@ -93,7 +93,7 @@ async def test_a_query_and_a_command_come_back_typed_and_only_the_command_gets_i
 
 async def test_the_wrong_body_is_refused_before_anything_is_sent(wired):
     _, client, seen, published = wired
-    with pytest.raises(TypeError, match="test.ask takes a UserExistsQuery"):
+    with pytest.raises(TypeError, match=r"test\.ask takes a UserExistsQuery"):
         await client.call(ASK, UserExists(exists=True), key="a")  # type: ignore[arg-type]  # the point
     with pytest.raises(TypeError, match="no reply"):
         await client.call(NOTE, UserExistsQuery(email="a@example.com"), key="a")
