@@ -10,9 +10,11 @@ Two implementations keep one contract: `MemoryBus` (in-process, the default) and
 - A group subscriber can be told which partitions it owns: `on_assigned(partitions)` is awaited before the
   first message of newly assigned partitions is handed to the handler; `on_revoked(partitions)` after the
   subscriber has finished and committed the message in hand of partitions taken away (a rebalance, or
-  `stop()`). Both get a set of `(topic, partition)`, only ever the partitions that change hands; a
-  partition is revoked only after it was assigned, and callbacks of one subscriber run one at a time, in
-  order. A callback that raises is logged; the subscription goes on.
+  `stop()`, before it leaves the group). Both get a set of `(topic, partition)`, only ever the partitions
+  that change hands; a partition is revoked only after it was assigned, and callbacks of one subscriber run
+  one at a time, in order. A callback that raises is logged; the subscription goes on. In memory a new
+  owner's `on_assigned` starts after the old owner's `on_revoked` returned; on Kafka, in a rebalance, the
+  two may overlap (two processes hear of it at once), while the messages are still handed over strictly.
 - `partition_for(topic, key)` is the partition a message published with `key` goes to.
 - `subscribe(..., group=None)` is a broadcast: the subscriber sees every message published after it
   subscribed, from all partitions (every server instance uses this for prices, replies and events).
