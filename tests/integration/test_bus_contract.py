@@ -269,6 +269,8 @@ async def test_a_second_member_takes_over_what_the_first_is_told_it_lost_and_get
         await eventually(lambda: first.owned == everything, timeout=30)
         assert second.revoked == [moved] and second.owned == set()
         assert first.assigned == [everything, moved]
+        announced = [(who, kind) for who, kind, _ in log if kind != "message"]
+        assert announced[-2:] == [("second", "revoked"), ("first", "assigned")], announced  # it let go first
         await asyncio.sleep(0.3)
     finally:
         stop.set()
