@@ -60,7 +60,7 @@ class DbProc:
         quote (at most `CFD_DBPROC_QUOTE_WAIT_SECONDS` later, in the background), so that the first orders
         are not refused as `market_unavailable` just because this dbproc has not heard a tick yet."""
         await self.bus.ensure_topics(self.topics.all())
-        await self.risk.start()  # quotes and the risk book are live before the first order arrives
+        await self.risk.start()  # quotes are live before the first order arrives; accounts load as partitions come
         await self.directory.start()
         self._subscriptions.append(
             await self.bus.subscribe(self.candles.consumed_topics, self.candles.on_message,
@@ -89,10 +89,13 @@ class DbProc:
         await self._join()
 
     async def _join(self) -> None:
+        # The risk engine checks the accounts of the trading partitions this dbproc owns: it loads them before
+        # their first command is handed over, and forgets them once their last one is committed.
         self._subscriptions.append(
             await self.bus.subscribe([self.topics.user_requests, self.topics.trading_requests,
                                       self.topics.health_requests], self.responder,
-                                     group=self.settings.topic(CONSUMER_GROUP))
+                                     group=self.settings.topic(CONSUMER_GROUP),
+                                     on_assigned=self.risk.on_assigned, on_revoked=self.risk.on_revoked)
         )
         self.joined.set()
         log.info("dbproc %s consuming %s, %s and %s", self.settings.instance_id, self.topics.user_requests,

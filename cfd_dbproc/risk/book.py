@@ -86,6 +86,10 @@ class RiskBook:
         """Users in the book: those with an open position, a pending close or a margin call to clear."""
         return len(self._accounts)
 
+    def user_ids(self) -> list[str]:
+        """The ids of the users in the book."""
+        return list(self._accounts)
+
     def quote(self, symbol: str) -> Quote | None:
         """The latest quote of `symbol`, None before its first tick."""
         return self._quotes.get(symbol)
@@ -122,22 +126,50 @@ class RiskBook:
         Every user with a position needs a balance; the balances of users without one are not kept. Margin
         call state starts clear: a user already below 100 % gets a `margin_call` at the next tick."""
         positions = list(positions)
-        missing = {p.user_id for p in positions} - balances.keys()
-        if missing:
-            raise ValueError(f"no balance for users {sorted(missing)}")
-        for p in positions:
-            _check(p)
-        if len({p.id for p in positions}) != len(positions):
-            raise ValueError("duplicate position ids")
+        _check_accounts(positions, balances)
         self._markets = {}
         self._held = {}
         self._dirty = {}
         self._idle = set()
-        self._accounts = {user_id: Account(user_id, balances[user_id]) for user_id in {p.user_id for p in positions}}
+        self._accounts = {}
+        self._take(positions, balances)
+
+    def add_accounts(self, positions: Iterable[OpenPosition], balances: dict[str, Decimal]) -> None:
+        """Take in the accounts of more users (their open positions and balances), replacing whatever the book
+        held of those users; the rest of the book is kept. As with `load`, every user with a position needs a
+        balance, and their margin call state starts clear. A position id the book holds for another user is
+        refused with `ValueError`, changing nothing."""
+        positions = list(positions)
+        _check_accounts(positions, balances)
+        users = {p.user_id for p in positions}
+        taken = [p.id for p in positions if p.id in self._held and self._held[p.id].position.user_id not in users]
+        if taken:
+            raise ValueError(f"positions {sorted(taken)} belong to other users in the book")
+        for user_id in users:
+            self.drop_user(user_id)
+        self._take(positions, balances)
+
+    def _take(self, positions: list[OpenPosition], balances: dict[str, Decimal]) -> None:
+        accounts = {user_id: Account(user_id, balances[user_id]) for user_id in {p.user_id for p in positions}}
+        self._accounts.update(accounts)
         for p in positions:
             self._add(Held(p))
-        for acct in self._accounts.values():
+        for acct in accounts.values():
             self._rebuild(acct, verified=False)
+
+    def drop_user(self, user_id: str) -> bool:
+        """Forget a user: their positions, balance, margin call and pending state (another instance checks
+        their account now). Nothing is emitted. False if the book did not hold them."""
+        acct = self._accounts.get(user_id)
+        if acct is None:
+            return False
+        for held in list(acct.held.values()):
+            self._remove(held)
+        self._unwatch(acct)
+        del self._accounts[user_id]
+        self._dirty.pop(user_id, None)
+        self._idle.discard(user_id)
+        return True
 
     def balance_changed(self, user_id: str, balance: Decimal) -> None:
         """The user's balance changed (or a new user): re-arms a pending stop-out."""
@@ -373,6 +405,16 @@ class RiskBook:
             return
         acct.tickets = tuple((symbol, self._markets[symbol].accounts.add(series, rising, key, acct.user_id))
                              for symbol, series, rising, key in keys)
+
+
+def _check_accounts(positions: list[OpenPosition], balances: dict[str, Decimal]) -> None:
+    missing = {p.user_id for p in positions} - balances.keys()
+    if missing:
+        raise ValueError(f"no balance for users {sorted(missing)}")
+    for p in positions:
+        _check(p)
+    if len({p.id for p in positions}) != len(positions):
+        raise ValueError("duplicate position ids")
 
 
 def _check(p: OpenPosition) -> None:

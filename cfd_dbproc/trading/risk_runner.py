@@ -1,13 +1,18 @@
 """The risk engine on the tick path: quotes in, stop-loss / take-profit / stop-out commands out.
 
-Every dbproc instance keeps the whole book of open positions in memory (loaded at start, then kept up to
-date from the account events every instance publishes), checks it on every tick, and turns each trigger
-into a command on the user's request partition. The command ids are derived from what triggered, so when
-several instances see the same trigger the command is still applied once.
+Each dbproc checks the accounts of the users whose `requests.trading` partition it owns in the request group:
+the same partitions whose commands it applies. When the group gives it partitions (`on_assigned`, before the
+first command of them is consumed) it loads those users' open positions and balances from the database; when
+the group takes them away (`on_revoked`) it forgets those users. The account events, a broadcast, keep the
+accounts it owns current; the events of other users are ignored. Every tick is checked against the owned
+accounts only, and each trigger becomes a command on the user's request partition, or for a margin call an
+event, sent by the one owner. The command ids are derived from what triggered, so a command sent twice (a
+re-arm, or an old and a new owner around a handover) is still applied once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -18,7 +23,7 @@ from cfd_dbproc.risk.book import OpenPosition, RiskBook, Trigger
 from cfd_dbproc.trading.quotes import QuoteCache
 from cfd_dbproc.trading.store import TradingStore
 from shared import operations as ops
-from shared.bus import Bus, Message, Subscription, Topics
+from shared.bus import Bus, Message, Partition, Subscription, Topics
 from shared.bus.rpc import send
 from shared.contracts import encode
 from shared.contracts_trading import (
@@ -36,6 +41,8 @@ log = logging.getLogger(__name__)
 
 _event_decoder = msgspec.json.Decoder(Event)
 REARM_SECONDS = 5.0
+RELOAD_SECONDS = 2.0
+"""How often the accounts of assigned partitions are loaded again while the database cannot be read."""
 
 
 def open_position(user_id: str, p: Position) -> OpenPosition:
@@ -52,44 +59,138 @@ class RiskRunner:
         self.quotes = quotes
         self.book = book or RiskBook()
         self._subscriptions: list[Subscription] = []
-        self._loading: list[Message] | None = None
+        self.owned: set[int] = set()
+        """The partitions of `requests.trading` whose users' accounts the book holds and checks."""
+        self._loading: dict[int, list[Event]] = {}  # assigned, accounts not loaded yet: their events, held
+        self._reloads: set[asyncio.Task[None]] = set()
         self._pending_since: dict[tuple[str, str], float] = {}  # (kind, id) of triggers acted on
         self.commands_lost = Outage("risk commands (stops, stop-outs, margin calls) cannot be published", log)
+        self.loads_failed = Outage("the risk engine cannot load the accounts of its partitions", log)
         self.ticks = 0
         self.triggers = 0
         self.check_seconds = 0.0
 
     async def start(self) -> None:
-        # Events first, held while the snapshot loads, then replayed on it: nothing that happens in between
-        # is missed, and an event the snapshot already holds is applied again harmlessly.
-        self._loading = []
+        """Follow the account events and the prices. The book stays empty until the request group assigns
+        partitions (`on_assigned`): a dbproc that owns nothing checks nothing."""
         self._subscriptions.append(await self.bus.subscribe([self.topics.events], self.on_event, group=None))
-        await self.load()
-        held, self._loading = self._loading, None
-        for message in held:
-            await self.on_event(message)
         self._subscriptions.append(await self.bus.subscribe([self.topics.prices], self.on_tick, group=None))
-
-    async def load(self) -> None:
-        held = await self.store.every_open()
-        balances = await self.store.every_balance()
-        self.book.load([open_position(user_id, p) for user_id, p in held], balances)
-        log.info("risk book loaded: %d open positions, %d accounts", len(held), len(balances))
 
     async def stop(self) -> None:
         for subscription in self._subscriptions:
             await subscription.stop()
         self._subscriptions.clear()
+        for task in list(self._reloads):
+            task.cancel()
+        await asyncio.gather(*self._reloads, return_exceptions=True)
+
+    def partition_of(self, user_id: str) -> int:
+        """The partition of `requests.trading` that carries the user's commands."""
+        return self.bus.partition_for(self.topics.trading_requests, user_id.encode())
+
+    def _mine(self, user_id: str) -> bool:
+        partition = self.partition_of(user_id)
+        return partition in self.owned or partition in self._loading
+
+    # --- partitions come and go ---------------------------------------------------------------------------
+
+    async def on_assigned(self, partitions: set[Partition]) -> None:
+        """The request group gave this dbproc `partitions`: load the accounts of the users of those of
+        `requests.trading` (the bus hands over none of their commands before this returns). The events that
+        arrive meanwhile are held and applied on top, so nothing committed in between is missed. If the
+        database cannot be read, the load is tried again in the background until it can."""
+        mine = {p for topic, p in partitions if topic == self.topics.trading_requests}
+        mine -= self.owned | self._loading.keys()
+        if not mine:
+            return
+        for partition in mine:
+            self._loading[partition] = []
+        if not await self._load(mine):
+            task = asyncio.get_running_loop().create_task(self._load_until_done(mine), name="risk-reload")
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
+
+    async def _load_until_done(self, partitions: set[int]) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_SECONDS)
+            if await self._load(partitions):
+                return
+
+    async def _load(self, partitions: set[int]) -> bool:
+        """Load the accounts of `partitions` (those still being loaded), then apply their held events; False
+        when the database could not be read."""
+        wanted = partitions & self._loading.keys()
+        if not wanted:
+            return True
+        started = time.monotonic()
+        seen: dict[str, int] = {}
+
+        def in_wanted(user_id: str) -> bool:
+            partition = seen.get(user_id)
+            if partition is None:
+                partition = seen[user_id] = self.partition_of(user_id)
+            return partition in wanted
+
+        try:
+            held, balances = await self.store.open_accounts(in_wanted)
+        except Exception as exc:
+            self.loads_failed.failed(exc.details.get("reason", exc) if isinstance(exc, BackendDown) else exc)
+            return False
+        self.loads_failed.recovered()
+        wanted &= self._loading.keys()  # a partition revoked during the load is left out
+        held = [(user_id, p) for user_id, p in held if seen[user_id] in wanted and user_id in balances]
+        self.book.add_accounts([open_position(user_id, p) for user_id, p in held],
+                               {user_id: balances[user_id] for user_id, _ in held})
+        for partition in sorted(wanted):
+            while events := self._loading.get(partition):  # events that arrive meanwhile are held too
+                await self._apply(events.pop(0))
+            if partition in self._loading:  # not revoked meanwhile
+                del self._loading[partition]
+                self.owned.add(partition)
+        log.info("risk engine checks %s partitions %s now (loaded %d accounts, %d open positions in %.2f s); "
+                 "owns %s", self.topics.trading_requests, _listed(wanted), len({u for u, _ in held}), len(held),
+                 time.monotonic() - started, _listed(self.owned))
+        return True
+
+    async def on_revoked(self, partitions: set[Partition]) -> None:
+        """The request group took `partitions` away (their last command is applied and committed): forget the
+        users of those of `requests.trading`; their new owner loads them."""
+        gone = {p for topic, p in partitions if topic == self.topics.trading_requests}
+        gone &= self.owned | self._loading.keys()
+        if not gone:
+            return
+        self.owned -= gone
+        for partition in gone:
+            self._loading.pop(partition, None)
+        dropped = 0
+        for user_id in self.book.user_ids():
+            if self.partition_of(user_id) in gone:
+                for position_id in self.book.positions_of(user_id):
+                    self._pending_since.pop(("position", position_id), None)
+                self._pending_since.pop(("user", user_id), None)
+                self.book.drop_user(user_id)
+                dropped += 1
+        log.info("risk engine lets go of %s partitions %s (%d accounts); owns %s", self.topics.trading_requests,
+                 _listed(gone), dropped, _listed(self.owned))
+
+    # --- the account events -------------------------------------------------------------------------------
 
     async def on_event(self, message: Message) -> None:
-        if self._loading is not None:
-            self._loading.append(message)
-            return
         try:
             event = _event_decoder.decode(message.value)
         except msgspec.DecodeError:
             log.warning("undecodable account event at %s@%d", message.topic, message.offset)
             return
+        if not self.owned and not self._loading:
+            return
+        partition = self.partition_of(event.user_id)
+        held = self._loading.get(partition)
+        if held is not None:
+            held.append(event)
+        elif partition in self.owned:
+            await self._apply(event)
+
+    async def _apply(self, event: Event) -> None:
         if isinstance(event, PositionEvent):
             self.book.balance_changed(event.user_id, event.balance)  # the book knows the account before its positions
             if event.event == "opened":
@@ -113,6 +214,8 @@ class RiskRunner:
         except NotFound:
             return
         positions = await self.store.open_positions(uid)
+        if not self._mine(user_id):  # the partition was revoked while reading
+            return
         self.book.balance_changed(user_id, balance)
         held = {p.id for p in positions}
         for position_id in self.book.positions_of(user_id):
@@ -120,6 +223,8 @@ class RiskRunner:
                 self.book.position_closed(position_id)
         for position in positions:
             self.book.position_opened(open_position(user_id, position))
+
+    # --- the tick -----------------------------------------------------------------------------------------
 
     async def on_tick(self, message: Message) -> None:
         quote = self.quotes.on_tick(message)
@@ -170,3 +275,7 @@ class RiskRunner:
         else:
             event = AccountEvent(event=trigger.kind, user_id=trigger.user_id, margin_level=trigger.margin_level)
             await self.bus.publish(self.topics.events, encode(event), key=trigger.user_id.encode(), wait=False)
+
+
+def _listed(partitions: set[int]) -> str:
+    return ",".join(str(p) for p in sorted(partitions)) or "none"

@@ -6,6 +6,7 @@ The engine decides; the store reads and writes. Every method runs in the caller'
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -76,11 +77,6 @@ class TradingStore:
         )).run()
         await Accounts.update({Accounts.balance: new_balance}).where(Accounts.user_id == user_id).run()
         return new_balance
-
-    async def every_balance(self) -> dict[str, Decimal]:
-        """Every account's balance by user id (the risk book's start)."""
-        rows = await Accounts.select(Accounts.user_id, Accounts.balance).run()
-        return {str(r["user_id"]): r["balance"] for r in rows}
 
     async def ledger_page(self, query: LedgerQuery) -> list[LedgerEntry]:
         conditions: list[Combinable] = [LedgerEntries.user_id == parse_id(query.user_id, "account")]
@@ -156,6 +152,18 @@ class TradingStore:
         rows = await Positions.select().where(Positions.status == "open").run()
         return [(str(r["user_id"]), position_from_row(r)) for r in rows]
 
+    async def open_accounts(self, keep: Callable[[str], bool]) -> tuple[list[tuple[str, Position]], dict[str, Decimal]]:
+        """The open positions of the users `keep` accepts (by user id), with their owners' ids, and those users'
+        balances: the part of the risk book one instance checks. One scan of the open positions, filtered
+        here; the balances in batches."""
+        held = [(user_id, p) for user_id, p in await self.every_open() if keep(user_id)]
+        users = sorted({uuid.UUID(user_id) for user_id, _ in held})
+        balances: dict[str, Decimal] = {}
+        for start in range(0, len(users), _BATCH):
+            for user_id, balance in (await self.balances(users[start:start + _BATCH])).items():
+                balances[str(user_id)] = balance
+        return held, balances
+
     async def open_counts(self, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
         """How many open positions each of these users holds (users with none are left out)."""
         counts: dict[uuid.UUID, int] = {}
@@ -181,6 +189,9 @@ class TradingStore:
         """Rows after `cursor` in a newest-first list ordered by `column` then id: one index range scan."""
         row_id = cursor.id if self.db.is_sqlite else uuid.UUID(cursor.id)  # SQLite stores UUIDs as text
         return WhereRaw(f"({column}, id) < ({{}}, {{}})", cursor.at, row_id)
+
+
+_BATCH = 500  # user ids per `IN (...)`: well inside SQLite's limit of bound parameters
 
 
 def _page(limit: int) -> int:

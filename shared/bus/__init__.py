@@ -7,6 +7,15 @@ Two implementations keep one contract: `MemoryBus` (in-process, the default) and
   When the group rebalances, a subscriber losing a partition hands no further message of it to its
   handler, finishes the one in hand and commits it, and only then does the new owner start: one
   partition is never handled by two subscribers at once.
+- A group subscriber can be told which partitions it owns: `on_assigned(partitions)` is awaited before the
+  first message of newly assigned partitions is handed to the handler; `on_revoked(partitions)` after the
+  subscriber has finished and committed the message in hand of partitions taken away (a rebalance, or
+  `stop()`, before it leaves the group). Both get a set of `(topic, partition)`, only ever the partitions
+  that change hands; a partition is revoked only after it was assigned, and callbacks of one subscriber run
+  one at a time, in order. A callback that raises is logged; the subscription goes on. In memory a new
+  owner's `on_assigned` starts after the old owner's `on_revoked` returned; on Kafka, in a rebalance, the
+  two may overlap (two processes hear of it at once), while the messages are still handed over strictly.
+- `partition_for(topic, key)` is the partition a message published with `key` goes to.
 - `subscribe(..., group=None)` is a broadcast: the subscriber sees every message published after it
   subscribed, from all partitions (every server instance uses this for prices, replies and events).
 """
@@ -36,6 +45,10 @@ class Message(Struct, frozen=True):
 
 Handler = Callable[[Message], Awaitable[None]]
 
+Partition = tuple[str, int]  # (topic, index)
+Rebalanced = Callable[[set[Partition]], Awaitable[None]]
+"""A group subscriber's `on_assigned` / `on_revoked`: the `(topic, partition)`s that changed hands."""
+
 
 def handler_failed(topic: str, partition: int, offset: int, exc: Exception) -> None:
     """A handler raised on a message, which is skipped. A backend outage (the database restarting under the
@@ -46,6 +59,17 @@ def handler_failed(topic: str, partition: int, offset: int, exc: Exception) -> N
         outage.failed(log, f"messages of {topic} skipped", reason)
     else:
         log.error("handler failed on %s[%d]@%d; skipped", topic, partition, offset, exc_info=exc)
+
+
+async def rebalanced(callback: Rebalanced | None, partitions: set[Partition], what: str) -> None:
+    """Run a subscriber's `on_assigned` / `on_revoked` (`what`) with `partitions`, if there is one and there
+    are any; an exception is logged, never raised into the bus."""
+    if callback is None or not partitions:
+        return
+    try:
+        await callback(set(partitions))
+    except Exception:
+        log.exception("%s failed for %s", what, ", ".join(f"{t}[{p}]" for t, p in sorted(partitions)))
 
 
 class Subscription(ABC):
@@ -75,8 +99,18 @@ class Bus(ABC):
         """Append a message; with `wait`, return once it is durably accepted."""
 
     @abstractmethod
-    async def subscribe(self, topics: Sequence[str], handler: Handler, *, group: str | None) -> Subscription:
-        """Start delivering messages to `handler`; returns once the subscription is live."""
+    async def subscribe(self, topics: Sequence[str], handler: Handler, *, group: str | None,
+                        on_assigned: Rebalanced | None = None, on_revoked: Rebalanced | None = None) -> Subscription:
+        """Start delivering messages to `handler`; returns once the subscription is live.
+
+        In a group, `on_assigned` is awaited before the first message of newly assigned partitions is handed
+        to `handler`, and `on_revoked` once the message in hand of partitions taken away is finished and
+        committed (also at `stop()`, for every partition still held). Ignored without a group."""
+
+    @abstractmethod
+    def partition_for(self, topic: str, key: bytes) -> int:
+        """The partition of `topic` a message published with `key` goes to, as the producer computes it.
+        On Kafka the topic must be known to the bus (`ensure_topics` makes it so)."""
 
     @abstractmethod
     async def ping(self) -> None:

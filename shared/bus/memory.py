@@ -18,10 +18,11 @@ import logging
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from shared.bus import Bus, Handler, Message, Subscription, handler_failed
+from shared.bus import Bus, Handler, Message, Partition, Rebalanced, Subscription, handler_failed, rebalanced
 from shared.errors import BackendDown
 from shared.outage import Outage
 
@@ -115,11 +116,20 @@ def _size(key: bytes | None, value: bytes) -> int:
     return len(value) + (len(key) if key is not None else 0)
 
 
+async def _after(previous: asyncio.Task[None] | None, then: Coroutine[Any, Any, None]) -> None:
+    """Run `then` once `previous` is done (waiting never cancels it)."""
+    if previous is not None and not previous.done():
+        await asyncio.wait({previous})
+    await then
+
+
 class _Group:
     def __init__(self) -> None:
         self.members: list[_MemorySubscription] = []
         self.committed: dict[tuple[str, int], int] = {}
-        self.consumers: dict[tuple[str, int], asyncio.Task[None]] = {}  # who consumes each partition now
+        # Per partition, what a new owner waits for: its previous owner's hand-over (the message in hand
+        # finished and committed, then that owner's `on_revoked`).
+        self.handovers: dict[tuple[str, int], asyncio.Task[None]] = {}
 
 
 class MemoryBus(Bus):
@@ -199,11 +209,15 @@ class MemoryBus(Bus):
             raise BackendDown("bus", f"publish to {topic} failed: {self._failing[0]}")
         outage.recovered()
         partitions = self._partitions(topic)
-        index = zlib.crc32(key) if key is not None else next(self._round_robin)
-        partitions[index % len(partitions)].append(key, value)
+        index = self.partition_for(topic, key) if key is not None else next(self._round_robin) % len(partitions)
+        partitions[index].append(key, value)
 
-    async def subscribe(self, topics: Sequence[str], handler: Handler, *, group: str | None) -> Subscription:
-        subscription = _MemorySubscription(self, list(topics), handler, group)
+    def partition_for(self, topic: str, key: bytes) -> int:
+        return zlib.crc32(key) % len(self._partitions(topic))
+
+    async def subscribe(self, topics: Sequence[str], handler: Handler, *, group: str | None,
+                        on_assigned: Rebalanced | None = None, on_revoked: Rebalanced | None = None) -> Subscription:
+        subscription = _MemorySubscription(self, list(topics), handler, group, on_assigned, on_revoked)
         if group is None:
             subscription.follow({(p.topic, p.index): p.end for t in topics for p in self._partitions(t)})
         else:
@@ -213,15 +227,16 @@ class MemoryBus(Bus):
 
     def _rebalance(self, group_name: str) -> None:
         """Share the group's partitions among its members. A partition that changes hands is handed over as
-        Kafka does with a rebalance listener: the old owner finishes the message in hand and commits it, then
-        the new owner starts from that commit; never two members on one partition at once."""
+        Kafka does with a rebalance listener: the old owner finishes the message in hand, commits it and runs
+        its `on_revoked`, then the new owner runs its `on_assigned` and starts from that commit; never two
+        members on one partition at once."""
         group = self._groups[group_name]
         wanted = sorted({(p.topic, p.index) for m in group.members for t in m.topics for p in self._partitions(t)})
         shares: dict[int, set[tuple[str, int]]] = {i: set() for i in range(len(group.members))}
         for i, tp in enumerate(wanted):
             shares[i % len(group.members)].add(tp)
         for i, member in enumerate(group.members):
-            member.release(shares[i])
+            member.release(shares[i], group)
         for i, member in enumerate(group.members):
             member.own(shares[i], group)
 
@@ -238,11 +253,16 @@ class MemoryBus(Bus):
 
 
 class _MemorySubscription(Subscription):
-    def __init__(self, bus: MemoryBus, topics: list[str], handler: Handler, group: str | None) -> None:
+    def __init__(self, bus: MemoryBus, topics: list[str], handler: Handler, group: str | None,
+                 on_assigned: Rebalanced | None = None, on_revoked: Rebalanced | None = None) -> None:
         self.bus = bus
         self.topics = topics
         self.handler = handler
         self.group = group
+        self.on_assigned = on_assigned
+        self.on_revoked = on_revoked
+        self.assigned: set[Partition] = set()  # what `on_assigned` was told and `on_revoked` was not yet
+        self._callbacks: asyncio.Task[None] | None = None  # the latest assignment or revocation, run in order
         self._consumers: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._busy: set[asyncio.Task[None]] = set()  # consumers inside the handler
         self._released: set[asyncio.Task[None]] = set()  # consumers to leave after the message in hand
@@ -253,17 +273,49 @@ class _MemorySubscription(Subscription):
         for (topic, index), position in positions.items():
             self._consumers[(topic, index)] = self._start(self.bus._topics[topic][index], _Cursor(position, None))
 
-    def release(self, keep: set[tuple[str, int]]) -> None:
-        """Stop consuming every partition not in `keep`, each after the message in hand."""
-        for tp in [tp for tp in self._consumers if tp not in keep]:
-            self._let_go(self._consumers.pop(tp))
+    def release(self, keep: set[tuple[str, int]], group: _Group) -> None:
+        """Stop consuming every partition not in `keep`, each after the message in hand; then `on_revoked`."""
+        gone = {tp for tp in self._consumers if tp not in keep}
+        if not gone:
+            return
+        consumers = [self._consumers.pop(tp) for tp in sorted(gone)]
+        for task in consumers:
+            self._let_go(task)
+        handover = self._in_turn(self._revoke(consumers, gone))
+        for tp in gone:
+            group.handovers[tp] = handover
 
     def own(self, partitions: set[tuple[str, int]], group: _Group) -> None:
-        """Consume `partitions` (those not consumed yet), each from where its previous owner committed."""
-        for tp in sorted(partitions - self._consumers.keys()):
-            previous = group.consumers.get(tp)
-            task = self._start(self.bus._topics[tp[0]][tp[1]], _Cursor(None, group), after=previous)
-            self._consumers[tp] = group.consumers[tp] = task
+        """Consume `partitions` (those not consumed yet), each from where its previous owner committed, once
+        every previous owner has handed over and `on_assigned` has returned."""
+        new = partitions - self._consumers.keys()
+        if not new:
+            return
+        previous = {group.handovers[tp] for tp in new if tp in group.handovers}
+        assigned = self._in_turn(self._assign(previous, new))
+        for tp in sorted(new):
+            self._consumers[tp] = self._start(self.bus._topics[tp[0]][tp[1]], _Cursor(None, group), after=assigned)
+
+    def _in_turn(self, callback: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run `callback` once this subscriber's earlier assignments and revocations have run."""
+        task = asyncio.get_running_loop().create_task(_after(self._callbacks, callback))
+        self._callbacks = task
+        return task
+
+    async def _assign(self, previous: set[asyncio.Task[None]], partitions: set[Partition]) -> None:
+        if previous:
+            await asyncio.wait(previous)  # the previous owners' hand-overs (never cancels them)
+        self.assigned |= partitions
+        await rebalanced(self.on_assigned, partitions, "on_assigned")
+
+    async def _revoke(self, consumers: list[asyncio.Task[None]], partitions: set[Partition] | None) -> None:
+        """Once `consumers` have finished the message in hand (and committed it), tell `on_revoked` about
+        `partitions` (None: every partition still assigned)."""
+        if consumers:
+            await asyncio.wait(consumers)
+        gone = set(self.assigned) if partitions is None else partitions & self.assigned
+        self.assigned -= gone
+        await rebalanced(self.on_revoked, gone, "on_revoked")
 
     def _start(self, partition: _Partition, cursor: _Cursor,
                after: asyncio.Task[None] | None = None) -> asyncio.Task[None]:
@@ -283,7 +335,7 @@ class _MemorySubscription(Subscription):
         task = asyncio.current_task()
         assert task is not None
         if after is not None and not after.done():
-            await asyncio.wait({after})  # the previous owner's message in hand (never cancels it)
+            await asyncio.wait({after})  # the hand-over and `on_assigned` (never cancels them)
         if cursor.position is None:
             assert self.group is not None
             committed = self.bus._groups[self.group].committed.get((partition.topic, partition.index), 0)
@@ -318,4 +370,6 @@ class _MemorySubscription(Subscription):
         for task in tasks:
             self._let_go(task)
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.group is not None:
+            await asyncio.wait({self._in_turn(self._revoke([], None))})
         self.bus._leave(self)

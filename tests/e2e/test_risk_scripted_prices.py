@@ -125,11 +125,28 @@ async def _margin_events(ws, seconds: float) -> list[str]:
 
 
 async def test_two_dbprocs_give_one_margin_call(platform, api, mailbox, email, exchange_feed):
-    """Each dbproc instance runs the risk engine on every account; the trader still hears a margin call once."""
+    """Two dbprocs share the accounts by partition: only the one that owns the user's partition checks the
+    account, so one margin call is published, and the trader hears it once."""
     second = DbProc(platform.settings, platform.bus, platform.db, platform.cache)
     await second.start()
+    published: list[str] = []
+    user_id = ""
+
+    async def on_event(message) -> None:
+        event = json.loads(message.value)
+        if event.get("user_id") == user_id and event["event"].startswith("margin_call"):
+            published.append(event["event"])
+
+    watching = await platform.bus.subscribe([platform.dbproc.topics.events], on_event, group=None)
     try:
+        first = platform.dbproc.risk
+        every = set(range(platform.settings.kafka_partitions))
+        async with asyncio.timeout(30):  # the group settles: each owns some partitions, none owned twice
+            while not (first.owned and second.risk.owned and not first.owned & second.risk.owned  # noqa: ASYNC110
+                       and first.owned | second.risk.owned == every):  # polling what the group assigned
+                await asyncio.sleep(0.05)
         auth = await signed_in(api, mailbox, email)
+        user_id = (await api.get("/auth/me", headers=auth)).json()["user"]["id"]
         await exchange_feed("SOL_USDC", "100.00", "100.00")
         await api.post("/positions", headers=auth, json={"symbol": "SOL_USDC", "side": "long", "qty": "900",
                                                          "leverage": 10})
@@ -141,5 +158,11 @@ async def test_two_dbprocs_give_one_margin_call(platform, api, mailbox, email, e
             assert await _margin_events(ws, 1.5) == ["margin_call_cleared"]
         finally:
             await ws.close()
+        assert published == ["margin_call", "margin_call_cleared"]  # one dbproc published them, once each
+        owner = first if first.partition_of(user_id) in first.owned else second.risk
+        assert user_id in owner.book.user_ids()  # the position is still open
+        other = second.risk if owner is first else first
+        assert user_id not in other.book.user_ids()
     finally:
+        await watching.stop()
         await second.stop()

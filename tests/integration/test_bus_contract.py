@@ -157,3 +157,139 @@ async def test_request_reply_returns_results_errors_and_times_out(bus):
         await client.call(slow, body, key="b", timeout=0.3)
     await client.stop()
     await serving.stop()
+
+
+async def test_partition_for_names_the_partition_a_keyed_message_arrives_on(bus):
+    name = topic(bus, "keyed")
+    await bus.ensure_topics([name])
+    arrived: dict[bytes, int] = {}
+
+    async def handler(message: Message) -> None:
+        assert message.key is not None
+        arrived[message.key] = message.partition
+
+    subscription = await bus.subscribe([name], handler, group=None)
+    keys = [str(uuid.uuid4()).encode() for _ in range(150)] + [b"", b"a", b"operator", b"health", b"\xff" * 7]
+    for key in keys:
+        await bus.publish(name, b"x", key=key, wait=False)
+    await eventually(lambda: len(arrived) == len(keys))
+    await subscription.stop()
+    assert {key: bus.partition_for(name, key) for key in keys} == arrived
+    assert len(set(arrived.values())) > 1  # the keys spread: the test compares something
+
+
+class Member:
+    """A group member that records, in one log shared with the other members, each assignment, revocation and
+    message, and what it owns at each moment."""
+
+    def __init__(self, name: str, log: list[tuple[str, str, object]]) -> None:
+        self.name = name
+        self.log = log
+        self.owned: set[tuple[str, int]] = set()
+        self.assigned: list[set[tuple[str, int]]] = []
+        self.revoked: list[set[tuple[str, int]]] = []
+        self.foreign: list[tuple[str, int, int]] = []  # messages handed over while their partition was not owned
+
+    async def on_assigned(self, partitions: set[tuple[str, int]]) -> None:
+        await asyncio.sleep(0.05)  # a callback that takes a while (the risk engine loads accounts) is waited for
+        assert not partitions & self.owned, "assigned twice"
+        self.owned |= partitions
+        self.assigned.append(partitions)
+        self.log.append((self.name, "assigned", partitions))
+
+    async def on_revoked(self, partitions: set[tuple[str, int]]) -> None:
+        assert partitions <= self.owned, "revoked without having been assigned"
+        self.owned -= partitions
+        self.revoked.append(partitions)
+        self.log.append((self.name, "revoked", partitions))
+
+    async def handle(self, message: Message) -> None:
+        if (message.topic, message.partition) not in self.owned:
+            self.foreign.append((message.topic, message.partition, message.offset))
+        self.log.append((self.name, "message", (message.topic, message.partition)))
+        await asyncio.sleep(0.002)
+
+    async def join(self, bus, topics: list[str], group: str):
+        return await bus.subscribe(topics, self.handle, group=group, on_assigned=self.on_assigned,
+                                   on_revoked=self.on_revoked)
+
+
+def _every_partition(bus, topics: list[str]) -> set[tuple[str, int]]:
+    count = bus.partitions if bus.name == "in-process" else bus.settings.kafka_partitions
+    return {(t, p) for t in topics for p in range(count)}
+
+
+async def _keep_publishing(bus, name: str, stop: asyncio.Event) -> None:
+    n = 0
+    while not stop.is_set():
+        await bus.publish(name, str(n).encode(), key=f"k{n % 40}".encode(), wait=False)
+        n += 1
+        await asyncio.sleep(0.005)
+
+
+async def test_a_member_is_told_what_it_owns_before_the_first_message_of_it(bus):
+    name = topic(bus, "assigned")
+    await bus.ensure_topics([name])
+    for n in range(60):  # waiting before the member joins
+        await bus.publish(name, str(n).encode(), key=f"k{n}".encode())
+    log: list[tuple[str, str, object]] = []
+    member = Member("one", log)
+    subscription = await member.join(bus, [name], f"g-{uuid.uuid4().hex[:6]}")
+    await eventually(lambda: sum(1 for _, kind, _ in log if kind == "message") >= 60, timeout=30)
+    await subscription.stop()
+    assert member.assigned == [_every_partition(bus, [name])]
+    assert log[0][1] == "assigned" and member.foreign == []
+    assert member.revoked == [_every_partition(bus, [name])] and log[-1][1] == "revoked"  # stop() revokes
+    assert member.owned == set()
+
+
+async def test_a_second_member_takes_over_what_the_first_is_told_it_lost_and_gets_it_back_when_it_stops(bus):
+    name = topic(bus, "moving")
+    await bus.ensure_topics([name])
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    everything = _every_partition(bus, [name])
+    log: list[tuple[str, str, object]] = []
+    first, second = Member("first", log), Member("second", log)
+    stop = asyncio.Event()
+    publishing = asyncio.ensure_future(_keep_publishing(bus, name, stop))
+    first_subscription = await first.join(bus, [name], group)
+    second_subscription = None
+    try:
+        await eventually(lambda: first.owned == everything, timeout=30)
+        second_subscription = await second.join(bus, [name], group)
+        await eventually(lambda: bool(second.owned) and not (first.owned & second.owned)
+                         and first.owned | second.owned == everything, timeout=30)
+        await asyncio.sleep(0.3)  # messages flow to both
+        moved = set(second.owned)
+        assert moved != everything and first.revoked == [moved] and second.assigned == [moved]
+        assert first.assigned == [everything]  # the partitions it keeps were not revoked and assigned again
+
+        await second_subscription.stop()  # the first member gets back what the second had
+        second_subscription = None
+        await eventually(lambda: first.owned == everything, timeout=30)
+        assert second.revoked == [moved] and second.owned == set()
+        assert first.assigned == [everything, moved]
+        announced = [(who, kind) for who, kind, _ in log if kind != "message"]
+        assert announced[-2:] == [("second", "revoked"), ("first", "assigned")], announced  # it let go first
+        await asyncio.sleep(0.3)
+    finally:
+        stop.set()
+        await publishing
+        if second_subscription is not None:
+            await second_subscription.stop()
+        await first_subscription.stop()
+    assert first.foreign == [] and second.foreign == [], "a message reached a member that did not own its partition"
+    for partition in moved:  # each moved partition went from the first member to the second and back, strictly
+        owners = [who for who, kind, what in log if kind == "message" and what == partition]
+        turns = [who for i, who in enumerate(owners) if i == 0 or owners[i - 1] != who]
+        assert turns == ["first", "second", "first"][:len(turns)], turns
+    if bus.name == "in-process":  # one process: the old owner's revocation also comes before the new assignment
+        for partition in moved:
+            owner = None
+            for who, kind, what in log:
+                if kind == "assigned" and partition in what:
+                    assert owner is None, f"{partition}: assigned to {who} while {owner} held it"
+                    owner = who
+                elif kind == "revoked" and partition in what:
+                    assert owner == who
+                    owner = None

@@ -339,3 +339,36 @@ def test_the_load_keeps_only_users_with_open_positions():
     book = RiskBook()
     book.load([position("p", "long", "1", "100", "10", user="a")], {f"u{i}": D("1") for i in range(500)} | {"a": D(5)})
     assert book.users() == 1
+
+
+# --- taking accounts in and letting them go (the instance that owns a user's partition checks them) ---------
+
+
+def test_accounts_taken_in_are_checked_beside_the_rest_and_replace_what_the_book_held_of_those_users():
+    book = book_with(position("a1", "long", "1", "100", "10", user="a", sl="90"))
+    book.add_accounts([position("b1", "long", "1", "100", "10", user="b", sl="95"),
+                       position("b2", "short", "1", "100", "10", user="b", sl="105")], {"b": D("1000")})
+    assert book.user_ids() == ["a", "b"] and len(book) == 3
+    assert kinds(book.on_quote(quote("X", "94"))) == [("stop_loss", "b1")]
+    book.add_accounts([position("b2", "short", "1", "100", "10", user="b", sl="110")], {"b": D("2000")})
+    assert book.positions_of("b") == ["b2"] and not book.is_pending("b2") and "b1" not in book
+    assert book.on_quote(quote("X", "106")) == []  # b2's stop moved to 110 with the new load
+    assert kinds(book.on_quote(quote("X", "89"))) == [("stop_loss", "a1")]
+    with pytest.raises(ValueError):
+        book.add_accounts([position("a1", "long", "1", "100", "10", user="c")], {"c": D("1")})
+    with pytest.raises(ValueError):
+        book.add_accounts([position("c1", "long", "1", "100", "10", user="c")], {})
+    assert "c" not in book.user_ids()
+
+
+def test_a_dropped_user_is_forgotten_whole_and_emits_nothing():
+    book = book_with(position("p", "long", "10", "100", "1000", sl="50"),
+                     position("q", "long", "10", "100", "1000", user="v", symbol="Y", sl="50"), balance="1000")
+    assert kinds(book.on_quote(quote("X", "95"))) == [("margin_call", "u")]
+    assert book.drop_user("u") and not book.drop_user("u")
+    assert book.user_ids() == ["v"] and "p" not in book
+    assert book.on_quote(quote("X", "40")) == []  # no stop, no margin call, no stop-out of the user let go
+    assert book.on_quote(quote("X", "100")) == []  # and no clearing of the margin call it had
+    book.add_accounts([position("p", "long", "10", "100", "1000", sl="50")], {"u": D("1000")})
+    assert kinds(book.on_quote(quote("X", "95"))) == [("margin_call", "u")]  # taken back: checked afresh
+    assert kinds(book.on_quote(quote("Y", "40"))) == [("stop_loss", "q")]
