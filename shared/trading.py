@@ -231,7 +231,7 @@ def check_stops(side: Side, reference: Decimal, stop_loss: Decimal | None, take_
 
 
 def stop_trigger(side: Side, stop_loss: Decimal | None, take_profit: Decimal | None,
-                 quote: Quote) -> CloseReason | None:
+                 quote: Quote) -> Literal["stop_loss", "take_profit"] | None:
     """Which stop a quote hits: a long is checked on the bid, a short on the ask; stop-loss first."""
     price = close_price(side, quote)
     if side == "long":

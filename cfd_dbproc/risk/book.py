@@ -285,16 +285,16 @@ class RiskBook:
             users += self._dirty
             self._dirty = {}
         for user_id in dict.fromkeys(users):
-            acct = self._accounts.get(user_id)
-            if acct is not None:
-                self._verify(acct, quote, triggers)
-                self._forget_if_idle(acct)
+            reached = self._accounts.get(user_id)
+            if reached is not None:
+                self._verify(reached, quote, triggers)
+                self._forget_if_idle(reached)
         if self._idle:
             idle, self._idle = self._idle, set()
             for user_id in idle:
-                acct = self._accounts.get(user_id)
-                if acct is not None:
-                    self._forget_if_idle(acct)
+                quiet = self._accounts.get(user_id)
+                if quiet is not None:
+                    self._forget_if_idle(quiet)
         return triggers
 
     def _forget_if_idle(self, acct: Account) -> None:

@@ -258,23 +258,23 @@ class RiskRunner:
                     self.book.release_user(ident)
 
     async def _act(self, trigger: Trigger) -> None:
-        if trigger.kind in ("stop_loss", "take_profit", "stop_out"):
-            key = ("user", trigger.user_id) if trigger.kind == "stop_out" else ("position", trigger.position_id)
-            self._pending_since[key] = time.monotonic()
-        if trigger.kind in ("stop_loss", "take_profit"):
-            assert trigger.position_id is not None
-            body = RiskCloseCommand(user_id=trigger.user_id, position_id=trigger.position_id, reason=trigger.kind,
-                                    price=trigger.price, quote=trigger.quote)
-            await send(self.bus, self.topics.routes(), ops.RISK_CLOSE, body, key=trigger.user_id,
-                       command_id=f"risk:{trigger.position_id}:{trigger.quote.ts}")
-        elif trigger.kind == "stop_out":
-            body = StopOutCommand(user_id=trigger.user_id, quotes=list(self.quotes.fresh().values()),
-                                  order=self.book.worst_first(trigger.user_id))
-            await send(self.bus, self.topics.routes(), ops.STOP_OUT, body, key=trigger.user_id,
-                       command_id=f"stop-out:{trigger.user_id}:{trigger.quote.symbol}:{trigger.quote.ts}")
-        else:
-            event = AccountEvent(event=trigger.kind, user_id=trigger.user_id, margin_level=trigger.margin_level)
-            await self.bus.publish(self.topics.events, encode(event), key=trigger.user_id.encode(), wait=False)
+        match trigger.kind:
+            case "stop_loss" | "take_profit" as reason:
+                assert trigger.position_id is not None and trigger.price is not None  # a stop's trigger has both
+                self._pending_since[("position", trigger.position_id)] = time.monotonic()
+                close = RiskCloseCommand(user_id=trigger.user_id, position_id=trigger.position_id, reason=reason,
+                                         price=trigger.price, quote=trigger.quote)
+                await send(self.bus, self.topics.routes(), ops.RISK_CLOSE, close, key=trigger.user_id,
+                           command_id=f"risk:{trigger.position_id}:{trigger.quote.ts}")
+            case "stop_out":
+                self._pending_since[("user", trigger.user_id)] = time.monotonic()
+                stop_out = StopOutCommand(user_id=trigger.user_id, quotes=list(self.quotes.fresh().values()),
+                                          order=self.book.worst_first(trigger.user_id))
+                await send(self.bus, self.topics.routes(), ops.STOP_OUT, stop_out, key=trigger.user_id,
+                           command_id=f"stop-out:{trigger.user_id}:{trigger.quote.symbol}:{trigger.quote.ts}")
+            case "margin_call" | "margin_call_cleared" as call:
+                event = AccountEvent(event=call, user_id=trigger.user_id, margin_level=trigger.margin_level)
+                await self.bus.publish(self.topics.events, encode(event), key=trigger.user_id.encode(), wait=False)
 
 
 def _listed(partitions: set[int]) -> str:
