@@ -26,7 +26,7 @@ import msgspec
 
 from shared import operations as ops
 from shared.bus import Bus, Message, Topics
-from shared.bus.rpc import Responder
+from shared.bus.rpc import Responder, handles
 from shared.candles import INTERVALS, MAX_LIMIT, MINUTE_MS, bucket_start
 from shared.contracts import (
     Candle,
@@ -110,12 +110,7 @@ class CandleRecorder:
         self._responder: Responder | None = None
         if bus is not None and topics is not None:
             self._responder = Responder(bus, topics.replies)
-            self.serve(self._responder)
-
-    def serve(self, responder: Responder) -> None:
-        """Answer `candles.history` and `candles.coverage` through `responder`."""
-        responder.handle(ops.CANDLES_HISTORY, self.history)
-        responder.handle(ops.CANDLES_COVERAGE, self.coverage)
+            self._responder.serve(self)
 
     @property
     def consumed_topics(self) -> list[str]:
@@ -164,6 +159,7 @@ class CandleRecorder:
         log.debug("history of %s from %s: %d minutes stored, %d were there", batch.symbol, batch.source,
                   inserted, len(candles) - inserted)
 
+    @handles(ops.CANDLES_COVERAGE)
     async def coverage(self, query: CoverageQuery) -> Coverage:
         """`candles.coverage`: per market, its latest stored candle and the minutes of the window without one."""
         if not (query.since % MINUTE_MS == 0 and query.until % MINUTE_MS == 0
@@ -228,6 +224,7 @@ class CandleRecorder:
             applied = await Candles.raw(_UPSERT, symbol, minute, price, price, price, price, tick_us).run()
         return bool(applied)
 
+    @handles(ops.CANDLES_HISTORY)
     async def history(self, query: CandlesQuery) -> CandleHistory:
         """`candles.history`: the last `limit` candles of `interval`, oldest first, the one in progress as
         stored so far included (the server lays its live candle over it)."""

@@ -19,7 +19,7 @@ from cfd_dbproc.trading.store import TradingStore
 from cfd_dbproc.users import UserHandlers
 from shared import operations as ops
 from shared.bus import Bus, Subscription, Topics
-from shared.bus.rpc import Responder
+from shared.bus.rpc import Responder, handles
 from shared.cache import Cache
 from shared.credentials import CredentialsDirectory
 from shared.db import Database
@@ -43,11 +43,8 @@ class DbProc:
         self.quotes = QuoteCache(settings.stale_after_seconds)
         store = TradingStore(db)
         self.trading = TradingEngine(store, bus, self.topics.events, self.quotes)
-        UserHandlers(db, settings.demo_deposit, self.directory).serve(self.responder)
-        self.trading.serve(self.responder)
-        TradingQueries(self.trading).serve(self.responder)
-        OperatorHandlers(store, self.quotes, self.directory).serve(self.responder)
-        self.responder.handle(ops.HEALTH, self.health)
+        self.responder.serve(UserHandlers(db, settings.demo_deposit, self.directory), self.trading,
+                             TradingQueries(self.trading), OperatorHandlers(store, self.quotes, self.directory), self)
         self.candles = CandleRecorder(db, bus, self.topics)  # answers the candle requests in its own group
         self.risk = RiskRunner(bus, self.topics, self.quotes, store)
         self.retention = Retention(settings, db)
@@ -101,6 +98,7 @@ class DbProc:
         log.info("dbproc %s consuming %s, %s and %s", self.settings.instance_id, self.topics.user_requests,
                  self.topics.trading_requests, self.topics.health_requests)
 
+    @handles(ops.HEALTH)
     async def health(self, query: ops.HealthQuery) -> ops.HealthReport:
         await self.db.ping()
         return ops.HealthReport(database=self.db.engine.__class__.__name__, instance_id=self.settings.instance_id)

@@ -10,7 +10,7 @@ from cfd_dbproc.commands import apply_once
 from cfd_dbproc.directory import DirectoryKeeper
 from cfd_dbproc.user_rows import CREDENTIALS_COLUMNS, USER_COLUMNS, credentials_from_row, user_from_row
 from shared import operations as ops
-from shared.bus.rpc import Responder
+from shared.bus.rpc import handles
 from shared.clock import now_ms
 from shared.contracts import (
     CreateUser,
@@ -34,16 +34,11 @@ class UserHandlers:
         self.demo_deposit = demo_deposit
         self.directory = directory
 
-    def serve(self, responder: Responder) -> None:
-        responder.handle(ops.USER_EXISTS, self.exists)
-        responder.handle(ops.USER_CREATE, self.create)
-        responder.handle(ops.USER_CREDENTIALS, self.credentials)
-        responder.handle(ops.USER_PROFILE, self.profile)
-        responder.handle(ops.USER_REHASH, self.rehash)
-
+    @handles(ops.USER_EXISTS)
     async def exists(self, query: UserExistsQuery) -> UserExists:
         return UserExists(exists=await Users.exists().where(Users.email == query.email.lower()).run())
 
+    @handles(ops.USER_CREATE)
     async def create(self, command: CreateUser, command_id: str) -> User:
         email = command.email.lower()
 
@@ -72,10 +67,12 @@ class UserHandlers:
         await self.directory.changed(uuid.UUID(user.id))
         return user
 
+    @handles(ops.USER_CREDENTIALS)
     async def credentials(self, query: CredentialsQuery) -> Credentials:
         row = await Users.select(*CREDENTIALS_COLUMNS).where(Users.email == query.email.lower()).first().run()
         return Credentials() if row is None else credentials_from_row(row)
 
+    @handles(ops.USER_REHASH)
     async def rehash(self, command: RehashPassword, command_id: str) -> PasswordRehashed:
         """Replace a password hash by a current one of the same password (the server made it at sign-in),
         unless the hash changed meanwhile: then the newer change stands. Applying it twice is harmless."""
@@ -89,6 +86,7 @@ class UserHandlers:
             await self.directory.changed(user_id)  # sign-in reads the new hash from the directory at once
         return PasswordRehashed(replaced=replaced)
 
+    @handles(ops.USER_PROFILE)
     async def profile(self, query: UserQuery) -> User:
         row = await Users.select(*USER_COLUMNS).where(Users.id == _user_id(query.user_id)).first().run()
         if row is None:

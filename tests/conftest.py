@@ -15,11 +15,10 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
-from helpers import REAL, RUN_ID, Mailbox, SmtpSink, free_port
+from helpers import REAL, RUN_ID, Mailbox, SmtpSink, free_port, postgres_database
 
 from shared.settings import RateLimit, Settings, load_settings
 
@@ -27,16 +26,7 @@ from shared.settings import RateLimit, Settings, load_settings
 
 
 async def _fresh_postgres_database(base_url: str) -> str:
-    import asyncpg
-
-    name = f"cfd_test_{RUN_ID}"
-    conn = await asyncpg.connect(base_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    parts = urlsplit(base_url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
+    return await postgres_database(base_url, f"cfd_test_{RUN_ID}")
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -251,3 +251,18 @@ class Services:
     def up(self, service: str) -> None:
         result = self.run("up", service)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def postgres_database(base_url: str, name: str, *, drop: bool = False) -> str:
+    """Create (or, with `drop`, drop) the database `name` on the PostgreSQL server of `base_url`; returns its URL."""
+    import asyncpg
+
+    connection = await asyncpg.connect(base_url)
+    try:
+        if drop:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        else:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return urlunsplit(urlsplit(base_url)._replace(path=f"/{name}"))

@@ -22,7 +22,7 @@ from cfd_dbproc.trading.quotes import QuoteCache
 from cfd_dbproc.trading.store import TradingStore, parse_id
 from shared import operations as ops
 from shared.bus import Bus
-from shared.bus.rpc import Responder
+from shared.bus.rpc import handles
 from shared.clock import now_ms
 from shared.contracts import encode
 from shared.contracts_trading import (
@@ -75,14 +75,6 @@ class TradingEngine:
         self.quotes = quotes
         self.events_lost = Outage("account events cannot be published (the state is committed; clients see it at "
                                   "their next snapshot)", log)
-
-    def serve(self, responder: Responder) -> None:
-        responder.handle(ops.OPEN, self.open)
-        responder.handle(ops.CLOSE, self.close)
-        responder.handle(ops.MODIFY, self.modify)
-        responder.handle(ops.RISK_CLOSE, self.risk_close)
-        responder.handle(ops.STOP_OUT, self.stop_out)
-        responder.handle(ops.DEPOSIT, self.deposit)
 
     async def account_of(self, user_id: uuid.UUID, balance: Decimal | None = None) -> Account:
         """The account marked to the latest quotes."""
@@ -160,6 +152,7 @@ class TradingEngine:
 
     # --- commands -----------------------------------------------------------------------------------------
 
+    @handles(ops.OPEN)
     async def open(self, command: OpenCommand, command_id: str) -> Position:
         order = command.order
         user_id = parse_id(command.user_id, "account")
@@ -189,6 +182,7 @@ class TradingEngine:
 
         return await self._apply(ops.OPEN, command_id, command.user_id, apply)
 
+    @handles(ops.CLOSE)
     async def close(self, command: CloseCommand, command_id: str) -> Position:
         user_id = parse_id(command.user_id, "account")
 
@@ -210,6 +204,7 @@ class TradingEngine:
 
         return await self._apply(ops.CLOSE, command_id, command.user_id, apply)
 
+    @handles(ops.MODIFY)
     async def modify(self, command: ModifyCommand, command_id: str) -> Position:
         user_id = parse_id(command.user_id, "account")
 
@@ -229,6 +224,7 @@ class TradingEngine:
 
         return await self._apply(ops.MODIFY, command_id, command.user_id, apply)
 
+    @handles(ops.RISK_CLOSE)
     async def risk_close(self, command: RiskCloseCommand, command_id: str) -> None:
         """A stop-loss or take-profit hit: close at the triggering tick's price, if still open."""
         user_id = parse_id(command.user_id, "account")
@@ -246,6 +242,7 @@ class TradingEngine:
 
         await self._apply(ops.RISK_CLOSE, command_id, command.user_id, apply)
 
+    @handles(ops.STOP_OUT)
     async def stop_out(self, command: StopOutCommand, command_id: str) -> None:
         """Close positions in the risk book's order (worst loser first) until the margin level is back at the
         stop-out level. A position the order does not name (opened since) is left to the next check."""
@@ -276,6 +273,7 @@ class TradingEngine:
 
         await self._apply(ops.STOP_OUT, command_id, command.user_id, apply)
 
+    @handles(ops.DEPOSIT)
     async def deposit(self, command: DepositCommand, command_id: str) -> Account:
         """An operator's deposit (or, negative, a withdrawal that cannot take the balance below zero)."""
         user_id = parse_id(command.user_id, "account")

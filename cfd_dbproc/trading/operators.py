@@ -12,7 +12,7 @@ from cfd_dbproc.directory import DirectoryKeeper
 from cfd_dbproc.trading.quotes import QuoteCache
 from cfd_dbproc.trading.store import TradingStore, parse_id
 from shared import operations as ops
-from shared.bus.rpc import Responder
+from shared.bus.rpc import handles
 from shared.contracts_trading import ExposureQuery, MarketExposure, SetDisabledCommand, UsersQuery, UserSummary
 from shared.db.tables import Users
 from shared.errors import NotFound
@@ -26,11 +26,7 @@ class OperatorHandlers:
         self.quotes = quotes
         self.directory = directory
 
-    def serve(self, responder: Responder) -> None:
-        responder.handle(ops.USERS, self.users)
-        responder.handle(ops.SET_DISABLED, self.set_disabled)
-        responder.handle(ops.EXPOSURE, self.exposure)
-
+    @handles(ops.USERS)
     async def users(self, query: UsersQuery) -> list[UserSummary]:
         select = Users.select(Users.id, Users.email, Users.name, Users.disabled, Users.created_at)
         if query.search:
@@ -49,6 +45,7 @@ class OperatorHandlers:
                             balance=money(balances.get(r["id"], Decimal(0))), open_positions=counts.get(r["id"], 0))
                 for r in rows]
 
+    @handles(ops.SET_DISABLED)
     async def set_disabled(self, command: SetDisabledCommand, command_id: str) -> UserStatus:
         user_id = parse_id(command.user_id, "user")
 
@@ -62,6 +59,7 @@ class OperatorHandlers:
         await self.directory.changed(user_id)
         return done
 
+    @handles(ops.EXPOSURE)
     async def exposure(self, query: ExposureQuery) -> list[MarketExposure]:
         """The broker is every client's counterparty: per market, the clients' long and short quantity, and the
         unrealised PnL at the latest quotes (the broker's is its opposite)."""

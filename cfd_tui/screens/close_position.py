@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.widgets import Button, Input, Label, Static
 
 from cfd_client.errors import ClientError
@@ -15,7 +15,7 @@ from cfd_tui.messages import PositionClosed
 from cfd_tui.notices import describe
 from cfd_tui.orders import check_close, close_estimate
 from cfd_tui.screens.base import CfdModalScreen
-from cfd_tui.screens.form import FormMixin
+from cfd_tui.screens.form import FormMixin, form_end
 from cfd_tui.widgets.field import Field
 from cfd_tui.widgets.footer import AppFooter
 
@@ -39,10 +39,7 @@ class ClosePositionScreen(FormMixin, CfdModalScreen[Position | None]):
             yield Label(f"Quantity to close (of {fmt.qty(p.qty, market.qty_step)}; empty or all closes the whole)")
             yield Field(value=f"{p.qty.normalize():f}", id="close-qty", compact=True)
             yield Static("", id="close-preview", classes="preview")
-            yield Static("", id="form-error", classes="form-error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Close position", variant="error", id="confirm")
-                yield Button("Cancel", id="cancel")
+            yield from form_end(Button("Close position", variant="error", id="confirm"), Button("Cancel", id="cancel"))
         yield AppFooter()
 
     def on_mount(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Grid, Vertical
 from textual.widgets import Button, Input, Label, Static
 
 from cfd_client.errors import ClientError
@@ -15,7 +15,7 @@ from cfd_tui.messages import StopsChanged
 from cfd_tui.notices import describe
 from cfd_tui.orders import check_new_stops
 from cfd_tui.screens.base import CfdModalScreen
-from cfd_tui.screens.form import FormMixin
+from cfd_tui.screens.form import FormMixin, form_end
 from cfd_tui.widgets.field import Field
 from cfd_tui.widgets.footer import AppFooter
 
@@ -42,10 +42,7 @@ class EditStopsScreen(FormMixin, CfdModalScreen[Position | None]):
                 yield Field(value="" if p.take_profit is None else f"{p.take_profit.normalize():f}",
                             id="new-take-profit", placeholder="none", compact=True)
             yield Static("", id="stops-hint", classes="preview")
-            yield Static("", id="form-error", classes="form-error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Save stops", variant="primary", id="save")
-                yield Button("Cancel", id="cancel")
+            yield from form_end(Button("Save stops", variant="primary", id="save"), Button("Cancel", id="cancel"))
         yield AppFooter()
 
     def on_mount(self) -> None:

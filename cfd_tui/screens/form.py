@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Input, Static
+from textual.widget import Widget
+from textual.widgets import Button, Input, Static
 
 from cfd_client.errors import ApiError, ClientError, ConnectionLost
 
 NEXT_ON_ENTER = "next-on-enter"
 """The class of a form `Input` whose Enter moves to the next field. The app moves focus as it reads the key,
 so the keys typed after it (a password manager's auto-type, a fast typist) land in the next field."""
+
+
+def form_end(*buttons: Button, classes: str = "dialog-buttons") -> Iterator[Widget]:
+    """The end of every form: the line its errors go to (`#form-error`), then its buttons in a row."""
+    yield Static("", id="form-error", classes="form-error")
+    yield Horizontal(*buttons, classes=classes)
 
 
 if TYPE_CHECKING:

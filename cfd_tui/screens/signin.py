@@ -5,13 +5,13 @@ from __future__ import annotations
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Center, Horizontal, Vertical
+from textual.containers import Center, Vertical
 from textual.widgets import Button, Input, Label, Static
 
 from cfd_client.errors import ClientError
 from cfd_tui.messages import SignedIn
 from cfd_tui.screens.base import CfdScreen
-from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin
+from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin, form_end
 from cfd_tui.screens.signup import SignUpScreen
 from cfd_tui.widgets.field import Field
 from cfd_tui.widgets.footer import AppFooter
@@ -38,10 +38,8 @@ class SignInScreen(FormMixin, CfdScreen[None]):
             yield Field(placeholder="you@example.com", id="email", classes=NEXT_ON_ENTER)
             yield Label("Password")
             yield Field(placeholder="your password", password=True, id="password")
-            yield Static("", id="form-error", classes="form-error")
-            with Horizontal(classes="auth-buttons"):
-                yield Button("Sign in", variant="primary", id="signin")
-                yield Button("Create an account", id="signup")
+            yield from form_end(Button("Sign in", variant="primary", id="signin"),
+                                Button("Create an account", id="signup"), classes="auth-buttons")
             yield Static(f"server {self.ctx.api_url}", classes="auth-server")
         yield AppFooter()
 

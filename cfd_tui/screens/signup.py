@@ -5,12 +5,12 @@ from __future__ import annotations
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Center, Horizontal, Vertical
+from textual.containers import Center, Vertical
 from textual.widgets import Button, Input, Label, Static
 
 from cfd_client.errors import ClientError, Throttled
 from cfd_tui.screens.base import CfdScreen
-from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin
+from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin, form_end
 from cfd_tui.screens.verify import VerifyScreen
 from cfd_tui.widgets.field import Field
 from cfd_tui.widgets.footer import AppFooter
@@ -39,10 +39,8 @@ class SignUpScreen(FormMixin, CfdScreen[None]):
             yield Field(value=self.email, placeholder="you@example.com", id="email", classes=NEXT_ON_ENTER)
             yield Label(f"Password (at least {PASSWORD_MIN} characters)")
             yield Field(placeholder="a long passphrase", password=True, id="password")
-            yield Static("", id="form-error", classes="form-error")
-            with Horizontal(classes="auth-buttons"):
-                yield Button("Email me a code", variant="primary", id="send")
-                yield Button("Back", id="back")
+            yield from form_end(Button("Email me a code", variant="primary", id="send"),
+                                Button("Back", id="back"), classes="auth-buttons")
         yield AppFooter()
 
     def on_mount(self) -> None:

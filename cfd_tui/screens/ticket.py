@@ -15,7 +15,7 @@ from cfd_tui import format as fmt
 from cfd_tui.messages import OrderFilled
 from cfd_tui.orders import Checked, OrderPlan, check_ticket
 from cfd_tui.screens.base import CfdModalScreen
-from cfd_tui.screens.form import FormMixin
+from cfd_tui.screens.form import FormMixin, form_end
 from cfd_tui.widgets.field import Field
 from cfd_tui.widgets.footer import AppFooter
 from shared.trading import open_price
@@ -70,10 +70,7 @@ class TicketScreen(FormMixin, CfdModalScreen[Position | None]):
                         yield Static("", id=f"{input_id}-error", classes="field-error")
             yield Static("", id="ticket-preview", classes="preview")
             yield Static("", id="ticket-confirm", classes="confirm")
-            yield Static("", id="form-error", classes="form-error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Review order", variant="primary", id="review")
-                yield Button("Cancel", id="cancel")
+            yield from form_end(Button("Review order", variant="primary", id="review"), Button("Cancel", id="cancel"))
         yield AppFooter()
 
     def on_mount(self) -> None:

@@ -7,13 +7,13 @@ import math
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Center, Horizontal, Vertical
+from textual.containers import Center, Vertical
 from textual.widgets import Button, Label, Static
 
 from cfd_client.errors import ClientError, Throttled
 from cfd_tui.messages import SignedIn
 from cfd_tui.screens.base import CfdScreen
-from cfd_tui.screens.form import FormMixin
+from cfd_tui.screens.form import FormMixin, form_end
 from cfd_tui.widgets.footer import AppFooter
 from cfd_tui.widgets.otp_input import OtpInput
 from shared.errors import BadRequest
@@ -48,10 +48,8 @@ class VerifyScreen(FormMixin, CfdScreen[None]):
                 yield Static(hint, classes="auth-hint", markup=False)
             yield Label("Code")
             yield OtpInput(id="otp")
-            yield Static("", id="form-error", classes="form-error")
-            with Horizontal(classes="auth-buttons"):
-                yield Button("Verify", variant="primary", id="verify")
-                yield Button("Resend code", id="resend", disabled=True)
+            yield from form_end(Button("Verify", variant="primary", id="verify"),
+                                Button("Resend code", id="resend", disabled=True), classes="auth-buttons")
         yield AppFooter()
 
     def on_mount(self) -> None:

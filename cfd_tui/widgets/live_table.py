@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 from rich.text import Text
+from textual import events
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.widgets import DataTable
@@ -39,9 +40,30 @@ class LiveTable(DataTable):
     are repainted. Adding, removing or sorting rows works as in `DataTable`.
     """
 
+    COLUMNS: ClassVar[tuple[Column, ...]] = ()
+    """Every column the table can show; `fit` shows those that fit its width."""
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._stale_cells: set[tuple[RowKey, ColumnKey]] = set()
+        self.shown: tuple[Column, ...] = ()
+
+    def on_mount(self) -> None:
+        if self.COLUMNS:  # a table given its columns by hand shows them as they are
+            self._show_columns(self.COLUMNS)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.fit(event.size.width)
+
+    def fit(self, width: int) -> None:
+        """Show the columns that fit in `width` cells (the rows are kept)."""
+        wanted = fitting(self.COLUMNS, width - self.styles.scrollbar_size_vertical, self.cell_padding)
+        if wanted != self.shown:
+            self._show_columns(wanted)
+
+    def _show_columns(self, columns: tuple[Column, ...]) -> None:
+        """Rebuild the table with `columns` (and the rows it holds)."""
+        raise NotImplementedError
 
     def update_cell(self, row_key: RowKey | str, column_key: ColumnKey | str, value: CellType, *,
                     update_width: bool = False) -> None:

@@ -6,13 +6,12 @@ from decimal import Decimal
 from typing import Literal
 
 from rich.text import Text
-from textual import events
 from textual.widgets import DataTable
 
 from cfd_client.models import Position
 from cfd_tui import format as fmt
 from cfd_tui.state import MarketBoard, Portfolio
-from cfd_tui.widgets.live_table import Column, LiveTable, fitting
+from cfd_tui.widgets.live_table import Column, LiveTable
 
 # Left to right as shown; `drop` orders what goes first when the table is too narrow (0: never dropped).
 COLUMNS = (
@@ -40,6 +39,7 @@ class PositionsTable(LiveTable):
     stop-loss, margin, entry, mark); market, side, quantity and PnL always stay.
     """
 
+    COLUMNS = COLUMNS
     COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {"positions--profit", "positions--loss", "positions--long",
                                                        "positions--short"}
 
@@ -49,19 +49,6 @@ class PositionsTable(LiveTable):
         self._positions: dict[str, Position] = {}
         self._portfolio: Portfolio | None = None
         self._board: MarketBoard | None = None
-        self.shown: tuple[Column, ...] = ()
-
-    def on_mount(self) -> None:
-        self._show_columns(COLUMNS)
-
-    def on_resize(self, event: events.Resize) -> None:
-        self.fit(event.size.width)
-
-    def fit(self, width: int) -> None:
-        """Show the columns that fit in `width` cells (the rows are kept)."""
-        wanted = fitting(COLUMNS, width - self.styles.scrollbar_size_vertical, self.cell_padding)
-        if wanted != self.shown:
-            self._show_columns(wanted)
 
     def _show_columns(self, columns: tuple[Column, ...]) -> None:
         selected = self.selected_id

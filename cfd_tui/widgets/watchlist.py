@@ -6,12 +6,11 @@ from collections.abc import Iterable
 
 from rich.style import Style
 from rich.text import Text
-from textual import events
 from textual.widgets import DataTable
 
 from cfd_tui import format as fmt
 from cfd_tui.state import SPARKLINE_POINTS, MarketBoard, Ticker
-from cfd_tui.widgets.live_table import Column, LiveTable, fitting
+from cfd_tui.widgets.live_table import Column, LiveTable
 
 SPARK_WIDTH = SPARKLINE_POINTS  # one character per mid the board keeps
 # when too narrow, the trend goes first, then the change; market, bid and ask always stay
@@ -23,6 +22,7 @@ KEYS = tuple(column.key for column in COLUMNS)
 class Watchlist(LiveTable):
     """One row per market; moving the cursor (keys or mouse) chooses the market the chart shows."""
 
+    COLUMNS = COLUMNS
     COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {
         "watchlist--up", "watchlist--down", "watchlist--flash-up", "watchlist--flash-down", "watchlist--stale",
         "watchlist--symbol",
@@ -32,19 +32,6 @@ class Watchlist(LiveTable):
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._rows: list[str] = []
         self._board: MarketBoard | None = None
-        self.shown: tuple[Column, ...] = ()
-
-    def on_mount(self) -> None:
-        self._show_columns(COLUMNS)
-
-    def on_resize(self, event: events.Resize) -> None:
-        self.fit(event.size.width)
-
-    def fit(self, width: int) -> None:
-        """Show the columns that fit in `width` cells (the rows are kept)."""
-        wanted = fitting(COLUMNS, width - self.styles.scrollbar_size_vertical, self.cell_padding)
-        if wanted != self.shown:
-            self._show_columns(wanted)
 
     def _show_columns(self, columns: tuple[Column, ...]) -> None:
         self.clear(columns=True)

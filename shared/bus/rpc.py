@@ -123,6 +123,22 @@ class RequestClient:
         return result
 
 
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def handles(op: Operation[Any, Any]) -> Callable[[F], F]:
+    """Mark a method as what answers `op`: `handler(body)` for a query, `handler(body, command_id)` for a
+    command. `Responder.serve(obj)` registers every marked method of `obj`."""
+
+    def mark(handler: F) -> F:
+        setattr(handler, _OPERATION, op)
+        return handler
+
+    return mark
+
+
+_OPERATION = "__cfd_operation__"
+
 QueryHandler = Callable[[Req], Awaitable[Rep]]
 CommandHandler = Callable[[Req, str], Awaitable[Rep]]
 """A command's handler also gets the command id, which makes it apply once."""
@@ -153,6 +169,14 @@ class Responder:
     def operations(self) -> list[Operation[Any, Any]]:
         """The operations this responder answers."""
         return [route.op for route in self._routes.values()]
+
+    def serve(self, *handlers: object) -> None:
+        """Answer every operation that a method of these objects is marked for (`@handles(op)`)."""
+        for handler in handlers:
+            for name in dir(type(handler)):
+                op = getattr(getattr(type(handler), name), _OPERATION, None)
+                if op is not None:
+                    self.handle(op, getattr(handler, name))
 
     def handle(self, op: Operation[Req, Rep], handler: QueryHandler[Req, Rep] | CommandHandler[Req, Rep]) -> None:
         """Answer `op` requests with `handler(body)`, or for a command `handler(body, command_id)`."""

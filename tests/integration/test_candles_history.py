@@ -114,7 +114,7 @@ async def recorder(settings: Settings, bus: Bus, database: Database) -> AsyncIte
     topics = Topics(settings)
     recorder = CandleRecorder(database)
     responder = Responder(bus, topics.replies)
-    recorder.serve(responder)
+    responder.serve(recorder)
     subscriptions = [
         await bus.subscribe([topics.candle_requests], responder, group=settings.topic("cfd-dbproc-candles")),
         await bus.subscribe([topics.prices], recorder.on_tick, group=settings.topic(CONSUMER_GROUP)),

@@ -14,12 +14,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import msgspec
 import pytest
-from helpers import REAL, RUN_ID
+from helpers import REAL, RUN_ID, postgres_database
 
 from cfd_cli.platform import Platform
 from cfd_poller.local_exchange import LocalExchange
@@ -44,23 +43,12 @@ async def fresh_settings(make_settings, tmp_path) -> AsyncIterator[Callable[...,
                                  "sim_seed": 5, "poller_resume_timeout": 20.0 if REAL else 5.0}
     database = None
     if REAL:
-        import asyncpg
-
         base = make_settings().database_url
         database = f"cfd_test_{RUN_ID}_hist{uuid.uuid4().hex[:6]}"
-        conn = await asyncpg.connect(base)
-        try:
-            await conn.execute(f'CREATE DATABASE "{database}"')
-        finally:
-            await conn.close()
-        overrides["database_url"] = urlunsplit(urlsplit(base)._replace(path=f"/{database}"))
+        overrides["database_url"] = await postgres_database(base, database)
     yield lambda **more: make_settings(**{**overrides, **more})
     if database is not None:
-        conn = await asyncpg.connect(base)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await postgres_database(base, database, drop=True)
 
 
 @pytest.fixture
