@@ -36,6 +36,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cfd_dbproc.risk import OpenPosition, RiskBook
+from cfd_poller.simulation import SIMULATION
 from shared.contracts import Quote
 from shared.markets import MARKETS, SYMBOLS, broker_quote
 from shared.trading import margin, open_price, pnl, stop_trigger
@@ -86,15 +87,15 @@ class Market:
 
     def __init__(self, symbol: str, rng: random.Random) -> None:
         self.m = MARKETS[symbol]
-        self.mid = float(self.m.sim_price)
+        self.mid = float(SIMULATION[self.m.symbol].price)
         self.rng = rng
         self.ts = 0
 
     def quote(self, move: float | None = None) -> Quote:
         if move is None:
-            move = self.rng.gauss(0.0, self.m.sim_volatility)
+            move = self.rng.gauss(0.0, SIMULATION[self.m.symbol].volatility)
         self.mid *= math.exp(move)
-        half = self.mid * float(self.m.sim_spread_bps) / 20_000
+        half = self.mid * float(SIMULATION[self.m.symbol].spread_bps) / 20_000
         tick = self.m.price_tick
         self.ts += 1000
         return broker_quote(self.m, Decimal(repr(self.mid - half)).quantize(tick),

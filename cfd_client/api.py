@@ -37,7 +37,6 @@ from shared.contracts import (
     AuthSession,
     Candle,
     InfoResponse,
-    MarketInfo,
     MeResponse,
     Price,
     SigninRequest,
@@ -46,6 +45,7 @@ from shared.contracts import (
     User,
     VerifyRequest,
 )
+from shared.markets import Market
 
 T = TypeVar("T")
 
@@ -161,9 +161,9 @@ class ApiClient:
         """The server's version, clock and WebSocket URL."""
         return await self._get("/info", InfoResponse)
 
-    async def markets(self) -> list[MarketInfo]:
+    async def markets(self) -> list[Market]:
         """The tradable markets and their contract terms."""
-        return await self._get("/markets", list[MarketInfo])
+        return await self._get("/markets", list[Market])
 
     async def prices(self) -> list[Price]:
         """The latest broker quote of every market that has one."""

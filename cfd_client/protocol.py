@@ -11,7 +11,8 @@ from msgspec import UnsetType
 
 from cfd_client.feed import FeedEvent
 from cfd_client.models import Account, FeedState, LedgerEntry, Position, Side
-from shared.contracts import AuthSession, Candle, InfoResponse, MarketInfo, Price, SignupAccepted, User
+from shared.contracts import AuthSession, Candle, InfoResponse, Price, SignupAccepted, User
+from shared.markets import Market
 
 
 class Feed(Protocol):
@@ -53,7 +54,7 @@ class BrokerApi(Protocol):
 
     async def info(self) -> InfoResponse: ...
 
-    async def markets(self) -> list[MarketInfo]: ...
+    async def markets(self) -> list[Market]: ...
 
     async def prices(self) -> list[Price]: ...
 

@@ -26,6 +26,7 @@ from shared.contracts import (
 from shared.db import Database
 from shared.db.tables import Accounts, LedgerEntries, Users
 from shared.errors import Conflict, NotFound
+from shared.trading import CURRENCY
 
 
 class UserHandlers:
@@ -52,7 +53,7 @@ class UserHandlers:
                       disabled=False, created_at=created)
             ).run()
             await Accounts.insert(
-                Accounts(id=uuid.uuid4(), user_id=user_id, currency="USD", balance=self.demo_deposit,
+                Accounts(id=uuid.uuid4(), user_id=user_id, currency=CURRENCY, balance=self.demo_deposit,
                          created_at=created)
             ).run()
             await LedgerEntries.insert(

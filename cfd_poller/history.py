@@ -31,6 +31,7 @@ import msgspec
 
 from cfd_poller.klines import KlineClient, KlineError, rest_url
 from cfd_poller.metrics import PollerMetrics
+from cfd_poller.simulation import SIMULATION
 from cfd_poller.sources import PriceSource
 from cfd_poller.sources.sim import MEAN_REVERSION_SECONDS, SimSource
 from shared import operations as ops
@@ -70,7 +71,7 @@ def simulate_minutes(market: Market, start_ms: int, end_ms: int, end_mid: Decima
                      start_mid: Decimal | float | None = None, steps: int = 60) -> list[Candle]:
     """1m candles of the mid for the minutes `[start_ms, end_ms)`, ending at `end_mid` when `end_ms` comes.
 
-    The simulator's walk (log price, the market's volatility, the pull back to `sim_price`) is run backwards
+    The simulator's walk (log price, the market's volatility, the pull back to the simulated price) is run backwards
     from `end_mid`: a stationary walk of this kind looks the same either way in time. Given `start_mid`, the
     walk is bent linearly to start there. Each minute's close is the next one's open. `n` counts the steps.
     """
@@ -78,11 +79,11 @@ def simulate_minutes(market: Market, start_ms: int, end_ms: int, end_mid: Decima
     if minutes <= 0:
         return []
     dt = 60.0 / steps
-    sigma = market.sim_volatility * math.sqrt(dt)
+    sigma = SIMULATION[market.symbol].volatility * math.sqrt(dt)
     revert = min(1.0, dt / MEAN_REVERSION_SECONDS)
-    base = float(market.sim_price)
+    base = float(SIMULATION[market.symbol].price)
     total = minutes * steps
-    x = [0.0] * (total + 1)  # log(mid / sim_price) at each step, x[total] at end_ms
+    x = [0.0] * (total + 1)  # log(mid / simulated price) at each step, x[total] at end_ms
     x[total] = math.log(float(end_mid) / base)
     gauss = rng.gauss
     for k in range(total, 0, -1):

@@ -33,6 +33,7 @@ from websockets.http11 import Request, Response
 from cfd_poller.frames import STREAM_PREFIX, book_ticker_frame, encode_frame
 from cfd_poller.history import simulate_minutes
 from cfd_poller.klines import KLINES_PATH, MAX_KLINES, from_candle
+from cfd_poller.simulation import SIMULATION
 from cfd_poller.sources.sim import RandomWalk, seeded_rng
 from shared import clock
 from shared.candles import MINUTE_MS, add_price, aggregate, bucket_start, open_candle
@@ -269,8 +270,8 @@ class LocalExchange:
             market = MARKETS[symbol]
             rng = random.Random(f"{self.seed}:{symbol}:klines") if self.seed is not None else random.Random()
             start = self.started_minute - self.history_hours * 60 * MINUTE_MS
-            self._history[symbol] = simulate_minutes(market, start, self.started_minute, market.sim_price, rng,
-                                                     steps=12)
+            self._history[symbol] = simulate_minutes(market, start, self.started_minute, SIMULATION[symbol].price,
+                                                     rng, steps=12)
         return self._history[symbol]
 
     def _record(self, symbol: str, bid: Decimal, ask: Decimal, ts_ms: int) -> None:

@@ -46,7 +46,7 @@ from cfd_tui.screens.dashboard import DashboardScreen
 from cfd_tui.screens.form import NEXT_ON_ENTER
 from cfd_tui.screens.help import HelpScreen
 from cfd_tui.screens.signin import SignInScreen
-from cfd_tui.state import MarketBoard, Portfolio, market_terms
+from cfd_tui.state import MarketBoard, Portfolio
 from cfd_tui.widgets.top_bar import TopBar
 from shared.contracts import CandleFrame, ErrorFrame, PriceFrame, User
 
@@ -298,7 +298,7 @@ class CfdApp(App[None]):
         except NotFound:
             markets = []
         if markets:
-            self.board.set_markets(market_terms(m) for m in markets)
+            self.board.set_markets(markets)
         now = self.clock()
         for price in await self.client.prices():
             if price.symbol not in self.board.tickers:

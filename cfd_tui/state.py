@@ -17,7 +17,7 @@ from decimal import Decimal
 from msgspec import Struct
 
 from cfd_client.models import Account, Position, is_open
-from shared.contracts import Candle, CandleFrame, MarketInfo, Price, PriceFrame, Quote
+from shared.contracts import Candle, CandleFrame, Price, PriceFrame, Quote
 from shared.markets import MARKETS, Market
 from shared.trading import Exposure, account_state, unrealized_pnl
 
@@ -41,16 +41,6 @@ class Ticker(Struct, kw_only=True):
 
     def quote(self) -> Quote:
         return Quote(symbol=self.symbol, bid=self.bid, ask=self.ask, mid=self.mid, ts=self.ts)
-
-
-def market_terms(info: MarketInfo) -> Market:
-    """The catalogue entry for a market the server lists (the server's terms win over the local copy)."""
-    known = MARKETS.get(info.symbol)
-    return Market(symbol=info.symbol, base=info.base, quote=info.quote, max_leverage=info.max_leverage,
-                  min_qty=info.min_qty, qty_step=info.qty_step, price_tick=info.price_tick,
-                  spread_bps=info.spread_bps, sim_price=known.sim_price if known else Decimal(0),
-                  sim_spread_bps=known.sim_spread_bps if known else Decimal(0),
-                  sim_volatility=known.sim_volatility if known else 0.0)
 
 
 class MarketBoard:

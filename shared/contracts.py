@@ -178,27 +178,9 @@ _encoder = msgspec.json.Encoder(decimal_format="string")
 # --- markets, prices and candles -------------------------------------------------------------------------
 
 
-class MarketInfo(Struct, kw_only=True):
-    """A market's contract terms as clients see them (`GET /markets`)."""
-
-    symbol: str
-    base: str
-    quote: str
-    max_leverage: int
-    min_qty: Decimal
-    qty_step: Decimal
-    price_tick: Decimal
-    spread_bps: Decimal
-
-
-class Price(Struct, kw_only=True):
+class Price(Quote, kw_only=True):
     """The latest broker quote of a market (`GET /prices`); `stale` when its feed has gone quiet."""
 
-    symbol: str
-    bid: Decimal
-    ask: Decimal
-    mid: Decimal
-    ts: int
     stale: bool = False
 
 
@@ -275,12 +257,8 @@ class AuthenticatedFrame(Struct, tag_field="type", tag="authenticated", kw_only=
     user_id: str
 
 
-class PriceFrame(Struct, tag_field="type", tag="price", kw_only=True):
-    symbol: str
-    bid: Decimal
-    ask: Decimal
-    mid: Decimal
-    ts: int
+class PriceFrame(Quote, tag_field="type", tag="price", kw_only=True):
+    """A broker quote on the `prices.<SYMBOL>` channels."""
 
 
 class CandleFrame(Struct, tag_field="type", tag="candle", kw_only=True):

@@ -13,7 +13,7 @@ BPS = Decimal(10_000)
 
 
 class Market(Struct, frozen=True, kw_only=True):
-    """A tradable market and its contract terms. `spread_bps` is the broker's total markup."""
+    """A tradable market and its contract terms (`GET /markets`). `spread_bps` is the broker's total markup."""
 
     symbol: str
     base: str
@@ -23,29 +23,21 @@ class Market(Struct, frozen=True, kw_only=True):
     qty_step: Decimal
     price_tick: Decimal
     spread_bps: Decimal
-    sim_price: Decimal
-    sim_spread_bps: Decimal
-    sim_volatility: float  # per-second standard deviation of log returns, for the simulator
 
 
 MARKETS: dict[str, Market] = {
     m.symbol: m
     for m in (
         Market(symbol="BTC_USDC", base="BTC", quote="USDC", max_leverage=50, min_qty=Decimal("0.0001"),
-               qty_step=Decimal("0.0001"), price_tick=Decimal("0.1"), spread_bps=Decimal("4"),
-               sim_price=Decimal("96500"), sim_spread_bps=Decimal("0.5"), sim_volatility=0.0004),
+               qty_step=Decimal("0.0001"), price_tick=Decimal("0.1"), spread_bps=Decimal("4")),
         Market(symbol="ETH_USDC", base="ETH", quote="USDC", max_leverage=50, min_qty=Decimal("0.001"),
-               qty_step=Decimal("0.001"), price_tick=Decimal("0.01"), spread_bps=Decimal("5"),
-               sim_price=Decimal("3450"), sim_spread_bps=Decimal("1"), sim_volatility=0.0005),
+               qty_step=Decimal("0.001"), price_tick=Decimal("0.01"), spread_bps=Decimal("5")),
         Market(symbol="SOL_USDC", base="SOL", quote="USDC", max_leverage=20, min_qty=Decimal("0.01"),
-               qty_step=Decimal("0.01"), price_tick=Decimal("0.01"), spread_bps=Decimal("6"),
-               sim_price=Decimal("185"), sim_spread_bps=Decimal("2"), sim_volatility=0.0007),
+               qty_step=Decimal("0.01"), price_tick=Decimal("0.01"), spread_bps=Decimal("6")),
         Market(symbol="BNB_USDC", base="BNB", quote="USDC", max_leverage=20, min_qty=Decimal("0.001"),
-               qty_step=Decimal("0.001"), price_tick=Decimal("0.01"), spread_bps=Decimal("6"),
-               sim_price=Decimal("690"), sim_spread_bps=Decimal("2"), sim_volatility=0.0005),
+               qty_step=Decimal("0.001"), price_tick=Decimal("0.01"), spread_bps=Decimal("6")),
         Market(symbol="DOGE_USDC", base="DOGE", quote="USDC", max_leverage=10, min_qty=Decimal("1"),
-               qty_step=Decimal("1"), price_tick=Decimal("0.00001"), spread_bps=Decimal("10"),
-               sim_price=Decimal("0.32"), sim_spread_bps=Decimal("3"), sim_volatility=0.0009),
+               qty_step=Decimal("1"), price_tick=Decimal("0.00001"), spread_bps=Decimal("10")),
     )
 }
 

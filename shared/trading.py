@@ -20,7 +20,8 @@ from shared.markets import Market
 Side = Literal["long", "short"]
 CloseReason = Literal["manual", "stop_loss", "take_profit", "stop_out"]
 
-MONEY_QUANTUM = Decimal("0.01")  # the account currency is USD: amounts are booked in cents
+CURRENCY = "USD"  # every account's currency: amounts are booked in its cents
+MONEY_QUANTUM = Decimal("0.01")
 MARGIN_CALL_LEVEL = Decimal(100)
 STOP_OUT_LEVEL = Decimal(50)
 HUNDRED = Decimal(100)
@@ -114,17 +115,11 @@ class Exposure(Struct, frozen=True):
     margin: Decimal
 
 
-class AccountState(Struct, frozen=True, kw_only=True):
-    balance: Decimal
-    equity: Decimal
-    used_margin: Decimal
-    free_margin: Decimal
-    margin_level: Decimal | None  # percent; None without open positions
-    unrealized_pnl: Decimal
+def account_state(balance: Decimal, positions: Iterable[Exposure], quotes: dict[str, Quote]) -> Account:
+    """The account marked to `quotes`, as the risk book checks it and clients see it (`GET /account`, the feed's
+    snapshots and marks).
 
-
-def account_state(balance: Decimal, positions: Iterable[Exposure], quotes: dict[str, Quote]) -> AccountState:
-    """Equity = balance + Σ unrealised PnL; free margin = equity − used margin; level = equity / used × 100.
+    Equity = balance + Σ unrealised PnL; free margin = equity − used margin; level = equity / used × 100.
 
     A position whose market has no quote is valued at its entry price (no unrealised PnL)."""
     used = Decimal(0)
@@ -138,20 +133,12 @@ def account_state(balance: Decimal, positions: Iterable[Exposure], quotes: dict[
     with localcontext() as wide:
         wide.prec = 60  # a tiny margin under a huge equity must not overflow the quantize
         level = (equity / used * HUNDRED).quantize(Decimal("0.01")) if used > 0 else None
-    return AccountState(balance=money(balance), equity=money(equity), used_margin=money(used),
-                        free_margin=money(equity - used), margin_level=level, unrealized_pnl=money(unrealized))
+    return Account(currency=CURRENCY, balance=money(balance), equity=money(equity), used_margin=money(used),
+                   free_margin=money(equity - used), margin_level=level, unrealized_pnl=money(unrealized))
 
 
 def exposure_of(position: Position) -> Exposure:
     return Exposure(position.symbol, position.side, position.qty, position.entry_price, position.margin)
-
-
-def account_snapshot(balance: Decimal, positions: Iterable[Exposure], quotes: dict[str, Quote]) -> Account:
-    """The account as clients see it (`GET /account`, the feed's snapshots and marks)."""
-    state = account_state(balance, positions, quotes)
-    return Account(currency="USD", balance=state.balance, equity=state.equity, used_margin=state.used_margin,
-                   free_margin=state.free_margin, margin_level=state.margin_level,
-                   unrealized_pnl=state.unrealized_pnl)
 
 
 def stop_out_price(side: Side, qty: Decimal, entry: Decimal, equity: Decimal, used_margin: Decimal) -> Decimal | None:

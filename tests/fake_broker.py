@@ -36,13 +36,13 @@ from cfd_client.models import (
     StateChanged,
     is_open,
 )
+from cfd_poller.simulation import SIMULATION
 from shared.candles import INTERVALS, bucket_start
 from shared.contracts import (
     AuthSession,
     Candle,
     CandleFrame,
     InfoResponse,
-    MarketInfo,
     Price,
     PriceFrame,
     Quote,
@@ -50,9 +50,9 @@ from shared.contracts import (
     User,
 )
 from shared.errors import CfdError
-from shared.markets import MARKETS, broker_quote
+from shared.markets import MARKETS, Market, broker_quote
 from shared.trading import (
-    account_snapshot,
+    account_state,
     check_close,
     check_margin,
     check_order,
@@ -73,7 +73,8 @@ FAKE_OTP = "123456"
 
 def default_quotes() -> dict[str, tuple[Decimal, Decimal]]:
     """An exchange bid/ask per market near the simulator's prices (the broker quote is wider)."""
-    return {s: (m.sim_price - m.price_tick * 5, m.sim_price + m.price_tick * 5) for s, m in MARKETS.items()}
+    return {s: (SIMULATION[s].price - m.price_tick * 5, SIMULATION[s].price + m.price_tick * 5)
+            for s, m in MARKETS.items()}
 
 
 class FakeFeed:
@@ -254,11 +255,9 @@ class FakeBroker:
     async def info(self) -> InfoResponse:
         return InfoResponse(version="fake", ws_url="ws://fake.invalid/ws", server_time=self.now_ms)
 
-    async def markets(self) -> list[MarketInfo]:
+    async def markets(self) -> list[Market]:
         self._call("markets")
-        return [MarketInfo(symbol=m.symbol, base=m.base, quote=m.quote, max_leverage=m.max_leverage,
-                           min_qty=m.min_qty, qty_step=m.qty_step, price_tick=m.price_tick, spread_bps=m.spread_bps)
-                for m in MARKETS.values()]
+        return list(MARKETS.values())
 
     async def prices(self) -> list[Price]:
         self._call("prices")
@@ -411,7 +410,7 @@ class FakeBroker:
 
     def _account(self, user_id: str) -> Account:
         open_ = [exposure_of(p) for uid, p in self.positions_by_id.values() if uid == user_id and is_open(p)]
-        return account_snapshot(self.balances[user_id], open_, self.quotes)
+        return account_state(self.balances[user_id], open_, self.quotes)
 
     def _book(self, user_id: str, kind: str, amount: Decimal, reference: str) -> Decimal:
         """A ledger entry and the balance it leaves (as the engine's `_book`)."""

@@ -9,7 +9,8 @@ from msgspec import Struct, field
 from cfd_dbproc.risk.levels import EXACT, ZERO, Net
 from cfd_dbproc.risk.models import OpenPosition
 from shared.contracts import Quote
-from shared.trading import MARGIN_CALL_LEVEL, STOP_OUT_LEVEL, AccountState, Exposure, account_state
+from shared.contracts_trading import Account
+from shared.trading import MARGIN_CALL_LEVEL, STOP_OUT_LEVEL, Exposure, account_state
 
 LEVEL_QUANTUM = Decimal("0.01")
 """`account_state` rounds the margin level to this (half-even)."""
@@ -34,7 +35,7 @@ class Held(Struct, gc=False):
                         margin=ZERO if self.pending else p.margin)
 
 
-class Account(Struct, gc=False):
+class BookAccount(Struct, gc=False):
     """One user: balance, positions netted per market, margin used, and the margin call / stop-out state."""
 
     user_id: str
@@ -78,7 +79,7 @@ class Account(Struct, gc=False):
             margin = held.position.margin
             self.used = EXACT.add(self.used, margin) if not pending else EXACT.subtract(self.used, margin)
 
-    def state(self, quotes: dict[str, Quote]) -> AccountState:
+    def state(self, quotes: dict[str, Quote]) -> Account:
         """The exact account state (`shared.trading.account_state`), pending positions using no margin."""
         return account_state(self.balance, [h.exposure() for h in self.held.values()], quotes)
 

@@ -19,15 +19,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal, DecimalException
 
-from cfd_dbproc.risk.account import Account, Held
+from cfd_dbproc.risk.account import BookAccount, Held
 from cfd_dbproc.risk.ladder import PriceLadder
 from cfd_dbproc.risk.levels import ALWAYS, EXACT, ZERO, Holding, stop_keys, thresholds
 from cfd_dbproc.risk.models import OpenPosition, Trigger
 from shared.contracts import Quote
+from shared.contracts_trading import Account
 from shared.trading import (
     MARGIN_CALL_LEVEL,
     STOP_OUT_LEVEL,
-    AccountState,
     close_price,
     stop_trigger,
     unrealized_pnl,
@@ -66,7 +66,7 @@ class RiskBook:
     def __init__(self) -> None:
         self._quotes: dict[str, Quote] = {}
         self._markets: dict[str, _Market] = {}
-        self._accounts: dict[str, Account] = {}
+        self._accounts: dict[str, BookAccount] = {}
         self._held: dict[str, Held] = {}
         self._dirty: dict[str, None] = {}  # users to verify at the next tick, in order
         self._idle: set[str] = set()  # users that may hold nothing now: dropped at the next tick if so
@@ -99,7 +99,7 @@ class RiskBook:
         held = self._held.get(position_id)
         return held is not None and held.pending
 
-    def account(self, user_id: str) -> AccountState:
+    def account(self, user_id: str) -> Account:
         """The user's exact account state at the latest quotes (pending positions use no margin)."""
         return self._accounts[user_id].state(self._quotes)
 
@@ -150,7 +150,7 @@ class RiskBook:
         self._take(positions, balances)
 
     def _take(self, positions: list[OpenPosition], balances: dict[str, Decimal]) -> None:
-        accounts = {user_id: Account(user_id, balances[user_id]) for user_id in {p.user_id for p in positions}}
+        accounts = {user_id: BookAccount(user_id, balances[user_id]) for user_id in {p.user_id for p in positions}}
         self._accounts.update(accounts)
         for p in positions:
             self._add(Held(p))
@@ -175,7 +175,7 @@ class RiskBook:
         """The user's balance changed (or a new user): re-arms a pending stop-out."""
         acct = self._accounts.get(user_id)
         if acct is None:
-            acct = self._accounts[user_id] = Account(user_id, balance)
+            acct = self._accounts[user_id] = BookAccount(user_id, balance)
         acct.balance = balance
         acct.stop_pending = False
         self._rebuild(acct, verified=False)
@@ -297,7 +297,7 @@ class RiskBook:
                     self._forget_if_idle(quiet)
         return triggers
 
-    def _forget_if_idle(self, acct: Account) -> None:
+    def _forget_if_idle(self, acct: BookAccount) -> None:
         """Drop a user who holds nothing and has no margin call to clear (their balance is in the database
         and comes back with their next position event)."""
         if acct.held or acct.margin_called or acct.stop_pending or acct.user_id in self._dirty:
@@ -321,7 +321,7 @@ class RiskBook:
                                 quote=quote))
         stopped[p.user_id] = None
 
-    def _verify(self, acct: Account, quote: Quote, triggers: list[Trigger]) -> None:
+    def _verify(self, acct: BookAccount, quote: Quote, triggers: list[Trigger]) -> None:
         """Check the user's exact level, emit what changed, and index the next thresholds."""
         self.verifications += 1
         level = acct.state(self._quotes).margin_level
@@ -343,7 +343,7 @@ class RiskBook:
             market = self._markets[symbol] = _Market(self._quotes.get(symbol))
         return market
 
-    def _add(self, held: Held) -> Account:
+    def _add(self, held: Held) -> BookAccount:
         p = held.position
         acct = self._accounts[p.user_id]
         dependent = acct.add(held).spread_dependent  # first: it may refuse the position
@@ -353,7 +353,7 @@ class RiskBook:
             self._arm(held)
         return acct
 
-    def _remove(self, held: Held) -> Account:
+    def _remove(self, held: Held) -> BookAccount:
         self._disarm(held)
         p = held.position
         del self._held[p.id]
@@ -361,7 +361,7 @@ class RiskBook:
         self._track_hedge(acct, p.symbol, acct.remove(held).spread_dependent)
         return acct
 
-    def _track_hedge(self, acct: Account, symbol: str, dependent: bool) -> None:
+    def _track_hedge(self, acct: BookAccount, symbol: str, dependent: bool) -> None:
         hedged = self._market(symbol).hedged
         if dependent:
             hedged.add(acct.user_id)
@@ -379,12 +379,12 @@ class RiskBook:
             ladder.cancel(ticket)
         held.tickets = ()
 
-    def _unwatch(self, acct: Account) -> None:
+    def _unwatch(self, acct: BookAccount) -> None:
         for symbol, ticket in acct.tickets:
             self._markets[symbol].accounts.cancel(ticket)
         acct.tickets = ()
 
-    def _rebuild(self, acct: Account, verified: bool) -> None:
+    def _rebuild(self, acct: BookAccount, verified: bool) -> None:
         """Replace the user's account keys with fresh ones from the current prices (`levels.thresholds`).
 
         `verified`: the user's exact state was just checked. If not, and a watch is already past its

@@ -44,7 +44,7 @@ from shared.outage import Outage
 from shared.trading import (
     MONEY_QUANTUM,
     STOP_OUT_LEVEL,
-    account_snapshot,
+    account_state,
     check_close,
     check_margin,
     check_order,
@@ -79,7 +79,7 @@ class TradingEngine:
     async def account_of(self, user_id: uuid.UUID, balance: Decimal | None = None) -> Account:
         """The account marked to the latest quotes."""
         balance = await self.store.balance(user_id) if balance is None else balance
-        return account_snapshot(balance, await self.store.exposures(user_id), self.quotes.latest())
+        return account_state(balance, await self.store.exposures(user_id), self.quotes.latest())
 
     # --- applying a command -------------------------------------------------------------------------------
 
@@ -164,7 +164,7 @@ class TradingEngine:
             check_stops(order.side, fill, order.stop_loss, order.take_profit, market)
             balance = await self.store.balance(user_id)
             positions = await self.store.exposures(user_id)
-            account = account_snapshot(balance, positions, self.quotes.latest())
+            account = account_state(balance, positions, self.quotes.latest())
             needed = margin(order.qty, fill, order.leverage)
             check_margin(needed, account.free_margin)
             at = now_ms()
@@ -176,7 +176,7 @@ class TradingEngine:
             await self.store.insert(user_id, position)
             events.append(PositionEvent(event="opened", user_id=command.user_id, position=position, balance=balance))
             events.append(AccountEvent(event="snapshot", user_id=command.user_id,
-                                       account=account_snapshot(balance, [*positions, exposure_of(position)],
+                                       account=account_state(balance, [*positions, exposure_of(position)],
                                                                 self.quotes.latest())))
             return position
 
@@ -254,7 +254,7 @@ class TradingEngine:
             held = {p.id: p for p in await self.store.open_positions(user_id)}
             closed_any = False
             for position_id in command.order:
-                account = account_snapshot(balance, [exposure_of(p) for p in held.values()], quotes)
+                account = account_state(balance, [exposure_of(p) for p in held.values()], quotes)
                 if account.margin_level is None or account.margin_level >= STOP_OUT_LEVEL:
                     break
                 worst = held.get(position_id)
@@ -268,7 +268,7 @@ class TradingEngine:
                 events.append(PositionEvent(event="closed", user_id=command.user_id, position=closed, balance=balance))
             if closed_any:
                 events.append(AccountEvent(event="stop_out", user_id=command.user_id,
-                                           account=account_snapshot(balance, [exposure_of(p) for p in held.values()],
+                                           account=account_state(balance, [exposure_of(p) for p in held.values()],
                                                                     quotes)))
 
         await self._apply(ops.STOP_OUT, command_id, command.user_id, apply)

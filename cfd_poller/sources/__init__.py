@@ -1,7 +1,7 @@
 """Price sources: each yields validated `PriceTick`s as an async iterator, for as long as it has prices.
 
 - `backpack`: the exchange's WebSocket feed (reconnects by itself, never ends);
-- `sim`: a seeded random walk around each market's `sim_price` (never ends);
+- `sim`: a seeded random walk around each market's its simulated price (`cfd_poller.simulation`) (never ends);
 - `replay`: a recorded JSONL file of Backpack frames (ends with the file).
 """
 

@@ -1,9 +1,10 @@
-"""The simulator: a seeded random walk per market around its `sim_price`, at `sim_tick_hz` per market.
+"""The simulator: a seeded random walk per market around its simulated price (`cfd_poller.simulation`), at
+`sim_tick_hz` per market.
 
 The walk runs on floats (log price, normal increments scaled by the market's per-second volatility, a gentle
-pull back towards `sim_price`); every published bid and ask is an exact `Decimal` on the market's price tick,
-the bid rounded down and the ask up from `mid ∓ sim_spread_bps/2`. The same seed gives the same prices.
-A walk starts at `sim_price`, or where the stored prices end (`SimSource.resume`, see `cfd_poller.history`).
+pull back towards the simulated price); every published bid and ask is an exact `Decimal` on the market's price
+tick, the bid rounded down and the ask up from `mid ∓ spread_bps/2`. The same seed gives the same prices. A walk
+starts at the simulated price, or where the stored prices end (`SimSource.resume`, see `cfd_poller.history`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from cfd_poller.metrics import PollerMetrics
+from cfd_poller.simulation import SIMULATION
 from shared import clock
 from shared.contracts import PriceTick
 from shared.markets import BPS, Market
 
-# The walk drifts back towards sim_price with this time constant, so a long demo stays near real prices.
+# The walk drifts back towards the simulated price with this time constant, so a long demo stays near real prices.
 MEAN_REVERSION_SECONDS = 3600.0
 # When the loop falls this far behind its schedule (a stalled event loop), it skips ahead instead of bursting.
 MAX_LAG_SECONDS = 1.0
@@ -31,11 +33,11 @@ class RandomWalk:
     def __init__(self, market: Market, rng: random.Random, dt: float) -> None:
         self.market = market
         self._rng = rng
-        self._sigma = market.sim_volatility * math.sqrt(dt)
+        self._sigma = SIMULATION[market.symbol].volatility * math.sqrt(dt)
         self._revert = min(1.0, dt / MEAN_REVERSION_SECONDS)
-        self._half_spread = float(market.sim_spread_bps / 2 / BPS)
-        self._start = float(market.sim_price)
-        self._x = 0.0  # log(mid / sim_price)
+        self._half_spread = float(SIMULATION[market.symbol].spread_bps / 2 / BPS)
+        self._start = float(SIMULATION[market.symbol].price)
+        self._x = 0.0  # log(mid / simulated price)
 
     @property
     def mid(self) -> float:
@@ -87,7 +89,7 @@ class SimSource:
         self.walks = [RandomWalk(m, seeded_rng(seed, m.symbol), 1.0 / tick_hz) for m in self.markets]
 
     def resume(self, mids: Mapping[str, Decimal]) -> None:
-        """Start each market named in `mids` from that mid (the last stored price) instead of its `sim_price`."""
+        """Start each market named in `mids` from that mid (the last stored price) instead of its simulated price."""
         for walk in self.walks:
             if walk.market.symbol in mids:
                 walk.move_to(mids[walk.market.symbol])

@@ -16,6 +16,7 @@ import msgspec
 from cfd_server.auth.session import Session
 from cfd_server.auth.session_ends import SessionNotices, SessionsEnded
 from shared.cache import Cache
+from shared.clock import now_ms
 from shared.contracts import User, encode
 from shared.errors import Unauthorized
 
@@ -28,10 +29,6 @@ SESSION_PREFIX = "session:"
 # except the one `jti` (the session that signed every other one out).
 GATE_PREFIX = "user-gate:"
 DISABLED = b"disabled"
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Sessions:
@@ -52,7 +49,7 @@ class Sessions:
     async def issue(self, user: User) -> tuple[str, Session]:
         now = int(time.time())
         jti = uuid.uuid4().hex
-        session = Session(jti=jti, user=user, expires_at=now + self.ttl, issued_ms=_now_ms())
+        session = Session(jti=jti, user=user, expires_at=now + self.ttl, issued_ms=now_ms())
         token = jwt.encode({"sub": user.id, "jti": jti, "iat": now, "exp": now + self.ttl}, self.secret,
                            algorithm=ALGORITHM)
         await self.cache.set(SESSION_PREFIX + jti, encode(session), ttl=self.ttl)
@@ -100,7 +97,7 @@ class Sessions:
                       reason: str = "signed_out_everywhere") -> None:
         """End every session of `user_id` issued until now, except `keep_jti` (the caller's own, when it
         stays signed in). A disabled user stays disabled."""
-        now = _now_ms()
+        now = now_ms()
         await self._announce(SessionsEnded(user_id=user_id, reason=reason, before_ms=now, keep_jti=keep_jti))
         if await self.cache.get(GATE_PREFIX + user_id) != DISABLED:
             gate = f"{now}:{keep_jti}" if keep_jti else str(now)
@@ -110,7 +107,7 @@ class Sessions:
         """Disabling ends every session of the user at once; enabling lets them sign in again, while the
         sessions that disabling ended stay ended. Unlike a logout, the cache changes first (the operator can
         always retry), so the REST API refuses the user even if the notice cannot go out."""
-        now = _now_ms()
+        now = now_ms()
         value = DISABLED if disabled else str(now).encode()
         await self.cache.set(GATE_PREFIX + user_id, value, ttl=self.ttl)
         if disabled:  # `now + 1`: a session issued this very millisecond ends too

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, get
 from litestar.datastructures import State
 from litestar.params import Parameter, PathParameter
 
 from cfd_server.market.runtime import MarketRuntime
 from shared.candles import DEFAULT_LIMIT, INTERVALS, MAX_LIMIT
-from shared.contracts import Candle, MarketInfo, Price, Quote
+from shared.contracts import Candle, Price, Quote
 from shared.errors import BadRequest, Unavailable
 from shared.markets import MARKETS, Market, market_of
 
 Symbol = Annotated[str, PathParameter(description="A market symbol, e.g. SOL_USDC (any case)")]
 
-MARKET_INFOS = [
-    MarketInfo(symbol=m.symbol, base=m.base, quote=m.quote, max_leverage=m.max_leverage, min_qty=m.min_qty,
-               qty_step=m.qty_step, price_tick=m.price_tick, spread_bps=m.spread_bps)
-    for m in MARKETS.values()
-]
+MARKET_INFOS = list(MARKETS.values())
 
 
 def market_or_404(symbol: str) -> Market:
@@ -29,7 +26,7 @@ def market_or_404(symbol: str) -> Market:
 
 
 def _price(quote: Quote, stale: bool) -> Price:
-    return Price(symbol=quote.symbol, bid=quote.bid, ask=quote.ask, mid=quote.mid, ts=quote.ts, stale=stale)
+    return Price(**msgspec.structs.asdict(quote), stale=stale)
 
 
 class MarketController(Controller):
@@ -37,7 +34,7 @@ class MarketController(Controller):
     tags = ("markets",)
 
     @get("/markets", operation_id="list_markets", summary="The tradable markets and their contract terms")
-    async def markets(self) -> list[MarketInfo]:
+    async def markets(self) -> list[Market]:
         return MARKET_INFOS
 
     @get("/prices", operation_id="list_prices",

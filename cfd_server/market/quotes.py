@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
+import msgspec
+
 from shared.bus import Message
 from shared.contracts import PriceFrame, Quote, encode
 from shared.quotes import LatestQuotes
@@ -43,7 +45,7 @@ class QuoteBook(LatestQuotes):
         self.apply(message.value)
 
     def _accepted(self, symbol: str, quote: Quote) -> None:
-        frame = encode(PriceFrame(symbol=symbol, bid=quote.bid, ask=quote.ask, mid=quote.mid, ts=quote.ts))
+        frame = encode(PriceFrame(**msgspec.structs.asdict(quote)))
         self._frames[symbol] = frame
         for listener in self._price_listeners:
             listener(symbol, frame)

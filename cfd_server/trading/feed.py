@@ -30,7 +30,7 @@ from shared.contracts_trading import (
     PositionMark,
     PositionsQuery,
 )
-from shared.trading import account_snapshot, close_price, exposure_of, money, unrealized_pnl
+from shared.trading import account_state, close_price, exposure_of, money, unrealized_pnl
 
 log = logging.getLogger(__name__)
 _event_decoder = msgspec.json.Decoder(Event)
@@ -123,7 +123,7 @@ class AccountFeed:
             quotes[p.symbol] = quote
             marks.append(PositionMark(id=p.id, price=close_price(p.side, quote),
                                       unrealized_pnl=money(unrealized_pnl(p.side, p.qty, p.entry_price, quote))))
-        account = account_snapshot(held.balance, [exposure_of(p) for p in held.positions.values()], quotes)
+        account = account_state(held.balance, [exposure_of(p) for p in held.positions.values()], quotes)
         frame = encode(AccountEvent(event="mark", user_id=user_id, account=account, marks=marks))
         if frame == held.last:
             return None

@@ -10,7 +10,6 @@ price of each market, the live candle of each bucket.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -22,6 +21,7 @@ from cfd_server.ws.client import Client
 from cfd_server.ws.hub import Hub
 from cfd_server.ws.limits import Limits
 from cfd_server.ws.protocol import ACCOUNT, CLOSE_POLICY, Channel, ProtocolError, parse_channel, parse_op
+from shared.clock import now_ms
 from shared.contracts import (
     AuthenticatedFrame,
     AuthOp,
@@ -52,10 +52,6 @@ class Snapshots(Protocol):
     def price(self, symbol: str) -> bytes | None: ...
 
     def candle(self, symbol: str, interval: str) -> bytes | None: ...
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Session:

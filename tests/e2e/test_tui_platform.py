@@ -19,6 +19,7 @@ from textual import events
 
 from cfd_client import ApiClient, FeedClient
 from cfd_client.models import FeedState
+from cfd_poller.simulation import SIMULATION
 from cfd_tui.app import CfdApp, create_app
 from cfd_tui.screens.dashboard import DashboardScreen
 from cfd_tui.screens.history import HistoryScreen
@@ -76,7 +77,7 @@ class Ticker:
     async def publish_all(self) -> None:
         self.step += 1
         for symbol, market in MARKETS.items():
-            mid = market.sim_price + market.price_tick * (self.step % 50) + self.offset.get(symbol, Decimal(0))
+            mid = SIMULATION[symbol].price + market.price_tick * (self.step % 50) + self.offset.get(symbol, Decimal(0))
             await self.publish(symbol, mid)
 
     async def _run(self) -> None:

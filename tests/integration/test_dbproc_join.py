@@ -18,6 +18,7 @@ import pytest
 from helpers import signed_in
 
 from cfd_dbproc.service import DbProc
+from cfd_poller.simulation import SIMULATION
 from shared import operations as ops
 from shared.bus import Bus, Topics, create_bus
 from shared.bus.rpc import RequestClient
@@ -33,7 +34,7 @@ class Rig:
     async def prices(self, symbols: list[str]) -> None:
         now = time.time_ns() // 1000
         for symbol in symbols:
-            price = MARKETS[symbol].sim_price
+            price = SIMULATION[symbol].price
             tick = PriceTick(symbol=symbol, bid=price, ask=price, exchange_time_us=now, ingest_time_us=now)
             await self.bus.publish(self.dbproc.topics.prices, encode(tick), key=symbol.encode())
 

@@ -23,6 +23,7 @@ from helpers import REAL, RUN_ID, postgres_database
 from cfd_cli.platform import Platform
 from cfd_poller.local_exchange import LocalExchange
 from cfd_poller.service import Poller, start_poller
+from cfd_poller.simulation import SIMULATION
 from shared.bus import Message, Topics
 from shared.bus.memory import MemoryBus
 from shared.candles import MINUTE_MS
@@ -119,9 +120,9 @@ async def test_a_fresh_platform_charts_200_minutes_that_lead_into_the_live_price
         assert 0 < Decimal(c["l"]) <= min(Decimal(c["o"]), Decimal(c["c"])) <= max(
             Decimal(c["o"]), Decimal(c["c"])) <= Decimal(c["h"])
     # the history ends where the live prices begin: at the simulator's first mid, the catalogue price
-    assert Decimal(history[-1]["c"]) == MARKETS["SOL_USDC"].sim_price
+    assert Decimal(history[-1]["c"]) == SIMULATION["SOL_USDC"].price
     live = candles[len(history)]
-    assert abs(Decimal(live["o"]) / MARKETS["SOL_USDC"].sim_price - 1) < Decimal("0.01")
+    assert abs(Decimal(live["o"]) / SIMULATION["SOL_USDC"].price - 1) < Decimal("0.01")
     assert "history: SOL_USDC misses 1440 minutes" in caplog.text and "history: sent 7200 minutes" in caplog.text
 
 
@@ -155,7 +156,7 @@ async def test_a_restarted_poller_continues_from_the_last_stored_price_and_sends
     second = await start_poller(settings, platform.bus)
     try:
         tick = await asyncio.wait_for(ticks.get(), WAIT)
-        step = MARKETS["SOL_USDC"].sim_volatility * math.sqrt(1 / settings.sim_tick_hz)  # one tick's move
+        step = SIMULATION["SOL_USDC"].volatility * math.sqrt(1 / settings.sim_tick_hz)  # one tick's move
         assert abs(float((tick.bid + tick.ask) / 2 / last) - 1) < 6 * step  # within a tick or two, not at 185
         assert await asyncio.wait_for(second.wait_history(), WAIT) <= 2 * len(MARKETS)  # the minutes it missed
     finally:
@@ -209,7 +210,7 @@ async def test_without_a_dbproc_the_simulator_starts_at_the_catalogue_price_and_
         await poller.stop()
         await subscription.stop()
     first = next(msgspec.json.decode(m.value, type=PriceTick) for m in seen if m.key == b"SOL_USDC")
-    step = MARKETS["SOL_USDC"].sim_volatility * math.sqrt(1 / settings.sim_tick_hz)
-    assert abs(float((first.bid + first.ask) / 2 / MARKETS["SOL_USDC"].sim_price) - 1) < 6 * step
+    step = SIMULATION["SOL_USDC"].volatility * math.sqrt(1 / settings.sim_tick_hz)
+    assert abs(float((first.bid + first.ask) / 2 / SIMULATION["SOL_USDC"].price) - 1) < 6 * step
     assert not [m for m in seen if m.topic == topics.candle_history]
     assert "history: no dbproc told what is stored" in caplog.text

@@ -25,6 +25,7 @@ from helpers import child_env, real_only, sign_up
 
 from cfd_cli.platform import Platform
 from cfd_dbproc.service import DbProc
+from cfd_poller.simulation import SIMULATION
 from shared import operations as ops
 from shared.bus import Bus, Topics, create_bus
 from shared.bus.kafka import SESSION_TIMEOUT_MS
@@ -51,8 +52,8 @@ async def _prices(bus: Bus, topics: Topics, dbprocs: list[DbProc]) -> None:
     """A tick of every market, and wait until each dbproc trades on it."""
     now = time.time_ns() // 1000
     for market in MARKETS.values():
-        tick = PriceTick(symbol=market.symbol, bid=market.sim_price, ask=market.sim_price, exchange_time_us=now,
-                         ingest_time_us=now)
+        price = SIMULATION[market.symbol].price
+        tick = PriceTick(symbol=market.symbol, bid=price, ask=price, exchange_time_us=now, ingest_time_us=now)
         await bus.publish(topics.prices, encode(tick), key=market.symbol.encode())
     await eventually(lambda: all(not d.quotes.unpriced() and all(q.ts == now // 1000 for q in d.quotes.fresh().values())
                                  for d in dbprocs), "every dbproc has the prices")
@@ -156,7 +157,7 @@ class _Feed:
         while not self.stopping.is_set():
             now = time.time_ns() // 1000
             for market in MARKETS.values():
-                price = self.sol if market.symbol == "SOL_USDC" else market.sim_price
+                price = self.sol if market.symbol == "SOL_USDC" else SIMULATION[market.symbol].price
                 tick = PriceTick(symbol=market.symbol, bid=price, ask=price, exchange_time_us=now, ingest_time_us=now)
                 await self.server.bus.publish(topic, encode(tick), key=market.symbol.encode(), wait=False)
             await asyncio.sleep(0.1)

@@ -15,6 +15,7 @@ import httpx
 from helpers import Mailbox, child_env, real_only, sign_up
 
 from cfd_cli.platform import Platform
+from cfd_poller.simulation import SIMULATION
 from shared.contracts import PriceTick, encode
 from shared.db.tables import Accounts, LedgerEntries, Positions, Users
 from shared.markets import MARKETS
@@ -29,7 +30,7 @@ async def _ticks(server: Platform, stop: asyncio.Event) -> None:
     while not stop.is_set():
         now = time.time_ns() // 1000
         for market in MARKETS.values():
-            bid = Decimal("0.30000") if market.symbol == "DOGE_USDC" else market.sim_price
+            bid = Decimal("0.30000") if market.symbol == "DOGE_USDC" else SIMULATION[market.symbol].price
             tick = PriceTick(symbol=market.symbol, bid=bid, ask=bid + market.price_tick, exchange_time_us=now,
                              ingest_time_us=now)
             await server.bus.publish(topic, encode(tick), key=market.symbol.encode(), wait=False)

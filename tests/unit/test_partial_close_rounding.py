@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from cfd_dbproc.trading.engine import TradingEngine
 from cfd_dbproc.trading.quotes import QuoteCache
 from cfd_dbproc.trading.store import TradingStore
+from cfd_poller.simulation import SIMULATION
 from shared.bus.memory import MemoryBus
 from shared.contracts import PriceTick, encode
 from shared.contracts_trading import CloseCommand, OpenCommand, Position, PositionCreate
@@ -45,7 +46,7 @@ def sliced_position(draw, max_slices: int = 300) -> tuple[Market, str, Decimal, 
     bounds = [0, *cuts, steps]
     slices = [(b - a) * market.qty_step for a, b in itertools.pairwise(bounds)]
     spread = draw(st.integers(min_value=-2_000, max_value=2_000))  # basis points around the catalogue price
-    entry = (market.sim_price * (10_000 + spread) / 10_000).quantize(market.price_tick)
+    entry = (SIMULATION[market.symbol].price * (10_000 + spread) / 10_000).quantize(market.price_tick)
     leverage = draw(st.integers(min_value=1, max_value=market.max_leverage))
     moves = draw(st.lists(st.integers(min_value=-500, max_value=500), min_size=len(slices), max_size=len(slices)))
     exits = [max(market.price_tick, (entry * (10_000 + m) / 10_000).quantize(market.price_tick)) for m in moves]

@@ -12,6 +12,7 @@ import pytest
 
 from cfd_poller.history import history_rng, simulate_minutes, steps_per_minute
 from cfd_poller.klines import Kline, format_time, from_candle, parse_time, rest_url, to_candle
+from cfd_poller.simulation import SIMULATION
 from shared.candles import MINUTE_MS
 from shared.contracts import CandleGap
 from shared.markets import MARKETS
@@ -35,7 +36,7 @@ def test_the_same_seed_gives_the_same_history_and_another_seed_another() -> None
 @pytest.mark.parametrize("symbol", list(MARKETS))
 def test_a_day_of_whole_minutes_that_ends_where_the_live_walk_starts(symbol: str) -> None:
     market = MARKETS[symbol]
-    end_mid = market.sim_price * Decimal("1.03")
+    end_mid = SIMULATION[market.symbol].price * Decimal("1.03")
     candles = simulate_minutes(market, END - DAY, END, end_mid, random.Random(1))
     assert [c.t for c in candles] == list(range(END - DAY, END, MINUTE_MS))
     quantum = market.price_tick / 10
@@ -54,13 +55,13 @@ def test_a_gap_between_stored_candles_is_bridged_from_one_to_the_other() -> None
 
 
 def test_the_history_moves_like_the_live_walk() -> None:
-    """One-minute returns have the walk's volatility: sim_volatility per √second, so × √60 a minute."""
+    """One-minute returns have the walk's volatility: the simulated volatility per √second, so × √60 a minute."""
     market = MARKETS["BTC_USDC"]
-    candles = simulate_minutes(market, END - 3 * DAY, END, market.sim_price, random.Random(11),
+    candles = simulate_minutes(market, END - 3 * DAY, END, SIMULATION[market.symbol].price, random.Random(11),
                                steps=steps_per_minute(3 * 1440))
     returns = [math.log(c.c / c.o) for c in candles]
-    assert statistics.pstdev(returns) == pytest.approx(market.sim_volatility * math.sqrt(60), rel=0.15)
-    assert abs(statistics.fmean(returns)) < market.sim_volatility  # no drift
+    assert statistics.pstdev(returns) == pytest.approx(SIMULATION[market.symbol].volatility * math.sqrt(60), rel=0.15)
+    assert abs(statistics.fmean(returns)) < SIMULATION[market.symbol].volatility  # no drift
 
 
 def test_long_windows_are_simulated_more_coarsely_to_stay_cheap() -> None:

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from cfd_poller.simulation import SIMULATION
 from cfd_poller.sources.sim import RandomWalk, SimSource, quantised_quote, seeded_rng
 from shared.contracts import PriceTick
 from shared.markets import MARKETS
@@ -25,7 +26,7 @@ def test_the_same_seed_gives_the_same_prices(symbol: str) -> None:
 
 
 @pytest.mark.parametrize("symbol", list(MARKETS))
-def test_prices_are_exact_decimals_on_the_tick_around_the_sim_price(symbol: str) -> None:
+def test_prices_are_exact_decimals_on_the_tick_around_the_simulated_price(symbol: str) -> None:
     market = MARKETS[symbol]
     quotes = walk_quotes(7, symbol, 2000)
     for bid, ask in quotes:
@@ -35,14 +36,15 @@ def test_prices_are_exact_decimals_on_the_tick_around_the_sim_price(symbol: str)
         assert 0 < bid < ask
     mids = [(bid + ask) / 2 for bid, ask in quotes]
     assert len(set(mids)) > 10  # it moves
-    assert all(abs(mid / market.sim_price - 1) < Decimal("0.1") for mid in mids)  # and stays realistic
+    assert all(abs(mid / SIMULATION[market.symbol].price - 1) < Decimal("0.1") for mid in mids)  # and stays realistic
 
 
 def test_the_spread_follows_the_market_setting() -> None:
     market = MARKETS["BTC_USDC"]
     spreads = [(ask - bid) / ((ask + bid) / 2) * 10_000 for bid, ask in walk_quotes(1, "BTC_USDC", 500)]
-    # sim_spread_bps widened by at most one tick on each side by the rounding
-    assert all(market.sim_spread_bps <= spread < market.sim_spread_bps + 1 for spread in spreads)
+    # the simulated spread, widened by at most one tick on each side by the rounding
+    simulated = SIMULATION[market.symbol].spread_bps
+    assert all(simulated <= spread < simulated + 1 for spread in spreads)
 
 
 def test_quantising_never_crosses_or_reaches_zero() -> None:
