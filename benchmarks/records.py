@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cfd_cli.platform import Platform
-from shared.db import sqlite_path
+from cfd_dbproc.db import sqlite_path
 from shared.paging import encode_cursor
 
 console = Console()
@@ -130,7 +130,7 @@ async def _pages(api: httpx.AsyncClient, auth: dict, path: str, requests: int) -
 
 async def _deep_cursors(trader: uuid.UUID, depth: int) -> dict[str, str]:
     """Cursors `depth` rows down the trader's lists, as a client walking there would hold them."""
-    from shared.db.tables import LedgerEntries, Positions
+    from cfd_dbproc.db.tables import LedgerEntries, Positions
 
     closed = await Positions.select(Positions.closed_at, Positions.id).where(
         (Positions.user_id == trader) & (Positions.status == "closed")).order_by(

@@ -22,10 +22,10 @@ from rich.console import Console
 from rich.table import Table
 
 from cfd_cli.output import print_json
+from cfd_dbproc.db import Database, piccolo_migrations, sqlite_path
 from shared.bus import create_bus
 from shared.cache import create_cache
 from shared.cache.redis import RedisCache
-from shared.db import Database, piccolo_migrations, sqlite_path
 from shared.errors import CfdError
 from shared.mail import create_mailer
 from shared.settings import Settings

@@ -124,7 +124,7 @@ app.command("demo")(demo_command)
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Apply the committed database migrations that have not run yet."""
-    from shared.db import Database, migrate
+    from cfd_dbproc.db import Database, migrate
 
     settings = settings_or_fail()
 

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 import uvicorn
 from litestar import Litestar
 
+from cfd_dbproc.db import Database, migrate
 from cfd_dbproc.service import DbProc
 from cfd_server.app import create_app
 from cfd_server.info import ws_url as advertised_ws_url
 from shared.bus import Bus, create_bus
 from shared.cache import Cache, create_cache
-from shared.db import Database, migrate
 from shared.settings import Settings
 
 if TYPE_CHECKING:

@@ -24,6 +24,8 @@ from decimal import Decimal
 
 import msgspec
 
+from cfd_dbproc.db import Database
+from cfd_dbproc.db.tables import Candles
 from shared import operations as ops
 from shared.bus import Bus, Message, Topics
 from shared.bus.rpc import Responder, handles
@@ -39,8 +41,6 @@ from shared.contracts import (
     MarketCoverage,
     PriceTick,
 )
-from shared.db import Database
-from shared.db.tables import Candles
 from shared.errors import BadRequest
 from shared.markets import MARKETS, Market, broker_quote, market_of
 

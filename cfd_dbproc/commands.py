@@ -7,10 +7,10 @@ from typing import Any, TypeVar, cast
 
 import msgspec
 
+from cfd_dbproc.db import Database
+from cfd_dbproc.db.tables import ProcessedCommands
 from shared.clock import now_ms
 from shared.contracts import encode
-from shared.db import Database
-from shared.db.tables import ProcessedCommands
 from shared.operations import Operation
 
 Rep = TypeVar("Rep")

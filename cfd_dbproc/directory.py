@@ -13,9 +13,9 @@ import contextlib
 import logging
 import uuid
 
+from cfd_dbproc.db.tables import Users
 from cfd_dbproc.user_rows import CREDENTIALS_COLUMNS, credentials_from_row
 from shared.credentials import CredentialsDirectory
-from shared.db.tables import Users
 from shared.errors import BackendDown
 
 log = logging.getLogger(__name__)

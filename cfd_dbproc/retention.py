@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 from piccolo.table import Table
 
+from cfd_dbproc.db import Database
+from cfd_dbproc.db.tables import Candles, ProcessedCommands
 from shared import clock
 from shared.candles import MINUTE_MS
-from shared.db import Database
-from shared.db.tables import Candles, ProcessedCommands
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

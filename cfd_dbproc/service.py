@@ -8,6 +8,7 @@ import time
 
 from cfd_dbproc.candles import CONSUMER_GROUP as CANDLES_GROUP
 from cfd_dbproc.candles import CandleRecorder
+from cfd_dbproc.db import Database
 from cfd_dbproc.directory import DirectoryKeeper
 from cfd_dbproc.retention import Retention
 from cfd_dbproc.trading.engine import TradingEngine
@@ -22,7 +23,6 @@ from shared.bus import Bus, Subscription, Topics
 from shared.bus.rpc import Responder, handles
 from shared.cache import Cache
 from shared.credentials import CredentialsDirectory
-from shared.db import Database
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from cfd_dbproc.db.tables import Users
 from shared.contracts import Credentials, User
-from shared.db.tables import Users
 
 USER_COLUMNS = (Users.id, Users.email, Users.name, Users.disabled, Users.created_at)
 CREDENTIALS_COLUMNS = (*USER_COLUMNS, Users.password_hash)

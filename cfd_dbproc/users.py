@@ -7,6 +7,8 @@ import uuid
 from decimal import Decimal
 
 from cfd_dbproc.commands import apply_once
+from cfd_dbproc.db import Database
+from cfd_dbproc.db.tables import Accounts, LedgerEntries, Users
 from cfd_dbproc.directory import DirectoryKeeper
 from cfd_dbproc.user_rows import CREDENTIALS_COLUMNS, USER_COLUMNS, credentials_from_row, user_from_row
 from shared import operations as ops
@@ -23,8 +25,6 @@ from shared.contracts import (
     UserExistsQuery,
     UserQuery,
 )
-from shared.db import Database
-from shared.db.tables import Accounts, LedgerEntries, Users
 from shared.errors import Conflict, NotFound
 from shared.trading import CURRENCY
 

@@ -8,13 +8,13 @@ from decimal import Decimal
 from piccolo.query import WhereRaw
 
 from cfd_dbproc.commands import apply_once
+from cfd_dbproc.db.tables import Users
 from cfd_dbproc.directory import DirectoryKeeper
 from cfd_dbproc.trading.quotes import QuoteCache
 from cfd_dbproc.trading.store import TradingStore, parse_id
 from shared import operations as ops
 from shared.bus.rpc import handles
 from shared.contracts_trading import ExposureQuery, MarketExposure, SetDisabledCommand, UsersQuery, UserSummary
-from shared.db.tables import Users
 from shared.errors import NotFound
 from shared.operations import UserStatus
 from shared.trading import close_price, money, plain, pnl

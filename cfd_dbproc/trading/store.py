@@ -13,9 +13,9 @@ from typing import Any
 from piccolo.custom_types import Combinable
 from piccolo.query import WhereRaw
 
+from cfd_dbproc.db import Database
+from cfd_dbproc.db.tables import Accounts, LedgerEntries, Positions
 from shared.contracts_trading import LedgerEntry, LedgerQuery, Position, PositionsQuery
-from shared.db import Database
-from shared.db.tables import Accounts, LedgerEntries, Positions
 from shared.errors import NotFound
 from shared.paging import MAX_PAGE, Cursor, decode_cursor
 from shared.trading import Exposure, money, plain

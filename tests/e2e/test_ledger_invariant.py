@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from helpers import set_price, signed_in
 
-from shared.db.tables import Accounts, LedgerEntries, Positions, Users
+from cfd_dbproc.db.tables import Accounts, LedgerEntries, Positions, Users
 from shared.markets import MARKETS
 
 SYMBOLS = ["SOL_USDC", "ETH_USDC", "DOGE_USDC"]

@@ -9,8 +9,8 @@ from auth_helpers import LONG_PASSWORD as LONG
 from auth_helpers import assert_error, sha256_stand_in, v1_hash
 from helpers import sign_up
 
+from cfd_dbproc.db.tables import Users
 from shared.credentials import CredentialsDirectory
-from shared.db.tables import Users
 
 
 async def _stored_hash(email: str) -> str:

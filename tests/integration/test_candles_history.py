@@ -17,6 +17,8 @@ from helpers import REAL, RUN_ID
 from litestar import Litestar, Router
 
 from cfd_dbproc.candles import CONSUMER_GROUP, CandleRecorder
+from cfd_dbproc.db import Database, migrate, piccolo_conf
+from cfd_dbproc.db.tables import ALL_TABLES, Candles
 from cfd_server.context import ServerContext
 from cfd_server.errors import EXCEPTION_HANDLERS
 from cfd_server.market import MARKET_HANDLERS, MarketRuntime, start_market
@@ -34,8 +36,6 @@ from shared.contracts import (
     PriceTick,
     encode,
 )
-from shared.db import Database, migrate, piccolo_conf
-from shared.db.tables import ALL_TABLES, Candles
 from shared.errors import BadRequest
 from shared.markets import MARKETS, broker_quote
 from shared.settings import Settings

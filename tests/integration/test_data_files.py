@@ -14,7 +14,7 @@ import httpx
 import pytest
 from helpers import Mailbox
 
-from shared.db import Database
+from cfd_dbproc.db import Database
 from shared.settings import load_settings, private_dir, private_file, write_private
 
 

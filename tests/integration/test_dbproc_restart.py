@@ -14,8 +14,8 @@ import pytest
 from helpers import REAL, Mailbox, child_env, real_only
 
 from cfd_cli.platform import Platform
+from cfd_dbproc.db.tables import Accounts, LedgerEntries, Users
 from cfd_dbproc.service import DbProc
-from shared.db.tables import Accounts, LedgerEntries, Users
 
 
 async def _verify_until_created(api: httpx.AsyncClient, payload: dict, deadline_s: float = 40) -> list[int]:

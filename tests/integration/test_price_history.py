@@ -21,6 +21,7 @@ import pytest
 from helpers import REAL, RUN_ID, postgres_database
 
 from cfd_cli.platform import Platform
+from cfd_dbproc.db.tables import Candles
 from cfd_poller.local_exchange import LocalExchange
 from cfd_poller.service import Poller, start_poller
 from cfd_poller.simulation import SIMULATION
@@ -28,7 +29,6 @@ from shared.bus import Message, Topics
 from shared.bus.memory import MemoryBus
 from shared.candles import MINUTE_MS
 from shared.contracts import PriceTick, encode
-from shared.db.tables import Candles
 from shared.markets import MARKETS, broker_quote
 from shared.settings import Settings, load_settings
 

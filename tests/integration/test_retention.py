@@ -10,9 +10,9 @@ from decimal import Decimal
 
 from helpers import set_price, signed_in
 
+from cfd_dbproc.db.tables import Accounts, Candles, LedgerEntries, Positions, ProcessedCommands, Users
 from cfd_dbproc.retention import HOUR_MS
 from shared.candles import MINUTE_MS
-from shared.db.tables import Accounts, Candles, LedgerEntries, Positions, ProcessedCommands, Users
 
 ORDER = {"symbol": "DOGE_USDC", "side": "long", "qty": "10", "leverage": 1}
 DAY_MS = 24 * HOUR_MS

@@ -24,6 +24,7 @@ import msgspec
 from helpers import child_env, real_only, sign_up
 
 from cfd_cli.platform import Platform
+from cfd_dbproc.db.tables import Accounts, LedgerEntries, Positions
 from cfd_dbproc.service import DbProc
 from cfd_poller.simulation import SIMULATION
 from shared import operations as ops
@@ -32,7 +33,6 @@ from shared.bus.kafka import SESSION_TIMEOUT_MS
 from shared.bus.rpc import RequestClient
 from shared.contracts import CreateUser, PriceTick, encode
 from shared.contracts_trading import OpenCommand, PositionCreate
-from shared.db.tables import Accounts, LedgerEntries, Positions
 from shared.markets import MARKETS, broker_quote
 
 D = Decimal

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared.db import Database, migrate
-from shared.db.tables import Users
+from cfd_dbproc.db import Database, migrate
+from cfd_dbproc.db.tables import Users
 from shared.settings import load_settings
 
 

@@ -18,6 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cfd_dbproc.db import Database, migrate
+from cfd_dbproc.db.tables import Accounts, LedgerEntries, Positions
 from cfd_dbproc.trading.engine import TradingEngine
 from cfd_dbproc.trading.quotes import QuoteCache
 from cfd_dbproc.trading.store import TradingStore
@@ -25,8 +27,6 @@ from cfd_poller.simulation import SIMULATION
 from shared.bus.memory import MemoryBus
 from shared.contracts import PriceTick, encode
 from shared.contracts_trading import CloseCommand, OpenCommand, Position, PositionCreate
-from shared.db import Database, migrate
-from shared.db.tables import Accounts, LedgerEntries, Positions
 from shared.markets import MARKETS, Market
 from shared.settings import load_settings
 from shared.trading import closing, margin, money, pnl

@@ -1,4 +1,4 @@
-"""The contract `shared.db.sqlite_fast` has with the installed Piccolo: the private methods it overrides are
+"""The contract `cfd_dbproc.db.sqlite_fast` has with the installed Piccolo: the private methods it overrides are
 there with the same parameters and are still what Piccolo runs queries through, and on a real SQLite file
 each query is one statement on a kept connection, with foreign keys on, dict rows, `RETURNING` inserts and
 transactions that commit and roll back on the kept writer.
@@ -21,7 +21,7 @@ from piccolo.columns import ForeignKey, Varchar
 from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction
 from piccolo.table import Table
 
-from shared.db.sqlite_fast import FastSQLiteEngine
+from cfd_dbproc.db.sqlite_fast import FastSQLiteEngine
 
 
 class ContractParent(Table, tablename="contract_parent"):

@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from cfd_dbproc.db import Database
 from cfd_dbproc.service import DbProc
 from shared import operations as ops
 from shared.bus import Message, Topics
@@ -16,7 +17,6 @@ from shared.bus.memory import MemoryBus
 from shared.bus.rpc import RequestClient, Responder, send
 from shared.cache.memory import MemoryCache
 from shared.contracts import UserExists, UserExistsQuery
-from shared.db import Database
 from shared.errors import Rejected
 from shared.operations import Operation, Route
 from shared.settings import load_settings

@@ -4,7 +4,7 @@ import os
 
 from piccolo.conf.apps import AppConfig
 
-from shared.db.tables import ALL_TABLES
+from cfd_dbproc.db.tables import ALL_TABLES
 
 APP_CONFIG = AppConfig(
     app_name="cfd",

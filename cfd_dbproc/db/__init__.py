@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 
-from shared.db import piccolo_conf
-from shared.db.sqlite_fast import FastSQLiteEngine
-from shared.db.tables import ALL_TABLES
+from cfd_dbproc.db import piccolo_conf
+from cfd_dbproc.db.sqlite_fast import FastSQLiteEngine
+from cfd_dbproc.db.tables import ALL_TABLES
 from shared.errors import BackendDown
 from shared.outage import quiet_repeats
 from shared.settings import Settings, private_dir, private_file
@@ -24,7 +24,7 @@ from shared.settings import Settings, private_dir, private_file
 log = logging.getLogger(__name__)
 
 # Piccolo's migration machinery finds its engine through this module.
-os.environ.setdefault("PICCOLO_CONF", "shared.db.piccolo_conf")
+os.environ.setdefault("PICCOLO_CONF", "cfd_dbproc.db.piccolo_conf")
 
 
 def sqlite_path(url: str) -> Path:

@@ -1,7 +1,0 @@
-"""Piccolo configuration. `shared.db.configure()` sets `DB` from the settings before any query."""
-
-from piccolo.conf.apps import AppRegistry
-from piccolo.engine.base import Engine
-
-DB: Engine | None = None
-APP_REGISTRY = AppRegistry(apps=["shared.db.piccolo_app"])
