@@ -178,6 +178,7 @@ def walk(book: RiskBook, gen: Generator, markets: dict[str, Market], positions: 
             book.position_closed(p.id, balances[p.user_id])
             t1 = clock()
             fresh = gen.position(book.quote(gen.rng.choice(SYMBOLS)), p.user_id)
+            book.balance_changed(p.user_id, balances[p.user_id])  # as the runner does: the balance comes first
             t2 = clock()
             book.position_opened(fresh)
             t3 = clock()
@@ -197,6 +198,7 @@ def mutation_costs(book: RiskBook, gen: Generator, positions: dict[str, OpenPosi
     opened = []
     for _ in range(count):
         p = gen.position(book.quote(gen.rng.choice(SYMBOLS)))
+        book.balance_changed(p.user_id, balances[p.user_id])  # a user the book let go comes back with it
         t0 = clock()
         book.position_opened(p)
         samples["position_opened"].append(clock() - t0)
