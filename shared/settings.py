@@ -7,6 +7,7 @@ A bad value stops start-up with a `SettingsError` naming the variable and what i
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import logging
@@ -16,12 +17,13 @@ import re
 import secrets
 import stat
 import time
+import typing
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -49,80 +51,99 @@ class RateLimit(msgspec.Struct, frozen=True):
         return f"{self.count}/{self.seconds}s"
 
 
+class Env:
+    """Where a settings field comes from: the environment variables that set it, in order of precedence (the
+    `CFD_*` one first), and how their text becomes its value (raising `ValueError` with what is wrong)."""
+
+    __slots__ = ("names", "parse")
+
+    def __init__(self, parse: Callable[[str], Any], *names: str) -> None:
+        self.parse = parse
+        self.names = names
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything a service needs to know about its environment."""
+    """Everything a service needs to know about its environment; each field is declared once, with the
+    variables that set it and the rules of its value (`Env`)."""
 
-    env: str = "dev"
-    instance_id: str = ""
-    data_dir: Path = Path(".cfd")
-    log_level: str = "INFO"
+    env: Annotated[str, Env(_choice("dev", "prod", "test"), "CFD_ENV")] = "dev"
+    instance_id: Annotated[str, Env(_text, "CFD_INSTANCE_ID")] = ""
+    data_dir: Annotated[Path, Env(Path, "CFD_DATA_DIR")] = Path(".cfd")
+    log_level: Annotated[str, Env(_choice("debug", "info", "warning", "error"), "CFD_LOG_LEVEL")] = "INFO"
 
-    database_url: str = ""
-    redis_url: str | None = None
-    redis_max_connections: int = 64
-    redis_pool_timeout: float = 5.0
-    kafka_bootstrap: str | None = None
-    kafka_partitions: int = 6
-    topic_prefix: str = ""
+    database_url: Annotated[str, Env(_database_url, "CFD_DATABASE_URL", "DATABASE_URL")] = ""
+    redis_url: Annotated[str | None, Env(_url("redis", "rediss", "unix"), "CFD_REDIS_URL", "REDIS_URL")] = None
+    redis_max_connections: Annotated[int, Env(_int(1, 10_000), "CFD_REDIS_MAX_CONNECTIONS")] = 64
+    redis_pool_timeout: Annotated[float, Env(_float(0.01, 120), "CFD_REDIS_POOL_TIMEOUT")] = 5.0
+    kafka_bootstrap: Annotated[str | None, Env(_bootstrap, "CFD_KAFKA_BOOTSTRAP", "KAFKA_BROKER")] = None
+    kafka_partitions: Annotated[int, Env(_int(1, 256), "CFD_KAFKA_PARTITIONS")] = 6
+    topic_prefix: Annotated[str, Env(_text, "CFD_TOPIC_PREFIX")] = ""
 
-    smtp_host: str | None = None
-    smtp_port: int = 587
-    smtp_user: str | None = None
-    smtp_password: str | None = None
-    smtp_security: str = "starttls"  # starttls | tls | none
-    mail_from: str = "CFD Broker <no-reply@cfd-broker.local>"
+    smtp_host: Annotated[str | None, Env(_text, "CFD_SMTP_HOST")] = None
+    smtp_port: Annotated[int, Env(_int(1, 65535), "CFD_SMTP_PORT")] = 587
+    smtp_user: Annotated[str | None, Env(_text, "CFD_SMTP_USER")] = None
+    smtp_password: Annotated[str | None, Env(str, "CFD_SMTP_PASSWORD")] = None
+    smtp_security: Annotated[str, Env(_choice("starttls", "tls", "none"), "CFD_SMTP_SECURITY")] = (
+        "starttls")  # starttls | tls | none
+    mail_from: Annotated[str, Env(_text, "CFD_MAIL_FROM")] = "CFD Broker <no-reply@cfd-broker.local>"
 
-    http_host: str = "127.0.0.1"
-    http_port: int = 8000
-    ws_port: int = 8080
-    ws_public_url: str | None = None
-    allowed_origins: tuple[str, ...] = ()
+    http_host: Annotated[str, Env(_text, "CFD_HTTP_HOST")] = "127.0.0.1"
+    http_port: Annotated[int, Env(_int(0, 65535), "CFD_HTTP_PORT", "PORT")] = 8000
+    ws_port: Annotated[int, Env(_int(0, 65535), "CFD_WS_PORT", "WS_PORT")] = 8080
+    ws_public_url: Annotated[str | None, Env(_url("ws", "wss"), "CFD_WS_PUBLIC_URL")] = None
+    allowed_origins: Annotated[tuple[str, ...], Env(_origins, "CFD_ALLOWED_ORIGINS")] = ()
 
-    jwt_secret: str = ""
-    admin_token: str = ""
-    jwt_ttl_seconds: int = 3600
-    cookie_secure: bool = False
-    bcrypt_rounds: int = 12
+    jwt_secret: Annotated[str, Env(str, "CFD_JWT_SECRET", "JWT_SECRET")] = ""
+    admin_token: Annotated[str, Env(str, "CFD_ADMIN_TOKEN")] = ""
+    jwt_ttl_seconds: Annotated[int, Env(_int(60, 30 * 86400), "CFD_JWT_TTL_SECONDS")] = 3600
+    cookie_secure: Annotated[bool, Env(_bool, "CFD_COOKIE_SECURE")] = False
+    bcrypt_rounds: Annotated[int, Env(_int(4, 16), "CFD_BCRYPT_ROUNDS")] = 12
 
     # Attempt limits (see docs/api.md, "Attempt limits"); the client address honours X-Forwarded-For only
     # from `trusted_proxies`.
-    trusted_proxies: tuple[str, ...] = ()
-    signup_limit_per_email: RateLimit = RateLimit(1, 60)
-    signup_limit_per_ip: RateLimit = RateLimit(20, 3600)
-    verify_limit_per_ip: RateLimit = RateLimit(30, 3600)
-    code_limit_per_email: RateLimit = RateLimit(15, 86400)
-    signin_limit_per_ip: RateLimit = RateLimit(100, 3600)
-    signin_limit_per_email_ip: RateLimit = RateLimit(10, 900)
-    signin_limit_per_email: tuple[RateLimit, ...] = (RateLimit(10, 900), RateLimit(20, 3600), RateLimit(50, 86400))
+    trusted_proxies: Annotated[tuple[str, ...], Env(_networks, "CFD_TRUSTED_PROXIES")] = ()
+    signup_limit_per_email: Annotated[RateLimit, Env(_rate_limit, "CFD_SIGNUP_LIMIT_PER_EMAIL")] = RateLimit(1, 60)
+    signup_limit_per_ip: Annotated[RateLimit, Env(_rate_limit, "CFD_SIGNUP_LIMIT_PER_IP")] = RateLimit(20, 3600)
+    verify_limit_per_ip: Annotated[RateLimit, Env(_rate_limit, "CFD_VERIFY_LIMIT_PER_IP")] = RateLimit(30, 3600)
+    code_limit_per_email: Annotated[RateLimit, Env(_rate_limit, "CFD_CODE_LIMIT_PER_EMAIL")] = RateLimit(15, 86400)
+    signin_limit_per_ip: Annotated[RateLimit, Env(_rate_limit, "CFD_SIGNIN_LIMIT_PER_IP")] = RateLimit(100, 3600)
+    signin_limit_per_email_ip: Annotated[RateLimit, Env(_rate_limit, "CFD_SIGNIN_LIMIT_PER_EMAIL_IP")] = (
+        RateLimit(10, 900))
+    signin_limit_per_email: Annotated[tuple[RateLimit, ...], Env(_rate_limits, "CFD_SIGNIN_LIMIT_PER_EMAIL")] = (
+        (RateLimit(10, 900), RateLimit(20, 3600), RateLimit(50, 86400)))
 
-    request_timeout: float = 5.0
-    demo_deposit: Decimal = Decimal("10000")
+    request_timeout: Annotated[float, Env(_float(0.1, 120), "CFD_REQUEST_TIMEOUT")] = 5.0
+    demo_deposit: Annotated[Decimal, Env(_decimal, "CFD_DEMO_DEPOSIT")] = Decimal("10000")
 
-    price_source: str = "sim"
-    backpack_ws_url: str = "wss://ws.backpack.exchange/"
-    backpack_rest_url: str | None = None
-    replay_file: Path | None = None
-    replay_speed: float = 1.0
-    sim_seed: int | None = None
-    sim_tick_hz: float = 4.0
-    stale_after_seconds: float = 10.0
-    candle_history_hours: int = 24
-    poller_resume_timeout: float = 5.0
-    dbproc_quote_wait_seconds: float = 10.0
+    price_source: Annotated[str, Env(_choice("sim", "backpack", "replay"), "CFD_PRICE_SOURCE")] = "sim"
+    backpack_ws_url: Annotated[str, Env(_url("ws", "wss"), "CFD_BACKPACK_WS_URL")] = "wss://ws.backpack.exchange/"
+    backpack_rest_url: Annotated[str | None, Env(_url("http", "https"), "CFD_BACKPACK_REST_URL")] = None
+    replay_file: Annotated[Path | None, Env(Path, "CFD_REPLAY_FILE")] = None
+    replay_speed: Annotated[float, Env(_float(0.01, 10_000), "CFD_REPLAY_SPEED")] = 1.0
+    sim_seed: Annotated[int | None, Env(_int(0, 2**63), "CFD_SIM_SEED")] = None
+    sim_tick_hz: Annotated[float, Env(_float(0.1, 10_000), "CFD_SIM_TICK_HZ")] = 4.0
+    stale_after_seconds: Annotated[float, Env(_float(0.5, 3600), "CFD_STALE_AFTER_SECONDS")] = 10.0
+    candle_history_hours: Annotated[int, Env(_int(0, 720), "CFD_CANDLE_HISTORY_HOURS")] = 24
+    poller_resume_timeout: Annotated[float, Env(_float(0.1, 60), "CFD_POLLER_RESUME_TIMEOUT")] = 5.0
+    dbproc_quote_wait_seconds: Annotated[float, Env(_float(0, 600), "CFD_DBPROC_QUOTE_WAIT_SECONDS")] = 10.0
 
     # Retention: what the in-process bus keeps per partition beyond what its readers still need, and how
     # long Kafka keeps each kind of topic (see docs/architecture.md, "Topics and retention").
-    bus_retention_messages: int = 1000
-    bus_retention_seconds: float = 30.0
-    bus_retention_bytes: int = 1 << 20
-    kafka_retention_prices_seconds: int = 15 * 60
-    kafka_retention_requests_seconds: int = 3600
-    kafka_retention_events_seconds: int = 86400
+    bus_retention_messages: Annotated[int, Env(_int(1, 1_000_000), "CFD_BUS_RETENTION_MESSAGES")] = 1000
+    bus_retention_seconds: Annotated[float, Env(_float(0, 86400), "CFD_BUS_RETENTION_SECONDS")] = 30.0
+    bus_retention_bytes: Annotated[int, Env(_int(1024, 1 << 30), "CFD_BUS_RETENTION_BYTES")] = 1 << 20
+    kafka_retention_prices_seconds: Annotated[int, Env(_int(60, 365 * 86400), "CFD_KAFKA_RETENTION_PRICES_SECONDS")] = (
+        15 * 60)
+    kafka_retention_requests_seconds: Annotated[
+        int, Env(_int(60, 365 * 86400), "CFD_KAFKA_RETENTION_REQUESTS_SECONDS")] = 3600
+    kafka_retention_events_seconds: Annotated[int, Env(_int(60, 365 * 86400), "CFD_KAFKA_RETENTION_EVENTS_SECONDS")] = (
+        86400)
     # Retention in the database (docs/operations.md, "What is kept, and for how long"): the dbproc purges
     # in small batches every `retention_interval_seconds`. Positions and ledger entries are kept forever.
-    command_retention_hours: int = 48
-    candle_minute_retention_days: int = 30  # 0: kept forever
-    retention_interval_seconds: float = 300.0
+    command_retention_hours: Annotated[int, Env(_int(1, 100_000), "CFD_COMMAND_RETENTION_HOURS")] = 48
+    candle_minute_retention_days: Annotated[int, Env(_int(0, 100_000), "CFD_CANDLE_MINUTE_RETENTION_DAYS")] = (
+        30)  # 0: kept forever
+    retention_interval_seconds: Annotated[float, Env(_float(1, 86_400), "CFD_RETENTION_INTERVAL_SECONDS")] = 300.0
 
     @property
     def is_dev(self) -> bool:
@@ -307,85 +328,37 @@ def _bootstrap(value: str) -> str:
     return ",".join(servers)
 
 
-# (field, parser, environment variable names in order of precedence)
-_FIELDS: list[tuple[str, Callable[[str], Any], tuple[str, ...]]] = [
-    ("env", _choice("dev", "prod", "test"), ("CFD_ENV",)),
-    ("instance_id", _text, ("CFD_INSTANCE_ID",)),
-    ("data_dir", Path, ("CFD_DATA_DIR",)),
-    ("log_level", _choice("debug", "info", "warning", "error"), ("CFD_LOG_LEVEL",)),
-    ("database_url", _database_url, ("CFD_DATABASE_URL", "DATABASE_URL")),
-    ("redis_url", _url("redis", "rediss", "unix"), ("CFD_REDIS_URL", "REDIS_URL")),
-    ("redis_max_connections", _int(1, 10_000), ("CFD_REDIS_MAX_CONNECTIONS",)),
-    ("redis_pool_timeout", _float(0.01, 120), ("CFD_REDIS_POOL_TIMEOUT",)),
-    ("kafka_bootstrap", _bootstrap, ("CFD_KAFKA_BOOTSTRAP", "KAFKA_BROKER")),
-    ("kafka_partitions", _int(1, 256), ("CFD_KAFKA_PARTITIONS",)),
-    ("topic_prefix", _text, ("CFD_TOPIC_PREFIX",)),
-    ("smtp_host", _text, ("CFD_SMTP_HOST",)),
-    ("smtp_port", _int(1, 65535), ("CFD_SMTP_PORT",)),
-    ("smtp_user", _text, ("CFD_SMTP_USER",)),
-    ("smtp_password", str, ("CFD_SMTP_PASSWORD",)),
-    ("smtp_security", _choice("starttls", "tls", "none"), ("CFD_SMTP_SECURITY",)),
-    ("mail_from", _text, ("CFD_MAIL_FROM",)),
-    ("http_host", _text, ("CFD_HTTP_HOST",)),
-    ("http_port", _int(0, 65535), ("CFD_HTTP_PORT", "PORT")),
-    ("ws_port", _int(0, 65535), ("CFD_WS_PORT", "WS_PORT")),
-    ("ws_public_url", _url("ws", "wss"), ("CFD_WS_PUBLIC_URL",)),
-    ("allowed_origins", _origins, ("CFD_ALLOWED_ORIGINS",)),
-    ("jwt_secret", str, ("CFD_JWT_SECRET", "JWT_SECRET")),
-    ("admin_token", str, ("CFD_ADMIN_TOKEN",)),
-    ("jwt_ttl_seconds", _int(60, 30 * 86400), ("CFD_JWT_TTL_SECONDS",)),
-    ("cookie_secure", _bool, ("CFD_COOKIE_SECURE",)),
-    ("bcrypt_rounds", _int(4, 16), ("CFD_BCRYPT_ROUNDS",)),
-    ("trusted_proxies", _networks, ("CFD_TRUSTED_PROXIES",)),
-    ("signup_limit_per_email", _rate_limit, ("CFD_SIGNUP_LIMIT_PER_EMAIL",)),
-    ("signup_limit_per_ip", _rate_limit, ("CFD_SIGNUP_LIMIT_PER_IP",)),
-    ("verify_limit_per_ip", _rate_limit, ("CFD_VERIFY_LIMIT_PER_IP",)),
-    ("code_limit_per_email", _rate_limit, ("CFD_CODE_LIMIT_PER_EMAIL",)),
-    ("signin_limit_per_ip", _rate_limit, ("CFD_SIGNIN_LIMIT_PER_IP",)),
-    ("signin_limit_per_email_ip", _rate_limit, ("CFD_SIGNIN_LIMIT_PER_EMAIL_IP",)),
-    ("signin_limit_per_email", _rate_limits, ("CFD_SIGNIN_LIMIT_PER_EMAIL",)),
-    ("request_timeout", _float(0.1, 120), ("CFD_REQUEST_TIMEOUT",)),
-    ("demo_deposit", _decimal, ("CFD_DEMO_DEPOSIT",)),
-    ("price_source", _choice("sim", "backpack", "replay"), ("CFD_PRICE_SOURCE",)),
-    ("backpack_ws_url", _url("ws", "wss"), ("CFD_BACKPACK_WS_URL",)),
-    ("backpack_rest_url", _url("http", "https"), ("CFD_BACKPACK_REST_URL",)),
-    ("replay_file", Path, ("CFD_REPLAY_FILE",)),
-    ("replay_speed", _float(0.01, 10_000), ("CFD_REPLAY_SPEED",)),
-    ("sim_seed", _int(0, 2**63), ("CFD_SIM_SEED",)),
-    ("sim_tick_hz", _float(0.1, 10_000), ("CFD_SIM_TICK_HZ",)),
-    ("stale_after_seconds", _float(0.5, 3600), ("CFD_STALE_AFTER_SECONDS",)),
-    ("candle_history_hours", _int(0, 720), ("CFD_CANDLE_HISTORY_HOURS",)),
-    ("poller_resume_timeout", _float(0.1, 60), ("CFD_POLLER_RESUME_TIMEOUT",)),
-    ("dbproc_quote_wait_seconds", _float(0, 600), ("CFD_DBPROC_QUOTE_WAIT_SECONDS",)),
-    ("bus_retention_messages", _int(1, 1_000_000), ("CFD_BUS_RETENTION_MESSAGES",)),
-    ("bus_retention_seconds", _float(0, 86400), ("CFD_BUS_RETENTION_SECONDS",)),
-    ("bus_retention_bytes", _int(1024, 1 << 30), ("CFD_BUS_RETENTION_BYTES",)),
-    ("kafka_retention_prices_seconds", _int(60, 365 * 86400), ("CFD_KAFKA_RETENTION_PRICES_SECONDS",)),
-    ("kafka_retention_requests_seconds", _int(60, 365 * 86400), ("CFD_KAFKA_RETENTION_REQUESTS_SECONDS",)),
-    ("kafka_retention_events_seconds", _int(60, 365 * 86400), ("CFD_KAFKA_RETENTION_EVENTS_SECONDS",)),
-    ("command_retention_hours", _int(1, 100_000), ("CFD_COMMAND_RETENTION_HOURS",)),
-    ("candle_minute_retention_days", _int(0, 100_000), ("CFD_CANDLE_MINUTE_RETENTION_DAYS",)),
-    ("retention_interval_seconds", _float(1, 86_400), ("CFD_RETENTION_INTERVAL_SECONDS",)),
-]
+
+
+@functools.cache
+def _fields() -> tuple[tuple[str, Env], ...]:
+    """Each settings field that a variable sets, with its `Env`, in declaration order."""
+    hints = typing.get_type_hints(Settings, include_extras=True)
+    found = []
+    for field in msgspec.structs.fields(Settings):
+        env = next((m for m in getattr(hints[field.name], "__metadata__", ()) if isinstance(m, Env)), None)
+        if env is not None:
+            found.append((field.name, env))
+    return tuple(found)
 
 
 def environment_variables() -> dict[str, tuple[str, ...]]:
     """Each settings field with the environment variables that set it, in order of precedence (the `CFD_*`
     one first): for tools that hand settings to another process."""
-    return {field: names for field, _, names in _FIELDS}
+    return {field: env.names for field, env in _fields()}
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Read settings from `environ` (default: the process environment); keyword overrides win."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    for field, parse, names in _FIELDS:
-        for name in names:
+    for field, env in _fields():
+        for name in env.names:
             raw = environ.get(name)
             if raw is None or raw.strip() == "":
                 continue
             try:
-                values[field] = parse(raw)
+                values[field] = env.parse(raw)
             except ValueError as exc:
                 raise SettingsError(f"{name} {exc}") from None
             break
