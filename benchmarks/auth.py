@@ -26,7 +26,7 @@ from rich.table import Table
 import cfd_server.auth.service as auth_service
 from cfd_cli.platform import Platform
 from shared.bus.rpc import RequestClient, Responder
-from shared.contracts import UserExists, UserExistsQuery
+from shared.contracts.bus import UserExists, UserExistsQuery
 from shared.operations import Operation, Route
 
 console = Console()

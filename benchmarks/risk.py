@@ -37,7 +37,7 @@ from rich.table import Table
 
 from cfd_dbproc.risk import OpenPosition, RiskBook
 from cfd_poller.simulation import SIMULATION
-from shared.contracts import Quote
+from shared.contracts.quote import Quote
 from shared.markets import MARKETS, SYMBOLS, broker_quote
 from shared.trading import margin, open_price, pnl, stop_trigger
 

@@ -20,7 +20,8 @@ from _support import RESULTS, describe, new_trader, percentiles, running_platfor
 from rich.console import Console
 from rich.table import Table
 
-from shared.contracts import PriceTick, encode
+from shared.contracts import encode
+from shared.contracts.bus import PriceTick
 
 console = Console()
 ORDER = {"symbol": "DOGE_USDC", "side": "long", "qty": "10", "leverage": 1}

@@ -52,7 +52,7 @@ from cfd_tui.screens.dashboard import DashboardScreen  # noqa: E402
 from cfd_tui.widgets.candle_chart import CandleChart  # noqa: E402
 from shared.candles import INTERVALS as CANDLE_INTERVALS  # noqa: E402
 from shared.candles import bucket_start  # noqa: E402
-from shared.contracts import Candle  # noqa: E402
+from shared.contracts.rest import Candle  # noqa: E402
 from shared.markets import MARKETS  # noqa: E402
 
 SIZE = (140, 45)

@@ -67,7 +67,8 @@ from shared.bus import Bus, Topics  # noqa: E402
 from shared.bus.memory import MemoryBus  # noqa: E402
 from shared.bus.rpc import RequestClient  # noqa: E402
 from shared.cache.memory import MemoryCache  # noqa: E402
-from shared.contracts import PriceTick, encode  # noqa: E402
+from shared.contracts import encode  # noqa: E402
+from shared.contracts.bus import PriceTick  # noqa: E402
 from shared.settings import Settings, load_settings  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "ws_fanout.json"

@@ -33,7 +33,7 @@ from cfd_client.models import (
     PositionUpdate,
     Side,
 )
-from shared.contracts import (
+from shared.contracts.rest import (
     AuthSession,
     Candle,
     InfoResponse,

@@ -27,7 +27,7 @@ from websockets.exceptions import InvalidURI, WebSocketException
 
 from cfd_client.models import AccountFrame, FeedState, PositionFrame, StateChanged
 from shared.backoff import Backoff
-from shared.contracts import (
+from shared.contracts.ws import (
     AuthenticatedFrame,
     CandleFrame,
     ErrorFrame,

@@ -1,5 +1,5 @@
-"""Wire types of the client. The REST types are the platform's own (`shared.contracts`,
-`shared.contracts_trading`), re-exported here; the feed's account frames and the client's own state events
+"""Wire types of the client. The REST types are the platform's own (`shared.contracts.rest`), re-exported
+here; the feed's account frames and the client's own state events
 are defined here, leniently (optional fields, unknown fields ignored), so a server that adds fields to a
 frame does not break old clients.
 """
@@ -12,7 +12,7 @@ from typing import Literal
 
 from msgspec import Struct
 
-from shared.contracts_trading import Account, LedgerEntry, Position, PositionClose, PositionCreate, PositionUpdate
+from shared.contracts.rest import Account, LedgerEntry, Position, PositionClose, PositionCreate, PositionUpdate
 
 Side = Literal["long", "short"]
 

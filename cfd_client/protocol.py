@@ -11,7 +11,7 @@ from msgspec import UnsetType
 
 from cfd_client.feed import FeedEvent
 from cfd_client.models import Account, FeedState, LedgerEntry, Position, Side
-from shared.contracts import AuthSession, Candle, InfoResponse, Price, SignupAccepted, User
+from shared.contracts.rest import AuthSession, Candle, InfoResponse, Price, SignupAccepted, User
 from shared.markets import Market
 
 

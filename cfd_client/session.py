@@ -15,7 +15,7 @@ from pathlib import Path
 
 import msgspec
 
-from shared.contracts import AuthSession, User
+from shared.contracts.rest import AuthSession, User
 
 FILE_NAME = "session.json"
 APP_DIR = "cfd-broker"

@@ -30,8 +30,7 @@ from shared import operations as ops
 from shared.bus import Bus, Message, Topics
 from shared.bus.rpc import Responder, handles
 from shared.candles import INTERVALS, MAX_LIMIT, MINUTE_MS, bucket_start
-from shared.contracts import (
-    Candle,
+from shared.contracts.bus import (
     CandleGap,
     CandleHistory,
     CandleHistoryBatch,
@@ -41,6 +40,7 @@ from shared.contracts import (
     MarketCoverage,
     PriceTick,
 )
+from shared.contracts.rest import Candle
 from shared.errors import BadRequest
 from shared.markets import MARKETS, Market, broker_quote, market_of
 

@@ -22,6 +22,7 @@ from shared import operations as ops
 from shared.bus import Bus, Subscription, Topics
 from shared.bus.rpc import Responder, handles
 from shared.cache import Cache
+from shared.contracts.bus import HealthQuery, HealthReport
 from shared.credentials import CredentialsDirectory
 from shared.settings import Settings
 
@@ -99,9 +100,9 @@ class DbProc:
                  self.topics.trading_requests, self.topics.health_requests)
 
     @handles(ops.HEALTH)
-    async def health(self, query: ops.HealthQuery) -> ops.HealthReport:
+    async def health(self, query: HealthQuery) -> HealthReport:
         await self.db.ping()
-        return ops.HealthReport(database=self.db.engine.__class__.__name__, instance_id=self.settings.instance_id)
+        return HealthReport(database=self.db.engine.__class__.__name__, instance_id=self.settings.instance_id)
 
     async def stop(self) -> None:
         """Stop consuming; the request in hand finishes and is committed first."""

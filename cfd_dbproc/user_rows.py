@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from cfd_dbproc.db.tables import Users
-from shared.contracts import Credentials, User
+from shared.contracts.bus import Credentials
+from shared.contracts.rest import User
 
 USER_COLUMNS = (Users.id, Users.email, Users.name, Users.disabled, Users.created_at)
 CREDENTIALS_COLUMNS = (*USER_COLUMNS, Users.password_hash)

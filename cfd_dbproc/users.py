@@ -14,17 +14,17 @@ from cfd_dbproc.user_rows import CREDENTIALS_COLUMNS, USER_COLUMNS, credentials_
 from shared import operations as ops
 from shared.bus.rpc import handles
 from shared.clock import now_ms
-from shared.contracts import (
+from shared.contracts.bus import (
     CreateUser,
     Credentials,
     CredentialsQuery,
     PasswordRehashed,
     RehashPassword,
-    User,
     UserExists,
     UserExistsQuery,
     UserQuery,
 )
+from shared.contracts.rest import User
 from shared.errors import Conflict, NotFound
 from shared.trading import CURRENCY
 

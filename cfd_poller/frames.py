@@ -19,7 +19,7 @@ import msgspec
 from msgspec import Raw, Struct
 
 from cfd_poller.metrics import PollerMetrics
-from shared.contracts import PriceTick
+from shared.contracts.bus import PriceTick
 from shared.markets import SYMBOLS
 
 log = logging.getLogger(__name__)

@@ -38,14 +38,9 @@ from shared import operations as ops
 from shared.bus import Bus, Topics
 from shared.bus.rpc import RequestClient
 from shared.candles import MINUTE_MS
-from shared.contracts import (
-    Candle,
-    CandleGap,
-    CandleHistoryBatch,
-    CoverageQuery,
-    MarketCoverage,
-    encode,
-)
+from shared.contracts import encode
+from shared.contracts.bus import CandleGap, CandleHistoryBatch, CoverageQuery, MarketCoverage
+from shared.contracts.rest import Candle
 from shared.errors import CfdError
 from shared.markets import MARKETS, Market
 from shared.settings import Settings

@@ -27,7 +27,7 @@ import msgspec
 from msgspec import Struct
 
 from shared.candles import MINUTE_MS
-from shared.contracts import Candle
+from shared.contracts.rest import Candle
 from shared.markets import Market
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ from cfd_poller.simulation import SIMULATION
 from cfd_poller.sources.sim import RandomWalk, seeded_rng
 from shared import clock
 from shared.candles import MINUTE_MS, add_price, aggregate, bucket_start, open_candle
-from shared.contracts import Candle
+from shared.contracts.rest import Candle
 from shared.markets import MARKETS, SYMBOLS
 
 log = logging.getLogger(__name__)

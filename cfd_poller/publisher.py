@@ -6,7 +6,8 @@ import logging
 
 from cfd_poller.metrics import PollerMetrics
 from shared.bus import Bus
-from shared.contracts import PriceTick, encode
+from shared.contracts import encode
+from shared.contracts.bus import PriceTick
 from shared.errors import BackendDown
 from shared.outage import Outage
 

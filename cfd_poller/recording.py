@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator, Callable
 from typing import BinaryIO
 
 from cfd_poller.frames import tick_frame
-from shared.contracts import PriceTick
+from shared.contracts.bus import PriceTick
 
 
 async def record_ticks(ticks: AsyncGenerator[PriceTick, None], out: BinaryIO, *, count: int | None = None,

@@ -10,6 +10,7 @@ from litestar.datastructures import State
 
 from cfd_server.context import ServerContext
 from shared import operations as ops
+from shared.contracts.bus import HealthQuery
 from shared.errors import CfdError
 
 CHECK_TIMEOUT = 3.0
@@ -34,7 +35,7 @@ async def readiness(ctx: ServerContext) -> dict:
     described = ctx.settings.describe_backends()
 
     async def database() -> None:
-        await ctx.rpc.call(ops.HEALTH, ops.HealthQuery(), key="health", timeout=CHECK_TIMEOUT - 0.5)
+        await ctx.rpc.call(ops.HEALTH, HealthQuery(), key="health", timeout=CHECK_TIMEOUT - 0.5)
 
     checks = await asyncio.gather(
         _check("bus", described["bus"], ctx.bus.ping),

@@ -7,7 +7,7 @@ from litestar.datastructures import State
 
 import shared
 from shared.clock import now_ms
-from shared.contracts import InfoResponse
+from shared.contracts.rest import InfoResponse
 from shared.settings import Settings
 
 WILDCARD_HOSTS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from litestar import Request, Response
 from litestar.datastructures import ResponseHeader
 
-from shared.contracts_trading import Position
+from shared.contracts.rest import Position
 from shared.paging import encode_cursor
 
 T = TypeVar("T")

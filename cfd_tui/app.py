@@ -48,7 +48,8 @@ from cfd_tui.screens.help import HelpScreen
 from cfd_tui.screens.signin import SignInScreen
 from cfd_tui.state import MarketBoard, Portfolio
 from cfd_tui.widgets.top_bar import TopBar
-from shared.contracts import CandleFrame, ErrorFrame, PriceFrame, User
+from shared.contracts.rest import User
+from shared.contracts.ws import CandleFrame, ErrorFrame, PriceFrame
 
 log = logging.getLogger(__name__)
 

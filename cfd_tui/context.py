@@ -20,7 +20,7 @@ from textual.message_pump import MessagePump
 from cfd_client.models import FeedState
 from cfd_client.protocol import BrokerApi
 from cfd_tui.state import MarketBoard, Portfolio
-from shared.contracts import User
+from shared.contracts.rest import User
 
 
 @runtime_checkable

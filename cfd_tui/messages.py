@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from textual.message import Message
 
 from cfd_client.models import Position
-from shared.contracts import AuthSession
+from shared.contracts.rest import AuthSession
 
 
 @dataclass

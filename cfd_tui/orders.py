@@ -13,7 +13,7 @@ import msgspec
 from msgspec import Struct
 
 from cfd_client.models import Account, Position, Side
-from shared.contracts import Quote
+from shared.contracts.quote import Quote
 from shared.errors import CfdError
 from shared.markets import Market
 from shared.trading import check_order, check_stops, close_price, margin, open_price, pnl, stop_out_price

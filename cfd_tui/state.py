@@ -17,7 +17,9 @@ from decimal import Decimal
 from msgspec import Struct
 
 from cfd_client.models import Account, Position, is_open
-from shared.contracts import Candle, CandleFrame, Price, PriceFrame, Quote
+from shared.contracts.quote import Quote
+from shared.contracts.rest import Candle, Price
+from shared.contracts.ws import CandleFrame, PriceFrame
 from shared.markets import MARKETS, Market
 from shared.trading import Exposure, account_state, unrealized_pnl
 

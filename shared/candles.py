@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
-from shared.contracts import Candle
+from shared.contracts.rest import Candle
 
 MINUTE_MS = 60_000
 

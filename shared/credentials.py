@@ -19,7 +19,7 @@ from collections.abc import Iterable
 import msgspec
 
 from shared.cache import Cache
-from shared.contracts import Credentials
+from shared.contracts.bus import Credentials
 
 _decoder = msgspec.json.Decoder(Credentials)
 

@@ -6,7 +6,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from msgspec import Struct
 
-from shared.contracts import Quote
+from shared.contracts.quote import Quote
 from shared.errors import NotFound
 
 BPS = Decimal(10_000)

@@ -16,43 +16,37 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-from msgspec import Struct
-
-from shared.contracts import (
+from shared.contracts.bus import (
+    AccountQuery,
     CandleHistory,
     CandlesQuery,
+    CloseCommand,
     Coverage,
     CoverageQuery,
     CreateUser,
     Credentials,
     CredentialsQuery,
-    PasswordRehashed,
-    RehashPassword,
-    User,
-    UserExists,
-    UserExistsQuery,
-    UserQuery,
-)
-from shared.contracts_trading import (
-    Account,
-    AccountQuery,
-    CloseCommand,
     DepositCommand,
     ExposureQuery,
-    LedgerEntry,
+    HealthQuery,
+    HealthReport,
     LedgerQuery,
-    MarketExposure,
     ModifyCommand,
     OpenCommand,
-    Position,
+    PasswordRehashed,
     PositionQuery,
     PositionsQuery,
+    RehashPassword,
     RiskCloseCommand,
     SetDisabledCommand,
     StopOutCommand,
+    UserExists,
+    UserExistsQuery,
+    UserQuery,
     UsersQuery,
-    UserSummary,
+    UserStatus,
 )
+from shared.contracts.rest import Account, LedgerEntry, MarketExposure, Position, User, UserSummary
 
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
@@ -81,20 +75,10 @@ class Operation(Generic[Req, Rep]):
         return f"Operation({self.name})"
 
 
-class HealthQuery(Struct, kw_only=True):
-    """`health.check` has no parameters."""
 
 
-class HealthReport(Struct, kw_only=True):
-    database: str
-    instance_id: str
 
 
-class UserStatus(Struct, kw_only=True):
-    """The answer to `operator.set_disabled`."""
-
-    user_id: str
-    disabled: bool
 
 
 def _op(name: str, route: Route, request: type[Req], reply: Any, *, command: bool = False) -> Operation[Req, Any]:

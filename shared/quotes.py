@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 import msgspec
 
-from shared.contracts import PriceTick, Quote
+from shared.contracts.bus import PriceTick
+from shared.contracts.quote import Quote
 from shared.markets import MARKETS, broker_quote
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from typing import Literal, NamedTuple, overload
 
 from msgspec import Struct
 
-from shared.contracts import Quote
-from shared.contracts_trading import Account, Position
+from shared.contracts.quote import Quote
+from shared.contracts.rest import Account, Position
 from shared.errors import Rejected
 from shared.markets import Market
 

@@ -38,17 +38,9 @@ from cfd_client.models import (
 )
 from cfd_poller.simulation import SIMULATION
 from shared.candles import INTERVALS, bucket_start
-from shared.contracts import (
-    AuthSession,
-    Candle,
-    CandleFrame,
-    InfoResponse,
-    Price,
-    PriceFrame,
-    Quote,
-    SignupAccepted,
-    User,
-)
+from shared.contracts.quote import Quote
+from shared.contracts.rest import AuthSession, Candle, InfoResponse, Price, SignupAccepted, User
+from shared.contracts.ws import CandleFrame, PriceFrame
 from shared.errors import CfdError
 from shared.markets import MARKETS, Market, broker_quote
 from shared.trading import (

@@ -97,7 +97,8 @@ async def set_price(platform: Any, symbol: str, bid: str, ask: str, timeout: flo
     """Publish an exchange tick and wait until the dbproc trades on it."""
     from decimal import Decimal
 
-    from shared.contracts import PriceTick, encode
+    from shared.contracts import encode
+    from shared.contracts.bus import PriceTick
     from shared.markets import MARKETS, broker_quote
 
     now_us = time.time_ns() // 1000

@@ -8,8 +8,8 @@ from msgspec import Struct, field
 
 from cfd_dbproc.risk.levels import EXACT, ZERO, Net
 from cfd_dbproc.risk.models import OpenPosition
-from shared.contracts import Quote
-from shared.contracts_trading import Account
+from shared.contracts.quote import Quote
+from shared.contracts.rest import Account
 from shared.trading import MARGIN_CALL_LEVEL, STOP_OUT_LEVEL, Exposure, account_state
 
 LEVEL_QUANTUM = Decimal("0.01")

@@ -23,8 +23,8 @@ from cfd_dbproc.risk.account import BookAccount, Held
 from cfd_dbproc.risk.ladder import PriceLadder
 from cfd_dbproc.risk.levels import ALWAYS, EXACT, ZERO, Holding, stop_keys, thresholds
 from cfd_dbproc.risk.models import OpenPosition, Trigger
-from shared.contracts import Quote
-from shared.contracts_trading import Account
+from shared.contracts.quote import Quote
+from shared.contracts.rest import Account
 from shared.trading import (
     MARGIN_CALL_LEVEL,
     STOP_OUT_LEVEL,

@@ -21,7 +21,7 @@ from msgspec import Struct
 
 from cfd_dbproc.risk.ladder import Series
 from cfd_dbproc.risk.models import OpenPosition
-from shared.contracts import Quote
+from shared.contracts.quote import Quote
 
 EXACT = Context(prec=100, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
 """Exact sums and products, or `decimal.Inexact` (catalogue quantities × prices fit many times over)."""

@@ -7,7 +7,7 @@ from typing import Literal
 
 from msgspec import Struct
 
-from shared.contracts import Quote
+from shared.contracts.quote import Quote
 from shared.trading import Side
 
 TriggerKind = Literal["stop_loss", "take_profit", "stop_out", "margin_call", "margin_call_cleared"]

@@ -25,18 +25,16 @@ from shared.bus import Bus
 from shared.bus.rpc import handles
 from shared.clock import now_ms
 from shared.contracts import encode
-from shared.contracts_trading import (
-    Account,
-    AccountEvent,
+from shared.contracts.bus import (
     CloseCommand,
     DepositCommand,
     ModifyCommand,
     OpenCommand,
-    Position,
-    PositionEvent,
     RiskCloseCommand,
     StopOutCommand,
 )
+from shared.contracts.events import AccountEvent, PositionEvent
+from shared.contracts.rest import Account, Position
 from shared.errors import BackendDown, Conflict, Rejected
 from shared.numbers import MAX_BALANCE
 from shared.operations import Operation

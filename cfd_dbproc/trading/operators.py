@@ -14,9 +14,9 @@ from cfd_dbproc.trading.quotes import QuoteCache
 from cfd_dbproc.trading.store import TradingStore, parse_id
 from shared import operations as ops
 from shared.bus.rpc import handles
-from shared.contracts_trading import ExposureQuery, MarketExposure, SetDisabledCommand, UsersQuery, UserSummary
+from shared.contracts.bus import ExposureQuery, SetDisabledCommand, UsersQuery, UserStatus
+from shared.contracts.rest import MarketExposure, UserSummary
 from shared.errors import NotFound
-from shared.operations import UserStatus
 from shared.trading import close_price, money, plain, pnl
 
 

@@ -6,15 +6,8 @@ from cfd_dbproc.trading.engine import TradingEngine
 from cfd_dbproc.trading.store import parse_id
 from shared import operations as ops
 from shared.bus.rpc import handles
-from shared.contracts_trading import (
-    Account,
-    AccountQuery,
-    LedgerEntry,
-    LedgerQuery,
-    Position,
-    PositionQuery,
-    PositionsQuery,
-)
+from shared.contracts.bus import AccountQuery, LedgerQuery, PositionQuery, PositionsQuery
+from shared.contracts.rest import Account, LedgerEntry, Position
 
 
 class TradingQueries:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.bus import Message
-from shared.contracts import Quote
+from shared.contracts.quote import Quote
 from shared.errors import Unavailable
 from shared.markets import MARKETS, Market, market_of
 from shared.quotes import LatestQuotes

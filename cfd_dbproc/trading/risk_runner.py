@@ -26,14 +26,9 @@ from shared import operations as ops
 from shared.bus import Bus, Message, Partition, Subscription, Topics
 from shared.bus.rpc import send
 from shared.contracts import encode
-from shared.contracts_trading import (
-    AccountEvent,
-    Event,
-    Position,
-    PositionEvent,
-    RiskCloseCommand,
-    StopOutCommand,
-)
+from shared.contracts.bus import RiskCloseCommand, StopOutCommand
+from shared.contracts.events import AccountEvent, Event, PositionEvent
+from shared.contracts.rest import Position
 from shared.errors import BackendDown, NotFound
 from shared.outage import Outage
 

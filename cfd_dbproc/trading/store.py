@@ -15,7 +15,8 @@ from piccolo.query import WhereRaw
 
 from cfd_dbproc.db import Database
 from cfd_dbproc.db.tables import Accounts, LedgerEntries, Positions
-from shared.contracts_trading import LedgerEntry, LedgerQuery, Position, PositionsQuery
+from shared.contracts.bus import LedgerQuery, PositionsQuery
+from shared.contracts.rest import LedgerEntry, Position
 from shared.errors import NotFound
 from shared.paging import MAX_PAGE, Cursor, decode_cursor
 from shared.trading import Exposure, money, plain

@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator, Iterable
 from typing import Protocol
 
 from cfd_poller.metrics import PollerMetrics
-from shared.contracts import PriceTick
+from shared.contracts.bus import PriceTick
 from shared.errors import SettingsError
 from shared.markets import MARKETS
 from shared.settings import Settings

@@ -22,7 +22,7 @@ from cfd_poller.frames import FrameDecoder, subscribe_message
 from cfd_poller.metrics import PollerMetrics
 from shared import clock
 from shared.backoff import Backoff
-from shared.contracts import PriceTick
+from shared.contracts.bus import PriceTick
 from shared.markets import SYMBOLS
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from pathlib import Path
 from cfd_poller.frames import FrameDecoder
 from cfd_poller.metrics import PollerMetrics
 from shared import clock
-from shared.contracts import PriceTick
+from shared.contracts.bus import PriceTick
 from shared.markets import SYMBOLS
 
 log = logging.getLogger(__name__)

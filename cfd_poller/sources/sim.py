@@ -18,7 +18,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from cfd_poller.metrics import PollerMetrics
 from cfd_poller.simulation import SIMULATION
 from shared import clock
-from shared.contracts import PriceTick
+from shared.contracts.bus import PriceTick
 from shared.markets import BPS, Market
 
 # The walk drifts back towards the simulated price with this time constant, so a long demo stays near real prices.

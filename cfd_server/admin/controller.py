@@ -16,20 +16,16 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from cfd_server.context import rpc
 from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, paged, position_key, position_order
 from shared import operations as ops
-from shared.contracts import User, UserQuery
-from shared.contracts_trading import (
-    Account,
+from shared.contracts.bus import (
     AccountQuery,
     DepositCommand,
-    DepositRequest,
     ExposureQuery,
-    MarketExposure,
-    Position,
     PositionsQuery,
     SetDisabledCommand,
+    UserQuery,
     UsersQuery,
-    UserSummary,
 )
+from shared.contracts.rest import Account, DepositRequest, MarketExposure, Position, User, UserSummary
 from shared.errors import Forbidden, NotFound, Unauthorized
 from shared.paging import MAX_PAGE, decode_cursor
 from shared.settings import Settings, local_secret

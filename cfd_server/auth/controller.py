@@ -11,7 +11,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_
 from cfd_server.auth.dependencies import COOKIE_NAME, provide_session
 from cfd_server.auth.service import AuthService
 from cfd_server.auth.tokens import Session
-from shared.contracts import AuthSession, MeResponse, SigninRequest, SignupAccepted, SignupRequest, VerifyRequest
+from shared.contracts.rest import AuthSession, MeResponse, SigninRequest, SignupAccepted, SignupRequest, VerifyRequest
 
 SIGNUP_ACCEPTED = SignupAccepted(
     message="If the address can receive mail, a 6-digit code is on its way. It is valid for 10 minutes."

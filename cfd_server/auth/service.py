@@ -22,15 +22,8 @@ from cfd_server.auth.tokens import Session, Sessions
 from cfd_server.context import ServerContext
 from shared import operations as ops
 from shared.cache import Budget, Taken
-from shared.contracts import (
-    CreateUser,
-    CredentialsQuery,
-    RehashPassword,
-    SigninRequest,
-    User,
-    UserExistsQuery,
-    VerifyRequest,
-)
+from shared.contracts.bus import CreateUser, CredentialsQuery, RehashPassword, UserExistsQuery
+from shared.contracts.rest import SigninRequest, User, VerifyRequest
 from shared.credentials import CredentialsDirectory
 from shared.errors import BadRequest, CfdError, Forbidden, Throttled, TimedOut, Unauthorized, Unavailable
 from shared.settings import RateLimit

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from shared.contracts import User
+from shared.contracts.rest import User
 
 
 class Session(msgspec.Struct, kw_only=True):

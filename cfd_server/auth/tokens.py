@@ -17,7 +17,8 @@ from cfd_server.auth.session import Session
 from cfd_server.auth.session_ends import SessionNotices, SessionsEnded
 from shared.cache import Cache
 from shared.clock import now_ms
-from shared.contracts import User, encode
+from shared.contracts import encode
+from shared.contracts.rest import User
 from shared.errors import Unauthorized
 
 if TYPE_CHECKING:

@@ -11,7 +11,8 @@ from litestar.params import Parameter, PathParameter
 
 from cfd_server.market.runtime import MarketRuntime
 from shared.candles import DEFAULT_LIMIT, INTERVALS, MAX_LIMIT
-from shared.contracts import Candle, Price, Quote
+from shared.contracts.quote import Quote
+from shared.contracts.rest import Candle, Price
 from shared.errors import BadRequest, Unavailable
 from shared.markets import MARKETS, Market, market_of
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from cfd_server.context import ServerContext
 from shared import operations as ops
-from shared.contracts import Candle, CandlesQuery
+from shared.contracts.bus import CandlesQuery
+from shared.contracts.rest import Candle
 
 
 async def fetch_history(ctx: ServerContext, symbol: str, interval: str, limit: int,

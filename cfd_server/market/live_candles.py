@@ -17,7 +17,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from shared.candles import INTERVALS, add_price, open_candle
-from shared.contracts import Candle
+from shared.contracts.rest import Candle
 
 CandleListener = Callable[[str, str, Candle, bool], None]
 """Called with (symbol, interval, candle, closed) whenever a live candle changes or closes."""

@@ -15,7 +15,9 @@ from decimal import Decimal
 import msgspec
 
 from shared.bus import Message
-from shared.contracts import PriceFrame, Quote, encode
+from shared.contracts import encode
+from shared.contracts.quote import Quote
+from shared.contracts.ws import PriceFrame
 from shared.quotes import LatestQuotes
 
 PriceListener = Callable[[str, bytes], None]

@@ -21,7 +21,9 @@ from cfd_server.market.quotes import QuoteBook
 from cfd_server.ws import Hub, Limits, WsServer
 from shared.bus import Subscription
 from shared.candles import overlay
-from shared.contracts import Candle, CandleFrame, encode
+from shared.contracts import encode
+from shared.contracts.rest import Candle
+from shared.contracts.ws import CandleFrame
 
 log = logging.getLogger(__name__)
 

@@ -17,21 +17,16 @@ from cfd_server.auth.tokens import Session
 from cfd_server.context import rpc
 from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, paged, position_key, position_order
 from shared import operations as ops
-from shared.contracts_trading import (
-    Account,
+from shared.contracts.bus import (
     AccountQuery,
     CloseCommand,
-    LedgerEntry,
     LedgerQuery,
     ModifyCommand,
     OpenCommand,
-    Position,
-    PositionClose,
-    PositionCreate,
     PositionQuery,
     PositionsQuery,
-    PositionUpdate,
 )
+from shared.contracts.rest import Account, LedgerEntry, Position, PositionClose, PositionCreate, PositionUpdate
 from shared.errors import BadRequest, NotFound
 from shared.markets import market_of
 from shared.operations import Operation

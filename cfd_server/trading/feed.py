@@ -20,16 +20,11 @@ import msgspec
 from cfd_server.context import ServerContext
 from shared import operations as ops
 from shared.bus import Message, Subscription
-from shared.contracts import Quote, encode
-from shared.contracts_trading import (
-    AccountEvent,
-    AccountQuery,
-    Event,
-    Position,
-    PositionEvent,
-    PositionMark,
-    PositionsQuery,
-)
+from shared.contracts import encode
+from shared.contracts.bus import AccountQuery, PositionsQuery
+from shared.contracts.events import AccountEvent, Event, PositionEvent, PositionMark
+from shared.contracts.quote import Quote
+from shared.contracts.rest import Position
 from shared.trading import account_state, close_price, exposure_of, money, unrealized_pnl
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,9 @@ from cfd_server.ws.client import Client
 from cfd_server.ws.outbox import Outbox
 from cfd_server.ws.protocol import ACCOUNT, ALL_PRICES, CLOSE_TOO_SLOW, Channel, ProtocolError, text_frame
 from shared.candles import INTERVALS
-from shared.contracts import Candle, CandleFrame, ErrorFrame, encode
+from shared.contracts import encode
+from shared.contracts.rest import Candle
+from shared.contracts.ws import CandleFrame, ErrorFrame
 from shared.markets import MARKETS
 
 if TYPE_CHECKING:

@@ -12,7 +12,8 @@ from websockets.frames import Frame, Opcode
 
 from cfd_server.body import JsonError, read_json
 from shared.candles import INTERVALS
-from shared.contracts import AuthOp, ErrorFrame, PingOp, SubscribeOp, UnsubscribeOp, WsOp, encode
+from shared.contracts import encode
+from shared.contracts.ws import AuthOp, ErrorFrame, PingOp, SubscribeOp, UnsubscribeOp, WsOp
 from shared.markets import MARKETS
 
 PATH = "/ws"

@@ -22,7 +22,8 @@ from cfd_server.ws.hub import Hub
 from cfd_server.ws.limits import Limits
 from cfd_server.ws.protocol import ACCOUNT, CLOSE_POLICY, Channel, ProtocolError, parse_channel, parse_op
 from shared.clock import now_ms
-from shared.contracts import (
+from shared.contracts import encode
+from shared.contracts.ws import (
     AuthenticatedFrame,
     AuthOp,
     PingOp,
@@ -32,7 +33,6 @@ from shared.contracts import (
     UnsubscribedFrame,
     UnsubscribeOp,
     WelcomeFrame,
-    encode,
 )
 from shared.errors import CfdError
 from shared.markets import MARKETS

@@ -27,7 +27,8 @@ from textual.widget import Widget
 
 from cfd_tui import format as fmt
 from shared.candles import INTERVALS
-from shared.contracts import Candle, CandleFrame
+from shared.contracts.rest import Candle
+from shared.contracts.ws import CandleFrame
 
 AXIS_WIDTH = 12
 CANDLE_COLUMNS = 2

@@ -24,7 +24,8 @@ import msgspec
 from shared import outage
 from shared.bus import Bus, Message, Subscription
 from shared.clock import now_ms
-from shared.contracts import BusReply, BusRequest, ErrorBody, encode
+from shared.contracts import encode
+from shared.contracts.bus import BusReply, BusRequest, ErrorBody
 from shared.db_failures import database_outage
 from shared.errors import BackendDown, BadRequest, CfdError, InternalError, TimedOut, error_from_wire
 from shared.operations import Operation, Route

@@ -28,7 +28,8 @@ from cfd_tui.screens.verify import VerifyScreen
 from cfd_tui.widgets.positions_table import PositionsTable
 from cfd_tui.widgets.watchlist import Watchlist
 from shared.bus import Topics
-from shared.contracts import PriceTick, encode
+from shared.contracts import encode
+from shared.contracts.bus import PriceTick
 from shared.markets import MARKETS
 
 SIZE = (140, 45)

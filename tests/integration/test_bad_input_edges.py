@@ -14,7 +14,8 @@ from helpers import set_price, signed_in
 from websockets.asyncio.client import connect
 
 from shared import operations as ops
-from shared.contracts_trading import OpenCommand, PositionCreate
+from shared.contracts.bus import OpenCommand
+from shared.contracts.rest import PositionCreate
 from shared.errors import CfdError
 
 BAD_DECIMALS = ['"1E+25"', '"99999999999999999999999999.99"', '"１"', '"١"', '"1_000"', '" 1"', '"+1"', '"NaN"',

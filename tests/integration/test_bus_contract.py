@@ -10,7 +10,7 @@ import pytest
 
 from shared.bus import Message, create_bus
 from shared.bus.rpc import RequestClient, Responder
-from shared.contracts import UserExists, UserExistsQuery
+from shared.contracts.bus import UserExists, UserExistsQuery
 from shared.errors import Conflict, TimedOut
 from shared.operations import Operation, Route
 

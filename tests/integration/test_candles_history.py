@@ -27,15 +27,9 @@ from shared import operations as ops
 from shared.bus import Bus, Topics, create_bus
 from shared.bus.rpc import RequestClient, Responder
 from shared.cache.memory import MemoryCache
-from shared.contracts import (
-    Candle,
-    CandleGap,
-    CandleHistoryBatch,
-    CoverageQuery,
-    MarketCoverage,
-    PriceTick,
-    encode,
-)
+from shared.contracts import encode
+from shared.contracts.bus import CandleGap, CandleHistoryBatch, CoverageQuery, MarketCoverage, PriceTick
+from shared.contracts.rest import Candle
 from shared.errors import BadRequest
 from shared.markets import MARKETS, broker_quote
 from shared.settings import Settings

@@ -8,7 +8,8 @@ from helpers import sign_up
 
 from cfd_dbproc.service import DbProc
 from shared.cache.memory import MemoryCache
-from shared.contracts import Credentials, User
+from shared.contracts.bus import Credentials
+from shared.contracts.rest import User
 from shared.credentials import CredentialsDirectory
 
 PASSWORD = "correct horse battery"

@@ -22,8 +22,9 @@ from cfd_poller.simulation import SIMULATION
 from shared import operations as ops
 from shared.bus import Bus, Topics, create_bus
 from shared.bus.rpc import RequestClient
-from shared.contracts import PriceTick, encode
-from shared.contracts_trading import OpenCommand, Position, PositionCreate
+from shared.contracts import encode
+from shared.contracts.bus import OpenCommand, PriceTick
+from shared.contracts.rest import Position, PositionCreate
 from shared.markets import MARKETS
 
 

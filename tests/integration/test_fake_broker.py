@@ -9,7 +9,7 @@ from fake_broker import FakeBroker
 from helpers import set_price, signed_in
 
 from cfd_client import ApiClient, Rejected
-from shared.contracts_trading import Account, Position
+from shared.contracts.rest import Account, Position
 
 TICKS = [("SOL_USDC", "184.95", "185.05"), ("ETH_USDC", "3449.95", "3450.05")]
 LATER = [("SOL_USDC", "186.05", "186.15"), ("ETH_USDC", "3441.27", "3441.33")]

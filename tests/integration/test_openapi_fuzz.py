@@ -29,7 +29,8 @@ from pathlib import Path
 import pytest
 from helpers import set_price, signed_in
 
-from shared.contracts import PriceTick, encode
+from shared.contracts import encode
+from shared.contracts.bus import PriceTick
 
 pytestmark = pytest.mark.slow
 

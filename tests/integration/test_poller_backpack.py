@@ -18,7 +18,7 @@ from cfd_poller.sources.backpack import BackpackSource
 from shared.backoff import Backoff
 from shared.bus import Message, Subscription, Topics
 from shared.bus.memory import MemoryBus
-from shared.contracts import PriceTick
+from shared.contracts.bus import PriceTick
 from shared.settings import Settings, load_settings
 
 WAIT = 3.0  # seconds any single expected event may take; the tests finish far sooner

@@ -18,7 +18,7 @@ import pytest
 from cfd_poller.local_exchange import LocalExchange
 from cfd_poller.service import start_poller
 from shared.bus import Message, Topics
-from shared.contracts import PriceTick
+from shared.contracts.bus import PriceTick
 from shared.settings import Settings, load_settings
 
 REAL = os.environ.get("CFD_TEST_BACKENDS") == "real" and bool(os.environ.get("CFD_KAFKA_BOOTSTRAP"))

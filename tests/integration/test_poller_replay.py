@@ -18,7 +18,7 @@ from cfd_poller.sources.replay import ReplaySource
 from cfd_poller.sources.sim import SimSource
 from shared.bus import Message, Topics
 from shared.bus.memory import MemoryBus
-from shared.contracts import PriceTick
+from shared.contracts.bus import PriceTick
 from shared.errors import SettingsError
 from shared.markets import MARKETS
 from shared.settings import load_settings

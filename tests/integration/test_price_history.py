@@ -28,7 +28,8 @@ from cfd_poller.simulation import SIMULATION
 from shared.bus import Message, Topics
 from shared.bus.memory import MemoryBus
 from shared.candles import MINUTE_MS
-from shared.contracts import PriceTick, encode
+from shared.contracts import encode
+from shared.contracts.bus import PriceTick
 from shared.markets import MARKETS, broker_quote
 from shared.settings import Settings, load_settings
 

@@ -20,7 +20,7 @@ from helpers import set_price, signed_in
 from cfd_dbproc.trading.engine import TradingEngine
 from cfd_dbproc.trading.store import TradingStore
 from shared.bus import Message, create_bus
-from shared.contracts_trading import CloseCommand
+from shared.contracts.bus import CloseCommand
 
 
 async def _eventually(check, timeout: float, what: str) -> None:

@@ -31,8 +31,9 @@ from shared import operations as ops
 from shared.bus import Bus, Topics, create_bus
 from shared.bus.kafka import SESSION_TIMEOUT_MS
 from shared.bus.rpc import RequestClient
-from shared.contracts import CreateUser, PriceTick, encode
-from shared.contracts_trading import OpenCommand, PositionCreate
+from shared.contracts import encode
+from shared.contracts.bus import CreateUser, OpenCommand, PriceTick
+from shared.contracts.rest import PositionCreate
 from shared.markets import MARKETS, broker_quote
 
 D = Decimal

@@ -17,7 +17,8 @@ from helpers import Mailbox, child_env, real_only, sign_up
 from cfd_cli.platform import Platform
 from cfd_dbproc.db.tables import Accounts, LedgerEntries, Positions, Users
 from cfd_poller.simulation import SIMULATION
-from shared.contracts import PriceTick, encode
+from shared.contracts import encode
+from shared.contracts.bus import PriceTick
 from shared.markets import MARKETS
 
 USERS = 10

@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 from cfd_server.auth.session import Session
 from cfd_server.ws.hub import Hub
 from cfd_server.ws.server import WsServer
-from shared.contracts import User
+from shared.contracts.rest import User
 
 
 class NoSnapshots:

@@ -28,7 +28,9 @@ from shared.bus import Bus, Topics, create_bus
 from shared.bus.kafka import KafkaBus
 from shared.bus.rpc import RequestClient
 from shared.cache import create_cache
-from shared.contracts import PriceTick, User, encode
+from shared.contracts import encode
+from shared.contracts.bus import PriceTick
+from shared.contracts.rest import User
 from shared.errors import BackendDown, Unauthorized
 from shared.markets import MARKETS, broker_quote
 from shared.settings import Settings

@@ -18,7 +18,7 @@ from shared.candles import (
     interval_ms,
     overlay,
 )
-from shared.contracts import Candle
+from shared.contracts.rest import Candle
 
 D = Decimal
 MIN = 60_000

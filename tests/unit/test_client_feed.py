@@ -12,7 +12,7 @@ from websockets.asyncio.server import serve
 from cfd_client import FeedClient, FeedState, StateChanged
 from cfd_client.models import PositionFrame
 from shared.backoff import Backoff
-from shared.contracts import PriceFrame
+from shared.contracts.ws import PriceFrame
 
 
 class FakeFeedServer:

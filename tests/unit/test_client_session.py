@@ -6,7 +6,7 @@ import stat
 from pathlib import Path
 
 from cfd_client.session import SessionStore, config_dir
-from shared.contracts import AuthSession, User
+from shared.contracts.rest import AuthSession, User
 
 USER = User(id="u1", email="ada@example.com", name="Ada", created_at=1)
 

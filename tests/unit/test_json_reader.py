@@ -8,7 +8,7 @@ import pytest
 
 from cfd_server.body import MAX_DEPTH, JsonError, check_numbers, number_plan, read_json
 from cfd_server.ws.protocol import ProtocolError, parse_op
-from shared.contracts_trading import DepositRequest, PositionClose, PositionCreate, PositionUpdate
+from shared.contracts.rest import DepositRequest, PositionClose, PositionCreate, PositionUpdate
 from shared.errors import BadRequest
 from shared.numbers import AMOUNT, PRICE, QUANTITY
 

@@ -25,8 +25,9 @@ from cfd_dbproc.trading.quotes import QuoteCache
 from cfd_dbproc.trading.store import TradingStore
 from cfd_poller.simulation import SIMULATION
 from shared.bus.memory import MemoryBus
-from shared.contracts import PriceTick, encode
-from shared.contracts_trading import CloseCommand, OpenCommand, Position, PositionCreate
+from shared.contracts import encode
+from shared.contracts.bus import CloseCommand, OpenCommand, PriceTick
+from shared.contracts.rest import Position, PositionCreate
 from shared.markets import MARKETS, Market
 from shared.settings import load_settings
 from shared.trading import closing, margin, money, pnl

@@ -21,7 +21,8 @@ from cfd_poller.frames import (
     tick_frame,
 )
 from cfd_poller.metrics import PollerMetrics
-from shared.contracts import PriceTick, encode
+from shared.contracts import encode
+from shared.contracts.bus import PriceTick
 
 E_US = 1_732_000_000_123_456
 T_US = 1_732_000_000_120_000

@@ -14,7 +14,7 @@ from cfd_poller.history import history_rng, simulate_minutes, steps_per_minute
 from cfd_poller.klines import Kline, format_time, from_candle, parse_time, rest_url, to_candle
 from cfd_poller.simulation import SIMULATION
 from shared.candles import MINUTE_MS
-from shared.contracts import CandleGap
+from shared.contracts.bus import CandleGap
 from shared.markets import MARKETS
 
 END = 1_767_225_600_000  # 2026-01-01 00:00 UTC

@@ -10,7 +10,7 @@ import pytest
 
 from cfd_poller.simulation import SIMULATION
 from cfd_poller.sources.sim import RandomWalk, SimSource, quantised_quote, seeded_rng
-from shared.contracts import PriceTick
+from shared.contracts.bus import PriceTick
 from shared.markets import MARKETS
 
 

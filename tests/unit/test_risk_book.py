@@ -7,7 +7,7 @@ from decimal import Decimal, Inexact
 import pytest
 
 from cfd_dbproc.risk import OpenPosition, RiskBook, Trigger
-from shared.contracts import Quote
+from shared.contracts.quote import Quote
 
 D = Decimal
 

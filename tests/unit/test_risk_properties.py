@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from cfd_dbproc.risk import OpenPosition, RiskBook
 from cfd_dbproc.risk.ladder import COMPACT_MIN, PriceLadder
 from cfd_dbproc.risk.levels import EXACT, Holding, Net, split, thresholds, watch_key
-from shared.contracts import Quote
+from shared.contracts.quote import Quote
 from shared.trading import Exposure, account_state, close_price, margin, stop_trigger
 
 SYMBOLS = ("AAA", "BBB", "CCC")

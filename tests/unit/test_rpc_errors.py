@@ -14,10 +14,10 @@ import pytest
 
 from shared.bus.memory import MemoryBus
 from shared.bus.rpc import Responder
-from shared.contracts import BusRequest
+from shared.contracts.bus import BusRequest, HealthQuery, HealthReport
 from shared.db_failures import database_outage
 from shared.errors import Rejected, error_from_wire
-from shared.operations import HealthQuery, HealthReport, Operation, Route
+from shared.operations import Operation, Route
 
 FAILING = Operation("test.fail", Route.HEALTH, HealthQuery, HealthReport)
 

@@ -16,7 +16,7 @@ from shared.bus import Message, Topics
 from shared.bus.memory import MemoryBus
 from shared.bus.rpc import RequestClient, Responder, send
 from shared.cache.memory import MemoryCache
-from shared.contracts import UserExists, UserExistsQuery
+from shared.contracts.bus import UserExists, UserExistsQuery
 from shared.errors import Rejected
 from shared.operations import Operation, Route
 from shared.settings import load_settings

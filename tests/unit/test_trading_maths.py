@@ -9,7 +9,7 @@ import msgspec
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from shared.contracts import Quote
+from shared.contracts.quote import Quote
 from shared.markets import MARKETS
 from shared.trading import (
     Exposure,

@@ -8,7 +8,8 @@ import pytest
 
 from cfd_dbproc.trading.quotes import QuoteCache
 from shared.bus import Message
-from shared.contracts import PriceTick, encode
+from shared.contracts import encode
+from shared.contracts.bus import PriceTick
 from shared.errors import NotFound, Unavailable
 
 

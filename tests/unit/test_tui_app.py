@@ -35,7 +35,7 @@ from cfd_tui.widgets.connection_status import ConnectionStatus
 from cfd_tui.widgets.positions_table import PositionsTable
 from cfd_tui.widgets.top_bar import TopBar
 from cfd_tui.widgets.watchlist import Watchlist
-from shared.contracts import AuthSession
+from shared.contracts.rest import AuthSession
 
 SIZE = (140, 45)
 EMAIL = "ada@example.com"

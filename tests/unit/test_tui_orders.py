@@ -19,7 +19,7 @@ from cfd_tui.orders import (
     preview_order,
     validate_ticket,
 )
-from shared.contracts import Quote
+from shared.contracts.quote import Quote
 from shared.markets import MARKETS
 
 SOL = MARKETS["SOL_USDC"]

@@ -8,7 +8,7 @@ from fake_broker import FakeBroker
 from test_tui_app import SIZE, make, on, ready, until
 
 from cfd_tui.screens.signin import SignInScreen
-from shared.contracts import ErrorFrame
+from shared.contracts.ws import ErrorFrame
 
 
 @pytest.mark.parametrize("code", ["session_ended", "account_disabled"])

@@ -7,7 +7,8 @@ from decimal import Decimal
 from cfd_client.models import Account, Position
 from cfd_tui import format as fmt
 from cfd_tui.state import SPARKLINE_POINTS, MarketBoard, Portfolio
-from shared.contracts import Candle, CandleFrame, PriceFrame
+from shared.contracts.rest import Candle
+from shared.contracts.ws import CandleFrame, PriceFrame
 
 
 def frame(symbol: str, bid: str, ask: str) -> PriceFrame:

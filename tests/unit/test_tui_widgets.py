@@ -19,7 +19,7 @@ from cfd_tui.app import STYLES
 from cfd_tui.widgets.candle_chart import CandleChart
 from cfd_tui.widgets.live_table import LiveTable
 from shared.candles import INTERVALS
-from shared.contracts import CandleFrame
+from shared.contracts.ws import CandleFrame
 
 
 class ChartApp(App[None]):

@@ -15,7 +15,7 @@ from cfd_server.auth.session_ends import SessionsEnded, ending
 from cfd_server.ws.client import Client
 from cfd_server.ws.hub import Hub
 from cfd_server.ws.protocol import ProtocolError, parse_channel, text_frame
-from shared.contracts import Candle, User
+from shared.contracts.rest import Candle, User
 
 
 class RecordingOutbox:

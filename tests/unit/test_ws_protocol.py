@@ -7,7 +7,7 @@ from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
 from cfd_server.ws.protocol import Channel, ProtocolError, parse_channel, parse_op, text_frame
-from shared.contracts import AuthOp, PingOp, SubscribeOp, UnsubscribeOp
+from shared.contracts.ws import AuthOp, PingOp, SubscribeOp, UnsubscribeOp
 
 
 def test_each_op_parses():

@@ -6,7 +6,8 @@ import json
 from decimal import Decimal
 
 from cfd_server.market.quotes import QuoteBook
-from shared.contracts import PriceTick, encode
+from shared.contracts import encode
+from shared.contracts.bus import PriceTick
 from shared.markets import MARKETS, broker_quote
 
 

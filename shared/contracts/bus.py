@@ -1,0 +1,239 @@
+"""Between the services, over the bus: the request envelope and its reply, the price ticks, and the body of
+every request (`shared.operations` names which body goes with which request and reply)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from msgspec import Raw, Struct
+
+from shared.contracts.quote import Quote
+from shared.contracts.rest import Candle, PositionCreate, PositionUpdate, User
+
+
+class ErrorBody(Struct, kw_only=True):
+    status: int
+    code: str
+    message: str
+    details: Any = None
+    retry_after: int | None = None
+
+
+class BusRequest(Struct, kw_only=True):
+    """A command or query for the dbproc. `command_id` makes a write apply once."""
+
+    type: str
+    command_id: str
+    correlation_id: str
+    reply_to: str
+    body: Raw
+    sent_at_ms: int = 0
+
+
+class BusReply(Struct, kw_only=True):
+    correlation_id: str
+    reply_to: str
+    body: Raw = Raw(b"null")
+    error: ErrorBody | None = None
+
+
+class PriceTick(Struct, kw_only=True, array_like=True):
+    """One exchange top-of-book update, as the poller publishes it (times in microseconds)."""
+
+    symbol: str
+    bid: Decimal
+    ask: Decimal
+    exchange_time_us: int
+    ingest_time_us: int
+
+
+class UserExistsQuery(Struct, kw_only=True):
+    email: str
+
+
+class UserExists(Struct, kw_only=True):
+    exists: bool
+
+
+class CreateUser(Struct, kw_only=True):
+    email: str
+    name: str
+    password_hash: str
+
+
+class CredentialsQuery(Struct, kw_only=True):
+    email: str
+
+
+class Credentials(Struct, kw_only=True):
+    """What sign-in needs; `user` is None when the email is not registered."""
+
+    user: User | None = None
+    password_hash: str | None = None
+
+
+class UserQuery(Struct, kw_only=True):
+    user_id: str
+
+
+class RehashPassword(Struct, kw_only=True):
+    """Bus request `user.rehash`: store `new_hash` (the same password, hashed the current way) in place of
+    `old_hash`, only if `old_hash` is still the user's hash."""
+
+    user_id: str
+    old_hash: str
+    new_hash: str
+
+
+class PasswordRehashed(Struct, kw_only=True):
+    replaced: bool
+
+
+class CandlesQuery(Struct, kw_only=True):
+    """Bus request `candles.history`: the last `limit` candles of `interval` for `symbol`."""
+
+    symbol: str
+    interval: str
+    limit: int
+
+
+class CandleHistory(Struct, kw_only=True):
+    """The dbproc's answer to `candles.history`, oldest first."""
+
+    candles: list[Candle]
+
+
+class CoverageQuery(Struct, kw_only=True):
+    """What is stored of each market's 1m candles in the minutes `[since, until)` (epoch ms)."""
+
+    symbols: list[str]
+    since: int
+    until: int
+
+
+class CandleGap(Struct, kw_only=True):
+    """Minutes `[start, end)` with no stored candle; `before` is the close of the stored candle just before
+    the gap and `after` the open of the one at its end, when there is one."""
+
+    start: int
+    end: int
+    before: Decimal | None = None
+    after: Decimal | None = None
+
+
+class MarketCoverage(Struct, kw_only=True):
+    """One market's stored history: its latest candle (the last stored price) and the gaps in the window."""
+
+    symbol: str
+    last_t: int | None = None
+    last_close: Decimal | None = None
+    gaps: list[CandleGap] = []
+
+
+class Coverage(Struct, kw_only=True):
+    """The dbproc's answer to `candles.coverage`."""
+
+    markets: list[MarketCoverage]
+
+
+class CandleHistoryBatch(Struct, kw_only=True):
+    """1m candles of one market for minutes before the poller started (topic `candle-history`, keyed by
+    symbol). The dbproc stores each where no candle is stored yet and leaves stored minutes alone."""
+
+    symbol: str
+    source: str
+    candles: list[Candle]
+
+
+class OpenCommand(Struct, kw_only=True):
+    user_id: str
+    order: PositionCreate
+
+
+class CloseCommand(Struct, kw_only=True):
+    user_id: str
+    position_id: str
+    qty: Decimal | None = None
+
+
+class ModifyCommand(Struct, kw_only=True):
+    user_id: str
+    position_id: str
+    update: PositionUpdate
+
+
+class RiskCloseCommand(Struct, kw_only=True):
+    """Issued by the risk engine: close a position at the price of the tick that hit its stop."""
+
+    user_id: str
+    position_id: str
+    reason: Literal["stop_loss", "take_profit"]
+    price: Decimal
+    quote: Quote
+
+
+class StopOutCommand(Struct, kw_only=True):
+    """Issued by the risk engine: close positions in `order` (the book's, worst loser first) until the margin
+    level recovers, at `quotes`."""
+
+    user_id: str
+    quotes: list[Quote]
+    order: list[str] = []
+
+
+class AccountQuery(Struct, kw_only=True):
+    user_id: str
+
+
+class PositionsQuery(Struct, kw_only=True):
+    user_id: str | None  # None: every user's (operators)
+    status: Literal["open", "closed"] | None = None
+    limit: int = 200
+    cursor: str | None = None  # `shared.paging`: the page after this one
+
+
+class PositionQuery(Struct, kw_only=True):
+    user_id: str
+    position_id: str
+
+
+class LedgerQuery(Struct, kw_only=True):
+    user_id: str
+    limit: int = 200
+    cursor: str | None = None  # `shared.paging`: the page after this one
+
+
+class DepositCommand(Struct, kw_only=True):
+    user_id: str
+    amount: Decimal
+
+
+class UsersQuery(Struct, kw_only=True):
+    search: str | None = None  # an email, an id, or part of an email
+    limit: int = 100
+
+
+class SetDisabledCommand(Struct, kw_only=True):
+    user_id: str
+    disabled: bool
+
+
+class ExposureQuery(Struct, kw_only=True):
+    pass
+
+
+class HealthQuery(Struct, kw_only=True):
+    """`health.check` has no parameters."""
+
+
+class HealthReport(Struct, kw_only=True):
+    database: str
+    instance_id: str
+
+
+class UserStatus(Struct, kw_only=True):
+    """The answer to `operator.set_disabled`."""
+
+    user_id: str
+    disabled: bool

@@ -1,0 +1,41 @@
+"""Account events (topic `account-events`, keyed by user id): what the dbproc publishes after each commit,
+relayed to the `account` channel."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from msgspec import Struct
+
+from shared.contracts.rest import Account, Position
+
+
+class PositionEvent(Struct, tag_field="type", tag="position", kw_only=True):
+    event: Literal["opened", "updated", "closed"]
+    user_id: str
+    position: Position
+    balance: Decimal
+
+
+class PositionMark(Struct, kw_only=True):
+    """One open position marked to market: the price it would close at now, and its unrealised PnL."""
+
+    id: str
+    price: Decimal
+    unrealized_pnl: Decimal
+
+
+class AccountEvent(Struct, tag_field="type", tag="account", kw_only=True):
+    """The account after a change (`snapshot`), marked to market (`mark`, with each position's PnL), a margin
+    call, its clearing, or a stop-out. `resync` (between services only) says a command was answered from
+    its stored reply: its events may never have gone out, so listeners reload that user's state."""
+
+    event: Literal["snapshot", "mark", "margin_call", "margin_call_cleared", "stop_out", "resync"]
+    user_id: str
+    account: Account | None = None
+    margin_level: Decimal | None = None
+    marks: list[PositionMark] | None = None
+
+
+Event = PositionEvent | AccountEvent
