@@ -130,3 +130,16 @@ async def create_postgres_database(base_url: str, prefix: str) -> str:
     finally:
         await connection.close()
     return urlunsplit(urlsplit(base_url)._replace(path=f"/{name}"))
+
+
+async def drop_postgres_database(base_url: str, url: str) -> None:
+    """Drop the database of `url` (one `create_postgres_database` made), from the server of `base_url`."""
+    from urllib.parse import urlsplit
+
+    import asyncpg
+
+    connection = await asyncpg.connect(base_url)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path.lstrip("/")}" WITH (FORCE)')
+    finally:
+        await connection.close()

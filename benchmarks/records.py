@@ -26,10 +26,9 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
-from _support import RESULTS, create_postgres_database, describe, percentiles, running_platform
+from _support import RESULTS, create_postgres_database, describe, drop_postgres_database, percentiles, running_platform
 from rich.console import Console
 from rich.table import Table
 
@@ -106,16 +105,6 @@ async def _fill_postgres(url: str, chunks: Iterator[Tables]) -> None:
         await connection.close()
 
 
-async def _drop_database(base_url: str, url: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(base_url)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path.lstrip("/")}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
 async def _pages(api: httpx.AsyncClient, auth: dict, path: str, requests: int) -> dict[str, Any]:
     samples = []
     for _ in range(10):  # warm up
@@ -153,7 +142,7 @@ async def measure(real: bool, total: int, requests: int, limit: int) -> dict:
         return await _measure(real, total, requests, limit)
     finally:
         if real:
-            await _drop_database(base_url, os.environ["CFD_DATABASE_URL"])
+            await drop_postgres_database(base_url, os.environ["CFD_DATABASE_URL"])
             os.environ["CFD_DATABASE_URL"] = base_url
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import websockets
-from _support import Codes, create_postgres_database, percentiles
+from _support import Codes, create_postgres_database, drop_postgres_database, percentiles
 
 TABLES = ("users", "positions", "ledger_entries", "processed_commands", "candles")
 MARKETS_TRADED = (("DOGE_USDC", "100"), ("SOL_USDC", "0.1"))
@@ -82,6 +82,7 @@ class PlatformProcess:
         raise RuntimeError(f"the platform did not become ready in 60 s; see {self.log}")
 
     async def stop(self) -> None:
+        """Stop the platform; on the real backends, drop the database it was given."""
         if self.process is not None and self.process.returncode is None:
             self.process.send_signal(signal.SIGINT)
             try:
@@ -89,6 +90,9 @@ class PlatformProcess:
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
+        if self.database_url is not None:
+            await drop_postgres_database(os.environ["CFD_DATABASE_URL"], self.database_url)
+            self.database_url = None
 
     def sample_process(self) -> dict[str, float]:
         assert self.process is not None
