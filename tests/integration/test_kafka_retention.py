@@ -36,17 +36,26 @@ async def test_created_topics_carry_their_retention_and_a_changed_one_is_set_bac
     assert found[topics.trading_requests] == found[topics.replies] == "3600000"
     assert found[topics.events] == found[topics.sessions] == "86400000"
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bus.bootstrap)  # an operator changed one by hand
+    admin = AIOKafkaAdminClient(bootstrap_servers=bus.bootstrap)  # an operator changed one by hand, and set another
     await admin.start()
     try:
         await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topics.events,
-                                                  {"retention.ms": "1000"})])
+                                                  {"retention.ms": "1000", "max.message.bytes": "2000000",
+                                                   "segment.ms": "86400000"})])
     finally:
         await admin.close()
     assert await settled_retention(bus.bootstrap, topics.events, "1000") == "1000"
 
-    await bus.ensure_topics(topics.all())  # the next start converges it
+    await bus.ensure_topics(topics.all())  # the next start converges ours and keeps the operator's own
     assert await settled_retention(bus.bootstrap, topics.events, "86400000") == "86400000"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bus.bootstrap)
+    await admin.start()
+    try:
+        configs = (await describe_topic_configs(admin, [topics.events]))[topics.events]
+    finally:
+        await admin.close()
+    assert configs["max.message.bytes"] == "2000000"
+    assert configs["segment.ms"] == str(86400 // 4 * 1000)
 
 
 async def settled_retention(bootstrap: str, topic: str, expected: str) -> str:
