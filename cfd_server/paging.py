@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 from urllib.parse import urlencode
 
 from litestar import Request, Response
 from litestar.datastructures import ResponseHeader
 
+from shared import operations as ops
+from shared.bus.rpc import RequestClient
+from shared.contracts.bus import PositionsQuery
 from shared.contracts.rest import Position
-from shared.paging import encode_cursor
+from shared.paging import decode_cursor, encode_cursor
 
 T = TypeVar("T")
 
@@ -32,13 +35,16 @@ def paged(request: Request, rows: list[T], limit: int, order: str,
     return Response(rows, headers={"Link": f'<{request.url.path}?{urlencode(params)}>; rel="next"'})
 
 
-def position_order(status: str | None) -> str:
-    """The order a positions list is read in: closed ones by when they closed, the rest by when they opened."""
-    return "closed" if status == "closed" else "opened"
-
-
-def position_key(order: str) -> Callable[[Position], tuple[int, str]]:
-    """The sort key of a position in `order`, which the next page's cursor carries."""
+async def positions_page(request: Request, rpc: RequestClient, *, user_id: str | None,
+                         status: Literal["open", "closed"] | None, limit: int, cursor: str | None,
+                         key: str) -> Response[list[Position]]:
+    """One page of a trader's positions (or, without `user_id`, every trader's), newest first: closed ones by
+    when they closed, the rest by when they opened; a cursor of another list is a 400 `invalid_cursor`."""
+    order = "closed" if status == "closed" else "opened"
+    if cursor is not None:
+        decode_cursor(cursor, order)
+    rows = await rpc.call(ops.POSITIONS, PositionsQuery(user_id=user_id, status=status, limit=limit + 1,
+                                                        cursor=cursor), key=key)
     if order == "closed":
-        return lambda p: (p.closed_at or 0, p.id)
-    return lambda p: (p.opened_at, p.id)
+        return paged(request, rows, limit, order, lambda p: (p.closed_at or 0, p.id))
+    return paged(request, rows, limit, order, lambda p: (p.opened_at, p.id))

@@ -81,50 +81,50 @@ class Operation(Generic[Req, Rep]):
 
 
 
-def _op(name: str, route: Route, request: type[Req], reply: Any, *, command: bool = False) -> Operation[Req, Any]:
-    return Operation(name, route, request, reply, command)
-
-
 # --- users (requests.users) ----------------------------------------------------------------------------------
-USER_EXISTS: Operation[UserExistsQuery, UserExists] = _op("user.exists", Route.USERS, UserExistsQuery, UserExists)
-USER_CREATE: Operation[CreateUser, User] = _op("user.create", Route.USERS, CreateUser, User, command=True)
-USER_CREDENTIALS: Operation[CredentialsQuery, Credentials] = _op("user.credentials", Route.USERS, CredentialsQuery,
-                                                                 Credentials)
-USER_PROFILE: Operation[UserQuery, User] = _op("user.profile", Route.USERS, UserQuery, User)
-USER_REHASH: Operation[RehashPassword, PasswordRehashed] = _op("user.rehash", Route.USERS, RehashPassword,
-                                                               PasswordRehashed, command=True)
+USER_EXISTS: Operation[UserExistsQuery, UserExists] = Operation("user.exists", Route.USERS, UserExistsQuery, UserExists)
+USER_CREATE: Operation[CreateUser, User] = Operation("user.create", Route.USERS, CreateUser, User, command=True)
+USER_CREDENTIALS: Operation[CredentialsQuery, Credentials] = Operation(
+    "user.credentials", Route.USERS, CredentialsQuery, Credentials)
+USER_PROFILE: Operation[UserQuery, User] = Operation("user.profile", Route.USERS, UserQuery, User)
+USER_REHASH: Operation[RehashPassword, PasswordRehashed] = Operation(
+    "user.rehash", Route.USERS, RehashPassword, PasswordRehashed, command=True)
 
 # --- trading (requests.trading) ------------------------------------------------------------------------------
-OPEN: Operation[OpenCommand, Position] = _op("position.open", Route.TRADING, OpenCommand, Position, command=True)
-CLOSE: Operation[CloseCommand, Position] = _op("position.close", Route.TRADING, CloseCommand, Position, command=True)
-MODIFY: Operation[ModifyCommand, Position] = _op("position.modify", Route.TRADING, ModifyCommand, Position,
-                                                 command=True)
-DEPOSIT: Operation[DepositCommand, Account] = _op("account.deposit", Route.TRADING, DepositCommand, Account,
-                                                  command=True)
-RISK_CLOSE: Operation[RiskCloseCommand, None] = _op("position.risk_close", Route.TRADING, RiskCloseCommand, None,
-                                                    command=True)
-STOP_OUT: Operation[StopOutCommand, None] = _op("account.stop_out", Route.TRADING, StopOutCommand, None,
-                                                command=True)
-ACCOUNT: Operation[AccountQuery, Account] = _op("account.get", Route.TRADING, AccountQuery, Account)
-POSITIONS: Operation[PositionsQuery, list[Position]] = _op("positions.list", Route.TRADING, PositionsQuery,
-                                                           list[Position])
-POSITION: Operation[PositionQuery, Position] = _op("position.get", Route.TRADING, PositionQuery, Position)
-LEDGER: Operation[LedgerQuery, list[LedgerEntry]] = _op("ledger.list", Route.TRADING, LedgerQuery, list[LedgerEntry])
+OPEN: Operation[OpenCommand, Position] = Operation("position.open", Route.TRADING, OpenCommand, Position, command=True)
+CLOSE: Operation[CloseCommand, Position] = Operation(
+    "position.close", Route.TRADING, CloseCommand, Position, command=True)
+MODIFY: Operation[ModifyCommand, Position] = Operation(
+    "position.modify", Route.TRADING, ModifyCommand, Position, command=True)
+DEPOSIT: Operation[DepositCommand, Account] = Operation(
+    "account.deposit", Route.TRADING, DepositCommand, Account, command=True)
+RISK_CLOSE: Operation[RiskCloseCommand, None] = Operation(
+    "position.risk_close", Route.TRADING, RiskCloseCommand, None, command=True)
+STOP_OUT: Operation[StopOutCommand, None] = Operation(
+    "account.stop_out", Route.TRADING, StopOutCommand, None, command=True)
+ACCOUNT: Operation[AccountQuery, Account] = Operation("account.get", Route.TRADING, AccountQuery, Account)
+POSITIONS: Operation[PositionsQuery, list[Position]] = Operation(
+    "positions.list", Route.TRADING, PositionsQuery, list[Position])
+POSITION: Operation[PositionQuery, Position] = Operation("position.get", Route.TRADING, PositionQuery, Position)
+LEDGER: Operation[LedgerQuery, list[LedgerEntry]] = Operation(
+    "ledger.list", Route.TRADING, LedgerQuery, list[LedgerEntry])
 
 # --- operators (requests.trading, keyed "operator" or by the user concerned) ----------------------------------
-USERS: Operation[UsersQuery, list[UserSummary]] = _op("operator.users", Route.TRADING, UsersQuery, list[UserSummary])
-SET_DISABLED: Operation[SetDisabledCommand, UserStatus] = _op("operator.set_disabled", Route.TRADING,
-                                                              SetDisabledCommand, UserStatus, command=True)
-EXPOSURE: Operation[ExposureQuery, list[MarketExposure]] = _op("operator.exposure", Route.TRADING, ExposureQuery,
-                                                               list[MarketExposure])
+USERS: Operation[UsersQuery, list[UserSummary]] = Operation(
+    "operator.users", Route.TRADING, UsersQuery, list[UserSummary])
+SET_DISABLED: Operation[SetDisabledCommand, UserStatus] = Operation(
+    "operator.set_disabled", Route.TRADING, SetDisabledCommand, UserStatus, command=True)
+EXPOSURE: Operation[ExposureQuery, list[MarketExposure]] = Operation(
+    "operator.exposure", Route.TRADING, ExposureQuery, list[MarketExposure])
 
 # --- candles (requests.candles) ------------------------------------------------------------------------------
-CANDLES_HISTORY: Operation[CandlesQuery, CandleHistory] = _op("candles.history", Route.CANDLES, CandlesQuery,
-                                                              CandleHistory)
-CANDLES_COVERAGE: Operation[CoverageQuery, Coverage] = _op("candles.coverage", Route.CANDLES, CoverageQuery, Coverage)
+CANDLES_HISTORY: Operation[CandlesQuery, CandleHistory] = Operation(
+    "candles.history", Route.CANDLES, CandlesQuery, CandleHistory)
+CANDLES_COVERAGE: Operation[CoverageQuery, Coverage] = Operation(
+    "candles.coverage", Route.CANDLES, CoverageQuery, Coverage)
 
 # --- health (requests.health) --------------------------------------------------------------------------------
-HEALTH: Operation[HealthQuery, HealthReport] = _op("health.check", Route.HEALTH, HealthQuery, HealthReport)
+HEALTH: Operation[HealthQuery, HealthReport] = Operation("health.check", Route.HEALTH, HealthQuery, HealthReport)
 
 ALL: tuple[Operation[Any, Any], ...] = (
     USER_EXISTS, USER_CREATE, USER_CREDENTIALS, USER_PROFILE, USER_REHASH,

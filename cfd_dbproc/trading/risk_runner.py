@@ -50,6 +50,7 @@ class RiskRunner:
                  book: RiskBook | None = None) -> None:
         self.bus = bus
         self.store = store
+        self._routes = topics.routes()  # where the internal commands go
         self.topics = topics
         self.quotes = quotes
         self.book = book or RiskBook()
@@ -259,13 +260,13 @@ class RiskRunner:
                 self._pending_since[("position", trigger.position_id)] = time.monotonic()
                 close = RiskCloseCommand(user_id=trigger.user_id, position_id=trigger.position_id, reason=reason,
                                          price=trigger.price, quote=trigger.quote)
-                await send(self.bus, self.topics.routes(), ops.RISK_CLOSE, close, key=trigger.user_id,
+                await send(self.bus, self._routes, ops.RISK_CLOSE, close, key=trigger.user_id,
                            command_id=f"risk:{trigger.position_id}:{trigger.quote.ts}")
             case "stop_out":
                 self._pending_since[("user", trigger.user_id)] = time.monotonic()
                 stop_out = StopOutCommand(user_id=trigger.user_id, quotes=list(self.quotes.fresh().values()),
                                           order=self.book.worst_first(trigger.user_id))
-                await send(self.bus, self.topics.routes(), ops.STOP_OUT, stop_out, key=trigger.user_id,
+                await send(self.bus, self._routes, ops.STOP_OUT, stop_out, key=trigger.user_id,
                            command_id=f"stop-out:{trigger.user_id}:{trigger.quote.symbol}:{trigger.quote.ts}")
             case "margin_call" | "margin_call_cleared" as call:
                 event = AccountEvent(event=call, user_id=trigger.user_id, margin_level=trigger.margin_level)

@@ -14,20 +14,19 @@ from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from cfd_server.context import rpc
-from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, paged, position_key, position_order
+from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, positions_page
 from shared import operations as ops
 from shared.contracts.bus import (
     AccountQuery,
     DepositCommand,
     ExposureQuery,
-    PositionsQuery,
     SetDisabledCommand,
     UserQuery,
     UsersQuery,
 )
 from shared.contracts.rest import Account, DepositRequest, MarketExposure, Position, User, UserSummary
 from shared.errors import Forbidden, NotFound, Unauthorized
-from shared.paging import MAX_PAGE, decode_cursor
+from shared.paging import MAX_PAGE
 from shared.settings import Settings, local_secret
 
 
@@ -101,13 +100,8 @@ class AdminController(Controller):
                         cursor: Annotated[str | None, QueryParameter(description=CURSOR_HELP)] = None,
                         ) -> Response[list[Position]]:
         uid = user_id(user) if user else None
-        order = position_order(status)
-        if cursor is not None:
-            decode_cursor(cursor, order)
-        rows = await rpc(state).call(ops.POSITIONS,
-                                     PositionsQuery(user_id=uid, status=status, limit=limit + 1, cursor=cursor),
-                                     key=uid or "operator")
-        return paged(request, rows, limit, order, position_key(order))
+        return await positions_page(request, rpc(state), user_id=uid, status=status, limit=limit, cursor=cursor,
+                                    key=uid or "operator")
 
     @get("/exposure", operation_id="admin_exposure", summary="The broker's net exposure and PnL per market")
     async def exposure(self, state: State) -> list[MarketExposure]:

@@ -15,7 +15,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from cfd_server.auth.dependencies import provide_session
 from cfd_server.auth.tokens import Session
 from cfd_server.context import rpc
-from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, paged, position_key, position_order
+from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, paged, positions_page
 from shared import operations as ops
 from shared.contracts.bus import (
     AccountQuery,
@@ -24,7 +24,6 @@ from shared.contracts.bus import (
     ModifyCommand,
     OpenCommand,
     PositionQuery,
-    PositionsQuery,
 )
 from shared.contracts.rest import Account, LedgerEntry, Position, PositionClose, PositionCreate, PositionUpdate
 from shared.errors import BadRequest, NotFound
@@ -87,12 +86,8 @@ class TradingController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 200,
         cursor: Annotated[str | None, QueryParameter(description=CURSOR_HELP)] = None,
     ) -> Response[list[Position]]:
-        order = position_order(status)
-        if cursor is not None:
-            decode_cursor(cursor, order)
-        query = PositionsQuery(user_id=session.user.id, status=status, limit=limit + 1, cursor=cursor)
-        rows = await ask(state, session, ops.POSITIONS, query)
-        return paged(request, rows, limit, order, position_key(order))
+        return await positions_page(request, rpc(state), user_id=session.user.id, status=status, limit=limit,
+                                    cursor=cursor, key=session.user.id)
 
     @get("/positions/{position:str}", operation_id="get_position", summary="One of your positions")
     async def position(self, state: State, session: NamedDependency[Session], position: FromPath[str]) -> Position:
