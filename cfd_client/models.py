@@ -12,12 +12,13 @@ from typing import Literal
 
 from msgspec import Struct
 
+from shared.contracts.events import PositionMark
 from shared.contracts.rest import Account, LedgerEntry, Position, PositionClose, PositionCreate, PositionUpdate
 
 Side = Literal["long", "short"]
 
 __all__ = ["Account", "AccountFrame", "FeedState", "LedgerEntry", "Position", "PositionClose", "PositionCreate",
-           "PositionFrame", "PositionUpdate", "Side", "StateChanged", "is_open"]
+           "PositionFrame", "PositionMark", "PositionUpdate", "Side", "StateChanged", "is_open"]
 
 
 def is_open(position: Position) -> bool:
@@ -38,13 +39,14 @@ class PositionFrame(Struct, tag_field="type", tag="position", kw_only=True):
 
 
 class AccountFrame(Struct, tag_field="type", tag="account", kw_only=True):
-    """`account` channel: `event` is `snapshot` (the account changed), `mark` (marked to market; per-position
-    marks are ignored here, the client marks positions itself from the price feed), `margin_call`,
-    `margin_call_cleared` or `stop_out`."""
+    """`account` channel: `event` is `snapshot` (the account changed), `mark` (the account and its open
+    positions marked to market at the latest quotes, in `marks`), `margin_call`, `margin_call_cleared` or
+    `stop_out`."""
 
     event: str = "snapshot"
     account: Account | None = None
     margin_level: Decimal | None = None
+    marks: list[PositionMark] | None = None
 
 
 class FeedState(StrEnum):

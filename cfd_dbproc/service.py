@@ -12,6 +12,7 @@ from cfd_dbproc.db import Database
 from cfd_dbproc.directory import DirectoryKeeper
 from cfd_dbproc.retention import Retention
 from cfd_dbproc.trading.engine import TradingEngine
+from cfd_dbproc.trading.marks import MarkPublisher
 from cfd_dbproc.trading.operators import OperatorHandlers
 from cfd_dbproc.trading.queries import TradingQueries
 from cfd_dbproc.trading.quotes import QuoteCache
@@ -44,10 +45,12 @@ class DbProc:
         self.quotes = QuoteCache(settings.stale_after_seconds)
         store = TradingStore(db)
         self.trading = TradingEngine(store, bus, self.topics.events, self.quotes)
-        self.responder.serve(UserHandlers(db, settings.demo_deposit, self.directory), self.trading,
-                             TradingQueries(self.trading), OperatorHandlers(store, self.quotes, self.directory), self)
-        self.candles = CandleRecorder(db, bus, self.topics)  # answers the candle requests in its own group
         self.risk = RiskRunner(bus, self.topics, self.quotes, store)
+        self.marks = MarkPublisher(bus, self.topics.marks, self.risk)
+        self.responder.serve(UserHandlers(db, settings.demo_deposit, self.directory), self.trading,
+                             TradingQueries(self.trading), OperatorHandlers(store, self.quotes, self.directory),
+                             self.marks, self)
+        self.candles = CandleRecorder(db, bus, self.topics)  # answers the candle requests in its own group
         self.retention = Retention(settings, db)
         self._subscriptions: list[Subscription] = []
         self._joining: asyncio.Task[None] | None = None
@@ -59,6 +62,7 @@ class DbProc:
         are not refused as `market_unavailable` just because this dbproc has not heard a tick yet."""
         await self.bus.ensure_topics(self.topics.all())
         await self.risk.start()  # quotes are live before the first order arrives; accounts load as partitions come
+        self.marks.start()
         await self.directory.start()
         self._subscriptions.append(
             await self.bus.subscribe(self.candles.consumed_topics, self.candles.on_message,
@@ -114,5 +118,6 @@ class DbProc:
             await subscription.stop()
         self._subscriptions.clear()
         await self.retention.stop()
+        await self.marks.stop()
         await self.risk.stop()
         await self.directory.stop()

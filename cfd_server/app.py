@@ -73,8 +73,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
                 log.warning("the WebSocket feed listens on %s but is advertised as %s, which only this machine "
                             "can reach; set CFD_WS_PUBLIC_URL to the URL clients use",
                             settings.http_host, ws_url(settings, market.ws_port))
-            feed = AccountFeed(ctx, market.hub.publish_account, market.hub.account_users,
-                               lambda symbol: (market.quotes.get(symbol) or (None,))[0])
+            feed = AccountFeed(ctx, market.hub.publish_account, market.hub.account_users)
             await feed.start()
             log.info("server %s ready; backends: %s", settings.instance_id, settings.describe_backends())
             yield

@@ -400,9 +400,9 @@ class CfdApp(App[None]):
                     self.portfolio.account.balance = balance
                 self._portfolio_dirty = True
                 self._notice(position_notice(event))
-            case AccountFrame(account=account):
-                if account is not None:
-                    self.portfolio.account = account
+            case AccountFrame(account=account, marks=marks):
+                if account is not None or marks is not None:
+                    self.portfolio.apply_account(account, marks)
                     self.portfolio.available = True
                     self._portfolio_dirty = True
                 self._notice(account_notice(event))

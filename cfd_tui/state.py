@@ -17,11 +17,11 @@ from decimal import Decimal
 from msgspec import Struct
 
 from cfd_client.models import Account, Position, is_open
+from shared.contracts.events import PositionMark
 from shared.contracts.quote import Quote
 from shared.contracts.rest import Candle, Price
 from shared.contracts.ws import CandleFrame, PriceFrame
 from shared.markets import MARKETS, Market
-from shared.trading import Exposure, account_state, unrealized_pnl
 
 SPARKLINE_POINTS = 14  # mids kept per market: exactly what its sparkline shows (one character each)
 FLASH_SECONDS = 0.6
@@ -147,15 +147,21 @@ class MarketBoard:
 
 
 class Portfolio:
-    """The signed-in trader's open positions and account, marked to market with the latest quotes."""
+    """The signed-in trader's open positions and account, marked to market by the platform.
+
+    The dbproc that holds the account marks it (`mark` frames on the `account` channel: equity, margin level,
+    and each position's close price and unrealised PnL); the terminal shows those figures as they come, and
+    computes none of its own."""
 
     def __init__(self) -> None:
         self.positions: dict[str, Position] = {}
+        self.marks: dict[str, PositionMark] = {}  # by position id, from the latest mark frame
         self.account: Account | None = None
         self.available: bool | None = None  # None: not asked yet; False: the server has no trading endpoints
 
     def reset(self) -> None:
         self.positions.clear()
+        self.marks.clear()
         self.account = None
         self.available = None
 
@@ -168,21 +174,22 @@ class Portfolio:
             self.positions[position.id] = position
         else:  # a partial close reports its closed part under a new id; the rest comes as "updated"
             self.positions.pop(position.id, None)
+            self.marks.pop(position.id, None)
 
-    def pnl(self, position: Position, quotes: dict[str, Quote]) -> Decimal | None:
-        """Unrealised PnL at the latest quote (None before the market has one)."""
-        quote = quotes.get(position.symbol)
-        if quote is None:
-            return None
-        return unrealized_pnl(position.side, position.qty, position.entry_price, quote)
+    def apply_account(self, account: Account | None, marks: Iterable[PositionMark] | None = None) -> None:
+        """The account from a snapshot or a mark frame, and the positions' marks that came with it (a mark frame
+        marks every open position, so it replaces the last one's)."""
+        if account is not None:
+            self.account = account
+        if marks is not None:
+            self.marks = {m.id: m for m in marks}
 
-    def live_account(self, quotes: dict[str, Quote]) -> Account | None:
-        """The account with equity, free margin and margin level recomputed from the latest quotes."""
-        if self.account is None:
-            return None
-        state = account_state(self.account.balance,
-                              [Exposure(p.symbol, p.side, p.qty, p.entry_price, p.margin)
-                               for p in self.positions.values()], quotes)
-        return Account(currency=self.account.currency, balance=state.balance, equity=state.equity,
-                       used_margin=state.used_margin, free_margin=state.free_margin,
-                       margin_level=state.margin_level, unrealized_pnl=state.unrealized_pnl)
+    def pnl(self, position: Position) -> Decimal | None:
+        """Unrealised PnL at the latest mark (None before the first one)."""
+        mark = self.marks.get(position.id)
+        return None if mark is None else mark.unrealized_pnl
+
+    def mark_price(self, position: Position) -> Decimal | None:
+        """The price the position would close at, as of the latest mark (None before the first one)."""
+        mark = self.marks.get(position.id)
+        return None if mark is None else mark.price

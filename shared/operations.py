@@ -6,8 +6,8 @@ dbproc's `CfdError`); the dbproc registers `responder.handle(OPEN, engine.open)`
 `OpenCommand` and returns a `Position`. Decoding, encoding and routing happen in `shared.bus.rpc`, nowhere else.
 
 A command (`command=True`) changes state and is applied once per `command_id`. An operation whose `reply` is
-None is internal: the dbproc sends it to itself (the risk engine's closes) and nobody waits for an answer, so
-none is published.
+None is one nobody waits on (the risk engine's closes, which the dbproc sends itself; the server's watch of an
+account it marks), so no reply is published.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from shared.contracts.bus import (
     UserQuery,
     UsersQuery,
     UserStatus,
+    WatchAccount,
 )
 from shared.contracts.rest import Account, LedgerEntry, MarketExposure, Position, User, UserSummary
 
@@ -102,6 +103,7 @@ RISK_CLOSE: Operation[RiskCloseCommand, None] = Operation(
     "position.risk_close", Route.TRADING, RiskCloseCommand, None, command=True)
 STOP_OUT: Operation[StopOutCommand, None] = Operation(
     "account.stop_out", Route.TRADING, StopOutCommand, None, command=True)
+WATCH_ACCOUNT: Operation[WatchAccount, None] = Operation("account.watch", Route.TRADING, WatchAccount, None)
 ACCOUNT: Operation[AccountQuery, Account] = Operation("account.get", Route.TRADING, AccountQuery, Account)
 POSITIONS: Operation[PositionsQuery, list[Position]] = Operation(
     "positions.list", Route.TRADING, PositionsQuery, list[Position])
@@ -128,7 +130,7 @@ HEALTH: Operation[HealthQuery, HealthReport] = Operation("health.check", Route.H
 
 ALL: tuple[Operation[Any, Any], ...] = (
     USER_EXISTS, USER_CREATE, USER_CREDENTIALS, USER_PROFILE, USER_REHASH,
-    OPEN, CLOSE, MODIFY, DEPOSIT, RISK_CLOSE, STOP_OUT, ACCOUNT, POSITIONS, POSITION, LEDGER,
+    OPEN, CLOSE, MODIFY, DEPOSIT, RISK_CLOSE, STOP_OUT, WATCH_ACCOUNT, ACCOUNT, POSITIONS, POSITION, LEDGER,
     USERS, SET_DISABLED, EXPOSURE,
     CANDLES_HISTORY, CANDLES_COVERAGE,
     HEALTH,

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
-from typing import Literal, NamedTuple, overload
+from typing import Literal, NamedTuple, Protocol, overload
 
 from msgspec import Struct
 
 from shared.contracts.quote import Quote
-from shared.contracts.rest import Account, Position
+from shared.contracts.rest import Account
 from shared.errors import Rejected
 from shared.markets import Market
 
@@ -105,8 +105,24 @@ def closing(side: Side, open_qty: Decimal, qty: Decimal, entry: Decimal, leverag
                    remaining_margin=remaining)
 
 
+class Exposed(Protocol):
+    """What the account maths needs of an open position: a `Position`, the risk book's `OpenPosition`, or the
+    store's `Exposure` (the five columns, read cheaply) all qualify."""
+
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def side(self) -> Side: ...
+    @property
+    def qty(self) -> Decimal: ...
+    @property
+    def entry_price(self) -> Decimal: ...
+    @property
+    def margin(self) -> Decimal: ...
+
+
 class Exposure(Struct, frozen=True):
-    """What the account maths needs of one open position."""
+    """An open position read for the account maths alone (the store's cheap query)."""
 
     symbol: str
     side: Side
@@ -115,11 +131,14 @@ class Exposure(Struct, frozen=True):
     margin: Decimal
 
 
-def account_state(balance: Decimal, positions: Iterable[Exposure], quotes: dict[str, Quote]) -> Account:
+def account_state(balance: Decimal, positions: Iterable[Exposed], quotes: dict[str, Quote],
+                  used_margin: Decimal | None = None) -> Account:
     """The account marked to `quotes`, as the risk book checks it and clients see it (`GET /account`, the feed's
     snapshots and marks).
 
     Equity = balance + Σ unrealised PnL; free margin = equity − used margin; level = equity / used × 100.
+    Used margin is Σ the positions' margins unless `used_margin` says otherwise (the risk book's, where a
+    position whose close is in flight no longer counts).
 
     A position whose market has no quote is valued at its entry price (no unrealised PnL)."""
     used = Decimal(0)
@@ -129,16 +148,14 @@ def account_state(balance: Decimal, positions: Iterable[Exposure], quotes: dict[
         quote = quotes.get(p.symbol)
         if quote is not None:
             unrealized += unrealized_pnl(p.side, p.qty, p.entry_price, quote)
+    if used_margin is not None:
+        used = used_margin
     equity = balance + unrealized
     with localcontext() as wide:
         wide.prec = 60  # a tiny margin under a huge equity must not overflow the quantize
         level = (equity / used * HUNDRED).quantize(Decimal("0.01")) if used > 0 else None
     return Account(currency=CURRENCY, balance=money(balance), equity=money(equity), used_margin=money(used),
                    free_margin=money(equity - used), margin_level=level, unrealized_pnl=money(unrealized))
-
-
-def exposure_of(position: Position) -> Exposure:
-    return Exposure(position.symbol, position.side, position.qty, position.entry_price, position.margin)
 
 
 def stop_out_price(side: Side, qty: Decimal, entry: Decimal, equity: Decimal, used_margin: Decimal) -> Decimal | None:

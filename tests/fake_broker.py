@@ -38,6 +38,7 @@ from cfd_client.models import (
 )
 from cfd_poller.simulation import SIMULATION
 from shared.candles import INTERVALS, bucket_start
+from shared.contracts.events import PositionMark
 from shared.contracts.quote import Quote
 from shared.contracts.rest import AuthSession, Candle, InfoResponse, Price, SignupAccepted, User
 from shared.contracts.ws import CandleFrame, PriceFrame
@@ -51,12 +52,12 @@ from shared.trading import (
     check_stops,
     close_price,
     closing,
-    exposure_of,
     margin,
     money,
     open_price,
     plain,
     stop_trigger,
+    unrealized_pnl,
 )
 
 FIXED_NOW_MS = 1_767_225_600_000  # 2026-01-01 00:00:00 UTC
@@ -86,6 +87,14 @@ class FakeFeed:
         for symbol, quote in self.broker.quotes.items():
             if self.wants_price(symbol):
                 self.emit(_price_frame(quote))
+        self._watch_account()
+
+    def _watch_account(self) -> None:
+        """On `account`, the first mark of the account comes without waiting for a price, as on the platform."""
+        user = self.broker.sessions.get(self.token or "")
+        if (self.broker.trading and ACCOUNT_CHANNEL in self.channels and user is not None
+                and user.id in self.broker.balances):
+            self.emit(self.broker.mark_frame(user.id))
 
     async def stop(self) -> None:
         if self in self.broker.feeds:
@@ -102,12 +111,15 @@ class FakeFeed:
                 history = self.broker.candle_series(symbol, interval)
                 if history:
                     self.emit(_candle_frame(symbol, interval, history[-1]))
+        if ACCOUNT_CHANNEL in new:
+            self._watch_account()
 
     async def unsubscribe(self, channels: Iterable[str]) -> None:
         self.channels = [c for c in self.channels if c not in set(channels)]
 
     async def authenticate(self, token: str | None) -> None:
         self.token = token
+        self._watch_account()
 
     async def events(self) -> AsyncIterator[FeedEvent]:
         while True:
@@ -188,6 +200,8 @@ class FakeBroker:
             if feed.wants_price(symbol):
                 feed.emit(_price_frame(quote))
         self._check_stops(quote)
+        for user_id in {uid for uid, p in self.positions_by_id.values() if is_open(p) and p.symbol == symbol}:
+            self._emit_mark(user_id)
 
     def push_candle(self, symbol: str, interval: str, candle: Candle, closed: bool = False) -> None:
         """A live candle frame to every feed on `candles.<interval>.<symbol>`."""
@@ -314,6 +328,7 @@ class FakeBroker:
         self.positions_by_id[position.id] = (user.id, position)
         self._emit(PositionFrame(event="opened", position=position, balance=self.balances[user.id]))
         self._emit(AccountFrame(event="snapshot", account=self._account(user.id)))
+        self._emit_mark(user.id)
         return position
 
     async def positions(self, status: str | None = "open", limit: int = 200) -> list[Position]:
@@ -400,9 +415,21 @@ class FakeBroker:
             raise NotFound(404, "position_not_found", "No such position.")
         return entry[1]
 
+    def _open(self, user_id: str) -> list[Position]:
+        return [p for uid, p in self.positions_by_id.values() if uid == user_id and is_open(p)]
+
     def _account(self, user_id: str) -> Account:
-        open_ = [exposure_of(p) for uid, p in self.positions_by_id.values() if uid == user_id and is_open(p)]
-        return account_state(self.balances[user_id], open_, self.quotes)
+        return account_state(self.balances[user_id], self._open(user_id), self.quotes)
+
+    def mark_frame(self, user_id: str) -> AccountFrame:
+        """The account and its positions marked at the latest quotes, as the platform's owning dbproc sends it."""
+        marks = [PositionMark(id=p.id, price=close_price(p.side, quote),
+                              unrealized_pnl=money(unrealized_pnl(p.side, p.qty, p.entry_price, quote)))
+                 for p in self._open(user_id) if (quote := self.quotes.get(p.symbol)) is not None]
+        return AccountFrame(event="mark", account=self._account(user_id), marks=marks)
+
+    def _emit_mark(self, user_id: str) -> None:
+        self._emit(self.mark_frame(user_id))
 
     def _book(self, user_id: str, kind: str, amount: Decimal, reference: str) -> Decimal:
         """A ledger entry and the balance it leaves (as the engine's `_book`)."""
@@ -435,6 +462,7 @@ class FakeBroker:
             self.unbooked[rest.id] = done.unbooked
             self._emit(PositionFrame(event="updated", position=rest, balance=balance))
         self._emit(AccountFrame(event="snapshot", account=self._account(user_id)))
+        self._emit_mark(user_id)
         return closed
 
     def _check_stops(self, quote: Quote) -> None:

@@ -10,7 +10,7 @@ from cfd_dbproc.risk.levels import EXACT, ZERO, Net
 from cfd_dbproc.risk.models import OpenPosition
 from shared.contracts.quote import Quote
 from shared.contracts.rest import Account
-from shared.trading import MARGIN_CALL_LEVEL, STOP_OUT_LEVEL, Exposure, account_state
+from shared.trading import MARGIN_CALL_LEVEL, STOP_OUT_LEVEL, account_state
 
 LEVEL_QUANTUM = Decimal("0.01")
 """`account_state` rounds the margin level to this (half-even)."""
@@ -27,12 +27,6 @@ class Held(Struct, gc=False):
     position: OpenPosition
     pending: bool = False
     tickets: tuple[int, ...] = ()  # its stop keys in the market's stop ladder
-
-    def exposure(self) -> Exposure:
-        """What `account_state` needs; a pending position keeps its PnL but no longer uses margin."""
-        p = self.position
-        return Exposure(symbol=p.symbol, side=p.side, qty=p.qty, entry_price=p.entry_price,
-                        margin=ZERO if self.pending else p.margin)
 
 
 class BookAccount(Struct, gc=False):
@@ -81,7 +75,7 @@ class BookAccount(Struct, gc=False):
 
     def state(self, quotes: dict[str, Quote]) -> Account:
         """The exact account state (`shared.trading.account_state`), pending positions using no margin."""
-        return account_state(self.balance, [h.exposure() for h in self.held.values()], quotes)
+        return account_state(self.balance, [h.position for h in self.held.values()], quotes, used_margin=self.used)
 
     def watches(self) -> list[tuple[Decimal, bool]]:
         """The levels to watch now, as (level %, rising): a fall to 100 % while no margin call is out;

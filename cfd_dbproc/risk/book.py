@@ -23,12 +23,15 @@ from cfd_dbproc.risk.account import BookAccount, Held
 from cfd_dbproc.risk.ladder import PriceLadder
 from cfd_dbproc.risk.levels import ALWAYS, EXACT, ZERO, Holding, stop_keys, thresholds
 from cfd_dbproc.risk.models import OpenPosition, Trigger
+from shared.contracts.events import PositionMark
 from shared.contracts.quote import Quote
 from shared.contracts.rest import Account
 from shared.trading import (
     MARGIN_CALL_LEVEL,
     STOP_OUT_LEVEL,
+    account_state,
     close_price,
+    money,
     stop_trigger,
     unrealized_pnl,
 )
@@ -102,6 +105,21 @@ class RiskBook:
     def account(self, user_id: str) -> Account:
         """The user's exact account state at the latest quotes (pending positions use no margin)."""
         return self._accounts[user_id].state(self._quotes)
+
+    def marked(self, user_id: str) -> tuple[Account, list[PositionMark]] | None:
+        """The user's account and open positions marked to the latest quotes, as the trader sees them (every open
+        position uses its margin until it is closed); None when the book does not hold the user."""
+        acct = self._accounts.get(user_id)
+        if acct is None:
+            return None
+        positions = [h.position for h in acct.held.values()]
+        marks = []
+        for p in positions:
+            quote = self._quotes.get(p.symbol)
+            if quote is not None:
+                marks.append(PositionMark(id=p.id, price=close_price(p.side, quote),
+                                          unrealized_pnl=money(unrealized_pnl(p.side, p.qty, p.entry_price, quote))))
+        return account_state(acct.balance, positions, self._quotes), marks
 
     def positions_of(self, user_id: str) -> list[str]:
         """The ids of every position the book holds for the user, pending or not."""

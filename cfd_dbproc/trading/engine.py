@@ -49,7 +49,6 @@ from shared.trading import (
     check_stops,
     close_price,
     closing,
-    exposure_of,
     is_multiple,
     margin,
     money,
@@ -174,7 +173,7 @@ class TradingEngine:
             await self.store.insert(user_id, position)
             events.append(PositionEvent(event="opened", user_id=command.user_id, position=position, balance=balance))
             events.append(AccountEvent(event="snapshot", user_id=command.user_id,
-                                       account=account_state(balance, [*positions, exposure_of(position)],
+                                       account=account_state(balance, [*positions, position],
                                                                 self.quotes.latest())))
             return position
 
@@ -252,7 +251,7 @@ class TradingEngine:
             held = {p.id: p for p in await self.store.open_positions(user_id)}
             closed_any = False
             for position_id in command.order:
-                account = account_state(balance, [exposure_of(p) for p in held.values()], quotes)
+                account = account_state(balance, list(held.values()), quotes)
                 if account.margin_level is None or account.margin_level >= STOP_OUT_LEVEL:
                     break
                 worst = held.get(position_id)
@@ -266,7 +265,7 @@ class TradingEngine:
                 events.append(PositionEvent(event="closed", user_id=command.user_id, position=closed, balance=balance))
             if closed_any:
                 events.append(AccountEvent(event="stop_out", user_id=command.user_id,
-                                           account=account_state(balance, [exposure_of(p) for p in held.values()],
+                                           account=account_state(balance, list(held.values()),
                                                                     quotes)))
 
         await self._apply(ops.STOP_OUT, command_id, command.user_id, apply)

@@ -84,6 +84,10 @@ class RiskRunner:
         """The partition of `requests.trading` that carries the user's commands."""
         return self.bus.partition_for(self.topics.trading_requests, user_id.encode())
 
+    def owns(self, user_id: str) -> bool:
+        """Whether this dbproc holds and checks the user's account now (its partition is loaded)."""
+        return self.partition_of(user_id) in self.owned
+
     def _mine(self, user_id: str) -> bool:
         partition = self.partition_of(user_id)
         return partition in self.owned or partition in self._loading

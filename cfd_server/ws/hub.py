@@ -231,7 +231,7 @@ class Hub:
                 "closing": len(self._closing), "endings": len(self._ended_order)}
 
     def account_users(self) -> list[str]:
-        """The users with at least one connection on `account` (whose marks the server computes)."""
+        """The users with at least one connection on `account` (whose marks the server asks for)."""
         return list(self._accounts)
 
     def connections_of(self, user_id: str) -> set[Client]:

@@ -114,8 +114,6 @@ class DashboardScreen(CfdScreen[None]):
             changed = ctx.changed_symbols
         now = ctx.clock()
         watchlist.update_symbols(board, changed, now)
-        self.query_one(PositionsTable).refresh_prices(ctx.portfolio, board, changed)
-        self._show_account()
         self.query_one(ConnectionStatus).stale = tuple(board.stale_symbols())
         if self.symbol in changed or not changed:
             self.query_one(MarketCard).show(board, self.symbol, ctx.tz)
@@ -141,7 +139,7 @@ class DashboardScreen(CfdScreen[None]):
         bar = self.query_one(AccountBar)
         if portfolio.available is False:
             bar.note = f"⚠ {TRADING_UNAVAILABLE}"
-        bar.account = portfolio.live_account(self.ctx.board.quotes())
+        bar.account = portfolio.account
 
     # --- the chart ----------------------------------------------------------------------------------------
 

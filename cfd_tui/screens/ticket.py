@@ -95,7 +95,7 @@ class TicketScreen(FormMixin, CfdModalScreen[Position | None]):
                                                                           "take-profit")}
         quotes = board.quotes()
         return check_ticket(board.markets[self.symbol], quotes.get(self.symbol),
-                            self.ctx.portfolio.live_account(quotes), side=self.side,
+                            self.ctx.portfolio.account, side=self.side,
                             amount=value["amount"], in_usd=self.in_usd, leverage=value["leverage"],
                             stop_loss=value["stop-loss"], take_profit=value["take-profit"])
 

@@ -1,4 +1,5 @@
-"""`PositionsTable`: the open positions with live unrealised PnL, green when positive and red when negative."""
+"""`PositionsTable`: the open positions with their latest mark and unrealised PnL, green when positive and red
+when negative."""
 
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ COLUMNS = (
     Column("PnL", "pnl", 11),
 )
 LEFT = ("id", "market", "side")
-PRICE_CELLS = ("mark", "pnl")
 
 
 class PositionsTable(LiveTable):
@@ -74,22 +74,9 @@ class PositionsTable(LiveTable):
         if [p.id for p in wanted] != self._ids:
             self._rebuild(wanted, self.selected_id)
             return
-        quotes = board.quotes()
         for position in wanted:
-            for key, value in self._cells(position, portfolio, board, quotes).items():
+            for key, value in self._cells(position, portfolio, board).items():
                 self.update_cell(position.id, key, value)  # a cell that looks the same is skipped
-
-    def refresh_prices(self, portfolio: Portfolio, board: MarketBoard, symbols: set[str] | None = None) -> None:
-        """Redraw the mark and PnL cells (of positions in `symbols`, or all)."""
-        quotes = None
-        for position_id in self._ids:
-            position = portfolio.positions.get(position_id)
-            if position is None or (symbols is not None and position.symbol not in symbols):
-                continue
-            quotes = quotes or board.quotes()
-            cells = self._cells(position, portfolio, board, quotes, PRICE_CELLS)
-            for key, value in cells.items():
-                self.update_cell(position_id, key, value)
 
     def _rebuild(self, wanted: list[Position], selected: str | None) -> None:
         self.clear()
@@ -97,21 +84,18 @@ class PositionsTable(LiveTable):
         portfolio, board = self._portfolio, self._board
         if portfolio is None or board is None:
             return
-        quotes = board.quotes()
         for position in wanted:
-            cells = self._cells(position, portfolio, board, quotes)
+            cells = self._cells(position, portfolio, board)
             self.add_row(*(cells[column.key] for column in self.shown), key=position.id)
         if selected in self._ids:
             self.move_cursor(row=self._ids.index(selected))
 
-    def _cells(self, p: Position, portfolio: Portfolio, board: MarketBoard, quotes,
-               keys: tuple[str, ...] | None = None) -> dict[str, Text]:
-        """The shown cells of `p` (or only `keys` of them), by column key."""
+    def _cells(self, p: Position, portfolio: Portfolio, board: MarketBoard) -> dict[str, Text]:
+        """The shown cells of `p`, by column key; the mark and the PnL are the platform's latest mark."""
         style = self.get_component_rich_style
         market = board.markets.get(p.symbol)
         tick = market.price_tick if market else fmt.CENT
         step = market.qty_step if market else Decimal("0.0001")
-        quote = quotes.get(p.symbol)
         right: Literal["right"] = "right"
         makers = {
             "id": lambda: Text(p.id[:8]),
@@ -119,16 +103,15 @@ class PositionsTable(LiveTable):
             "side": lambda: Text(p.side, style=style(f"positions--{p.side}")),
             "qty": lambda: Text(fmt.qty(p.qty, step), justify=right),
             "entry": lambda: Text(fmt.price(p.entry_price, tick), justify=right),
-            "mark": lambda: Text(fmt.price(None if quote is None else quote.bid if p.side == "long" else quote.ask,
-                                           tick), justify=right),
+            "mark": lambda: Text(fmt.price(portfolio.mark_price(p), tick), justify=right),
             "lev": lambda: Text(f"{p.leverage}×", justify=right),
             "sl": lambda: Text(fmt.price(p.stop_loss, tick), justify=right),
             "tp": lambda: Text(fmt.price(p.take_profit, tick), justify=right),
             "margin": lambda: Text(fmt.money(p.margin), justify=right),
-            "pnl": lambda: self._pnl_cell(portfolio.pnl(p, quotes)),
+            "pnl": lambda: self._pnl_cell(portfolio.pnl(p)),
         }
         shown = {column.key for column in self.shown}
-        return {key: makers[key]() for key in (keys or makers) if key in shown}
+        return {key: maker() for key, maker in makers.items() if key in shown}
 
     def _pnl_cell(self, pnl: Decimal | None) -> Text:
         style = "" if not pnl else self.get_component_rich_style("positions--profit" if pnl > 0 else

@@ -140,17 +140,18 @@ class Topics:
         self.trading_requests = settings.topic("requests.trading")
         self.replies = settings.topic("replies")
         self.events = settings.topic("account-events")
+        self.marks = settings.topic("account-marks")  # dbproc → servers: watched accounts marked to market
         self.candle_history = settings.topic("candle-history")  # poller → dbproc, keyed by symbol
         self.candle_requests = settings.topic("requests.candles")  # candle history and coverage, by symbol
         self.health_requests = settings.topic("requests.health")  # is a dbproc answering, with its database
         self.sessions = settings.topic("sessions-ended")  # server → every server: sessions that ended
 
     def retention(self, topic: str) -> int:
-        """Seconds Kafka keeps the messages of `topic`: prices only while they are news, requests and replies
-        while a client may still be waiting or retrying, account and session events (and the candle history
+        """Seconds Kafka keeps the messages of `topic`: prices and marks only while they are news, requests and
+        replies while a client may still be waiting or retrying, account and session events (and the candle history
         a dbproc may have to catch up on) for a day."""
         s = self.settings
-        if topic == self.prices:
+        if topic in (self.prices, self.marks):
             return s.kafka_retention_prices_seconds
         if topic in (self.user_requests, self.trading_requests, self.candle_requests, self.health_requests,
                      self.replies):
@@ -158,7 +159,7 @@ class Topics:
         return s.kafka_retention_events_seconds
 
     def all(self) -> list[str]:
-        return [self.prices, self.user_requests, self.trading_requests, self.replies, self.events,
+        return [self.prices, self.user_requests, self.trading_requests, self.replies, self.events, self.marks,
                 self.candle_history, self.candle_requests, self.health_requests, self.sessions]
 
     def routes(self) -> dict[Route, str]:

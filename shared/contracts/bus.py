@@ -173,6 +173,14 @@ class RiskCloseCommand(Struct, kw_only=True):
     quote: Quote
 
 
+class WatchAccount(Struct, kw_only=True):
+    """From a server with a connection on the user's `account` channel: mark the account to market for the next
+    `seconds` (a lease the server renews while the connection lasts)."""
+
+    user_id: str
+    seconds: float
+
+
 class StopOutCommand(Struct, kw_only=True):
     """Issued by the risk engine: close positions in `order` (the book's, worst loser first) until the margin
     level recovers, at `quotes`."""

@@ -1,7 +1,8 @@
 """Each dbproc's risk engine checks the accounts of the users whose `requests.trading` partitions it owns.
 
 - Two dbprocs on one bus split the accounts: each holds a part of them, none is held twice, and together
-  they hold every one; a dbproc that leaves hands its accounts to the other.
+  they hold every one; a watched account is marked by its owner alone; a dbproc that leaves hands its
+  accounts to the other.
 - The handover (Kafka, separate processes): the dbproc that owns an account is SIGKILLed; once the group gives
   its partitions to the other one, that one loads the account and applies the stop-loss the price went through
   meanwhile, once.
@@ -26,13 +27,14 @@ from helpers import child_env, real_only, sign_up
 from cfd_cli.platform import Platform
 from cfd_dbproc.db.tables import Accounts, LedgerEntries, Positions
 from cfd_dbproc.service import DbProc
+from cfd_dbproc.trading.marks import MARK_INTERVAL
 from cfd_poller.simulation import SIMULATION
 from shared import operations as ops
 from shared.bus import Bus, Topics, create_bus
 from shared.bus.kafka import SESSION_TIMEOUT_MS
-from shared.bus.rpc import RequestClient
+from shared.bus.rpc import RequestClient, send
 from shared.contracts import encode
-from shared.contracts.bus import CreateUser, OpenCommand, PriceTick
+from shared.contracts.bus import CreateUser, OpenCommand, PriceTick, WatchAccount
 from shared.contracts.rest import PositionCreate
 from shared.markets import MARKETS, broker_quote
 
@@ -111,6 +113,7 @@ async def test_two_dbprocs_split_the_accounts_by_partition_and_hand_them_over(ma
             assert all(dbproc.risk.partition_of(u) in dbproc.risk.owned for u in dbproc.risk.book.user_ids())
 
         await _prices(bus, topics, [first, second])
+        await _marks_come_once_from_the_owner(bus, topics, users)
         more = {await _open(rpc, user_id): user_id for user_id in users}  # through the events, to the owner only
         everything = positions | more
         await eventually(lambda: _held(first, everything) | _held(second, everything) == everything.keys(),
@@ -128,6 +131,30 @@ async def test_two_dbprocs_split_the_accounts_by_partition_and_hand_them_over(ma
         for dbproc in reversed(started):
             await dbproc.stop()
         await bus.stop()
+
+
+async def _marks_come_once_from_the_owner(bus: Bus, topics: Topics, users: list[str]) -> None:
+    """Watch every account: each is marked by the dbproc that owns it, so with no price moving, each user gets
+    exactly one mark (two dbprocs marking one account would send two)."""
+    marks: dict[str, list[dict]] = {}
+
+    async def collect(message) -> None:
+        marks.setdefault(message.key.decode(), []).append(msgspec.json.decode(message.value))
+
+    subscription = await bus.subscribe([topics.marks], collect, group=None)
+    try:
+        for user_id in users:
+            await send(bus, topics.routes(), ops.WATCH_ACCOUNT, WatchAccount(user_id=user_id, seconds=30),
+                       key=user_id, command_id=uuid.uuid4().hex)
+        await eventually(lambda: marks.keys() == set(users), "every watched account is marked")
+        await asyncio.sleep(2 * MARK_INTERVAL + 0.5)
+        assert {user_id: len(frames) for user_id, frames in marks.items()} == dict.fromkeys(users, 1)
+        for frames in marks.values():
+            (frame,) = frames
+            assert frame["event"] == "mark" and len(frame["marks"]) == 1
+            assert D(frame["account"]["used_margin"]) > 0
+    finally:
+        await subscription.stop()
 
 
 # --- the handover when the owner dies (Kafka, processes) --------------------------------------------------

@@ -319,14 +319,13 @@ async def test_the_dashboard_shows_every_pnl_and_the_whole_account_bar_from_80x2
         await pilot.pause(0.2)
         lines = screen_text(app).splitlines()
         assert len(lines) == size[1]
-        quotes = app.board.quotes()
         header = next(line for line in lines if " Market " in line and " Qty " in line)
         assert " PnL " in header + " "
         for position in app.portfolio.positions.values():
-            pnl = fmt.money(app.portfolio.pnl(position, quotes), signed=True)
+            pnl = fmt.money(app.portfolio.pnl(position), signed=True)
             row = next(line for line in lines if position.symbol.replace("_", "/") in line and position.side in line)
             assert pnl in row
-        account = app.portfolio.live_account(quotes)
+        account = app.portfolio.account
         bar = lines[-2]  # above the footer
         for value in (account.equity, account.free_margin):
             assert fmt.money(value) in bar

@@ -1,12 +1,15 @@
-"""The client's market and account state: coalesced changes, flashes, staleness, live equity, and bounds."""
+"""The client's market and account state: coalesced changes, flashes, staleness, the platform's marks, and bounds."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
+
 from cfd_client.models import Account, Position
 from cfd_tui import format as fmt
 from cfd_tui.state import SPARKLINE_POINTS, MarketBoard, Portfolio
+from shared.contracts.events import PositionMark
 from shared.contracts.rest import Candle
 from shared.contracts.ws import CandleFrame, PriceFrame
 
@@ -61,19 +64,21 @@ def test_history_seeds_the_sparkline_and_the_change_reference():
     assert list(board.mids["SOL_USDC"])[-1] == Decimal(110)
 
 
-def test_live_account_marks_positions_to_the_latest_quote():
-    board = MarketBoard()
+def test_the_portfolio_shows_the_platforms_marks_and_forgets_those_of_closed_positions():
     portfolio = Portfolio()
-    portfolio.account = Account(currency="USD", balance=Decimal(1000), equity=Decimal(1000), used_margin=Decimal(0),
-                                free_margin=Decimal(1000), margin_level=None, unrealized_pnl=Decimal(0))
-    portfolio.set_positions([Position(id="p", symbol="SOL_USDC", side="short", qty=Decimal(10),
-                                      entry_price=Decimal(180), leverage=5, margin=Decimal(360), status="open",
-                                      opened_at=1, updated_at=1)])
-    board.apply_price(frame("SOL_USDC", "184.90", "185.10"), now=0.0)
-    account = portfolio.live_account(board.quotes())
-    assert account.unrealized_pnl == Decimal("-51.00")  # short closes at the ask: (180 - 185.10) * 10
-    assert account.equity == Decimal("949.00") and account.free_margin == Decimal("589.00")
-    assert account.margin_level == Decimal("263.61")
+    short = Position(id="p", symbol="SOL_USDC", side="short", qty=Decimal(10), entry_price=Decimal(180), leverage=5,
+                     margin=Decimal(360), status="open", opened_at=1, updated_at=1)
+    portfolio.set_positions([short])
+    assert portfolio.pnl(short) is None and portfolio.mark_price(short) is None  # no mark yet: nothing invented
+    marked = Account(currency="USD", balance=Decimal(1000), equity=Decimal(949), used_margin=Decimal(360),
+                     free_margin=Decimal(589), margin_level=Decimal("263.61"), unrealized_pnl=Decimal(-51))
+    portfolio.apply_account(marked, [PositionMark(id="p", price=Decimal("185.10"), unrealized_pnl=Decimal(-51))])
+    assert portfolio.pnl(short) == Decimal(-51) and portfolio.mark_price(short) == Decimal("185.10")
+    assert portfolio.account is marked
+    portfolio.apply_account(None, None)  # a margin-call frame carries neither: the last figures stay
+    assert portfolio.account is marked and portfolio.pnl(short) == Decimal(-51)
+    portfolio.apply_position(msgspec.structs.replace(short, status="closed"))
+    assert portfolio.positions == {} and portfolio.marks == {}
 
 
 def test_formatting_never_goes_through_float():
