@@ -1,7 +1,9 @@
-"""Operator commands (`cfd users`, `cfd positions`, `cfd exposure`): the server's operator API, as tables."""
+"""Operator commands (`cfd users`, `cfd positions`, `cfd orders`, `cfd exposure`): the server's operator API, as
+tables."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -16,6 +18,8 @@ from shared.numbers import AMOUNT, InvalidNumber, parse_decimal
 
 users_app = typer.Typer(help="Traders: list, show, disable, enable, deposit.", no_args_is_help=True)
 positions_app = typer.Typer(help="Positions of every trader.", no_args_is_help=True)
+orders_app = typer.Typer(help="Pending orders of every trader.", no_args_is_help=True)
+ORDER_STATUSES = ("working", "filled", "cancelled", "expired", "rejected")
 
 
 class OperatorApi:
@@ -186,6 +190,53 @@ def positions_list(
     _positions_table(positions, f"{len(positions)} position(s)")
     if following:
         console.print(f"[dim]more: add[/] --cursor {following}")
+
+
+@orders_app.command("list")
+def orders_list(
+    user: Annotated[str | None, typer.Option("--user", help="Only this trader (email or id).")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="working, filled, cancelled, expired or rejected.")]
+    = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 50,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="Where the page before ended (it prints it).")] = None,
+    api: ApiOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pending orders, newest first, a page at a time."""
+    if status not in (None, *ORDER_STATUSES):
+        fail(f"--status is one of {', '.join(ORDER_STATUSES)}, not {status!r}")
+    client = OperatorApi(api)
+    params: dict[str, Any] = {"limit": limit}
+    if status:
+        params["status"] = status
+    if user:
+        params["user"] = client.find_user(user)["id"]
+    if cursor:
+        params["cursor"] = cursor
+    orders, following = client.page("/orders", params)
+    if as_json:
+        print_json(orders)
+        return
+    table = Table(title=f"{len(orders)} order(s)")
+    for column in ("market", "side", "type", "qty", "price", "lev", "stop-loss", "take-profit", "expires", "status",
+                   "id"):
+        table.add_column(column, justify="left" if column in ("market", "side", "type", "status", "id") else "right")
+    for o in orders:
+        side = Text(o["side"], style="green" if o["side"] == "long" else "red")
+        status_text = Text(o["status"], style={"working": "bold", "filled": "green", "rejected": "red"}.get(
+            o["status"], "dim"))
+        if o.get("reason"):
+            status_text.append(f" ({o['reason']})", style="dim")
+        table.add_row(o["symbol"], side, o["type"], o["qty"], o["price"], f"{o['leverage']}x", o["stop_loss"] or "—",
+                      o["take_profit"] or "—", _time(o["expires_at"]) if o["expires_at"] else "GTC", status_text,
+                      o["id"][:8])
+    console.print(table)
+    if following:
+        console.print(f"[dim]more: add[/] --cursor {following}")
+
+
+def _time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def exposure_command(api: ApiOption = None, as_json: JsonOption = False) -> None:

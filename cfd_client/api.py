@@ -36,8 +36,15 @@ from cfd_client.models import (
 from shared.contracts.rest import (
     AuthSession,
     Candle,
+    CloseAll,
+    ClosedAll,
     InfoResponse,
     MeResponse,
+    Order,
+    OrderCreate,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
     Price,
     SigninRequest,
     SignupAccepted,
@@ -185,11 +192,14 @@ class ApiClient:
 
     async def open_position(self, symbol: str, side: Side, qty: Decimal, leverage: int, *,
                             stop_loss: Decimal | None = None, take_profit: Decimal | None = None,
-                            idempotency_key: str | None = None) -> Position:
-        """Open a position at the current broker quote. The `Idempotency-Key` (a fresh one unless given)
-        makes a retried request open one position, not two."""
+                            trailing_distance: Decimal | None = None, expected_price: Decimal | None = None,
+                            max_deviation: Decimal | None = None, idempotency_key: str | None = None) -> Position:
+        """Open a position at the current broker quote. With `expected_price` and `max_deviation`, a fill worse
+        than that raises `Rejected` (`price_moved`). The `Idempotency-Key` (a fresh one unless given) makes a
+        retried request open one position, not two."""
         body = PositionCreate(symbol=symbol, side=side, qty=qty, leverage=leverage, stop_loss=stop_loss,
-                                   take_profit=take_profit)
+                              take_profit=take_profit, trailing_distance=trailing_distance,
+                              expected_price=expected_price, max_deviation=max_deviation)
         key = idempotency_key or uuid.uuid4().hex
         return _decode(await self.request("POST", "/positions", body=body, headers={"Idempotency-Key": key}),
                        Position)
@@ -214,9 +224,10 @@ class ApiClient:
         return await self._get(f"/positions/{position_id}", Position)
 
     async def modify_position(self, position_id: str, *, stop_loss: Decimal | UnsetType | None = UNSET,
-                              take_profit: Decimal | UnsetType | None = UNSET) -> Position:
+                              take_profit: Decimal | UnsetType | None = UNSET,
+                              trailing_distance: Decimal | UnsetType | None = UNSET) -> Position:
         """Change the stops of an open position; pass None to remove one, leave a field out to keep it."""
-        body = PositionUpdate(stop_loss=stop_loss, take_profit=take_profit)
+        body = PositionUpdate(stop_loss=stop_loss, take_profit=take_profit, trailing_distance=trailing_distance)
         return _decode(await self.request("PATCH", f"/positions/{position_id}", body=body), Position)
 
     async def close_position(self, position_id: str, qty: Decimal | None = None, *,
@@ -226,6 +237,59 @@ class ApiClient:
         return _decode(await self.request("POST", f"/positions/{position_id}/close",
                                           body=PositionClose(qty=qty), headers={"Idempotency-Key": key}),
                        Position)
+
+    async def close_all(self, symbol: str | None = None, *, idempotency_key: str | None = None) -> list[Position]:
+        """Close every open position (of one market with `symbol`) at the current quotes; returns what closed."""
+        key = idempotency_key or uuid.uuid4().hex
+        answer = await self.request("POST", "/positions/close-all", body=CloseAll(symbol=symbol),
+                                    headers={"Idempotency-Key": key})
+        return _decode(answer, ClosedAll).closed
+
+    # --- pending orders -----------------------------------------------------------------------------------
+
+    async def place_order(self, symbol: str, side: Side, order_type: OrderType, qty: Decimal, price: Decimal,
+                          leverage: int, *, stop_loss: Decimal | None = None, take_profit: Decimal | None = None,
+                          trailing_distance: Decimal | None = None, expires_at: int | None = None,
+                          idempotency_key: str | None = None) -> Order:
+        """Place a limit or stop order: it opens a position when the broker's quote reaches `price` (a long on
+        the ask, a short on the bid), until cancelled or `expires_at` (epoch ms)."""
+        body = OrderCreate(symbol=symbol, side=side, type=order_type, qty=qty, price=price, leverage=leverage,
+                           stop_loss=stop_loss, take_profit=take_profit, trailing_distance=trailing_distance,
+                           expires_at=expires_at)
+        key = idempotency_key or uuid.uuid4().hex
+        return _decode(await self.request("POST", "/orders", body=body, headers={"Idempotency-Key": key}), Order)
+
+    async def orders(self, status: OrderStatus | None = "working", limit: int = 200) -> list[Order]:
+        """The trader's newest orders (one page): `working`, another status, or every one (`status=None`)."""
+        params: dict[str, Any] = {"limit": limit}
+        if status is not None:
+            params["status"] = status
+        return await self._get("/orders", list[Order], params)
+
+    def all_orders(self, status: OrderStatus | None = None, page_size: int = 200) -> AsyncIterator[Order]:
+        """Every order with `status` (every one with None), newest first, a page at a time."""
+        params: dict[str, Any] = {"limit": page_size}
+        if status is not None:
+            params["status"] = status
+        return self._walk("/orders", list[Order], params)
+
+    async def order(self, order_id: str) -> Order:
+        """One order by id."""
+        return await self._get(f"/orders/{order_id}", Order)
+
+    async def modify_order(self, order_id: str, *, price: Decimal | UnsetType = UNSET,
+                           qty: Decimal | UnsetType = UNSET, stop_loss: Decimal | UnsetType | None = UNSET,
+                           take_profit: Decimal | UnsetType | None = UNSET,
+                           trailing_distance: Decimal | UnsetType | None = UNSET,
+                           expires_at: int | UnsetType | None = UNSET) -> Order:
+        """Change a working order; a field left out is kept, None removes a stop, the trailing or the expiry."""
+        body = OrderUpdate(price=price, qty=qty, stop_loss=stop_loss, take_profit=take_profit,
+                           trailing_distance=trailing_distance, expires_at=expires_at)
+        return _decode(await self.request("PATCH", f"/orders/{order_id}", body=body), Order)
+
+    async def cancel_order(self, order_id: str) -> Order:
+        """Cancel a working order (`Conflict`, `order_not_working`, once it filled, expired or was cancelled)."""
+        return _decode(await self.request("DELETE", f"/orders/{order_id}"), Order)
 
     async def ledger(self, limit: int = 200) -> list[LedgerEntry]:
         """The newest balance changes (deposits, realised PnL, fees), one page."""

@@ -13,12 +13,27 @@ from typing import Literal
 from msgspec import Struct
 
 from shared.contracts.events import PositionMark
-from shared.contracts.rest import Account, LedgerEntry, Position, PositionClose, PositionCreate, PositionUpdate
+from shared.contracts.rest import Account, LedgerEntry, Order, Position, PositionClose, PositionCreate, PositionUpdate
 
 Side = Literal["long", "short"]
 
-__all__ = ["Account", "AccountFrame", "FeedState", "LedgerEntry", "Position", "PositionClose", "PositionCreate",
-           "PositionFrame", "PositionMark", "PositionUpdate", "Side", "StateChanged", "is_open"]
+__all__ = [
+    "Account",
+    "AccountFrame",
+    "FeedState",
+    "LedgerEntry",
+    "Order",
+    "OrderFrame",
+    "Position",
+    "PositionClose",
+    "PositionCreate",
+    "PositionFrame",
+    "PositionMark",
+    "PositionUpdate",
+    "Side",
+    "StateChanged",
+    "is_open",
+]
 
 
 def is_open(position: Position) -> bool:
@@ -36,6 +51,14 @@ class PositionFrame(Struct, tag_field="type", tag="position", kw_only=True):
     event: str
     position: Position
     balance: Decimal | None = None
+
+
+class OrderFrame(Struct, tag_field="type", tag="order", kw_only=True):
+    """`account` channel: a pending order was `accepted`, `modified`, `filled`, `cancelled`, `expired` or
+    `rejected` (`order.reason` says why)."""
+
+    event: str
+    order: Order
 
 
 class AccountFrame(Struct, tag_field="type", tag="account", kw_only=True):

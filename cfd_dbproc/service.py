@@ -14,6 +14,7 @@ from cfd_dbproc.retention import Retention
 from cfd_dbproc.trading.engine import TradingEngine
 from cfd_dbproc.trading.marks import MarkPublisher
 from cfd_dbproc.trading.operators import OperatorHandlers
+from cfd_dbproc.trading.orders import OrderHandlers
 from cfd_dbproc.trading.queries import TradingQueries
 from cfd_dbproc.trading.quotes import QuoteCache
 from cfd_dbproc.trading.risk_runner import RiskRunner
@@ -49,7 +50,7 @@ class DbProc:
         self.marks = MarkPublisher(bus, self.topics.marks, self.risk)
         self.responder.serve(UserHandlers(db, settings.demo_deposit, self.directory), self.trading,
                              TradingQueries(self.trading), OperatorHandlers(store, self.quotes, self.directory),
-                             self.marks, self)
+                             OrderHandlers(self.trading), self.marks, self)
         self.candles = CandleRecorder(db, bus, self.topics)  # answers the candle requests in its own group
         self.retention = Retention(settings, db)
         self._subscriptions: list[Subscription] = []

@@ -29,6 +29,7 @@ from cfd_server.openapi import document_api
 from cfd_server.security import CrossSiteGuard, security_headers
 from cfd_server.trading.controller import TradingController
 from cfd_server.trading.feed import AccountFeed
+from cfd_server.trading.orders import OrdersController
 from shared.bus import Bus, Topics, create_bus
 from shared.bus.rpc import RequestClient
 from shared.cache import Cache, create_cache
@@ -91,7 +92,8 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
 
     api = Router(
         path="/api/v1",
-        route_handlers=[AuthController, TradingController, AdminController, info, *MARKET_HANDLERS],
+        route_handlers=[AuthController, TradingController, OrdersController, AdminController, info,
+                        *MARKET_HANDLERS],
         dependencies={"auth": Provide(provide_auth)},
     )
     app = Litestar(

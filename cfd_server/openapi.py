@@ -20,6 +20,7 @@ from litestar.openapi.spec import (
     OpenAPIResponse,
     Parameter,
     Reference,
+    RequestBody,
     Schema,
     SecurityScheme,
 )
@@ -39,8 +40,9 @@ DESCRIPTIONS = {
          "`session_expired`, `account_disabled`, `invalid_admin_token`, `invalid_credentials`).",
     403: "Forbidden (`admin_disabled`, `account_disabled`, or `cross_site_request`: a write from another site's "
          "page, or a cookie-signed write whose body is not JSON).",
-    404: "No such resource (`position_not_found`, `user_not_found`, `account_not_found`, `unknown_market`).",
-    409: "The resource is not in a state that allows this (`position_closed`, `email_taken`).",
+    404: "No such resource (`position_not_found`, `order_not_found`, `user_not_found`, `account_not_found`, "
+         "`unknown_market`).",
+    409: "The resource is not in a state that allows this (`position_closed`, `order_not_working`, `email_taken`).",
     413: "The body is larger than 64 KiB (`payload_too_large`).",
     422: "A valid request that the business rules refuse; `error.code` says which rule.",
     429: "Too many attempts; `Retry-After` says when to try again.",
@@ -61,8 +63,13 @@ _RULES: dict[str, set[int]] = {
     "open_position": {404, 422},
     "modify_position": {409, 422},
     "close_position": {409, 422},
+    "close_all_positions": {404},
+    "place_order": {404, 422},
+    "modify_order": {409, 422},
+    "cancel_order": {409},
     "admin_deposit": {422},
     "admin_list_positions": {404},
+    "admin_list_orders": {404},
 }
 # Where an operation's answer leads: response status → link name → (operation, parameters).
 _LINKS: dict[str, dict[str, dict[str, tuple[str, dict[str, str]]]]] = {
@@ -73,6 +80,11 @@ _LINKS: dict[str, dict[str, dict[str, tuple[str, dict[str, str]]]]] = {
     }},
     "close_position": {"200": {
         "GetClosedPart": ("get_position", {"position": "$response.body#/id"}),
+    }},
+    "place_order": {"201": {
+        "GetOrder": ("get_order", {"order": "$response.body#/id"}),
+        "ModifyOrder": ("modify_order", {"order": "$response.body#/id"}),
+        "CancelOrder": ("cancel_order", {"order": "$response.body#/id"}),
     }},
 }
 
@@ -135,6 +147,9 @@ def document_api(app: Litestar) -> None:
             operation.security = [{"session": []}, {"sessionCookie": []}]
         elif operator:
             operation.security = [{"operator": []}]
+        if (handler is not None and isinstance(operation.request_body, RequestBody)
+                and handler.parsed_data_field is not None and handler.parsed_data_field.has_default):
+            operation.request_body.required = False  # no body at all is fine (`close`, `close-all`)
         places = {p.param_in for p in operation.parameters or [] if isinstance(p, Parameter)}
         statuses = error_statuses(operation_id, body=operation.request_body is not None,
                                   path_params=ParamType.PATH in places, query_params=ParamType.QUERY in places,

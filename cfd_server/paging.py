@@ -11,8 +11,8 @@ from litestar.datastructures import ResponseHeader
 
 from shared import operations as ops
 from shared.bus.rpc import RequestClient
-from shared.contracts.bus import PositionsQuery
-from shared.contracts.rest import Position
+from shared.contracts.bus import OrdersQuery, PositionsQuery
+from shared.contracts.rest import Order, OrderStatus, Position
 from shared.paging import decode_cursor, encode_cursor
 
 T = TypeVar("T")
@@ -48,3 +48,13 @@ async def positions_page(request: Request, rpc: RequestClient, *, user_id: str |
     if order == "closed":
         return paged(request, rows, limit, order, lambda p: (p.closed_at or 0, p.id))
     return paged(request, rows, limit, order, lambda p: (p.opened_at, p.id))
+
+
+async def orders_page(request: Request, rpc: RequestClient, *, user_id: str | None, status: OrderStatus | None,
+                      limit: int, cursor: str | None, key: str) -> Response[list[Order]]:
+    """One page of a trader's orders (or, without `user_id`, every trader's), newest first."""
+    if cursor is not None:
+        decode_cursor(cursor, "created")
+    rows = await rpc.call(ops.ORDERS, OrdersQuery(user_id=user_id, status=status, limit=limit + 1, cursor=cursor),
+                          key=key)
+    return paged(request, rows, limit, "created", lambda o: (o.created_at, o.id))

@@ -18,8 +18,10 @@ from typing import Any, Generic, TypeVar
 
 from shared.contracts.bus import (
     AccountQuery,
+    CancelOrderCommand,
     CandleHistory,
     CandlesQuery,
+    CloseAllCommand,
     CloseCommand,
     Coverage,
     CoverageQuery,
@@ -27,19 +29,26 @@ from shared.contracts.bus import (
     Credentials,
     CredentialsQuery,
     DepositCommand,
+    ExpireOrderCommand,
     ExposureQuery,
+    FillOrderCommand,
     HealthQuery,
     HealthReport,
     LedgerQuery,
     ModifyCommand,
+    ModifyOrderCommand,
     OpenCommand,
+    OrderQuery,
+    OrdersQuery,
     PasswordRehashed,
+    PlaceOrderCommand,
     PositionQuery,
     PositionsQuery,
     RehashPassword,
     RiskCloseCommand,
     SetDisabledCommand,
     StopOutCommand,
+    TrailCommand,
     UserExists,
     UserExistsQuery,
     UserQuery,
@@ -47,7 +56,16 @@ from shared.contracts.bus import (
     UserStatus,
     WatchAccount,
 )
-from shared.contracts.rest import Account, LedgerEntry, MarketExposure, Position, User, UserSummary
+from shared.contracts.rest import (
+    Account,
+    ClosedAll,
+    LedgerEntry,
+    MarketExposure,
+    Order,
+    Position,
+    User,
+    UserSummary,
+)
 
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
@@ -103,6 +121,21 @@ RISK_CLOSE: Operation[RiskCloseCommand, None] = Operation(
     "position.risk_close", Route.TRADING, RiskCloseCommand, None, command=True)
 STOP_OUT: Operation[StopOutCommand, None] = Operation(
     "account.stop_out", Route.TRADING, StopOutCommand, None, command=True)
+CLOSE_ALL: Operation[CloseAllCommand, ClosedAll] = Operation(
+    "positions.close_all", Route.TRADING, CloseAllCommand, ClosedAll, command=True)
+TRAIL: Operation[TrailCommand, None] = Operation("position.trail", Route.TRADING, TrailCommand, None, command=True)
+ORDER_PLACE: Operation[PlaceOrderCommand, Order] = Operation(
+    "order.place", Route.TRADING, PlaceOrderCommand, Order, command=True)
+ORDER_MODIFY: Operation[ModifyOrderCommand, Order] = Operation(
+    "order.modify", Route.TRADING, ModifyOrderCommand, Order, command=True)
+ORDER_CANCEL: Operation[CancelOrderCommand, Order] = Operation(
+    "order.cancel", Route.TRADING, CancelOrderCommand, Order, command=True)
+ORDER_FILL: Operation[FillOrderCommand, None] = Operation(
+    "order.fill", Route.TRADING, FillOrderCommand, None, command=True)
+ORDER_EXPIRE: Operation[ExpireOrderCommand, None] = Operation(
+    "order.expire", Route.TRADING, ExpireOrderCommand, None, command=True)
+ORDERS: Operation[OrdersQuery, list[Order]] = Operation("orders.list", Route.TRADING, OrdersQuery, list[Order])
+ORDER: Operation[OrderQuery, Order] = Operation("order.get", Route.TRADING, OrderQuery, Order)
 WATCH_ACCOUNT: Operation[WatchAccount, None] = Operation("account.watch", Route.TRADING, WatchAccount, None)
 ACCOUNT: Operation[AccountQuery, Account] = Operation("account.get", Route.TRADING, AccountQuery, Account)
 POSITIONS: Operation[PositionsQuery, list[Position]] = Operation(
@@ -130,7 +163,8 @@ HEALTH: Operation[HealthQuery, HealthReport] = Operation("health.check", Route.H
 
 ALL: tuple[Operation[Any, Any], ...] = (
     USER_EXISTS, USER_CREATE, USER_CREDENTIALS, USER_PROFILE, USER_REHASH,
-    OPEN, CLOSE, MODIFY, DEPOSIT, RISK_CLOSE, STOP_OUT, WATCH_ACCOUNT, ACCOUNT, POSITIONS, POSITION, LEDGER,
+    OPEN, CLOSE, MODIFY, DEPOSIT, RISK_CLOSE, STOP_OUT, CLOSE_ALL, TRAIL, WATCH_ACCOUNT, ACCOUNT, POSITIONS, POSITION,
+    LEDGER, ORDER_PLACE, ORDER_MODIFY, ORDER_CANCEL, ORDER_FILL, ORDER_EXPIRE, ORDERS, ORDER,
     USERS, SET_DISABLED, EXPOSURE,
     CANDLES_HISTORY, CANDLES_COVERAGE,
     HEALTH,

@@ -18,7 +18,6 @@ from shared.errors import Rejected
 from shared.markets import Market
 
 Side = Literal["long", "short"]
-CloseReason = Literal["manual", "stop_loss", "take_profit", "stop_out"]
 
 CURRENCY = "USD"  # every account's currency: amounts are booked in its cents
 MONEY_QUANTUM = Decimal("0.01")
@@ -249,3 +248,77 @@ def stop_trigger(side: Side, stop_loss: Decimal | None, take_profit: Decimal | N
         if take_profit is not None and price <= take_profit:
             return "take_profit"
     return None
+
+
+# --- pending orders, trailing stops, slippage ------------------------------------------------------------
+
+
+def order_triggered(side: Side, order_type: Literal["limit", "stop"], price: Decimal, quote: Quote) -> bool:
+    """Whether `quote` triggers a pending order: a long fills at the ask, so a long limit triggers once the ask
+    is at or below its price and a long stop once it is at or above; a short fills at the bid, so a short limit
+    triggers once the bid is at or above its price and a short stop once it is at or below."""
+    fill = open_price(side, quote)
+    buys_lower = (side == "long") == (order_type == "limit")
+    return fill <= price if buys_lower else fill >= price
+
+
+def check_order_price(price: Decimal, market: Market) -> None:
+    """Reject (422) an order price off the market's tick. A price the market is already past is allowed: the
+    order then triggers at the next quote, as MT5 and cTrader do for a stop placed through the market."""
+    if not price.is_finite() or price <= 0:
+        raise Rejected("The order price must be a positive price.", code="invalid_price", details={"field": "price"})
+    if not is_multiple(price, market.price_tick):
+        raise Rejected(f"Prices for {market.symbol} are multiples of {market.price_tick}.", code="invalid_price",
+                       details={"field": "price", "price_tick": str(market.price_tick)})
+
+
+def check_trailing(side: Side, distance: Decimal | None, reference: Decimal, market: Market) -> None:
+    """Reject (422) a trailing distance that is not a positive whole number of ticks, or that would put a
+    long's stop-loss at or below zero at `reference` (the price it would close at now)."""
+    if distance is None:
+        return
+    if not distance.is_finite() or distance <= 0 or not is_multiple(distance, market.price_tick):
+        raise Rejected(f"The trailing distance must be a positive multiple of {market.price_tick}.",
+                       code="invalid_trailing_distance",
+                       details={"field": "trailing_distance", "price_tick": str(market.price_tick)})
+    if side == "long" and distance >= reference:
+        raise Rejected(f"A long's trailing distance must be below the price it would close at ({reference}).",
+                       code="invalid_trailing_distance",
+                       details={"field": "trailing_distance", "reference_price": str(reference)})
+
+
+def trailed_stop(side: Side, distance: Decimal, quote: Quote, stop_loss: Decimal | None) -> Decimal | None:
+    """Where a trailing stop-loss goes at `quote`: `distance` behind the price it would close at (bid − d for a
+    long, ask + d for a short), if that is further in the position's favour than `stop_loss`; else None."""
+    if side == "long":
+        level = quote.bid - distance
+        return level if level > 0 and (stop_loss is None or level > stop_loss) else None
+    level = quote.ask + distance
+    return level if stop_loss is None or level < stop_loss else None
+
+
+def further_stop(side: Side, one: Decimal | None, other: Decimal | None) -> Decimal | None:
+    """Of two stop-losses of a position, the one further in its favour (higher for a long, lower for a short)."""
+    if one is None or other is None:
+        return other if one is None else one
+    return max(one, other) if side == "long" else min(one, other)
+
+
+def check_slippage(side: Side, fill: Decimal, expected: Decimal | None, deviation: Decimal | None) -> None:
+    """Reject (422 `price_moved`) a fill worse than `expected` by more than `deviation` (a buy above it, a sell
+    below it). Both or neither must be given."""
+    if expected is None and deviation is None:
+        return
+    if expected is None or deviation is None:
+        missing = "expected_price" if expected is None else "max_deviation"
+        raise Rejected("Give expected_price and max_deviation together.", code="invalid_slippage",
+                       details={"field": missing})
+    if deviation < 0:
+        raise Rejected("max_deviation must be zero or more.", code="invalid_slippage",
+                       details={"field": "max_deviation"})
+    worse_by = fill - expected if side == "long" else expected - fill
+    if worse_by > deviation:
+        raise Rejected(f"The price moved: it would fill at {fill}, {worse_by} worse than {expected} (at most "
+                       f"{deviation} allowed). Check the price and send the order again.", code="price_moved",
+                       details={"price": str(fill), "expected_price": str(expected),
+                                "max_deviation": str(deviation)})

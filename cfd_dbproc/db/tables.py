@@ -102,6 +102,33 @@ class Positions(Table, tablename="positions"):
     close_reason = Varchar(length=16, null=True, default=None)
     parent_id = UUID(null=True, default=None)
     unbooked_pnl = Numeric(digits=MONEY, default=Decimal(0))
+    trailing_distance = Numeric(digits=MONEY, null=True, default=None)
+    order_id = UUID(null=True, default=None)
 
 
-ALL_TABLES: list[type[Table]] = [Users, Accounts, LedgerEntries, ProcessedCommands, Candles, Positions]
+class Orders(Table, tablename="orders"):
+    """Pending entry orders. `working` until filled (`position_id`), cancelled, expired or rejected (`reason`).
+
+    The migration adds the indexes the lists and the risk engine's start read: `(user_id, created_at, id)`
+    for a trader's newest first, `(status, created_at, id)` for the working ones and the operator's list."""
+
+    id = UUID(primary_key=True)
+    user_id = UUID()
+    symbol = Varchar(length=32)
+    side = Varchar(length=5)
+    type = Varchar(length=8)
+    qty = Numeric(digits=MONEY)
+    price = Numeric(digits=MONEY)
+    leverage = Integer()
+    stop_loss = Numeric(digits=MONEY, null=True, default=None)
+    take_profit = Numeric(digits=MONEY, null=True, default=None)
+    trailing_distance = Numeric(digits=MONEY, null=True, default=None)
+    status = Varchar(length=12)
+    created_at = BigInt()
+    updated_at = BigInt()
+    expires_at = BigInt(null=True, default=None)
+    position_id = UUID(null=True, default=None)
+    reason = Varchar(length=200, null=True, default=None)
+
+
+ALL_TABLES: list[type[Table]] = [Users, Accounts, LedgerEntries, ProcessedCommands, Candles, Positions, Orders]

@@ -27,6 +27,7 @@ class Held(Struct, gc=False):
     position: OpenPosition
     pending: bool = False
     tickets: tuple[int, ...] = ()  # its stop keys in the market's stop ladder
+    trail_ticket: int | None = None  # its key in the market's trailing ladder
 
 
 class BookAccount(Struct, gc=False):

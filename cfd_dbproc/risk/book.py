@@ -19,10 +19,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal, DecimalException
 
+import msgspec
+
 from cfd_dbproc.risk.account import BookAccount, Held
 from cfd_dbproc.risk.ladder import PriceLadder
-from cfd_dbproc.risk.levels import ALWAYS, EXACT, ZERO, Holding, stop_keys, thresholds
-from cfd_dbproc.risk.models import OpenPosition, Trigger
+from cfd_dbproc.risk.levels import ALWAYS, EXACT, ZERO, Holding, stop_keys, thresholds, trail_key
+from cfd_dbproc.risk.models import OpenPosition, Trigger, TriggerKind
 from shared.contracts.events import PositionMark
 from shared.contracts.quote import Quote
 from shared.contracts.rest import Account
@@ -33,18 +35,20 @@ from shared.trading import (
     close_price,
     money,
     stop_trigger,
+    trailed_stop,
     unrealized_pnl,
 )
 
 
 class _Market:
-    """One market: its stop ladder (refs: position ids), its account ladder (refs: user ids), the spread
-    allowance the hedged users' keys assume, and those users."""
+    """One market: its stop ladder and trailing ladder (refs: position ids), its account ladder (refs: user
+    ids), the spread allowance the hedged users' keys assume, and those users."""
 
-    __slots__ = ("accounts", "hedged", "spread_hi", "spread_lo", "stops")
+    __slots__ = ("accounts", "hedged", "spread_hi", "spread_lo", "stops", "trails")
 
     def __init__(self, quote: Quote | None) -> None:
         self.stops = PriceLadder()
+        self.trails = PriceLadder()  # where a trailing stop-loss moves next
         self.accounts = PriceLadder()
         self.hedged: set[str] = set()
         self.spread_lo = self.spread_hi = ZERO
@@ -73,6 +77,7 @@ class RiskBook:
         self._held: dict[str, Held] = {}
         self._dirty: dict[str, None] = {}  # users to verify at the next tick, in order
         self._idle: set[str] = set()  # users that may hold nothing now: dropped at the next tick if so
+        self._trailed: dict[str, tuple[str, Decimal]] = {}  # position id → (user id, stop-loss) not yet stored
         self.verifications = 0
         """Exact account checks run so far (candidates from the index, plus users changed since a tick)."""
 
@@ -120,6 +125,16 @@ class RiskBook:
                 marks.append(PositionMark(id=p.id, price=close_price(p.side, quote),
                                           unrealized_pnl=money(unrealized_pnl(p.side, p.qty, p.entry_price, quote))))
         return account_state(acct.balance, positions, self._quotes), marks
+
+    def stop_loss_of(self, position_id: str) -> Decimal | None:
+        """The position's stop-loss as the book holds it (a trailing one may be ahead of the stored one)."""
+        held = self._held.get(position_id)
+        return None if held is None else held.position.stop_loss
+
+    def take_trailed(self) -> dict[str, tuple[str, Decimal]]:
+        """The trailing stop-losses ratcheted since the last call, to store: position id → (user id, level)."""
+        trailed, self._trailed = self._trailed, {}
+        return trailed
 
     def positions_of(self, user_id: str) -> list[str]:
         """The ids of every position the book holds for the user, pending or not."""
@@ -288,6 +303,8 @@ class RiskBook:
         if not market.allows(spread):
             market.widen(spread)
             self._dirty.update(dict.fromkeys(market.hedged))  # their keys assumed the old allowance
+        for position_id in market.trails.reached(quote.bid, quote.ask, spread):
+            self._trail(self._held[position_id], quote)
         triggers: list[Trigger] = []
         stopped: dict[str, None] = {}
         for position_id in market.stops.reached(quote.bid, quote.ask, spread):
@@ -324,19 +341,33 @@ class RiskBook:
         del self._accounts[acct.user_id]
         self._idle.discard(acct.user_id)
 
+    def _trail(self, held: Held, quote: Quote) -> None:
+        """The price moved its trailing distance past the stop-loss: ratchet the stop after it."""
+        p = held.position
+        assert p.trailing_distance is not None  # only trailing positions have a trailing key
+        level = trailed_stop(p.side, p.trailing_distance, quote, p.stop_loss)
+        self._disarm(held)
+        if level is not None:
+            held.position = msgspec.structs.replace(p, stop_loss=level)
+            self._trailed[p.id] = (p.user_id, level)
+        if not held.pending:
+            self._arm(held)
+
     def _fire_stop(self, held: Held, quote: Quote, triggers: list[Trigger], stopped: dict[str, None]) -> None:
         if held.pending:  # both of its stops fired in this tick; the first one won
             return
         p = held.position
-        kind = stop_trigger(p.side, p.stop_loss, p.take_profit, quote)
+        kind: TriggerKind | None = stop_trigger(p.side, p.stop_loss, p.take_profit, quote)
         self._disarm(held)
         if kind is None:  # cannot happen: the keys are the stops themselves
             self._arm(held)
             return
+        if kind == "stop_loss" and p.trailing_distance is not None:
+            kind = "trailing_stop"
         acct = self._accounts[p.user_id]
         acct.set_pending(held, True)
         triggers.append(Trigger(kind=kind, user_id=p.user_id, position_id=p.id, price=close_price(p.side, quote),
-                                quote=quote))
+                                quote=quote, stop_loss=p.stop_loss))
         stopped[p.user_id] = None
 
     def _verify(self, acct: BookAccount, quote: Quote, triggers: list[Trigger]) -> None:
@@ -387,15 +418,20 @@ class RiskBook:
             hedged.discard(acct.user_id)
 
     def _arm(self, held: Held) -> None:
-        ladder = self._market(held.position.symbol).stops
-        held.tickets = tuple(ladder.add(series, rising, key, held.position.id)
+        market = self._market(held.position.symbol)
+        held.tickets = tuple(market.stops.add(series, rising, key, held.position.id)
                              for series, rising, key in stop_keys(held.position))
+        trail = trail_key(held.position)
+        held.trail_ticket = None if trail is None else market.trails.add(*trail, held.position.id)
 
     def _disarm(self, held: Held) -> None:
-        ladder = self._markets[held.position.symbol].stops
+        market = self._markets[held.position.symbol]
         for ticket in held.tickets:
-            ladder.cancel(ticket)
+            market.stops.cancel(ticket)
         held.tickets = ()
+        if held.trail_ticket is not None:
+            market.trails.cancel(held.trail_ticket)
+            held.trail_ticket = None
 
     def _unwatch(self, acct: BookAccount) -> None:
         for symbol, ticket in acct.tickets:

@@ -163,3 +163,13 @@ def stop_keys(p: OpenPosition) -> list[tuple[Series, bool, Decimal]]:
         if p.take_profit is not None:
             keys.append(("ask", False, p.take_profit))
     return keys
+
+
+def trail_key(p: OpenPosition) -> tuple[Series, bool, Decimal] | None:
+    """Where a trailing stop-loss moves next: once the price it closes at is its distance past the stop (a
+    long's bid ≥ stop + distance, a short's ask ≤ stop − distance). None for a position that does not trail."""
+    if p.trailing_distance is None or p.stop_loss is None:
+        return None
+    if p.side == "long":
+        return "bid", True, EXACT.add(p.stop_loss, p.trailing_distance)
+    return "ask", False, EXACT.subtract(p.stop_loss, p.trailing_distance)

@@ -10,7 +10,7 @@ from msgspec import Struct
 from shared.contracts.quote import Quote
 from shared.trading import Side
 
-TriggerKind = Literal["stop_loss", "take_profit", "stop_out", "margin_call", "margin_call_cleared"]
+TriggerKind = Literal["stop_loss", "take_profit", "trailing_stop", "stop_out", "margin_call", "margin_call_cleared"]
 
 
 class OpenPosition(Struct, frozen=True, kw_only=True, gc=False):
@@ -27,13 +27,15 @@ class OpenPosition(Struct, frozen=True, kw_only=True, gc=False):
     margin: Decimal
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
+    trailing_distance: Decimal | None = None
 
 
 class Trigger(Struct, kw_only=True):
     """Something a tick set off.
 
-    - `stop_loss` / `take_profit`: `position_id` and `price`, the close price the tick hit (bid for a long,
-      ask for a short); the position is pending until closed, updated or released.
+    - `stop_loss` / `take_profit` / `trailing_stop`: `position_id` and `price`, the close price the tick hit
+      (bid for a long, ask for a short), and `stop_loss`, the level it hit; the position is pending until
+      closed, updated or released.
     - `margin_call` / `margin_call_cleared` / `stop_out`: account level, `margin_level` is the exact level
       (`shared.trading.account_state`, percent) after this tick's stops; `position_id` and `price` are None.
     """
@@ -44,3 +46,4 @@ class Trigger(Struct, kw_only=True):
     position_id: str | None = None
     price: Decimal | None = None
     margin_level: Decimal | None = None
+    stop_loss: Decimal | None = None

@@ -26,16 +26,20 @@ from shared.bus.rpc import handles
 from shared.clock import now_ms
 from shared.contracts import encode
 from shared.contracts.bus import (
+    CloseAllCommand,
     CloseCommand,
     DepositCommand,
     ModifyCommand,
     OpenCommand,
     RiskCloseCommand,
     StopOutCommand,
+    TrailCommand,
 )
-from shared.contracts.events import AccountEvent, PositionEvent
-from shared.contracts.rest import Account, Position
-from shared.errors import BackendDown, Conflict, Rejected
+from shared.contracts.events import AccountEvent, Event, PositionEvent
+from shared.contracts.quote import Quote
+from shared.contracts.rest import Account, ClosedAll, Order, Position, PositionCreate
+from shared.errors import BackendDown, Conflict, NotFound, Rejected
+from shared.markets import market_of
 from shared.numbers import MAX_BALANCE
 from shared.operations import Operation
 from shared.outage import Outage
@@ -46,20 +50,24 @@ from shared.trading import (
     check_close,
     check_margin,
     check_order,
+    check_slippage,
     check_stops,
+    check_trailing,
     close_price,
     closing,
+    further_stop,
     is_multiple,
     margin,
     money,
     open_price,
     plain,
     stop_trigger,
+    trailed_stop,
 )
 
 log = logging.getLogger(__name__)
 Rep = TypeVar("Rep")
-Events = list[PositionEvent | AccountEvent]
+Events = list[Event]
 
 
 class TradingEngine:
@@ -80,7 +88,7 @@ class TradingEngine:
 
     # --- applying a command -------------------------------------------------------------------------------
 
-    async def _apply(self, op: Operation[Any, Rep], command_id: str, user_id: str,
+    async def apply(self, op: Operation[Any, Rep], command_id: str, user_id: str,
                      apply: Callable[[Events], Awaitable[Rep]]) -> Rep:
         """Apply a command once (one transaction); its events go out after the commit."""
         events: Events = []
@@ -149,35 +157,49 @@ class TradingEngine:
 
     # --- commands -----------------------------------------------------------------------------------------
 
+    async def open_at(self, user_id: str, order: PositionCreate | Order, quote: Quote, events: Events, *,
+                      order_id: str | None = None) -> Position:
+        """Open a position for `order` at `quote` (the ask for a long, the bid for a short), inside the caller's
+        transaction: the market's rules, the stops, the margin check, then the row and its events. A trailing
+        stop without a stop-loss starts `trailing_distance` behind the price it would close at."""
+        uid = parse_id(user_id, "account")
+        market = market_of(order.symbol)
+        check_order(market, order.side, order.qty, order.leverage)
+        fill = open_price(order.side, quote)
+        if isinstance(order, PositionCreate):
+            check_slippage(order.side, fill, order.expected_price, order.max_deviation)
+        check_stops(order.side, fill, order.stop_loss, order.take_profit, market)
+        check_trailing(order.side, order.trailing_distance, close_price(order.side, quote), market)
+        stop_loss = order.stop_loss
+        if order.trailing_distance is not None:
+            stop_loss = trailed_stop(order.side, order.trailing_distance, quote, stop_loss) or stop_loss
+        balance = await self.store.balance(uid)
+        positions = await self.store.exposures(uid)
+        account = account_state(balance, positions, self.quotes.latest())
+        needed = margin(order.qty, fill, order.leverage)
+        check_margin(needed, account.free_margin)
+        at = now_ms()
+        position = Position(
+            id=str(uuid.uuid4()), symbol=order.symbol, side=order.side, qty=plain(order.qty), entry_price=fill,
+            leverage=order.leverage, margin=needed, stop_loss=plain(stop_loss), take_profit=plain(order.take_profit),
+            trailing_distance=plain(order.trailing_distance), status="open", opened_at=at, updated_at=at,
+            order_id=order_id,
+        )
+        await self.store.insert(uid, position)
+        events.append(PositionEvent(event="opened", user_id=user_id, position=position, balance=balance))
+        events.append(AccountEvent(event="snapshot", user_id=user_id,
+                                   account=account_state(balance, [*positions, position], self.quotes.latest())))
+        return position
+
     @handles(ops.OPEN)
     async def open(self, command: OpenCommand, command_id: str) -> Position:
-        order = command.order
-        user_id = parse_id(command.user_id, "account")
+        parse_id(command.user_id, "account")
 
         async def apply(events: Events) -> Position:
-            market, quote = self.quotes.quote(order.symbol)
-            check_order(market, order.side, order.qty, order.leverage)
-            fill = open_price(order.side, quote)
-            check_stops(order.side, fill, order.stop_loss, order.take_profit, market)
-            balance = await self.store.balance(user_id)
-            positions = await self.store.exposures(user_id)
-            account = account_state(balance, positions, self.quotes.latest())
-            needed = margin(order.qty, fill, order.leverage)
-            check_margin(needed, account.free_margin)
-            at = now_ms()
-            position = Position(
-                id=str(uuid.uuid4()), symbol=order.symbol, side=order.side, qty=plain(order.qty), entry_price=fill,
-                leverage=order.leverage, margin=needed, stop_loss=plain(order.stop_loss),
-                take_profit=plain(order.take_profit), status="open", opened_at=at, updated_at=at,
-            )
-            await self.store.insert(user_id, position)
-            events.append(PositionEvent(event="opened", user_id=command.user_id, position=position, balance=balance))
-            events.append(AccountEvent(event="snapshot", user_id=command.user_id,
-                                       account=account_state(balance, [*positions, position],
-                                                                self.quotes.latest())))
-            return position
+            _, quote = self.quotes.quote(command.order.symbol)
+            return await self.open_at(command.user_id, command.order, quote, events)
 
-        return await self._apply(ops.OPEN, command_id, command.user_id, apply)
+        return await self.apply(ops.OPEN, command_id, command.user_id, apply)
 
     @handles(ops.CLOSE)
     async def close(self, command: CloseCommand, command_id: str) -> Position:
@@ -199,7 +221,7 @@ class TradingEngine:
             events.append(await self._snapshot_event(command.user_id, balance))
             return closed
 
-        return await self._apply(ops.CLOSE, command_id, command.user_id, apply)
+        return await self.apply(ops.CLOSE, command_id, command.user_id, apply)
 
     @handles(ops.MODIFY)
     async def modify(self, command: ModifyCommand, command_id: str) -> Position:
@@ -211,33 +233,103 @@ class TradingEngine:
             update = command.update
             stop_loss = position.stop_loss if update.stop_loss is msgspec.UNSET else update.stop_loss
             take_profit = position.take_profit if update.take_profit is msgspec.UNSET else update.take_profit
-            check_stops(position.side, close_price(position.side, quote), stop_loss, take_profit, market)
+            trailing = (position.trailing_distance if update.trailing_distance is msgspec.UNSET
+                        else update.trailing_distance)
+            now = close_price(position.side, quote)
+            check_stops(position.side, now, stop_loss, take_profit, market)
+            check_trailing(position.side, trailing, now, market)
+            if trailing is not None and update.stop_loss is msgspec.UNSET:
+                stop_loss = trailed_stop(position.side, trailing, quote, stop_loss) or stop_loss
             at = now_ms()
-            await self.store.update(position.id, stop_loss=stop_loss, take_profit=take_profit, updated_at=at)
-            updated = msgspec.structs.replace(position, stop_loss=stop_loss, take_profit=take_profit, updated_at=at)
+            changed = {"stop_loss": plain(stop_loss), "take_profit": plain(take_profit),
+                       "trailing_distance": plain(trailing), "updated_at": at}
+            await self.store.update(position.id, **changed)
+            updated = msgspec.structs.replace(position, **changed)
             events.append(PositionEvent(event="updated", user_id=command.user_id, position=updated,
                                         balance=await self.store.balance(user_id)))
             return updated
 
-        return await self._apply(ops.MODIFY, command_id, command.user_id, apply)
+        return await self.apply(ops.MODIFY, command_id, command.user_id, apply)
 
     @handles(ops.RISK_CLOSE)
     async def risk_close(self, command: RiskCloseCommand, command_id: str) -> None:
-        """A stop-loss or take-profit hit: close at the triggering tick's price, if still open."""
+        """A stop-loss, trailing stop or take-profit hit: close at the triggering tick's price, if still open
+        and if that tick still reaches the stop (it may have been moved since)."""
         user_id = parse_id(command.user_id, "account")
 
         async def apply(events: Events) -> None:
             position = await self.store.position(user_id, command.position_id)
-            if position.status != "open" or stop_trigger(position.side, position.stop_loss, position.take_profit,
-                                                         command.quote) != command.reason:
-                return  # closed meanwhile, or its stops were moved since the tick
+            if position.status != "open":
+                return  # closed meanwhile
+            if command.reason == "trailing_stop":
+                # The book ratchets the stop on every tick and stores it a moment later: the further of the two.
+                stop = further_stop(position.side, position.stop_loss, command.stop_loss)
+                if position.trailing_distance is None or stop_trigger(position.side, stop, None,
+                                                                      command.quote) != "stop_loss":
+                    return
+                await self.store.update(position.id, stop_loss=stop)
+                position = msgspec.structs.replace(position, stop_loss=stop)
+            elif stop_trigger(position.side, position.stop_loss, position.take_profit,
+                              command.quote) != command.reason:
+                return  # its stops were moved since the tick
             balance = await self.store.balance(user_id)
             closed, balance = await self._close(user_id, position, position.qty, command.price, command.reason,
                                                 balance, command_id)
             events.append(PositionEvent(event="closed", user_id=command.user_id, position=closed, balance=balance))
             events.append(await self._snapshot_event(command.user_id, balance))
 
-        await self._apply(ops.RISK_CLOSE, command_id, command.user_id, apply)
+        await self.apply(ops.RISK_CLOSE, command_id, command.user_id, apply)
+
+    @handles(ops.TRAIL)
+    async def trail(self, command: TrailCommand, command_id: str) -> None:
+        """Store the trailing stop-losses the risk engine ratcheted: each only if the position is open, still
+        trails, and the level is further in its favour than the stored one (a stop never moves back)."""
+        user_id = parse_id(command.user_id, "account")
+
+        async def apply(events: Events) -> None:
+            balance: Decimal | None = None
+            for level in command.levels:
+                try:
+                    position = await self.store.position(user_id, level.position_id)
+                except NotFound:
+                    continue
+                if (position.status != "open" or position.trailing_distance is None
+                        or further_stop(position.side, position.stop_loss, level.stop_loss) == position.stop_loss):
+                    continue
+                at = now_ms()
+                await self.store.update(position.id, stop_loss=level.stop_loss, updated_at=at)
+                balance = await self.store.balance(user_id) if balance is None else balance
+                events.append(PositionEvent(event="updated", user_id=command.user_id, trailed=True, balance=balance,
+                                            position=msgspec.structs.replace(position, stop_loss=level.stop_loss,
+                                                                             updated_at=at)))
+
+        await self.apply(ops.TRAIL, command_id, command.user_id, apply)
+
+    @handles(ops.CLOSE_ALL)
+    async def close_all(self, command: CloseAllCommand, command_id: str) -> ClosedAll:
+        """Close every open position of the user (of one market, with `symbol`) at the latest quotes, in one
+        transaction: all of them, or, if one of their markets has no fresh quote, none."""
+        user_id = parse_id(command.user_id, "account")
+        if command.symbol is not None:
+            market_of(command.symbol, field="symbol")
+
+        async def apply(events: Events) -> ClosedAll:
+            positions = [p for p in await self.store.open_positions(user_id)
+                         if command.symbol is None or p.symbol == command.symbol]
+            quotes = {symbol: self.quotes.quote(symbol)[1] for symbol in {p.symbol for p in positions}}
+            balance = await self.store.balance(user_id)
+            closed = []
+            for position in positions:
+                done, balance = await self._close(user_id, position, position.qty,
+                                                  close_price(position.side, quotes[position.symbol]), "manual",
+                                                  balance, command_id)
+                closed.append(done)
+                events.append(PositionEvent(event="closed", user_id=command.user_id, position=done, balance=balance))
+            if closed:
+                events.append(await self._snapshot_event(command.user_id, balance))
+            return ClosedAll(closed=closed)
+
+        return await self.apply(ops.CLOSE_ALL, command_id, command.user_id, apply)
 
     @handles(ops.STOP_OUT)
     async def stop_out(self, command: StopOutCommand, command_id: str) -> None:
@@ -268,7 +360,7 @@ class TradingEngine:
                                            account=account_state(balance, list(held.values()),
                                                                     quotes)))
 
-        await self._apply(ops.STOP_OUT, command_id, command.user_id, apply)
+        await self.apply(ops.STOP_OUT, command_id, command.user_id, apply)
 
     @handles(ops.DEPOSIT)
     async def deposit(self, command: DepositCommand, command_id: str) -> Account:
@@ -290,4 +382,4 @@ class TradingEngine:
             events.append(await self._snapshot_event(command.user_id, balance))
             return await self.account_of(user_id, balance)
 
-        return await self._apply(ops.DEPOSIT, command_id, command.user_id, apply)
+        return await self.apply(ops.DEPOSIT, command_id, command.user_id, apply)

@@ -20,17 +20,27 @@ import uuid
 import msgspec
 
 from cfd_dbproc.risk.book import OpenPosition, RiskBook, Trigger
+from cfd_dbproc.risk.orders import WorkingOrders
 from cfd_dbproc.trading.quotes import QuoteCache
 from cfd_dbproc.trading.store import TradingStore
 from shared import operations as ops
 from shared.bus import Bus, Message, Partition, Subscription, Topics
 from shared.bus.rpc import send
+from shared.clock import now_ms
 from shared.contracts import encode
-from shared.contracts.bus import RiskCloseCommand, StopOutCommand
-from shared.contracts.events import AccountEvent, Event, PositionEvent
+from shared.contracts.bus import (
+    ExpireOrderCommand,
+    FillOrderCommand,
+    RiskCloseCommand,
+    StopOutCommand,
+    TrailCommand,
+    TrailLevel,
+)
+from shared.contracts.events import AccountEvent, Event, OrderEvent, PositionEvent
 from shared.contracts.rest import Position
 from shared.errors import BackendDown, NotFound
 from shared.outage import Outage
+from shared.trading import further_stop
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +50,14 @@ RELOAD_SECONDS = 2.0
 """How often the accounts of assigned partitions are loaded again while the database cannot be read."""
 
 
+HOUSEKEEPING_SECONDS = 0.5
+"""How often ratcheted trailing stops are stored and expired orders are looked for."""
+
+
 def open_position(user_id: str, p: Position) -> OpenPosition:
     return OpenPosition(id=p.id, user_id=user_id, symbol=p.symbol, side=p.side, qty=p.qty,
-                        entry_price=p.entry_price, margin=p.margin, stop_loss=p.stop_loss, take_profit=p.take_profit)
+                        entry_price=p.entry_price, margin=p.margin, stop_loss=p.stop_loss, take_profit=p.take_profit,
+                        trailing_distance=p.trailing_distance)
 
 
 class RiskRunner:
@@ -54,6 +69,8 @@ class RiskRunner:
         self.topics = topics
         self.quotes = quotes
         self.book = book or RiskBook()
+        self.orders = WorkingOrders()
+        self._housekeeping: asyncio.Task[None] | None = None
         self._subscriptions: list[Subscription] = []
         self.owned: set[int] = set()
         """The partitions of `requests.trading` whose users' accounts the book holds and checks."""
@@ -71,11 +88,15 @@ class RiskRunner:
         partitions (`on_assigned`): a dbproc that owns nothing checks nothing."""
         self._subscriptions.append(await self.bus.subscribe([self.topics.events], self.on_event, group=None))
         self._subscriptions.append(await self.bus.subscribe([self.topics.prices], self.on_tick, group=None))
+        self._housekeeping = asyncio.get_running_loop().create_task(self._housekeep(), name="risk-housekeeping")
 
     async def stop(self) -> None:
         for subscription in self._subscriptions:
             await subscription.stop()
         self._subscriptions.clear()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            await asyncio.gather(self._housekeeping, return_exceptions=True)
         for task in list(self._reloads):
             task.cancel()
         await asyncio.gather(*self._reloads, return_exceptions=True)
@@ -133,6 +154,7 @@ class RiskRunner:
 
         try:
             held, balances = await self.store.open_accounts(in_wanted)
+            working = await self.store.working_orders(in_wanted)
         except Exception as exc:
             self.loads_failed.failed(exc.details.get("reason", exc) if isinstance(exc, BackendDown) else exc)
             return False
@@ -141,15 +163,18 @@ class RiskRunner:
         held = [(user_id, p) for user_id, p in held if seen[user_id] in wanted and user_id in balances]
         self.book.add_accounts([open_position(user_id, p) for user_id, p in held],
                                {user_id: balances[user_id] for user_id, _ in held})
+        for user_id, order in working:
+            if seen[user_id] in wanted:
+                self.orders.put(user_id, order)
         for partition in sorted(wanted):
             while events := self._loading.get(partition):  # events that arrive meanwhile are held too
                 await self._apply(events.pop(0))
             if partition in self._loading:  # not revoked meanwhile
                 del self._loading[partition]
                 self.owned.add(partition)
-        log.info("risk engine checks %s partitions %s now (loaded %d accounts, %d open positions in %.2f s); "
-                 "owns %s", self.topics.trading_requests, _listed(wanted), len({u for u, _ in held}), len(held),
-                 time.monotonic() - started, _listed(self.owned))
+        log.info("risk engine checks %s partitions %s now (loaded %d accounts, %d open positions, %d working orders "
+                 "in %.2f s); owns %s", self.topics.trading_requests, _listed(wanted), len({u for u, _ in held}),
+                 len(held), len(working), time.monotonic() - started, _listed(self.owned))
         return True
 
     async def on_revoked(self, partitions: set[Partition]) -> None:
@@ -170,6 +195,8 @@ class RiskRunner:
                 self._pending_since.pop(("user", user_id), None)
                 self.book.drop_user(user_id)
                 dropped += 1
+        for order_user in {u for u in self.orders.user_ids() if self.partition_of(u) in gone}:
+            self.orders.drop_users({order_user})
         log.info("risk engine lets go of %s partitions %s (%d accounts); owns %s", self.topics.trading_requests,
                  _listed(gone), dropped, _listed(self.owned))
 
@@ -191,12 +218,19 @@ class RiskRunner:
             await self._apply(event)
 
     async def _apply(self, event: Event) -> None:
-        if isinstance(event, PositionEvent):
+        if isinstance(event, OrderEvent):
+            self.orders.put(event.user_id, event.order)  # a working order is indexed, any other status removed
+            self._pending_since.pop(("order", event.order.id), None)
+        elif isinstance(event, PositionEvent):
             self.book.balance_changed(event.user_id, event.balance)  # the book knows the account before its positions
             if event.event == "opened":
                 self.book.position_opened(open_position(event.user_id, event.position))
             elif event.event == "updated":
-                self.book.position_updated(open_position(event.user_id, event.position), event.balance)
+                position = open_position(event.user_id, event.position)
+                if event.trailed:  # stored a moment after the book ratcheted it: the book may be further on
+                    further = further_stop(position.side, self.book.stop_loss_of(position.id), position.stop_loss)
+                    position = msgspec.structs.replace(position, stop_loss=further)
+                self.book.position_updated(position, event.balance)
             else:
                 self.book.position_closed(event.position.id, event.balance)
                 self._pending_since.pop(("position", event.position.id), None)
@@ -244,6 +278,15 @@ class RiskRunner:
                 self.commands_lost.failed(f"{trigger.kind} of {trigger.user_id}: {exc.details.get('reason', exc)}")
             except Exception:
                 log.exception("could not act on %s for %s", trigger.kind, trigger.user_id)
+        for user_id, order in self.orders.on_quote(quote):
+            self.triggers += 1
+            self._pending_since[("order", order.id)] = time.monotonic()
+            fill = FillOrderCommand(user_id=user_id, order_id=order.id, quote=quote)
+            try:
+                await send(self.bus, self._routes, ops.ORDER_FILL, fill, key=user_id,
+                           command_id=f"fill:{order.id}:{quote.ts}")
+            except BackendDown as exc:  # re-armed, and triggered again by a later tick
+                self.commands_lost.failed(f"fill of order {order.id}: {exc.details.get('reason', exc)}")
 
     def _rearm(self, after: float = REARM_SECONDS) -> None:
         """A trigger whose command changed nothing (it failed, or the state had moved on) fires again."""
@@ -254,16 +297,18 @@ class RiskRunner:
                 kind, ident = key
                 if kind == "position":
                     self.book.release(ident)
+                elif kind == "order":
+                    self.orders.release(ident)
                 else:
                     self.book.release_user(ident)
 
     async def _act(self, trigger: Trigger) -> None:
         match trigger.kind:
-            case "stop_loss" | "take_profit" as reason:
+            case "stop_loss" | "take_profit" | "trailing_stop" as reason:
                 assert trigger.position_id is not None and trigger.price is not None  # a stop's trigger has both
                 self._pending_since[("position", trigger.position_id)] = time.monotonic()
                 close = RiskCloseCommand(user_id=trigger.user_id, position_id=trigger.position_id, reason=reason,
-                                         price=trigger.price, quote=trigger.quote)
+                                         price=trigger.price, quote=trigger.quote, stop_loss=trigger.stop_loss)
                 await send(self.bus, self._routes, ops.RISK_CLOSE, close, key=trigger.user_id,
                            command_id=f"risk:{trigger.position_id}:{trigger.quote.ts}")
             case "stop_out":
@@ -275,6 +320,42 @@ class RiskRunner:
             case "margin_call" | "margin_call_cleared" as call:
                 event = AccountEvent(event=call, user_id=trigger.user_id, margin_level=trigger.margin_level)
                 await self.bus.publish(self.topics.events, encode(event), key=trigger.user_id.encode(), wait=False)
+
+
+    # --- housekeeping: trailing stops stored, orders expired ------------------------------------------------
+
+    async def _housekeep(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            try:
+                await self.store_trailed()
+                await self.expire_orders()
+            except BackendDown as exc:  # tried again at the next round
+                self.commands_lost.failed(exc.details.get("reason", exc))
+            except Exception:
+                log.exception("risk housekeeping failed; trying again")
+
+    async def store_trailed(self) -> None:
+        """Send the trailing stop-losses the book ratcheted since the last round, one command per user. Until
+        it is applied, the book's level is the one that closes the position (the close command carries it)."""
+        by_user: dict[str, list[TrailLevel]] = {}
+        for position_id, (user_id, level) in self.book.take_trailed().items():
+            by_user.setdefault(user_id, []).append(TrailLevel(position_id=position_id, stop_loss=level))
+        for user_id, levels in by_user.items():
+            await send(self.bus, self._routes, ops.TRAIL, TrailCommand(user_id=user_id, levels=levels), key=user_id,
+                       command_id=f"trail:{uuid.uuid4().hex}")
+
+    async def expire_orders(self, now: int | None = None) -> None:
+        """Send an expiry for each working order whose `expires_at` has passed."""
+        for user_id, order in self.orders.expired(now_ms() if now is None else now):
+            try:
+                await send(self.bus, self._routes, ops.ORDER_EXPIRE,
+                           ExpireOrderCommand(user_id=user_id, order_id=order.id), key=user_id,
+                           command_id=f"expire:{order.id}:{order.expires_at}")
+            except BackendDown:
+                self.orders.put(user_id, order)  # indexed again, so the next round tries again
+                raise
+
 
 
 def _listed(partitions: set[int]) -> str:

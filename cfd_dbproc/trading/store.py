@@ -14,9 +14,9 @@ from piccolo.custom_types import Combinable
 from piccolo.query import WhereRaw
 
 from cfd_dbproc.db import Database
-from cfd_dbproc.db.tables import Accounts, LedgerEntries, Positions
-from shared.contracts.bus import LedgerQuery, PositionsQuery
-from shared.contracts.rest import LedgerEntry, Position
+from cfd_dbproc.db.tables import Accounts, LedgerEntries, Orders, Positions
+from shared.contracts.bus import LedgerQuery, OrdersQuery, PositionsQuery
+from shared.contracts.rest import LedgerEntry, Order, Position
 from shared.errors import NotFound
 from shared.paging import MAX_PAGE, Cursor, decode_cursor
 from shared.trading import Exposure, money, plain
@@ -32,7 +32,20 @@ def position_from_row(row: dict[str, Any], *, with_user: bool = False) -> Positi
         realized_pnl=None if row["realized_pnl"] is None else money(row["realized_pnl"]),
         close_reason=row["close_reason"],
         parent_id=str(row["parent_id"]) if row["parent_id"] else None,
+        trailing_distance=plain(row["trailing_distance"]),
+        order_id=str(row["order_id"]) if row["order_id"] else None,
         user_id=str(row["user_id"]) if with_user else None,
+    )
+
+
+def order_from_row(row: dict[str, Any]) -> Order:
+    return Order(
+        id=str(row["id"]), symbol=row["symbol"], side=row["side"], type=row["type"], qty=plain(row["qty"]),
+        price=plain(row["price"]), leverage=row["leverage"], stop_loss=plain(row["stop_loss"]),
+        take_profit=plain(row["take_profit"]), trailing_distance=plain(row["trailing_distance"]),
+        status=row["status"], created_at=row["created_at"], updated_at=row["updated_at"],
+        expires_at=row["expires_at"], position_id=str(row["position_id"]) if row["position_id"] else None,
+        reason=row["reason"],
     )
 
 
@@ -45,7 +58,7 @@ def parse_id(value: str, what: str) -> uuid.UUID:
 
 
 class TradingStore:
-    """Accounts, positions and ledger entries."""
+    """Accounts, positions, orders and ledger entries."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -123,7 +136,8 @@ class TradingStore:
             opened_at=position.opened_at, updated_at=position.updated_at, closed_at=position.closed_at,
             close_price=position.close_price, realized_pnl=position.realized_pnl, close_reason=position.close_reason,
             parent_id=uuid.UUID(position.parent_id) if position.parent_id else None,
-            unbooked_pnl=unbooked_pnl,
+            unbooked_pnl=unbooked_pnl, trailing_distance=position.trailing_distance,
+            order_id=uuid.UUID(position.order_id) if position.order_id else None,
         )).run()
 
     async def update(self, position_id: str, **fields: Any) -> None:
@@ -185,6 +199,54 @@ class TradingStore:
         rows = await Positions.select(Positions.symbol, Positions.side, Positions.qty, Positions.entry_price,
                                       Positions.margin).where(Positions.status == "open").run()
         return [Exposure(r["symbol"], r["side"], r["qty"], r["entry_price"], r["margin"]) for r in rows]
+
+    # --- orders -------------------------------------------------------------------------------------------
+
+    async def order(self, user_id: uuid.UUID, order_id: str) -> Order:
+        oid = parse_id(order_id, "order")
+        row = await Orders.select().where((Orders.id == oid) & (Orders.user_id == user_id)).first().run()
+        if row is None:  # another user's order is "not found", never "forbidden"
+            raise NotFound("No such order.", code="order_not_found")
+        return order_from_row(row)
+
+    async def insert_order(self, user_id: uuid.UUID, order: Order) -> None:
+        await Orders.insert(Orders(
+            id=uuid.UUID(order.id), user_id=user_id, symbol=order.symbol, side=order.side, type=order.type,
+            qty=order.qty, price=order.price, leverage=order.leverage, stop_loss=order.stop_loss,
+            take_profit=order.take_profit, trailing_distance=order.trailing_distance, status=order.status,
+            created_at=order.created_at, updated_at=order.updated_at, expires_at=order.expires_at,
+            position_id=uuid.UUID(order.position_id) if order.position_id else None, reason=order.reason,
+        )).run()
+
+    async def update_order(self, order_id: str, **fields: Any) -> None:
+        """Set `fields` (column names) of one order."""
+        if "position_id" in fields and fields["position_id"] is not None:
+            fields["position_id"] = uuid.UUID(fields["position_id"])
+        await Orders.update({getattr(Orders, name): value for name, value in fields.items()}).where(
+            Orders.id == uuid.UUID(order_id)).run()
+
+    async def working_count(self, user_id: uuid.UUID) -> int:
+        return await Orders.count().where((Orders.user_id == user_id) & (Orders.status == "working")).run()
+
+    async def orders_page(self, query: OrdersQuery) -> list[Order]:
+        """One page of a user's (or, for operators, every user's) orders, newest first."""
+        conditions: list[Combinable] = []
+        if query.user_id is not None:
+            conditions.append(Orders.user_id == parse_id(query.user_id, "account"))
+        if query.status is not None:
+            conditions.append(Orders.status == query.status)
+        if query.cursor is not None:
+            conditions.append(self._after(decode_cursor(query.cursor, "created"), "created_at"))
+        select = Orders.select()
+        if conditions:
+            select = select.where(*conditions)
+        rows = await select.order_by(Orders.created_at, Orders.id, ascending=False).limit(_page(query.limit)).run()
+        return [order_from_row(r) for r in rows]
+
+    async def working_orders(self, keep: Callable[[str], bool]) -> list[tuple[str, Order]]:
+        """The working orders of the users `keep` accepts, with their owners' ids (the risk engine's start)."""
+        rows = await Orders.select().where(Orders.status == "working").run()
+        return [(str(r["user_id"]), order_from_row(r)) for r in rows if keep(str(r["user_id"]))]
 
     def _after(self, cursor: Cursor, column: str) -> WhereRaw:
         """Rows after `cursor` in a newest-first list ordered by `column` then id: one index range scan."""

@@ -14,7 +14,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from cfd_server.context import rpc
-from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, positions_page
+from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, orders_page, positions_page
 from shared import operations as ops
 from shared.contracts.bus import (
     AccountQuery,
@@ -24,7 +24,16 @@ from shared.contracts.bus import (
     UserQuery,
     UsersQuery,
 )
-from shared.contracts.rest import Account, DepositRequest, MarketExposure, Position, User, UserSummary
+from shared.contracts.rest import (
+    Account,
+    DepositRequest,
+    MarketExposure,
+    Order,
+    OrderStatus,
+    Position,
+    User,
+    UserSummary,
+)
 from shared.errors import Forbidden, NotFound, Unauthorized
 from shared.paging import MAX_PAGE
 from shared.settings import Settings, local_secret
@@ -102,6 +111,18 @@ class AdminController(Controller):
         uid = user_id(user) if user else None
         return await positions_page(request, rpc(state), user_id=uid, status=status, limit=limit, cursor=cursor,
                                     key=uid or "operator")
+
+    @get("/orders", operation_id="admin_list_orders", summary="Pending orders of every user (or one), newest first",
+         response_headers=[NEXT_PAGE_HEADER])
+    async def orders(self, request: Request, state: State,
+                     status: Annotated[OrderStatus | None, QueryParameter()] = None,
+                     user: Annotated[str | None, QueryParameter()] = None,
+                     limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 200,
+                     cursor: Annotated[str | None, QueryParameter(description=CURSOR_HELP)] = None,
+                     ) -> Response[list[Order]]:
+        uid = user_id(user) if user else None
+        return await orders_page(request, rpc(state), user_id=uid, status=status, limit=limit, cursor=cursor,
+                                 key=uid or "operator")
 
     @get("/exposure", operation_id="admin_exposure", summary="The broker's net exposure and PnL per market")
     async def exposure(self, state: State) -> list[MarketExposure]:

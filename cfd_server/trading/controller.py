@@ -1,4 +1,5 @@
-"""`/api/v1/account`, `/positions`, `/ledger`: each a request to the dbproc, the user's single writer."""
+"""`/api/v1/account`, `/positions`, `/ledger`: each a request to the dbproc, the user's single writer (orders:
+`cfd_server.trading.orders`)."""
 
 from __future__ import annotations
 
@@ -19,13 +20,23 @@ from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, paged, positions_pa
 from shared import operations as ops
 from shared.contracts.bus import (
     AccountQuery,
+    CloseAllCommand,
     CloseCommand,
     LedgerQuery,
     ModifyCommand,
     OpenCommand,
     PositionQuery,
 )
-from shared.contracts.rest import Account, LedgerEntry, Position, PositionClose, PositionCreate, PositionUpdate
+from shared.contracts.rest import (
+    Account,
+    CloseAll,
+    ClosedAll,
+    LedgerEntry,
+    Position,
+    PositionClose,
+    PositionCreate,
+    PositionUpdate,
+)
 from shared.errors import BadRequest, NotFound
 from shared.markets import market_of
 from shared.operations import Operation
@@ -49,10 +60,15 @@ def command_id(request: Request, session: Session, action: str) -> str:
 
 
 def position_id(value: str) -> str:
+    return path_id(value, "position")
+
+
+def path_id(value: str, what: str) -> str:
+    """The UUID in a path segment; anything else is a 404 `<what>_not_found` (an id that cannot exist)."""
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise NotFound("No such position.", code="position_not_found") from None
+        raise NotFound(f"No such {what}.", code=f"{what}_not_found") from None
 
 
 async def ask(state: State, session: Session, op: Operation[Req, Rep], body: Req, command: str | None = None) -> Rep:
@@ -78,6 +94,16 @@ class TradingController(Controller):
         body = OpenCommand(user_id=session.user.id, order=data)
         return await ask(state, session, ops.OPEN, body, command_id(request, session, "open"))
 
+    @post("/positions/close-all", operation_id="close_all_positions", status_code=200,
+          summary="Close every open position, or those of one market, at the broker's quote")
+    async def close_all(self, request: Request, state: State, session: NamedDependency[Session],
+                        data: JSONBody[CloseAll | None] = None) -> ClosedAll:
+        symbol = data.symbol if data is not None else None
+        if symbol is not None:
+            market_of(symbol, field="symbol")
+        body = CloseAllCommand(user_id=session.user.id, symbol=symbol)
+        return await ask(state, session, ops.CLOSE_ALL, body, command_id(request, session, f"close-all:{symbol}"))
+
     @get("/positions", operation_id="list_positions", summary="Your positions, newest first, a page at a time",
          response_headers=[NEXT_PAGE_HEADER])
     async def positions(
@@ -95,7 +121,7 @@ class TradingController(Controller):
         return await ask(state, session, ops.POSITION, query)
 
     @patch("/positions/{position:str}", operation_id="modify_position",
-           summary="Set or remove stop-loss and take-profit")
+           summary="Set or remove stop-loss, take-profit and trailing distance")
     async def modify(self, request: Request, state: State, session: NamedDependency[Session], position: FromPath[str],
                      data: JSONBody[PositionUpdate]) -> Position:
         body = ModifyCommand(user_id=session.user.id, position_id=position_id(position), update=data)

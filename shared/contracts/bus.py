@@ -9,7 +9,7 @@ from typing import Any, Literal
 from msgspec import Raw, Struct
 
 from shared.contracts.quote import Quote
-from shared.contracts.rest import Candle, PositionCreate, PositionUpdate, User
+from shared.contracts.rest import Candle, OrderCreate, OrderStatus, OrderUpdate, PositionCreate, PositionUpdate, User
 
 
 class ErrorBody(Struct, kw_only=True):
@@ -164,13 +164,76 @@ class ModifyCommand(Struct, kw_only=True):
 
 
 class RiskCloseCommand(Struct, kw_only=True):
-    """Issued by the risk engine: close a position at the price of the tick that hit its stop."""
+    """Issued by the risk engine: close a position at the price of the tick that hit its stop. For a
+    `trailing_stop`, `stop_loss` is the level the book had ratcheted it to (the stored one may lag behind)."""
 
     user_id: str
     position_id: str
-    reason: Literal["stop_loss", "take_profit"]
+    reason: Literal["stop_loss", "take_profit", "trailing_stop"]
     price: Decimal
     quote: Quote
+    stop_loss: Decimal | None = None
+
+
+class CloseAllCommand(Struct, kw_only=True):
+    user_id: str
+    symbol: str | None = None
+
+
+class TrailLevel(Struct, kw_only=True):
+    position_id: str
+    stop_loss: Decimal
+
+
+class TrailCommand(Struct, kw_only=True):
+    """Issued by the risk engine: store the trailing stop-losses it ratcheted (each only if it is further in
+    the position's favour than the stored one)."""
+
+    user_id: str
+    levels: list[TrailLevel]
+
+
+class PlaceOrderCommand(Struct, kw_only=True):
+    user_id: str
+    order: OrderCreate
+
+
+class ModifyOrderCommand(Struct, kw_only=True):
+    user_id: str
+    order_id: str
+    update: OrderUpdate
+
+
+class CancelOrderCommand(Struct, kw_only=True):
+    user_id: str
+    order_id: str
+
+
+class FillOrderCommand(Struct, kw_only=True):
+    """Issued by the risk engine: the order's trigger was reached by `quote`; fill it at that quote."""
+
+    user_id: str
+    order_id: str
+    quote: Quote
+
+
+class ExpireOrderCommand(Struct, kw_only=True):
+    """Issued by the risk engine: the order's `expires_at` has passed."""
+
+    user_id: str
+    order_id: str
+
+
+class OrdersQuery(Struct, kw_only=True):
+    user_id: str | None  # None: every user's (operators)
+    status: OrderStatus | None = None
+    limit: int = 200
+    cursor: str | None = None
+
+
+class OrderQuery(Struct, kw_only=True):
+    user_id: str
+    order_id: str
 
 
 class WatchAccount(Struct, kw_only=True):

@@ -8,14 +8,30 @@ from typing import Literal
 
 from msgspec import Struct
 
-from shared.contracts.rest import Account, Position
+from shared.contracts.rest import Account, Order, Position
 
 
 class PositionEvent(Struct, tag_field="type", tag="position", kw_only=True):
+    """A position opened, changed or closed; `balance` after it. `trailed` marks an update that is only its
+    trailing stop-loss moving up (long) or down (short)."""
+
     event: Literal["opened", "updated", "closed"]
     user_id: str
     position: Position
     balance: Decimal
+    trailed: bool = False
+
+
+OrderEventKind = Literal["accepted", "modified", "filled", "cancelled", "expired", "rejected"]
+
+
+class OrderEvent(Struct, tag_field="type", tag="order", kw_only=True):
+    """A pending order was accepted, modified, filled (its position comes as a `position` `opened` event just
+    before), cancelled, expired or rejected when it triggered (`order.reason` says why)."""
+
+    event: OrderEventKind
+    user_id: str
+    order: Order
 
 
 class PositionMark(Struct, kw_only=True):
@@ -38,4 +54,4 @@ class AccountEvent(Struct, tag_field="type", tag="account", kw_only=True):
     marks: list[PositionMark] | None = None
 
 
-Event = PositionEvent | AccountEvent
+Event = PositionEvent | AccountEvent | OrderEvent

@@ -97,22 +97,87 @@ Symbol = Annotated[str, Meta(min_length=1, max_length=32, extra_json_schema={
 Leverage = Annotated[int, Meta(ge=1, le=1000)]
 
 
+Side = Literal["long", "short"]
+CloseReason = Literal["manual", "stop_loss", "take_profit", "trailing_stop", "stop_out"]
+OrderType = Literal["limit", "stop"]
+OrderStatus = Literal["working", "filled", "cancelled", "expired", "rejected"]
+ExpiresAt = Annotated[int, Meta(ge=0, le=10**14, description="Epoch milliseconds; absent: good till cancelled.")]
+
+
 class PositionCreate(Struct, forbid_unknown_fields=True, kw_only=True):
-    """POST /positions."""
+    """POST /positions: a market order. `expected_price` with `max_deviation` refuses a fill worse than the
+    expected price by more than that distance (422 `price_moved`)."""
 
     symbol: Symbol
-    side: Literal["long", "short"]
+    side: Side
     qty: Quantity
     leverage: Leverage = 1
     stop_loss: numbers.Price | None = None
     take_profit: numbers.Price | None = None
+    trailing_distance: numbers.Price | None = None
+    expected_price: numbers.Price | None = None
+    max_deviation: numbers.Price | None = None
 
 
 class PositionUpdate(Struct, forbid_unknown_fields=True, kw_only=True):
-    """PATCH /positions/{id}: a field left out is kept, a null removes that stop."""
+    """PATCH /positions/{id}: a field left out is kept, a null removes that stop (or stops the trailing)."""
 
     stop_loss: numbers.Price | UnsetType | None = UNSET
     take_profit: numbers.Price | UnsetType | None = UNSET
+    trailing_distance: numbers.Price | UnsetType | None = UNSET
+
+
+class CloseAll(Struct, forbid_unknown_fields=True, kw_only=True):
+    """POST /positions/close-all: every open position, or those of one market."""
+
+    symbol: Symbol | None = None
+
+
+class OrderCreate(Struct, forbid_unknown_fields=True, kw_only=True):
+    """POST /orders: a pending entry order (see docs/api.md, "Orders")."""
+
+    symbol: Symbol
+    side: Side
+    type: OrderType
+    qty: Quantity
+    price: numbers.Price
+    leverage: Leverage = 1
+    stop_loss: numbers.Price | None = None
+    take_profit: numbers.Price | None = None
+    trailing_distance: numbers.Price | None = None
+    expires_at: ExpiresAt | None = None
+
+
+class OrderUpdate(Struct, forbid_unknown_fields=True, kw_only=True):
+    """PATCH /orders/{id}: a field left out is kept; a null removes a stop, the trailing or the expiry."""
+
+    price: numbers.Price | UnsetType = UNSET
+    qty: Quantity | UnsetType = UNSET
+    stop_loss: numbers.Price | UnsetType | None = UNSET
+    take_profit: numbers.Price | UnsetType | None = UNSET
+    trailing_distance: numbers.Price | UnsetType | None = UNSET
+    expires_at: ExpiresAt | UnsetType | None = UNSET
+
+
+class Order(Struct, kw_only=True):
+    """A pending order. `position_id` once filled; `reason` when rejected (why) or cancelled by the platform."""
+
+    id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    qty: Decimal
+    price: Decimal
+    leverage: int
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    trailing_distance: Decimal | None = None
+    status: OrderStatus
+    created_at: int
+    updated_at: int
+    expires_at: int | None = None
+    position_id: str | None = None
+    reason: str | None = None
 
 
 class PositionClose(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -124,22 +189,30 @@ class PositionClose(Struct, forbid_unknown_fields=True, kw_only=True):
 class Position(Struct, kw_only=True):
     id: str
     symbol: str
-    side: Literal["long", "short"]
+    side: Side
     qty: Decimal
     entry_price: Decimal
     leverage: int
     margin: Decimal
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
+    trailing_distance: Decimal | None = None  # the stop-loss trails the price by this distance
     status: Literal["open", "closed"]
     opened_at: int
     updated_at: int
     closed_at: int | None = None
     close_price: Decimal | None = None
     realized_pnl: Decimal | None = None
-    close_reason: Literal["manual", "stop_loss", "take_profit", "stop_out"] | None = None
+    close_reason: CloseReason | None = None
     parent_id: str | None = None
+    order_id: str | None = None  # the pending order whose fill opened it
     user_id: str | None = None  # set for operators only
+
+
+class ClosedAll(Struct, kw_only=True):
+    """The answer to POST /positions/close-all: the positions it closed."""
+
+    closed: list[Position]
 
 
 class Account(Struct, kw_only=True):

@@ -184,3 +184,26 @@ def test_client_commands_write_nothing_to_the_data_directory(tmp_path):
                                 env={"CFD_DATA_DIR": str(data), "CFD_ENV": "dev", "CFD_ADMIN_TOKEN": "x" * 32})
     assert listed.exit_code == 1 and "cannot reach the server" in listed.output
     assert not data.exists()  # no jwt-secret, no folder
+
+
+async def test_orders_list_shows_each_traders_orders_by_status(platform, api, mailbox, email, cfd):
+    auth = await signed_in(api, mailbox, email)
+    await set_price(platform, "SOL_USDC", "150.00", "150.00")
+    working = (await api.post("/orders", headers=auth, json={
+        "symbol": "SOL_USDC", "side": "long", "type": "limit", "qty": "3", "price": "120.00", "leverage": 2,
+        "expires_at": int(time.time() * 1000) + 3_600_000})).json()
+    cancelled = (await api.post("/orders", headers=auth, json={
+        "symbol": "SOL_USDC", "side": "short", "type": "stop", "qty": "1", "price": "130.00", "leverage": 2})).json()
+    await api.delete(f"/orders/{cancelled['id']}", headers=auth)
+
+    listed = await cfd("orders", "list", "--user", email)
+    assert listed.exit_code == 0, listed.output
+    rows = [line for line in listed.output.splitlines() if "SOL_USDC" in line]
+    assert len(rows) == 2 and "2 order(s)" in listed.output
+    assert any(working["id"][:8] in r and "working" in r and "limit" in r and "UTC" in r for r in rows)
+    assert any(cancelled["id"][:8] in r and "cancelled" in r and "GTC" in r for r in rows)
+
+    only = await cfd("orders", "list", "--user", email, "--status", "working", "--json")
+    assert only.exit_code == 0 and [o["id"] for o in json.loads(only.output)] == [working["id"]]
+    wrong = await cfd("orders", "list", "--status", "open")
+    assert wrong.exit_code != 0 and "--status is one of working" in wrong.output

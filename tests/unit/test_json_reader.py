@@ -8,7 +8,7 @@ import pytest
 
 from cfd_server.body import MAX_DEPTH, JsonError, check_numbers, number_plan, read_json
 from cfd_server.ws.protocol import ProtocolError, parse_op
-from shared.contracts.rest import DepositRequest, PositionClose, PositionCreate, PositionUpdate
+from shared.contracts.rest import DepositRequest, OrderCreate, PositionClose, PositionCreate, PositionUpdate
 from shared.errors import BadRequest
 from shared.numbers import AMOUNT, PRICE, QUANTITY
 
@@ -48,8 +48,12 @@ def test_nesting_up_to_the_limit_and_keys_inside_strings_are_fine():
 
 
 def test_the_decimal_fields_of_each_body_are_found():
-    assert number_plan(PositionCreate) == {"qty": QUANTITY, "stop_loss": PRICE, "take_profit": PRICE}
-    assert number_plan(PositionUpdate) == {"stop_loss": PRICE, "take_profit": PRICE}
+    assert number_plan(PositionCreate) == {"qty": QUANTITY, "stop_loss": PRICE, "take_profit": PRICE,
+                                           "trailing_distance": PRICE, "expected_price": PRICE,
+                                           "max_deviation": PRICE}
+    assert number_plan(PositionUpdate) == {"stop_loss": PRICE, "take_profit": PRICE, "trailing_distance": PRICE}
+    assert number_plan(OrderCreate) == {"qty": QUANTITY, "price": PRICE, "stop_loss": PRICE, "take_profit": PRICE,
+                                        "trailing_distance": PRICE}
     assert number_plan(PositionClose | None) == {"qty": QUANTITY}
     assert number_plan(DepositRequest) == {"amount": AMOUNT}
 
