@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from shared.errors import SettingsError
-from shared.settings import RateLimit, load_settings
+from shared.settings import RateLimit, environment_variables, load_settings
 
 
 def test_defaults_are_the_embedded_backends(tmp_path):
@@ -116,3 +118,24 @@ def test_attempt_limits_have_defaults_and_read_count_per_window():
     assert settings.auth.signin_limit_per_email == (RateLimit(3, 60), RateLimit(9, 86400))
     assert settings.auth.code_limit_per_email == RateLimit(4, 600)
     assert settings.http.trusted_proxies == ("10.0.0.1/32", "192.168.0.0/16", "::1/128")
+
+
+def test_the_configuration_page_lists_each_groups_variables_in_that_groups_section():
+    """docs/configuration.md has a section per group, opened by its name (`settings.mail`), whose tables list
+    exactly the variables of that group; the process-wide ones are in "General"."""
+    page = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    settings_part = page.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    documented: dict[str, set[str]] = {}
+    for section in settings_part.split("\n### ")[1:]:
+        named = re.search(r"`settings\.([a-z]+)`", section)
+        group = named.group(1) if named and not section.startswith("General") else ""
+        documented[group] = set(re.findall(r"^\| `(CFD_[A-Z_]+)`", section, flags=re.MULTILINE))
+    wanted: dict[str, set[str]] = {}
+    for field, names in environment_variables().items():
+        group, _, _ = field.rpartition(".")
+        wanted.setdefault(group, set()).add(names[0])
+    assert documented.keys() == wanted.keys()
+    for group, variables in wanted.items():
+        extra = documented[group] - variables
+        assert variables <= documented[group] and (not extra or group == ""), (group, variables ^ documented[group])
+    assert documented[""] - wanted[""] == {"CFD_ALLOCATOR", "CFD_API_URL"}  # read by the `cfd` command itself
