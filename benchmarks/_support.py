@@ -74,10 +74,10 @@ async def running_platform(real: bool, services=("dbproc", "server"), **override
     (platform, codes)."""
     data_dir = Path(tempfile.mkdtemp(prefix="cfd-bench-"))
     codes = Codes(outbox=None if real else data_dir / "outbox")
-    values: dict[str, Any] = {"env": "test", "data_dir": data_dir, "http_port": 0, "ws_port": 0, **LOOPBACK_ROOM,
-                              **overrides}
+    layers: list[dict[str, Any]] = [{"env": "test", "data_dir": data_dir, "http": {"port": 0, "ws_port": 0},
+                                     "auth": LOOPBACK_ROOM}]
     if "poller" not in services:  # no price feed: the benchmark publishes its own ticks once the platform runs
-        values.setdefault("dbproc_quote_wait_seconds", 0)
+        layers.append({"trading": {"quote_wait_seconds": 0}})
     controller = None
     if real:
         from aiosmtpd.controller import Controller
@@ -87,9 +87,16 @@ async def running_platform(real: bool, services=("dbproc", "server"), **override
             port = s.getsockname()[1]
         controller = Controller(codes, hostname="127.0.0.1", port=port)
         controller.start()
-        values |= {"kafka_bootstrap": os.environ["CFD_KAFKA_BOOTSTRAP"], "redis_url": os.environ["CFD_REDIS_URL"],
-                   "database_url": os.environ["CFD_DATABASE_URL"], "smtp_host": "127.0.0.1", "smtp_port": port,
-                   "smtp_security": "none", "topic_prefix": f"bench{uuid.uuid4().hex[:6]}."}
+        layers.append({"bus": {"bootstrap": os.environ["CFD_KAFKA_BOOTSTRAP"],
+                               "topic_prefix": f"bench{uuid.uuid4().hex[:6]}."},
+                       "cache": {"url": os.environ["CFD_REDIS_URL"]},
+                       "database": {"url": os.environ["CFD_DATABASE_URL"]},
+                       "mail": {"host": "127.0.0.1", "port": port, "security": "none"}})
+    layers.append(overrides)
+    values: dict[str, Any] = {}
+    for layer in layers:  # a group's fields merge into the same group's of the layers before
+        for key, value in layer.items():
+            values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
     platform = Platform(load_settings(environ={}, **values), services, migrate_db=True)
     await platform.start()
     try:

@@ -34,7 +34,7 @@ console = Console()
 
 async def bus_round_trip(platform: Platform, count: int) -> dict[str, float]:
     bus, settings = platform.bus, platform.settings
-    requests, replies = settings.topic("bench.requests"), settings.topic("bench.replies")
+    requests, replies = settings.bus.topic("bench.requests"), settings.bus.topic("bench.replies")
     await bus.ensure_topics([requests, replies])
     responder = Responder(bus, replies)
     echo = Operation("echo", Route.USERS, UserExistsQuery, UserExists)
@@ -43,7 +43,7 @@ async def bus_round_trip(platform: Platform, count: int) -> dict[str, float]:
         return UserExists(exists=True)
 
     responder.handle(echo, answer)
-    serving = await bus.subscribe([requests], responder, group=settings.topic("bench-echo"))
+    serving = await bus.subscribe([requests], responder, group=settings.bus.topic("bench-echo"))
     client = RequestClient(bus, {Route.USERS: requests}, replies, uuid.uuid4().hex, timeout=10)
     await client.start()
     body = UserExistsQuery(email="bench@example.com")
@@ -99,7 +99,7 @@ async def measure(platform: Platform, codes: Codes, real: bool, count: int) -> d
                     checks.append(time.perf_counter() - started)
 
             auth_service.check_password = timed_check
-            hashed = bcrypt.hashpw(b"correct horse", bcrypt.gensalt(settings.bcrypt_rounds))
+            hashed = bcrypt.hashpw(b"correct horse", bcrypt.gensalt(settings.auth.bcrypt_rounds))
             try:
                 for email in emails:
                     started = time.perf_counter()
@@ -125,7 +125,7 @@ async def measure(platform: Platform, codes: Codes, real: bool, count: int) -> d
     results = {name: percentiles(samples) for name, samples in timings.items()}
     results["bus_round_trip"] = round_trip
     results["signin_minus_bcrypt"] = percentiles(overheads)
-    return {**describe(settings, real), "bcrypt_rounds": settings.bcrypt_rounds, "results": results}
+    return {**describe(settings, real), "bcrypt_rounds": settings.auth.bcrypt_rounds, "results": results}
 
 
 def main() -> None:

@@ -147,7 +147,7 @@ async def measure(real: bool, total: int, requests: int, limit: int) -> dict:
 
 
 async def _measure(real: bool, total: int, requests: int, limit: int) -> dict:
-    async with running_platform(real, bcrypt_rounds=4) as (platform, codes):
+    async with running_platform(real, auth={"bcrypt_rounds": 4}) as (platform, codes):
         settings = platform.settings
         email = f"bench-{uuid.uuid4().hex[:12]}@example.com"
         async with httpx.AsyncClient(base_url=platform.base_url + "/api/v1", timeout=30) as api:
@@ -160,9 +160,9 @@ async def _measure(real: bool, total: int, requests: int, limit: int) -> dict:
         started = time.perf_counter()
         chunks = _rows(total, trader, time.time_ns() // 1_000_000)
         if real:
-            await _fill_postgres(settings.database_url, chunks)
+            await _fill_postgres(settings.database.url, chunks)
         else:
-            _fill_sqlite(sqlite_path(settings.database_url), chunks)
+            _fill_sqlite(sqlite_path(settings.database.url), chunks)
         fill_seconds = time.perf_counter() - started
     console.print(f"filled in {fill_seconds:.1f} s")
     with console.status("restarting the dbproc and the server …"):

@@ -30,7 +30,7 @@ TICK_SECONDS = 0.05
 
 async def feed_prices(platform, stop: asyncio.Event) -> None:
     """A DOGE tick every 50 ms, so the dbproc always has a live quote."""
-    topic = platform.settings.topic("price-updates")
+    topic = platform.settings.bus.topic("price-updates")
     while not stop.is_set():
         now = time.time_ns() // 1000
         tick = PriceTick(symbol="DOGE_USDC", bid=Decimal("0.30000"), ask=Decimal("0.30010"), exchange_time_us=now,

@@ -150,8 +150,8 @@ async def startup_to_first_price() -> dict:
     from shared.settings import load_settings
 
     with tempfile.TemporaryDirectory() as data:
-        settings = load_settings(environ={}, data_dir=Path(data), http_port=0, ws_port=_free_port(),
-                                 bcrypt_rounds=4, env="dev")
+        settings = load_settings(environ={}, data_dir=Path(data), http={"port": 0, "ws_port": _free_port()},
+                                 auth={"bcrypt_rounds": 4}, env="dev")
         t0 = time.perf_counter()
         platform = Platform(settings, ("dbproc", "server", "poller"), migrate_db=True)
         await platform.start()

@@ -342,7 +342,7 @@ class Server:
         self.settings = settings
         self.runtime = runtime
         self.rpc = rpc
-        self.topic = Topics(settings).prices
+        self.topic = Topics(settings.bus).prices
         self.wsload: Path | None = None  # the Go load generator; None: Python clients
         self.client_cpus: set[int] | None = None  # the CPUs the clients are pinned to; None: not pinned
         self.client_spin_us = 0
@@ -354,7 +354,7 @@ class Server:
 
     @classmethod
     async def start(cls, bus: Bus, settings: Settings) -> Server:
-        topics = Topics(settings)
+        topics = Topics(settings.bus)
         await bus.start()
         await bus.ensure_topics(topics.all())
         rpc = RequestClient(bus, topics.routes(), topics.replies, settings.instance_id, 5.0)
@@ -501,8 +501,8 @@ async def throughput_run(server: Server, clients: int, rates: list[float], secon
 
 
 async def run_backend(name: str, make_bus, args, measure_memory: bool) -> dict:
-    settings = load_settings(env="test", http_host="127.0.0.1", ws_port=0,
-                             topic_prefix=f"bench-{uuid.uuid4().hex[:8]}-")
+    settings = load_settings(env="test", http={"host": "127.0.0.1", "ws_port": 0},
+                             bus={"topic_prefix": f"bench-{uuid.uuid4().hex[:8]}-"})
     server = await Server.start(make_bus(settings), settings)
     server.wsload, server.client_cpus, server.client_spin_us = args.wsload, args.client_cpus, args.spin_us
     results: dict = {"backend": name, "latency": [], "throughput": None}
@@ -657,12 +657,12 @@ async def main(args) -> None:
         os.sched_setaffinity(0, {cpus[0]})  # before any thread starts: threads inherit it
         args.client_cpus = set(cpus[1:])
     console.print(f"clients: {client_kind}" + (f"; server on CPU {cpus[0]}, clients on {cpus[1:]}" if args.pin else ""))
-    backends = [("memory", lambda s: MemoryBus(partitions=s.kafka_partitions))]
+    backends = [("memory", lambda s: MemoryBus(partitions=s.bus.partitions))]
     if os.environ.get("CFD_KAFKA_BOOTSTRAP"):
         def kafka(settings: Settings) -> Bus:
             from shared.bus.kafka import KafkaBus
 
-            return KafkaBus(settings)
+            return KafkaBus(settings.bus, settings.instance_id)
 
         backends.append(("kafka", kafka))
     report: dict = {

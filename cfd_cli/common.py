@@ -48,7 +48,7 @@ def client_settings_or_fail(**overrides: Any) -> Settings:
     """Settings for a command that runs no service (doctor, operator and mail commands); loading them writes
     nothing. In dev mode a service keeps a generated JWT secret in the data directory, made when settings are
     loaded; these commands never use the secret, so a throwaway one stands in and no `.cfd/` appears."""
-    return settings_or_fail(**{"jwt_secret": secrets.token_urlsafe(48), **overrides})
+    return settings_or_fail(**{"auth": {"jwt_secret": secrets.token_urlsafe(48)}, **overrides})
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -71,8 +71,8 @@ def _banner(settings: Settings, services: tuple[str, ...], port: int | None, fee
     for concern, backend in settings.describe_backends().items():
         console.print(f"  [cyan]{concern:<9}[/] {backend}")
     if port:
-        console.print(f"  [cyan]{'api':<9}[/] http://{settings.http_host}:{port}/api/v1  "
-                      f"(docs: http://{settings.http_host}:{port}/schema)")
+        console.print(f"  [cyan]{'api':<9}[/] http://{settings.http.host}:{port}/api/v1  "
+                      f"(docs: http://{settings.http.host}:{port}/schema)")
         console.print(f"  [cyan]{'feed':<9}[/] {feed}")
     console.print("[dim]Ctrl-C stops everything gracefully.[/]")
 

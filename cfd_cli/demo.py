@@ -109,9 +109,9 @@ def demo_command(
     = False,
 ) -> None:
     """Run the whole platform (simulated prices) and the trader's terminal on it, in this terminal."""
-    base = settings_or_fail()
-    settings = settings_or_fail(http_port=_pick_port(base.http_host, base.http_port),
-                                ws_port=_pick_port(base.http_host, base.ws_port))
+    base = settings_or_fail().http
+    settings = settings_or_fail(http={"port": _pick_port(base.host, base.port),
+                                      "ws_port": _pick_port(base.host, base.ws_port)})
     _log_to_file(settings)
     platform = EmbeddedPlatform(settings)
     with err.status(f"starting the platform (log: {platform.log_path}) …"):

@@ -28,7 +28,7 @@ from shared.cache import create_cache
 from shared.cache.redis import RedisCache
 from shared.errors import CfdError
 from shared.mail import create_mailer
-from shared.settings import Settings
+from shared.settings import BusSettings, CacheSettings, DatabaseSettings, MailSettings, Settings
 
 TIMEOUT = 8.0
 MIGRATIONS = Path(piccolo_migrations.__file__).parent
@@ -92,12 +92,12 @@ def _pending(applied: set[str]) -> str | None:
 # --- the checks ------------------------------------------------------------------------------------------
 
 
-def bus_check(settings: Settings) -> tuple[Probe, str] | None:
-    if not settings.kafka_bootstrap:
+def bus_check(settings: BusSettings, instance_id: str) -> tuple[Probe, str] | None:
+    if not settings.bootstrap:
         return None
 
     async def probe() -> None:
-        bus = create_bus(settings)
+        bus = create_bus(settings, instance_id)
         await bus.start()
         try:
             await bus.ping()
@@ -107,8 +107,8 @@ def bus_check(settings: Settings) -> tuple[Probe, str] | None:
     return probe, "start Kafka (scripts/services.sh up kafka) or unset CFD_KAFKA_BOOTSTRAP for the in-process bus"
 
 
-def cache_check(settings: Settings) -> tuple[Probe, str] | None:
-    if not settings.redis_url:
+def cache_check(settings: CacheSettings) -> tuple[Probe, str] | None:
+    if not settings.url:
         return None
 
     async def probe() -> None:
@@ -125,12 +125,12 @@ def cache_check(settings: Settings) -> tuple[Probe, str] | None:
     return probe, "start Redis (scripts/services.sh up redis) or unset CFD_REDIS_URL for the in-process cache"
 
 
-def database_check(settings: Settings) -> tuple[Probe, str]:
+def database_check(settings: DatabaseSettings, data_dir: Path) -> tuple[Probe, str]:
     if settings.uses_sqlite:
         return _sqlite_probe(settings), "check CFD_DATA_DIR and CFD_DATABASE_URL, then: cfd db migrate"
 
     async def probe() -> None:
-        db = Database(settings)
+        db = Database(settings, data_dir)
         try:
             await db.start(pool_size=1)
             await db.ping()
@@ -149,8 +149,8 @@ def database_check(settings: Settings) -> tuple[Probe, str]:
                    "then: cfd db migrate")
 
 
-def _sqlite_probe(settings: Settings) -> Probe:
-    path = sqlite_path(settings.database_url)
+def _sqlite_probe(settings: DatabaseSettings) -> Probe:
+    path = sqlite_path(settings.url)
 
     async def probe() -> None:
         if not path.is_file():
@@ -187,8 +187,8 @@ def _inspect_sqlite(path: Path) -> None:
         raise Failed(pending, "apply them with: cfd db migrate")
 
 
-def mail_check(settings: Settings) -> tuple[Probe, str]:
-    if settings.smtp_host:
+def mail_check(settings: MailSettings) -> tuple[Probe, str]:
+    if settings.host:
         async def smtp() -> None:
             await create_mailer(settings).ping()
 
@@ -251,10 +251,11 @@ async def run_doctor(settings: Settings, console: Console, *, api_url: str | Non
     answers."""
     described = settings.describe_backends()
     planned: list[tuple[str, str, tuple[Probe, str] | None, str]] = [
-        ("bus", described["bus"], bus_check(settings), "inside the platform's process: nothing to reach"),
-        ("cache", described["cache"], cache_check(settings), "inside the platform's process: nothing to reach"),
-        ("database", described["database"], database_check(settings), ""),
-        ("mail", described["mail"], mail_check(settings), ""),
+        ("bus", described["bus"], bus_check(settings.bus, settings.instance_id),
+         "inside the platform's process: nothing to reach"),
+        ("cache", described["cache"], cache_check(settings.cache), "inside the platform's process: nothing to reach"),
+        ("database", described["database"], database_check(settings.database, settings.data_dir), ""),
+        ("mail", described["mail"], mail_check(settings.mail), ""),
         ("api", api_url or "—", api_check(api_url) if api_url else None, "not checked (--no-api)"),
     ]
 

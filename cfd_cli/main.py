@@ -100,7 +100,7 @@ def up(
 def server() -> None:
     """Run the API server (REST and WebSocket feed) alone; needs a real bus to reach a dbproc."""
     settings = settings_or_fail()
-    if not settings.kafka_bootstrap:
+    if not settings.bus.bootstrap:
         err.print("[yellow]warning:[/] no CFD_KAFKA_BOOTSTRAP: with the in-process bus no dbproc can answer "
                   "this server; use [bold]cfd up[/] to run everything in one process.")
     run_async(serve(settings, ("server",), migrate_db=False))
@@ -112,7 +112,7 @@ def dbproc(
 ) -> None:
     """Run the database processor alone (one member of the dbproc consumer group)."""
     settings = settings_or_fail()
-    if not settings.kafka_bootstrap:
+    if not settings.bus.bootstrap:
         err.print("[yellow]warning:[/] no CFD_KAFKA_BOOTSTRAP: an in-process bus serves no other process; "
                   "use [bold]cfd up[/] to run everything in one process.")
     run_async(serve(settings, ("dbproc",), migrate_db=migrate_first))
@@ -130,7 +130,7 @@ def db_migrate() -> None:
     settings = settings_or_fail()
 
     async def go() -> list[str]:
-        database = Database(settings)
+        database = Database(settings.database, settings.data_dir)
         try:
             with console.status(f"migrating {settings.describe_backends()['database']} …"):
                 return await migrate(database)
@@ -158,7 +158,7 @@ def doctor(
     """Check every configured backend and the running API, and say plainly what is wrong and how to fix it.
     Creates nothing: run it anywhere."""
     settings = client_settings_or_fail()
-    api_url = None if no_api else (api or f"http://{_client_host(settings.http_host)}:{settings.http_port}")
+    api_url = None if no_api else (api or f"http://{_client_host(settings.http.host)}:{settings.http.port}")
     ok = run_async(run_doctor(settings, console, api_url=api_url, as_json=as_json))
     raise typer.Exit(0 if ok else 1)
 
@@ -177,10 +177,10 @@ def mail_outbox(
     """Show the newest mails of the embedded mail backend (where a local user finds their code)."""
     from shared.mail import OutboxMailer
 
-    settings = client_settings_or_fail()
-    if settings.smtp_host:
-        fail(f"mail goes to SMTP ({settings.smtp_host}), not to the outbox", "read it in that mailbox")
-    mails = OutboxMailer(settings.mail_from, settings.outbox_dir).latest(limit, to)
+    settings = client_settings_or_fail().mail
+    if settings.host:
+        fail(f"mail goes to SMTP ({settings.host}), not to the outbox", "read it in that mailbox")
+    mails = OutboxMailer(settings.sender, settings.outbox_dir).latest(limit, to)
     if as_json:
         print_json([_mail_record(mail) for mail in mails])
         return

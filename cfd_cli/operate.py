@@ -27,8 +27,8 @@ class OperatorApi:
 
     def __init__(self, api: str | None) -> None:
         settings = client_settings_or_fail()
-        self.base = (api or f"http://{settings.http_host}:{settings.http_port}").rstrip("/") + "/api/v1/admin"
-        token = settings.admin_token
+        self.base = (api or f"http://{settings.http.host}:{settings.http.port}").rstrip("/") + "/api/v1/admin"
+        token = settings.auth.admin_token
         if not token and settings.admin_token_file.exists():
             token = settings.admin_token_file.read_text().strip()
         if not token:

@@ -17,7 +17,7 @@ from cfd_dbproc.db import Database, migrate
 from cfd_dbproc.service import DbProc
 from cfd_server.app import create_app
 from cfd_server.info import ws_url as advertised_ws_url
-from shared.bus import Bus, create_bus
+from shared.bus import Bus, Topics, create_bus
 from shared.cache import Cache, create_cache
 from shared.settings import Settings
 
@@ -62,8 +62,9 @@ class Platform:
         self.services = tuple(s for s in SERVICES if s in set(services))
         self.migrate_db = migrate_db
         self._own_bus, self._own_cache = bus is None, cache is None
-        self.bus: Bus = bus or create_bus(settings)
-        self.cache: Cache = cache or create_cache(settings)  # shared, so the in-process cache is one for all services
+        self.bus: Bus = bus or create_bus(settings.bus, settings.instance_id)
+        # shared, so the in-process cache is one for all services
+        self.cache: Cache = cache or create_cache(settings.cache)
         self.db: Database | None = None
         self.dbproc: DbProc | None = None
         self.http: _EmbeddedServer | None = None
@@ -75,7 +76,7 @@ class Platform:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.settings.http_host}:{self.http_port}"
+        return f"http://{self.settings.http.host}:{self.http_port}"
 
     @property
     def ws_url(self) -> str:
@@ -83,14 +84,14 @@ class Platform:
         may be 0)."""
         if self.app is None:
             raise RuntimeError("the API server is not started")
-        return advertised_ws_url(self.settings, self.app.state.market.ws_port)
+        return advertised_ws_url(self.settings.http, self.app.state.market.ws_port)
 
     async def start(self) -> None:
         if self._own_bus:
             await self.bus.start()
         try:
             if "dbproc" in self.services:
-                self.db = Database(self.settings)
+                self.db = Database(self.settings.database, self.settings.data_dir)
                 if self.migrate_db:
                     await migrate(self.db)
                 await self.db.start()
@@ -106,7 +107,7 @@ class Platform:
             raise
 
     async def _start_http(self) -> None:
-        host, port = self.settings.http_host, self.settings.http_port
+        host, port = self.settings.http.host, self.settings.http.port
         try:  # bind here, so a port in use is one clear error instead of uvicorn exiting the process
             sock = socket.create_server((host, port), reuse_port=False)
             # asyncio turns Nagle off only for sockets it made itself; accepted sockets inherit this, and
@@ -134,7 +135,9 @@ class Platform:
     async def _start_poller(self) -> None:
         from cfd_poller.service import start_poller
 
-        self.poller = await start_poller(self.settings, self.bus)
+        settings = self.settings
+        self.poller = await start_poller(settings.prices, self.bus, Topics(settings.bus),
+                                         instance_id=settings.instance_id)
 
     async def stop(self) -> None:
         """Stop in reverse order: prices, HTTP (draining requests), the dbproc, then the bus."""

@@ -219,8 +219,9 @@ def tail(
     unknown = [s for s in wanted if s not in MARKETS]
     if unknown:
         fail(f"unknown market {', '.join(unknown)}", f"markets: {', '.join(SYMBOLS)}")
-    feed_url = url or settings.ws_public_url or f"ws://{settings.http_host}:{settings.ws_port}/ws"
-    board = PriceLines(wanted) if as_json else PriceBoard(wanted, stale_after=settings.stale_after_seconds)
+    http = settings.http
+    feed_url = url or http.ws_public_url or f"ws://{http.host}:{http.ws_port}/ws"
+    board = PriceLines(wanted) if as_json else PriceBoard(wanted, stale_after=settings.prices.stale_after_seconds)
     try:
         run_async(tail_feed(feed_url, board, console, count=count))
     except FeedUnavailable as exc:
@@ -250,10 +251,10 @@ def record(
     from cfd_poller.sources import create_source
     from shared.errors import SettingsError
 
-    settings = client_settings_or_fail(**_source_override(source))
+    settings = client_settings_or_fail(**_source_override(source)).prices
     if file.exists() and not force:
         fail(f"{file} already exists", "pass --force to overwrite it")
-    if settings.price_source == "replay" and settings.replay_file and _same_file(settings.replay_file, file):
+    if settings.source == "replay" and settings.replay_file and _same_file(settings.replay_file, file):
         fail("cannot record a replay into the file it plays", "write to another file")
     metrics = PollerMetrics()
     try:
@@ -265,7 +266,7 @@ def record(
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn() if total else TextColumn(""),
                TextColumn("[bold]{task.fields[frames]}[/] frames"), TimeElapsedColumn()]
     with file.open("wb") as out, Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(f"recording {settings.price_source} → {file.name}", total=total, frames=0)
+        task = progress.add_task(f"recording {settings.source} → {file.name}", total=total, frames=0)
         started = time.monotonic()
 
         def on_tick(_tick: Any, written: int) -> None:
@@ -284,15 +285,15 @@ def record(
         progress.update(task, completed=total if total else None, frames=written)
     skipped = metrics.invalid_total
     note = f" ({skipped} invalid frames skipped)" if skipped else ""
-    console.print(f"[green]✓[/] recorded {written} frames from {settings.price_source} to {file}{note}")
+    console.print(f"[green]✓[/] recorded {written} frames from {settings.source} to {file}{note}")
 
 
-def _source_override(source: str | None) -> dict[str, str]:
+def _source_override(source: str | None) -> dict[str, dict[str, str]]:
     if source is None:
         return {}
     if source.lower() not in SOURCES:
         fail(f"unknown price source {source!r}", f"choose one of: {', '.join(SOURCES)}")
-    return {"price_source": source.lower()}
+    return {"prices": {"source": source.lower()}}
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -311,7 +312,7 @@ def poller_command(
 ) -> None:
     """Run the price poller alone, publishing ticks to the configured bus."""
     settings = settings_or_fail(**_source_override(source))
-    if not settings.kafka_bootstrap:
+    if not settings.bus.bootstrap:
         err.print("[yellow]warning:[/] no CFD_KAFKA_BOOTSTRAP: with the in-process bus nothing else sees these "
                   "ticks; use [bold]cfd up[/] to run everything in one process.")
     run_async(serve(settings, ("poller",), migrate_db=False))

@@ -28,7 +28,7 @@ from cfd_dbproc.db import Database
 from cfd_dbproc.db.tables import Candles, ProcessedCommands
 from shared import clock
 from shared.candles import MINUTE_MS
-from shared.settings import Settings
+from shared.settings import RetentionSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +61,23 @@ MINUTE_CANDLES = Purge(Candles, "id", "t")
 class Retention:
     """Purges old idempotency records and 1-minute candles every `CFD_RETENTION_INTERVAL_SECONDS`."""
 
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(self, settings: RetentionSettings, db: Database, *, history_hours: int) -> None:
+        """`history_hours`: the poller's history window (`CFD_CANDLE_HISTORY_HOURS`)."""
         self.settings = settings
+        self.history_hours = history_hours
         self.db = db
         self._task: asyncio.Task[None] | None = None
 
     def command_cutoff(self, now_ms: int) -> int:
         """Commands applied before this time (epoch ms) are forgotten: a retry of one would apply it again."""
-        return now_ms - self.settings.command_retention_hours * HOUR_MS
+        return now_ms - self.settings.command_hours * HOUR_MS
 
     def candle_cutoff(self, now_ms: int) -> int | None:
         """1m candles before this time are purged; None keeps them all."""
-        days = self.settings.candle_minute_retention_days
+        days = self.settings.candle_minute_days
         if days <= 0:
             return None
-        kept_ms = max(days * 24 * HOUR_MS, (self.settings.candle_history_hours + 1) * HOUR_MS)
+        kept_ms = max(days * 24 * HOUR_MS, (self.history_hours + 1) * HOUR_MS)
         return now_ms - kept_ms
 
     async def purge(self, now_ms: int | None = None) -> dict[str, int]:
@@ -121,5 +123,5 @@ class Retention:
                 raise
             except Exception as exc:  # a database outage: the next run catches up
                 log.warning("retention: purge failed, next try in %g s: %s",
-                            self.settings.retention_interval_seconds, exc)
-            await asyncio.sleep(self.settings.retention_interval_seconds)
+                            self.settings.interval_seconds, exc)
+            await asyncio.sleep(self.settings.interval_seconds)

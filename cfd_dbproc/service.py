@@ -40,19 +40,19 @@ class DbProc:
         self.settings = settings
         self.bus = bus
         self.db = db
-        self.topics = Topics(settings)
+        self.topics = Topics(settings.bus)
         self.responder = Responder(bus, self.topics.replies)
-        self.directory = DirectoryKeeper(CredentialsDirectory(cache, settings.topic_prefix))
-        self.quotes = QuoteCache(settings.stale_after_seconds)
+        self.directory = DirectoryKeeper(CredentialsDirectory(cache, settings.bus.topic_prefix))
+        self.quotes = QuoteCache(settings.prices.stale_after_seconds)
         store = TradingStore(db)
         self.trading = TradingEngine(store, bus, self.topics.events, self.quotes)
         self.risk = RiskRunner(bus, self.topics, self.quotes, store)
         self.marks = MarkPublisher(bus, self.topics.marks, self.risk)
-        self.responder.serve(UserHandlers(db, settings.demo_deposit, self.directory), self.trading,
+        self.responder.serve(UserHandlers(db, settings.trading.demo_deposit, self.directory), self.trading,
                              TradingQueries(self.trading), OperatorHandlers(store, self.quotes, self.directory),
                              OrderHandlers(self.trading), self.marks, self)
         self.candles = CandleRecorder(db, bus, self.topics)  # answers the candle requests in its own group
-        self.retention = Retention(settings, db)
+        self.retention = Retention(settings.retention, db, history_hours=settings.prices.candle_history_hours)
         self._subscriptions: list[Subscription] = []
         self._joining: asyncio.Task[None] | None = None
         self.joined = asyncio.Event()  # set once this dbproc takes requests
@@ -67,16 +67,16 @@ class DbProc:
         await self.directory.start()
         self._subscriptions.append(
             await self.bus.subscribe(self.candles.consumed_topics, self.candles.on_message,
-                                     group=self.settings.topic(CANDLES_GROUP)))
+                                     group=self.settings.bus.topic(CANDLES_GROUP)))
         self.retention.start()
-        if self.settings.dbproc_quote_wait_seconds <= 0 or not self.quotes.unpriced():
+        if self.settings.trading.quote_wait_seconds <= 0 or not self.quotes.unpriced():
             await self._join()
         else:
             self._joining = asyncio.get_running_loop().create_task(self._join_when_priced(),
                                                                    name="dbproc-join")
 
     async def _join_when_priced(self) -> None:
-        bound = self.settings.dbproc_quote_wait_seconds
+        bound = self.settings.trading.quote_wait_seconds
         started = time.monotonic()
         log.info("dbproc %s waits up to %g s for a live quote of every market before taking requests "
                  "(none yet for %s)", self.settings.instance_id, bound, ", ".join(self.quotes.unpriced()))
@@ -97,7 +97,7 @@ class DbProc:
         self._subscriptions.append(
             await self.bus.subscribe([self.topics.user_requests, self.topics.trading_requests,
                                       self.topics.health_requests], self.responder,
-                                     group=self.settings.topic(CONSUMER_GROUP),
+                                     group=self.settings.bus.topic(CONSUMER_GROUP),
                                      on_assigned=self.risk.on_assigned, on_revoked=self.risk.on_revoked)
         )
         self.joined.set()

@@ -43,7 +43,7 @@ from shared.contracts.bus import CandleGap, CandleHistoryBatch, CoverageQuery, M
 from shared.contracts.rest import Candle
 from shared.errors import CfdError
 from shared.markets import MARKETS, Market
-from shared.settings import Settings
+from shared.settings import PriceSettings
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +118,15 @@ def _when(ms: int) -> str:
 class HistoryKeeper:
     """Settles a starting poller's prices and history with the dbproc (see the module docstring)."""
 
-    def __init__(self, settings: Settings, bus: Bus, source: PriceSource, metrics: PollerMetrics, *,
-                 clock: Callable[[], float] = time.time, klines: KlineClient | None = None) -> None:
+    def __init__(self, settings: PriceSettings, bus: Bus, topics: Topics, source: PriceSource,
+                 metrics: PollerMetrics, *, instance_id: str, clock: Callable[[], float] = time.time,
+                 klines: KlineClient | None = None) -> None:
         self.settings = settings
         self.bus = bus
         self.source = source
         self.metrics = metrics
-        self.topics = Topics(settings)
+        self.topics = topics
+        self.instance_id = instance_id  # its key for the dbproc's replies
         self.clock = clock
         self.kind = "sim" if isinstance(source, SimSource) else "backpack" if source.name == "backpack" else None
         self.klines = klines
@@ -155,7 +157,7 @@ class HistoryKeeper:
         self.until = now_ms - now_ms % MINUTE_MS
         since = self.until - self.settings.candle_history_hours * 60 * MINUTE_MS
         query = CoverageQuery(symbols=list(self.source.symbols), since=since, until=self.until)
-        client = RequestClient(self.bus, self.topics.routes(), self.topics.replies, self.settings.instance_id,
+        client = RequestClient(self.bus, self.topics.routes(), self.topics.replies, self.instance_id,
                                self.settings.poller_resume_timeout)
         started = time.monotonic()
         try:

@@ -1,7 +1,7 @@
 """The poller service: one source → `price-updates`, with staleness watching and counters, and at start-up
 the candle history and the simulator's resume (`cfd_poller.history`).
 
-`start_poller(settings, bus)` is what `cfd up` and `cfd poller` call.
+`start_poller(settings.prices, bus, topics, instance_id=...)` is what `cfd up` and `cfd poller` call.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from cfd_poller.sources import PriceSource, create_source
 from cfd_poller.staleness import StalenessTracker
 from shared.backoff import Backoff
 from shared.bus import Bus, Topics
-from shared.settings import Settings
+from shared.settings import PriceSettings
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +25,17 @@ log = logging.getLogger(__name__)
 class Poller:
     """Runs a price source in the background and publishes every tick it yields."""
 
-    def __init__(self, settings: Settings, bus: Bus, source: PriceSource | None = None) -> None:
+    def __init__(self, settings: PriceSettings, bus: Bus, topics: Topics, *, instance_id: str,
+                 source: PriceSource | None = None) -> None:
         self.settings = settings
         self.bus = bus
         self.source = source or create_source(settings, PollerMetrics())
         self.metrics = self.source.metrics  # the source counts frames and reconnects, the publisher ticks
-        self.topic = Topics(settings).prices
+        self.topic = topics.prices
         self.publisher = TickPublisher(bus, self.topic, self.metrics)
         self.staleness = StalenessTracker(self.source.symbols, settings.stale_after_seconds,
                                           source=self.source.name)
-        self.history = HistoryKeeper(settings, bus, self.source, self.metrics)
+        self.history = HistoryKeeper(settings, bus, topics, self.source, self.metrics, instance_id=instance_id)
         self._run_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._history_task: asyncio.Task[int] | None = None
@@ -117,8 +118,10 @@ class Poller:
             self.staleness.check()
 
 
-async def start_poller(settings: Settings, bus: Bus, source: PriceSource | None = None) -> Poller:
-    """Start the poller for `settings.price_source` (or the given source) on `bus`; stop it with `stop()`."""
-    poller = Poller(settings, bus, source)
+async def start_poller(settings: PriceSettings, bus: Bus, topics: Topics, *, instance_id: str,
+                       source: PriceSource | None = None) -> Poller:
+    """Start the poller for `settings.source` (or the given source) on `bus`; stop it with `stop()`.
+    `instance_id` names this process on the bus (its key for the dbproc's replies)."""
+    poller = Poller(settings, bus, topics, instance_id=instance_id, source=source)
     await poller.start()
     return poller

@@ -47,11 +47,12 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         own_bus = bus is None
-        the_bus = bus or create_bus(settings)
-        the_cache = cache or create_cache(settings)
-        mailer = create_mailer(settings)
-        topics = Topics(settings)
-        rpc = RequestClient(the_bus, topics.routes(), topics.replies, settings.instance_id, settings.request_timeout)
+        the_bus = bus or create_bus(settings.bus, settings.instance_id)
+        the_cache = cache or create_cache(settings.cache)
+        mailer = create_mailer(settings.mail)
+        topics = Topics(settings.bus)
+        rpc = RequestClient(the_bus, topics.routes(), topics.replies, settings.instance_id,
+                            settings.bus.request_timeout)
         mail = MailQueue(mailer)
         started_bus = False
         market = None
@@ -66,14 +67,14 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
             ctx = ServerContext(settings=settings, bus=the_bus, cache=the_cache, mailer=mailer, rpc=rpc, mail=mail,
                                 topics=topics)
             app.state.ctx = ctx
-            app.state.auth = AuthService(ctx, await asyncio.to_thread(DummyHash, settings.bcrypt_rounds))
+            app.state.auth = AuthService(ctx, await asyncio.to_thread(DummyHash, settings.auth.bcrypt_rounds))
             app.state.operator_token = operator_token(settings)
             market = await start_market(ctx)  # quote book, live candles, the /ws feed on CFD_WS_PORT
             app.state.market = market
-            if advertises_loopback_only(settings):
+            if advertises_loopback_only(settings.http):
                 log.warning("the WebSocket feed listens on %s but is advertised as %s, which only this machine "
                             "can reach; set CFD_WS_PUBLIC_URL to the URL clients use",
-                            settings.http_host, ws_url(settings, market.ws_port))
+                            settings.http.host, ws_url(settings.http, market.ws_port))
             feed = AccountFeed(ctx, market.hub.publish_account, market.hub.account_users)
             await feed.start()
             log.info("server %s ready; backends: %s", settings.instance_id, settings.describe_backends())
@@ -100,7 +101,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
         route_handlers=[api, HealthController],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[DefineMiddleware(CrossSiteGuard, allowed_origins=settings.allowed_origins)],
+        middleware=[DefineMiddleware(CrossSiteGuard, allowed_origins=settings.http.allowed_origins)],
         before_send=[security_headers],
         request_max_body_size=MAX_BODY_BYTES,
         request_class=JsonBodyRequest,

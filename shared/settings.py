@@ -1,4 +1,5 @@
-"""Settings for every service, read from `CFD_*` environment variables.
+"""Settings for every service, read from `CFD_*` environment variables, grouped by concern (`settings.bus`,
+`settings.mail`, ...) so that each service and backend is handed only the groups it needs.
 
 The embedded backends are the default; naming a real one (`CFD_KAFKA_BOOTSTRAP`, `CFD_REDIS_URL`,
 `CFD_DATABASE_URL`, `CFD_SMTP_HOST`, `CFD_PRICE_SOURCE=backpack`) switches that concern to it.
@@ -62,36 +63,83 @@ class Env:
         self.names = names
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything a service needs to know about its environment; each field is declared once, with the
-    variables that set it and the rules of its value (`Env`)."""
+class Group(msgspec.Struct, frozen=True, kw_only=True):
+    """The settings of one concern, a field of `Settings`: a service or backend is handed only the groups it
+    needs. Each field is declared once, with the variables that set it and the rules of its value (`Env`);
+    a field without an `Env` is worked out by `load_settings` from the others."""
 
-    env: Annotated[str, Env(_choice("dev", "prod", "test"), "CFD_ENV")] = "dev"
-    instance_id: Annotated[str, Env(_text, "CFD_INSTANCE_ID")] = ""
-    data_dir: Annotated[Path, Env(Path, "CFD_DATA_DIR")] = Path(".cfd")
-    log_level: Annotated[str, Env(_choice("debug", "info", "warning", "error"), "CFD_LOG_LEVEL")] = "INFO"
 
-    database_url: Annotated[str, Env(_database_url, "CFD_DATABASE_URL", "DATABASE_URL")] = ""
-    redis_url: Annotated[str | None, Env(_url("redis", "rediss", "unix"), "CFD_REDIS_URL", "REDIS_URL")] = None
-    redis_max_connections: Annotated[int, Env(_int(1, 10_000), "CFD_REDIS_MAX_CONNECTIONS")] = 64
-    redis_pool_timeout: Annotated[float, Env(_float(0.01, 120), "CFD_REDIS_POOL_TIMEOUT")] = 5.0
-    kafka_bootstrap: Annotated[str | None, Env(_bootstrap, "CFD_KAFKA_BOOTSTRAP", "KAFKA_BROKER")] = None
-    kafka_partitions: Annotated[int, Env(_int(1, 256), "CFD_KAFKA_PARTITIONS")] = 6
+class BusSettings(Group, frozen=True, kw_only=True):
+    """The bus: Kafka when `bootstrap` is set, else in-process; topic names, request timeout, retention."""
+
+    bootstrap: Annotated[str | None, Env(_bootstrap, "CFD_KAFKA_BOOTSTRAP", "KAFKA_BROKER")] = None
+    partitions: Annotated[int, Env(_int(1, 256), "CFD_KAFKA_PARTITIONS")] = 6
     topic_prefix: Annotated[str, Env(_text, "CFD_TOPIC_PREFIX")] = ""
+    request_timeout: Annotated[float, Env(_float(0.1, 120), "CFD_REQUEST_TIMEOUT")] = 5.0
+    # Retention: what the in-process bus keeps per partition beyond what its readers still need, and how
+    # long Kafka keeps each kind of topic (see docs/architecture.md, "Topics and retention").
+    retention_messages: Annotated[int, Env(_int(1, 1_000_000), "CFD_BUS_RETENTION_MESSAGES")] = 1000
+    retention_seconds: Annotated[float, Env(_float(0, 86400), "CFD_BUS_RETENTION_SECONDS")] = 30.0
+    retention_bytes: Annotated[int, Env(_int(1024, 1 << 30), "CFD_BUS_RETENTION_BYTES")] = 1 << 20
+    kafka_retention_prices_seconds: Annotated[int, Env(_int(60, 365 * 86400), "CFD_KAFKA_RETENTION_PRICES_SECONDS")] = (
+        15 * 60)
+    kafka_retention_requests_seconds: Annotated[
+        int, Env(_int(60, 365 * 86400), "CFD_KAFKA_RETENTION_REQUESTS_SECONDS")] = 3600
+    kafka_retention_events_seconds: Annotated[int, Env(_int(60, 365 * 86400), "CFD_KAFKA_RETENTION_EVENTS_SECONDS")] = (
+        86400)
 
-    smtp_host: Annotated[str | None, Env(_text, "CFD_SMTP_HOST")] = None
-    smtp_port: Annotated[int, Env(_int(1, 65535), "CFD_SMTP_PORT")] = 587
-    smtp_user: Annotated[str | None, Env(_text, "CFD_SMTP_USER")] = None
-    smtp_password: Annotated[str | None, Env(str, "CFD_SMTP_PASSWORD")] = None
-    smtp_security: Annotated[str, Env(_choice("starttls", "tls", "none"), "CFD_SMTP_SECURITY")] = (
+    def topic(self, name: str) -> str:
+        """The bus topic `name`, with this deployment's prefix."""
+        return f"{self.topic_prefix}{name}"
+
+
+class CacheSettings(Group, frozen=True, kw_only=True):
+    """The cache: Redis when `url` is set, else in-process."""
+
+    url: Annotated[str | None, Env(_url("redis", "rediss", "unix"), "CFD_REDIS_URL", "REDIS_URL")] = None
+    max_connections: Annotated[int, Env(_int(1, 10_000), "CFD_REDIS_MAX_CONNECTIONS")] = 64
+    pool_timeout: Annotated[float, Env(_float(0.01, 120), "CFD_REDIS_POOL_TIMEOUT")] = 5.0
+    # Where the in-process cache keeps its keys across a clean restart: in the data directory in dev mode.
+    snapshot: Path | None = None
+
+
+class DatabaseSettings(Group, frozen=True, kw_only=True):
+    """The database: SQLite (by default a file in the data directory) or PostgreSQL."""
+
+    url: Annotated[str, Env(_database_url, "CFD_DATABASE_URL", "DATABASE_URL")] = ""
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+class MailSettings(Group, frozen=True, kw_only=True):
+    """Outgoing mail: SMTP when `host` is set, else .eml files in `outbox_dir`."""
+
+    host: Annotated[str | None, Env(_text, "CFD_SMTP_HOST")] = None
+    port: Annotated[int, Env(_int(1, 65535), "CFD_SMTP_PORT")] = 587
+    user: Annotated[str | None, Env(_text, "CFD_SMTP_USER")] = None
+    password: Annotated[str | None, Env(str, "CFD_SMTP_PASSWORD")] = None
+    security: Annotated[str, Env(_choice("starttls", "tls", "none"), "CFD_SMTP_SECURITY")] = (
         "starttls")  # starttls | tls | none
-    mail_from: Annotated[str, Env(_text, "CFD_MAIL_FROM")] = "CFD Broker <no-reply@cfd-broker.local>"
+    sender: Annotated[str, Env(_text, "CFD_MAIL_FROM")] = "CFD Broker <no-reply@cfd-broker.local>"
+    outbox_dir: Path = Path(".cfd/outbox")  # `outbox` in the data directory
 
-    http_host: Annotated[str, Env(_text, "CFD_HTTP_HOST")] = "127.0.0.1"
-    http_port: Annotated[int, Env(_int(0, 65535), "CFD_HTTP_PORT", "PORT")] = 8000
+
+class HttpSettings(Group, frozen=True, kw_only=True):
+    """Where the REST API and the WebSocket feed listen, what they advertise, whom they trust."""
+
+    host: Annotated[str, Env(_text, "CFD_HTTP_HOST")] = "127.0.0.1"
+    port: Annotated[int, Env(_int(0, 65535), "CFD_HTTP_PORT", "PORT")] = 8000
     ws_port: Annotated[int, Env(_int(0, 65535), "CFD_WS_PORT", "WS_PORT")] = 8080
     ws_public_url: Annotated[str | None, Env(_url("ws", "wss"), "CFD_WS_PUBLIC_URL")] = None
     allowed_origins: Annotated[tuple[str, ...], Env(_origins, "CFD_ALLOWED_ORIGINS")] = ()
+    # The client address honours X-Forwarded-For only from these.
+    trusted_proxies: Annotated[tuple[str, ...], Env(_networks, "CFD_TRUSTED_PROXIES")] = ()
+
+
+class AuthSettings(Group, frozen=True, kw_only=True):
+    """Tokens, sessions, passwords, the operator token, and the attempt limits (docs/api.md, "Attempt limits")."""
 
     jwt_secret: Annotated[str, Env(str, "CFD_JWT_SECRET", "JWT_SECRET")] = ""
     admin_token: Annotated[str, Env(str, "CFD_ADMIN_TOKEN")] = ""
@@ -99,9 +147,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cookie_secure: Annotated[bool, Env(_bool, "CFD_COOKIE_SECURE")] = False
     bcrypt_rounds: Annotated[int, Env(_int(4, 16), "CFD_BCRYPT_ROUNDS")] = 12
 
-    # Attempt limits (see docs/api.md, "Attempt limits"); the client address honours X-Forwarded-For only
-    # from `trusted_proxies`.
-    trusted_proxies: Annotated[tuple[str, ...], Env(_networks, "CFD_TRUSTED_PROXIES")] = ()
     signup_limit_per_email: Annotated[RateLimit, Env(_rate_limit, "CFD_SIGNUP_LIMIT_PER_EMAIL")] = RateLimit(1, 60)
     signup_limit_per_ip: Annotated[RateLimit, Env(_rate_limit, "CFD_SIGNUP_LIMIT_PER_IP")] = RateLimit(20, 3600)
     verify_limit_per_ip: Annotated[RateLimit, Env(_rate_limit, "CFD_VERIFY_LIMIT_PER_IP")] = RateLimit(30, 3600)
@@ -112,10 +157,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     signin_limit_per_email: Annotated[tuple[RateLimit, ...], Env(_rate_limits, "CFD_SIGNIN_LIMIT_PER_EMAIL")] = (
         (RateLimit(10, 900), RateLimit(20, 3600), RateLimit(50, 86400)))
 
-    request_timeout: Annotated[float, Env(_float(0.1, 120), "CFD_REQUEST_TIMEOUT")] = 5.0
-    demo_deposit: Annotated[Decimal, Env(_decimal, "CFD_DEMO_DEPOSIT")] = Decimal("10000")
 
-    price_source: Annotated[str, Env(_choice("sim", "backpack", "replay"), "CFD_PRICE_SOURCE")] = "sim"
+class PriceSettings(Group, frozen=True, kw_only=True):
+    """Where prices come from, when a market is stale, and the candle history a starting poller hands over."""
+
+    source: Annotated[str, Env(_choice("sim", "backpack", "replay"), "CFD_PRICE_SOURCE")] = "sim"
     backpack_ws_url: Annotated[str, Env(_url("ws", "wss"), "CFD_BACKPACK_WS_URL")] = "wss://ws.backpack.exchange/"
     backpack_rest_url: Annotated[str | None, Env(_url("http", "https"), "CFD_BACKPACK_REST_URL")] = None
     replay_file: Annotated[Path | None, Env(Path, "CFD_REPLAY_FILE")] = None
@@ -125,55 +171,69 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stale_after_seconds: Annotated[float, Env(_float(0.5, 3600), "CFD_STALE_AFTER_SECONDS")] = 10.0
     candle_history_hours: Annotated[int, Env(_int(0, 720), "CFD_CANDLE_HISTORY_HOURS")] = 24
     poller_resume_timeout: Annotated[float, Env(_float(0.1, 60), "CFD_POLLER_RESUME_TIMEOUT")] = 5.0
-    dbproc_quote_wait_seconds: Annotated[float, Env(_float(0, 600), "CFD_DBPROC_QUOTE_WAIT_SECONDS")] = 10.0
 
-    # Retention: what the in-process bus keeps per partition beyond what its readers still need, and how
-    # long Kafka keeps each kind of topic (see docs/architecture.md, "Topics and retention").
-    bus_retention_messages: Annotated[int, Env(_int(1, 1_000_000), "CFD_BUS_RETENTION_MESSAGES")] = 1000
-    bus_retention_seconds: Annotated[float, Env(_float(0, 86400), "CFD_BUS_RETENTION_SECONDS")] = 30.0
-    bus_retention_bytes: Annotated[int, Env(_int(1024, 1 << 30), "CFD_BUS_RETENTION_BYTES")] = 1 << 20
-    kafka_retention_prices_seconds: Annotated[int, Env(_int(60, 365 * 86400), "CFD_KAFKA_RETENTION_PRICES_SECONDS")] = (
-        15 * 60)
-    kafka_retention_requests_seconds: Annotated[
-        int, Env(_int(60, 365 * 86400), "CFD_KAFKA_RETENTION_REQUESTS_SECONDS")] = 3600
-    kafka_retention_events_seconds: Annotated[int, Env(_int(60, 365 * 86400), "CFD_KAFKA_RETENTION_EVENTS_SECONDS")] = (
-        86400)
-    # Retention in the database (docs/operations.md, "What is kept, and for how long"): the dbproc purges
-    # in small batches every `retention_interval_seconds`. Positions and ledger entries are kept forever.
-    command_retention_hours: Annotated[int, Env(_int(1, 100_000), "CFD_COMMAND_RETENTION_HOURS")] = 48
-    candle_minute_retention_days: Annotated[int, Env(_int(0, 100_000), "CFD_CANDLE_MINUTE_RETENTION_DAYS")] = (
+
+class TradingSettings(Group, frozen=True, kw_only=True):
+    """Accounts and the dbproc's trading."""
+
+    demo_deposit: Annotated[Decimal, Env(_decimal, "CFD_DEMO_DEPOSIT")] = Decimal("10000")
+    quote_wait_seconds: Annotated[float, Env(_float(0, 600), "CFD_DBPROC_QUOTE_WAIT_SECONDS")] = 10.0
+
+
+class RetentionSettings(Group, frozen=True, kw_only=True):
+    """Retention in the database (docs/operations.md, "What is kept, and for how long"): the dbproc purges in
+    small batches every `interval_seconds`. Positions and ledger entries are kept forever."""
+
+    command_hours: Annotated[int, Env(_int(1, 100_000), "CFD_COMMAND_RETENTION_HOURS")] = 48
+    candle_minute_days: Annotated[int, Env(_int(0, 100_000), "CFD_CANDLE_MINUTE_RETENTION_DAYS")] = (
         30)  # 0: kept forever
-    retention_interval_seconds: Annotated[float, Env(_float(1, 86_400), "CFD_RETENTION_INTERVAL_SECONDS")] = 300.0
+    interval_seconds: Annotated[float, Env(_float(1, 86_400), "CFD_RETENTION_INTERVAL_SECONDS")] = 300.0
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a service needs to know about its environment: the process-wide fields, and one group
+    (`Group`) per concern."""
+
+    env: Annotated[str, Env(_choice("dev", "prod", "test"), "CFD_ENV")] = "dev"
+    instance_id: Annotated[str, Env(_text, "CFD_INSTANCE_ID")] = ""
+    data_dir: Annotated[Path, Env(Path, "CFD_DATA_DIR")] = Path(".cfd")
+    log_level: Annotated[str, Env(_choice("debug", "info", "warning", "error"), "CFD_LOG_LEVEL")] = "INFO"
+
+    bus: BusSettings = msgspec.field(default_factory=BusSettings)
+    cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    mail: MailSettings = msgspec.field(default_factory=MailSettings)
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    prices: PriceSettings = msgspec.field(default_factory=PriceSettings)
+    trading: TradingSettings = msgspec.field(default_factory=TradingSettings)
+    retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
 
     @property
     def is_dev(self) -> bool:
         return self.env == "dev"
 
     @property
-    def outbox_dir(self) -> Path:
-        return self.data_dir / "outbox"
-
-    @property
     def admin_token_file(self) -> Path:
         """Where a dev-mode server writes its generated operator token for the CLI on the same machine."""
         return self.data_dir / "admin-token"
 
-    @property
-    def uses_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
-    def topic(self, name: str) -> str:
-        """The bus topic `name`, with this deployment's prefix."""
-        return f"{self.topic_prefix}{name}"
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with `changes`: a process-wide field by name, a group's fields as a mapping under the group's
+        name (`prices={"source": "replay"}`), its other fields kept."""
+        for name, value in changes.items():
+            if isinstance(value, Mapping):
+                changes[name] = msgspec.structs.replace(getattr(self, name), **value)
+        return msgspec.structs.replace(self, **changes)
 
     def describe_backends(self) -> dict[str, str]:
         """A one-word-per-concern summary for logs and `cfd doctor`."""
         return {
-            "bus": f"kafka {self.kafka_bootstrap}" if self.kafka_bootstrap else "in-process",
-            "cache": f"redis {_redact(self.redis_url)}" if self.redis_url else "in-process",
-            "database": _redact(self.database_url),
-            "mail": f"smtp {self.smtp_host}:{self.smtp_port}" if self.smtp_host else f"outbox {self.outbox_dir}",
-            "prices": self.price_source,
+            "bus": f"kafka {self.bus.bootstrap}" if self.bus.bootstrap else "in-process",
+            "cache": f"redis {_redact(self.cache.url)}" if self.cache.url else "in-process",
+            "database": _redact(self.database.url),
+            "mail": f"smtp {self.mail.host}:{self.mail.port}" if self.mail.host else f"outbox {self.mail.outbox_dir}",
+            "prices": self.prices.source,
         }
 
 
@@ -331,44 +391,64 @@ def _bootstrap(value: str) -> str:
 
 
 @functools.cache
-def _fields() -> tuple[tuple[str, Env], ...]:
-    """Each settings field that a variable sets, with its `Env`, in declaration order."""
-    hints = typing.get_type_hints(Settings, include_extras=True)
+def _groups() -> dict[str, type[Group]]:
+    """The groups of `Settings`, by field name, in declaration order."""
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in msgspec.structs.fields(Settings)
+            if isinstance(hints[f.name], type) and issubclass(hints[f.name], Group)}
+
+
+@functools.cache
+def _fields() -> tuple[tuple[str | None, str, Env], ...]:
+    """Each settings field that a variable sets, with its group (None for a process-wide one) and its `Env`,
+    in declaration order."""
     found = []
-    for field in msgspec.structs.fields(Settings):
-        env = next((m for m in getattr(hints[field.name], "__metadata__", ()) if isinstance(m, Env)), None)
-        if env is not None:
-            found.append((field.name, env))
+    structs: list[tuple[str | None, type[msgspec.Struct]]] = [(None, Settings), *_groups().items()]
+    for group, struct in structs:
+        hints = typing.get_type_hints(struct, include_extras=True)
+        for field in msgspec.structs.fields(struct):
+            env = next((m for m in getattr(hints[field.name], "__metadata__", ()) if isinstance(m, Env)), None)
+            if env is not None:
+                found.append((group, field.name, env))
     return tuple(found)
 
 
 def environment_variables() -> dict[str, tuple[str, ...]]:
-    """Each settings field with the environment variables that set it, in order of precedence (the `CFD_*`
-    one first): for tools that hand settings to another process."""
-    return {field: env.names for field, env in _fields()}
+    """Each settings field (`group.field` for a group's) with the environment variables that set it, in order
+    of precedence (the `CFD_*` one first): for tools that hand settings to another process."""
+    return {f"{group}.{field}" if group else field: env.names for group, field, env in _fields()}
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Read settings from `environ` (default: the process environment); keyword overrides win."""
+    """Read settings from `environ` (default: the process environment); keyword overrides win: a process-wide
+    field by name, a group's fields as a mapping under the group's name (`http={"port": 0}`)."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    for field, env in _fields():
+    groups: dict[str, dict[str, Any]] = {name: {} for name in _groups()}
+    for group, field, env in _fields():
         for name in env.names:
             raw = environ.get(name)
             if raw is None or raw.strip() == "":
                 continue
             try:
-                values[field] = env.parse(raw)
+                (values if group is None else groups[group])[field] = env.parse(raw)
             except ValueError as exc:
                 raise SettingsError(f"{name} {exc}") from None
             break
-    values.update(overrides)
+    for key, value in overrides.items():
+        if key in groups:
+            groups[key].update(value)
+        else:
+            values[key] = value
     values.setdefault("instance_id", uuid.uuid4().hex[:12])
     data_dir = Path(values.get("data_dir", ".cfd"))
     values["data_dir"] = data_dir
-    values.setdefault("database_url", f"sqlite:///{data_dir / 'cfd.sqlite3'}")
-    if values.get("price_source") == "replay" and not values.get("replay_file"):
+    groups["database"].setdefault("url", f"sqlite:///{data_dir / 'cfd.sqlite3'}")
+    groups["mail"].setdefault("outbox_dir", data_dir / "outbox")
+    groups["cache"].setdefault("snapshot", data_dir / "cache-snapshot" if values.get("env", "dev") == "dev" else None)
+    if groups["prices"].get("source") == "replay" and not groups["prices"].get("replay_file"):
         raise SettingsError("CFD_REPLAY_FILE must name a JSONL file when CFD_PRICE_SOURCE=replay")
+    values.update({name: struct(**groups[name]) for name, struct in _groups().items()})
     settings = Settings(**values)
     return _checked_secret(settings)
 
@@ -484,20 +564,20 @@ def _check_entropy(name: str, secret: str) -> None:
 
 
 def _checked_secret(settings: Settings) -> Settings:
-    secret = settings.jwt_secret
+    secret = settings.auth.jwt_secret
     weak = len(secret) < MIN_SECRET_LENGTH or secret.lower() in WEAK_SECRETS
     if not weak:
         if settings.env == "prod":
             _check_entropy("CFD_JWT_SECRET", secret)
-            if settings.admin_token:
-                _check_entropy("CFD_ADMIN_TOKEN", settings.admin_token)
+            if settings.auth.admin_token:
+                _check_entropy("CFD_ADMIN_TOKEN", settings.auth.admin_token)
         return settings
     if settings.is_dev:
         # The data directory's own secret: sessions outlive a restart of the local platform, as the TUI's
         # saved session expects.
-        return msgspec.structs.replace(settings, jwt_secret=local_secret(settings.data_dir / "jwt-secret", 48))
+        return settings.replace(auth={"jwt_secret": local_secret(settings.data_dir / "jwt-secret", 48)})
     if settings.env == "test":
-        return msgspec.structs.replace(settings, jwt_secret=secrets.token_urlsafe(48))
+        return settings.replace(auth={"jwt_secret": secrets.token_urlsafe(48)})
     if not secret:
         raise SettingsError(f"CFD_JWT_SECRET must be set outside dev mode (CFD_ENV={settings.env}); {SECRET_HINT}")
     raise SettingsError(f"CFD_JWT_SECRET is too weak (at least {MIN_SECRET_LENGTH} random characters); {SECRET_HINT}")

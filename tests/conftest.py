@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import REAL, RUN_ID, Mailbox, SmtpSink, free_port, postgres_database
+from helpers import REAL, RUN_ID, Mailbox, SmtpSink, free_port, merged, postgres_database
 
 from shared.settings import RateLimit, Settings, load_settings
 
@@ -48,14 +48,10 @@ def mailbox_and_overrides(tmp_path_factory) -> tuple[Mailbox, dict[str, Any]]:
     redis_url = os.environ["CFD_REDIS_URL"].rsplit("/", 1)[0] + "/1"
     overrides = {
         "data_dir": data_dir,
-        "kafka_bootstrap": os.environ["CFD_KAFKA_BOOTSTRAP"],
-        "redis_url": redis_url,
-        "database_url": database_url,
-        "smtp_host": "127.0.0.1",
-        "smtp_port": controller.port,
-        "smtp_security": "none",
-        "topic_prefix": f"t{RUN_ID}.",
-        "kafka_partitions": 3,
+        "bus": {"bootstrap": os.environ["CFD_KAFKA_BOOTSTRAP"], "topic_prefix": f"t{RUN_ID}.", "partitions": 3},
+        "cache": {"url": redis_url},
+        "database": {"url": database_url},
+        "mail": {"host": "127.0.0.1", "port": controller.port, "security": "none"},
     }
     return mailbox, overrides
 
@@ -76,17 +72,19 @@ def mailbox(mailbox_and_overrides) -> Mailbox:
 LOOPBACK_ROOM = {limit: RateLimit(1_000_000, 3600)
                  for limit in ("signup_limit_per_ip", "verify_limit_per_ip", "signin_limit_per_ip")}
 
+# No price feed runs in the tests (they set every price themselves), so a dbproc takes requests at once
+# instead of waiting for a quote of every market; tests/integration/test_dbproc_join.py tests the wait.
+TEST_SETTINGS = {"env": "test", "http": {"port": 0, "ws_port": 0}, "auth": {"bcrypt_rounds": 8, **LOOPBACK_ROOM},
+                 "bus": {"request_timeout": 5.0}, "trading": {"quote_wait_seconds": 0}}
+
 
 @pytest.fixture(scope="session")
 def make_settings(backend_overrides) -> Callable[..., Settings]:
-    """Settings for the selected backend set, on ephemeral ports; keyword overrides win."""
+    """Settings for the selected backend set, on ephemeral ports; keyword overrides win (a group's as a
+    mapping, `bus={"partitions": 6}`, over that group's other values)."""
 
     def make(**overrides: Any) -> Settings:
-        # No price feed runs in the tests (they set every price themselves), so a dbproc takes requests at once
-        # instead of waiting for a quote of every market; tests/integration/test_dbproc_join.py tests the wait.
-        values = {"env": "test", "http_port": 0, "ws_port": 0, "bcrypt_rounds": 8, "request_timeout": 5.0,
-                  **LOOPBACK_ROOM, "dbproc_quote_wait_seconds": 0, **backend_overrides, **overrides}
-        return load_settings(environ={}, **values)
+        return load_settings(environ={}, **merged(TEST_SETTINGS, backend_overrides, overrides))
 
     return make
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import shlex
@@ -121,16 +122,32 @@ async def signed_in(api: httpx.AsyncClient, mailbox: Mailbox, email: str) -> dic
     return {"Authorization": f"Bearer {body['access_token']}"}
 
 
+def merged(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings overrides (`load_settings`'s keywords) in layers, the last winning: a group's mapping is merged
+    into the same group's of the layers before, field by field."""
+    result: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            result[key] = {**result[key], **value} if isinstance(value, Mapping) and key in result else value
+    return result
+
+
+async def start_poller_of(settings: Any, bus: Any, **kwargs: Any) -> Any:
+    """The poller of `settings` (its prices, topics and instance id) on `bus`, as the platform starts it."""
+    from cfd_poller.service import start_poller
+    from shared.bus import Topics
+
+    return await start_poller(settings.prices, bus, Topics(settings.bus), instance_id=settings.instance_id, **kwargs)
+
+
 @contextlib.asynccontextmanager
 async def another_server(platform: Any, **overrides: Any) -> AsyncIterator[Any]:
     """A second server instance beside `platform`'s, with settings `overrides`. On Kafka and Redis it has
     connections of its own; on the in-process backends it shares the first one's bus and cache, as a second
     server process shares Kafka and Redis."""
-    import msgspec
-
     from cfd_cli.platform import Platform
 
-    settings = msgspec.structs.replace(platform.settings, instance_id=f"second-{uuid.uuid4().hex[:8]}", **overrides)
+    settings = platform.settings.replace(instance_id=f"second-{uuid.uuid4().hex[:8]}", **overrides)
     backends = {} if REAL else {"bus": platform.bus, "cache": platform.cache}
     server = Platform(settings, ("server",), **backends)
     await server.start()
@@ -165,7 +182,7 @@ def child_env(settings: Any = None, /, **variables: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CFD_") and k not in ignored}
     if settings is not None:
         for field, names in fields.items():
-            value = getattr(settings, field)
+            value = functools.reduce(getattr, field.split("."), settings)
             if field != "instance_id" and value is not None and value != "":
                 env[names[0]] = _environment_value(value)
     env.update(variables)

@@ -19,7 +19,7 @@ from cfd_dbproc.db.sqlite_fast import FastSQLiteEngine
 from cfd_dbproc.db.tables import ALL_TABLES
 from shared.errors import BackendDown
 from shared.outage import quiet_repeats
-from shared.settings import Settings, private_dir, private_file
+from shared.settings import DatabaseSettings, private_dir, private_file
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +35,14 @@ def sqlite_path(url: str) -> Path:
 class Database:
     """The engine plus the one way the platform writes: a transaction per command."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.url = settings.database_url
+    def __init__(self, settings: DatabaseSettings, data_dir: Path) -> None:
+        """`data_dir`: the platform's data directory, made owner-only when it holds the SQLite file."""
+        self.url = settings.url
         self.is_sqlite = settings.uses_sqlite
         self.engine: Engine
         if self.is_sqlite:
             path = sqlite_path(self.url)
-            _private_sqlite_files(path, settings.data_dir)
+            _private_sqlite_files(path, data_dir)
             self.engine = FastSQLiteEngine(path=str(path), timeout=30)
         else:
             self.engine = PostgresEngine(config={"dsn": self.url}, log_queries=False)

@@ -14,7 +14,7 @@ from cfd_poller.metrics import PollerMetrics
 from shared.contracts.bus import PriceTick
 from shared.errors import SettingsError
 from shared.markets import MARKETS
-from shared.settings import Settings
+from shared.settings import PriceSettings
 
 SOURCE_NAMES = ("sim", "backpack", "replay")
 
@@ -31,14 +31,14 @@ class PriceSource(Protocol):
         ...
 
 
-def create_source(settings: Settings, metrics: PollerMetrics, symbols: Iterable[str] = MARKETS) -> PriceSource:
-    """The source `settings.price_source` names; raises `SettingsError` when it cannot work."""
+def create_source(settings: PriceSettings, metrics: PollerMetrics, symbols: Iterable[str] = MARKETS) -> PriceSource:
+    """The source `settings.source` names; raises `SettingsError` when it cannot work."""
     symbols = tuple(symbols)
-    if settings.price_source == "backpack":
+    if settings.source == "backpack":
         from cfd_poller.sources.backpack import BackpackSource
 
         return BackpackSource(settings.backpack_ws_url, symbols, metrics)
-    if settings.price_source == "replay":
+    if settings.source == "replay":
         from cfd_poller.sources.replay import ReplaySource
 
         if settings.replay_file is None:
@@ -46,9 +46,9 @@ def create_source(settings: Settings, metrics: PollerMetrics, symbols: Iterable[
         if not settings.replay_file.is_file():
             raise SettingsError(f"CFD_REPLAY_FILE {settings.replay_file} is not a readable file")
         return ReplaySource(settings.replay_file, symbols, metrics, speed=settings.replay_speed)
-    if settings.price_source == "sim":
+    if settings.source == "sim":
         from cfd_poller.sources.sim import SimSource
 
         return SimSource([MARKETS[s] for s in symbols], metrics, tick_hz=settings.sim_tick_hz,
                          seed=settings.sim_seed)
-    raise SettingsError(f"CFD_PRICE_SOURCE must be one of {', '.join(SOURCE_NAMES)}, got {settings.price_source!r}")
+    raise SettingsError(f"CFD_PRICE_SOURCE must be one of {', '.join(SOURCE_NAMES)}, got {settings.source!r}")

@@ -42,8 +42,8 @@ from shared.settings import Settings, local_secret
 def operator_token(settings: Settings) -> str | None:
     """The configured token; in dev and test mode the data directory's own, made on first use and kept where
     the local CLI finds it (owner-only)."""
-    if settings.admin_token:
-        return settings.admin_token
+    if settings.auth.admin_token:
+        return settings.auth.admin_token
     if settings.env == "prod":
         return None
     return local_secret(settings.admin_token_file)  # servers sharing a data directory share its token

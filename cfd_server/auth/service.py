@@ -49,17 +49,18 @@ def wait_text(seconds: int) -> str:
 class AuthService:
     def __init__(self, ctx: ServerContext, dummy: DummyHash) -> None:
         self.ctx = ctx
-        self.settings = ctx.settings
+        self.settings = ctx.settings.auth
+        self.prefix = ctx.settings.bus.topic_prefix
         self.cache = ctx.cache
         self.sessions = Sessions.for_server(ctx)
-        self.directory = CredentialsDirectory(ctx.cache, ctx.settings.topic_prefix)
-        self.addresses = ClientAddresses(ctx.settings.trusted_proxies)
+        self.directory = CredentialsDirectory(ctx.cache, self.prefix)
+        self.addresses = ClientAddresses(ctx.settings.http.trusted_proxies)
         self.dummy = dummy
 
     # --- keys and budgets ---------------------------------------------------------------------------------
 
     def _key(self, *parts: str) -> str:
-        return self.settings.topic_prefix + ":".join(parts)
+        return self.prefix + ":".join(parts)
 
     def _budget(self, limit: RateLimit, *parts: str) -> Budget:
         # the window is part of the key: tiers of one kind stay apart, and a changed setting starts afresh

@@ -43,7 +43,7 @@ class Sessions:
     @classmethod
     def for_server(cls, ctx: ServerContext) -> Sessions:
         """The server's sessions: its cache and secret, and the bus that tells every server when they end."""
-        settings = ctx.settings
+        settings = ctx.settings.auth
         return cls(ctx.cache, settings.jwt_secret, settings.jwt_ttl_seconds,
                    SessionNotices(ctx.bus, ctx.topics.sessions))
 

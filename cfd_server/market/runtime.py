@@ -56,7 +56,7 @@ class MarketRuntime:
     def __init__(self, ctx: ServerContext, limits: Limits | None = None) -> None:
         settings = ctx.settings
         self.ctx = ctx
-        self.quotes = QuoteBook(settings.stale_after_seconds)
+        self.quotes = QuoteBook(settings.prices.stale_after_seconds)
         self.candles = LiveCandles()
         self.hub = Hub()
         self.quotes.on_price(self.hub.publish_price)
@@ -64,8 +64,8 @@ class MarketRuntime:
         self.candles.on_change(self.hub.publish_candle)
         self.sessions = Sessions.for_server(ctx)
         self.session_notices = SessionNotices(ctx.bus, ctx.topics.sessions)
-        self.ws = WsServer(self.hub, MarketSnapshots(self.quotes, self.candles), host=settings.http_host,
-                           port=settings.ws_port, limits=limits, authenticate=self.sessions.resolve)
+        self.ws = WsServer(self.hub, MarketSnapshots(self.quotes, self.candles), host=settings.http.host,
+                           port=settings.http.ws_port, limits=limits, authenticate=self.sessions.resolve)
         self._subscription: Subscription | None = None
         self._session_ends: Subscription | None = None
         self._housekeeping: asyncio.Task[None] | None = None

@@ -30,7 +30,7 @@ from msgspec import Struct
 
 from shared import outage
 from shared.operations import Route
-from shared.settings import Settings
+from shared.settings import BusSettings
 
 log = logging.getLogger(__name__)
 
@@ -117,23 +117,24 @@ class Bus(ABC):
         """Raise `BackendDown` if the bus cannot be reached."""
 
 
-def create_bus(settings: Settings) -> Bus:
-    """The bus the settings name: Kafka when `CFD_KAFKA_BOOTSTRAP` is set, else in-process."""
-    if settings.kafka_bootstrap:
+def create_bus(settings: BusSettings, instance_id: str) -> Bus:
+    """The bus the settings name: Kafka when `CFD_KAFKA_BOOTSTRAP` is set, else in-process. `instance_id`
+    names this process to Kafka (its client id)."""
+    if settings.bootstrap:
         from shared.bus.kafka import KafkaBus
 
-        return KafkaBus(settings)
+        return KafkaBus(settings, instance_id)
     from shared.bus.memory import MemoryBus, Retention
 
-    return MemoryBus(partitions=settings.kafka_partitions,
-                     retention=Retention(messages=settings.bus_retention_messages,
-                                         seconds=settings.bus_retention_seconds, bytes=settings.bus_retention_bytes))
+    return MemoryBus(partitions=settings.partitions,
+                     retention=Retention(messages=settings.retention_messages,
+                                         seconds=settings.retention_seconds, bytes=settings.retention_bytes))
 
 
 class Topics:
     """The platform's topic names, with the deployment's prefix applied."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: BusSettings) -> None:
         self.settings = settings
         self.prices = settings.topic("price-updates")
         self.user_requests = settings.topic("requests.users")

@@ -11,7 +11,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from shared.settings import Settings
+from shared.settings import CacheSettings
 
 
 @dataclass(frozen=True)
@@ -95,13 +95,13 @@ class Cache(ABC):
     async def close(self) -> None: ...
 
 
-def create_cache(settings: Settings) -> Cache:
+def create_cache(settings: CacheSettings) -> Cache:
     """Redis when `CFD_REDIS_URL` is set, else in-process."""
-    if settings.redis_url:
+    if settings.url:
         from shared.cache.redis import RedisCache
 
-        return RedisCache(settings.redis_url, max_connections=settings.redis_max_connections,
-                          pool_timeout=settings.redis_pool_timeout)
+        return RedisCache(settings.url, max_connections=settings.max_connections,
+                          pool_timeout=settings.pool_timeout)
     from shared.cache.memory import MemoryCache
 
-    return MemoryCache(snapshot=settings.data_dir / "cache-snapshot" if settings.is_dev else None)
+    return MemoryCache(snapshot=settings.snapshot)

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
-from shared.settings import Settings, private_dir, write_private
+from shared.settings import MailSettings, private_dir, write_private
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,9 @@ class OutboxMailer(Mailer):
         return found
 
 
-def create_mailer(settings: Settings) -> Mailer:
-    if settings.smtp_host:
+def create_mailer(settings: MailSettings) -> Mailer:
+    if settings.host:
         from shared.mail.smtp import SmtpMailer
 
         return SmtpMailer(settings)
-    return OutboxMailer(settings.mail_from, settings.outbox_dir)
+    return OutboxMailer(settings.sender, settings.outbox_dir)

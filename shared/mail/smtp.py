@@ -8,25 +8,25 @@ import aiosmtplib
 
 from shared.errors import BackendDown
 from shared.mail import Mailer
-from shared.settings import Settings
+from shared.settings import MailSettings
 
 
 class SmtpMailer(Mailer):
     name = "smtp"
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings.mail_from)
+    def __init__(self, settings: MailSettings) -> None:
+        super().__init__(settings.sender)
         self.settings = settings
 
     def _options(self) -> dict:
         s = self.settings
         return {
-            "hostname": s.smtp_host,
-            "port": s.smtp_port,
-            "username": s.smtp_user,
-            "password": s.smtp_password,
-            "use_tls": s.smtp_security == "tls",
-            "start_tls": True if s.smtp_security == "starttls" else False,
+            "hostname": s.host,
+            "port": s.port,
+            "username": s.user,
+            "password": s.password,
+            "use_tls": s.security == "tls",
+            "start_tls": True if s.security == "starttls" else False,
             "timeout": 10,
         }
 
@@ -34,7 +34,7 @@ class SmtpMailer(Mailer):
         try:
             await aiosmtplib.send(message, **self._options())
         except (aiosmtplib.SMTPException, OSError) as exc:
-            raise BackendDown("mail", f"SMTP {self.settings.smtp_host}:{self.settings.smtp_port}: {exc}") from exc
+            raise BackendDown("mail", f"SMTP {self.settings.host}:{self.settings.port}: {exc}") from exc
 
     async def ping(self) -> None:
         options = self._options()
@@ -48,4 +48,4 @@ class SmtpMailer(Mailer):
                 await client.login(options["username"], options["password"] or "")
             await client.quit()
         except (aiosmtplib.SMTPException, OSError) as exc:
-            raise BackendDown("mail", f"SMTP {self.settings.smtp_host}:{self.settings.smtp_port}: {exc}") from exc
+            raise BackendDown("mail", f"SMTP {self.settings.host}:{self.settings.port}: {exc}") from exc

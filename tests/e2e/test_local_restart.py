@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(REAL, reason="the embedded platform's own restar
 
 
 async def test_a_clean_restart_keeps_sessions_and_a_logout_stays_a_logout(make_settings, tmp_path):
-    settings = make_settings(env="dev", data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'cfd.sqlite3'}")
+    settings = make_settings(env="dev", data_dir=tmp_path, database={"url": f"sqlite:///{tmp_path / 'cfd.sqlite3'}"})
     first = Platform(settings, ("dbproc", "server"), migrate_db=True)
     await first.start()
     try:
@@ -29,7 +29,7 @@ async def test_a_clean_restart_keeps_sessions_and_a_logout_stays_a_logout(make_s
     assert (tmp_path / "cache-snapshot").exists() and (tmp_path / "jwt-secret").stat().st_mode & 0o077 == 0
 
     second = Platform(make_settings(env="dev", data_dir=tmp_path,
-                                    database_url=f"sqlite:///{tmp_path / 'cfd.sqlite3'}"), ("dbproc", "server"))
+                                    database={"url": f"sqlite:///{tmp_path / 'cfd.sqlite3'}"}), ("dbproc", "server"))
     await second.start()
     try:
         async with httpx.AsyncClient(base_url=second.base_url + "/api/v1") as api:

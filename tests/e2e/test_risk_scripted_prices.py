@@ -8,14 +8,12 @@ import contextlib
 import json
 from decimal import Decimal
 
-import msgspec
 import pytest
 import websockets
-from helpers import signed_in
+from helpers import signed_in, start_poller_of
 
 from cfd_dbproc.service import DbProc
 from cfd_poller.local_exchange import LocalExchange
-from cfd_poller.service import start_poller
 from shared.markets import MARKETS, broker_quote
 
 D = Decimal
@@ -25,9 +23,8 @@ D = Decimal
 async def exchange_feed(platform):
     """The local exchange, and a poller (backpack source) publishing its quotes onto the platform's bus."""
     async with LocalExchange() as exchange:
-        settings = msgspec.structs.replace(platform.settings, price_source="backpack",
-                                           backpack_ws_url=exchange.url)
-        poller = await start_poller(settings, platform.bus)
+        settings = platform.settings.replace(prices={"source": "backpack", "backpack_ws_url": exchange.url})
+        poller = await start_poller_of(settings, platform.bus)
         try:
             await exchange.wait_for_subscribers("ETH_USDC")
 
@@ -140,7 +137,7 @@ async def test_two_dbprocs_give_one_margin_call(platform, api, mailbox, email, e
     watching = await platform.bus.subscribe([platform.dbproc.topics.events], on_event, group=None)
     try:
         first = platform.dbproc.risk
-        every = set(range(platform.settings.kafka_partitions))
+        every = set(range(platform.settings.bus.partitions))
         async with asyncio.timeout(30):  # the group settles: each owns some partitions, none owned twice
             while not (first.owned and second.risk.owned and not first.owned & second.risk.owned  # noqa: ASYNC110
                        and first.owned | second.risk.owned == every):  # polling what the group assigned

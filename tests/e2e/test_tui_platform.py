@@ -52,7 +52,7 @@ class Ticker:
 
     def __init__(self, platform, period: float = 0.1) -> None:
         self.bus = platform.bus
-        self.topic = Topics(platform.settings).prices
+        self.topic = Topics(platform.settings.bus).prices
         self.period = period
         self.step = 0
         self.offset: dict[str, Decimal] = {}

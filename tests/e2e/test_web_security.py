@@ -122,7 +122,7 @@ async def test_reads_from_another_site_are_not_refused(platform, api, token):
 
 async def test_an_allowed_origin_may_write_from_another_site(platform, api, token):
     await set_price(platform, "SOL_USDC", "100.00", "100.00")
-    async with another_server(platform, allowed_origins=("https://app.example",)) as server, \
+    async with another_server(platform, http={"allowed_origins": ("https://app.example",)}) as server, \
             httpx.AsyncClient(base_url=server.base_url + "/api/v1", timeout=15) as other_api:
         allowed = {"Origin": "https://app.example", "Sec-Fetch-Site": "cross-site"}
         assert (await other_api.post("/positions", json=OPEN, headers=cookie(token, **allowed))).status_code == 201
@@ -142,7 +142,7 @@ async def test_a_forged_host_does_not_move_the_advertised_feed(platform, api):
 
 
 async def test_the_public_feed_url_is_advertised_as_configured(platform):
-    async with another_server(platform, ws_public_url="wss://feed.example.com/ws") as server, \
+    async with another_server(platform, http={"ws_public_url": "wss://feed.example.com/ws"}) as server, \
             httpx.AsyncClient(base_url=server.base_url + "/api/v1", timeout=15) as other_api:
         answer = await other_api.get("/info", headers={"Host": "evil.example"})
         assert answer.json()["ws_url"] == "wss://feed.example.com/ws"

@@ -203,10 +203,10 @@ class Cluster:
         """Members of the dbprocs' consumer group once it is stable (0 while it rebalances)."""
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap, request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bus.bootstrap, request_timeout_ms=3000)
         try:
             await admin.start()
-            described = await admin.describe_consumer_groups([self.settings.topic("cfd-dbproc")])
+            described = await admin.describe_consumer_groups([self.settings.bus.topic("cfd-dbproc")])
         except Exception:
             return 0
         finally:
@@ -447,7 +447,7 @@ class Matrix:
     def __init__(self, cluster: Cluster, services: Services) -> None:
         self.cluster = cluster
         self.services = services
-        self.outbox = Outbox(cluster.settings.outbox_dir)
+        self.outbox = Outbox(cluster.settings.mail.outbox_dir)
 
     async def run(self, scenario: Scenario) -> Result:
         await self.cluster.wait_whole()
@@ -500,7 +500,7 @@ class Matrix:
         result.sent = len(load.commands)
         result.acknowledged = sum(c.acked is not None for c in load.commands)
         result.unanswered = result.sent - result.acknowledged
-        connection = await _connect(self.cluster.settings.database_url)
+        connection = await _connect(self.cluster.settings.database.url)
         try:
             for trader in traders:
                 await self._check_trader(connection, trader, [c for c in load.commands if c.trader == trader.name],

@@ -49,10 +49,10 @@ class Runs:
 @pytest.fixture(scope="module")
 async def runs(make_settings, tmp_path_factory, request) -> AsyncIterator[Runs]:
     workdir = tmp_path_factory.mktemp("faults")
-    settings = make_settings(topic_prefix=f"faults{RUN_ID}.", kafka_partitions=6, smtp_host=None,
-                             data_dir=workdir / "data", request_timeout=5.0, bcrypt_rounds=4)
-    services = Services(database_url=settings.database_url, redis_url=settings.redis_url,
-                        kafka_bootstrap=settings.kafka_bootstrap)
+    settings = make_settings(bus={"topic_prefix": f"faults{RUN_ID}.", "partitions": 6, "request_timeout": 5.0},
+                             mail={"host": None}, data_dir=workdir / "data", auth={"bcrypt_rounds": 4})
+    services = Services(database_url=settings.database.url, redis_url=settings.cache.url,
+                        kafka_bootstrap=settings.bus.bootstrap)
     for backend in ("postgres", "redis", "kafka"):
         try:
             services.check_owned(backend)

@@ -47,9 +47,9 @@ def test_cfd_up_runs_on_jemalloc_unless_told_to_keep_the_system_allocator(make_s
     for name, choice, expected in (("auto", {}, True), ("system", {"CFD_ALLOCATOR": "system"}, False)):
         data_dir = tmp_path / name
         data_dir.mkdir()
-        settings = make_settings(data_dir=data_dir, http_port=_free_port(), ws_port=_free_port())
+        settings = make_settings(data_dir=data_dir, http={"port": _free_port(), "ws_port": _free_port()})
         process = _start_up(settings, choice)
-        assert _allocator_of(process, settings.http_port) is expected, name
+        assert _allocator_of(process, settings.http.port) is expected, name
 
 
 def test_a_wrong_allocator_choice_is_one_clear_line(make_settings, tmp_path):

@@ -115,8 +115,8 @@ async def test_a_right_password_does_not_reset_the_failures_before_it(api, mailb
 
 
 async def test_a_new_sign_up_does_not_reset_the_days_code_guesses(platform, make_settings, mailbox, email):
-    async with server(platform, make_settings, signup_limit_per_email=RateLimit(1, 1),
-                      code_limit_per_email=RateLimit(7, 86400)) as url, client_from(url) as api:
+    limits = {"signup_limit_per_email": RateLimit(1, 1), "code_limit_per_email": RateLimit(7, 86400)}
+    async with server(platform, make_settings, auth=limits) as url, client_from(url) as api:
         assert (await api.post("/auth/signup", json={"email": email})).status_code == 202
         first = await mailbox.code_for(email)
         body = {"email": email, "password": PASSWORD, "name": "Ada", "otp": other(first)}
@@ -135,8 +135,9 @@ async def test_a_new_sign_up_does_not_reset_the_days_code_guesses(platform, make
 
 async def test_sign_up_verify_and_sign_in_are_limited_per_client_address(platform, make_settings, mailbox):
     emails = [f"limits-{uuid.uuid4().hex[:10]}@example.com" for _ in range(6)]
-    async with server(platform, make_settings, signup_limit_per_ip=RateLimit(3, 3600),
-                      verify_limit_per_ip=RateLimit(4, 3600), signin_limit_per_ip=RateLimit(5, 3600)) as url:
+    async with server(platform, make_settings, auth={"signup_limit_per_ip": RateLimit(3, 3600),
+                                                     "verify_limit_per_ip": RateLimit(4, 3600),
+                                                     "signin_limit_per_ip": RateLimit(5, 3600)}) as url:
         async with client_from(url) as here, client_from(url) as elsewhere:
             for address in emails[:3]:
                 assert (await here.post("/auth/signup", json={"email": address})).status_code == 202
@@ -194,12 +195,12 @@ async def test_x_forwarded_for_counts_only_from_a_trusted_proxy(platform, make_s
         return {"X-Forwarded-For": f"203.0.113.{random.randint(1, 254)}, 198.51.{next(clients)}.7"}
 
     proxy = loopback_address()
-    limits = {"signup_limit_per_ip": RateLimit(2, 3600)}
+    limits = {"auth": {"signup_limit_per_ip": RateLimit(2, 3600)}}
     async with server(platform, make_settings, **limits) as url, client_from(url, proxy) as api:
         answers = [await api.post("/auth/signup", headers=forwarded(), json={"email": f"xff-{uuid.uuid4().hex}@ex.com"})
                    for _ in range(3)]
         assert [a.status_code for a in answers] == [202, 202, 429]  # untrusted peer: its header changes nothing
-    async with server(platform, make_settings, trusted_proxies=(f"{proxy}/32",), **limits) as url, \
+    async with server(platform, make_settings, http={"trusted_proxies": (f"{proxy}/32",)}, **limits) as url, \
             client_from(url, proxy) as api:
         answers = [await api.post("/auth/signup", headers=forwarded(), json={"email": f"xff-{uuid.uuid4().hex}@ex.com"})
                    for _ in range(3)]

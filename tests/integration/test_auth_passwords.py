@@ -33,13 +33,13 @@ async def test_the_base64_sha256_of_a_long_password_does_not_sign_in(api, mailbo
 
 async def test_an_old_format_hash_signs_in_and_is_upgraded(platform, api, mailbox, email):
     await sign_up(api, mailbox, email, password="correct horse")
-    await _set_hash(platform, email, v1_hash("correct horse", platform.settings.bcrypt_rounds))
+    await _set_hash(platform, email, v1_hash("correct horse", platform.settings.auth.bcrypt_rounds))
     assert not (await _stored_hash(email)).startswith("v2:")
 
     assert (await api.post("/auth/signin", json={"email": email, "password": "correct horse"})).status_code == 200
     upgraded = await _stored_hash(email)
     assert upgraded.startswith("v2:$2b$")
-    found, _ = await CredentialsDirectory(platform.cache, platform.settings.topic_prefix).lookup(email)
+    found, _ = await CredentialsDirectory(platform.cache, platform.settings.bus.topic_prefix).lookup(email)
     assert found is None or found.password_hash == upgraded  # the directory follows at once
     assert (await api.post("/auth/signin", json={"email": email, "password": "correct horse"})).status_code == 200
     assert_error(await api.post("/auth/signin", json={"email": email, "password": "correct horses"}), 401)
@@ -48,7 +48,7 @@ async def test_an_old_format_hash_signs_in_and_is_upgraded(platform, api, mailbo
 
 async def test_a_sha256_stand_in_never_takes_over_an_old_long_password_hash(platform, api, mailbox, email):
     await sign_up(api, mailbox, email, password=LONG)
-    old = v1_hash(LONG, platform.settings.bcrypt_rounds)
+    old = v1_hash(LONG, platform.settings.auth.bcrypt_rounds)
     await _set_hash(platform, email, old)
     # the old format's flaw answers once more, but the stand-in does not become the password
     assert (await api.post("/auth/signin", json={"email": email, "password": sha256_stand_in(LONG)})).status_code == 200

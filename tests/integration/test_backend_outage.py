@@ -11,7 +11,7 @@ from helpers import Services, real_only
 @real_only
 async def test_redis_down_gives_503_and_recovers(platform, api, email):
     root = httpx.AsyncClient(base_url=platform.base_url, timeout=15)
-    redis = Services(redis_url=platform.settings.redis_url)  # the Redis this platform uses, wherever it listens
+    redis = Services(redis_url=platform.settings.cache.url)  # the Redis this platform uses, wherever it listens
     redis.check_owned("redis")
     await asyncio.to_thread(redis.down, "redis")
     try:

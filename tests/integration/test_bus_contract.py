@@ -17,7 +17,8 @@ from shared.operations import Operation, Route
 
 @pytest.fixture
 async def bus(make_settings):
-    the_bus = create_bus(make_settings(topic_prefix=f"bus{uuid.uuid4().hex[:8]}."))
+    settings = make_settings(bus={"topic_prefix": f"bus{uuid.uuid4().hex[:8]}."})
+    the_bus = create_bus(settings.bus, settings.instance_id)
     await the_bus.start()
     yield the_bus
     await the_bus.stop()
@@ -215,7 +216,7 @@ class Member:
 
 
 def _every_partition(bus, topics: list[str]) -> set[tuple[str, int]]:
-    count = bus.partitions if bus.name == "in-process" else bus.settings.kafka_partitions
+    count = bus.partitions if bus.name == "in-process" else bus.settings.partitions
     return {(t, p) for t in topics for p in range(count)}
 
 

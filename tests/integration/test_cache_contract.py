@@ -12,7 +12,7 @@ from shared.cache import Budget, create_cache
 
 @pytest.fixture
 async def cache(make_settings):
-    the_cache = create_cache(make_settings())
+    the_cache = create_cache(make_settings().cache)
     yield the_cache
     await the_cache.close()
 

@@ -74,7 +74,7 @@ def by_hand() -> list[Candle]:
 @pytest.fixture
 async def settings(make_settings, tmp_path) -> Settings:
     """The run's backend set (a SQLite file of this test's own when embedded), with topics of its own."""
-    return make_settings(data_dir=tmp_path, topic_prefix=f"t{RUN_ID}.candles{uuid.uuid4().hex[:8]}.")
+    return make_settings(data_dir=tmp_path, bus={"topic_prefix": f"t{RUN_ID}.candles{uuid.uuid4().hex[:8]}."})
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
     """The migrated database with no candles; the tables' previous engine is put back afterwards."""
     previous = {table: table._meta._db for table in ALL_TABLES}
     previous_conf = piccolo_conf.DB
-    db = Database(settings)
+    db = Database(settings.database, settings.data_dir)
     await migrate(db)
     await db.start()
     await Candles.delete(force=True).run()
@@ -95,9 +95,9 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
 
 @pytest.fixture
 async def bus(settings: Settings) -> AsyncIterator[Bus]:
-    the_bus = create_bus(settings)
+    the_bus = create_bus(settings.bus, settings.instance_id)
     await the_bus.start()
-    await the_bus.ensure_topics(Topics(settings).all())
+    await the_bus.ensure_topics(Topics(settings.bus).all())
     yield the_bus
     await the_bus.stop()
 
@@ -105,13 +105,13 @@ async def bus(settings: Settings) -> AsyncIterator[Bus]:
 @pytest.fixture
 async def recorder(settings: Settings, bus: Bus, database: Database) -> AsyncIterator[CandleRecorder]:
     """The dbproc's candle part, wired as DbProc wires it."""
-    topics = Topics(settings)
+    topics = Topics(settings.bus)
     recorder = CandleRecorder(database)
     responder = Responder(bus, topics.replies)
     responder.serve(recorder)
     subscriptions = [
-        await bus.subscribe([topics.candle_requests], responder, group=settings.topic("cfd-dbproc-candles")),
-        await bus.subscribe([topics.prices], recorder.on_tick, group=settings.topic(CONSUMER_GROUP)),
+        await bus.subscribe([topics.candle_requests], responder, group=settings.bus.topic("cfd-dbproc-candles")),
+        await bus.subscribe([topics.prices], recorder.on_tick, group=settings.bus.topic(CONSUMER_GROUP)),
     ]
     yield recorder
     for subscription in subscriptions:
@@ -120,7 +120,7 @@ async def recorder(settings: Settings, bus: Bus, database: Database) -> AsyncIte
 
 @pytest.fixture
 async def server(settings: Settings, bus: Bus) -> AsyncIterator[tuple[httpx.AsyncClient, MarketRuntime]]:
-    topics = Topics(settings)
+    topics = Topics(settings.bus)
     rpc = RequestClient(bus, topics.routes(), topics.replies, settings.instance_id, TIMEOUT)
     await rpc.start()
     ctx = ServerContext(settings=settings, bus=bus, cache=MemoryCache(), mailer=None, rpc=rpc,  # type: ignore[arg-type]
@@ -140,7 +140,7 @@ async def server(settings: Settings, bus: Bus) -> AsyncIterator[tuple[httpx.Asyn
 
 async def publish_all(bus: Bus, settings: Settings, ticks: list[PriceTick]) -> None:
     for t in ticks:
-        await bus.publish(Topics(settings).prices, encode(t), key=t.symbol.encode())
+        await bus.publish(Topics(settings.bus).prices, encode(t), key=t.symbol.encode())
 
 
 async def wait_for(predicate, timeout: float = TIMEOUT) -> None:
@@ -299,9 +299,9 @@ async def _has_eth(runtime: MarketRuntime) -> bool:
 @pytest.fixture
 async def candle_consumer(settings: Settings, bus: Bus, database: Database) -> AsyncIterator[CandleRecorder]:
     """The dbproc's candle consumer as DbProc wires it: ticks, history batches and coverage questions."""
-    recorder = CandleRecorder(database, bus, Topics(settings))
+    recorder = CandleRecorder(database, bus, Topics(settings.bus))
     subscription = await bus.subscribe(recorder.consumed_topics, recorder.on_message,
-                                       group=settings.topic(CONSUMER_GROUP))
+                                       group=settings.bus.topic(CONSUMER_GROUP))
     yield recorder
     await subscription.stop()
 
@@ -313,7 +313,7 @@ def history_candle(t: int, price: str) -> Candle:
 
 async def send_history(bus: Bus, settings: Settings, candles: list[Candle]) -> None:
     batch = CandleHistoryBatch(symbol="SOL_USDC", source="sim", candles=candles)
-    await bus.publish(Topics(settings).candle_history, encode(batch), key=b"SOL_USDC")
+    await bus.publish(Topics(settings.bus).candle_history, encode(batch), key=b"SOL_USDC")
 
 
 async def test_history_fills_only_minutes_nothing_built_and_a_redelivery_changes_nothing(
@@ -373,7 +373,7 @@ async def test_coverage_names_the_last_price_and_each_gap_with_the_prices_around
     await send_history(bus, settings, stored_minutes)
     await wait_for(lambda: _history_seen(candle_consumer, 4))
 
-    topics = Topics(settings)
+    topics = Topics(settings.bus)
     rpc = RequestClient(bus, topics.routes(), topics.replies, settings.instance_id, TIMEOUT)
     await rpc.start()
     try:

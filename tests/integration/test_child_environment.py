@@ -30,8 +30,9 @@ POISON = {
     "CFD_DATA_DIR": "/nonexistent/poisoned",
 }
 SHOW_SETTINGS = ("import json; from shared.settings import load_settings; s = load_settings(); "
-                 "print(json.dumps({k: str(getattr(s, k)) for k in ('database_url', 'redis_url', 'kafka_bootstrap', "
-                 "'topic_prefix', 'data_dir', 'jwt_secret')}))")
+                 "print(json.dumps({'database_url': s.database.url, 'redis_url': str(s.cache.url), "
+                 "'kafka_bootstrap': str(s.bus.bootstrap), 'topic_prefix': s.bus.topic_prefix, "
+                 "'data_dir': str(s.data_dir), 'jwt_secret': s.auth.jwt_secret}))")
 
 
 @pytest.fixture
@@ -42,13 +43,13 @@ def poisoned(monkeypatch) -> None:
 
 
 def _expected(settings) -> dict[str, str]:
-    return {"database_url": settings.database_url, "redis_url": str(settings.redis_url),
-            "kafka_bootstrap": str(settings.kafka_bootstrap), "topic_prefix": settings.topic_prefix,
-            "data_dir": str(settings.data_dir), "jwt_secret": settings.jwt_secret}
+    return {"database_url": settings.database.url, "redis_url": str(settings.cache.url),
+            "kafka_bootstrap": str(settings.bus.bootstrap), "topic_prefix": settings.bus.topic_prefix,
+            "data_dir": str(settings.data_dir), "jwt_secret": settings.auth.jwt_secret}
 
 
 def test_a_child_process_gets_the_tests_settings_and_nothing_from_the_shell(poisoned, make_settings, tmp_path):
-    settings = make_settings(data_dir=tmp_path, topic_prefix=f"child{uuid.uuid4().hex[:6]}.")
+    settings = make_settings(data_dir=tmp_path, bus={"topic_prefix": f"child{uuid.uuid4().hex[:6]}."})
     shown = subprocess.run([sys.executable, "-c", SHOW_SETTINGS], env=child_env(settings), capture_output=True,
                            text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
@@ -59,7 +60,8 @@ def test_every_setting_reaches_the_child_as_the_test_has_it(make_settings, tmp_p
     def comparable(settings):
         return msgspec.structs.replace(settings, instance_id="", log_level=settings.log_level.lower())
 
-    settings = make_settings(data_dir=tmp_path, topic_prefix="every.", cookie_secure=True, sim_seed=7)
+    settings = make_settings(data_dir=tmp_path, bus={"topic_prefix": "every."}, auth={"cookie_secure": True},
+                             prices={"sim_seed": 7})
     assert comparable(load_settings(environ=child_env(settings))) == comparable(settings)
 
 
@@ -68,7 +70,7 @@ def test_cfd_doctor_started_by_a_test_checks_the_tests_backends(poisoned, make_s
     doctor = subprocess.run([sys.executable, "-m", "cfd_cli.main", "doctor"], capture_output=True, text=True,
                             timeout=120, env=child_env(settings, COLUMNS="250", NO_COLOR="1"))
     assert "poisoned" not in doctor.stdout + doctor.stderr
-    bus = f"kafka {settings.kafka_bootstrap}" if REAL else "in-process"
+    bus = f"kafka {settings.bus.bootstrap}" if REAL else "in-process"
     assert bus in doctor.stdout, doctor.stdout
 
 
@@ -80,7 +82,7 @@ def test_a_command_run_in_process_sees_only_the_tests_settings(poisoned, make_se
     @app.command()
     def show() -> None:
         loaded = load_settings()
-        seen.update({k: str(getattr(loaded, k)) for k in _expected(settings)})
+        seen.update(_expected(loaded))
 
     result = CliRunner().invoke(app, [], env=cli_env(settings))
     assert result.exit_code == 0, result.output
@@ -90,7 +92,7 @@ def test_a_command_run_in_process_sees_only_the_tests_settings(poisoned, make_se
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_a_tmux_pane_gets_the_tests_settings_not_the_tmux_servers(poisoned, make_settings, tmp_path):
     # A tmux server started from the poisoned shell: its panes get its environment unless told otherwise.
-    settings = make_settings(data_dir=tmp_path / "data", topic_prefix=f"tmux{uuid.uuid4().hex[:6]}.")
+    settings = make_settings(data_dir=tmp_path / "data", bus={"topic_prefix": f"tmux{uuid.uuid4().hex[:6]}."})
     socket = f"cfd-test-{uuid.uuid4().hex[:8]}"
     out = tmp_path / "settings.json"
     command = launch_script(tmp_path, child_env(settings), f"{sys.executable} -c {shlex.quote(SHOW_SETTINGS)} > {out}")

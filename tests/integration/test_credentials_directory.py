@@ -23,7 +23,7 @@ async def _until(predicate, timeout: float = 15.0) -> None:
 
 
 def _directory(platform) -> CredentialsDirectory:
-    return CredentialsDirectory(platform.cache, platform.settings.topic_prefix)
+    return CredentialsDirectory(platform.cache, platform.settings.bus.topic_prefix)
 
 
 async def test_sign_in_answers_while_the_dbproc_is_down(platform, api, mailbox, email):

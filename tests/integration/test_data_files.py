@@ -50,8 +50,9 @@ async def test_everything_the_local_platform_writes_is_owner_only(tmp_path):
 
     data_dir = tmp_path / "fresh" / ".cfd"
     # the embedded column in dev mode, whatever backend set this run uses: that is where these files live
-    settings = load_settings(environ={}, env="dev", data_dir=data_dir, http_port=0, ws_port=0, bcrypt_rounds=4,
-                             dbproc_quote_wait_seconds=0)  # no price feed here to wait for
+    settings = load_settings(environ={}, env="dev", data_dir=data_dir, http={"port": 0, "ws_port": 0},
+                             auth={"bcrypt_rounds": 4},
+                             trading={"quote_wait_seconds": 0})  # no price feed here to wait for
     email = "files@example.com"
     with umask(0o022):
         platform = Platform(settings, ("dbproc", "server"), migrate_db=True)
@@ -59,7 +60,7 @@ async def test_everything_the_local_platform_writes_is_owner_only(tmp_path):
         try:
             async with httpx.AsyncClient(base_url=platform.base_url + "/api/v1") as api:
                 assert (await api.post("/auth/signup", json={"email": email})).status_code == 202
-                await Mailbox(outbox=settings.outbox_dir).wait_for(email)
+                await Mailbox(outbox=settings.mail.outbox_dir).wait_for(email)
             running = modes(data_dir)
         finally:
             await platform.stop()
@@ -82,7 +83,7 @@ async def test_a_data_directory_left_readable_is_tightened_with_a_warning(tmp_pa
         (data_dir / name).chmod(0o644)
     settings = load_settings(environ={}, env="test", data_dir=data_dir)
     with caplog.at_level(logging.WARNING, logger="shared.settings"):
-        db = Database(settings)
+        db = Database(settings.database, settings.data_dir)
     await db.stop()
     assert mode(data_dir) == 0o700
     assert {name: f"{mode(data_dir / name):o}" for name in ("cfd.sqlite3", "cfd.sqlite3-wal",
@@ -99,8 +100,8 @@ async def test_a_database_outside_the_data_directory_leaves_its_folder_alone(tmp
     shared_folder.mkdir()
     shared_folder.chmod(0o755)
     settings = load_settings(environ={}, env="test", data_dir=tmp_path / "data",
-                             database_url=f"sqlite:///{shared_folder / 'cfd.sqlite3'}")
-    await Database(settings).stop()
+                             database={"url": f"sqlite:///{shared_folder / 'cfd.sqlite3'}"})
+    await Database(settings.database, settings.data_dir).stop()
     assert mode(shared_folder) == 0o755 and mode(shared_folder / "cfd.sqlite3") == 0o600
 
 

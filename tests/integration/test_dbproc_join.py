@@ -49,12 +49,13 @@ async def start_dbproc(make_settings, platform) -> AsyncIterator:
     started: list[tuple[Bus, DbProc, RequestClient]] = []
 
     async def start(wait: float) -> Rig:
-        settings = make_settings(topic_prefix=f"join{uuid.uuid4().hex[:8]}.", dbproc_quote_wait_seconds=wait)
-        bus = create_bus(settings)
+        settings = make_settings(bus={"topic_prefix": f"join{uuid.uuid4().hex[:8]}."},
+                                 trading={"quote_wait_seconds": wait})
+        bus = create_bus(settings.bus, settings.instance_id)
         await bus.start()
         dbproc = DbProc(settings, bus, platform.db, platform.cache)
         await dbproc.start()
-        topics = Topics(settings)
+        topics = Topics(settings.bus)
         rpc = RequestClient(bus, topics.routes(), topics.replies, f"join-{uuid.uuid4().hex[:6]}", timeout=wait + 15)
         await rpc.start()
         started.append((bus, dbproc, rpc))

@@ -88,7 +88,7 @@ async def _wait_ready(base_url: str, timeout: float = 30) -> None:
 async def test_dbproc_killed_during_a_burst_loses_nothing_and_applies_once(make_settings, platform, mailbox):
     """SIGKILL a separate dbproc process mid-burst, start another: every sign-up completes exactly once."""
     prefix = f"kill{uuid.uuid4().hex[:6]}."
-    settings = make_settings(topic_prefix=prefix, request_timeout=3.0)
+    settings = make_settings(bus={"topic_prefix": prefix, "request_timeout": 3.0})
     env = child_env(settings, CFD_DBPROC_QUOTE_WAIT_SECONDS="0")  # sign-ups only: no price feed to wait for
     server = Platform(settings, ("server",))
     await server.start()

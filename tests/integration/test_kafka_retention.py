@@ -26,9 +26,9 @@ async def retention_ms(bootstrap: str, topics: list[str]) -> dict[str, str]:
 
 
 async def test_created_topics_carry_their_retention_and_a_changed_one_is_set_back(make_settings):
-    settings = make_settings(topic_prefix=f"ret{uuid.uuid4().hex[:6]}.", kafka_retention_prices_seconds=600)
-    topics = Topics(settings)
-    bus = KafkaBus(settings)
+    settings = make_settings(bus={"topic_prefix": f"ret{uuid.uuid4().hex[:6]}.", "kafka_retention_prices_seconds": 600})
+    topics = Topics(settings.bus)
+    bus = KafkaBus(settings.bus, settings.instance_id)
     await bus.ensure_topics(topics.all())
 
     found = await retention_ms(bus.bootstrap, topics.all())

@@ -64,8 +64,8 @@ async def test_an_in_process_bus_outage_is_logged_once_per_kind_with_counts(make
                                                                            caplog):
     monkeypatch.setattr(outage, "SUMMARY_SECONDS", 1.0)
     monkeypatch.setattr(outage, "_outages", {})
-    settings = make_settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'cfd.sqlite3'}",
-                             request_timeout=0.5, sim_tick_hz=40)
+    settings = make_settings(data_dir=tmp_path, database={"url": f"sqlite:///{tmp_path / 'cfd.sqlite3'}"},
+                             bus={"request_timeout": 0.5}, prices={"sim_tick_hz": 40})
     platform = Platform(settings, ("dbproc", "server", "poller"), migrate_db=True)
     await platform.start()
     poller = platform.poller
@@ -79,7 +79,7 @@ async def test_an_in_process_bus_outage_is_logged_once_per_kind_with_counts(make
             assert set(await _orders(api, auth, 0.2)) == {201}
             caplog.set_level(logging.INFO)
             caplog.clear()
-            topics = Topics(settings)
+            topics = Topics(settings.bus)
             # Requests still reach the dbproc, but prices, replies and account events are lost: every service fails.
             platform.bus.fail("the broker is down", topics=[topics.prices, topics.replies, topics.events])
             statuses = await _orders(api, auth, 3.0)
@@ -128,8 +128,9 @@ async def test_a_kafka_outage_under_a_whole_platform_is_logged_once_per_kind(mak
     _services(state, kafka_port, controller_port, "up")
     ours = None
     try:
-        settings = make_settings(kafka_bootstrap=f"127.0.0.1:{kafka_port}", topic_prefix=f"out{uuid.uuid4().hex[:6]}.",
-                                 request_timeout=2.0, sim_tick_hz=20, jwt_secret=platform.settings.jwt_secret)
+        settings = make_settings(bus={"bootstrap": f"127.0.0.1:{kafka_port}",
+                                      "topic_prefix": f"out{uuid.uuid4().hex[:6]}.", "request_timeout": 2.0},
+                                 prices={"sim_tick_hz": 20}, auth={"jwt_secret": platform.settings.auth.jwt_secret})
         ours = Platform(settings, ("dbproc", "server", "poller"))
         await ours.start()
         async with httpx.AsyncClient(base_url=ours.base_url, timeout=30) as probe:

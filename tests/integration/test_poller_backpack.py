@@ -11,9 +11,10 @@ from typing import Any
 
 import msgspec
 import pytest
+from helpers import start_poller_of
 
 from cfd_poller.local_exchange import LocalExchange
-from cfd_poller.service import Poller, start_poller
+from cfd_poller.service import Poller
 from cfd_poller.sources.backpack import BackpackSource
 from shared.backoff import Backoff
 from shared.bus import Message, Subscription, Topics
@@ -42,7 +43,7 @@ class PriceFeed:
 
 
 def backpack_settings(exchange: LocalExchange, **overrides: Any) -> Settings:
-    return load_settings({}, price_source="backpack", backpack_ws_url=exchange.url, **overrides)
+    return load_settings({}, prices={"source": "backpack", "backpack_ws_url": exchange.url, **overrides})
 
 
 @pytest.fixture
@@ -69,7 +70,7 @@ async def subscribe(bus: MemoryBus) -> AsyncIterator[OpenFeed]:
 
     async def open_feed(settings: Settings) -> PriceFeed:
         feed = PriceFeed()
-        subscriptions.append(await bus.subscribe([Topics(settings).prices], feed.handler, group=None))
+        subscriptions.append(await bus.subscribe([Topics(settings.bus).prices], feed.handler, group=None))
         return feed
 
     yield open_feed
@@ -82,7 +83,7 @@ async def running(exchange: LocalExchange, bus: MemoryBus,
                   subscribe: OpenFeed) -> AsyncIterator[tuple[Poller, PriceFeed]]:
     settings = backpack_settings(exchange)
     feed = await subscribe(settings)
-    poller = await start_poller(settings, bus)
+    poller = await start_poller_of(settings, bus)
     await exchange.wait_for_subscribers("SOL_USDC")
     yield poller, feed
     await poller.stop()
@@ -137,13 +138,13 @@ async def test_the_poller_keeps_retrying_while_the_exchange_is_down(bus: MemoryB
     url = exchange.url
     await exchange.stop()  # nothing listens on the port now
     source = BackpackSource(url, backoff=Backoff(initial=0.02, cap=0.1))
-    poller = await start_poller(load_settings({}, price_source="backpack", backpack_ws_url=url), bus,
-                                source=source)
+    settings = load_settings({}, prices={"source": "backpack", "backpack_ws_url": url})
+    poller = await start_poller_of(settings, bus, source=source)
     try:
         await eventually(lambda: poller.metrics.connect_failures >= 3)
         restarted = LocalExchange(port=exchange.port)
         async with restarted:
-            feed = await subscribe(poller.settings)
+            feed = await subscribe(settings)
             await restarted.wait_for_subscribers("ETH_USDC")
             await restarted.quote("ETH_USDC", "3450.10", "3450.20")
             _, tick = await feed.next()
@@ -190,7 +191,7 @@ async def test_an_invalid_stream_answer_is_logged_and_other_markets_keep_flowing
     settings = backpack_settings(exchange)
     feed = await subscribe(settings)
     source = BackpackSource(exchange.url, ["SOL_USDC", "SHIB_USDC"])  # the exchange does not list SHIB
-    poller = await start_poller(settings, bus, source=source)
+    poller = await start_poller_of(settings, bus, source=source)
     try:
         await exchange.wait_for_subscribers("SOL_USDC")
         await exchange.quote("SOL_USDC", "185.05", "185.10")
@@ -207,7 +208,7 @@ async def test_a_quiet_market_is_reported_stale_and_recovers(
     caplog.set_level("INFO")
     settings = backpack_settings(exchange, stale_after_seconds=0.5)
     feed = await subscribe(settings)
-    poller = await start_poller(settings, bus)
+    poller = await start_poller_of(settings, bus)
     try:
         await exchange.wait_for_subscribers("SOL_USDC")
         await exchange.quote("SOL_USDC", "185.05", "185.10")
@@ -229,7 +230,7 @@ async def test_random_mode_feeds_every_market_with_valid_quotes(bus: MemoryBus, 
     async with LocalExchange(rate_hz=100, seed=3) as exchange:
         settings = backpack_settings(exchange)
         feed = await subscribe(settings)
-        poller = await start_poller(settings, bus)
+        poller = await start_poller_of(settings, bus)
         try:
             seen: set[str] = set()
             while seen != set(exchange.symbols):

@@ -14,9 +14,9 @@ from decimal import Decimal
 
 import msgspec
 import pytest
+from helpers import start_poller_of
 
 from cfd_poller.local_exchange import LocalExchange
-from cfd_poller.service import start_poller
 from shared.bus import Message, Topics
 from shared.contracts.bus import PriceTick
 from shared.settings import Settings, load_settings
@@ -39,16 +39,16 @@ async def exchange() -> AsyncIterator[LocalExchange]:
 
 @pytest.fixture
 def settings(exchange: LocalExchange) -> Settings:
-    return load_settings({}, kafka_bootstrap=os.environ.get("CFD_KAFKA_BOOTSTRAP"), kafka_partitions=3,
-                         topic_prefix=f"test-poller-{uuid.uuid4().hex[:8]}.", price_source="backpack",
-                         backpack_ws_url=exchange.url)
+    return load_settings({}, bus={"bootstrap": os.environ.get("CFD_KAFKA_BOOTSTRAP"), "partitions": 3,
+                                  "topic_prefix": f"test-poller-{uuid.uuid4().hex[:8]}."},
+                         prices={"source": "backpack", "backpack_ws_url": exchange.url})
 
 
 async def test_exchange_prices_reach_a_kafka_subscriber_exactly_and_survive_a_drop(
         exchange: LocalExchange, settings: Settings) -> None:
     from shared.bus.kafka import KafkaBus
 
-    bus = KafkaBus(settings)
+    bus = KafkaBus(settings.bus, settings.instance_id)
     await bus.start()
     received: asyncio.Queue[Message] = asyncio.Queue()
 
@@ -62,11 +62,11 @@ async def test_exchange_prices_reach_a_kafka_subscriber_exactly_and_survive_a_dr
             if tick.symbol == symbol:
                 return message, tick
 
-    topic = Topics(settings).prices
+    topic = Topics(settings.bus).prices
     try:
         await bus.ensure_topics([topic])
         await bus.subscribe([topic], handler, group=None)
-        poller = await start_poller(settings, bus)
+        poller = await start_poller_of(settings, bus)
         try:
             await exchange.wait_for_subscribers("SOL_USDC", timeout=WAIT)
             await exchange.quote("SOL_USDC", "185.05", "185.10")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from helpers import start_poller_of
 
 from cfd_poller.frames import book_ticker_frame, encode_frame
 from cfd_poller.metrics import PollerMetrics
 from cfd_poller.recording import record_ticks
-from cfd_poller.service import start_poller
 from cfd_poller.sources.replay import ReplaySource
 from cfd_poller.sources.sim import SimSource
 from shared.bus import Message, Topics
@@ -53,16 +53,16 @@ async def test_replay_publishes_the_files_prices_in_order_at_the_recorded_pace(t
         recorded("SOL_USDC", "185.20", "185.10", 150),  # crossed: skipped
         recorded("SOL_USDC", "185.07", "185.12", 200),
     ])
-    settings = load_settings({}, price_source="replay", replay_file=path, replay_speed=2.0)
+    settings = load_settings({}, prices={"source": "replay", "replay_file": path, "replay_speed": 2.0})
     bus = MemoryBus()
     messages: asyncio.Queue[Message] = asyncio.Queue()
 
     async def handler(message: Message) -> None:
         await messages.put(message)
 
-    subscription = await bus.subscribe([Topics(settings).prices], handler, group=None)
+    subscription = await bus.subscribe([Topics(settings.bus).prices], handler, group=None)
     started = time.monotonic()
-    poller = await start_poller(settings, bus)
+    poller = await start_poller_of(settings, bus)
     try:
         await asyncio.wait_for(poller.wait_finished(), 3)
         elapsed = time.monotonic() - started
@@ -88,9 +88,9 @@ async def test_replay_publishes_the_files_prices_in_order_at_the_recorded_pace(t
 
 
 async def test_a_missing_replay_file_stops_start_up_with_a_clear_error(tmp_path: Path) -> None:
-    settings = load_settings({}, price_source="replay", replay_file=tmp_path / "nope.jsonl")
+    settings = load_settings({}, prices={"source": "replay", "replay_file": tmp_path / "nope.jsonl"})
     with pytest.raises(SettingsError, match=r"nope\.jsonl is not a readable file"):
-        await start_poller(settings, MemoryBus())
+        await start_poller_of(settings, MemoryBus())
 
 
 async def test_recording_then_replaying_gives_back_the_same_prices(tmp_path: Path) -> None:

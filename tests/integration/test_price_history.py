@@ -18,12 +18,12 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from helpers import REAL, RUN_ID, postgres_database
+from helpers import REAL, RUN_ID, merged, postgres_database, start_poller_of
 
 from cfd_cli.platform import Platform
 from cfd_dbproc.db.tables import Candles
 from cfd_poller.local_exchange import LocalExchange
-from cfd_poller.service import Poller, start_poller
+from cfd_poller.service import Poller
 from cfd_poller.simulation import SIMULATION
 from shared.bus import Message, Topics
 from shared.bus.memory import MemoryBus
@@ -41,14 +41,15 @@ DAY_OF_MINUTES = 24 * 60
 async def fresh_settings(make_settings, tmp_path) -> AsyncIterator[Callable[..., Settings]]:
     """Settings for a platform of the test's own: a fresh database (SQLite file, or a new PostgreSQL
     database) and topics no other test uses; keyword overrides win."""
-    overrides: dict[str, Any] = {"data_dir": tmp_path, "topic_prefix": f"t{RUN_ID}.hist{uuid.uuid4().hex[:8]}.",
-                                 "sim_seed": 5, "poller_resume_timeout": 20.0 if REAL else 5.0}
+    overrides: dict[str, Any] = {"data_dir": tmp_path,
+                                 "bus": {"topic_prefix": f"t{RUN_ID}.hist{uuid.uuid4().hex[:8]}."},
+                                 "prices": {"sim_seed": 5, "poller_resume_timeout": 20.0 if REAL else 5.0}}
     database = None
     if REAL:
-        base = make_settings().database_url
+        base = make_settings().database.url
         database = f"cfd_test_{RUN_ID}_hist{uuid.uuid4().hex[:6]}"
-        overrides["database_url"] = await postgres_database(base, database)
-    yield lambda **more: make_settings(**{**overrides, **more})
+        overrides["database"] = {"url": await postgres_database(base, database)}
+    yield lambda **more: make_settings(**merged(overrides, more))
     if database is not None:
         await postgres_database(base, database, drop=True)
 
@@ -141,7 +142,7 @@ async def test_a_restarted_poller_continues_from_the_last_stored_price_and_sends
     now_us = time.time_ns() // 1000
     moved = PriceTick(symbol="SOL_USDC", bid=Decimal("200.00"), ask=Decimal("200.04"), exchange_time_us=now_us,
                       ingest_time_us=now_us)
-    topics = Topics(settings)
+    topics = Topics(settings.bus)
     await platform.bus.publish(topics.prices, encode(moved), key=b"SOL_USDC")
     last = broker_quote(MARKETS["SOL_USDC"], moved.bid, moved.ask, now_us // 1000).mid
     await stored_at_last(lambda: _last_close_is(last))
@@ -154,10 +155,10 @@ async def test_a_restarted_poller_continues_from_the_last_stored_price_and_sends
             await ticks.put(tick)
 
     subscription = await platform.bus.subscribe([topics.prices], on_tick, group=None)
-    second = await start_poller(settings, platform.bus)
+    second = await start_poller_of(settings, platform.bus)
     try:
         tick = await asyncio.wait_for(ticks.get(), WAIT)
-        step = SIMULATION["SOL_USDC"].volatility * math.sqrt(1 / settings.sim_tick_hz)  # one tick's move
+        step = SIMULATION["SOL_USDC"].volatility * math.sqrt(1 / settings.prices.sim_tick_hz)  # one tick's move
         assert abs(float((tick.bid + tick.ask) / 2 / last) - 1) < 6 * step  # within a tick or two, not at 185
         assert await asyncio.wait_for(second.wait_history(), WAIT) <= 2 * len(MARKETS)  # the minutes it missed
     finally:
@@ -167,7 +168,7 @@ async def test_a_restarted_poller_continues_from_the_last_stored_price_and_sends
 
 async def test_the_backpack_source_backfills_from_the_exchanges_klines(fresh_settings, running):
     async with LocalExchange(seed=9) as exchange:
-        settings = fresh_settings(price_source="backpack", backpack_ws_url=exchange.url)
+        settings = fresh_settings(prices={"source": "backpack", "backpack_ws_url": exchange.url})
         platform = await running(settings)
         poller: Poller = platform.poller
         sent = await asyncio.wait_for(poller.wait_history(), WAIT)
@@ -191,9 +192,9 @@ async def test_the_backpack_source_backfills_from_the_exchanges_klines(fresh_set
 
 
 async def test_without_a_dbproc_the_simulator_starts_at_the_catalogue_price_and_sends_no_history(caplog):
-    settings = load_settings({}, env="test", sim_seed=3, poller_resume_timeout=0.2)
+    settings = load_settings({}, env="test", prices={"sim_seed": 3, "poller_resume_timeout": 0.2})
     bus = MemoryBus()
-    topics = Topics(settings)
+    topics = Topics(settings.bus)
     seen: list[Message] = []
     sol = asyncio.Event()
 
@@ -203,7 +204,7 @@ async def test_without_a_dbproc_the_simulator_starts_at_the_catalogue_price_and_
             sol.set()
 
     subscription = await bus.subscribe([topics.prices, topics.candle_history], keep, group=None)
-    poller = await start_poller(settings, bus)
+    poller = await start_poller_of(settings, bus)
     try:
         assert await asyncio.wait_for(poller.wait_history(), WAIT) == 0
         await asyncio.wait_for(sol.wait(), WAIT)
@@ -211,7 +212,7 @@ async def test_without_a_dbproc_the_simulator_starts_at_the_catalogue_price_and_
         await poller.stop()
         await subscription.stop()
     first = next(msgspec.json.decode(m.value, type=PriceTick) for m in seen if m.key == b"SOL_USDC")
-    step = SIMULATION["SOL_USDC"].volatility * math.sqrt(1 / settings.sim_tick_hz)
+    step = SIMULATION["SOL_USDC"].volatility * math.sqrt(1 / settings.prices.sim_tick_hz)
     assert abs(float((first.bid + first.ask) / 2 / SIMULATION["SOL_USDC"].price) - 1) < 6 * step
     assert not [m for m in seen if m.topic == topics.candle_history]
     assert "history: no dbproc told what is stored" in caplog.text

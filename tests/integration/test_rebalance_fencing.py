@@ -33,10 +33,10 @@ async def _eventually(check, timeout: float, what: str) -> None:
 
 async def test_a_partition_taken_away_by_a_rebalance_is_not_handled_by_its_old_owner(make_settings):
     settings = make_settings()
-    bus = create_bus(settings)
+    bus = create_bus(settings.bus, settings.instance_id)
     await bus.start()
-    topic = settings.topic(f"fence-{uuid.uuid4().hex[:8]}")
-    group = settings.topic(f"fence-{uuid.uuid4().hex[:8]}")
+    topic = settings.bus.topic(f"fence-{uuid.uuid4().hex[:8]}")
+    group = settings.bus.topic(f"fence-{uuid.uuid4().hex[:8]}")
     await bus.ensure_topics([topic])
     sent = 120
     for n in range(sent):

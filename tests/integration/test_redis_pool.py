@@ -19,7 +19,8 @@ async def test_a_burst_bigger_than_the_redis_pool_waits_for_connections_and_all_
                                                                                         mailbox, email):
     auth = await signed_in(api, mailbox, email)
     # A second server sharing the platform's Redis and token secret, with a pool of 4 connections.
-    settings = make_settings(redis_max_connections=4, redis_pool_timeout=20, jwt_secret=platform.settings.jwt_secret)
+    settings = make_settings(cache={"max_connections": 4, "pool_timeout": 20},
+                             auth={"jwt_secret": platform.settings.auth.jwt_secret})
     server = Platform(settings, ("server",))
     await server.start()
     try:

@@ -55,7 +55,7 @@ async def test_purge_forgets_old_commands_keeps_recent_ones_and_never_touches_th
     assert closed.status_code == 200, closed.text
     user_id = await _user_id(email)
     # Age this user's records of the old order and its close beyond the window (48 h by default).
-    window_ms = platform.settings.command_retention_hours * HOUR_MS
+    window_ms = platform.settings.retention.command_hours * HOUR_MS
     long_ago = _now_ms() - window_ms - HOUR_MS
     mine = await ProcessedCommands.select(ProcessedCommands.command_id, ProcessedCommands.reply).where(
         ProcessedCommands.user_id == str(user_id)).run()
@@ -89,7 +89,7 @@ async def test_purge_expires_old_one_minute_candles_and_keeps_the_window(platfor
     # A market of its own, so no other test's candles share its minutes; BNB_USDC for what the API serves.
     symbol, served = "RETENTION_TEST", "BNB_USDC"
     now = _now_ms() // MINUTE_MS * MINUTE_MS
-    days = platform.settings.candle_minute_retention_days
+    days = platform.settings.retention.candle_minute_days
     minutes = {"old": now - (days + 2) * DAY_MS, "edge": now - days * DAY_MS + HOUR_MS, "recent": now - HOUR_MS}
     rows = [(symbol, t) for t in minutes.values()] + [(served, minutes["old"])]
     for market, t in rows:

@@ -74,11 +74,11 @@ def _held(dbproc: DbProc, positions: dict[str, str]) -> set[str]:
 
 
 async def test_two_dbprocs_split_the_accounts_by_partition_and_hand_them_over(make_settings, platform):
-    settings = make_settings(topic_prefix=f"riskpart{uuid.uuid4().hex[:8]}.", kafka_partitions=6)
+    settings = make_settings(bus={"topic_prefix": f"riskpart{uuid.uuid4().hex[:8]}.", "partitions": 6})
     every = set(range(6))
-    bus = create_bus(settings)
+    bus = create_bus(settings.bus, settings.instance_id)
     await bus.start()
-    topics = Topics(settings)
+    topics = Topics(settings.bus)
     first = DbProc(msgspec.structs.replace(settings, instance_id="first"), bus, platform.db, platform.cache)
     second = DbProc(msgspec.structs.replace(settings, instance_id="second"), bus, platform.db, platform.cache)
     rpc = RequestClient(bus, topics.routes(), topics.replies, f"risk-{uuid.uuid4().hex[:6]}", timeout=30)
@@ -181,7 +181,7 @@ class _Feed:
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
-        topic = self.server.settings.topic("price-updates")
+        topic = self.server.settings.bus.topic("price-updates")
         while not self.stopping.is_set():
             now = time.time_ns() // 1000
             for market in MARKETS.values():
@@ -195,7 +195,7 @@ class _Feed:
 async def test_a_stop_owned_by_a_killed_dbproc_is_applied_once_by_the_one_that_takes_its_partitions(
         make_settings, mailbox, platform, tmp_path):
     partitions = 4
-    settings = make_settings(topic_prefix=f"handover{uuid.uuid4().hex[:6]}.", kafka_partitions=partitions)
+    settings = make_settings(bus={"topic_prefix": f"handover{uuid.uuid4().hex[:6]}.", "partitions": partitions})
     logs = {name: tmp_path / f"dbproc-{name}.log" for name in ("a", "b")}
 
     def spawn(name: str) -> subprocess.Popen:
@@ -217,7 +217,7 @@ async def test_a_stop_owned_by_a_killed_dbproc_is_applied_once_by_the_one_that_t
                          and _owned(logs["a"]) | _owned(logs["b"]) == set(range(partitions)), "the group settles", 60)
         owned_by_a = _owned(logs["a"])
         assert owned_by_a and not owned_by_a & (_owned(logs["b"]) or set())
-        trading = server.settings.topic("requests.trading")
+        trading = server.settings.bus.topic("requests.trading")
         async with httpx.AsyncClient(base_url=server.base_url + "/api/v1", timeout=20) as api:
             for _ in range(40):  # a trader whose commands, and so whose account, are dbproc a's
                 body = await sign_up(api, mailbox, f"handover-{uuid.uuid4().hex[:10]}@example.com")

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.skipif(REAL, reason="its own embedded platform, with a 
 
 
 async def test_a_stale_market_keeps_its_last_valuation_in_rest_and_on_the_feed(make_settings, tmp_path):
-    settings = make_settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'cfd.sqlite3'}",
-                             stale_after_seconds=0.5)
+    settings = make_settings(data_dir=tmp_path, database={"url": f"sqlite:///{tmp_path / 'cfd.sqlite3'}"},
+                             prices={"stale_after_seconds": 0.5})
     platform = Platform(settings, ("dbproc", "server"), migrate_db=True)
     await platform.start()
     try:

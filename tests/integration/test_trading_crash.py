@@ -27,7 +27,7 @@ ORDERS_PER_USER = 50
 
 async def _ticks(server: Platform, stop: asyncio.Event) -> None:
     """A price feed: every market, every 50 ms (a starting dbproc takes orders once it has them all)."""
-    topic = server.settings.topic("price-updates")
+    topic = server.settings.bus.topic("price-updates")
     while not stop.is_set():
         now = time.time_ns() // 1000
         for market in MARKETS.values():
@@ -52,7 +52,7 @@ async def _open_until_acknowledged(api: httpx.AsyncClient, auth: dict, key: str)
 @real_only
 async def test_sigkill_during_500_opens(make_settings, mailbox: Mailbox, platform):
     prefix = f"crash{uuid.uuid4().hex[:6]}."
-    settings = make_settings(topic_prefix=prefix, request_timeout=3.0)
+    settings = make_settings(bus={"topic_prefix": prefix, "request_timeout": 3.0})
     env = child_env(settings)
 
     def spawn() -> subprocess.Popen:

@@ -43,15 +43,15 @@ Feed = Callable[..., Awaitable[MarketRuntime]]
 @pytest.fixture
 async def settings(make_settings, tmp_path) -> Settings:
     """The run's backend set, with topics of this test's own (no other consumer sees its ticks)."""
-    return make_settings(data_dir=tmp_path, topic_prefix=f"t{RUN_ID}.ws{uuid.uuid4().hex[:8]}.")
+    return make_settings(data_dir=tmp_path, bus={"topic_prefix": f"t{RUN_ID}.ws{uuid.uuid4().hex[:8]}."})
 
 
 @pytest.fixture
 async def bus(settings: Settings) -> AsyncIterator[Bus]:
     """The in-process bus, or Kafka on the real backend set."""
-    the_bus = create_bus(settings)
+    the_bus = create_bus(settings.bus, settings.instance_id)
     await the_bus.start()
-    await the_bus.ensure_topics(Topics(settings).all())
+    await the_bus.ensure_topics(Topics(settings.bus).all())
     yield the_bus
     await the_bus.stop()
 
@@ -60,10 +60,10 @@ async def bus(settings: Settings) -> AsyncIterator[Bus]:
 async def feed(settings: Settings, bus: Bus) -> AsyncIterator[Feed]:
     """Start the market runtime (quote book + hub + WebSocket server) with the given limits."""
     started: list[tuple[MarketRuntime, RequestClient]] = []
-    cache = create_cache(settings)
+    cache = create_cache(settings.cache)
 
     async def start(limits: Limits | None = None) -> MarketRuntime:
-        topics = Topics(settings)
+        topics = Topics(settings.bus)
         rpc = RequestClient(bus, topics.routes(), topics.replies, settings.instance_id, 2.0)
         await rpc.start()
         ctx = ServerContext(settings=settings, bus=bus, cache=cache, mailer=None, rpc=rpc,  # type: ignore[arg-type]
@@ -92,7 +92,7 @@ def _tick(symbol: str, bid: str, ask: str, ts_ms: int | None = None) -> PriceTic
 
 
 async def publish(bus: Bus, settings: Settings, tick: PriceTick) -> None:
-    await bus.publish(Topics(settings).prices, encode(tick), key=tick.symbol.encode())
+    await bus.publish(Topics(settings.bus).prices, encode(tick), key=tick.symbol.encode())
 
 
 def expected_frame(tick: PriceTick) -> dict:
@@ -336,7 +336,7 @@ async def test_disabling_the_user_ends_every_feed_sign_in(feed):
 async def test_the_feed_sign_in_ends_when_the_token_expires(feed):
     runtime = await feed()
     ctx = runtime.ctx
-    short = Sessions(ctx.cache, ctx.settings.jwt_secret, 2)  # `exp` is in whole seconds: 1-2 s from now
+    short = Sessions(ctx.cache, ctx.settings.auth.jwt_secret, 2)  # `exp` is in whole seconds: 1-2 s from now
     user = new_user()
     token, _ = await short.issue(user)
     async with await signed_in_feed(runtime, token) as ws:
@@ -367,11 +367,11 @@ async def test_signing_out_everywhere_but_here_keeps_this_sign_in_only(feed):
 
 async def test_when_the_bus_cannot_carry_the_notice_a_logout_changes_nothing_and_a_disable_still_holds(settings):
     # A Kafka bus that never started answers every publish as during an outage (BackendDown, a 503).
-    down = KafkaBus(msgspec.structs.replace(settings, kafka_bootstrap="127.0.0.1:1"))
-    cache = create_cache(settings)
+    down = KafkaBus(msgspec.structs.replace(settings.bus, bootstrap="127.0.0.1:1"), settings.instance_id)
+    cache = create_cache(settings.cache)
     try:
-        sessions = Sessions(cache, settings.jwt_secret, settings.jwt_ttl_seconds,
-                            SessionNotices(down, Topics(settings).sessions))
+        sessions = Sessions(cache, settings.auth.jwt_secret, settings.auth.jwt_ttl_seconds,
+                            SessionNotices(down, Topics(settings.bus).sessions))
         user = new_user()
         token, session = await sessions.issue(user)
         with pytest.raises(BackendDown):

@@ -8,7 +8,8 @@ from shared.settings import load_settings
 
 
 def _database(path) -> Database:
-    return Database(load_settings({}, env="test", data_dir=path, database_url=f"sqlite:///{path / 'cfd.sqlite3'}"))
+    settings = load_settings({}, env="test", data_dir=path, database={"url": f"sqlite:///{path / 'cfd.sqlite3'}"})
+    return Database(settings.database, settings.data_dir)
 
 
 async def test_stopping_a_second_database_gives_the_tables_back_to_the_first(tmp_path):

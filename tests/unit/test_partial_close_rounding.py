@@ -96,8 +96,8 @@ class EngineRig:
     def __init__(self, tmp_path) -> None:
         self.loop = asyncio.new_event_loop()
         settings_ = load_settings({}, env="test", data_dir=tmp_path,
-                                  database_url=f"sqlite:///{tmp_path / 'cfd.sqlite3'}")
-        self.db = Database(settings_)
+                                  database={"url": f"sqlite:///{tmp_path / 'cfd.sqlite3'}"})
+        self.db = Database(settings_.database, settings_.data_dir)
         self.loop.run_until_complete(migrate(self.db))
         self.quotes = QuoteCache(stale_after=3600)
         self.engine = TradingEngine(TradingStore(self.db), MemoryBus(), "events", self.quotes)

@@ -10,7 +10,9 @@ NOW = 1_800_000_000_000
 
 
 def _retention(**environ: str) -> Retention:
-    return Retention(load_settings(environ=environ), db=None)  # type: ignore[arg-type]  # the windows need no database
+    settings = load_settings(environ=environ)
+    return Retention(settings.retention, db=None,  # type: ignore[arg-type]  # the windows need no database
+                     history_hours=settings.prices.candle_history_hours)
 
 
 def test_defaults_keep_commands_48_hours_and_minute_candles_30_days():

@@ -29,14 +29,14 @@ NOTE = Operation("test.note", Route.USERS, UserExistsQuery, None, command=True)
 def test_every_operation_has_one_name_and_a_request_topic(tmp_path):
     names = [op.name for op in ops.ALL]
     assert len(names) == len(set(names))
-    routes = Topics(load_settings(environ={}, env="test", data_dir=tmp_path)).routes()
+    routes = Topics(load_settings(environ={}, env="test", data_dir=tmp_path).bus).routes()
     assert {op.route for op in ops.ALL} <= routes.keys()
     assert len(set(routes.values())) == len(routes)  # one topic per route
 
 
 def test_the_dbproc_answers_every_operation_and_nothing_else(tmp_path):
     settings = load_settings(environ={}, env="test", data_dir=tmp_path)
-    dbproc = DbProc(settings, MemoryBus(), Database(settings), MemoryCache())
+    dbproc = DbProc(settings, MemoryBus(), Database(settings.database, settings.data_dir), MemoryCache())
     answered = dbproc.responder.operations + dbproc.candles._responder.operations
     assert sorted(op.name for op in answered) == sorted(op.name for op in ops.ALL)
     by_topic = {op.route for op in dbproc.candles._responder.operations}

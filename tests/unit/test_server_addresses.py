@@ -10,7 +10,7 @@ from shared.settings import load_settings
 
 
 def settings(**env: str):
-    return load_settings({"CFD_ENV": "test", **env})
+    return load_settings({"CFD_ENV": "test", **env}).http
 
 
 @pytest.mark.parametrize(("host", "expected"), [

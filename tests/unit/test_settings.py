@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from shared.errors import SettingsError
-from shared.settings import RateLimit, load_settings
+from shared.settings import RateLimit, environment_variables, load_settings
 
 
 def test_defaults_are_the_embedded_backends(tmp_path):
     settings = load_settings({"CFD_DATA_DIR": str(tmp_path)})
     assert settings.describe_backends()["bus"] == "in-process"
     assert settings.describe_backends()["cache"] == "in-process"
-    assert settings.database_url.startswith("sqlite:///") and settings.uses_sqlite
-    assert settings.smtp_host is None and settings.price_source == "sim"
-    assert settings.http_port == 8000 and settings.ws_port == 8080
-    assert settings.demo_deposit == Decimal("10000")
-    assert len(settings.jwt_secret) >= 32  # dev mode makes one up, in the data directory
-    assert load_settings({"CFD_DATA_DIR": str(tmp_path)}).jwt_secret == settings.jwt_secret
+    assert settings.database.url.startswith("sqlite:///") and settings.database.uses_sqlite
+    assert settings.mail.host is None and settings.prices.source == "sim"
+    assert settings.http.port == 8000 and settings.http.ws_port == 8080
+    assert settings.trading.demo_deposit == Decimal("10000")
+    assert len(settings.auth.jwt_secret) >= 32  # dev mode makes one up, in the data directory
+    assert load_settings({"CFD_DATA_DIR": str(tmp_path)}).auth.jwt_secret == settings.auth.jwt_secret
     assert (tmp_path / "jwt-secret").stat().st_mode & 0o777 == 0o600
-    assert load_settings({"CFD_ENV": "test", "CFD_DATA_DIR": str(tmp_path)}).jwt_secret != settings.jwt_secret
+    assert load_settings({"CFD_ENV": "test", "CFD_DATA_DIR": str(tmp_path)}).auth.jwt_secret != settings.auth.jwt_secret
 
 
 def test_real_backends_by_variable_and_conventional_fallbacks():
@@ -33,15 +35,15 @@ def test_real_backends_by_variable_and_conventional_fallbacks():
         "PORT": "9000",
         "CFD_SMTP_HOST": "smtp.example.com",
     })
-    assert settings.database_url == "postgresql://u:p@db:5432/cfd"
-    assert settings.redis_url == "redis://cache:6379/0"
-    assert settings.kafka_bootstrap == "k1:9092,k2:9092"
-    assert settings.http_port == 9000
+    assert settings.database.url == "postgresql://u:p@db:5432/cfd"
+    assert settings.cache.url == "redis://cache:6379/0"
+    assert settings.bus.bootstrap == "k1:9092,k2:9092"
+    assert settings.http.port == 9000
     assert settings.describe_backends()["database"] == "postgresql://u:***@db:5432/cfd"
 
 
 def test_cfd_variable_wins_over_the_fallback():
-    assert load_settings({"CFD_HTTP_PORT": "7000", "PORT": "9000"}).http_port == 7000
+    assert load_settings({"CFD_HTTP_PORT": "7000", "PORT": "9000"}).http.port == 7000
 
 
 @pytest.mark.parametrize(
@@ -76,7 +78,7 @@ def test_outside_dev_mode_a_strong_secret_is_required():
     with pytest.raises(SettingsError, match="too weak"):
         load_settings({"CFD_ENV": "prod", "CFD_JWT_SECRET": "changeme"})
     strong = secrets.token_urlsafe(48)
-    assert load_settings({"CFD_ENV": "prod", "CFD_JWT_SECRET": strong}).jwt_secret == strong
+    assert load_settings({"CFD_ENV": "prod", "CFD_JWT_SECRET": strong}).auth.jwt_secret == strong
 
 
 @pytest.mark.parametrize("secret", ["a" * 32, "a" * 64, "password" * 4, "abcdefghijklmnopqrstuvwxyz012345",
@@ -95,24 +97,45 @@ def test_prod_accepts_what_the_documented_generators_make():
         for secret, token in ((secrets.token_urlsafe(48), secrets.token_urlsafe(32)),
                               (secrets.token_hex(32), secrets.token_hex(32))):
             settings = load_settings({"CFD_ENV": "prod", "CFD_JWT_SECRET": secret, "CFD_ADMIN_TOKEN": token})
-            assert settings.jwt_secret == secret and settings.admin_token == token
+            assert settings.auth.jwt_secret == secret and settings.auth.admin_token == token
 
 
 def test_dev_mode_keeps_a_patterned_secret_it_was_given(tmp_path):
     """The entropy rule is for prod; a developer's deliberate secret is used as given."""
-    assert load_settings({"CFD_DATA_DIR": str(tmp_path), "CFD_JWT_SECRET": "a" * 32}).jwt_secret == "a" * 32
+    assert load_settings({"CFD_DATA_DIR": str(tmp_path), "CFD_JWT_SECRET": "a" * 32}).auth.jwt_secret == "a" * 32
 
 
 def test_attempt_limits_have_defaults_and_read_count_per_window():
     defaults = load_settings({})
-    assert defaults.trusted_proxies == ()
-    assert defaults.signin_limit_per_email_ip == RateLimit(10, 900)
-    assert [str(limit) for limit in defaults.signin_limit_per_email] == ["10/15m", "20/1h", "50/1d"]
+    assert defaults.http.trusted_proxies == ()
+    assert defaults.auth.signin_limit_per_email_ip == RateLimit(10, 900)
+    assert [str(limit) for limit in defaults.auth.signin_limit_per_email] == ["10/15m", "20/1h", "50/1d"]
     settings = load_settings({"CFD_SIGNUP_LIMIT_PER_IP": "5/90s", "CFD_VERIFY_LIMIT_PER_IP": "7/2h",
                               "CFD_SIGNIN_LIMIT_PER_EMAIL": " 3/1m , 9/1d", "CFD_CODE_LIMIT_PER_EMAIL": "4/600",
                               "CFD_TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/16 ,::1"})
-    assert settings.signup_limit_per_ip == RateLimit(5, 90)
-    assert settings.verify_limit_per_ip == RateLimit(7, 7200)
-    assert settings.signin_limit_per_email == (RateLimit(3, 60), RateLimit(9, 86400))
-    assert settings.code_limit_per_email == RateLimit(4, 600)
-    assert settings.trusted_proxies == ("10.0.0.1/32", "192.168.0.0/16", "::1/128")
+    assert settings.auth.signup_limit_per_ip == RateLimit(5, 90)
+    assert settings.auth.verify_limit_per_ip == RateLimit(7, 7200)
+    assert settings.auth.signin_limit_per_email == (RateLimit(3, 60), RateLimit(9, 86400))
+    assert settings.auth.code_limit_per_email == RateLimit(4, 600)
+    assert settings.http.trusted_proxies == ("10.0.0.1/32", "192.168.0.0/16", "::1/128")
+
+
+def test_the_configuration_page_lists_each_groups_variables_in_that_groups_section():
+    """docs/configuration.md has a section per group, opened by its name (`settings.mail`), whose tables list
+    exactly the variables of that group; the process-wide ones are in "General"."""
+    page = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    settings_part = page.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    documented: dict[str, set[str]] = {}
+    for section in settings_part.split("\n### ")[1:]:
+        named = re.search(r"`settings\.([a-z]+)`", section)
+        group = named.group(1) if named and not section.startswith("General") else ""
+        documented[group] = set(re.findall(r"^\| `(CFD_[A-Z_]+)`", section, flags=re.MULTILINE))
+    wanted: dict[str, set[str]] = {}
+    for field, names in environment_variables().items():
+        group, _, _ = field.rpartition(".")
+        wanted.setdefault(group, set()).add(names[0])
+    assert documented.keys() == wanted.keys()
+    for group, variables in wanted.items():
+        extra = documented[group] - variables
+        assert variables <= documented[group] and (not extra or group == ""), (group, variables ^ documented[group])
+    assert documented[""] - wanted[""] == {"CFD_ALLOCATOR", "CFD_API_URL"}  # read by the `cfd` command itself
