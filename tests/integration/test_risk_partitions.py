@@ -1,8 +1,8 @@
 """Each dbproc's risk engine checks the accounts of the users whose `requests.trading` partitions it owns.
 
 - Two dbprocs on one bus split the accounts: each holds a part of them, none is held twice, and together
-  they hold every one; a watched account is marked by its owner alone; a dbproc that leaves hands its
-  accounts to the other.
+  they hold every one, with their working orders; a watched account is marked by its owner alone; a dbproc
+  that leaves hands its accounts and orders to the other.
 - The handover (Kafka, separate processes): the dbproc that owns an account is SIGKILLed; once the group gives
   its partitions to the other one, that one loads the account and applies the stop-loss the price went through
   meanwhile, once.
@@ -34,8 +34,8 @@ from shared.bus import Bus, Topics, create_bus
 from shared.bus.kafka import SESSION_TIMEOUT_MS
 from shared.bus.rpc import RequestClient, send
 from shared.contracts import encode
-from shared.contracts.bus import CreateUser, OpenCommand, PriceTick, WatchAccount
-from shared.contracts.rest import PositionCreate
+from shared.contracts.bus import CreateUser, OpenCommand, PlaceOrderCommand, PriceTick, WatchAccount
+from shared.contracts.rest import OrderCreate, PositionCreate
 from shared.markets import MARKETS, broker_quote
 
 D = Decimal
@@ -68,6 +68,17 @@ async def _open(rpc: RequestClient, user_id: str) -> str:
                            command_id=f"open-{uuid.uuid4().hex}")).id
 
 
+async def _place(rpc: RequestClient, user_id: str) -> str:
+    order = OrderCreate(symbol="SOL_USDC", side="long", type="limit", qty=D("0.5"), price=D("1.00"), leverage=2)
+    return (await rpc.call(ops.ORDER_PLACE, PlaceOrderCommand(user_id=user_id, order=order), key=user_id,
+                           command_id=f"order-{uuid.uuid4().hex}")).id
+
+
+def _working(dbproc: DbProc, orders: dict[str, str]) -> set[str]:
+    """Which of `orders` (order id → user id) the dbproc's risk engine indexes."""
+    return {o for o in orders if o in dbproc.risk.orders}
+
+
 def _held(dbproc: DbProc, positions: dict[str, str]) -> set[str]:
     """Which of `positions` (position id → user id) the dbproc's risk book holds."""
     return {p for p in positions if p in dbproc.risk.book}
@@ -96,7 +107,9 @@ async def test_two_dbprocs_split_the_accounts_by_partition_and_hand_them_over(ma
                                   key=f"user-{n}", command_id=f"create-{uuid.uuid4().hex}")
             users.append(user.id)
         positions = {await _open(rpc, user_id): user_id for user_id in users}
+        orders = {await _place(rpc, user_id): user_id for user_id in users}  # working: far below the price
         await eventually(lambda: _held(first, positions) == positions.keys(), "the first dbproc holds every account")
+        await eventually(lambda: _working(first, orders) == orders.keys(), "the first dbproc indexes every order")
 
         await second.start()  # the group rebalances: the second dbproc loads the accounts of what it gets
         started.append(second)
@@ -107,6 +120,9 @@ async def test_two_dbprocs_split_the_accounts_by_partition_and_hand_them_over(ma
         assert not held_first & held_second, "an account is checked by both"
         assert held_first | held_second == positions.keys(), "an account is checked by neither"
         assert USERS // 5 <= len(held_first) <= USERS - USERS // 5, (len(held_first), len(held_second))
+        orders_first, orders_second = _working(first, orders), _working(second, orders)  # the orders go along
+        assert not orders_first & orders_second and orders_first | orders_second == orders.keys()
+        assert orders_first == {o for o, u in orders.items() if first.risk.partition_of(u) in first.risk.owned}
         for dbproc in (first, second):  # each holds exactly the users of its partitions, and no one else's
             for position_id in _held(dbproc, positions):
                 assert dbproc.risk.partition_of(positions[position_id]) in dbproc.risk.owned
@@ -126,6 +142,7 @@ async def test_two_dbprocs_split_the_accounts_by_partition_and_hand_them_over(ma
         assert second.risk.book.users() == 0 and second.risk.owned == set()
         await eventually(lambda: first.risk.owned == every and _held(first, everything) == everything.keys(),
                          "the first dbproc holds every account again")
+        assert _working(first, orders) == orders.keys() and len(second.risk.orders) == 0
     finally:
         await rpc.stop()
         for dbproc in reversed(started):
