@@ -54,12 +54,15 @@ DESCRIPTIONS = {
 # Operations that answer from the server's memory: no cache, no dbproc.
 _IN_MEMORY = {"list_markets", "list_prices", "info", "health"}
 # Operations that may find a backend down but never wait for the dbproc.
-_NO_DBPROC = {"me", "logout", "get_price", "ready"}
+_NO_DBPROC = {"me", "logout", "logout_all", "get_price", "ready"}
 # Statuses only business rules give.
 _RULES: dict[str, set[int]] = {
     "signup": {429},
     "verify": {409, 429},
     "signin": {401, 403, 429},
+    "forgot_password": {429},
+    "reset_password": {409, 429},
+    "change_password": {409, 429},
     "open_position": {404, 422},
     "modify_position": {409, 422},
     "close_position": {409, 422},

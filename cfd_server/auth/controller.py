@@ -1,4 +1,5 @@
-"""`/api/v1/auth`: sign-up with an emailed code, verify, sign-in, logout, me."""
+"""`/api/v1/auth`: sign-up with an emailed code, verify, sign-in, logout (here or everywhere), password change
+and reset, me."""
 
 from __future__ import annotations
 
@@ -11,11 +12,27 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_
 from cfd_server.auth.dependencies import COOKIE_NAME, provide_session
 from cfd_server.auth.service import AuthService
 from cfd_server.auth.tokens import Session
-from shared.contracts.rest import AuthSession, MeResponse, SigninRequest, SignupAccepted, SignupRequest, VerifyRequest
+from shared.contracts.rest import (
+    AuthSession,
+    ChangePasswordRequest,
+    Done,
+    ForgotPasswordRequest,
+    MeResponse,
+    ResetPasswordRequest,
+    SigninRequest,
+    SignupAccepted,
+    SignupRequest,
+    VerifyRequest,
+)
 
 SIGNUP_ACCEPTED = SignupAccepted(
     message="If the address can receive mail, a 6-digit code is on its way. It is valid for 10 minutes."
 )
+RESET_ACCEPTED = SignupAccepted(
+    message="If an account has this address, a 6-digit code to reset its password is on its way. It is valid "
+            "for 10 minutes."
+)
+_CLEARED = Cookie(key=COOKIE_NAME, value="", max_age=0, httponly=True, samesite="strict", path="/")
 
 
 def client_of(request: Request, auth: AuthService) -> str:
@@ -58,9 +75,37 @@ class AuthController(Controller):
           dependencies={"session": Provide(provide_session)})
     async def logout(self, auth: NamedDependency[AuthService], session: NamedDependency[Session]) -> Response[None]:
         await auth.logout(session)
-        return Response(None, status_code=HTTP_204_NO_CONTENT,
-                        cookies=[Cookie(key=COOKIE_NAME, value="", max_age=0, httponly=True, samesite="strict",
-                                        path="/")])
+        return Response(None, status_code=HTTP_204_NO_CONTENT, cookies=[_CLEARED])
+
+    @post("/logout-all", status_code=HTTP_204_NO_CONTENT, operation_id="logout_all",
+          summary="End every session of this account, this one included",
+          dependencies={"session": Provide(provide_session)})
+    async def logout_all(self, auth: NamedDependency[AuthService],
+                         session: NamedDependency[Session]) -> Response[None]:
+        await auth.logout_all(session)
+        return Response(None, status_code=HTTP_204_NO_CONTENT, cookies=[_CLEARED])
+
+    @post("/password/forgot", status_code=HTTP_202_ACCEPTED, operation_id="forgot_password",
+          summary="Mail a password reset code to a registered address (the same answer for any address)")
+    async def forgot(self, request: Request, data: JSONBody[ForgotPasswordRequest],
+                     auth: NamedDependency[AuthService]) -> SignupAccepted:
+        await auth.forgot(data.email, client_of(request, auth))
+        return RESET_ACCEPTED
+
+    @post("/password/reset", status_code=200, operation_id="reset_password",
+          summary="Set a new password with the mailed code; every session of the account ends")
+    async def reset(self, request: Request, data: JSONBody[ResetPasswordRequest],
+                    auth: NamedDependency[AuthService]) -> Done:
+        await auth.reset(data, client_of(request, auth))
+        return Done(message="The password is changed and every session ended; sign in with the new password.")
+
+    @post("/password/change", status_code=200, operation_id="change_password",
+          summary="Change the password; every other session of the account ends",
+          dependencies={"session": Provide(provide_session)})
+    async def change(self, data: JSONBody[ChangePasswordRequest], auth: NamedDependency[AuthService],
+                     session: NamedDependency[Session]) -> Done:
+        await auth.change_password(session, data)
+        return Done(message="The password is changed; every other session of this account ended.")
 
     @get("/me", operation_id="me", summary="The signed-in user",
          dependencies={"session": Provide(provide_session)})

@@ -23,9 +23,9 @@ from cfd_server.context import ServerContext
 from shared import operations as ops
 from shared.cache import Budget, Taken
 from shared.contracts.bus import CreateUser, CredentialsQuery, RehashPassword, UserExistsQuery
-from shared.contracts.rest import SigninRequest, User, VerifyRequest
+from shared.contracts.rest import ChangePasswordRequest, ResetPasswordRequest, SigninRequest, User, VerifyRequest
 from shared.credentials import CredentialsDirectory
-from shared.errors import BadRequest, CfdError, Forbidden, Throttled, TimedOut, Unauthorized, Unavailable
+from shared.errors import BadRequest, CfdError, Conflict, Forbidden, Throttled, TimedOut, Unauthorized, Unavailable
 from shared.settings import RateLimit
 from shared.validation import check_name, check_otp, normalise_email
 from shared.validation import check_password as check_password_rules
@@ -235,6 +235,106 @@ class AuthService:
     async def logout(self, session: Session) -> None:
         await self.sessions.revoke(session.jti)
 
+    async def logout_all(self, session: Session) -> None:
+        """End every session of the user, this one included, and their WebSocket sign-ins."""
+        await self.sessions.end_all(session.user.id)
+
+    # --- passwords ----------------------------------------------------------------------------------------
+
+    async def forgot(self, raw_email: str, client: str) -> None:
+        """Mail a reset code to a registered address; the same answer, work and throttles (sign-up's budgets,
+        counted apart) for an address that has no account, which gets a decoy state and no mail."""
+        email = normalise_email(raw_email)
+        budgets = (
+            self._budget(self.settings.signup_limit_per_email, "forgot-email", email),
+            self._budget(self.settings.signup_limit_per_ip, "forgot-ip", client),
+        )
+        taken = await self.cache.take(*budgets)
+        if not taken.admitted:
+            wait = taken.retry_after(budgets)
+            if 1 in taken.exhausted(budgets):
+                raise Throttled(f"Too many requests from your address; try again in {wait_text(wait)}.",
+                                code="too_many_requests", retry_after=wait, details={"retry_after": wait})
+            raise Throttled(f"A code was sent recently; you can ask for another in {wait_text(wait)}.",
+                            code="resend_too_soon", retry_after=wait, details={"retry_after": wait})
+        try:
+            exists = await self.ctx.rpc.call(ops.USER_EXISTS, UserExistsQuery(email=email), key=email)
+        except (TimedOut, Unavailable):
+            await self.cache.give_back(*(b.key for b in budgets))
+            raise
+        code = f"{secrets.randbelow(1_000_000):06d}"
+        state = self._code_digest(email, "reset:" + code) if exists.exists else secrets.token_hex(32).encode()
+        await self.cache.delete(self._key("reset-tries", email))
+        await self.cache.set(self._key("reset", email), state, ttl=OTP_TTL)
+        if exists.exists:
+            self.ctx.mail.submit(email, f"Your CFD Broker password reset code: {code}", _RESET_MAIL.format(code=code))
+
+    async def reset(self, body: ResetPasswordRequest, client: str) -> None:
+        """Check the mailed code (5 tries a code; the daily and per-address code budgets), set the new password
+        and end every session of the account."""
+        email = normalise_email(body.email)
+        code = check_otp(body.otp)
+        budgets = (Budget(self._key("reset-tries", email), OTP_MAX_TRIES, OTP_TTL),
+                   *self._code_budgets(email, client)[1:])
+        taken = await self.cache.take(*budgets)
+        if not taken.admitted:
+            self._refuse_code_guess(taken, budgets)
+        left = OTP_MAX_TRIES - taken.counts[0]
+        code_key = self._key("reset", email)
+        stored = await self.cache.get(code_key)
+        if stored is None or not hmac.compare_digest(stored, self._code_digest(email, "reset:" + code)):
+            if stored is not None and left <= 0:
+                await self.cache.delete(code_key)
+                raise BadRequest("That code is wrong, and that was the last try; ask for a new code.",
+                                 code="code_burned", details={"field": "otp", "attempts_left": 0})
+            raise BadRequest("That code is wrong, expired or was never sent; check it, or ask for a new one.",
+                             code="invalid_code", details={"field": "otp", "attempts_left": max(left, 0)})
+        found = await self.ctx.rpc.call(ops.USER_CREDENTIALS, CredentialsQuery(email=email), key=email)
+        if found.user is None or found.password_hash is None:  # the account went away meanwhile
+            raise BadRequest("That code is no longer valid; ask for a new one.", code="invalid_code",
+                             details={"field": "otp", "attempts_left": left})
+        await asyncio.to_thread(check_password_rules, body.password, email, found.user.name)
+        if await self.cache.getdel(code_key) is None:
+            raise BadRequest("That code has just been used; ask for a new one.", code="invalid_code",
+                             details={"field": "otp", "attempts_left": left})
+        await self.cache.give_back(budgets[1].key, budgets[2].key)
+        await self._set_password(found.user, found.password_hash, body.password)
+        await self.sessions.end_all(found.user.id, reason="password_reset")
+
+    async def change_password(self, session: Session, body: ChangePasswordRequest) -> None:
+        """Check the current password (10 wrong tries in 15 minutes at most), set the new one, and end every
+        other session of the account; this one stays signed in."""
+        user = session.user
+        budget = Budget(self._key("password-change", user.id), 10, 900)
+        taken = await self.cache.take(budget)
+        if not taken.admitted:
+            wait = taken.retry_after((budget,))
+            raise Throttled(f"Too many wrong passwords; try again in {wait_text(wait)}.", code="too_many_attempts",
+                            retry_after=wait, details={"retry_after": wait})
+        found = await self.ctx.rpc.call(ops.USER_CREDENTIALS, CredentialsQuery(email=user.email), key=user.email)
+        if found.password_hash is None or not await check_password(body.current_password, found.password_hash):
+            raise BadRequest("The current password is wrong.", code="wrong_password",
+                             details={"field": "current_password"})
+        await self.cache.give_back(budget.key)
+        if body.new_password == body.current_password:
+            raise BadRequest("The new password is the current one; choose another.", code="weak_password",
+                             details={"field": "new_password"})
+        try:
+            await asyncio.to_thread(check_password_rules, body.new_password, user.email, user.name)
+        except BadRequest as exc:
+            raise BadRequest(exc.message, code=exc.code, details={**(exc.details or {}), "field": "new_password"}
+                             ) from None
+        await self._set_password(user, found.password_hash, body.new_password)
+        await self.sessions.end_all(user.id, keep_jti=session.jti, reason="password_changed")
+
+    async def _set_password(self, user: User, old_hash: str, password: str) -> None:
+        new_hash = await hash_password(password, self.settings.bcrypt_rounds)
+        done = await self.ctx.rpc.call(ops.USER_REHASH,
+                                       RehashPassword(user_id=user.id, old_hash=old_hash, new_hash=new_hash),
+                                       key=user.email)
+        if not done.replaced:
+            raise Conflict("The password was changed meanwhile; sign in again and retry.", code="password_changed")
+
 
 _CODE_MAIL = """Hello,
 
@@ -243,6 +343,16 @@ your one-time code for CFD Broker is
     {code}
 
 It is valid for 10 minutes. If you did not ask for it, ignore this mail.
+"""
+
+_RESET_MAIL = """Hello,
+
+your code to reset your CFD Broker password is
+
+    {code}
+
+It is valid for 10 minutes. Resetting the password signs out every session of the account. If you did not
+ask for it, ignore this mail: your password stays as it is.
 """
 
 _ALREADY_REGISTERED = """Hello,

@@ -60,6 +60,10 @@ ENDINGS: dict[str, tuple[str, str]] = {
                                                "channel stopped; sign in again and send auth with the new token."),
     "disabled": ("account_disabled", "This account was disabled, so the account channel stopped; "
                                      "contact support."),
+    "password_changed": ("session_ended", "The password of this account was changed, so this session ended; "
+                                          "sign in again with the new password and send auth with the new token."),
+    "password_reset": ("session_ended", "The password of this account was reset, so every session ended; sign in "
+                                        "with the new password and send auth with the new token."),
 }
 """Reason → (error code, message) of the frame a connection gets when its session ends."""
 

@@ -49,7 +49,28 @@ class SigninRequest(Struct, forbid_unknown_fields=True):
     password: Password
 
 
+class ForgotPasswordRequest(Struct, forbid_unknown_fields=True):
+    email: Email
+
+
+class ResetPasswordRequest(Struct, forbid_unknown_fields=True):
+    email: Email
+    otp: Otp
+    password: Password
+
+
+class ChangePasswordRequest(Struct, forbid_unknown_fields=True):
+    current_password: Password
+    new_password: Password
+
+
 class SignupAccepted(Struct):
+    message: str
+
+
+class Done(Struct):
+    """An answer with nothing to return but what happened."""
+
     message: str
 
 
