@@ -115,3 +115,25 @@ async def test_signing_out_everywhere_ends_every_session_and_channel(platform, a
         assert (await signin(api, email, PASSWORD)).status_code == 200  # the password still works
     finally:
         await ws.close()
+
+
+async def test_reset_guesses_take_as_long_for_an_address_without_an_account(platform, api, mailbox, email):
+    """No timing oracle: a wrong reset code costs the same for a registered address and an unknown one."""
+    import time
+
+    await sign_up(api, mailbox, email)
+    stranger = "ghost-" + email
+    for who in (email, stranger):
+        assert (await api.post("/auth/password/forgot", json={"email": who})).status_code == 202
+
+    async def median_ms(who: str) -> float:
+        times = []
+        for _ in range(4):  # the fifth would burn the code, for both alike
+            started = time.perf_counter()
+            answer = await api.post("/auth/password/reset", json={"email": who, "otp": "000001", "password": NEW})
+            times.append(time.perf_counter() - started)
+            assert answer.json()["error"]["code"] == "invalid_code"
+        return sorted(times)[1] * 1000
+
+    known, unknown = await median_ms(email), await median_ms(stranger)
+    assert unknown > 0.5 * known and known > 0.5 * unknown, (known, unknown)
