@@ -19,6 +19,7 @@ from shared.numbers import AMOUNT, InvalidNumber, parse_decimal
 users_app = typer.Typer(help="Traders: list, show, disable, enable, deposit.", no_args_is_help=True)
 positions_app = typer.Typer(help="Positions of every trader.", no_args_is_help=True)
 orders_app = typer.Typer(help="Pending orders of every trader.", no_args_is_help=True)
+keys_app = typer.Typer(help="Traders' API keys (listed by `cfd users show`).", no_args_is_help=True)
 ORDER_STATUSES = ("working", "filled", "cancelled", "expired", "rejected")
 
 
@@ -37,6 +38,10 @@ class OperatorApi:
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._send(method, path, **kwargs).json()
+
+    def call_empty(self, method: str, path: str, **kwargs: Any) -> None:
+        """A call whose answer has no body (204)."""
+        self._send(method, path, **kwargs)
 
     def page(self, path: str, params: dict[str, Any]) -> tuple[list[dict], str | None]:
         """One page of a list and the cursor of the next one (None on the last page)."""
@@ -106,8 +111,9 @@ def users_show(who: Annotated[str, typer.Argument(help="Email or id.")], api: Ap
     user = client.find_user(who)
     account = client.call("GET", f"/users/{user['id']}/account")
     positions = client.call("GET", "/positions", params={"user": user["id"], "status": "open"})
+    keys = client.call("GET", f"/users/{user['id']}/api-keys")
     if as_json:
-        print_json({"user": user, "account": account, "positions": positions})
+        print_json({"user": user, "account": account, "positions": positions, "api_keys": keys})
         return
     console.print(f"[bold]{user['name']}[/] <{user['email']}>  [dim]{user['id']}[/]  status: {user['status']}")
     summary = Table(show_header=False, box=None)
@@ -116,6 +122,23 @@ def users_show(who: Annotated[str, typer.Argument(help="Email or id.")], api: Ap
     summary.add_row("margin level", f"{account['margin_level']} %" if account["margin_level"] else "—")
     console.print(summary)
     _positions_table(positions, f"{len(positions)} open position(s)")
+    if keys:
+        table = Table(title=f"{len(keys)} API key(s)")
+        for column in ("id", "name", "scopes", "created"):
+            table.add_column(column)
+        for k in keys:
+            table.add_row(k["id"], k["name"], ",".join(k["scopes"]), _time(k["created_at"]))
+        console.print(table)
+    else:
+        console.print("[dim]no API keys[/]")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (as `cfd users show` lists it).")],
+                api: ApiOption = None) -> None:
+    """Revoke a trader's API key: every server refuses it from its next request."""
+    OperatorApi(api).call_empty("DELETE", f"/api-keys/{key_id}")
+    console.print(f"[yellow]revoked[/] API key {key_id}")
 
 
 @users_app.command("disable")

@@ -36,10 +36,12 @@ ERROR_SCHEMA = "ErrorResponse"
 DESCRIPTIONS = {
     400: "Bad input: the body, a parameter or a header is not valid (`validation_error`, `invalid_number`, "
          "`malformed_request`, `duplicate_key`, or a field's own code). Nothing changed.",
-    401: "Not signed in, or the session or token is not valid (`not_authenticated`, `invalid_token`, "
-         "`session_expired`, `account_disabled`, `invalid_admin_token`, `invalid_credentials`).",
-    403: "Forbidden (`admin_disabled`, `account_disabled`, or `cross_site_request`: a write from another site's "
-         "page, or a cookie-signed write whose body is not JSON).",
+    401: "Not signed in, or the session, token or API key is not valid (`not_authenticated`, `invalid_token`, "
+         "`session_expired`, `account_disabled`, `invalid_key`, `key_revoked`, `invalid_admin_token`, "
+         "`invalid_credentials`).",
+    403: "Forbidden (`admin_disabled`, `account_disabled`; `insufficient_scope`: a read-only API key writing; "
+         "`key_not_allowed`: an API key managing keys, the password or sessions; or `cross_site_request`: a write "
+         "from another site's page, or a cookie-signed write whose body is not JSON).",
     404: "No such resource (`position_not_found`, `order_not_found`, `user_not_found`, `account_not_found`, "
          "`unknown_market`).",
     409: "The resource is not in a state that allows this (`position_closed`, `order_not_working`, `email_taken`).",
@@ -63,6 +65,8 @@ _RULES: dict[str, set[int]] = {
     "forgot_password": {429},
     "reset_password": {409, 429},
     "change_password": {409, 429},
+    "create_api_key": {422},
+    "list_api_keys": {403},
     "open_position": {404, 422},
     "modify_position": {409, 422},
     "close_position": {409, 422},
@@ -73,6 +77,7 @@ _RULES: dict[str, set[int]] = {
     "admin_deposit": {422},
     "admin_list_positions": {404},
     "admin_list_orders": {404},
+    "admin_user_api_keys": {404},
 }
 # Where an operation's answer leads: response status → link name → (operation, parameters).
 _LINKS: dict[str, dict[str, dict[str, tuple[str, dict[str, str]]]]] = {

@@ -25,6 +25,7 @@ from shared.contracts.bus import (
     CloseCommand,
     Coverage,
     CoverageQuery,
+    CreateKeyCommand,
     CreateUser,
     Credentials,
     CredentialsQuery,
@@ -34,6 +35,9 @@ from shared.contracts.bus import (
     FillOrderCommand,
     HealthQuery,
     HealthReport,
+    KeyQuery,
+    KeyRecord,
+    KeysQuery,
     LedgerQuery,
     ModifyCommand,
     ModifyOrderCommand,
@@ -45,6 +49,7 @@ from shared.contracts.bus import (
     PositionQuery,
     PositionsQuery,
     RehashPassword,
+    RevokeKeyCommand,
     RiskCloseCommand,
     SetDisabledCommand,
     StopOutCommand,
@@ -58,6 +63,7 @@ from shared.contracts.bus import (
 )
 from shared.contracts.rest import (
     Account,
+    ApiKey,
     ClosedAll,
     LedgerEntry,
     MarketExposure,
@@ -144,6 +150,14 @@ POSITION: Operation[PositionQuery, Position] = Operation("position.get", Route.T
 LEDGER: Operation[LedgerQuery, list[LedgerEntry]] = Operation(
     "ledger.list", Route.TRADING, LedgerQuery, list[LedgerEntry])
 
+# --- API keys (requests.trading, keyed by the owner; a lookup by the key id) --------------------------------
+KEY_CREATE: Operation[CreateKeyCommand, ApiKey] = Operation(
+    "key.create", Route.TRADING, CreateKeyCommand, ApiKey, command=True)
+KEYS: Operation[KeysQuery, list[ApiKey]] = Operation("keys.list", Route.TRADING, KeysQuery, list[ApiKey])
+KEY_REVOKE: Operation[RevokeKeyCommand, ApiKey] = Operation(
+    "key.revoke", Route.TRADING, RevokeKeyCommand, ApiKey, command=True)
+KEY_LOOKUP: Operation[KeyQuery, KeyRecord] = Operation("key.lookup", Route.TRADING, KeyQuery, KeyRecord)
+
 # --- operators (requests.trading, keyed "operator" or by the user concerned) ----------------------------------
 USERS: Operation[UsersQuery, list[UserSummary]] = Operation(
     "operator.users", Route.TRADING, UsersQuery, list[UserSummary])
@@ -165,6 +179,7 @@ ALL: tuple[Operation[Any, Any], ...] = (
     USER_EXISTS, USER_CREATE, USER_CREDENTIALS, USER_PROFILE, USER_REHASH,
     OPEN, CLOSE, MODIFY, DEPOSIT, RISK_CLOSE, STOP_OUT, CLOSE_ALL, TRAIL, WATCH_ACCOUNT, ACCOUNT, POSITIONS, POSITION,
     LEDGER, ORDER_PLACE, ORDER_MODIFY, ORDER_CANCEL, ORDER_FILL, ORDER_EXPIRE, ORDERS, ORDER,
+    KEY_CREATE, KEYS, KEY_REVOKE, KEY_LOOKUP,
     USERS, SET_DISABLED, EXPOSURE,
     CANDLES_HISTORY, CANDLES_COVERAGE,
     HEALTH,

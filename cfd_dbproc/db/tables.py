@@ -131,4 +131,18 @@ class Orders(Table, tablename="orders"):
     reason = Varchar(length=200, null=True, default=None)
 
 
-ALL_TABLES: list[type[Table]] = [Users, Accounts, LedgerEntries, ProcessedCommands, Candles, Positions, Orders]
+class ApiKeys(Table, tablename="api_keys"):
+    """API keys for bots: `id` is the key's public part; only a SHA-256 of its secret part is kept (the secret
+    is 256 random bits, so a fast hash is enough). A revoked key keeps its row, with `revoked_at`."""
+
+    id = Varchar(length=32, primary_key=True)
+    user_id = UUID(index=True)
+    name = Varchar(length=64)
+    scopes = Varchar(length=32)  # comma-separated: "read" or "read,trade"
+    secret_hash = Varchar(length=64)
+    created_at = BigInt()
+    revoked_at = BigInt(null=True, default=None)
+
+
+ALL_TABLES: list[type[Table]] = [Users, Accounts, LedgerEntries, ProcessedCommands, Candles, Positions, Orders,
+                                 ApiKeys]

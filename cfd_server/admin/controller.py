@@ -7,7 +7,7 @@ import hmac
 import uuid
 from typing import Annotated, Literal
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers import BaseRouteHandler
@@ -20,12 +20,14 @@ from shared.contracts.bus import (
     AccountQuery,
     DepositCommand,
     ExposureQuery,
+    KeyQuery,
     SetDisabledCommand,
     UserQuery,
     UsersQuery,
 )
 from shared.contracts.rest import (
     Account,
+    ApiKey,
     DepositRequest,
     MarketExposure,
     Order,
@@ -74,6 +76,18 @@ class AdminController(Controller):
     async def users(self, state: State, search: Annotated[str | None, QueryParameter(max_length=254)] = None,
                     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> list[UserSummary]:
         return await rpc(state).call(ops.USERS, UsersQuery(search=search, limit=limit), key="operator")
+
+    @get("/users/{user:str}/api-keys", operation_id="admin_user_api_keys", summary="A user's live API keys")
+    async def api_keys(self, state: State, user: FromPath[str]) -> list[ApiKey]:
+        return await state.auth.keys.list(user_id(user))
+
+    @delete("/api-keys/{key:str}", operation_id="admin_revoke_api_key", status_code=204,
+            summary="Revoke any user's API key, on every server at once")
+    async def revoke_api_key(self, state: State, key: FromPath[str]) -> None:
+        record = await rpc(state).call(ops.KEY_LOOKUP, KeyQuery(key_id=key), key=key)
+        if record.user is None:
+            raise NotFound("No such API key, or it is revoked already.", code="key_not_found")
+        await state.auth.keys.revoke(record.user.id, key)
 
     @get("/users/{user:str}/account", operation_id="admin_user_account", summary="A user's account")
     async def account(self, state: State, user: FromPath[str]) -> Account:

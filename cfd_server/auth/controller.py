@@ -3,16 +3,19 @@ and reset, me."""
 
 from __future__ import annotations
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
-from cfd_server.auth.dependencies import COOKIE_NAME, provide_session
+from cfd_server.auth.dependencies import COOKIE_NAME, provide_person, provide_session
 from cfd_server.auth.service import AuthService
 from cfd_server.auth.tokens import Session
 from shared.contracts.rest import (
+    ApiKey,
+    ApiKeyCreate,
+    ApiKeyCreated,
     AuthSession,
     ChangePasswordRequest,
     Done,
@@ -72,14 +75,14 @@ class AuthController(Controller):
         return self._signed_in(auth, token, session, 200)
 
     @post("/logout", status_code=HTTP_204_NO_CONTENT, operation_id="logout", summary="End this session",
-          dependencies={"session": Provide(provide_session)})
+          dependencies={"session": Provide(provide_person)})
     async def logout(self, auth: NamedDependency[AuthService], session: NamedDependency[Session]) -> Response[None]:
         await auth.logout(session)
         return Response(None, status_code=HTTP_204_NO_CONTENT, cookies=[_CLEARED])
 
     @post("/logout-all", status_code=HTTP_204_NO_CONTENT, operation_id="logout_all",
           summary="End every session of this account, this one included",
-          dependencies={"session": Provide(provide_session)})
+          dependencies={"session": Provide(provide_person)})
     async def logout_all(self, auth: NamedDependency[AuthService],
                          session: NamedDependency[Session]) -> Response[None]:
         await auth.logout_all(session)
@@ -101,7 +104,7 @@ class AuthController(Controller):
 
     @post("/password/change", status_code=200, operation_id="change_password",
           summary="Change the password; every other session of the account ends",
-          dependencies={"session": Provide(provide_session)})
+          dependencies={"session": Provide(provide_person)})
     async def change(self, data: JSONBody[ChangePasswordRequest], auth: NamedDependency[AuthService],
                      session: NamedDependency[Session]) -> Done:
         await auth.change_password(session, data)
@@ -111,3 +114,27 @@ class AuthController(Controller):
          dependencies={"session": Provide(provide_session)})
     async def me(self, session: NamedDependency[Session]) -> MeResponse:
         return MeResponse(user=session.user)
+
+
+class ApiKeysController(Controller):
+    """`/api/v1/api-keys`: a signed-in trader's keys for bots (an API key cannot manage keys)."""
+
+    path = "/api-keys"
+    tags = ["api-keys"]
+    dependencies = {"session": Provide(provide_person)}
+
+    @post("/", status_code=HTTP_201_CREATED, operation_id="create_api_key",
+          summary="Create an API key; its secret is in this answer only")
+    async def create(self, data: JSONBody[ApiKeyCreate], auth: NamedDependency[AuthService],
+                     session: NamedDependency[Session]) -> ApiKeyCreated:
+        return await auth.keys.create(session.user.id, data)
+
+    @get("/", operation_id="list_api_keys", summary="Your API keys (never their secrets)")
+    async def list(self, auth: NamedDependency[AuthService], session: NamedDependency[Session]) -> list[ApiKey]:
+        return await auth.keys.list(session.user.id)
+
+    @delete("/{key:str}", status_code=HTTP_204_NO_CONTENT, operation_id="revoke_api_key",
+            summary="Revoke an API key, on every server at once")
+    async def revoke(self, key: FromPath[str], auth: NamedDependency[AuthService],
+                     session: NamedDependency[Session]) -> None:
+        await auth.keys.revoke(session.user.id, key)

@@ -53,6 +53,8 @@ class AuthService:
         self.prefix = ctx.settings.bus.topic_prefix
         self.cache = ctx.cache
         self.sessions = Sessions.for_server(ctx)
+        assert self.sessions.keys is not None  # a server's sessions resolve API keys too
+        self.keys = self.sessions.keys
         self.directory = CredentialsDirectory(ctx.cache, self.prefix)
         self.addresses = ClientAddresses(ctx.settings.http.trusted_proxies)
         self.dummy = dummy

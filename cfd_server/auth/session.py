@@ -12,7 +12,11 @@ from shared.contracts.rest import User
 
 
 class Session(msgspec.Struct, kw_only=True):
+    """A signed-in session, or an API key standing for its owner (`key_id`, with its `scopes`)."""
+
     jti: str
     user: User
     expires_at: int  # epoch seconds, the token's `exp`
     issued_ms: int = 0
+    key_id: str | None = None
+    scopes: tuple[str, ...] = ("read", "trade")

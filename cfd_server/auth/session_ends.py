@@ -48,6 +48,8 @@ class SessionsEnded(msgspec.Struct, frozen=True, kw_only=True):
             return False
         if self.jti is not None:
             return session.jti == self.jti
+        if session.key_id is not None:  # a key outlives the user's sessions; only disabling stops it
+            return self.reason == "disabled"
         if self.before_ms is None or session.jti == self.keep_jti:
             return False
         return session.issued_ms < self.before_ms
@@ -60,6 +62,8 @@ ENDINGS: dict[str, tuple[str, str]] = {
                                                "channel stopped; sign in again and send auth with the new token."),
     "disabled": ("account_disabled", "This account was disabled, so the account channel stopped; "
                                      "contact support."),
+    "key_revoked": ("key_revoked", "The API key this connection signed in with was revoked, so the account "
+                                   "channel stopped; send auth with another key."),
     "password_changed": ("session_ended", "The password of this account was changed, so this session ended; "
                                           "sign in again with the new password and send auth with the new token."),
     "password_reset": ("session_ended", "The password of this account was reset, so every session ended; sign in "

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import jwt
 import msgspec
 
+from cfd_server.auth.keys import ApiKeys, is_key
 from cfd_server.auth.session import Session
 from cfd_server.auth.session_ends import SessionNotices, SessionsEnded
 from shared.cache import Cache
@@ -38,14 +39,17 @@ class Sessions:
         self.secret = secret
         self.ttl = ttl_seconds
         self.notices = notices
+        self.keys: ApiKeys | None = None  # set for a server (`for_server`)
         self._decoder = msgspec.json.Decoder(Session)
 
     @classmethod
     def for_server(cls, ctx: ServerContext) -> Sessions:
         """The server's sessions: its cache and secret, and the bus that tells every server when they end."""
         settings = ctx.settings.auth
-        return cls(ctx.cache, settings.jwt_secret, settings.jwt_ttl_seconds,
-                   SessionNotices(ctx.bus, ctx.topics.sessions))
+        sessions = cls(ctx.cache, settings.jwt_secret, settings.jwt_ttl_seconds,
+                       SessionNotices(ctx.bus, ctx.topics.sessions))
+        sessions.keys = ApiKeys(ctx, sessions)
+        return sessions
 
     async def issue(self, user: User) -> tuple[str, Session]:
         now = int(time.time())
@@ -64,8 +68,15 @@ class Sessions:
         except jwt.PyJWTError:
             raise Unauthorized("The access token is not valid; please sign in.", code="invalid_token") from None
 
+    async def check_gate(self, user_id: str) -> None:
+        """Refuse a disabled user (`account_disabled`)."""
+        if await self.cache.get(GATE_PREFIX + user_id) == DISABLED:
+            raise Unauthorized("This account is disabled; contact support.", code="account_disabled")
+
     async def resolve(self, token: str) -> Session:
-        """The live session behind `token`, or `Unauthorized`."""
+        """The live session behind `token` (an access token, or an API key), or `Unauthorized`."""
+        if self.keys is not None and is_key(token):
+            return await self.keys.resolve(token)
         claims = self._claims(token)
         raw = await self.cache.get(SESSION_PREFIX + str(claims["jti"]))
         if raw is None:

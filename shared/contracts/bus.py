@@ -308,3 +308,39 @@ class UserStatus(Struct, kw_only=True):
 
     user_id: str
     disabled: bool
+
+
+class CreateKeyCommand(Struct, kw_only=True):
+    """Store a new API key of `user_id`; the server made the secret and sends only its hash."""
+
+    user_id: str
+    key_id: str
+    name: str
+    scopes: list[str]
+    secret_hash: str
+
+
+class KeysQuery(Struct, kw_only=True):
+    user_id: str
+
+
+class RevokeKeyCommand(Struct, kw_only=True):
+    user_id: str
+    key_id: str
+
+
+class KeyQuery(Struct, kw_only=True):
+    """Who an API key belongs to (the server resolving a bearer key it has not cached)."""
+
+    key_id: str
+
+
+class KeyRecord(Struct, kw_only=True):
+    """A key as the server checks it: its owner and scopes, the hash of its secret; `revoked` once revoked (or
+    when no such key exists)."""
+
+    key_id: str
+    revoked: bool = False
+    user: User | None = None
+    scopes: list[str] = []
+    secret_hash: str = ""

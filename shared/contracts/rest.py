@@ -64,6 +64,33 @@ class ChangePasswordRequest(Struct, forbid_unknown_fields=True):
     new_password: Password
 
 
+Scope = Literal["read", "trade"]
+KeyName = Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class ApiKeyCreate(Struct, forbid_unknown_fields=True, kw_only=True):
+    """POST /api-keys: `scopes` is `["read"]` or `["read", "trade"]`."""
+
+    name: KeyName
+    scopes: Annotated[list[Scope], Meta(min_length=1, max_length=2)]
+
+
+class ApiKey(Struct, kw_only=True):
+    """An API key as listed (never with its secret)."""
+
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: int
+    last_used_at: int | None = None
+
+
+class ApiKeyCreated(ApiKey, kw_only=True):
+    """The answer to POST /api-keys: the only time `key` is shown."""
+
+    key: str
+
+
 class SignupAccepted(Struct):
     message: str
 

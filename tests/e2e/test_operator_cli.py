@@ -207,3 +207,19 @@ async def test_orders_list_shows_each_traders_orders_by_status(platform, api, ma
     assert only.exit_code == 0 and [o["id"] for o in json.loads(only.output)] == [working["id"]]
     wrong = await cfd("orders", "list", "--status", "open")
     assert wrong.exit_code != 0 and "--status is one of working" in wrong.output
+
+
+async def test_operators_see_a_traders_keys_and_revoke_one(platform, api, mailbox, email, cfd):
+    auth = await signed_in(api, mailbox, email)
+    key = (await api.post("/api-keys", headers=auth, json={"name": "grid bot", "scopes": ["read", "trade"]})).json()
+    shown = await cfd("users", "show", email)
+    assert shown.exit_code == 0, shown.output
+    assert key["id"] in shown.output and "grid bot" in shown.output and "read,trade" in shown.output
+    assert key["key"] not in shown.output  # never the secret
+    revoked = await cfd("keys", "revoke", key["id"])
+    assert revoked.exit_code == 0 and "revoked" in revoked.output
+    refused = await api.get("/account", headers={"Authorization": f"Bearer {key['key']}"})
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "key_revoked"
+    again = await cfd("keys", "revoke", key["id"])
+    assert again.exit_code != 0 and "key_not_found" in again.output
+    assert "no API keys" in (await cfd("users", "show", email)).output
