@@ -22,7 +22,8 @@ from shared.settings import RateLimit, Settings, load_settings
 
 # Every benchmark client signs up and in from loopback: room for it in the per-address attempt limits.
 LOOPBACK_ROOM = {limit: RateLimit(1_000_000, 3600)
-                 for limit in ("signup_limit_per_ip", "verify_limit_per_ip", "signin_limit_per_ip")}
+                 for limit in ("signup_limit_per_ip", "verify_limit_per_ip", "signin_limit_per_ip",
+                               "rate_limit_reads", "rate_limit_trading", "rate_limit_subscribe")}
 
 RESULTS = Path(__file__).parent / "results"
 

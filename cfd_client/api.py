@@ -12,8 +12,11 @@ network failures `ConnectionLost` (see `cfd_client.errors`).
 
 from __future__ import annotations
 
+import asyncio
+import re
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -70,13 +73,56 @@ def api_root(url: str) -> str:
     return url if url.endswith(API_PREFIX) else url + API_PREFIX
 
 
+class RatePacer:
+    """Paces requests by the server's `RateLimit` headers: once a class's window has no requests left, the
+    next request of that class waits for the window to reset instead of being refused; a 429 is waited out
+    (its `Retry-After`, up to `max_wait` seconds) and sent once more."""
+
+    _ITEM = re.compile(r'"(?P<name>[^"]+)";r=(?P<r>\d+);t=(?P<t>\d+)')
+
+    def __init__(self, max_wait: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_wait = max_wait
+        self.clock = clock
+        self._empty_until: dict[str, float] = {}  # class → when its window resets, once nothing is left
+
+    @staticmethod
+    def kind(method: str) -> str:
+        return "reads" if method in ("GET", "HEAD") else "trading"
+
+    def wait_before(self, method: str) -> float:
+        until = self._empty_until.get(self.kind(method), 0.0)
+        return max(0.0, min(until - self.clock(), self.max_wait))
+
+    def saw(self, response: httpx.Response) -> None:
+        match = self._ITEM.match(response.headers.get("ratelimit", ""))
+        if match is None:
+            return
+        if int(match["r"]) == 0:
+            self._empty_until[match["name"]] = self.clock() + int(match["t"])
+        else:
+            self._empty_until.pop(match["name"], None)
+
+    def retry_after(self, response: httpx.Response) -> float | None:
+        """Seconds to wait before sending a refused (429) request again; None when it is not worth waiting."""
+        if response.status_code != 429:
+            return None
+        try:
+            wait = float(response.headers.get("retry-after", ""))
+        except ValueError:
+            return None
+        return wait if 0 <= wait <= self.max_wait else None
+
+
 class ApiClient:
-    """Typed access to every REST endpoint. Holds the bearer token once signed in (`token`)."""
+    """Typed access to every REST endpoint. Holds the bearer token once signed in (`token`), or an API key.
+
+    With `pace=True` (the default) it keeps to the server's rate limits (see `RatePacer`)."""
 
     def __init__(self, base_url: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, pace: bool = True) -> None:
         self.base_url = api_root(base_url)
         self.token = token
+        self.pacer = RatePacer() if pace else None
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport,
                                        headers={"Accept": "application/json"})
 
@@ -102,13 +148,24 @@ class ApiClient:
         if body is not None:
             content = _encoder.encode(body)
             all_headers["Content-Type"] = "application/json"
-        try:
-            response = await self._http.request(method, path, content=content, params=params, headers=all_headers)
-        except httpx.TimeoutException as exc:
-            raise ConnectionLost(f"The server did not answer in time ({method} {path}).", cause=exc) from exc
-        except httpx.TransportError as exc:
-            raise ConnectionLost(f"Cannot reach the server at {self.base_url}: {exc or type(exc).__name__}.",
-                                 cause=exc) from exc
+        for attempt in (1, 2):
+            if self.pacer is not None and (wait := self.pacer.wait_before(method)) > 0:
+                await asyncio.sleep(wait)
+            try:
+                response = await self._http.request(method, path, content=content, params=params,
+                                                    headers=all_headers)
+            except httpx.TimeoutException as exc:
+                raise ConnectionLost(f"The server did not answer in time ({method} {path}).", cause=exc) from exc
+            except httpx.TransportError as exc:
+                raise ConnectionLost(f"Cannot reach the server at {self.base_url}: {exc or type(exc).__name__}.",
+                                     cause=exc) from exc
+            if self.pacer is None:
+                break
+            self.pacer.saw(response)
+            retry = self.pacer.retry_after(response) if attempt == 1 else None
+            if retry is None:
+                break
+            await asyncio.sleep(retry)  # a refused request did nothing: sending it again is safe
         if response.status_code >= 400:
             raise error_from_response(response)
         return response

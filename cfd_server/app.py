@@ -24,6 +24,7 @@ from cfd_server.context import MailQueue, ServerContext
 from cfd_server.errors import EXCEPTION_HANDLERS
 from cfd_server.health import HealthController
 from cfd_server.info import advertises_loopback_only, info, ws_url
+from cfd_server.limits import RateLimitHeaders, RequestLimits
 from cfd_server.market import MARKET_HANDLERS, start_market
 from cfd_server.openapi import document_api
 from cfd_server.security import CrossSiteGuard, security_headers
@@ -68,6 +69,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
                                 topics=topics)
             app.state.ctx = ctx
             app.state.auth = AuthService(ctx, await asyncio.to_thread(DummyHash, settings.auth.bcrypt_rounds))
+            app.state.limits = RequestLimits(ctx.cache, settings.auth, settings.bus.topic_prefix)
             app.state.operator_token = operator_token(settings)
             market = await start_market(ctx)  # quote book, live candles, the /ws feed on CFD_WS_PORT
             app.state.market = market
@@ -101,7 +103,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
         route_handlers=[api, HealthController],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[DefineMiddleware(CrossSiteGuard, allowed_origins=settings.http.allowed_origins)],
+        middleware=[RateLimitHeaders, DefineMiddleware(CrossSiteGuard, allowed_origins=settings.http.allowed_origins)],
         before_send=[security_headers],
         request_max_body_size=MAX_BODY_BYTES,
         request_class=JsonBodyRequest,

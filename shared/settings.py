@@ -157,6 +157,11 @@ class AuthSettings(Group, frozen=True, kw_only=True):
     signin_limit_per_email: Annotated[tuple[RateLimit, ...], Env(_rate_limits, "CFD_SIGNIN_LIMIT_PER_EMAIL")] = (
         (RateLimit(10, 900), RateLimit(20, 3600), RateLimit(50, 86400)))
 
+    # Request limits per user or API key (docs/api.md, "Rate limits"): reads, and writes (trading and the rest).
+    rate_limit_reads: Annotated[RateLimit, Env(_rate_limit, "CFD_RATE_LIMIT_READS")] = RateLimit(300, 10)
+    rate_limit_trading: Annotated[RateLimit, Env(_rate_limit, "CFD_RATE_LIMIT_TRADING")] = RateLimit(100, 10)
+    rate_limit_subscribe: Annotated[RateLimit, Env(_rate_limit, "CFD_RATE_LIMIT_SUBSCRIBE")] = RateLimit(30, 10)
+
 
 class PriceSettings(Group, frozen=True, kw_only=True):
     """Where prices come from, when a market is stale, and the candle history a starting poller hands over."""

@@ -70,7 +70,8 @@ def mailbox(mailbox_and_overrides) -> Mailbox:
 # The whole suite signs up and in from one client address (loopback): the per-address limits get room for
 # it. The tests of those limits run servers with the default limits (tests/integration/test_auth_limits.py).
 LOOPBACK_ROOM = {limit: RateLimit(1_000_000, 3600)
-                 for limit in ("signup_limit_per_ip", "verify_limit_per_ip", "signin_limit_per_ip")}
+                 for limit in ("signup_limit_per_ip", "verify_limit_per_ip", "signin_limit_per_ip",
+                               "rate_limit_reads", "rate_limit_trading", "rate_limit_subscribe")}
 
 # No price feed runs in the tests (they set every price themselves), so a dbproc takes requests at once
 # instead of waiting for a quote of every market; tests/integration/test_dbproc_join.py tests the wait.

@@ -37,6 +37,7 @@ async def provide_session(request: Request, state: State) -> Session:
     if session.key_id is not None and request.method in WRITES and "trade" not in session.scopes:
         raise Forbidden("This API key may only read; create one with the trade scope to trade.",
                         code="insufficient_scope", details={"scopes": list(session.scopes)})
+    await state.limits.check(request, session)
     return session
 
 

@@ -15,6 +15,7 @@ import logging
 from cfd_server.auth.session_ends import SessionNotices
 from cfd_server.auth.tokens import Sessions
 from cfd_server.context import ServerContext
+from cfd_server.limits import RequestLimits
 from cfd_server.market.history import fetch_history
 from cfd_server.market.live_candles import LiveCandles
 from cfd_server.market.quotes import QuoteBook
@@ -64,8 +65,10 @@ class MarketRuntime:
         self.candles.on_change(self.hub.publish_candle)
         self.sessions = Sessions.for_server(ctx)
         self.session_notices = SessionNotices(ctx.bus, ctx.topics.sessions)
+        self.request_limits = RequestLimits(ctx.cache, settings.auth, settings.bus.topic_prefix)
         self.ws = WsServer(self.hub, MarketSnapshots(self.quotes, self.candles), host=settings.http.host,
-                           port=settings.http.ws_port, limits=limits, authenticate=self.sessions.resolve)
+                           port=settings.http.ws_port, limits=limits, authenticate=self.sessions.resolve,
+                           throttle=lambda session: self.request_limits.take(session, "subscribe"))
         self._subscription: Subscription | None = None
         self._session_ends: Subscription | None = None
         self._housekeeping: asyncio.Task[None] | None = None

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 Authenticator = Callable[[str], Awaitable["signed_in.Session"]]
 """Resolves an access token to its live session, or raises a `CfdError` (e.g. `Unauthorized`)."""
+Throttle = Callable[["signed_in.Session"], Awaitable[object]]
+"""Counts one subscribe of a signed-in user or key; raises `Throttled` over their limit."""
 
 
 class Snapshots(Protocol):
@@ -58,12 +60,13 @@ class Session:
     """Runs one connection from welcome to close."""
 
     def __init__(self, hub: Hub, client: Client, limits: Limits, snapshots: Snapshots,
-                 authenticate: Authenticator | None) -> None:
+                 authenticate: Authenticator | None, throttle: Throttle | None = None) -> None:
         self.hub = hub
         self.client = client
         self.limits = limits
         self.snapshots = snapshots
         self.authenticate = authenticate
+        self.throttle = throttle
 
     async def run(self, conn: ServerConnection) -> None:
         self.send(encode(WelcomeFrame(version=shared.__version__, server_time=now_ms(),
@@ -99,6 +102,11 @@ class Session:
             raise ProtocolError("invalid_frame", "Send JSON in text frames; binary frames are not read.")
         op = parse_op(message)
         if isinstance(op, SubscribeOp):
+            if self.throttle is not None and self.client.session is not None:
+                try:
+                    await self.throttle(self.client.session)
+                except CfdError as exc:  # over the user's subscribe limit: this op is refused, the connection stays
+                    raise ProtocolError(exc.code, exc.message) from None
             self.subscribe(op.channels)
         elif isinstance(op, UnsubscribeOp):
             channels = _unique(parse_channel(name) for name in op.channels)
