@@ -12,6 +12,7 @@ from cfd_dbproc.db import Database
 from cfd_dbproc.directory import DirectoryKeeper
 from cfd_dbproc.keys import KeyHandlers
 from cfd_dbproc.retention import Retention
+from cfd_dbproc.trading.alerts import AlertHandlers
 from cfd_dbproc.trading.engine import TradingEngine
 from cfd_dbproc.trading.marks import MarkPublisher
 from cfd_dbproc.trading.operators import OperatorHandlers
@@ -51,7 +52,8 @@ class DbProc:
         self.marks = MarkPublisher(bus, self.topics.marks, self.risk)
         self.responder.serve(UserHandlers(db, settings.trading.demo_deposit, self.directory), self.trading,
                              TradingQueries(self.trading), OperatorHandlers(store, self.quotes, self.directory),
-                             OrderHandlers(self.trading), KeyHandlers(db), self.marks, self)
+                             OrderHandlers(self.trading), AlertHandlers(self.trading), KeyHandlers(db), self.marks,
+                             self)
         self.candles = CandleRecorder(db, bus, self.topics)  # answers the candle requests in its own group
         self.retention = Retention(settings.retention, db, history_hours=settings.prices.candle_history_hours)
         self._subscriptions: list[Subscription] = []

@@ -28,6 +28,7 @@ from cfd_server.limits import RateLimitHeaders, RequestLimits
 from cfd_server.market import MARKET_HANDLERS, start_market
 from cfd_server.openapi import document_api
 from cfd_server.security import CrossSiteGuard, security_headers
+from cfd_server.trading.alerts import AlertsController
 from cfd_server.trading.controller import TradingController
 from cfd_server.trading.feed import AccountFeed
 from cfd_server.trading.orders import OrdersController
@@ -95,7 +96,8 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
 
     api = Router(
         path="/api/v1",
-        route_handlers=[AuthController, ApiKeysController, TradingController, OrdersController, AdminController, info,
+        route_handlers=[AuthController, ApiKeysController, TradingController, OrdersController, AlertsController,
+                        AdminController, info,
                         *MARKET_HANDLERS],
         dependencies={"auth": Provide(provide_auth)},
     )

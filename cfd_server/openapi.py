@@ -42,8 +42,8 @@ DESCRIPTIONS = {
     403: "Forbidden (`admin_disabled`, `account_disabled`; `insufficient_scope`: a read-only API key writing; "
          "`key_not_allowed`: an API key managing keys, the password or sessions; or `cross_site_request`: a write "
          "from another site's page, or a cookie-signed write whose body is not JSON).",
-    404: "No such resource (`position_not_found`, `order_not_found`, `user_not_found`, `account_not_found`, "
-         "`unknown_market`).",
+    404: "No such resource (`position_not_found`, `order_not_found`, `alert_not_found`, `key_not_found`, "
+         "`user_not_found`, `account_not_found`, `unknown_market`).",
     409: "The resource is not in a state that allows this (`position_closed`, `order_not_working`, `email_taken`).",
     413: "The body is larger than 64 KiB (`payload_too_large`).",
     422: "A valid request that the business rules refuse; `error.code` says which rule.",
@@ -66,6 +66,7 @@ _RULES: dict[str, set[int]] = {
     "reset_password": {409, 429},
     "change_password": {409, 429},
     "create_api_key": {422},
+    "create_alert": {404, 422},
     "list_api_keys": {403},
     "open_position": {404, 422},
     "modify_position": {409, 422},

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from shared.contracts.bus import (
     AccountQuery,
+    AlertsQuery,
     CancelOrderCommand,
     CandleHistory,
     CandlesQuery,
@@ -25,14 +26,17 @@ from shared.contracts.bus import (
     CloseCommand,
     Coverage,
     CoverageQuery,
+    CreateAlertCommand,
     CreateKeyCommand,
     CreateUser,
     Credentials,
     CredentialsQuery,
+    DeleteAlertCommand,
     DepositCommand,
     ExpireOrderCommand,
     ExposureQuery,
     FillOrderCommand,
+    FireAlertCommand,
     HealthQuery,
     HealthReport,
     KeyQuery,
@@ -63,6 +67,7 @@ from shared.contracts.bus import (
 )
 from shared.contracts.rest import (
     Account,
+    Alert,
     ApiKey,
     ClosedAll,
     LedgerEntry,
@@ -150,6 +155,15 @@ POSITION: Operation[PositionQuery, Position] = Operation("position.get", Route.T
 LEDGER: Operation[LedgerQuery, list[LedgerEntry]] = Operation(
     "ledger.list", Route.TRADING, LedgerQuery, list[LedgerEntry])
 
+# --- alerts (requests.trading, keyed by the owner) -------------------------------------------------------------
+ALERT_CREATE: Operation[CreateAlertCommand, Alert] = Operation(
+    "alert.create", Route.TRADING, CreateAlertCommand, Alert, command=True)
+ALERTS: Operation[AlertsQuery, list[Alert]] = Operation("alerts.list", Route.TRADING, AlertsQuery, list[Alert])
+ALERT_DELETE: Operation[DeleteAlertCommand, Alert] = Operation(
+    "alert.delete", Route.TRADING, DeleteAlertCommand, Alert, command=True)
+ALERT_FIRE: Operation[FireAlertCommand, None] = Operation(
+    "alert.fire", Route.TRADING, FireAlertCommand, None, command=True)
+
 # --- API keys (requests.trading, keyed by the owner; a lookup by the key id) --------------------------------
 KEY_CREATE: Operation[CreateKeyCommand, ApiKey] = Operation(
     "key.create", Route.TRADING, CreateKeyCommand, ApiKey, command=True)
@@ -179,6 +193,7 @@ ALL: tuple[Operation[Any, Any], ...] = (
     USER_EXISTS, USER_CREATE, USER_CREDENTIALS, USER_PROFILE, USER_REHASH,
     OPEN, CLOSE, MODIFY, DEPOSIT, RISK_CLOSE, STOP_OUT, CLOSE_ALL, TRAIL, WATCH_ACCOUNT, ACCOUNT, POSITIONS, POSITION,
     LEDGER, ORDER_PLACE, ORDER_MODIFY, ORDER_CANCEL, ORDER_FILL, ORDER_EXPIRE, ORDERS, ORDER,
+    ALERT_CREATE, ALERTS, ALERT_DELETE, ALERT_FIRE,
     KEY_CREATE, KEYS, KEY_REVOKE, KEY_LOOKUP,
     USERS, SET_DISABLED, EXPOSURE,
     CANDLES_HISTORY, CANDLES_COVERAGE,

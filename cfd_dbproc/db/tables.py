@@ -144,5 +144,24 @@ class ApiKeys(Table, tablename="api_keys"):
     revoked_at = BigInt(null=True, default=None)
 
 
+class Alerts(Table, tablename="alerts"):
+    """Price alerts (`symbol`, `condition`, `price`) and margin-level alerts (`below`, percent); `active` until
+    they fire once (`triggered`). `notify` is comma-separated: `ws`, `ws,mail`."""
+
+    id = UUID(primary_key=True)
+    user_id = UUID(index=True)
+    kind = Varchar(length=16)
+    symbol = Varchar(length=32, null=True, default=None)
+    condition = Varchar(length=8, null=True, default=None)
+    price = Numeric(digits=MONEY, null=True, default=None)
+    below = Numeric(digits=MONEY, null=True, default=None)
+    note = Varchar(length=200, null=True, default=None)
+    notify = Varchar(length=16)
+    status = Varchar(length=12, index=True)
+    created_at = BigInt()
+    triggered_at = BigInt(null=True, default=None)
+    triggered_value = Numeric(digits=MONEY, null=True, default=None)
+
+
 ALL_TABLES: list[type[Table]] = [Users, Accounts, LedgerEntries, ProcessedCommands, Candles, Positions, Orders,
-                                 ApiKeys]
+                                 ApiKeys, Alerts]

@@ -78,6 +78,7 @@ class RiskBook:
         self._dirty: dict[str, None] = {}  # users to verify at the next tick, in order
         self._idle: set[str] = set()  # users that may hold nothing now: dropped at the next tick if so
         self._trailed: dict[str, tuple[str, Decimal]] = {}  # position id → (user id, stop-loss) not yet stored
+        self._alert_levels: dict[str, tuple[Decimal, ...]] = {}  # user id → margin levels an alert watches
         self.verifications = 0
         """Exact account checks run so far (candidates from the index, plus users changed since a tick)."""
 
@@ -130,6 +131,16 @@ class RiskBook:
         """The position's stop-loss as the book holds it (a trailing one may be ahead of the stored one)."""
         held = self._held.get(position_id)
         return None if held is None else held.position.stop_loss
+
+    def set_alert_levels(self, user_id: str, levels: tuple[Decimal, ...]) -> None:
+        """Watch the user's margin level falling below each of `levels` (their margin alerts): a `margin_alert`
+        trigger, with the level, when it does."""
+        if levels:
+            self._alert_levels[user_id] = levels
+        else:
+            self._alert_levels.pop(user_id, None)
+        if user_id in self._accounts:
+            self._dirty[user_id] = None  # its keys are made again, with these levels, at the next tick
 
     def take_trailed(self) -> dict[str, tuple[str, Decimal]]:
         """The trailing stop-losses ratcheted since the last call, to store: position id → (user id, level)."""
@@ -382,6 +393,11 @@ class RiskBook:
         if level is not None and level < STOP_OUT_LEVEL and not acct.stop_pending:
             acct.stop_pending = True
             triggers.append(Trigger(kind="stop_out", user_id=acct.user_id, margin_level=level, quote=quote))
+        alerts = self._alert_levels.get(acct.user_id, ())
+        if level is not None and alerts and level < alerts[-1]:
+            triggers.append(Trigger(kind="margin_alert", user_id=acct.user_id, margin_level=level, quote=quote))
+            left = tuple(a for a in alerts if level >= a)  # the ones fired are pending until the runner says
+            self.set_alert_levels(acct.user_id, left)
         self._rebuild(acct, verified=True)
 
     # --- the indexes ---------------------------------------------------------------------------------------
@@ -451,7 +467,8 @@ class RiskBook:
         try:
             markets = [Holding(symbol, net, net.value(self._quotes.get(symbol)), self._markets[symbol].spread_lo,
                                self._markets[symbol].spread_hi) for symbol, net in acct.nets.items()]
-            keys = thresholds(acct.balance, acct.used, markets, acct.watches(), verified)
+            watches = acct.watches() + [(level, False) for level in self._alert_levels.get(acct.user_id, ())]
+            keys = thresholds(acct.balance, acct.used, markets, watches, verified)
         except DecimalException:  # numbers beyond the exact arithmetic: check this user on every tick
             keys = [(symbol, *ALWAYS) for symbol in acct.nets] if verified else None
         if keys is None:

@@ -10,7 +10,8 @@ from msgspec import Struct
 from shared.contracts.quote import Quote
 from shared.trading import Side
 
-TriggerKind = Literal["stop_loss", "take_profit", "trailing_stop", "stop_out", "margin_call", "margin_call_cleared"]
+TriggerKind = Literal["stop_loss", "take_profit", "trailing_stop", "stop_out", "margin_call", "margin_call_cleared",
+                      "margin_alert"]
 
 
 class OpenPosition(Struct, frozen=True, kw_only=True, gc=False):
@@ -36,7 +37,8 @@ class Trigger(Struct, kw_only=True):
     - `stop_loss` / `take_profit` / `trailing_stop`: `position_id` and `price`, the close price the tick hit
       (bid for a long, ask for a short), and `stop_loss`, the level it hit; the position is pending until
       closed, updated or released.
-    - `margin_call` / `margin_call_cleared` / `stop_out`: account level, `margin_level` is the exact level
+    - `margin_call` / `margin_call_cleared` / `stop_out` / `margin_alert` (below one of the user's alert levels):
+      account level, `margin_level` is the exact level
       (`shared.trading.account_state`, percent) after this tick's stops; `position_id` and `price` are None.
     """
 

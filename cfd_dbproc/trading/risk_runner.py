@@ -16,9 +16,11 @@ import asyncio
 import logging
 import time
 import uuid
+from decimal import Decimal
 
 import msgspec
 
+from cfd_dbproc.risk.alerts import ActiveAlerts
 from cfd_dbproc.risk.book import OpenPosition, RiskBook, Trigger
 from cfd_dbproc.risk.orders import WorkingOrders
 from cfd_dbproc.trading.quotes import QuoteCache
@@ -31,13 +33,14 @@ from shared.contracts import encode
 from shared.contracts.bus import (
     ExpireOrderCommand,
     FillOrderCommand,
+    FireAlertCommand,
     RiskCloseCommand,
     StopOutCommand,
     TrailCommand,
     TrailLevel,
 )
-from shared.contracts.events import AccountEvent, Event, OrderEvent, PositionEvent
-from shared.contracts.rest import Position
+from shared.contracts.events import AccountEvent, AlertEvent, Event, OrderEvent, PositionEvent
+from shared.contracts.rest import Alert, Position
 from shared.errors import BackendDown, NotFound
 from shared.outage import Outage
 from shared.trading import further_stop
@@ -70,6 +73,7 @@ class RiskRunner:
         self.quotes = quotes
         self.book = book or RiskBook()
         self.orders = WorkingOrders()
+        self.alerts = ActiveAlerts()
         self._housekeeping: asyncio.Task[None] | None = None
         self._subscriptions: list[Subscription] = []
         self.owned: set[int] = set()
@@ -155,6 +159,7 @@ class RiskRunner:
         try:
             held, balances = await self.store.open_accounts(in_wanted)
             working = await self.store.working_orders(in_wanted)
+            alerts = await self.store.active_alerts(in_wanted)
         except Exception as exc:
             self.loads_failed.failed(exc.details.get("reason", exc) if isinstance(exc, BackendDown) else exc)
             return False
@@ -166,6 +171,9 @@ class RiskRunner:
         for user_id, order in working:
             if seen[user_id] in wanted:
                 self.orders.put(user_id, order)
+        for user_id, alert in alerts:
+            if seen[user_id] in wanted:
+                self._put_alert(user_id, alert)
         for partition in sorted(wanted):
             while events := self._loading.get(partition):  # events that arrive meanwhile are held too
                 await self._apply(events.pop(0))
@@ -197,6 +205,10 @@ class RiskRunner:
                 dropped += 1
         for order_user in {u for u in self.orders.user_ids() if self.partition_of(u) in gone}:
             self.orders.drop_users({order_user})
+        leaving = {u for u in self.alerts.user_ids() if self.partition_of(u) in gone}
+        self.alerts.drop_users(leaving)
+        for user_id in leaving:
+            self.book.set_alert_levels(user_id, ())
         log.info("risk engine lets go of %s partitions %s (%d accounts); owns %s", self.topics.trading_requests,
                  _listed(gone), dropped, _listed(self.owned))
 
@@ -217,8 +229,20 @@ class RiskRunner:
         elif partition in self.owned:
             await self._apply(event)
 
+    def _put_alert(self, user_id: str, alert: Alert) -> None:
+        self.alerts.put(user_id, alert)
+        if alert.kind == "margin_level":
+            self.book.set_alert_levels(user_id, self.alerts.margin_levels(user_id))
+
     async def _apply(self, event: Event) -> None:
-        if isinstance(event, OrderEvent):
+        if isinstance(event, AlertEvent):
+            if event.event == "created":
+                self._put_alert(event.user_id, event.alert)
+            else:
+                self.alerts.remove(event.alert.id)
+                self.book.set_alert_levels(event.user_id, self.alerts.margin_levels(event.user_id))
+            self._pending_since.pop(("alert", event.alert.id), None)
+        elif isinstance(event, OrderEvent):
             self.orders.put(event.user_id, event.order)  # a working order is indexed, any other status removed
             self._pending_since.pop(("order", event.order.id), None)
         elif isinstance(event, PositionEvent):
@@ -278,6 +302,8 @@ class RiskRunner:
                 self.commands_lost.failed(f"{trigger.kind} of {trigger.user_id}: {exc.details.get('reason', exc)}")
             except Exception:
                 log.exception("could not act on %s for %s", trigger.kind, trigger.user_id)
+        for user_id, alert in self.alerts.on_quote(quote):
+            await self._fire_alert(user_id, alert, quote.bid)
         for user_id, order in self.orders.on_quote(quote):
             self.triggers += 1
             self._pending_since[("order", order.id)] = time.monotonic()
@@ -299,6 +325,10 @@ class RiskRunner:
                     self.book.release(ident)
                 elif kind == "order":
                     self.orders.release(ident)
+                elif kind == "alert":
+                    owner = self.alerts.release(ident)
+                    if owner is not None:
+                        self.book.set_alert_levels(owner, self.alerts.margin_levels(owner))
                 else:
                     self.book.release_user(ident)
 
@@ -317,10 +347,24 @@ class RiskRunner:
                                           order=self.book.worst_first(trigger.user_id))
                 await send(self.bus, self._routes, ops.STOP_OUT, stop_out, key=trigger.user_id,
                            command_id=f"stop-out:{trigger.user_id}:{trigger.quote.symbol}:{trigger.quote.ts}")
+            case "margin_alert":
+                assert trigger.margin_level is not None  # an account trigger has its level
+                for alert in self.alerts.margin_fired(trigger.user_id, trigger.margin_level):
+                    await self._fire_alert(trigger.user_id, alert, trigger.margin_level)
             case "margin_call" | "margin_call_cleared" as call:
                 event = AccountEvent(event=call, user_id=trigger.user_id, margin_level=trigger.margin_level)
                 await self.bus.publish(self.topics.events, encode(event), key=trigger.user_id.encode(), wait=False)
 
+
+    async def _fire_alert(self, user_id: str, alert: Alert, value: Decimal) -> None:
+        """Tell the dbproc an alert's condition was met (applied once; pending until its event)."""
+        self._pending_since[("alert", alert.id)] = time.monotonic()
+        try:
+            await send(self.bus, self._routes, ops.ALERT_FIRE,
+                       FireAlertCommand(user_id=user_id, alert_id=alert.id, value=value), key=user_id,
+                       command_id=f"alert:{alert.id}")
+        except BackendDown as exc:  # re-armed after a while, and fired again
+            self.commands_lost.failed(f"alert {alert.id}: {exc.details.get('reason', exc)}")
 
     # --- housekeeping: trailing stops stored, orders expired ------------------------------------------------
 

@@ -14,9 +14,9 @@ from piccolo.custom_types import Combinable
 from piccolo.query import WhereRaw
 
 from cfd_dbproc.db import Database
-from cfd_dbproc.db.tables import Accounts, LedgerEntries, Orders, Positions
+from cfd_dbproc.db.tables import Accounts, Alerts, LedgerEntries, Orders, Positions
 from shared.contracts.bus import LedgerQuery, OrdersQuery, PositionsQuery
-from shared.contracts.rest import LedgerEntry, Order, Position
+from shared.contracts.rest import Alert, LedgerEntry, Order, Position
 from shared.errors import NotFound
 from shared.paging import MAX_PAGE, Cursor, decode_cursor
 from shared.trading import Exposure, money, plain
@@ -47,6 +47,13 @@ def order_from_row(row: dict[str, Any]) -> Order:
         expires_at=row["expires_at"], position_id=str(row["position_id"]) if row["position_id"] else None,
         reason=row["reason"],
     )
+
+
+def alert_from_row(row: dict[str, Any]) -> Alert:
+    return Alert(id=str(row["id"]), kind=row["kind"], symbol=row["symbol"], condition=row["condition"],
+                 price=plain(row["price"]), below=plain(row["below"]), note=row["note"],
+                 notify=row["notify"].split(","), status=row["status"], created_at=row["created_at"],
+                 triggered_at=row["triggered_at"], triggered_value=plain(row["triggered_value"]))
 
 
 def parse_id(value: str, what: str) -> uuid.UUID:
@@ -247,6 +254,11 @@ class TradingStore:
         """The working orders of the users `keep` accepts, with their owners' ids (the risk engine's start)."""
         rows = await Orders.select().where(Orders.status == "working").run()
         return [(str(r["user_id"]), order_from_row(r)) for r in rows if keep(str(r["user_id"]))]
+
+    async def active_alerts(self, keep: Callable[[str], bool]) -> list[tuple[str, Alert]]:
+        """The active alerts of the users `keep` accepts, with their owners' ids (the risk engine's start)."""
+        rows = await Alerts.select().where(Alerts.status == "active").run()
+        return [(str(r["user_id"]), alert_from_row(r)) for r in rows if keep(str(r["user_id"]))]
 
     def _after(self, cursor: Cursor, column: str) -> WhereRaw:
         """Rows after `cursor` in a newest-first list ordered by `column` then id: one index range scan."""

@@ -24,7 +24,7 @@ from shared import operations as ops
 from shared.bus import Message, Subscription
 from shared.bus.rpc import send
 from shared.contracts.bus import WatchAccount
-from shared.contracts.events import AccountEvent, Event
+from shared.contracts.events import AccountEvent, AlertEvent, Event
 
 log = logging.getLogger(__name__)
 _event_decoder = msgspec.json.Decoder(Event)
@@ -75,6 +75,8 @@ class AccountFeed:
             return
         if isinstance(event, AccountEvent) and event.event == "resync":
             return  # between services: the dbproc reloads its own state
+        if isinstance(event, AlertEvent) and event.event == "triggered" and event.email:
+            await self._mail_alert(event)
         if isinstance(event, AccountEvent) and event.event in ("margin_call", "margin_call_cleared"):
             # While a Kafka group rebalances, the old and the new owner of an account may both report the same
             # margin call: pass on only the changes of state, so a trader hears it once.
@@ -86,6 +88,19 @@ class AccountFeed:
             else:
                 self._margin_called.discard(user_id)
         self.publish(user_id, message.value)
+
+    async def _mail_alert(self, event: AlertEvent) -> None:
+        """Mail a triggered alert that asked for it. Every server sees the event; the first to claim it in the
+        cache sends the mail, so it goes once."""
+        try:
+            claimed = await self.ctx.cache.set(f"{self.ctx.settings.bus.topic_prefix}alert-mail:{event.alert.id}",
+                                               b"1", ttl=86400, only_if_absent=True)
+        except Exception as exc:  # the account channel still tells the trader
+            log.warning("alert %s not mailed: the cache is unavailable (%s)", event.alert.id, exc)
+            return
+        if claimed and event.email:
+            subject, text = alert_mail(event)
+            self.ctx.mail.submit(event.email, subject, text)
 
     async def on_mark(self, message: Message) -> None:
         if message.key is not None:
@@ -113,3 +128,14 @@ class AccountFeed:
         while True:
             await asyncio.sleep(self.check_interval)
             await self.renew()
+
+
+def alert_mail(event: AlertEvent) -> tuple[str, str]:
+    """The subject and text of a triggered alert's mail."""
+    alert = event.alert
+    if alert.kind == "price":
+        what = f"{alert.symbol} is {alert.condition} {alert.price}: the bid was {event.price}"
+    else:
+        what = f"your margin level fell below {alert.below} %: it was {event.price} %"
+    note = f"\n\nYour note: {alert.note}" if alert.note else ""
+    return f"CFD Broker alert: {what}", f"Hello,\n\n{what}.{note}\n\nThis alert has fired and is now done.\n"

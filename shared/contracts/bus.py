@@ -9,7 +9,16 @@ from typing import Any, Literal
 from msgspec import Raw, Struct
 
 from shared.contracts.quote import Quote
-from shared.contracts.rest import Candle, OrderCreate, OrderStatus, OrderUpdate, PositionCreate, PositionUpdate, User
+from shared.contracts.rest import (
+    AlertCreate,
+    Candle,
+    OrderCreate,
+    OrderStatus,
+    OrderUpdate,
+    PositionCreate,
+    PositionUpdate,
+    User,
+)
 
 
 class ErrorBody(Struct, kw_only=True):
@@ -344,3 +353,26 @@ class KeyRecord(Struct, kw_only=True):
     user: User | None = None
     scopes: list[str] = []
     secret_hash: str = ""
+
+
+class CreateAlertCommand(Struct, kw_only=True):
+    user_id: str
+    alert: AlertCreate
+
+
+class AlertsQuery(Struct, kw_only=True):
+    user_id: str
+    status: Literal["active", "triggered"] | None = None
+
+
+class DeleteAlertCommand(Struct, kw_only=True):
+    user_id: str
+    alert_id: str
+
+
+class FireAlertCommand(Struct, kw_only=True):
+    """Issued by the risk engine: the alert's condition was met at `value` (the bid, or the margin level)."""
+
+    user_id: str
+    alert_id: str
+    value: Decimal

@@ -8,7 +8,7 @@ from typing import Literal
 
 from msgspec import Struct
 
-from shared.contracts.rest import Account, Order, Position
+from shared.contracts.rest import Account, Alert, Order, Position
 
 
 class PositionEvent(Struct, tag_field="type", tag="position", kw_only=True):
@@ -54,4 +54,15 @@ class AccountEvent(Struct, tag_field="type", tag="account", kw_only=True):
     marks: list[PositionMark] | None = None
 
 
-Event = PositionEvent | AccountEvent | OrderEvent
+class AlertEvent(Struct, tag_field="type", tag="alert", kw_only=True):
+    """An alert was created (`created`), fired (`triggered`, with `price`: the bid or the margin level that
+    fired it) or deleted (`deleted`). `email` is where a `mail` alert goes (the owner's own address)."""
+
+    event: Literal["created", "triggered", "deleted"]
+    user_id: str
+    alert: Alert
+    price: Decimal | None = None
+    email: str | None = None
+
+
+Event = PositionEvent | AccountEvent | OrderEvent | AlertEvent

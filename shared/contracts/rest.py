@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from msgspec import UNSET, Meta, Struct, UnsetType
+from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from shared import numbers
 from shared.contracts.quote import Quote
@@ -205,6 +205,41 @@ class OrderUpdate(Struct, forbid_unknown_fields=True, kw_only=True):
     take_profit: numbers.Price | UnsetType | None = UNSET
     trailing_distance: numbers.Price | UnsetType | None = UNSET
     expires_at: ExpiresAt | UnsetType | None = UNSET
+
+
+AlertKind = Literal["price", "margin_level"]
+Notify = Literal["ws", "mail"]
+Note = Annotated[str, Meta(max_length=200)]
+
+
+class AlertCreate(Struct, forbid_unknown_fields=True, kw_only=True):
+    """POST /alerts: a price alert `{symbol, condition, price}`, or `{kind: "margin_level", below}` (a margin
+    level in percent). `notify` is where it is told: the `account` channel (`ws`, always) and/or `mail`."""
+
+    kind: AlertKind = "price"
+    symbol: Symbol | None = None
+    condition: Literal["above", "below"] | None = None
+    price: numbers.Price | None = None
+    below: numbers.Price | None = None  # a margin level, percent
+    note: Note | None = None
+    notify: Annotated[list[Notify], Meta(max_length=2)] = field(default_factory=lambda: ["ws"])
+
+
+class Alert(Struct, kw_only=True):
+    """An alert; `status` is `active` until it fires once (`triggered`, with the value that fired it)."""
+
+    id: str
+    kind: AlertKind
+    symbol: str | None = None
+    condition: Literal["above", "below"] | None = None
+    price: Decimal | None = None
+    below: Decimal | None = None
+    note: str | None = None
+    notify: list[str]
+    status: Literal["active", "triggered"]
+    created_at: int
+    triggered_at: int | None = None
+    triggered_value: Decimal | None = None  # the bid, or the margin level, that fired it
 
 
 class Order(Struct, kw_only=True):
