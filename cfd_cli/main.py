@@ -19,6 +19,7 @@ from cfd_cli.doctor import run_doctor
 from cfd_cli.operate import exposure_command, keys_app, orders_app, positions_app, users_app
 from cfd_cli.output import JsonOption, print_json
 from cfd_cli.prices import exchange_app, poller_command, prices_app
+from cfd_cli.trade import trade_app
 
 app = typer.Typer(
     name="cfd",
@@ -37,6 +38,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(positions_app, name="positions")
 app.add_typer(orders_app, name="orders")
 app.add_typer(keys_app, name="keys")
+app.add_typer(trade_app, name="trade")
 app.command("exposure")(exposure_command)
 
 
