@@ -25,7 +25,7 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidURI, WebSocketException
 
-from cfd_client.models import AccountFrame, FeedState, OrderFrame, PositionFrame, StateChanged
+from cfd_client.models import AccountFrame, AlertFrame, FeedState, OrderFrame, PositionFrame, StateChanged
 from shared.backoff import Backoff
 from shared.contracts.ws import (
     AuthenticatedFrame,
@@ -44,8 +44,8 @@ ACCOUNT_CHANNEL = "account"
 FEED_BUFFER = 10_000  # events held for a reader that fell behind (200 s at 50 ticks/s, a few MB); then the oldest go
 AUTH_ERRORS = frozenset({"invalid_token", "session_expired", "session_ended", "account_disabled", "auth_required"})
 
-FeedEvent = (PriceFrame | CandleFrame | PositionFrame | OrderFrame | AccountFrame | ErrorFrame | AuthenticatedFrame
-             | SubscribedFrame | UnsubscribedFrame | WelcomeFrame | PongFrame | StateChanged)
+FeedEvent = (PriceFrame | CandleFrame | PositionFrame | OrderFrame | AlertFrame | AccountFrame | ErrorFrame
+             | AuthenticatedFrame | SubscribedFrame | UnsubscribedFrame | WelcomeFrame | PongFrame | StateChanged)
 """Everything a `FeedClient` yields: the server's frames, decoded, and its own state changes."""
 
 
@@ -55,9 +55,9 @@ def reconnect_backoff() -> Backoff:
     return Backoff(initial=0.25, cap=8.0, jitter=0.3)
 
 
-_decoder = msgspec.json.Decoder(PriceFrame | CandleFrame | PositionFrame | OrderFrame | AccountFrame | ErrorFrame
-                                | AuthenticatedFrame | SubscribedFrame | UnsubscribedFrame | WelcomeFrame
-                                | PongFrame, strict=False)
+_decoder = msgspec.json.Decoder(PriceFrame | CandleFrame | PositionFrame | OrderFrame | AlertFrame | AccountFrame
+                                | ErrorFrame | AuthenticatedFrame | SubscribedFrame | UnsubscribedFrame
+                                | WelcomeFrame | PongFrame, strict=False)
 _encoder = msgspec.json.Encoder()
 
 

@@ -13,13 +13,24 @@ from typing import Literal
 from msgspec import Struct
 
 from shared.contracts.events import PositionMark
-from shared.contracts.rest import Account, LedgerEntry, Order, Position, PositionClose, PositionCreate, PositionUpdate
+from shared.contracts.rest import (
+    Account,
+    Alert,
+    LedgerEntry,
+    Order,
+    Position,
+    PositionClose,
+    PositionCreate,
+    PositionUpdate,
+)
 
 Side = Literal["long", "short"]
 
 __all__ = [
     "Account",
     "AccountFrame",
+    "Alert",
+    "AlertFrame",
     "FeedState",
     "LedgerEntry",
     "Order",
@@ -59,6 +70,15 @@ class OrderFrame(Struct, tag_field="type", tag="order", kw_only=True):
 
     event: str
     order: Order
+
+
+class AlertFrame(Struct, tag_field="type", tag="alert", kw_only=True):
+    """`account` channel: an alert was `created`, `triggered` (with `price`: the bid or the margin level that
+    fired it) or `deleted`."""
+
+    event: str
+    alert: Alert
+    price: Decimal | None = None
 
 
 class AccountFrame(Struct, tag_field="type", tag="account", kw_only=True):
