@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from cfd_dbproc.candles import CONSUMER_GROUP as CANDLES_GROUP
 from cfd_dbproc.candles import CandleRecorder
@@ -12,6 +13,7 @@ from cfd_dbproc.db import Database
 from cfd_dbproc.directory import DirectoryKeeper
 from cfd_dbproc.retention import Retention
 from cfd_dbproc.trading.engine import TradingEngine
+from cfd_dbproc.trading.markets import MarketKeeper
 from cfd_dbproc.trading.operators import OperatorHandlers
 from cfd_dbproc.trading.queries import TradingQueries
 from cfd_dbproc.trading.quotes import QuoteCache
@@ -22,8 +24,10 @@ from shared import operations as ops
 from shared.bus import Bus, Subscription, Topics
 from shared.bus.rpc import Responder, handles
 from shared.cache import Cache
+from shared.clock import now_ms
 from shared.contracts.bus import HealthQuery, HealthReport
 from shared.credentials import CredentialsDirectory
+from shared.markets import MarketBook
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,19 +38,25 @@ CONSUMER_GROUP = "cfd-dbproc"  # prefixed with the deployment's topic prefix
 class DbProc:
     """Consumes the request topics as one member of the `cfd-dbproc` consumer group."""
 
-    def __init__(self, settings: Settings, bus: Bus, db: Database, cache: Cache) -> None:
+    def __init__(self, settings: Settings, bus: Bus, db: Database, cache: Cache,
+                 clock: Callable[[], int] = now_ms) -> None:
+        """`clock` is the wall clock of the market controls (the time of an audit row)."""
         self.settings = settings
         self.bus = bus
         self.db = db
         self.topics = Topics(settings)
         self.responder = Responder(bus, self.topics.replies)
         self.directory = DirectoryKeeper(CredentialsDirectory(cache, settings.topic_prefix))
-        self.quotes = QuoteCache(settings.stale_after_seconds)
+        self.markets = MarketBook()  # the terms in force: the catalogue's, as operators changed them
+        self.market_keeper = MarketKeeper(db, bus, self.topics, self.markets, clock)
+        self.quotes = QuoteCache(settings.stale_after_seconds, markets=self.markets)
         store = TradingStore(db)
         self.trading = TradingEngine(store, bus, self.topics.events, self.quotes)
         self.responder.serve(UserHandlers(db, settings.demo_deposit, self.directory), self.trading,
-                             TradingQueries(self.trading), OperatorHandlers(store, self.quotes, self.directory), self)
-        self.candles = CandleRecorder(db, bus, self.topics)  # answers the candle requests in its own group
+                             TradingQueries(self.trading), OperatorHandlers(store, self.quotes, self.directory),
+                             self.market_keeper, self)
+        # answers the candle requests in its own group
+        self.candles = CandleRecorder(db, bus, self.topics, self.markets)
         self.risk = RiskRunner(bus, self.topics, self.quotes, store)
         self.retention = Retention(settings, db)
         self._subscriptions: list[Subscription] = []
@@ -58,6 +68,7 @@ class DbProc:
         quote (at most `CFD_DBPROC_QUOTE_WAIT_SECONDS` later, in the background), so that the first orders
         are not refused as `market_unavailable` just because this dbproc has not heard a tick yet."""
         await self.bus.ensure_topics(self.topics.all())
+        await self.market_keeper.start()  # the terms in force, before the first quote is computed
         await self.risk.start()  # quotes are live before the first order arrives; accounts load as partitions come
         await self.directory.start()
         self._subscriptions.append(
@@ -115,4 +126,5 @@ class DbProc:
         self._subscriptions.clear()
         await self.retention.stop()
         await self.risk.stop()
+        await self.market_keeper.stop()
         await self.directory.stop()

@@ -62,6 +62,7 @@ _RULES: dict[str, set[int]] = {
     "modify_position": {409, 422},
     "close_position": {409, 422},
     "admin_deposit": {422},
+    "admin_set_market": {422},
     "admin_list_positions": {404},
 }
 # Where an operation's answer leads: response status → link name → (operation, parameters).

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from shared.contracts.bus import (
     AccountQuery,
+    AuditQuery,
     CandleHistory,
     CandlesQuery,
     CloseCommand,
@@ -31,6 +32,8 @@ from shared.contracts.bus import (
     HealthQuery,
     HealthReport,
     LedgerQuery,
+    MarketsQuery,
+    MarketsSettings,
     ModifyCommand,
     OpenCommand,
     PasswordRehashed,
@@ -39,6 +42,7 @@ from shared.contracts.bus import (
     RehashPassword,
     RiskCloseCommand,
     SetDisabledCommand,
+    SetMarketCommand,
     StopOutCommand,
     UserExists,
     UserExistsQuery,
@@ -46,7 +50,8 @@ from shared.contracts.bus import (
     UsersQuery,
     UserStatus,
 )
-from shared.contracts.rest import Account, LedgerEntry, MarketExposure, Position, User, UserSummary
+from shared.contracts.rest import Account, AuditEntry, LedgerEntry, MarketExposure, Position, User, UserSummary
+from shared.markets import MarketSettings
 
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
@@ -116,6 +121,12 @@ SET_DISABLED: Operation[SetDisabledCommand, UserStatus] = Operation(
     "operator.set_disabled", Route.TRADING, SetDisabledCommand, UserStatus, command=True)
 EXPOSURE: Operation[ExposureQuery, list[MarketExposure]] = Operation(
     "operator.exposure", Route.TRADING, ExposureQuery, list[MarketExposure])
+SET_MARKET: Operation[SetMarketCommand, MarketSettings] = Operation(
+    "operator.set_market", Route.TRADING, SetMarketCommand, MarketSettings, command=True)
+AUDIT: Operation[AuditQuery, list[AuditEntry]] = Operation("operator.audit", Route.TRADING, AuditQuery,
+                                                            list[AuditEntry])
+MARKET_SETTINGS: Operation[MarketsQuery, MarketsSettings] = Operation(
+    "markets.settings", Route.TRADING, MarketsQuery, MarketsSettings)
 
 # --- candles (requests.candles) ------------------------------------------------------------------------------
 CANDLES_HISTORY: Operation[CandlesQuery, CandleHistory] = Operation(
@@ -129,7 +140,7 @@ HEALTH: Operation[HealthQuery, HealthReport] = Operation("health.check", Route.H
 ALL: tuple[Operation[Any, Any], ...] = (
     USER_EXISTS, USER_CREATE, USER_CREDENTIALS, USER_PROFILE, USER_REHASH,
     OPEN, CLOSE, MODIFY, DEPOSIT, RISK_CLOSE, STOP_OUT, ACCOUNT, POSITIONS, POSITION, LEDGER,
-    USERS, SET_DISABLED, EXPOSURE,
+    USERS, SET_DISABLED, EXPOSURE, SET_MARKET, AUDIT, MARKET_SETTINGS,
     CANDLES_HISTORY, CANDLES_COVERAGE,
     HEALTH,
 )

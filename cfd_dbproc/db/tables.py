@@ -104,4 +104,35 @@ class Positions(Table, tablename="positions"):
     unbooked_pnl = Numeric(digits=MONEY, default=Decimal(0))
 
 
-ALL_TABLES: list[type[Table]] = [Users, Accounts, LedgerEntries, ProcessedCommands, Candles, Positions]
+class MarketSettingsRows(Table, tablename="market_settings"):
+    """The terms operators changed, one row per market changed at least once (a market without a row trades
+    on the catalogue's terms, `shared.markets.MARKETS`). `revision` counts its changes."""
+
+    symbol = Varchar(length=32, primary_key=True)
+    status = Varchar(length=16)
+    spread_bps = Numeric(digits=MONEY)
+    commission_rate = Numeric(digits=MONEY)
+    financing_long_rate = Numeric(digits=MONEY)
+    financing_short_rate = Numeric(digits=MONEY)
+    max_leverage = Integer()
+    revision = BigInt()
+    updated_at = BigInt()
+
+
+class OperatorAudit(Table, tablename="operator_audit"):
+    """Every change an operator made: who (as the operator named themselves; the operator token is shared), from
+    which address, when, what (`action` on `subject`), and the values before and after (JSON objects)."""
+
+    id = UUID(primary_key=True)
+    at = BigInt()
+    operator = Varchar(length=128)
+    address = Varchar(length=64, null=True, default=None)
+    action = Varchar(length=64)
+    subject = Varchar(length=64)
+    before = Text()
+    after = Text()
+    command_id = Varchar(length=128)
+
+
+ALL_TABLES: list[type[Table]] = [Users, Accounts, LedgerEntries, ProcessedCommands, Candles, Positions,
+                                 MarketSettingsRows, OperatorAudit]

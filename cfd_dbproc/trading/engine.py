@@ -36,6 +36,7 @@ from shared.contracts.bus import (
 from shared.contracts.events import AccountEvent, PositionEvent
 from shared.contracts.rest import Account, Position
 from shared.errors import BackendDown, Conflict, Rejected
+from shared.markets import check_trading
 from shared.numbers import MAX_BALANCE
 from shared.operations import Operation
 from shared.outage import Outage
@@ -157,6 +158,7 @@ class TradingEngine:
 
         async def apply(events: Events) -> Position:
             market, quote = self.quotes.quote(order.symbol)
+            check_trading(market, "open")
             check_order(market, order.side, order.qty, order.leverage)
             fill = open_price(order.side, quote)
             check_stops(order.side, fill, order.stop_loss, order.take_profit, market)
@@ -187,6 +189,7 @@ class TradingEngine:
         async def apply(events: Events) -> Position:
             position = await self._open_position(user_id, command.position_id)
             market, quote = self.quotes.quote(position.symbol)
+            check_trading(market, "close")
             qty = position.qty if command.qty is None else command.qty
             check_close(market, position.qty, qty)
             balance = await self.store.balance(user_id)
@@ -232,6 +235,8 @@ class TradingEngine:
             if position.status != "open" or stop_trigger(position.side, position.stop_loss, position.take_profit,
                                                          command.quote) != command.reason:
                 return  # closed meanwhile, or its stops were moved since the tick
+            if self._halted(position.symbol):
+                return  # the market was halted since the tick: the stop waits (it fires again once it reopens)
             balance = await self.store.balance(user_id)
             closed, balance = await self._close(user_id, position, position.qty, command.price, command.reason,
                                                 balance, command_id)
@@ -256,8 +261,8 @@ class TradingEngine:
                 if account.margin_level is None or account.margin_level >= STOP_OUT_LEVEL:
                     break
                 worst = held.get(position_id)
-                if worst is None or worst.symbol not in quotes:
-                    continue  # closed since the check, or its market has no fresh quote
+                if worst is None or worst.symbol not in quotes or self._halted(worst.symbol):
+                    continue  # closed since the check, its market has no fresh quote, or it is halted
                 closed, balance = await self._close(user_id, worst, worst.qty,
                                                     close_price(worst.side, quotes[worst.symbol]), "stop_out",
                                                     balance, command_id)
@@ -270,6 +275,10 @@ class TradingEngine:
                                                                     quotes)))
 
         await self._apply(ops.STOP_OUT, command_id, command.user_id, apply)
+
+    def _halted(self, symbol: str) -> bool:
+        market = self.quotes.markets.get(symbol)
+        return market is not None and market.status == "halted"
 
     @handles(ops.DEPOSIT)
     async def deposit(self, command: DepositCommand, command_id: str) -> Account:

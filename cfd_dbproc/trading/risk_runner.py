@@ -233,6 +233,9 @@ class RiskRunner:
         if self._pending_since:
             self._rearm()
         for trigger in triggers:
+            if trigger.position_id is not None and self._halted(quote.symbol):
+                self.book.release(trigger.position_id)  # a halted market's stops wait: they fire once it reopens
+                continue
             self.triggers += 1
             try:
                 await self._act(trigger)
@@ -240,6 +243,10 @@ class RiskRunner:
                 self.commands_lost.failed(f"{trigger.kind} of {trigger.user_id}: {exc.details.get('reason', exc)}")
             except Exception:
                 log.exception("could not act on %s for %s", trigger.kind, trigger.user_id)
+
+    def _halted(self, symbol: str) -> bool:
+        market = self.quotes.markets.get(symbol)
+        return market is not None and market.status == "halted"
 
     def _rearm(self, after: float = REARM_SECONDS) -> None:
         """A trigger whose command changed nothing (it failed, or the state had moved on) fires again."""

@@ -27,7 +27,7 @@ from shared.contracts.bus import (
 )
 from shared.contracts.rest import Account, LedgerEntry, Position, PositionClose, PositionCreate, PositionUpdate
 from shared.errors import BadRequest, NotFound
-from shared.markets import market_of
+from shared.markets import check_trading
 from shared.operations import Operation
 from shared.paging import MAX_PAGE, decode_cursor
 from shared.trading import check_order
@@ -73,7 +73,8 @@ class TradingController(Controller):
           summary="Open a position at the broker's quote (ask for long, bid for short)")
     async def open_position(self, request: Request, state: State, session: NamedDependency[Session],
                             data: JSONBody[PositionCreate]) -> Position:
-        market = market_of(data.symbol, field="symbol")
+        market = state.market.markets.market_of(data.symbol, field="symbol")  # the terms in force
+        check_trading(market, "open")
         check_order(market, data.side, data.qty, data.leverage)
         body = OpenCommand(user_id=session.user.id, order=data)
         return await ask(state, session, ops.OPEN, body, command_id(request, session, "open"))

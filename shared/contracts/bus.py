@@ -9,7 +9,8 @@ from typing import Any, Literal
 from msgspec import Raw, Struct
 
 from shared.contracts.quote import Quote
-from shared.contracts.rest import Candle, PositionCreate, PositionUpdate, User
+from shared.contracts.rest import Candle, MarketUpdate, PositionCreate, PositionUpdate, User
+from shared.markets import MarketSettings
 
 
 class ErrorBody(Struct, kw_only=True):
@@ -237,3 +238,30 @@ class UserStatus(Struct, kw_only=True):
 
     user_id: str
     disabled: bool
+
+
+# --- market controls and costs ----------------------------------------------------------------------------
+
+
+class SetMarketCommand(Struct, kw_only=True):
+    """An operator changes a market's terms (`PATCH /admin/markets/{symbol}`); `operator` and `address` are
+    recorded in the audit table."""
+
+    symbol: str
+    update: MarketUpdate
+    operator: str
+    address: str | None = None
+
+
+class MarketsQuery(Struct, kw_only=True):
+    """`markets.settings`: every market's settings in force, with their revisions (a server's start)."""
+
+
+class MarketsSettings(Struct, kw_only=True):
+    markets: list[MarketSettings]
+
+
+class AuditQuery(Struct, kw_only=True):
+    subject: str | None = None  # one market (or other subject) only
+    limit: int = 100
+    cursor: str | None = None  # `shared.paging`: the page after this one

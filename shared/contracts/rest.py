@@ -8,14 +8,14 @@ client sends as a decimal is typed `Quantity`, `Price` or `Amount`: the grammar 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from shared import numbers
 from shared.contracts.quote import Quote
-from shared.markets import MARKETS
-from shared.numbers import Amount, Quantity
+from shared.markets import MARKETS, MarketStatus
+from shared.numbers import Amount, Quantity, Rate, Spread
 
 Email = Annotated[str, Meta(min_length=3, max_length=254)]
 Password = Annotated[str, Meta(max_length=1024)]
@@ -188,3 +188,28 @@ class MarketExposure(Struct, kw_only=True):
     client_unrealized_pnl: Decimal
     broker_unrealized_pnl: Decimal
     open_positions: int
+
+
+class MarketUpdate(Struct, forbid_unknown_fields=True, kw_only=True):
+    """PATCH /admin/markets/{symbol}: the terms to change; a field left out is kept."""
+
+    status: MarketStatus | UnsetType = UNSET
+    spread_bps: Spread | UnsetType = UNSET
+    commission_rate: Rate | UnsetType = UNSET
+    financing_long_rate: Rate | UnsetType = UNSET
+    financing_short_rate: Rate | UnsetType = UNSET
+    max_leverage: Leverage | UnsetType = UNSET
+
+
+class AuditEntry(Struct, kw_only=True):
+    """One change an operator made (`GET /admin/audit`): who, from where, when, to what, and the values before
+    and after."""
+
+    id: str
+    at: int
+    operator: str
+    address: str | None = None
+    action: str
+    subject: str
+    before: dict[str, Any]
+    after: dict[str, Any]

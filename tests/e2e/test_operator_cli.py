@@ -21,7 +21,8 @@ from cfd_cli.main import app
 @pytest.fixture
 def cfd(platform):
     token = platform.settings.admin_token_file.read_text().strip()
-    env = cli_env(CFD_API_URL=platform.base_url, CFD_ADMIN_TOKEN=token, COLUMNS="200", NO_COLOR="1")
+    env = cli_env(CFD_API_URL=platform.base_url, CFD_ADMIN_TOKEN=token, COLUMNS="200", NO_COLOR="1",
+                  CFD_OPERATOR="ops-ada")
     runner = CliRunner()
 
     async def run(*args: str, token_override: str | None = None):
@@ -88,6 +89,46 @@ async def test_positions_list_pages_on_with_the_cursor_it_prints(platform, api, 
     assert {p for p in opened if p[:8] in rest.output} == set(opened[:1])
     wrong = await cfd("positions", "list", "--cursor", "nonsense")
     assert wrong.exit_code != 0 and "invalid_cursor" in wrong.output
+
+
+async def test_markets_set_changes_a_market_lists_it_and_audits_it(platform, api, cfd):
+    try:
+        changed = await cfd("markets", "set", "sol_usdc", "--status", "halted", "--spread-bps", "9",
+                            "--commission-rate", "0.002")
+        assert changed.exit_code == 0, changed.output
+        assert "SOL_USDC status: open → halted" in changed.output
+        assert "SOL_USDC spread bps: 6 bps → 9 bps" in changed.output
+        assert "SOL_USDC commission rate: 0.1 % → 0.2 %" in changed.output
+        assert next(m for m in (await api.get("/markets")).json() if m["symbol"] == "SOL_USDC")["status"] == "halted"
+
+        listed = await cfd("markets", "list")
+        assert listed.exit_code == 0, listed.output
+        [sol] = [line for line in listed.output.splitlines() if "SOL_USDC" in line]
+        assert "halted" in sol and "9 bps" in sol and "0.2 %" in sol and "25 %/yr" in sol and "20×" in sol
+        [btc] = [line for line in listed.output.splitlines() if "BTC_USDC" in line]
+        assert "open" in btc and "-5 %/yr" in btc  # a short is credited
+        markets = json.loads((await cfd("markets", "list", "--json")).output)
+        sol_json = next(m for m in markets if m["symbol"] == "SOL_USDC")
+        assert (sol_json["status"], sol_json["spread_bps"], sol_json["commission_rate"]) == ("halted", "9", "0.002")
+
+        audit = await cfd("audit", "--market", "sol_usdc")
+        assert audit.exit_code == 0, audit.output
+        assert "ops-ada" in audit.output and "market.update" in audit.output and "127.0.0.1" in audit.output
+        assert "status: open → halted" in audit.output and "commission_rate: 0.1 % → 0.2 %" in audit.output
+        [row, *_] = json.loads((await cfd("audit", "--json", "-n", "5")).output)
+        assert row["operator"] == "ops-ada" and row["subject"] == "SOL_USDC"
+        assert (row["before"]["status"], row["after"]["status"]) == ("open", "halted")
+
+        bad = await cfd("markets", "set", "SOL_USDC", "--commission-rate", "-0.1")
+        assert bad.exit_code == 1 and "invalid_commission_rate" in bad.output and "Traceback" not in bad.output
+        nothing = await cfd("markets", "set", "SOL_USDC")
+        assert nothing.exit_code == 1 and "nothing to change" in nothing.output
+        unknown = await cfd("markets", "set", "XRP_USDC", "--status", "halted")
+        assert unknown.exit_code == 1 and "unknown_market" in unknown.output
+    finally:
+        restored = await cfd("markets", "set", "SOL_USDC", "--status", "open", "--spread-bps", "6",
+                             "--commission-rate", "0.001")
+        assert restored.exit_code == 0, restored.output
 
 
 async def test_operator_errors_are_one_red_line(cfd):
