@@ -12,7 +12,9 @@ from cfd_dbproc.candles import CandleRecorder
 from cfd_dbproc.db import Database
 from cfd_dbproc.directory import DirectoryKeeper
 from cfd_dbproc.retention import Retention
+from cfd_dbproc.trading.costs import Costs
 from cfd_dbproc.trading.engine import TradingEngine
+from cfd_dbproc.trading.financing import FinancingJob
 from cfd_dbproc.trading.markets import MarketKeeper
 from cfd_dbproc.trading.operators import OperatorHandlers
 from cfd_dbproc.trading.queries import TradingQueries
@@ -21,7 +23,7 @@ from cfd_dbproc.trading.risk_runner import RiskRunner
 from cfd_dbproc.trading.store import TradingStore
 from cfd_dbproc.users import UserHandlers
 from shared import operations as ops
-from shared.bus import Bus, Subscription, Topics
+from shared.bus import Bus, Partition, Subscription, Topics
 from shared.bus.rpc import Responder, handles
 from shared.cache import Cache
 from shared.clock import now_ms
@@ -40,7 +42,7 @@ class DbProc:
 
     def __init__(self, settings: Settings, bus: Bus, db: Database, cache: Cache,
                  clock: Callable[[], int] = now_ms) -> None:
-        """`clock` is the wall clock of the market controls (the time of an audit row)."""
+        """`clock` is the wall clock of the market controls and of financing (tests move it across rollovers)."""
         self.settings = settings
         self.bus = bus
         self.db = db
@@ -51,13 +53,18 @@ class DbProc:
         self.market_keeper = MarketKeeper(db, bus, self.topics, self.markets, clock)
         self.quotes = QuoteCache(settings.stale_after_seconds, markets=self.markets)
         store = TradingStore(db)
-        self.trading = TradingEngine(store, bus, self.topics.events, self.quotes)
+        self.trading = TradingEngine(store, bus, self.topics.events, self.quotes,
+                                     Costs(store, self.quotes, settings.financing_rollover_minute, clock))
         self.responder.serve(UserHandlers(db, settings.demo_deposit, self.directory), self.trading,
                              TradingQueries(self.trading), OperatorHandlers(store, self.quotes, self.directory),
                              self.market_keeper, self)
         # answers the candle requests in its own group
         self.candles = CandleRecorder(db, bus, self.topics, self.markets)
         self.risk = RiskRunner(bus, self.topics, self.quotes, store)
+        self.assigned: set[int] = set()
+        """The partitions of `requests.trading` this dbproc owns in the request group."""
+        self.financing = FinancingJob(bus, self.topics.routes(), store, self._owns,
+                                      settings.financing_rollover_minute, clock)
         self.retention = Retention(settings, db)
         self._subscriptions: list[Subscription] = []
         self._joining: asyncio.Task[None] | None = None
@@ -75,6 +82,7 @@ class DbProc:
             await self.bus.subscribe(self.candles.consumed_topics, self.candles.on_message,
                                      group=self.settings.topic(CANDLES_GROUP)))
         self.retention.start()
+        self.financing.start()
         if self.settings.dbproc_quote_wait_seconds <= 0 or not self.quotes.unpriced():
             await self._join()
         else:
@@ -104,11 +112,23 @@ class DbProc:
             await self.bus.subscribe([self.topics.user_requests, self.topics.trading_requests,
                                       self.topics.health_requests], self.responder,
                                      group=self.settings.topic(CONSUMER_GROUP),
-                                     on_assigned=self.risk.on_assigned, on_revoked=self.risk.on_revoked)
+                                     on_assigned=self._assigned, on_revoked=self._revoked)
         )
         self.joined.set()
         log.info("dbproc %s consuming %s, %s and %s", self.settings.instance_id, self.topics.user_requests,
                  self.topics.trading_requests, self.topics.health_requests)
+
+    async def _assigned(self, partitions: set[Partition]) -> None:
+        await self.risk.on_assigned(partitions)
+        self.assigned |= {p for topic, p in partitions if topic == self.topics.trading_requests}
+        self.financing.wake()  # their users may owe a rollover (one missed while the platform was down)
+
+    async def _revoked(self, partitions: set[Partition]) -> None:
+        self.assigned -= {p for topic, p in partitions if topic == self.topics.trading_requests}
+        await self.risk.on_revoked(partitions)
+
+    def _owns(self, user_id: str) -> bool:
+        return self.bus.partition_for(self.topics.trading_requests, user_id.encode()) in self.assigned
 
     @handles(ops.HEALTH)
     async def health(self, query: HealthQuery) -> HealthReport:
@@ -125,6 +145,7 @@ class DbProc:
             await subscription.stop()
         self._subscriptions.clear()
         await self.retention.stop()
+        await self.financing.stop()
         await self.risk.stop()
         await self.market_keeper.stop()
         await self.directory.stop()

@@ -29,6 +29,7 @@ from shared.contracts.bus import (
     CredentialsQuery,
     DepositCommand,
     ExposureQuery,
+    FinancingCommand,
     HealthQuery,
     HealthReport,
     LedgerQuery,
@@ -107,6 +108,8 @@ RISK_CLOSE: Operation[RiskCloseCommand, None] = Operation(
     "position.risk_close", Route.TRADING, RiskCloseCommand, None, command=True)
 STOP_OUT: Operation[StopOutCommand, None] = Operation(
     "account.stop_out", Route.TRADING, StopOutCommand, None, command=True)
+FINANCING: Operation[FinancingCommand, None] = Operation(
+    "account.financing", Route.TRADING, FinancingCommand, None, command=True)
 ACCOUNT: Operation[AccountQuery, Account] = Operation("account.get", Route.TRADING, AccountQuery, Account)
 POSITIONS: Operation[PositionsQuery, list[Position]] = Operation(
     "positions.list", Route.TRADING, PositionsQuery, list[Position])
@@ -139,7 +142,7 @@ HEALTH: Operation[HealthQuery, HealthReport] = Operation("health.check", Route.H
 
 ALL: tuple[Operation[Any, Any], ...] = (
     USER_EXISTS, USER_CREATE, USER_CREDENTIALS, USER_PROFILE, USER_REHASH,
-    OPEN, CLOSE, MODIFY, DEPOSIT, RISK_CLOSE, STOP_OUT, ACCOUNT, POSITIONS, POSITION, LEDGER,
+    OPEN, CLOSE, MODIFY, DEPOSIT, RISK_CLOSE, STOP_OUT, FINANCING, ACCOUNT, POSITIONS, POSITION, LEDGER,
     USERS, SET_DISABLED, EXPOSURE, SET_MARKET, AUDIT, MARKET_SETTINGS,
     CANDLES_HISTORY, CANDLES_COVERAGE,
     HEALTH,

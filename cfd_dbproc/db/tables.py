@@ -34,7 +34,8 @@ class Accounts(Table, tablename="accounts"):
 
 
 class LedgerEntries(Table, tablename="ledger_entries"):
-    """Every balance change: deposit, realised_pnl, fee, shortfall (negative-balance protection)."""
+    """Every balance change: deposit, realized_pnl, commission, financing, fee, shortfall (negative-balance
+    protection)."""
 
     id = UUID(primary_key=True)
     user_id = UUID(index=True, index_method=IndexMethod.btree)
@@ -81,7 +82,13 @@ class Positions(Table, tablename="positions"):
 
     `unbooked_pnl` is the sub-cent part of the realised PnL of earlier partial closes that rounding to cents
     has not booked yet; the next close books it, so N slices book what one close would (to the cent). On a
-    closed row it is what the final rounding left unbooked (at most half a cent)."""
+    closed row it is what the final rounding left unbooked (at most half a cent).
+
+    `commission` and `financing` are what the row has paid so far (financing negative when credited); both are
+    ledger entries referencing the row, booked in cents, and `unbooked_commission` and `unbooked_financing`
+    carry what rounding to cents has not booked yet, as `unbooked_pnl` does. `financed_until` is the last
+    rollover the row has paid financing for (its opening time until the first), so a rollover is never charged
+    twice."""
 
     id = UUID(primary_key=True)
     user_id = UUID(index=True)
@@ -102,6 +109,11 @@ class Positions(Table, tablename="positions"):
     close_reason = Varchar(length=16, null=True, default=None)
     parent_id = UUID(null=True, default=None)
     unbooked_pnl = Numeric(digits=MONEY, default=Decimal(0))
+    commission = Numeric(digits=MONEY, default=Decimal(0))
+    financing = Numeric(digits=MONEY, default=Decimal(0))
+    unbooked_commission = Numeric(digits=MONEY, default=Decimal(0))
+    unbooked_financing = Numeric(digits=MONEY, default=Decimal(0))
+    financed_until = BigInt(default=0)
 
 
 class MarketSettingsRows(Table, tablename="market_settings"):

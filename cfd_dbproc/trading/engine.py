@@ -4,7 +4,7 @@ Requests arrive keyed by user, so one consumer applies one user's commands in or
 an open cannot race another open of the same user. During a consumer-group rebalance two consumers can
 briefly hold one partition, so each command also locks the user's account row for its whole transaction.
 Every balance change is a ledger entry written in the same transaction; events go out after the commit.
-The rules live here; `TradingStore` reads and writes the rows.
+The rules live here; `TradingStore` reads and writes the rows, `Costs` books commissions and financing.
 """
 
 from __future__ import annotations
@@ -18,16 +18,17 @@ from typing import Any, TypeVar
 import msgspec
 
 from cfd_dbproc.commands import apply_once
+from cfd_dbproc.trading.costs import Costs
 from cfd_dbproc.trading.quotes import QuoteCache
 from cfd_dbproc.trading.store import TradingStore, parse_id
 from shared import operations as ops
 from shared.bus import Bus
 from shared.bus.rpc import handles
-from shared.clock import now_ms
 from shared.contracts import encode
 from shared.contracts.bus import (
     CloseCommand,
     DepositCommand,
+    FinancingCommand,
     ModifyCommand,
     OpenCommand,
     RiskCloseCommand,
@@ -35,6 +36,7 @@ from shared.contracts.bus import (
 )
 from shared.contracts.events import AccountEvent, PositionEvent
 from shared.contracts.rest import Account, Position
+from shared.costs import check_affordable
 from shared.errors import BackendDown, Conflict, Rejected
 from shared.markets import check_trading
 from shared.numbers import MAX_BALANCE
@@ -45,7 +47,6 @@ from shared.trading import (
     STOP_OUT_LEVEL,
     account_state,
     check_close,
-    check_margin,
     check_order,
     check_stops,
     close_price,
@@ -67,11 +68,13 @@ Events = list[PositionEvent | AccountEvent]
 class TradingEngine:
     """The trading commands of `shared.operations`, applied to the store."""
 
-    def __init__(self, store: TradingStore, bus: Bus, events_topic: str, quotes: QuoteCache) -> None:
+    def __init__(self, store: TradingStore, bus: Bus, events_topic: str, quotes: QuoteCache,
+                 costs: Costs | None = None) -> None:
         self.store = store
         self.bus = bus
         self.events_topic = events_topic
         self.quotes = quotes
+        self.costs = costs or Costs(store, quotes, rollover_minute=0)  # its clock is the engine's
         self.events_lost = Outage("account events cannot be published (the state is committed; clients see it at "
                                   "their next snapshot)", log)
 
@@ -117,36 +120,43 @@ class TradingEngine:
             raise Conflict("This position is already closed.", code="position_closed")
         return position
 
-    async def _realize(self, user_id: uuid.UUID, realized: Decimal, balance: Decimal, reference: str,
+    async def _realize(self, user_id: uuid.UUID, realized: Decimal, fee: Decimal, balance: Decimal, reference: str,
                        command_id: str, at: int) -> Decimal:
-        """Book a realised PnL; a loss beyond the balance is a shortfall entry, so the balance never goes below
-        zero. Returns the new balance."""
+        """Book a realised PnL and the close's commission; a loss beyond the balance is a shortfall entry, so the
+        balance never goes below zero. Returns the new balance."""
         balance = await self.store.book(user_id, "realized_pnl", realized, balance, reference, command_id, at)
+        balance = await self.costs.charge(user_id, reference, fee, balance, command_id, at)
         if balance < 0:
             balance = await self.store.book(user_id, "shortfall", -balance, balance, reference, command_id, at)
         return balance
 
     async def _close(self, user_id: uuid.UUID, position: Position, qty: Decimal, price: Decimal, reason: str,
                      balance: Decimal, command_id: str) -> tuple[Position, Decimal]:
-        """Close `qty` of `position` at `price`: the whole row, or a closed part split off the open rest."""
-        at = now_ms()
+        """Close `qty` of `position` at `price`: the whole row, or a closed part split off the open rest. The
+        position first pays the financing it owes, then the close books its PnL and its commission."""
+        position, balance = await self.costs.settle_financing(user_id, position, balance, command_id)
+        at = self.costs.clock()
         whole = qty == position.qty
         closed_id = position.id if whole else str(uuid.uuid4())
         done = closing(position.side, position.qty, qty, position.entry_price, position.leverage, position.margin,
                        await self.store.unbooked_pnl(position.id), price)
-        balance = await self._realize(user_id, done.realized, balance, closed_id, command_id, at)
+        fee, fee_carry = await self.costs.closing(position, qty, price)
+        balance = await self._realize(user_id, done.realized, fee, balance, closed_id, command_id, at)
         closed_fields: dict[str, Any] = {"status": "closed", "closed_at": at, "close_price": price,
                                          "realized_pnl": done.realized, "close_reason": reason, "updated_at": at}
         if whole:
-            await self.store.update(position.id, **closed_fields, unbooked_pnl=done.unbooked)
+            closed_fields["commission"] = position.commission + fee
+            await self.store.update(position.id, **closed_fields, unbooked_pnl=done.unbooked,
+                                    unbooked_commission=fee_carry)
             return msgspec.structs.replace(position, **closed_fields), balance
-        # A partial close: the closed part becomes its own closed row; the open one shrinks and carries what
-        # rounding the PnL to cents did not book.
+        # A partial close: the closed part becomes its own closed row (with the commission of its close); the
+        # open one shrinks, keeps what it has paid, and carries what rounding the PnL to cents did not book.
         part = msgspec.structs.replace(position, id=closed_id, qty=qty, margin=done.released_margin,
-                                       parent_id=position.id, **closed_fields)
+                                       parent_id=position.id, commission=fee, financing=Decimal("0.00"),
+                                       **closed_fields)
         await self.store.insert(user_id, part)
         await self.store.update(position.id, qty=position.qty - qty, margin=done.remaining_margin,
-                                unbooked_pnl=done.unbooked, updated_at=at)
+                                unbooked_pnl=done.unbooked, unbooked_commission=fee_carry, updated_at=at)
         return part, balance
 
     # --- commands -----------------------------------------------------------------------------------------
@@ -166,14 +176,16 @@ class TradingEngine:
             positions = await self.store.exposures(user_id)
             account = account_state(balance, positions, self.quotes.latest())
             needed = margin(order.qty, fill, order.leverage)
-            check_margin(needed, account.free_margin)
-            at = now_ms()
+            fee, fee_carry = self.costs.opening(market, order.qty, fill)
+            check_affordable(needed, fee, account.free_margin, balance)
+            at = self.costs.clock()
             position = Position(
                 id=str(uuid.uuid4()), symbol=order.symbol, side=order.side, qty=plain(order.qty), entry_price=fill,
                 leverage=order.leverage, margin=needed, stop_loss=plain(order.stop_loss),
-                take_profit=plain(order.take_profit), status="open", opened_at=at, updated_at=at,
+                take_profit=plain(order.take_profit), status="open", opened_at=at, updated_at=at, commission=fee,
             )
-            await self.store.insert(user_id, position)
+            await self.store.insert(user_id, position, unbooked_commission=fee_carry)
+            balance = await self.costs.charge(user_id, position.id, fee, balance, command_id, at)
             events.append(PositionEvent(event="opened", user_id=command.user_id, position=position, balance=balance))
             events.append(AccountEvent(event="snapshot", user_id=command.user_id,
                                        account=account_state(balance, [*positions, exposure_of(position)],
@@ -216,7 +228,7 @@ class TradingEngine:
             stop_loss = position.stop_loss if update.stop_loss is msgspec.UNSET else update.stop_loss
             take_profit = position.take_profit if update.take_profit is msgspec.UNSET else update.take_profit
             check_stops(position.side, close_price(position.side, quote), stop_loss, take_profit, market)
-            at = now_ms()
+            at = self.costs.clock()
             await self.store.update(position.id, stop_loss=stop_loss, take_profit=take_profit, updated_at=at)
             updated = msgspec.structs.replace(position, stop_loss=stop_loss, take_profit=take_profit, updated_at=at)
             events.append(PositionEvent(event="updated", user_id=command.user_id, position=updated,
@@ -276,6 +288,24 @@ class TradingEngine:
 
         await self._apply(ops.STOP_OUT, command_id, command.user_id, apply)
 
+    @handles(ops.FINANCING)
+    async def financing(self, command: FinancingCommand, command_id: str) -> None:
+        """The financing job's: every open position of the user pays the rollovers up to `through` it has not."""
+        user_id = parse_id(command.user_id, "account")
+
+        async def apply(events: Events) -> None:
+            balance = await self.store.balance(user_id)
+            for position in await self.store.open_positions(user_id):
+                settled, balance = await self.costs.settle_financing(user_id, position, balance, command_id,
+                                                                     through=command.through)
+                if settled is not position:
+                    events.append(PositionEvent(event="updated", user_id=command.user_id, position=settled,
+                                                balance=balance))
+            if events:
+                events.append(await self._snapshot_event(command.user_id, balance))
+
+        await self._apply(ops.FINANCING, command_id, command.user_id, apply)
+
     def _halted(self, symbol: str) -> bool:
         market = self.quotes.markets.get(symbol)
         return market is not None and market.status == "halted"
@@ -296,7 +326,7 @@ class TradingEngine:
                 raise Rejected(f"This would take the balance of {money(balance)} {limit}.", code="invalid_amount",
                                details={"field": "amount", "balance": str(money(balance))})
             balance = await self.store.book(user_id, "deposit", command.amount, balance, "operator", command_id,
-                                            now_ms())
+                                            self.costs.clock())
             events.append(await self._snapshot_event(command.user_id, balance))
             return await self.account_of(user_id, balance)
 

@@ -265,3 +265,11 @@ class AuditQuery(Struct, kw_only=True):
     subject: str | None = None  # one market (or other subject) only
     limit: int = 100
     cursor: str | None = None  # `shared.paging`: the page after this one
+
+
+class FinancingCommand(Struct, kw_only=True):
+    """Internal (the dbproc that owns the user's partition): charge or credit every open position of the user
+    the financing of each rollover up to `through` (epoch ms) that it has not paid yet."""
+
+    user_id: str
+    through: int

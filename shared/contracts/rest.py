@@ -137,6 +137,8 @@ class Position(Struct, kw_only=True):
     closed_at: int | None = None
     close_price: Decimal | None = None
     realized_pnl: Decimal | None = None
+    commission: Decimal = Decimal("0.00")  # paid so far: on opening, and on each close of this row
+    financing: Decimal = Decimal("0.00")  # paid so far at the daily rollovers (negative: credited)
     close_reason: Literal["manual", "stop_loss", "take_profit", "stop_out"] | None = None
     parent_id: str | None = None
     user_id: str | None = None  # set for operators only
@@ -154,7 +156,7 @@ class Account(Struct, kw_only=True):
 
 class LedgerEntry(Struct, kw_only=True):
     id: str
-    kind: Literal["deposit", "realized_pnl", "fee", "shortfall"]
+    kind: Literal["deposit", "realized_pnl", "commission", "financing", "fee", "shortfall"]
     amount: Decimal
     balance_after: Decimal
     reference: str | None

@@ -1,6 +1,7 @@
 """Market controls and trading costs through the public API: an operator closes a market to new positions, halts
 it, widens its spread, changes its costs and leverage (`PATCH /admin/markets/{symbol}`); traders see it at once
-in `GET /markets`, in their quotes and in what they can do, and every change is in the operators' audit."""
+in `GET /markets`, in their quotes and in what they can do, pay commission on each fill, and every change is in
+the operators' audit."""
 
 from __future__ import annotations
 
@@ -145,6 +146,32 @@ async def test_a_new_spread_is_in_the_next_quote_on_every_path(platform, api, ma
     opened = (await api.post("/positions", headers=auth, json={"symbol": "ETH_USDC", "side": "long", "qty": "1",
                                                                "leverage": 10})).json()
     assert opened["entry_price"] == "3013.52"  # the dbproc fills at the new spread too
+
+
+async def test_commission_is_booked_on_opening_and_on_closing(platform, api, mailbox, email, admin):
+    auth = await signed_in(api, mailbox, email)
+    await set_price(platform, "ETH_USDC", "3000.00", "3000.50")  # broker 2999.25 / 3001.26
+    opened = (await api.post("/positions", headers=auth, json={"symbol": "ETH_USDC", "side": "long", "qty": "2",
+                                                               "leverage": 10})).json()
+    assert opened["commission"] == "3.00" and opened["financing"] == "0.00"  # 2 × 3001.26 × 0.05 %
+    ledger = (await api.get("/ledger", headers=auth)).json()
+    assert [(e["kind"], e["amount"], e["reference"]) for e in ledger] == [
+        ("commission", "-3.00", opened["id"]), ("deposit", "10000.00", "demo")]
+    assert (await api.get("/account", headers=auth)).json()["balance"] == "9997.00"
+
+    await set_price(platform, "ETH_USDC", "3100.00", "3100.50")  # bid 3099.22
+    closed = (await api.post(f"/positions/{opened['id']}/close", headers=auth)).json()
+    assert closed["realized_pnl"] == "195.92" and closed["commission"] == "6.10"  # + 2 × 3099.22 × 0.05 % = 3.10
+    kinds = sorted((e["kind"], e["amount"]) for e in (await api.get("/ledger", headers=auth)).json())
+    assert kinds == [("commission", "-3.00"), ("commission", "-3.10"), ("deposit", "10000.00"),
+                     ("realized_pnl", "195.92")]
+    assert (await api.get("/account", headers=auth)).json()["balance"] == "10189.82"  # 10000 − 3.00 + 195.92 − 3.10
+
+    assert (await api.patch("/admin/markets/ETH_USDC", headers=admin,
+                            json={"commission_rate": "0.001"})).status_code == 200
+    dearer = (await api.post("/positions", headers=auth, json={"symbol": "ETH_USDC", "side": "short", "qty": "1",
+                                                               "leverage": 10})).json()
+    assert dearer["commission"] == "3.10"  # 1 × 3099.22 × 0.1 %: the new rate, at once
 
 
 async def test_a_lower_maximum_leverage_holds_for_the_next_order(platform, api, mailbox, email, admin):

@@ -40,16 +40,16 @@ async def test_operator_journey(platform, api, mailbox, email, cfd):
 
     listed = await cfd("users", "list", email)
     assert listed.exit_code == 0, listed.output
-    assert email in listed.output and "10,000.00" in listed.output
+    assert email in listed.output and "9,999.00" in listed.output  # less the opening's commission of 1.00
 
     deposited = await cfd("users", "deposit", email, "2500")
-    assert deposited.exit_code == 0 and "12,500.00" in deposited.output
-    assert Decimal((await api.get("/account", headers=auth)).json()["balance"]) == Decimal("12500")
+    assert deposited.exit_code == 0 and "12,499.00" in deposited.output
+    assert Decimal((await api.get("/account", headers=auth)).json()["balance"]) == Decimal("12499")
     ledger = (await api.get("/ledger", headers=auth)).json()
     assert [e["kind"] for e in ledger][:1] == ["deposit"] and ledger[0]["amount"] == "2500.00"
 
     shown = await cfd("users", "show", email)
-    assert shown.exit_code == 0 and "ETH_USDC" in shown.output and "12,500.00" in shown.output
+    assert shown.exit_code == 0 and "ETH_USDC" in shown.output and "12,499.00" in shown.output
 
     positions = await cfd("positions", "list", "--user", email)
     assert positions.exit_code == 0 and "ETH_USDC" in positions.output and "2000.5" in positions.output
@@ -167,10 +167,10 @@ async def test_listings_print_the_apis_json_with_json(platform, api, mailbox, cf
     listed = await cfd("users", "list", email, "--json")
     assert listed.exit_code == 0, listed.output
     [user] = json.loads(listed.output)
-    assert user["email"] == email and user["balance"] == "10000.00" and user["open_positions"] == 1
+    assert user["email"] == email and user["balance"] == "9999.63" and user["open_positions"] == 1  # 0.37 paid
 
     shown = json.loads((await cfd("users", "show", email, "--json")).output)
-    assert shown["user"]["id"] == user["id"] and shown["account"]["balance"] == "10000.00"
+    assert shown["user"]["id"] == user["id"] and shown["account"]["balance"] == "9999.63"
     assert [p["id"] for p in shown["positions"]] == [opened["id"]]
 
     positions = json.loads((await cfd("positions", "list", "--user", email, "--json")).output)

@@ -62,6 +62,8 @@ def test_cfd_variable_wins_over_the_fallback():
         ({"CFD_VERIFY_LIMIT_PER_IP": "0/1h"}, "CFD_VERIFY_LIMIT_PER_IP"),
         ({"CFD_SIGNIN_LIMIT_PER_EMAIL": "10/15m,lots"}, "CFD_SIGNIN_LIMIT_PER_EMAIL"),
         ({"CFD_TRUSTED_PROXIES": "10.0.0.1,proxy.example.com"}, "CFD_TRUSTED_PROXIES"),
+        ({"CFD_FINANCING_ROLLOVER": "24:00"}, "CFD_FINANCING_ROLLOVER"),
+        ({"CFD_FINANCING_ROLLOVER": "10pm"}, "CFD_FINANCING_ROLLOVER"),
     ],
 )
 def test_a_bad_value_names_the_variable(env, named):
@@ -116,3 +118,9 @@ def test_attempt_limits_have_defaults_and_read_count_per_window():
     assert settings.signin_limit_per_email == (RateLimit(3, 60), RateLimit(9, 86400))
     assert settings.code_limit_per_email == RateLimit(4, 600)
     assert settings.trusted_proxies == ("10.0.0.1/32", "192.168.0.0/16", "::1/128")
+
+
+def test_the_financing_rollover_is_a_time_of_day_in_utc():
+    assert load_settings({}).financing_rollover_minute == 0  # 00:00 UTC by default
+    later = load_settings({"CFD_FINANCING_ROLLOVER": "9:30"})
+    assert later.financing_rollover == "09:30" and later.financing_rollover_minute == 570

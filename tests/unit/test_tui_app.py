@@ -483,7 +483,8 @@ async def test_open_see_live_pnl_close_and_find_it_in_history():
         fake.push_price("SOL_USDC", "186.05", "186.15")  # the broker's bid: 185.99
         await until(pilot, lambda: cell(table, position_id, "pnl") == "+1.76")
         assert table.get_cell(position_id, "pnl").style == table.get_component_rich_style("positions--profit")
-        assert app.screen.query_one(AccountBar).account.equity == Decimal("10001.76")
+        # the balance less the opening's commission (2 × 185.11 × 0.1 % = 0.37), and the PnL
+        assert app.screen.query_one(AccountBar).account.equity == Decimal("10001.39")
         table.focus()
         await pilot.press("c")
         await until(pilot, lambda: type(app.screen).__name__ == "ClosePositionScreen")
