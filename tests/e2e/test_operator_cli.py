@@ -27,7 +27,8 @@ def cfd(platform):
 
     async def run(*args: str, token_override: str | None = None):
         call_env = {**env, "CFD_ADMIN_TOKEN": token_override} if token_override else env
-        # the server runs in this event loop: the CLI's blocking HTTP calls go to a thread
+        # the server runs in this event loop: the CLI's blocking HTTP calls go to a thread. Its log lines (a market
+        # going stale, say) go to stderr, which `output` mixes in: JSON is read from `stdout`, as a script reads it
         return await asyncio.to_thread(runner.invoke, app, list(args), env=call_env)
 
     return run
@@ -107,7 +108,7 @@ async def test_markets_set_changes_a_market_lists_it_and_audits_it(platform, api
         assert "halted" in sol and "9 bps" in sol and "0.2 %" in sol and "25 %/yr" in sol and "20×" in sol
         [btc] = [line for line in listed.output.splitlines() if "BTC_USDC" in line]
         assert "open" in btc and "-5 %/yr" in btc  # a short is credited
-        markets = json.loads((await cfd("markets", "list", "--json")).output)
+        markets = json.loads((await cfd("markets", "list", "--json")).stdout)
         sol_json = next(m for m in markets if m["symbol"] == "SOL_USDC")
         assert (sol_json["status"], sol_json["spread_bps"], sol_json["commission_rate"]) == ("halted", "9", "0.002")
 
@@ -115,7 +116,7 @@ async def test_markets_set_changes_a_market_lists_it_and_audits_it(platform, api
         assert audit.exit_code == 0, audit.output
         assert "ops-ada" in audit.output and "market.update" in audit.output and "127.0.0.1" in audit.output
         assert "status: open → halted" in audit.output and "commission_rate: 0.1 % → 0.2 %" in audit.output
-        [row, *_] = json.loads((await cfd("audit", "--json", "-n", "5")).output)
+        [row, *_] = json.loads((await cfd("audit", "--json", "-n", "5")).stdout)
         assert row["operator"] == "ops-ada" and row["subject"] == "SOL_USDC"
         assert (row["before"]["status"], row["after"]["status"]) == ("open", "halted")
 
@@ -166,17 +167,17 @@ async def test_listings_print_the_apis_json_with_json(platform, api, mailbox, cf
 
     listed = await cfd("users", "list", email, "--json")
     assert listed.exit_code == 0, listed.output
-    [user] = json.loads(listed.output)
+    [user] = json.loads(listed.stdout)
     assert user["email"] == email and user["balance"] == "9999.63" and user["open_positions"] == 1  # 0.37 paid
 
-    shown = json.loads((await cfd("users", "show", email, "--json")).output)
+    shown = json.loads((await cfd("users", "show", email, "--json")).stdout)
     assert shown["user"]["id"] == user["id"] and shown["account"]["balance"] == "9999.63"
     assert [p["id"] for p in shown["positions"]] == [opened["id"]]
 
-    positions = json.loads((await cfd("positions", "list", "--user", email, "--json")).output)
+    positions = json.loads((await cfd("positions", "list", "--user", email, "--json")).stdout)
     assert len(positions) == 1 and {k: positions[0][k] for k in opened} == opened  # as the API has it
 
-    exposure = json.loads((await cfd("exposure", "--json")).output)
+    exposure = json.loads((await cfd("exposure", "--json")).stdout)
     sol = next(r for r in exposure if r["symbol"] == "SOL_USDC")
     assert Decimal(sol["short_qty"]) >= 2 and isinstance(sol["broker_unrealized_pnl"], str)
 
@@ -193,7 +194,7 @@ async def test_piped_tables_keep_every_character(platform, api, mailbox, cfd):
                                                    env=env, stdout=asyncio.subprocess.PIPE,
                                                    stderr=asyncio.subprocess.PIPE)
     piped, errors = await asyncio.wait_for(process.communicate(), 60)
-    user_id = json.loads((await cfd("users", "list", email, "--json")).output)[0]["id"]
+    user_id = json.loads((await cfd("users", "list", email, "--json")).stdout)[0]["id"]
     for output in (in_process.output, piped.decode()):
         lines = [line for line in output.splitlines() if email in line]
         assert len(lines) == 1 and user_id in lines[0] and "…" not in output, f"cells were cut:\n{output}"
