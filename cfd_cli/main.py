@@ -16,6 +16,7 @@ from cfd_cli.allocator import preload_jemalloc
 from cfd_cli.common import ApiOption, client_settings_or_fail, console, err, fail, run_async, serve, settings_or_fail
 from cfd_cli.demo import demo_command
 from cfd_cli.doctor import run_doctor
+from cfd_cli.markets import audit_command, markets_app
 from cfd_cli.operate import exposure_command, keys_app, orders_app, positions_app, users_app
 from cfd_cli.output import JsonOption, print_json
 from cfd_cli.prices import exchange_app, poller_command, prices_app
@@ -40,6 +41,8 @@ app.add_typer(orders_app, name="orders")
 app.add_typer(keys_app, name="keys")
 app.add_typer(trade_app, name="trade")
 app.command("exposure")(exposure_command)
+app.add_typer(markets_app, name="markets")
+app.command("audit")(audit_command)
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -3,6 +3,9 @@ tables."""
 
 from __future__ import annotations
 
+import getpass
+import os
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -23,18 +26,30 @@ keys_app = typer.Typer(help="Traders' API keys (listed by `cfd users show`).", n
 ORDER_STATUSES = ("working", "filled", "cancelled", "expired", "rejected")
 
 
+def operator_name() -> str:
+    """Who the audit records as making a change: `CFD_OPERATOR`, else the login name (the operator token is
+    shared, so this names a person, it does not prove who they are)."""
+    try:
+        name = os.environ.get("CFD_OPERATOR") or getpass.getuser()
+    except (KeyError, OSError):  # no login name for this uid
+        name = ""
+    return re.sub(r"[^A-Za-z0-9._@+-]", "_", name)[:64] or "operator"
+
+
 class OperatorApi:
-    """A small client of `/api/v1/admin` with the operator token."""
+    """A small client of `/api/v1/admin` with the operator token (and the public API, for the markets)."""
 
     def __init__(self, api: str | None) -> None:
         settings = client_settings_or_fail()
-        self.base = (api or f"http://{settings.http.host}:{settings.http.port}").rstrip("/") + "/api/v1/admin"
+        self.root = (api or f"http://{settings.http.host}:{settings.http.port}").rstrip("/") + "/api/v1"
+        self.base = self.root + "/admin"
         token = settings.auth.admin_token
         if not token and settings.admin_token_file.exists():
             token = settings.admin_token_file.read_text().strip()
         if not token:
             fail("no operator token", "set CFD_ADMIN_TOKEN (the server's), or run this where `cfd up` keeps its data")
-        self.client = httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {token}"}, timeout=15)
+        self.client = httpx.Client(base_url=self.base, timeout=15, headers={
+            "Authorization": f"Bearer {token}", "Cfd-Operator": operator_name()})
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._send(method, path, **kwargs).json()
@@ -42,6 +57,9 @@ class OperatorApi:
     def call_empty(self, method: str, path: str, **kwargs: Any) -> None:
         """A call whose answer has no body (204)."""
         self._send(method, path, **kwargs)
+    def public(self, path: str) -> Any:
+        """A GET of the public API (`/api/v1<path>`)."""
+        return self._send("GET", self.root + path).json()
 
     def page(self, path: str, params: dict[str, Any]) -> tuple[list[dict], str | None]:
         """One page of a list and the cursor of the next one (None on the last page)."""

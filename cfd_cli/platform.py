@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -19,6 +19,7 @@ from cfd_server.app import create_app
 from cfd_server.info import ws_url as advertised_ws_url
 from shared.bus import Bus, Topics, create_bus
 from shared.cache import Cache, create_cache
+from shared.clock import now_ms
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -55,12 +56,14 @@ class Platform:
     """The chosen services sharing one bus in this process; started and stopped in dependency order."""
 
     def __init__(self, settings: Settings, services: Iterable[str] = SERVICES, *, migrate_db: bool = False,
-                 bus: Bus | None = None, cache: Cache | None = None) -> None:
+                 bus: Bus | None = None, cache: Cache | None = None, clock: Callable[[], int] = now_ms) -> None:
         """`bus` and `cache`, when given, are another platform's (started and stopped by it): two servers on
-        the in-process backends share them as two server processes share Kafka and Redis."""
+        the in-process backends share them as two server processes share Kafka and Redis. `clock` is the
+        dbproc's wall clock for market controls and financing (tests move it across rollovers)."""
         self.settings = settings
         self.services = tuple(s for s in SERVICES if s in set(services))
         self.migrate_db = migrate_db
+        self.clock = clock
         self._own_bus, self._own_cache = bus is None, cache is None
         self.bus: Bus = bus or create_bus(settings.bus, settings.instance_id)
         # shared, so the in-process cache is one for all services
@@ -95,7 +98,7 @@ class Platform:
                 if self.migrate_db:
                     await migrate(self.db)
                 await self.db.start()
-                self.dbproc = DbProc(self.settings, self.bus, self.db, self.cache)
+                self.dbproc = DbProc(self.settings, self.bus, self.db, self.cache, self.clock)
                 await self.dbproc.start()
             if "server" in self.services:
                 await self._start_http()

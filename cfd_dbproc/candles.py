@@ -42,7 +42,7 @@ from shared.contracts.bus import (
 )
 from shared.contracts.rest import Candle
 from shared.errors import BadRequest
-from shared.markets import MARKETS, Market, broker_quote, market_of
+from shared.markets import MARKETS, Market, MarketBook, broker_quote, market_of
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +97,11 @@ class CandleRecorder:
     """Builds and stores 1m candles from `price-updates` and `candle-history`; answers `candles.history` and,
     given the bus, `candles.coverage`."""
 
-    def __init__(self, db: Database, bus: Bus | None = None, topics: Topics | None = None) -> None:
+    def __init__(self, db: Database, bus: Bus | None = None, topics: Topics | None = None,
+                 markets: MarketBook | None = None) -> None:
         self.db = db
         self.topics = topics
+        self.markets = markets if markets is not None else MarketBook()  # the spread in force makes the mid
         self.applied = 0
         self.skipped = 0
         self.history_stored = 0  # history minutes inserted
@@ -204,7 +206,7 @@ class CandleRecorder:
             log.warning("skipping an undecodable tick on %s[%d]@%d", message.topic, message.partition,
                         message.offset)
             return
-        market = MARKETS.get(tick.symbol)
+        market = self.markets.get(tick.symbol)
         if market is None or not (0 < tick.bid <= tick.ask):
             return
         if tick.exchange_time_us <= self._last_tick_us.get(tick.symbol, -1):

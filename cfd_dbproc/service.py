@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from cfd_dbproc.candles import CONSUMER_GROUP as CANDLES_GROUP
 from cfd_dbproc.candles import CandleRecorder
@@ -13,7 +14,10 @@ from cfd_dbproc.directory import DirectoryKeeper
 from cfd_dbproc.keys import KeyHandlers
 from cfd_dbproc.retention import Retention
 from cfd_dbproc.trading.alerts import AlertHandlers
+from cfd_dbproc.trading.costs import Costs
 from cfd_dbproc.trading.engine import TradingEngine
+from cfd_dbproc.trading.financing import FinancingJob
+from cfd_dbproc.trading.markets import MarketKeeper
 from cfd_dbproc.trading.marks import MarkPublisher
 from cfd_dbproc.trading.operators import OperatorHandlers
 from cfd_dbproc.trading.orders import OrderHandlers
@@ -23,11 +27,13 @@ from cfd_dbproc.trading.risk_runner import RiskRunner
 from cfd_dbproc.trading.store import TradingStore
 from cfd_dbproc.users import UserHandlers
 from shared import operations as ops
-from shared.bus import Bus, Subscription, Topics
+from shared.bus import Bus, Partition, Subscription, Topics
 from shared.bus.rpc import Responder, handles
 from shared.cache import Cache
+from shared.clock import now_ms
 from shared.contracts.bus import HealthQuery, HealthReport
 from shared.credentials import CredentialsDirectory
+from shared.markets import MarketBook
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,23 +44,32 @@ CONSUMER_GROUP = "cfd-dbproc"  # prefixed with the deployment's topic prefix
 class DbProc:
     """Consumes the request topics as one member of the `cfd-dbproc` consumer group."""
 
-    def __init__(self, settings: Settings, bus: Bus, db: Database, cache: Cache) -> None:
+    def __init__(self, settings: Settings, bus: Bus, db: Database, cache: Cache,
+                 clock: Callable[[], int] = now_ms) -> None:
+        """`clock` is the wall clock of the market controls and of financing (tests move it across rollovers)."""
         self.settings = settings
         self.bus = bus
         self.db = db
         self.topics = Topics(settings.bus)
         self.responder = Responder(bus, self.topics.replies)
         self.directory = DirectoryKeeper(CredentialsDirectory(cache, settings.bus.topic_prefix))
-        self.quotes = QuoteCache(settings.prices.stale_after_seconds)
+        self.markets = MarketBook()  # the terms in force: the catalogue's, as operators changed them
+        self.market_keeper = MarketKeeper(db, bus, self.topics, self.markets, clock)
+        self.quotes = QuoteCache(settings.prices.stale_after_seconds, markets=self.markets)
         store = TradingStore(db)
-        self.trading = TradingEngine(store, bus, self.topics.events, self.quotes)
+        self.trading = TradingEngine(store, bus, self.topics.events, self.quotes,
+                                     Costs(store, self.quotes, settings.trading.financing_rollover_minute, clock))
         self.risk = RiskRunner(bus, self.topics, self.quotes, store)
         self.marks = MarkPublisher(bus, self.topics.marks, self.risk)
         self.responder.serve(UserHandlers(db, settings.trading.demo_deposit, self.directory), self.trading,
                              TradingQueries(self.trading), OperatorHandlers(store, self.quotes, self.directory),
                              OrderHandlers(self.trading), AlertHandlers(self.trading), KeyHandlers(db), self.marks,
-                             self)
-        self.candles = CandleRecorder(db, bus, self.topics)  # answers the candle requests in its own group
+                             self.market_keeper, self)
+        self.candles = CandleRecorder(db, bus, self.topics, self.markets)  # answers the candle requests, own group
+        self.assigned: set[int] = set()
+        """The partitions of `requests.trading` this dbproc owns in the request group."""
+        self.financing = FinancingJob(bus, self.topics.routes(), store, self._owns,
+                                      settings.trading.financing_rollover_minute, clock)
         self.retention = Retention(settings.retention, db, history_hours=settings.prices.candle_history_hours)
         self._subscriptions: list[Subscription] = []
         self._joining: asyncio.Task[None] | None = None
@@ -65,6 +80,7 @@ class DbProc:
         quote (at most `CFD_DBPROC_QUOTE_WAIT_SECONDS` later, in the background), so that the first orders
         are not refused as `market_unavailable` just because this dbproc has not heard a tick yet."""
         await self.bus.ensure_topics(self.topics.all())
+        await self.market_keeper.start()  # the terms in force, before the first quote is computed
         await self.risk.start()  # quotes are live before the first order arrives; accounts load as partitions come
         self.marks.start()
         await self.directory.start()
@@ -72,6 +88,7 @@ class DbProc:
             await self.bus.subscribe(self.candles.consumed_topics, self.candles.on_message,
                                      group=self.settings.bus.topic(CANDLES_GROUP)))
         self.retention.start()
+        self.financing.start()
         if self.settings.trading.quote_wait_seconds <= 0 or not self.quotes.unpriced():
             await self._join()
         else:
@@ -101,11 +118,23 @@ class DbProc:
             await self.bus.subscribe([self.topics.user_requests, self.topics.trading_requests,
                                       self.topics.health_requests], self.responder,
                                      group=self.settings.bus.topic(CONSUMER_GROUP),
-                                     on_assigned=self.risk.on_assigned, on_revoked=self.risk.on_revoked)
+                                     on_assigned=self._assigned, on_revoked=self._revoked)
         )
         self.joined.set()
         log.info("dbproc %s consuming %s, %s and %s", self.settings.instance_id, self.topics.user_requests,
                  self.topics.trading_requests, self.topics.health_requests)
+
+    async def _assigned(self, partitions: set[Partition]) -> None:
+        await self.risk.on_assigned(partitions)
+        self.assigned |= {p for topic, p in partitions if topic == self.topics.trading_requests}
+        self.financing.wake()  # their users may owe a rollover (one missed while the platform was down)
+
+    async def _revoked(self, partitions: set[Partition]) -> None:
+        self.assigned -= {p for topic, p in partitions if topic == self.topics.trading_requests}
+        await self.risk.on_revoked(partitions)
+
+    def _owns(self, user_id: str) -> bool:
+        return self.bus.partition_for(self.topics.trading_requests, user_id.encode()) in self.assigned
 
     @handles(ops.HEALTH)
     async def health(self, query: HealthQuery) -> HealthReport:
@@ -123,5 +152,7 @@ class DbProc:
         self._subscriptions.clear()
         await self.retention.stop()
         await self.marks.stop()
+        await self.financing.stop()
         await self.risk.stop()
+        await self.market_keeper.stop()
         await self.directory.stop()

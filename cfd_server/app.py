@@ -15,6 +15,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 import shared
 from cfd_server.admin.controller import AdminController, operator_token
+from cfd_server.admin.markets import AdminMarketsController
 from cfd_server.auth.controller import ApiKeysController, AuthController
 from cfd_server.auth.dependencies import provide_auth
 from cfd_server.auth.passwords import DummyHash
@@ -97,7 +98,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
     api = Router(
         path="/api/v1",
         route_handlers=[AuthController, ApiKeysController, TradingController, OrdersController, AlertsController,
-                        AdminController, info,
+                        AdminController, AdminMarketsController, info,
                         *MARKET_HANDLERS],
         dependencies={"auth": Provide(provide_auth)},
     )

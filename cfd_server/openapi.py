@@ -76,6 +76,7 @@ _RULES: dict[str, set[int]] = {
     "modify_order": {409, 422},
     "cancel_order": {409},
     "admin_deposit": {422},
+    "admin_set_market": {422},
     "admin_list_positions": {404},
     "admin_list_orders": {404},
     "admin_user_api_keys": {404},

@@ -2,7 +2,7 @@
 
 Pure functions over the market's terms (`shared.markets`), the trading rules (`shared.trading`) and the
 latest quote; each returns the parsed request or the errors by field, with messages fit for the form, and
-the preview the ticket shows (margin, stop-out estimate).
+the preview the ticket shows (margin, costs, stop-out estimate).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from msgspec import Struct
 
 from cfd_client.models import Account, Position, Side
 from shared.contracts.quote import Quote
+from shared.costs import commission, daily_financing
 from shared.errors import CfdError
 from shared.markets import Market
-from shared.trading import check_order, check_stops, close_price, margin, open_price, pnl, stop_out_price
+from shared.trading import check_order, check_stops, close_price, margin, money, open_price, pnl, stop_out_price
 
 
 class OrderPlan(Struct, kw_only=True):
@@ -40,6 +41,8 @@ class OrderPreview(Struct, kw_only=True):
     free_after: Decimal | None = None
     stop_out: Decimal | None = None
     shortfall: Decimal | None = None  # the margin missing when the account cannot afford the order (no stop-out)
+    commission: Decimal | None = None  # charged on opening (as much again on closing)
+    financing_per_day: Decimal | None = None  # paid at each daily rollover while open (negative: credited)
 
 
 class Checked(Struct, kw_only=True):
@@ -162,10 +165,12 @@ def validate_ticket(market: Market, side: Side, quote: Quote | None, parsed: Par
                        leverage=lev if "leverage" not in errors else None)
 
 
-def preview_order(ticket: ValidTicket, account: Account | None) -> OrderPreview:
+def preview_order(ticket: ValidTicket, account: Account | None, market: Market | None = None) -> OrderPreview:
     """What the order comes to: its price, quantity and value as far as they are known; once its size and
-    leverage are valid, the margin it uses, and with the account, the free margin left and either the price
-    at which the account would be stopped out or, when it cannot afford the order, the margin missing."""
+    leverage are valid, the margin it uses and (with the `market`) its costs: the commission paid on opening
+    and the financing of each day it stays open; with the account, the free margin left after both and
+    either the price at which the account would be stopped out or, when it cannot afford the order, the
+    margin missing."""
     price, qty, lev = ticket.price, ticket.qty, ticket.leverage
     preview = OrderPreview(price=price, qty=qty,
                            notional=qty * price if qty is not None and price is not None else None)
@@ -173,14 +178,18 @@ def preview_order(ticket: ValidTicket, account: Account | None) -> OrderPreview:
         return preview
     need = margin(qty, price, lev)
     preview.margin = need
+    fee = Decimal(0)
+    if market is not None:
+        fee = preview.commission = money(commission(market, qty, price))
+        preview.financing_per_day = money(daily_financing(market, ticket.side, qty, price))
     if account is None:
         return preview
-    preview.free_after = account.free_margin - need
-    if need > account.free_margin:
+    preview.free_after = account.free_margin - need - fee
+    if need + fee > account.free_margin:
         # Not opened: a stop-out price would be meaningless (for a long it lies above the entry).
-        preview.shortfall = need - account.free_margin
+        preview.shortfall = need + fee - account.free_margin
     else:
-        preview.stop_out = stop_out_price(ticket.side, qty, price, account.equity, account.used_margin + need)
+        preview.stop_out = stop_out_price(ticket.side, qty, price, account.equity - fee, account.used_margin + need)
     return preview
 
 
@@ -191,10 +200,11 @@ def check_ticket(market: Market, quote: Quote | None, account: Account | None, *
     parsed = parse_ticket(amount=amount, in_usd=in_usd, leverage=leverage, stop_loss=stop_loss,
                           take_profit=take_profit)
     valid = validate_ticket(market, side, quote, parsed)
-    preview = preview_order(valid, account)
+    preview = preview_order(valid, account, market)
     errors = dict(valid.errors)
-    if preview.shortfall is not None and account is not None:
-        errors["amount"] = f"Not enough free margin: this needs {preview.margin:,.2f}, you have " \
+    if preview.shortfall is not None and preview.margin is not None and account is not None:
+        fee = f" and {preview.commission:,.2f} of commission" if preview.commission else ""
+        errors["amount"] = f"Not enough free margin: this needs {preview.margin:,.2f}{fee}, you have " \
                            f"{account.free_margin:,.2f}."
     if errors or valid.qty is None or valid.leverage is None:
         return Checked(errors=errors, preview=preview)

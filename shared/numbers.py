@@ -41,6 +41,8 @@ class NumberKind(Struct, frozen=True):
 QUANTITY = NumberKind("quantity", Decimal(10) ** 9, 10)
 PRICE = NumberKind("price", Decimal(10) ** 9, 10)
 AMOUNT = NumberKind("amount", Decimal(10) ** 12, 10)
+RATE = NumberKind("rate", Decimal(1), 10)  # a fraction: of the notional (commission) or a year's (financing)
+SPREAD = NumberKind("spread", Decimal(10) ** 4, 4)  # basis points
 # The largest balance an account may reach through deposits: a thousand times the largest deposit, and
 # still a thousand times under what the NUMERIC(28,10) column holds.
 MAX_BALANCE = Decimal(10) ** 15
@@ -110,6 +112,8 @@ def _field(kind: NumberKind, description: str, example: str) -> Meta:
 Quantity = Annotated[Decimal, _field(QUANTITY, "A quantity of the market's base asset.", "1.5")]
 Price = Annotated[Decimal, _field(PRICE, "A price in the quote currency.", "184.25")]
 Amount = Annotated[Decimal, _field(AMOUNT, "An amount of USD.", "2500")]
+Rate = Annotated[Decimal, _field(RATE, "A rate as a fraction (0.001 is 0.1 %).", "0.001")]
+Spread = Annotated[Decimal, _field(SPREAD, "A spread in basis points (1 is 0.01 %).", "6")]
 
 
 def number_kind(meta_extra: dict | None) -> NumberKind | None:

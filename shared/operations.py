@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 from shared.contracts.bus import (
     AccountQuery,
     AlertsQuery,
+    AuditQuery,
     CancelOrderCommand,
     CandleHistory,
     CandlesQuery,
@@ -36,6 +37,7 @@ from shared.contracts.bus import (
     ExpireOrderCommand,
     ExposureQuery,
     FillOrderCommand,
+    FinancingCommand,
     FireAlertCommand,
     HealthQuery,
     HealthReport,
@@ -43,6 +45,8 @@ from shared.contracts.bus import (
     KeyRecord,
     KeysQuery,
     LedgerQuery,
+    MarketsQuery,
+    MarketsSettings,
     ModifyCommand,
     ModifyOrderCommand,
     OpenCommand,
@@ -56,6 +60,7 @@ from shared.contracts.bus import (
     RevokeKeyCommand,
     RiskCloseCommand,
     SetDisabledCommand,
+    SetMarketCommand,
     StopOutCommand,
     TrailCommand,
     UserExists,
@@ -69,6 +74,7 @@ from shared.contracts.rest import (
     Account,
     Alert,
     ApiKey,
+    AuditEntry,
     ClosedAll,
     LedgerEntry,
     MarketExposure,
@@ -77,6 +83,7 @@ from shared.contracts.rest import (
     User,
     UserSummary,
 )
+from shared.markets import MarketSettings
 
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
@@ -148,6 +155,8 @@ ORDER_EXPIRE: Operation[ExpireOrderCommand, None] = Operation(
 ORDERS: Operation[OrdersQuery, list[Order]] = Operation("orders.list", Route.TRADING, OrdersQuery, list[Order])
 ORDER: Operation[OrderQuery, Order] = Operation("order.get", Route.TRADING, OrderQuery, Order)
 WATCH_ACCOUNT: Operation[WatchAccount, None] = Operation("account.watch", Route.TRADING, WatchAccount, None)
+FINANCING: Operation[FinancingCommand, None] = Operation(
+    "account.financing", Route.TRADING, FinancingCommand, None, command=True)
 ACCOUNT: Operation[AccountQuery, Account] = Operation("account.get", Route.TRADING, AccountQuery, Account)
 POSITIONS: Operation[PositionsQuery, list[Position]] = Operation(
     "positions.list", Route.TRADING, PositionsQuery, list[Position])
@@ -179,6 +188,12 @@ SET_DISABLED: Operation[SetDisabledCommand, UserStatus] = Operation(
     "operator.set_disabled", Route.TRADING, SetDisabledCommand, UserStatus, command=True)
 EXPOSURE: Operation[ExposureQuery, list[MarketExposure]] = Operation(
     "operator.exposure", Route.TRADING, ExposureQuery, list[MarketExposure])
+SET_MARKET: Operation[SetMarketCommand, MarketSettings] = Operation(
+    "operator.set_market", Route.TRADING, SetMarketCommand, MarketSettings, command=True)
+AUDIT: Operation[AuditQuery, list[AuditEntry]] = Operation("operator.audit", Route.TRADING, AuditQuery,
+                                                            list[AuditEntry])
+MARKET_SETTINGS: Operation[MarketsQuery, MarketsSettings] = Operation(
+    "markets.settings", Route.TRADING, MarketsQuery, MarketsSettings)
 
 # --- candles (requests.candles) ------------------------------------------------------------------------------
 CANDLES_HISTORY: Operation[CandlesQuery, CandleHistory] = Operation(
@@ -191,11 +206,11 @@ HEALTH: Operation[HealthQuery, HealthReport] = Operation("health.check", Route.H
 
 ALL: tuple[Operation[Any, Any], ...] = (
     USER_EXISTS, USER_CREATE, USER_CREDENTIALS, USER_PROFILE, USER_REHASH,
-    OPEN, CLOSE, MODIFY, DEPOSIT, RISK_CLOSE, STOP_OUT, CLOSE_ALL, TRAIL, WATCH_ACCOUNT, ACCOUNT, POSITIONS, POSITION,
-    LEDGER, ORDER_PLACE, ORDER_MODIFY, ORDER_CANCEL, ORDER_FILL, ORDER_EXPIRE, ORDERS, ORDER,
+    OPEN, CLOSE, MODIFY, DEPOSIT, RISK_CLOSE, STOP_OUT, FINANCING, CLOSE_ALL, TRAIL, WATCH_ACCOUNT, ACCOUNT, POSITIONS,
+    POSITION, LEDGER, ORDER_PLACE, ORDER_MODIFY, ORDER_CANCEL, ORDER_FILL, ORDER_EXPIRE, ORDERS, ORDER,
     ALERT_CREATE, ALERTS, ALERT_DELETE, ALERT_FIRE,
     KEY_CREATE, KEYS, KEY_REVOKE, KEY_LOOKUP,
-    USERS, SET_DISABLED, EXPOSURE,
+    USERS, SET_DISABLED, EXPOSURE, SET_MARKET, AUDIT, MARKET_SETTINGS,
     CANDLES_HISTORY, CANDLES_COVERAGE,
     HEALTH,
 )

@@ -1,4 +1,4 @@
-"""Keyset (cursor) paging for the list endpoints: `GET /positions` and `GET /ledger`.
+"""Keyset (cursor) paging for the list endpoints: `GET /positions`, `GET /ledger` and `GET /admin/audit`.
 
 A list is read newest first, ordered by a time and then the row's id, so the order is total even when two
 rows share a millisecond. A cursor names the last row of a page (its time and id) and the order it belongs
@@ -21,8 +21,8 @@ from shared.errors import BadRequest
 MAX_PAGE = 1000
 """The largest `limit` of a list endpoint."""
 
-ORDERS = ("opened", "closed", "ledger")
-"""What a cursor's list is sorted by: positions by opening or closing time, ledger entries by time."""
+ORDERS = ("opened", "closed", "ledger", "audit")
+"""What a cursor's list is sorted by: positions by opening or closing time, ledger and audit entries by time."""
 
 
 class Cursor(msgspec.Struct, array_like=True, frozen=True):

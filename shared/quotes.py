@@ -1,7 +1,9 @@
 """The latest broker quote of every market, from encoded price ticks; shared by the server and the dbproc.
 
 Per tick: decode once, refuse what is not a quote (unknown market, bid above ask, a tick not newer than the
-last one applied, which is how a redelivery looks), and compute the broker quote once. A market is stale
+last one applied, which is how a redelivery looks), and compute the broker quote once, with the market's
+terms in force (its `MarketBook`): when an operator changes a market's spread, its latest quote is computed
+again from the exchange's last bid and ask at once (`requote`), not at the next tick. A market is stale
 when no tick has arrived for `stale_after` seconds of this process's clock (not the exchange's: a replayed
 feed carries old exchange times, and other machines' clocks drift).
 """
@@ -11,13 +13,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import NamedTuple
 
 import msgspec
 
 from shared.contracts.bus import PriceTick
 from shared.contracts.quote import Quote
-from shared.markets import MARKETS, broker_quote
+from shared.markets import MARKETS, Market, MarketBook, broker_quote
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +29,19 @@ class _Entry(NamedTuple):
     quote: Quote
     received: float  # this process's monotonic clock when the tick arrived
     exchange_us: int  # the tick's exchange time: a tick not after it is old or a redelivery
+    bid: Decimal  # the exchange's bid and ask of that tick, before the broker's markup
+    ask: Decimal
 
 
 class LatestQuotes:
     """Latest quote per market plus freshness; lives in one event loop (not thread-safe)."""
 
-    def __init__(self, stale_after: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, stale_after: float, clock: Callable[[], float] = time.monotonic,
+                 markets: MarketBook | None = None) -> None:
         self.stale_after = stale_after
         self.clock = clock
+        self.markets = markets if markets is not None else MarketBook()
+        self.markets.on_change(self._market_changed)
         self.ticks = 0
         self.rejected = 0
         self._entries: dict[str, _Entry] = {}
@@ -48,7 +56,7 @@ class LatestQuotes:
             self.rejected += 1
             log.warning("skipping an undecodable tick: %s", exc)
             return None
-        market = MARKETS.get(tick.symbol)
+        market = self.markets.get(tick.symbol)
         if market is None or not (0 < tick.bid <= tick.ask):
             self.rejected += 1
             return None
@@ -58,7 +66,7 @@ class LatestQuotes:
             self.rejected += 1  # a redelivery, or out of order: an older price never replaces a newer one
             return None
         quote = broker_quote(market, tick.bid, tick.ask, tick.exchange_time_us // 1000)
-        self._entries[symbol] = _Entry(quote, self.clock(), tick.exchange_time_us)
+        self._entries[symbol] = _Entry(quote, self.clock(), tick.exchange_time_us, tick.bid, tick.ask)
         self.ticks += 1
         if symbol in self._stale:
             self._stale.discard(symbol)
@@ -67,7 +75,24 @@ class LatestQuotes:
         return quote
 
     def _accepted(self, symbol: str, quote: Quote) -> None:
-        """Called once per accepted tick; subclasses hang their own work here."""
+        """Called once per accepted tick (and per quote computed again); subclasses hang their own work here."""
+
+    def _market_changed(self, before: Market, after: Market) -> None:
+        if after.spread_bps != before.spread_bps:
+            self.requote(after)
+
+    def requote(self, market: Market) -> Quote | None:
+        """Compute the latest quote of `market` again with its terms now (a changed spread), from the exchange's
+        last bid and ask; its time and freshness stay the tick's. None before the market's first tick."""
+        entry = self._entries.get(market.symbol)
+        if entry is None:
+            return None
+        quote = broker_quote(market, entry.bid, entry.ask, entry.quote.ts)
+        if quote == entry.quote:
+            return quote
+        self._entries[market.symbol] = entry._replace(quote=quote)
+        self._accepted(market.symbol, quote)
+        return quote
 
     def get(self, symbol: str) -> tuple[Quote, bool] | None:
         """The latest quote of `symbol` and whether it is stale; None before the first tick."""

@@ -183,6 +183,15 @@ class TradingSettings(Group, frozen=True, kw_only=True):
 
     demo_deposit: Annotated[Decimal, Env(_decimal, "CFD_DEMO_DEPOSIT")] = Decimal("10000")
     quote_wait_seconds: Annotated[float, Env(_float(0, 600), "CFD_DBPROC_QUOTE_WAIT_SECONDS")] = 10.0
+    # The daily rollover at which open positions pay (or get) their overnight financing: HH:MM, UTC
+    # (docs/configuration.md, "Trading costs").
+    financing_rollover: Annotated[str, Env(_time_of_day, "CFD_FINANCING_ROLLOVER")] = "00:00"
+
+    @property
+    def financing_rollover_minute(self) -> int:
+        """The financing rollover as minutes after 00:00 UTC."""
+        hours, minutes = self.financing_rollover.split(":")
+        return int(hours) * 60 + int(minutes)
 
 
 class RetentionSettings(Group, frozen=True, kw_only=True):
@@ -292,6 +301,14 @@ def _decimal(value: str) -> Decimal:
     if not number.is_finite() or number < 0:
         raise ValueError(f"must be a non-negative amount, got {value!r}")
     return number
+
+
+def _time_of_day(value: str) -> str:
+    """`HH:MM` (UTC, 24-hour clock), written with two digits each."""
+    match = re.fullmatch(r"([0-9]{1,2}):([0-9]{2})", value.strip())
+    if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+        raise ValueError(f"must be a time of day in UTC written HH:MM, like 00:00 or 22:00, got {value!r}")
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
 
 
 def _bool(value: str) -> bool:

@@ -7,8 +7,9 @@ with 404, like a server that does not have them yet.
 
 It quotes and trades with the platform's own maths, so a test sees the prices and figures the platform
 would give: a pushed price is the exchange's, quoted with the broker's markup (`shared.markets.broker_quote`);
-orders, closes, stops, margin, PnL, the ledger's bookings and the account come from `shared.trading`, in the
-order the dbproc's trading engine applies them. What it keeps of its own is storage and the events.
+orders, closes, stops, margin, PnL, commissions, the ledger's bookings and the account come from
+`shared.trading` and `shared.costs`, in the order the dbproc's trading engine applies them (no rollover passes
+in it, so nothing pays financing). What it keeps of its own is storage and the events.
 """
 
 from __future__ import annotations
@@ -42,12 +43,12 @@ from shared.contracts.events import PositionMark
 from shared.contracts.quote import Quote
 from shared.contracts.rest import AuthSession, Candle, InfoResponse, Price, SignupAccepted, User
 from shared.contracts.ws import CandleFrame, PriceFrame
+from shared.costs import carried, check_affordable, commission
 from shared.errors import CfdError
 from shared.markets import MARKETS, Market, broker_quote
 from shared.trading import (
     account_state,
     check_close,
-    check_margin,
     check_order,
     check_stops,
     close_price,
@@ -165,6 +166,7 @@ class FakeBroker:
         self.positions_by_id: dict[str, tuple[str, Position]] = {}  # id -> (user id, position)
         self.ledgers: dict[str, list[LedgerEntry]] = {}
         self.unbooked: dict[str, Decimal] = {}  # position id -> PnL that rounding to cents has not booked yet
+        self.unbooked_fees: dict[str, Decimal] = {}  # position id -> commission rounding has not booked yet
         self.feeds: list[FakeFeed] = []
         self.feed_state = FeedState.LIVE
         self.signups: list[str] = []
@@ -318,14 +320,18 @@ class FakeBroker:
             fill = open_price(side, quote)
             check_stops(side, fill, stop_loss, take_profit, market)
             need = margin(qty, fill, leverage)
-            check_margin(need, self._account(user.id).free_margin)
+            fee, fee_carry = carried(commission(market, qty, fill), Decimal(0))
+            check_affordable(need, fee, self._account(user.id).free_margin, self.balances[user.id])
         except CfdError as exc:
             raise Rejected(422, exc.code, exc.message, exc.details) from None
         position = Position(id=self._next_id(), symbol=symbol, side=side, qty=plain(qty),  # type: ignore[arg-type]
                             entry_price=fill, leverage=leverage, margin=need, stop_loss=plain(stop_loss),
                             take_profit=plain(take_profit), status="open", opened_at=self.now_ms,
-                            updated_at=self.now_ms)
+                            updated_at=self.now_ms, commission=fee)
         self.positions_by_id[position.id] = (user.id, position)
+        self.unbooked_fees[position.id] = fee_carry
+        if fee:
+            self._book(user.id, "commission", -fee, position.id)
         self._emit(PositionFrame(event="opened", position=position, balance=self.balances[user.id]))
         self._emit(AccountFrame(event="snapshot", account=self._account(user.id)))
         self._emit_mark(user.id)
@@ -440,19 +446,25 @@ class FakeBroker:
         return balance
 
     def _close(self, user_id: str, position: Position, qty: Decimal, price: Decimal, reason: str) -> Position:
-        """Close `qty` (already checked) at `price`, as the engine's `_close`: the closed part books its PnL
-        (a loss beyond the balance is a shortfall entry), a partial close leaves the rest open."""
+        """Close `qty` (already checked) at `price`, as the engine's `_close`: the closed part books its PnL and
+        its commission (a loss beyond the balance is a shortfall entry), a partial close leaves the rest open."""
         whole = qty == position.qty
         closed_id = position.id if whole else self._next_id()
         done = closing(position.side, position.qty, qty, position.entry_price, position.leverage, position.margin,
                        self.unbooked.pop(position.id, Decimal(0)), price)
         balance = self._book(user_id, "realized_pnl", done.realized, closed_id)
+        fee, fee_carry = carried(commission(MARKETS[position.symbol], qty, price),
+                                 self.unbooked_fees.pop(position.id, Decimal(0)))
+        if fee:
+            balance = self._book(user_id, "commission", -fee, closed_id)
         if balance < 0:
             balance = self._book(user_id, "shortfall", -balance, closed_id)
         closed = msgspec.structs.replace(position, id=closed_id, qty=qty, margin=done.released_margin,
                                          status="closed", updated_at=self.now_ms, closed_at=self.now_ms,
                                          close_price=price, realized_pnl=done.realized, close_reason=reason,
-                                         parent_id=None if whole else position.id)
+                                         parent_id=None if whole else position.id,
+                                         commission=position.commission + fee if whole else fee,
+                                         financing=position.financing if whole else Decimal("0.00"))
         self.positions_by_id[closed.id] = (user_id, closed)
         self._emit(PositionFrame(event="closed", position=closed, balance=balance))
         if not whole:
@@ -460,6 +472,7 @@ class FakeBroker:
                                            updated_at=self.now_ms)
             self.positions_by_id[rest.id] = (user_id, rest)
             self.unbooked[rest.id] = done.unbooked
+            self.unbooked_fees[rest.id] = fee_carry
             self._emit(PositionFrame(event="updated", position=rest, balance=balance))
         self._emit(AccountFrame(event="snapshot", account=self._account(user_id)))
         self._emit_mark(user_id)

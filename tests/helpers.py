@@ -95,16 +95,16 @@ async def sign_up(api: httpx.AsyncClient, mailbox: Mailbox, email: str, password
 
 
 async def set_price(platform: Any, symbol: str, bid: str, ask: str, timeout: float = 10.0) -> None:
-    """Publish an exchange tick and wait until the dbproc trades on it."""
+    """Publish an exchange tick and wait until the dbproc trades on it (at the market's spread in force)."""
     from decimal import Decimal
 
     from shared.contracts import encode
     from shared.contracts.bus import PriceTick
-    from shared.markets import MARKETS, broker_quote
+    from shared.markets import broker_quote
 
     now_us = time.time_ns() // 1000
     tick = PriceTick(symbol=symbol, bid=Decimal(bid), ask=Decimal(ask), exchange_time_us=now_us, ingest_time_us=now_us)
-    expected = broker_quote(MARKETS[symbol], tick.bid, tick.ask, now_us // 1000)
+    expected = broker_quote(platform.dbproc.markets.market_of(symbol), tick.bid, tick.ask, now_us // 1000)
     await platform.bus.publish(platform.dbproc.topics.prices, encode(tick), key=symbol.encode())
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

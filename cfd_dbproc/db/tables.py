@@ -34,7 +34,8 @@ class Accounts(Table, tablename="accounts"):
 
 
 class LedgerEntries(Table, tablename="ledger_entries"):
-    """Every balance change: deposit, realised_pnl, fee, shortfall (negative-balance protection)."""
+    """Every balance change: deposit, realized_pnl, commission, financing, fee, shortfall (negative-balance
+    protection)."""
 
     id = UUID(primary_key=True)
     user_id = UUID(index=True, index_method=IndexMethod.btree)
@@ -81,7 +82,13 @@ class Positions(Table, tablename="positions"):
 
     `unbooked_pnl` is the sub-cent part of the realised PnL of earlier partial closes that rounding to cents
     has not booked yet; the next close books it, so N slices book what one close would (to the cent). On a
-    closed row it is what the final rounding left unbooked (at most half a cent)."""
+    closed row it is what the final rounding left unbooked (at most half a cent).
+
+    `commission` and `financing` are what the row has paid so far (financing negative when credited); both are
+    ledger entries referencing the row, booked in cents, and `unbooked_commission` and `unbooked_financing`
+    carry what rounding to cents has not booked yet, as `unbooked_pnl` does. `financed_until` is the last
+    rollover the row has paid financing for (its opening time until the first), so a rollover is never charged
+    twice."""
 
     id = UUID(primary_key=True)
     user_id = UUID(index=True)
@@ -104,6 +111,11 @@ class Positions(Table, tablename="positions"):
     unbooked_pnl = Numeric(digits=MONEY, default=Decimal(0))
     trailing_distance = Numeric(digits=MONEY, null=True, default=None)
     order_id = UUID(null=True, default=None)
+    commission = Numeric(digits=MONEY, default=Decimal(0))
+    financing = Numeric(digits=MONEY, default=Decimal(0))
+    unbooked_commission = Numeric(digits=MONEY, default=Decimal(0))
+    unbooked_financing = Numeric(digits=MONEY, default=Decimal(0))
+    financed_until = BigInt(default=0)
 
 
 class Orders(Table, tablename="orders"):
@@ -163,5 +175,35 @@ class Alerts(Table, tablename="alerts"):
     triggered_value = Numeric(digits=MONEY, null=True, default=None)
 
 
+class MarketSettingsRows(Table, tablename="market_settings"):
+    """The terms operators changed, one row per market changed at least once (a market without a row trades
+    on the catalogue's terms, `shared.markets.MARKETS`). `revision` counts its changes."""
+
+    symbol = Varchar(length=32, primary_key=True)
+    status = Varchar(length=16)
+    spread_bps = Numeric(digits=MONEY)
+    commission_rate = Numeric(digits=MONEY)
+    financing_long_rate = Numeric(digits=MONEY)
+    financing_short_rate = Numeric(digits=MONEY)
+    max_leverage = Integer()
+    revision = BigInt()
+    updated_at = BigInt()
+
+
+class OperatorAudit(Table, tablename="operator_audit"):
+    """Every change an operator made: who (as the operator named themselves; the operator token is shared), from
+    which address, when, what (`action` on `subject`), and the values before and after (JSON objects)."""
+
+    id = UUID(primary_key=True)
+    at = BigInt()
+    operator = Varchar(length=128)
+    address = Varchar(length=64, null=True, default=None)
+    action = Varchar(length=64)
+    subject = Varchar(length=64)
+    before = Text()
+    after = Text()
+    command_id = Varchar(length=128)
+
+
 ALL_TABLES: list[type[Table]] = [Users, Accounts, LedgerEntries, ProcessedCommands, Candles, Positions, Orders,
-                                 ApiKeys, Alerts]
+                                 ApiKeys, Alerts, MarketSettingsRows, OperatorAudit]

@@ -4,7 +4,7 @@ Requests arrive keyed by user, so one consumer applies one user's commands in or
 an open cannot race another open of the same user. During a consumer-group rebalance two consumers can
 briefly hold one partition, so each command also locks the user's account row for its whole transaction.
 Every balance change is a ledger entry written in the same transaction; events go out after the commit.
-The rules live here; `TradingStore` reads and writes the rows.
+The rules live here; `TradingStore` reads and writes the rows, `Costs` books commissions and financing.
 """
 
 from __future__ import annotations
@@ -18,17 +18,18 @@ from typing import Any, TypeVar
 import msgspec
 
 from cfd_dbproc.commands import apply_once
+from cfd_dbproc.trading.costs import Costs
 from cfd_dbproc.trading.quotes import QuoteCache
 from cfd_dbproc.trading.store import TradingStore, parse_id
 from shared import operations as ops
 from shared.bus import Bus
 from shared.bus.rpc import handles
-from shared.clock import now_ms
 from shared.contracts import encode
 from shared.contracts.bus import (
     CloseAllCommand,
     CloseCommand,
     DepositCommand,
+    FinancingCommand,
     ModifyCommand,
     OpenCommand,
     RiskCloseCommand,
@@ -38,8 +39,9 @@ from shared.contracts.bus import (
 from shared.contracts.events import AccountEvent, Event, PositionEvent
 from shared.contracts.quote import Quote
 from shared.contracts.rest import Account, ClosedAll, Order, Position, PositionCreate
+from shared.costs import check_affordable
 from shared.errors import BackendDown, Conflict, NotFound, Rejected
-from shared.markets import market_of
+from shared.markets import check_trading
 from shared.numbers import MAX_BALANCE
 from shared.operations import Operation
 from shared.outage import Outage
@@ -48,7 +50,6 @@ from shared.trading import (
     STOP_OUT_LEVEL,
     account_state,
     check_close,
-    check_margin,
     check_order,
     check_slippage,
     check_stops,
@@ -73,11 +74,13 @@ Events = list[Event]
 class TradingEngine:
     """The trading commands of `shared.operations`, applied to the store."""
 
-    def __init__(self, store: TradingStore, bus: Bus, events_topic: str, quotes: QuoteCache) -> None:
+    def __init__(self, store: TradingStore, bus: Bus, events_topic: str, quotes: QuoteCache,
+                 costs: Costs | None = None) -> None:
         self.store = store
         self.bus = bus
         self.events_topic = events_topic
         self.quotes = quotes
+        self.costs = costs or Costs(store, quotes, rollover_minute=0)  # its clock is the engine's
         self.events_lost = Outage("account events cannot be published (the state is committed; clients see it at "
                                   "their next snapshot)", log)
 
@@ -123,47 +126,56 @@ class TradingEngine:
             raise Conflict("This position is already closed.", code="position_closed")
         return position
 
-    async def _realize(self, user_id: uuid.UUID, realized: Decimal, balance: Decimal, reference: str,
+    async def _realize(self, user_id: uuid.UUID, realized: Decimal, fee: Decimal, balance: Decimal, reference: str,
                        command_id: str, at: int) -> Decimal:
-        """Book a realised PnL; a loss beyond the balance is a shortfall entry, so the balance never goes below
-        zero. Returns the new balance."""
+        """Book a realised PnL and the close's commission; a loss beyond the balance is a shortfall entry, so the
+        balance never goes below zero. Returns the new balance."""
         balance = await self.store.book(user_id, "realized_pnl", realized, balance, reference, command_id, at)
+        balance = await self.costs.charge(user_id, reference, fee, balance, command_id, at)
         if balance < 0:
             balance = await self.store.book(user_id, "shortfall", -balance, balance, reference, command_id, at)
         return balance
 
     async def _close(self, user_id: uuid.UUID, position: Position, qty: Decimal, price: Decimal, reason: str,
                      balance: Decimal, command_id: str) -> tuple[Position, Decimal]:
-        """Close `qty` of `position` at `price`: the whole row, or a closed part split off the open rest."""
-        at = now_ms()
+        """Close `qty` of `position` at `price`: the whole row, or a closed part split off the open rest. The
+        position first pays the financing it owes, then the close books its PnL and its commission."""
+        position, balance = await self.costs.settle_financing(user_id, position, balance, command_id)
+        at = self.costs.clock()
         whole = qty == position.qty
         closed_id = position.id if whole else str(uuid.uuid4())
         done = closing(position.side, position.qty, qty, position.entry_price, position.leverage, position.margin,
                        await self.store.unbooked_pnl(position.id), price)
-        balance = await self._realize(user_id, done.realized, balance, closed_id, command_id, at)
+        fee, fee_carry = await self.costs.closing(position, qty, price)
+        balance = await self._realize(user_id, done.realized, fee, balance, closed_id, command_id, at)
         closed_fields: dict[str, Any] = {"status": "closed", "closed_at": at, "close_price": price,
                                          "realized_pnl": done.realized, "close_reason": reason, "updated_at": at}
         if whole:
-            await self.store.update(position.id, **closed_fields, unbooked_pnl=done.unbooked)
+            closed_fields["commission"] = position.commission + fee
+            await self.store.update(position.id, **closed_fields, unbooked_pnl=done.unbooked,
+                                    unbooked_commission=fee_carry)
             return msgspec.structs.replace(position, **closed_fields), balance
-        # A partial close: the closed part becomes its own closed row; the open one shrinks and carries what
-        # rounding the PnL to cents did not book.
+        # A partial close: the closed part becomes its own closed row (with the commission of its close); the
+        # open one shrinks, keeps what it has paid, and carries what rounding the PnL to cents did not book.
         part = msgspec.structs.replace(position, id=closed_id, qty=qty, margin=done.released_margin,
-                                       parent_id=position.id, **closed_fields)
+                                       parent_id=position.id, commission=fee, financing=Decimal("0.00"),
+                                       **closed_fields)
         await self.store.insert(user_id, part)
         await self.store.update(position.id, qty=position.qty - qty, margin=done.remaining_margin,
-                                unbooked_pnl=done.unbooked, updated_at=at)
+                                unbooked_pnl=done.unbooked, unbooked_commission=fee_carry, updated_at=at)
         return part, balance
 
     # --- commands -----------------------------------------------------------------------------------------
 
-    async def open_at(self, user_id: str, order: PositionCreate | Order, quote: Quote, events: Events, *,
-                      order_id: str | None = None) -> Position:
+    async def open_at(self, user_id: str, order: PositionCreate | Order, quote: Quote, events: Events, command_id: str,
+                      *, order_id: str | None = None) -> Position:
         """Open a position for `order` at `quote` (the ask for a long, the bid for a short), inside the caller's
-        transaction: the market's rules, the stops, the margin check, then the row and its events. A trailing
-        stop without a stop-loss starts `trailing_distance` behind the price it would close at."""
+        transaction: the market's status and rules, the stops, the margin and the commission, then the row, the
+        commission's ledger entry and the events. A trailing stop without a stop-loss starts `trailing_distance`
+        behind the price it would close at."""
         uid = parse_id(user_id, "account")
-        market = market_of(order.symbol)
+        market = self.quotes.markets.market_of(order.symbol, field="symbol")
+        check_trading(market, "open")
         check_order(market, order.side, order.qty, order.leverage)
         fill = open_price(order.side, quote)
         if isinstance(order, PositionCreate):
@@ -177,15 +189,17 @@ class TradingEngine:
         positions = await self.store.exposures(uid)
         account = account_state(balance, positions, self.quotes.latest())
         needed = margin(order.qty, fill, order.leverage)
-        check_margin(needed, account.free_margin)
-        at = now_ms()
+        fee, fee_carry = self.costs.opening(market, order.qty, fill)
+        check_affordable(needed, fee, account.free_margin, balance)
+        at = self.costs.clock()
         position = Position(
             id=str(uuid.uuid4()), symbol=order.symbol, side=order.side, qty=plain(order.qty), entry_price=fill,
             leverage=order.leverage, margin=needed, stop_loss=plain(stop_loss), take_profit=plain(order.take_profit),
             trailing_distance=plain(order.trailing_distance), status="open", opened_at=at, updated_at=at,
-            order_id=order_id,
+            commission=fee, order_id=order_id,
         )
-        await self.store.insert(uid, position)
+        await self.store.insert(uid, position, unbooked_commission=fee_carry)
+        balance = await self.costs.charge(uid, position.id, fee, balance, command_id, at)
         events.append(PositionEvent(event="opened", user_id=user_id, position=position, balance=balance))
         events.append(AccountEvent(event="snapshot", user_id=user_id,
                                    account=account_state(balance, [*positions, position], self.quotes.latest())))
@@ -197,7 +211,7 @@ class TradingEngine:
 
         async def apply(events: Events) -> Position:
             _, quote = self.quotes.quote(command.order.symbol)
-            return await self.open_at(command.user_id, command.order, quote, events)
+            return await self.open_at(command.user_id, command.order, quote, events, command_id)
 
         return await self.apply(ops.OPEN, command_id, command.user_id, apply)
 
@@ -208,6 +222,7 @@ class TradingEngine:
         async def apply(events: Events) -> Position:
             position = await self._open_position(user_id, command.position_id)
             market, quote = self.quotes.quote(position.symbol)
+            check_trading(market, "close")
             qty = position.qty if command.qty is None else command.qty
             check_close(market, position.qty, qty)
             balance = await self.store.balance(user_id)
@@ -240,7 +255,7 @@ class TradingEngine:
             check_trailing(position.side, trailing, now, market)
             if trailing is not None and update.stop_loss is msgspec.UNSET:
                 stop_loss = trailed_stop(position.side, trailing, quote, stop_loss) or stop_loss
-            at = now_ms()
+            at = self.costs.clock()
             changed = {"stop_loss": plain(stop_loss), "take_profit": plain(take_profit),
                        "trailing_distance": plain(trailing), "updated_at": at}
             await self.store.update(position.id, **changed)
@@ -272,6 +287,8 @@ class TradingEngine:
             elif stop_trigger(position.side, position.stop_loss, position.take_profit,
                               command.quote) != command.reason:
                 return  # its stops were moved since the tick
+            if self._halted(position.symbol):
+                return  # the market was halted since the tick: the stop waits (it fires again once it reopens)
             balance = await self.store.balance(user_id)
             closed, balance = await self._close(user_id, position, position.qty, command.price, command.reason,
                                                 balance, command_id)
@@ -296,7 +313,7 @@ class TradingEngine:
                 if (position.status != "open" or position.trailing_distance is None
                         or further_stop(position.side, position.stop_loss, level.stop_loss) == position.stop_loss):
                     continue
-                at = now_ms()
+                at = self.costs.clock()
                 await self.store.update(position.id, stop_loss=level.stop_loss, updated_at=at)
                 balance = await self.store.balance(user_id) if balance is None else balance
                 events.append(PositionEvent(event="updated", user_id=command.user_id, trailed=True, balance=balance,
@@ -311,12 +328,15 @@ class TradingEngine:
         transaction: all of them, or, if one of their markets has no fresh quote, none."""
         user_id = parse_id(command.user_id, "account")
         if command.symbol is not None:
-            market_of(command.symbol, field="symbol")
+            self.quotes.markets.market_of(command.symbol, field="symbol")
 
         async def apply(events: Events) -> ClosedAll:
             positions = [p for p in await self.store.open_positions(user_id)
                          if command.symbol is None or p.symbol == command.symbol]
-            quotes = {symbol: self.quotes.quote(symbol)[1] for symbol in {p.symbol for p in positions}}
+            quotes = {}
+            for symbol in {p.symbol for p in positions}:
+                market, quotes[symbol] = self.quotes.quote(symbol)
+                check_trading(market, "close")
             balance = await self.store.balance(user_id)
             closed = []
             for position in positions:
@@ -347,8 +367,8 @@ class TradingEngine:
                 if account.margin_level is None or account.margin_level >= STOP_OUT_LEVEL:
                     break
                 worst = held.get(position_id)
-                if worst is None or worst.symbol not in quotes:
-                    continue  # closed since the check, or its market has no fresh quote
+                if worst is None or worst.symbol not in quotes or self._halted(worst.symbol):
+                    continue  # closed since the check, its market has no fresh quote, or it is halted
                 closed, balance = await self._close(user_id, worst, worst.qty,
                                                     close_price(worst.side, quotes[worst.symbol]), "stop_out",
                                                     balance, command_id)
@@ -361,6 +381,28 @@ class TradingEngine:
                                                                     quotes)))
 
         await self.apply(ops.STOP_OUT, command_id, command.user_id, apply)
+
+    @handles(ops.FINANCING)
+    async def financing(self, command: FinancingCommand, command_id: str) -> None:
+        """The financing job's: every open position of the user pays the rollovers up to `through` it has not."""
+        user_id = parse_id(command.user_id, "account")
+
+        async def apply(events: Events) -> None:
+            balance = await self.store.balance(user_id)
+            for position in await self.store.open_positions(user_id):
+                settled, balance = await self.costs.settle_financing(user_id, position, balance, command_id,
+                                                                     through=command.through)
+                if settled is not position:
+                    events.append(PositionEvent(event="updated", user_id=command.user_id, position=settled,
+                                                balance=balance))
+            if events:
+                events.append(await self._snapshot_event(command.user_id, balance))
+
+        await self.apply(ops.FINANCING, command_id, command.user_id, apply)
+
+    def _halted(self, symbol: str) -> bool:
+        market = self.quotes.markets.get(symbol)
+        return market is not None and market.status == "halted"
 
     @handles(ops.DEPOSIT)
     async def deposit(self, command: DepositCommand, command_id: str) -> Account:
@@ -378,7 +420,7 @@ class TradingEngine:
                 raise Rejected(f"This would take the balance of {money(balance)} {limit}.", code="invalid_amount",
                                details={"field": "amount", "balance": str(money(balance))})
             balance = await self.store.book(user_id, "deposit", command.amount, balance, "operator", command_id,
-                                            now_ms())
+                                            self.costs.clock())
             events.append(await self._snapshot_event(command.user_id, balance))
             return await self.account_of(user_id, balance)
 

@@ -32,18 +32,20 @@ from shared.contracts.bus import (
 from shared.contracts.events import OrderEvent, OrderEventKind
 from shared.contracts.rest import Order, OrderCreate
 from shared.errors import Conflict, NotFound, Rejected
-from shared.markets import market_of
+from shared.markets import Market, check_trading
 from shared.trading import check_order, check_order_price, check_stops, check_trailing, order_triggered, plain
 
 MAX_WORKING_ORDERS = 100
 """Working orders one account may hold at once."""
 
 
-def check_pending(order: OrderCreate | Order, now: int) -> None:
-    """Reject (422) a pending order that breaks the market's rules: size and leverage as a market order, the
-    price on the market's tick, stops on the right side of the order's price, a sound trailing distance, and an
-    expiry in the future."""
-    market = market_of(order.symbol, field="symbol")
+def check_pending(market: Market, order: OrderCreate | Order, now: int) -> None:
+    """Reject (422) a pending order that breaks the market's rules (its terms in force): not in a close-only
+    market, size and leverage as a market order, the price on the market's tick, stops on the right side of the
+    order's price, a sound trailing distance, and an expiry in the future. A halted market takes orders: they
+    wait for it to reopen."""
+    if market.status == "close_only":
+        check_trading(market, "open")
     check_order(market, order.side, order.qty, order.leverage)
     check_order_price(order.price, market)
     check_stops(order.side, order.price, order.stop_loss, order.take_profit, market)
@@ -81,7 +83,7 @@ class OrderHandlers:
 
         async def apply(events: Events) -> Order:
             at = now_ms()
-            check_pending(o, at)
+            check_pending(self.engine.quotes.markets.market_of(o.symbol, field="symbol"), o, at)
             await self.store.balance(uid)  # the account exists
             if await self.store.working_count(uid) >= MAX_WORKING_ORDERS:
                 raise Rejected(f"An account may have {MAX_WORKING_ORDERS} working orders at most; cancel one first.",
@@ -105,7 +107,7 @@ class OrderHandlers:
             fields = {name: value for name, value in msgspec.structs.asdict(command.update).items()
                       if value is not msgspec.UNSET}
             changed = msgspec.structs.replace(order, **fields)
-            check_pending(changed, now_ms())
+            check_pending(self.engine.quotes.markets.market_of(order.symbol), changed, now_ms())
             return await self._set(order, events, command.user_id, "modified",
                                    **{name: plain(v) if name != "expires_at" else v for name, v in fields.items()})
 
@@ -137,7 +139,8 @@ class OrderHandlers:
                 await self._set(order, events, command.user_id, "expired", status="expired")
                 return
             try:
-                position = await self.engine.open_at(command.user_id, order, command.quote, events, order_id=order.id)
+                position = await self.engine.open_at(command.user_id, order, command.quote, events, command_id,
+                                                     order_id=order.id)
             except Rejected as exc:  # judged when it triggers: refused now, with the reason
                 await self._set(order, events, command.user_id, "rejected", status="rejected",
                                 reason=f"{exc.code}: {exc.message}"[:200])

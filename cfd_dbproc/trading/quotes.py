@@ -5,7 +5,7 @@ from __future__ import annotations
 from shared.bus import Message
 from shared.contracts.quote import Quote
 from shared.errors import Unavailable
-from shared.markets import MARKETS, Market, market_of
+from shared.markets import MARKETS, Market
 from shared.quotes import LatestQuotes
 
 
@@ -22,8 +22,8 @@ class QuoteCache(LatestQuotes):
         return [symbol for symbol in MARKETS if symbol not in fresh]
 
     def quote(self, symbol: str) -> tuple[Market, Quote]:
-        """The market and its live quote, or an error a client understands."""
-        market = market_of(symbol, field="symbol")
+        """The market (its terms in force) and its live quote, or an error a client understands."""
+        market = self.markets.market_of(symbol, field="symbol")
         found = self.get(symbol)
         if found is None or found[1]:
             raise Unavailable(f"No live price for {symbol} right now; try again in a moment.",

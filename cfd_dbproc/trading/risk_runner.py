@@ -295,6 +295,9 @@ class RiskRunner:
         if self._pending_since:
             self._rearm()
         for trigger in triggers:
+            if trigger.position_id is not None and self._halted(quote.symbol):
+                self.book.release(trigger.position_id)  # a halted market's stops wait: they fire once it reopens
+                continue
             self.triggers += 1
             try:
                 await self._act(trigger)
@@ -304,7 +307,7 @@ class RiskRunner:
                 log.exception("could not act on %s for %s", trigger.kind, trigger.user_id)
         for user_id, alert in self.alerts.on_quote(quote):
             await self._fire_alert(user_id, alert, quote.bid)
-        for user_id, order in self.orders.on_quote(quote):
+        for user_id, order in [] if self._halted(quote.symbol) else self.orders.on_quote(quote):  # orders wait too
             self.triggers += 1
             self._pending_since[("order", order.id)] = time.monotonic()
             fill = FillOrderCommand(user_id=user_id, order_id=order.id, quote=quote)
@@ -313,6 +316,10 @@ class RiskRunner:
                            command_id=f"fill:{order.id}:{quote.ts}")
             except BackendDown as exc:  # re-armed, and triggered again by a later tick
                 self.commands_lost.failed(f"fill of order {order.id}: {exc.details.get('reason', exc)}")
+
+    def _halted(self, symbol: str) -> bool:
+        market = self.quotes.markets.get(symbol)
+        return market is not None and market.status == "halted"
 
     def _rearm(self, after: float = REARM_SECONDS) -> None:
         """A trigger whose command changed nothing (it failed, or the state had moved on) fires again."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from piccolo.custom_types import Combinable
 from piccolo.query import WhereRaw
@@ -30,6 +30,7 @@ def position_from_row(row: dict[str, Any], *, with_user: bool = False) -> Positi
         opened_at=row["opened_at"], updated_at=row["updated_at"], closed_at=row["closed_at"],
         close_price=plain(row["close_price"]),
         realized_pnl=None if row["realized_pnl"] is None else money(row["realized_pnl"]),
+        commission=money(row["commission"]), financing=money(row["financing"]),
         close_reason=row["close_reason"],
         parent_id=str(row["parent_id"]) if row["parent_id"] else None,
         trailing_distance=plain(row["trailing_distance"]),
@@ -54,6 +55,10 @@ def alert_from_row(row: dict[str, Any]) -> Alert:
                  price=plain(row["price"]), below=plain(row["below"]), note=row["note"],
                  notify=row["notify"].split(","), status=row["status"], created_at=row["created_at"],
                  triggered_at=row["triggered_at"], triggered_value=plain(row["triggered_value"]))
+class CostCarries(NamedTuple):
+    commission: Decimal
+    financing: Decimal
+    financed_until: int
 
 
 def parse_id(value: str, what: str) -> uuid.UUID:
@@ -135,7 +140,10 @@ class TradingStore:
         row = await Positions.select(Positions.unbooked_pnl).where(Positions.id == uuid.UUID(position_id)).first().run()
         return Decimal(0) if row is None or row["unbooked_pnl"] is None else row["unbooked_pnl"]
 
-    async def insert(self, user_id: uuid.UUID, position: Position, *, unbooked_pnl: Decimal = Decimal(0)) -> None:
+    async def insert(self, user_id: uuid.UUID, position: Position, *, unbooked_pnl: Decimal = Decimal(0),
+                     unbooked_commission: Decimal = Decimal(0), financed_until: int | None = None) -> None:
+        """Insert a position row; it pays financing from the first rollover after `financed_until` (by default
+        after it opened)."""
         await Positions.insert(Positions(
             id=uuid.UUID(position.id), user_id=user_id, symbol=position.symbol, side=position.side,
             qty=position.qty, entry_price=position.entry_price, leverage=position.leverage, margin=position.margin,
@@ -145,7 +153,26 @@ class TradingStore:
             parent_id=uuid.UUID(position.parent_id) if position.parent_id else None,
             unbooked_pnl=unbooked_pnl, trailing_distance=position.trailing_distance,
             order_id=uuid.UUID(position.order_id) if position.order_id else None,
+            commission=position.commission, financing=position.financing,
+            unbooked_commission=unbooked_commission,
+            financed_until=position.opened_at if financed_until is None else financed_until,
         )).run()
+
+    async def cost_carries(self, position_id: str) -> CostCarries:
+        """What rounding left unbooked of the position's commission and financing, and the last rollover it has
+        paid financing for (its opening time until the first)."""
+        row = await Positions.select(Positions.unbooked_commission, Positions.unbooked_financing,
+                                     Positions.financed_until).where(
+            Positions.id == uuid.UUID(position_id)).first().run()
+        if row is None:
+            return CostCarries(Decimal(0), Decimal(0), 0)
+        return CostCarries(row["unbooked_commission"], row["unbooked_financing"], row["financed_until"])
+
+    async def owing_financing(self, due: int) -> list[str]:
+        """The users with an open position that has not paid financing up to the rollover `due`."""
+        rows = await Positions.select(Positions.user_id).where(
+            (Positions.status == "open") & (Positions.financed_until < due)).distinct().run()
+        return [str(r["user_id"]) for r in rows]
 
     async def update(self, position_id: str, **fields: Any) -> None:
         """Set `fields` (column names) of one position."""

@@ -14,11 +14,9 @@ from shared.candles import DEFAULT_LIMIT, INTERVALS, MAX_LIMIT
 from shared.contracts.quote import Quote
 from shared.contracts.rest import Candle, Price
 from shared.errors import BadRequest, Unavailable
-from shared.markets import MARKETS, Market, market_of
+from shared.markets import Market, market_of
 
 Symbol = Annotated[str, PathParameter(description="A market symbol, e.g. SOL_USDC (any case)")]
-
-MARKET_INFOS = list(MARKETS.values())
 
 
 def market_or_404(symbol: str) -> Market:
@@ -34,9 +32,11 @@ class MarketController(Controller):
     path = "/"
     tags = ("markets",)
 
-    @get("/markets", operation_id="list_markets", summary="The tradable markets and their contract terms")
-    async def markets(self) -> list[Market]:
-        return MARKET_INFOS
+    @get("/markets", operation_id="list_markets",
+         summary="The tradable markets: their contract terms, costs and status in force")
+    async def markets(self, state: State) -> list[Market]:
+        runtime: MarketRuntime = state.market
+        return runtime.markets.all()
 
     @get("/prices", operation_id="list_prices",
          summary="The latest broker quote of every market that has one (`stale` when its feed is quiet)")

@@ -18,6 +18,7 @@ from shared.bus import Message
 from shared.contracts import encode
 from shared.contracts.quote import Quote
 from shared.contracts.ws import PriceFrame
+from shared.markets import MarketBook
 from shared.quotes import LatestQuotes
 
 PriceListener = Callable[[str, bytes], None]
@@ -30,8 +31,9 @@ MidListener = Callable[[str, int, Decimal], None]
 class QuoteBook(LatestQuotes):
     """Latest quote and `price` frame per market; lives in the server's event loop."""
 
-    def __init__(self, stale_after: float, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(stale_after, clock)
+    def __init__(self, stale_after: float, clock: Callable[[], float] = time.monotonic,
+                 markets: MarketBook | None = None) -> None:
+        super().__init__(stale_after, clock, markets)
         self._frames: dict[str, bytes] = {}
         self._price_listeners: list[PriceListener] = []
         self._mid_listeners: list[MidListener] = []

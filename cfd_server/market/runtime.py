@@ -1,8 +1,9 @@
 """Live market data in a server: the quote book, live candles and the WebSocket feed, started together.
 
-`start_market(ctx)` is called from the app's lifespan: it subscribes to every tick (a broadcast
-subscription, so every server instance sees every price), wires ticks → quote book → hub and live candles,
-and starts the WebSocket listener on `CFD_WS_PORT` in the same event loop. `MarketRuntime.stop()` undoes it.
+`start_market(ctx)` is called from the app's lifespan: it follows the market terms in force (`terms.py`),
+subscribes to every tick (a broadcast subscription, so every server instance sees every price), wires ticks
+→ quote book → hub and live candles, and starts the WebSocket listener on `CFD_WS_PORT` in the same event
+loop. `MarketRuntime.stop()` undoes it.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from cfd_server.limits import RequestLimits
 from cfd_server.market.history import fetch_history
 from cfd_server.market.live_candles import LiveCandles
 from cfd_server.market.quotes import QuoteBook
+from cfd_server.market.terms import MarketTerms
 from cfd_server.ws import Hub, Limits, WsServer
 from shared.bus import Subscription
 from shared.candles import overlay
 from shared.contracts import encode
 from shared.contracts.rest import Candle
 from shared.contracts.ws import CandleFrame
+from shared.markets import MarketBook
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,9 @@ class MarketRuntime:
     def __init__(self, ctx: ServerContext, limits: Limits | None = None) -> None:
         settings = ctx.settings
         self.ctx = ctx
-        self.quotes = QuoteBook(settings.prices.stale_after_seconds)
+        self.markets = MarketBook()  # the terms in force (`GET /markets`, the broker quote, order checks)
+        self.terms = MarketTerms(ctx, self.markets)
+        self.quotes = QuoteBook(settings.prices.stale_after_seconds, markets=self.markets)
         self.candles = LiveCandles()
         self.hub = Hub()
         self.quotes.on_price(self.hub.publish_price)
@@ -84,6 +89,7 @@ class MarketRuntime:
         # Sessions that end anywhere end on this feed too; followed before the feed takes its first sign-in.
         self._session_ends = await self.session_notices.follow(self.hub)
         try:
+            await self.terms.start()
             self._subscription = await self.ctx.bus.subscribe([self.ctx.topics.prices], self.quotes.on_message,
                                                               group=None)
             await self.ws.start()
@@ -91,6 +97,7 @@ class MarketRuntime:
             for subscription in (self._subscription, self._session_ends):
                 if subscription is not None:
                     await subscription.stop()
+            await self.terms.stop()
             raise
         self._housekeeping = asyncio.get_running_loop().create_task(self._housekeep())
 
@@ -100,6 +107,7 @@ class MarketRuntime:
             if subscription is not None:
                 await subscription.stop()
         self._subscription = self._session_ends = None
+        await self.terms.stop()
         tasks = [t for t in (self._housekeeping, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()

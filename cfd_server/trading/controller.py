@@ -38,7 +38,7 @@ from shared.contracts.rest import (
     PositionUpdate,
 )
 from shared.errors import BadRequest, NotFound
-from shared.markets import market_of
+from shared.markets import check_trading
 from shared.operations import Operation
 from shared.paging import MAX_PAGE, decode_cursor
 from shared.trading import check_order
@@ -89,7 +89,8 @@ class TradingController(Controller):
           summary="Open a position at the broker's quote (ask for long, bid for short)")
     async def open_position(self, request: Request, state: State, session: NamedDependency[Session],
                             data: JSONBody[PositionCreate]) -> Position:
-        market = market_of(data.symbol, field="symbol")
+        market = state.market.markets.market_of(data.symbol, field="symbol")  # the terms in force
+        check_trading(market, "open")
         check_order(market, data.side, data.qty, data.leverage)
         body = OpenCommand(user_id=session.user.id, order=data)
         return await ask(state, session, ops.OPEN, body, command_id(request, session, "open"))
@@ -100,7 +101,7 @@ class TradingController(Controller):
                         data: JSONBody[CloseAll | None] = None) -> ClosedAll:
         symbol = data.symbol if data is not None else None
         if symbol is not None:
-            market_of(symbol, field="symbol")
+            state.market.markets.market_of(symbol, field="symbol")
         body = CloseAllCommand(user_id=session.user.id, symbol=symbol)
         return await ask(state, session, ops.CLOSE_ALL, body, command_id(request, session, f"close-all:{symbol}"))
 

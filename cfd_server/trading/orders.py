@@ -18,7 +18,6 @@ from cfd_server.trading.controller import ask, command_id, path_id
 from shared import operations as ops
 from shared.contracts.bus import CancelOrderCommand, ModifyOrderCommand, OrderQuery, PlaceOrderCommand
 from shared.contracts.rest import Order, OrderCreate, OrderStatus, OrderUpdate
-from shared.markets import market_of
 from shared.paging import MAX_PAGE
 from shared.trading import check_order, check_order_price
 
@@ -32,7 +31,7 @@ class OrdersController(Controller):
           summary="Place a limit or stop order; it opens a position when the broker's quote reaches its price")
     async def place(self, request: Request, state: State, session: NamedDependency[Session],
                     data: JSONBody[OrderCreate]) -> Order:
-        market = market_of(data.symbol, field="symbol")
+        market = state.market.markets.market_of(data.symbol, field="symbol")  # the terms in force
         check_order(market, data.side, data.qty, data.leverage)
         check_order_price(data.price, market)
         body = PlaceOrderCommand(user_id=session.user.id, order=data)

@@ -1,7 +1,9 @@
-"""The order ticket: side, size (quantity or USD), leverage, stops; a live preview of margin and stop-out;
-a confirmation step; nothing is sent until every field is valid."""
+"""The order ticket: side, size (quantity or USD), leverage, stops; a live preview of margin, costs and
+stop-out; a confirmation step; nothing is sent until every field is valid."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -132,6 +134,7 @@ class TicketScreen(FormMixin, CfdModalScreen[Position | None]):
             f"[dim]Price[/]      {fmt.price(p.price, tick)}   [dim]({'ask' if self.side == 'long' else 'bid'})[/]",
             f"[dim]Quantity[/]   {fmt.qty(p.qty, step)} {market.base}   [dim]Value[/] {fmt.money(p.notional)} USD",
             f"[dim]Margin[/]     {fmt.money(p.margin)} USD   [dim]Free after[/] {fmt.money(p.free_after)} USD",
+            f"[dim]Costs[/]      {self._costs(p.commission, p.financing_per_day)}",
             f"[dim]Stop-out ≈[/] {stop_out}",
         ]
         self.query_one("#ticket-preview", Static).update("\n".join(lines))
@@ -142,6 +145,14 @@ class TicketScreen(FormMixin, CfdModalScreen[Position | None]):
         self.recheck_fields(checked.errors, rechecked)
         if self.in_usd:
             self.query_one("#amount", Input).placeholder = self._amount_hint()
+
+    @staticmethod
+    def _costs(commission: Decimal | None, per_day: Decimal | None) -> str:
+        """The commission charged now and the financing of each day held (a negative rate is a credit)."""
+        if commission is None or per_day is None:
+            return "—"
+        daily = f"{fmt.money(-per_day)} USD/day credit" if per_day < 0 else f"{fmt.money(per_day)} USD/day"
+        return f"{fmt.money(commission)} USD commission now   [dim]Financing[/] {daily}"
 
     @on(Input.Changed)
     def _changed(self, event: Input.Changed) -> None:
@@ -205,7 +216,8 @@ class TicketScreen(FormMixin, CfdModalScreen[Position | None]):
             confirm.update(
                 f"Open [b]{plan.side.upper()} {fmt.qty(plan.qty, market.qty_step)} {market.base}[/b] at about "
                 f"{fmt.price(p.price, market.price_tick)} with {plan.leverage}× leverage, using "
-                f"{fmt.money(p.margin)} USD of margin" + (f", {' and '.join(stops)}" if stops else "") + ".\n"
+                f"{fmt.money(p.margin)} USD of margin" + (f", {' and '.join(stops)}" if stops else "")
+                + (f"; {fmt.money(p.commission)} USD of commission is charged now" if p.commission else "") + ".\n"
                 "[b]Enter[/b] sends it · [b]Esc[/b] goes back to edit.")
             button.focus()
         elif not on_:

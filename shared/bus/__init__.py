@@ -146,11 +146,12 @@ class Topics:
         self.candle_requests = settings.topic("requests.candles")  # candle history and coverage, by symbol
         self.health_requests = settings.topic("requests.health")  # is a dbproc answering, with its database
         self.sessions = settings.topic("sessions-ended")  # server → every server: sessions that ended
+        self.markets = settings.topic("market-settings")  # dbproc → every service: a market's terms changed
 
     def retention(self, topic: str) -> int:
         """Seconds Kafka keeps the messages of `topic`: prices and marks only while they are news, requests and
-        replies while a client may still be waiting or retrying, account and session events (and the candle history
-        a dbproc may have to catch up on) for a day."""
+        replies while a client may still be waiting or retrying, account and session events, market settings
+        (and the candle history a dbproc may have to catch up on) for a day."""
         s = self.settings
         if topic in (self.prices, self.marks):
             return s.kafka_retention_prices_seconds
@@ -161,7 +162,7 @@ class Topics:
 
     def all(self) -> list[str]:
         return [self.prices, self.user_requests, self.trading_requests, self.replies, self.events, self.marks,
-                self.candle_history, self.candle_requests, self.health_requests, self.sessions]
+                self.candle_history, self.candle_requests, self.health_requests, self.sessions, self.markets]
 
     def routes(self) -> dict[Route, str]:
         """The request topic of each operation route (`shared.operations`)."""

@@ -12,6 +12,7 @@ from shared.contracts.quote import Quote
 from shared.contracts.rest import (
     AlertCreate,
     Candle,
+    MarketUpdate,
     OrderCreate,
     OrderStatus,
     OrderUpdate,
@@ -19,6 +20,7 @@ from shared.contracts.rest import (
     PositionUpdate,
     User,
 )
+from shared.markets import MarketSettings
 
 
 class ErrorBody(Struct, kw_only=True):
@@ -376,3 +378,36 @@ class FireAlertCommand(Struct, kw_only=True):
     user_id: str
     alert_id: str
     value: Decimal
+# --- market controls and costs ----------------------------------------------------------------------------
+
+
+class SetMarketCommand(Struct, kw_only=True):
+    """An operator changes a market's terms (`PATCH /admin/markets/{symbol}`); `operator` and `address` are
+    recorded in the audit table."""
+
+    symbol: str
+    update: MarketUpdate
+    operator: str
+    address: str | None = None
+
+
+class MarketsQuery(Struct, kw_only=True):
+    """`markets.settings`: every market's settings in force, with their revisions (a server's start)."""
+
+
+class MarketsSettings(Struct, kw_only=True):
+    markets: list[MarketSettings]
+
+
+class AuditQuery(Struct, kw_only=True):
+    subject: str | None = None  # one market (or other subject) only
+    limit: int = 100
+    cursor: str | None = None  # `shared.paging`: the page after this one
+
+
+class FinancingCommand(Struct, kw_only=True):
+    """Internal (the dbproc that owns the user's partition): charge or credit every open position of the user
+    the financing of each rollover up to `through` (epoch ms) that it has not paid yet."""
+
+    user_id: str
+    through: int

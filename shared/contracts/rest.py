@@ -8,14 +8,14 @@ client sends as a decimal is typed `Quantity`, `Price` or `Amount`: the grammar 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from shared import numbers
 from shared.contracts.quote import Quote
-from shared.markets import MARKETS
-from shared.numbers import Amount, Quantity
+from shared.markets import MARKETS, MarketStatus
+from shared.numbers import Amount, Quantity, Rate, Spread
 
 Email = Annotated[str, Meta(min_length=3, max_length=254)]
 Password = Annotated[str, Meta(max_length=1024)]
@@ -286,6 +286,8 @@ class Position(Struct, kw_only=True):
     closed_at: int | None = None
     close_price: Decimal | None = None
     realized_pnl: Decimal | None = None
+    commission: Decimal = Decimal("0.00")  # paid so far: on opening, and on each close of this row
+    financing: Decimal = Decimal("0.00")  # paid so far at the daily rollovers (negative: credited)
     close_reason: CloseReason | None = None
     parent_id: str | None = None
     order_id: str | None = None  # the pending order whose fill opened it
@@ -310,7 +312,7 @@ class Account(Struct, kw_only=True):
 
 class LedgerEntry(Struct, kw_only=True):
     id: str
-    kind: Literal["deposit", "realized_pnl", "fee", "shortfall"]
+    kind: Literal["deposit", "realized_pnl", "commission", "financing", "fee", "shortfall"]
     amount: Decimal
     balance_after: Decimal
     reference: str | None
@@ -344,3 +346,28 @@ class MarketExposure(Struct, kw_only=True):
     client_unrealized_pnl: Decimal
     broker_unrealized_pnl: Decimal
     open_positions: int
+
+
+class MarketUpdate(Struct, forbid_unknown_fields=True, kw_only=True):
+    """PATCH /admin/markets/{symbol}: the terms to change; a field left out is kept."""
+
+    status: MarketStatus | UnsetType = UNSET
+    spread_bps: Spread | UnsetType = UNSET
+    commission_rate: Rate | UnsetType = UNSET
+    financing_long_rate: Rate | UnsetType = UNSET
+    financing_short_rate: Rate | UnsetType = UNSET
+    max_leverage: Leverage | UnsetType = UNSET
+
+
+class AuditEntry(Struct, kw_only=True):
+    """One change an operator made (`GET /admin/audit`): who, from where, when, to what, and the values before
+    and after."""
+
+    id: str
+    at: int
+    operator: str
+    address: str | None = None
+    action: str
+    subject: str
+    before: dict[str, Any]
+    after: dict[str, Any]

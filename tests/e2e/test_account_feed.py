@@ -46,17 +46,20 @@ async def test_account_channel_pushes_fills_marks_and_closes(platform, api, mail
                                                                    "qty": "2", "leverage": 2})).json()
         event = await frames_until(ws, lambda f: f["type"] == "position")
         assert event["event"] == "opened" and event["position"]["id"] == opened["id"]  # its own, not the other's
+        assert event["position"]["commission"] == "0.20" and event["position"]["financing"] == "0.00"
 
         await set_price(platform, "SOL_USDC", "110.00", "110.00")  # bid 109.96
         mark = await frames_until(ws, lambda f: f["type"] == "account" and f["event"] == "mark"
                                   and f["marks"] and f["marks"][0]["price"] == "109.96")
         assert Decimal(mark["marks"][0]["unrealized_pnl"]) == (Decimal("109.96") - Decimal("100.03")) * 2
-        assert Decimal(mark["account"]["equity"]) == Decimal("10000") + Decimal("19.86")
+        # the balance less the opening's commission (2 × 100.03 × 0.1 %), and the PnL
+        assert Decimal(mark["account"]["equity"]) == Decimal("10000") - Decimal("0.20") + Decimal("19.86")
 
         await api.post(f"/positions/{opened['id']}/close", headers=auth)
         closed = await frames_until(ws, lambda f: f["type"] == "position" and f["event"] == "closed")
         assert closed["position"]["close_reason"] == "manual"
         assert Decimal(closed["position"]["realized_pnl"]) == Decimal("19.86")
+        assert closed["position"]["commission"] == "0.42"  # and 2 × 109.96 × 0.1 % on closing
 
 
 @pytest.fixture

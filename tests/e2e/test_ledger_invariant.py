@@ -1,8 +1,9 @@
 """Over random price paths and random commands, the ledger invariant holds for every user at all times.
 
-balance = deposits + Σ realised PnL − fees + Σ shortfall credits (negative-balance protection), the balance is
-never negative, every closed position has exactly its one realised-PnL entry, and rounding to cents loses
-nothing: a position closed in parts books the exact PnL of its fills, less at most half a cent it carries.
+balance = deposits + Σ realised PnL − Σ commissions ± Σ financing − fees + Σ shortfall credits (negative-balance
+protection), the balance is never negative, every closed position has exactly its one realised-PnL entry, what
+each position shows it paid is its ledger entries, and rounding to cents loses nothing: a position closed in
+parts books the exact PnL and the exact commission of its fills, less at most half a cent it carries.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from decimal import Decimal
 from helpers import set_price, signed_in
 
 from cfd_dbproc.db.tables import Accounts, LedgerEntries, Positions, Users
+from shared.costs import commission
 from shared.markets import MARKETS
 
 SYMBOLS = ["SOL_USDC", "ETH_USDC", "DOGE_USDC"]
@@ -31,16 +33,24 @@ async def check_invariant(email: str) -> None:
         by_kind[entry["kind"]] = by_kind.get(entry["kind"], Decimal(0)) + entry["amount"]
     assert balance >= 0
     assert balance == sum((e["amount"] for e in entries), Decimal(0))
-    assert balance == (by_kind.get("deposit", 0) + by_kind.get("realized_pnl", 0) - by_kind.get("fee", 0)
-                       + by_kind.get("shortfall", 0))
+    assert by_kind.get("commission", 0) <= 0  # commission entries are charges, booked as negative amounts
+    assert balance == (by_kind.get("deposit", 0) + by_kind.get("realized_pnl", 0) + by_kind.get("commission", 0)
+                       + by_kind.get("financing", 0) - by_kind.get("fee", 0) + by_kind.get("shortfall", 0))
     realized = {e["reference"]: e["amount"] for e in entries if e["kind"] == "realized_pnl"}
     assert len(realized) == sum(1 for e in entries if e["kind"] == "realized_pnl")  # one entry per closed position
+    costs: dict[tuple[str, str], Decimal] = {}
+    for entry in entries:
+        if entry["kind"] in ("commission", "financing"):
+            key = (entry["kind"], entry["reference"])
+            costs[key] = costs.get(key, Decimal(0)) - entry["amount"]
     positions = await Positions.select().where(Positions.user_id == user).run()
     for position in positions:
         if position["status"] == "closed":
             assert realized.get(str(position["id"])) == position["realized_pnl"], position
         else:
             assert str(position["id"]) not in realized
+        for kind in ("commission", "financing"):  # what a position shows it paid is what the ledger charged it
+            assert position[kind] == costs.get((kind, str(position["id"])), 0), position
     # Rounding to cents loses nothing: what a position and its closed parts booked, plus what it still carries,
     # is the exact PnL of their fills.
     for root in (p for p in positions if p["parent_id"] is None):
@@ -51,6 +61,12 @@ async def check_invariant(email: str) -> None:
         booked = sum((p["realized_pnl"] for p in closed), Decimal(0))
         assert abs(booked + root["unbooked_pnl"] - exact) < Decimal("1e-8"), family
         assert abs(root["unbooked_pnl"]) <= Decimal("0.005")
+        market = MARKETS[root["symbol"]]
+        fees = commission(market, sum((p["qty"] for p in family), Decimal(0)), root["entry_price"]) + sum(
+            (commission(market, p["qty"], p["close_price"]) for p in closed), Decimal(0))
+        paid = sum((p["commission"] for p in family), Decimal(0))
+        assert abs(paid + root["unbooked_commission"] - fees) < Decimal("1e-8"), family
+        assert abs(root["unbooked_commission"]) <= Decimal("0.005")
 
 
 async def test_random_price_paths_and_commands_keep_the_ledger_invariant(platform, api, mailbox):
@@ -100,7 +116,7 @@ async def test_a_position_closed_in_300_slices_books_what_its_fills_lost(platfor
     assert opened.status_code == 201, opened.text
     position = opened.json()
     entry = Decimal(position["entry_price"])
-    exact = booked = released = Decimal(0)
+    exact = booked = released = paid = Decimal(0)
     for n in range(300):
         if n % 50 == 0:  # keep the quote live however slow the machine
             await set_price(platform, "BTC_USDC", "77500.0", "77500.0")
@@ -109,11 +125,15 @@ async def test_a_position_closed_in_300_slices_books_what_its_fills_lost(platfor
         part = closed.json()
         exact += (Decimal(part["close_price"]) - entry) * Decimal(part["qty"])
         booked += Decimal(part["realized_pnl"])
+        paid += Decimal(part["commission"])
         released += Decimal(part["margin"])
     assert part["id"] == position["id"] and (await api.get("/positions?status=open", headers=auth)).json() == []
     assert exact == Decimal("-0.93")  # 300 × 0.0001 × (77484.5 − 77515.5)
     assert abs(booked - exact) <= Decimal("0.01")
     assert released == Decimal(position["margin"])
+    # commission too: 0.05 % of each slice is 0.0039, nothing in cents alone; carried, the slices pay what one
+    # close of 0.03 at 77484.5 would (1.16), on top of the opening's 1.16 (0.03 × 77515.5 × 0.05 %)
+    assert Decimal(position["commission"]) == Decimal("1.16") and paid == Decimal("2.32")
     account = (await api.get("/account", headers=auth)).json()
-    assert Decimal(account["balance"]) == Decimal(10_000) + booked
+    assert Decimal(account["balance"]) == Decimal(10_000) + booked - Decimal("2.32")
     await check_invariant(email)

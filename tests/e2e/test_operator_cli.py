@@ -21,12 +21,14 @@ from cfd_cli.main import app
 @pytest.fixture
 def cfd(platform):
     token = platform.settings.admin_token_file.read_text().strip()
-    env = cli_env(CFD_API_URL=platform.base_url, CFD_ADMIN_TOKEN=token, COLUMNS="200", NO_COLOR="1")
+    env = cli_env(CFD_API_URL=platform.base_url, CFD_ADMIN_TOKEN=token, COLUMNS="200", NO_COLOR="1",
+                  CFD_OPERATOR="ops-ada")
     runner = CliRunner()
 
     async def run(*args: str, token_override: str | None = None):
         call_env = {**env, "CFD_ADMIN_TOKEN": token_override} if token_override else env
-        # the server runs in this event loop: the CLI's blocking HTTP calls go to a thread
+        # the server runs in this event loop: the CLI's blocking HTTP calls go to a thread. Its log lines (a market
+        # going stale, say) go to stderr, which `output` mixes in: JSON is read from `stdout`, as a script reads it
         return await asyncio.to_thread(runner.invoke, app, list(args), env=call_env)
 
     return run
@@ -39,16 +41,16 @@ async def test_operator_journey(platform, api, mailbox, email, cfd):
 
     listed = await cfd("users", "list", email)
     assert listed.exit_code == 0, listed.output
-    assert email in listed.output and "10,000.00" in listed.output
+    assert email in listed.output and "9,999.00" in listed.output  # less the opening's commission of 1.00
 
     deposited = await cfd("users", "deposit", email, "2500")
-    assert deposited.exit_code == 0 and "12,500.00" in deposited.output
-    assert Decimal((await api.get("/account", headers=auth)).json()["balance"]) == Decimal("12500")
+    assert deposited.exit_code == 0 and "12,499.00" in deposited.output
+    assert Decimal((await api.get("/account", headers=auth)).json()["balance"]) == Decimal("12499")
     ledger = (await api.get("/ledger", headers=auth)).json()
     assert [e["kind"] for e in ledger][:1] == ["deposit"] and ledger[0]["amount"] == "2500.00"
 
     shown = await cfd("users", "show", email)
-    assert shown.exit_code == 0 and "ETH_USDC" in shown.output and "12,500.00" in shown.output
+    assert shown.exit_code == 0 and "ETH_USDC" in shown.output and "12,499.00" in shown.output
 
     positions = await cfd("positions", "list", "--user", email)
     assert positions.exit_code == 0 and "ETH_USDC" in positions.output and "2000.5" in positions.output
@@ -90,6 +92,46 @@ async def test_positions_list_pages_on_with_the_cursor_it_prints(platform, api, 
     assert wrong.exit_code != 0 and "invalid_cursor" in wrong.output
 
 
+async def test_markets_set_changes_a_market_lists_it_and_audits_it(platform, api, cfd):
+    try:
+        changed = await cfd("markets", "set", "sol_usdc", "--status", "halted", "--spread-bps", "9",
+                            "--commission-rate", "0.002")
+        assert changed.exit_code == 0, changed.output
+        assert "SOL_USDC status: open → halted" in changed.output
+        assert "SOL_USDC spread bps: 6 bps → 9 bps" in changed.output
+        assert "SOL_USDC commission rate: 0.1 % → 0.2 %" in changed.output
+        assert next(m for m in (await api.get("/markets")).json() if m["symbol"] == "SOL_USDC")["status"] == "halted"
+
+        listed = await cfd("markets", "list")
+        assert listed.exit_code == 0, listed.output
+        [sol] = [line for line in listed.output.splitlines() if "SOL_USDC" in line]
+        assert "halted" in sol and "9 bps" in sol and "0.2 %" in sol and "25 %/yr" in sol and "20×" in sol
+        [btc] = [line for line in listed.output.splitlines() if "BTC_USDC" in line]
+        assert "open" in btc and "-5 %/yr" in btc  # a short is credited
+        markets = json.loads((await cfd("markets", "list", "--json")).stdout)
+        sol_json = next(m for m in markets if m["symbol"] == "SOL_USDC")
+        assert (sol_json["status"], sol_json["spread_bps"], sol_json["commission_rate"]) == ("halted", "9", "0.002")
+
+        audit = await cfd("audit", "--market", "sol_usdc")
+        assert audit.exit_code == 0, audit.output
+        assert "ops-ada" in audit.output and "market.update" in audit.output and "127.0.0.1" in audit.output
+        assert "status: open → halted" in audit.output and "commission_rate: 0.1 % → 0.2 %" in audit.output
+        [row, *_] = json.loads((await cfd("audit", "--json", "-n", "5")).stdout)
+        assert row["operator"] == "ops-ada" and row["subject"] == "SOL_USDC"
+        assert (row["before"]["status"], row["after"]["status"]) == ("open", "halted")
+
+        bad = await cfd("markets", "set", "SOL_USDC", "--commission-rate", "-0.1")
+        assert bad.exit_code == 1 and "invalid_commission_rate" in bad.output and "Traceback" not in bad.output
+        nothing = await cfd("markets", "set", "SOL_USDC")
+        assert nothing.exit_code == 1 and "nothing to change" in nothing.output
+        unknown = await cfd("markets", "set", "XRP_USDC", "--status", "halted")
+        assert unknown.exit_code == 1 and "unknown_market" in unknown.output
+    finally:
+        restored = await cfd("markets", "set", "SOL_USDC", "--status", "open", "--spread-bps", "6",
+                             "--commission-rate", "0.001")
+        assert restored.exit_code == 0, restored.output
+
+
 async def test_operator_errors_are_one_red_line(cfd):
     wrong = await cfd("users", "list", token_override="not-the-token")
     assert wrong.exit_code == 1 and "operator token" in wrong.output and "Traceback" not in wrong.output
@@ -125,17 +167,17 @@ async def test_listings_print_the_apis_json_with_json(platform, api, mailbox, cf
 
     listed = await cfd("users", "list", email, "--json")
     assert listed.exit_code == 0, listed.output
-    [user] = json.loads(listed.output)
-    assert user["email"] == email and user["balance"] == "10000.00" and user["open_positions"] == 1
+    [user] = json.loads(listed.stdout)
+    assert user["email"] == email and user["balance"] == "9999.63" and user["open_positions"] == 1  # 0.37 paid
 
-    shown = json.loads((await cfd("users", "show", email, "--json")).output)
-    assert shown["user"]["id"] == user["id"] and shown["account"]["balance"] == "10000.00"
+    shown = json.loads((await cfd("users", "show", email, "--json")).stdout)
+    assert shown["user"]["id"] == user["id"] and shown["account"]["balance"] == "9999.63"
     assert [p["id"] for p in shown["positions"]] == [opened["id"]]
 
-    positions = json.loads((await cfd("positions", "list", "--user", email, "--json")).output)
+    positions = json.loads((await cfd("positions", "list", "--user", email, "--json")).stdout)
     assert len(positions) == 1 and {k: positions[0][k] for k in opened} == opened  # as the API has it
 
-    exposure = json.loads((await cfd("exposure", "--json")).output)
+    exposure = json.loads((await cfd("exposure", "--json")).stdout)
     sol = next(r for r in exposure if r["symbol"] == "SOL_USDC")
     assert Decimal(sol["short_qty"]) >= 2 and isinstance(sol["broker_unrealized_pnl"], str)
 
@@ -152,7 +194,7 @@ async def test_piped_tables_keep_every_character(platform, api, mailbox, cfd):
                                                    env=env, stdout=asyncio.subprocess.PIPE,
                                                    stderr=asyncio.subprocess.PIPE)
     piped, errors = await asyncio.wait_for(process.communicate(), 60)
-    user_id = json.loads((await cfd("users", "list", email, "--json")).output)[0]["id"]
+    user_id = json.loads((await cfd("users", "list", email, "--json")).stdout)[0]["id"]
     for output in (in_process.output, piped.decode()):
         lines = [line for line in output.splitlines() if email in line]
         assert len(lines) == 1 and user_id in lines[0] and "…" not in output, f"cells were cut:\n{output}"

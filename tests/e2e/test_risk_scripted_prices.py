@@ -86,27 +86,29 @@ async def test_stop_loss_and_take_profit_fill_at_the_exchange_tick(platform, api
 async def test_margin_call_then_stop_out_from_exchange_prices(platform, api, mailbox, email, exchange_feed):
     auth = await signed_in(api, mailbox, email)
     await exchange_feed("SOL_USDC", "100.00", "100.00")  # broker 99.97 / 100.03
-    # 900 SOL at 100.03 with 10x: margin 9002.70; equity falls below margin (100 %) once the bid < ~99.9
+    # 900 SOL at 100.03 with 10x: margin 9002.70, commission 90.03 (a balance of 9909.97); equity falls below
+    # the margin (100 %) once the bid < ~99.07
     position = (await api.post("/positions", headers=auth, json={"symbol": "SOL_USDC", "side": "long",
                                                                  "qty": "900", "leverage": 10})).json()
     ws = await account_socket(api, auth["Authorization"].removeprefix("Bearer "))
     try:
-        await exchange_feed("SOL_USDC", "99.00", "99.00")  # bid 98.97: equity 10000 − 954 = 9046 → level ≈ 100.5 %
-        await exchange_feed("SOL_USDC", "98.80", "98.80")  # bid 98.77: equity 8920 → level ≈ 99.08 %: margin call
+        await exchange_feed("SOL_USDC", "99.10", "99.10")  # bid 99.07: equity 9909.97 − 864 = 9046 → level ≈ 100.5 %
+        await exchange_feed("SOL_USDC", "98.80", "98.80")  # bid 98.77: equity 8776 → level ≈ 97.5 %: margin call
         call = await next_frame(ws, lambda f: f["type"] == "account" and f["event"] == "margin_call")
         assert D("50") <= D(call["margin_level"]) < D("100")
         assert (await api.get(f"/positions/{position['id']}", headers=auth)).json()["status"] == "open"
 
-        await exchange_feed("SOL_USDC", "94.00", "94.00")  # bid 93.97: equity 4600 → level ≈ 51 %: still open
-        await exchange_feed("SOL_USDC", "93.80", "93.80")  # bid 93.77: equity 4420 → level ≈ 49 %: stop-out
+        await exchange_feed("SOL_USDC", "94.10", "94.10")  # bid 94.07: equity 4537 → level ≈ 50.4 %: still open
+        await exchange_feed("SOL_USDC", "94.00", "94.00")  # bid 93.97: equity 4447 → level ≈ 49.4 %: stop-out
         closed = await next_frame(ws, lambda f: f["type"] == "position" and f["event"] == "closed")
     finally:
         await ws.close()
     assert closed["position"]["id"] == position["id"] and closed["position"]["close_reason"] == "stop_out"
-    assert D(closed["position"]["close_price"]) == D("93.77")
-    assert D(closed["position"]["realized_pnl"]) == (D("93.77") - D("100.03")) * 900
+    assert D(closed["position"]["close_price"]) == D("93.97")
+    assert D(closed["position"]["realized_pnl"]) == (D("93.97") - D("100.03")) * 900
+    assert D(closed["position"]["commission"]) == D("90.03") + D("84.57")  # 0.1 % of the opening and the stop-out
     account = (await api.get("/account", headers=auth)).json()
-    assert D(account["balance"]) == D("10000") + (D("93.77") - D("100.03")) * 900
+    assert D(account["balance"]) == D("10000") + (D("93.97") - D("100.03")) * 900 - D("174.60")
 
 
 async def _margin_events(ws, seconds: float) -> list[str]:

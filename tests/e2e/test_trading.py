@@ -31,13 +31,14 @@ async def test_open_mark_to_market_and_close_books_the_pnl(platform, api, mailbo
     position = opened.json()
     assert D(position["entry_price"]) == D("3001.26")  # a long fills at the broker's ask
     assert D(position["margin"]) == D("600.25")  # 2 × 3001.26 / 10, in cents
+    assert D(position["commission"]) == D("3.00")  # 2 × 3001.26 × 0.05 %, paid on opening
 
     account = (await api.get("/account", headers=auth)).json()
-    assert D(account["balance"]) == D("10000")
+    assert D(account["balance"]) == D("9997.00")
     assert D(account["unrealized_pnl"]) == D("-4.02")  # (2999.25 − 3001.26) × 2 at the bid
-    assert D(account["equity"]) == D("9995.98") and D(account["used_margin"]) == D("600.25")
-    assert D(account["free_margin"]) == D("9395.73")
-    assert D(account["margin_level"]) == (D("9995.98") / D("600.25") * 100).quantize(D("0.01"))
+    assert D(account["equity"]) == D("9992.98") and D(account["used_margin"]) == D("600.25")
+    assert D(account["free_margin"]) == D("9392.73")
+    assert D(account["margin_level"]) == (D("9992.98") / D("600.25") * 100).quantize(D("0.01"))
 
     await set_price(platform, "ETH_USDC", "3100.00", "3100.50")  # bid 3099.22
     closed = await api.post(f"/positions/{position['id']}/close", headers=auth, json={})
@@ -45,14 +46,15 @@ async def test_open_mark_to_market_and_close_books_the_pnl(platform, api, mailbo
     closed = closed.json()
     assert closed["status"] == "closed" and closed["close_reason"] == "manual"
     assert D(closed["close_price"]) == D("3099.22") and D(closed["realized_pnl"]) == D("195.92")
+    assert D(closed["commission"]) == D("6.10")  # and 2 × 3099.22 × 0.05 % = 3.10 on closing
 
     account = (await api.get("/account", headers=auth)).json()
-    assert D(account["balance"]) == D("10195.92") and account["margin_level"] is None
+    assert D(account["balance"]) == D("10189.82") and account["margin_level"] is None
     ledger = (await api.get("/ledger", headers=auth)).json()
-    assert [(e["kind"], D(e["amount"]), D(e["balance_after"])) for e in ledger] == [
-        ("realized_pnl", D("195.92"), D("10195.92")),
-        ("deposit", D("10000"), D("10000")),
-    ]
+    assert sorted((e["kind"], D(e["amount"])) for e in ledger) == [  # the close's two entries share a millisecond
+        ("commission", D("-3.10")), ("commission", D("-3.00")), ("deposit", D("10000")),
+        ("realized_pnl", D("195.92"))]
+    assert sum(D(e["amount"]) for e in ledger) == D(ledger[0]["balance_after"]) == D("10189.82")
     history = (await api.get("/positions?status=closed", headers=auth)).json()
     assert [p["id"] for p in history] == [position["id"]]
     assert (await api.get("/positions?status=open", headers=auth)).json() == []
@@ -110,7 +112,9 @@ async def test_stop_loss_and_take_profit_close_at_the_tick_that_hits_them(platfo
     assert closed[short["id"]]["close_reason"] == "take_profit"
     assert D(closed[short["id"]]["close_price"]) == D("589.78")
     balance = D((await api.get("/account", headers=auth)).json()["balance"])
-    assert balance == D("10000") + (D("589.32") - D("600.29")) + (D("599.82") - D("589.78"))
+    fees = D(closed[long["id"]]["commission"]) + D(closed[short["id"]]["commission"])
+    assert fees == D("0.60") + D("0.60") + D("0.59") + D("0.59")  # 0.1 % of each fill: two opens, two stops
+    assert balance == D("10000") + (D("589.32") - D("600.29")) + (D("599.82") - D("589.78")) - fees
 
 
 async def test_stop_out_closes_the_worst_loser_first_and_never_goes_negative(platform, api, mailbox, email):
@@ -153,21 +157,23 @@ async def test_a_loss_beyond_the_balance_is_a_shortfall_not_a_debt(platform, api
     account = (await api.get("/account", headers=auth)).json()
     assert D(account["balance"]) == 0
     kinds = [e["kind"] for e in (await api.get("/ledger", headers=auth)).json()]
-    assert kinds == ["shortfall", "realized_pnl", "deposit"] or kinds == ["realized_pnl", "shortfall", "deposit"]
+    assert kinds[-2:] == ["commission", "deposit"]  # the opening's, then what the stop-out booked, in one ms
+    assert sorted(kinds[:-2]) == ["commission", "realized_pnl", "shortfall"]
 
 
 async def test_fifty_concurrent_opens_with_margin_for_ten(platform, api, mailbox, email):
     auth = await signed_in(api, mailbox, email)
-    await set_price(platform, "ETH_USDC", "1000.00", "1000.00")  # broker ask 1000.25
-    # each needs 1000.25 × 1 / 1 = 1000.25 of margin: 9 fit in 10000, the 10th does not... so use 0.999
-    order = {"symbol": "ETH_USDC", "side": "long", "qty": "0.999", "leverage": 1}  # 999.25 each: exactly 10 fit
+    await set_price(platform, "ETH_USDC", "1000.00", "1000.00")  # broker 999.75 / 1000.25
+    # each needs 998.25 of margin and 0.50 of commission, and is worth 0.50 less at the bid than it cost:
+    # exactly 10 fit in 10000
+    order = {"symbol": "ETH_USDC", "side": "long", "qty": "0.998", "leverage": 1}
     answers = await asyncio.gather(*(api.post("/positions", headers=auth, json=order) for _ in range(50)))
     codes = [a.status_code for a in answers]
     assert codes.count(201) == 10, codes
     assert all(a.json()["error"]["code"] == "insufficient_margin" for a in answers if a.status_code == 422)
     assert codes.count(422) == 40
     account = (await api.get("/account", headers=auth)).json()
-    assert D(account["used_margin"]) == 10 * D("999.25") and D(account["balance"]) == D("10000")
+    assert D(account["used_margin"]) == 10 * D("998.25") and D(account["balance"]) == D("10000") - 10 * D("0.50")
     assert len((await api.get("/positions?status=open", headers=auth)).json()) == 10
 
 

@@ -40,11 +40,12 @@ def operator(platform) -> dict[str, str]:
 
 
 async def unchanged(api, auth, position) -> None:
-    """Still the one position, unchanged, and the balance and ledger of the demo deposit alone."""
+    """Still the one position, unchanged, and the balance and ledger of the demo deposit and that position's
+    opening commission (1 × 100.03 × 0.1 %) alone."""
     open_ = (await api.get("/positions?status=open", headers=auth)).json()
     assert [(p["id"], p["qty"], p["stop_loss"]) for p in open_] == [(position["id"], "1", None)]
-    assert (await api.get("/account", headers=auth)).json()["balance"] == "10000.00"
-    assert [e["kind"] for e in (await api.get("/ledger", headers=auth)).json()] == ["deposit"]
+    assert (await api.get("/account", headers=auth)).json()["balance"] == "9999.90"
+    assert [e["kind"] for e in (await api.get("/ledger", headers=auth)).json()] == ["commission", "deposit"]
 
 
 def requests_with(value: str, position_id: str, user_id: str) -> list[tuple[str, str, str, str]]:
@@ -95,13 +96,13 @@ async def test_json_numbers_are_read_exactly(api, trader):
 async def test_a_deposit_of_a_fraction_of_a_cent_is_refused_not_booked(api, trader, operator):
     auth, position, user_id = trader
     for amount, status, code in (("0.001", 422, "invalid_amount"), ("0", 422, "invalid_amount"),
-                                 ("-10000.01", 422, "invalid_amount"), ("1e309", 400, "invalid_number"),
+                                 ("-9999.91", 422, "invalid_amount"), ("1e309", 400, "invalid_number"),
                                  ("1000000000000.01", 400, "invalid_number")):
         response = await api.post(f"/admin/users/{user_id}/deposit", headers=operator, json={"amount": amount})
         assert response.status_code == status and response.json()["error"]["code"] == code, (amount, response.text)
     await unchanged(api, auth, position)
     whole_cents = await api.post(f"/admin/users/{user_id}/deposit", headers=operator, json={"amount": "0.10"})
-    assert whole_cents.status_code == 200 and whole_cents.json()["balance"] == "10000.10"
+    assert whole_cents.status_code == 200 and whole_cents.json()["balance"] == "10000.00"  # 9999.90 + 0.10
 
 
 @pytest.mark.parametrize("body", [

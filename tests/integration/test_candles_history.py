@@ -248,7 +248,8 @@ async def test_rest_prices_markets_and_bad_input(bus, settings, recorder, server
     markets = (await client.get("/markets")).json()
     assert [m["symbol"] for m in markets] == list(MARKETS)
     assert markets[0].keys() == {"symbol", "base", "quote", "max_leverage", "min_qty", "qty_step", "price_tick",
-                                 "spread_bps"}
+                                 "spread_bps", "commission_rate", "financing_long_rate", "financing_short_rate",
+                                 "status"}
     assert isinstance(markets[0]["min_qty"], str)
 
     missing = await client.get("/prices/SOL_USDC")

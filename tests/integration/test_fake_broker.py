@@ -17,7 +17,8 @@ LATER = [("SOL_USDC", "186.05", "186.15"), ("ETH_USDC", "3441.27", "3441.33")]
 
 def trade(position: Position) -> tuple:
     return (position.symbol, position.side, position.qty, position.entry_price, position.leverage, position.margin,
-            position.status, position.close_price, position.realized_pnl, position.close_reason)
+            position.status, position.close_price, position.realized_pnl, position.close_reason, position.commission,
+            position.financing)
 
 
 def figures(account: Account) -> tuple:
@@ -54,6 +55,7 @@ async def test_the_fake_broker_quotes_fills_and_books_as_the_platform_does(platf
         for platform_side, fake_side in (sol, eth):
             assert trade(fake_side) == trade(platform_side)
         assert sol[1].entry_price == Decimal("185.11")  # the broker's ask, not the exchange's 185.05
+        assert sol[1].commission == Decimal("0.56")  # 3 × 185.11 × 0.1 %
         platform_account, fake_account = await both("account")
         assert figures(fake_account) == figures(platform_account)
 
@@ -79,5 +81,7 @@ async def test_the_fake_broker_quotes_fills_and_books_as_the_platform_does(platf
         platform_account, fake_account = await both("account")
         assert figures(fake_account) == figures(platform_account)
         platform_ledger, fake_ledger = await both("ledger")
-        assert [(e.kind, e.amount, e.balance_after) for e in fake_ledger] == [
-            (e.kind, e.amount, e.balance_after) for e in platform_ledger]
+        # (a close's PnL and commission share a millisecond, so the platform may list them either way round)
+        assert sorted((e.kind, e.amount, e.balance_after) for e in fake_ledger) == sorted(
+            (e.kind, e.amount, e.balance_after) for e in platform_ledger)
+        assert [e.kind for e in fake_ledger].count("commission") == 7  # each of the 2 opens and the 5 closes

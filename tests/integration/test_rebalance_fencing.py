@@ -102,7 +102,7 @@ async def test_two_engines_closing_one_users_positions_at_once_lose_no_balance_u
         for position_id in position_ids:  # one record after the other, as a consumer of the partition does
             closed = await engine.close(CloseCommand(user_id=user_id, position_id=position_id), uuid.uuid4().hex)
             assert closed.realized_pnl is not None
-            realized.append(closed.realized_pnl)
+            realized.append(closed.realized_pnl - closed.commission)  # its PnL, less its opening and closing fees
         return realized
 
     results = await asyncio.gather(consume(first, ids[::2]), consume(second, ids[1::2]))

@@ -55,7 +55,9 @@ async def test_walking_positions_and_ledger_by_cursor_sees_each_record_once_whil
     walked = await _walk(api, auth, "/positions?limit=3", during=more)
     assert sorted(walked) == sorted(opened)  # newer records sort before the cursor: not in this walk
     ledger_before = [e["id"] for e in (await api.get("/ledger", headers=auth)).json()]
-    assert len(ledger_before) == 7  # the demo deposit and six closes
+    # the demo deposit, and six closes that each booked a PnL and a commission (the opening's 0.003 is carried
+    # to the close, which books 0.01)
+    assert len(ledger_before) == 13
     walked_ledger = await _walk(api, auth, "/ledger?limit=4", during=more)
     assert walked_ledger == ledger_before  # the same records, in the same newest-first order
     closed_walk = await _walk(api, auth, "/positions?status=closed&limit=2")
@@ -107,7 +109,7 @@ async def test_the_client_library_walks_every_page(platform, api, mailbox, email
     assert sorted(everything) == sorted(opened)
     assert sorted(closed) == sorted(opened[:4])
     assert ledger == [e["id"] for e in (await api.get("/ledger?limit=100", headers=auth)).json()]
-    assert len(ledger) == 5  # the demo deposit and four closes
+    assert len(ledger) == 9  # the demo deposit and four closes, each a PnL and a commission
 
 
 async def test_the_operator_walks_every_traders_positions_by_cursor(platform, api, mailbox, email):

@@ -19,10 +19,12 @@ async def trader(platform, api, mailbox, email):
 
 
 async def unchanged(api, auth, position) -> None:
-    """The account still holds exactly the one position it had, with the same balance."""
+    """The account still holds exactly the one position it had, with the same balance (the deposit less the
+    commission of that position's opening)."""
     open_ = (await api.get("/positions?status=open", headers=auth)).json()
     assert [p["id"] for p in open_] == [position["id"]] and open_[0]["qty"] == position["qty"]
-    assert (await api.get("/account", headers=auth)).json()["balance"] == "10000.00"
+    assert position["commission"] == "0.10"  # 1 × 100.03 × 0.1 %
+    assert (await api.get("/account", headers=auth)).json()["balance"] == "9999.90"
 
 
 BAD_ORDERS = [

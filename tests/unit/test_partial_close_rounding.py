@@ -28,6 +28,7 @@ from shared.bus.memory import MemoryBus
 from shared.contracts import encode
 from shared.contracts.bus import CloseCommand, OpenCommand, PriceTick
 from shared.contracts.rest import Position, PositionCreate
+from shared.costs import commission
 from shared.markets import MARKETS, Market
 from shared.settings import load_settings
 from shared.trading import closing, margin, money, pnl
@@ -166,7 +167,11 @@ async def _slice_through_the_engine(rig: EngineRig, market: Market, side: str, e
     balance = (await Accounts.select(Accounts.balance).where(Accounts.user_id == uid).first().run())["balance"]
     entries = await LedgerEntries.select().where(LedgerEntries.user_id == uid).run()
     booked = sum((e["amount"] for e in entries if e["kind"] == "realized_pnl"), Decimal(0))
-    assert balance == sum((e["amount"] for e in entries), Decimal(0)) == deposit + booked  # the ledger invariant
+    fees = -sum((e["amount"] for e in entries if e["kind"] == "commission"), Decimal(0))
+    assert balance == sum((e["amount"] for e in entries), Decimal(0)) == deposit + booked - fees  # the invariant
+    exact_fees = commission(market, opened.qty, opened.entry_price) + sum(
+        (commission(market, p.qty, p.close_price) for p in parts), Decimal(0))
+    assert fees == sum((p.commission for p in parts), Decimal(0)) and abs(fees - exact_fees) <= HALF_CENT
     assert booked == sum((p.realized_pnl for p in parts), Decimal(0))
     assert abs(booked - exact) <= CENT
     rows = await Positions.select(Positions.margin).where(Positions.user_id == uid).run()

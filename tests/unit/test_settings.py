@@ -64,6 +64,8 @@ def test_cfd_variable_wins_over_the_fallback():
         ({"CFD_VERIFY_LIMIT_PER_IP": "0/1h"}, "CFD_VERIFY_LIMIT_PER_IP"),
         ({"CFD_SIGNIN_LIMIT_PER_EMAIL": "10/15m,lots"}, "CFD_SIGNIN_LIMIT_PER_EMAIL"),
         ({"CFD_TRUSTED_PROXIES": "10.0.0.1,proxy.example.com"}, "CFD_TRUSTED_PROXIES"),
+        ({"CFD_FINANCING_ROLLOVER": "24:00"}, "CFD_FINANCING_ROLLOVER"),
+        ({"CFD_FINANCING_ROLLOVER": "10pm"}, "CFD_FINANCING_ROLLOVER"),
     ],
 )
 def test_a_bad_value_names_the_variable(env, named):
@@ -138,4 +140,11 @@ def test_the_configuration_page_lists_each_groups_variables_in_that_groups_secti
     for group, variables in wanted.items():
         extra = documented[group] - variables
         assert variables <= documented[group] and (not extra or group == ""), (group, variables ^ documented[group])
-    assert documented[""] - wanted[""] == {"CFD_ALLOCATOR", "CFD_API_URL"}  # read by the `cfd` command itself
+    assert documented[""] - wanted[""] == {"CFD_ALLOCATOR", "CFD_API_URL", "CFD_API_KEY", "CFD_OPERATOR"}  # read by the
+    # `cfd` command itself
+
+
+def test_the_financing_rollover_is_a_time_of_day_in_utc():
+    assert load_settings({}).trading.financing_rollover_minute == 0  # 00:00 UTC by default
+    later = load_settings({"CFD_FINANCING_ROLLOVER": "9:30"}).trading
+    assert later.financing_rollover == "09:30" and later.financing_rollover_minute == 570

@@ -451,10 +451,12 @@ async def test_ticket_for_an_order_the_account_cannot_afford_says_not_enough_mar
     app = make(fake)
     async with app.run_test(size=SIZE) as pilot:
         await open_ticket(pilot)
-        await type_into(pilot, "#amount", "100")  # margin 100 × 185.11 / 5 = 3,702.20 against 1,000 free
+        # margin 100 × 185.11 / 5 = 3,702.20 and commission 18.51 against 1,000 free
+        await type_into(pilot, "#amount", "100")
         await pilot.pause()
         preview = str(app.screen.query_one("#ticket-preview").render())
-        assert "Stop-out ≈ not enough margin: 2,702.20 USD short" in preview
+        assert "Stop-out ≈ not enough margin: 2,720.71 USD short" in preview
+        assert "Costs      18.51 USD commission now   Financing 12.68 USD/day" in preview
         await type_into(pilot, "#amount", "2")  # affordable: an estimate below the entry again
         await pilot.pause()
         preview = str(app.screen.query_one("#ticket-preview").render())
@@ -482,7 +484,8 @@ async def test_open_see_live_pnl_close_and_find_it_in_history():
         fake.push_price("SOL_USDC", "186.05", "186.15")  # the broker's bid: 185.99
         await until(pilot, lambda: cell(table, position_id, "pnl") == "+1.76")
         assert table.get_cell(position_id, "pnl").style == table.get_component_rich_style("positions--profit")
-        assert app.screen.query_one(AccountBar).account.equity == Decimal("10001.76")
+        # the balance less the opening's commission (2 × 185.11 × 0.1 % = 0.37), and the PnL
+        assert app.screen.query_one(AccountBar).account.equity == Decimal("10001.39")
         table.focus()
         await pilot.press("c")
         await until(pilot, lambda: type(app.screen).__name__ == "ClosePositionScreen")

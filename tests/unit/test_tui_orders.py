@@ -40,7 +40,9 @@ def test_a_valid_long_previews_margin_and_stop_out():
     plan, preview = checked.plan, checked.preview
     assert plan.qty == Decimal(2) and plan.leverage == 10 and plan.stop_loss == Decimal(180)
     assert preview.price == Decimal("185.10") and preview.margin == Decimal("37.02")
-    assert preview.free_after == Decimal("9962.98")
+    assert preview.commission == Decimal("0.37")  # 2 × 185.10 × 0.1 %
+    assert preview.financing_per_day == Decimal("0.25")  # 370.20 × 25 % / 365
+    assert preview.free_after == Decimal("9962.61")  # less the margin and the commission
     # equity + (p - 185.10) * 2 = 50 % of 37.02  →  p = 185.10 - (10000 - 18.51) / 2
     assert preview.stop_out is None  # 10,000 USD behind 2 SOL: the price would have to go below zero
 
@@ -48,8 +50,8 @@ def test_a_valid_long_previews_margin_and_stop_out():
 def test_stop_out_estimate_for_a_position_that_uses_most_of_the_account():
     checked = ticket(amount="500", leverage="20")
     assert checked.errors == {}
-    # margin 4,627.50; equity 10,000; cushion (10000 - 2313.75) / 500 = 15.3725
-    assert checked.preview.stop_out == Decimal("185.10") - Decimal("15.3725")
+    # margin 4,627.50; equity after the commission of 92.55: 9,907.45; cushion (9907.45 - 2313.75) / 500 = 15.1874
+    assert checked.preview.stop_out == Decimal("185.10") - Decimal("15.1874")
 
 
 @pytest.mark.parametrize("side", ["long", "short"])
@@ -58,7 +60,7 @@ def test_an_order_the_account_cannot_afford_has_a_shortfall_and_no_stop_out(side
     preview = checked.preview
     assert checked.plan is None and "Not enough free margin" in checked.errors["amount"]
     assert preview.stop_out is None
-    assert preview.shortfall == preview.margin - ACCOUNT.free_margin > 0
+    assert preview.shortfall == preview.margin + preview.commission - ACCOUNT.free_margin > 0
 
 
 @pytest.mark.parametrize(("fields", "field", "words"), [
