@@ -42,11 +42,12 @@ async def own(make_settings, tmp_path, mailbox) -> AsyncIterator[tuple[Settings,
         return
     base = make_settings()
     name = f"cfd_fin_{uuid.uuid4().hex[:10]}"
-    url = await postgres_database(base.database_url, name)
+    url = await postgres_database(base.database.url, name)
     try:
-        yield make_settings(data_dir=tmp_path, database_url=url, topic_prefix=f"fin{uuid.uuid4().hex[:6]}."), mailbox
+        yield make_settings(data_dir=tmp_path, database={"url": url},
+                            bus={"topic_prefix": f"fin{uuid.uuid4().hex[:6]}."}), mailbox
     finally:
-        await postgres_database(base.database_url, name, drop=True)
+        await postgres_database(base.database.url, name, drop=True)
 
 
 @contextlib.asynccontextmanager

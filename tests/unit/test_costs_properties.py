@@ -62,8 +62,9 @@ class Rig:
 
     def __init__(self, tmp_path) -> None:
         self.loop = asyncio.new_event_loop()
-        settings_ = load_settings({}, env="test", data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'c.db'}")
-        self.db = Database(settings_)
+        settings_ = load_settings({}, env="test", data_dir=tmp_path,
+                                  database={"url": f"sqlite:///{tmp_path / 'c.db'}"})
+        self.db = Database(settings_.database, settings_.data_dir)
         self.loop.run_until_complete(migrate(self.db))
         self.clock = Clock()
         self.quotes = QuoteCache(stale_after=10**9, markets=MarketBook(TERMS.values()))
