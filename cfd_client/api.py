@@ -180,9 +180,14 @@ class ApiClient:
         """The latest broker quote of one market (`ServiceUnavailable` while it is stale)."""
         return await self._get(f"/prices/{symbol}", Price)
 
-    async def candles(self, symbol: str, interval: str = "1m", limit: int = 200) -> list[Candle]:
-        """Candles on the broker mid, oldest first; the last is the bucket in progress."""
-        return await self._get(f"/candles/{symbol}", list[Candle], {"interval": interval, "limit": limit})
+    async def candles(self, symbol: str, interval: str = "1m", limit: int = 200, *,
+                      since: int | None = None) -> list[Candle]:
+        """Candles on the broker mid, oldest first: the latest `limit` (the last is the bucket in progress), or
+        with `since` (epoch ms) the first `limit` that start at or after it."""
+        params: dict[str, Any] = {"interval": interval, "limit": limit}
+        if since is not None:
+            params["since"] = since
+        return await self._get(f"/candles/{symbol}", list[Candle], params)
 
     # --- trading ------------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from piccolo.columns import Column
 from piccolo.custom_types import Combinable
 from piccolo.query import WhereRaw
 
@@ -94,6 +95,7 @@ class TradingStore:
 
     async def ledger_page(self, query: LedgerQuery) -> list[LedgerEntry]:
         conditions: list[Combinable] = [LedgerEntries.user_id == parse_id(query.user_id, "account")]
+        _window(conditions, LedgerEntries.created_at, query.since, query.until)
         if query.cursor is not None:
             conditions.append(self._after(decode_cursor(query.cursor, "ledger"), "created_at"))
         rows = await LedgerEntries.select().where(*conditions).order_by(
@@ -154,6 +156,7 @@ class TradingStore:
             conditions.append(Positions.status == query.status)
         order, newest_first = ("closed", Positions.closed_at) if query.status == "closed" else (
             "opened", Positions.opened_at)
+        _window(conditions, newest_first, query.since, query.until)
         if query.cursor is not None:
             conditions.append(self._after(decode_cursor(query.cursor, order), newest_first._meta.db_column_name))
         select = Positions.select()
@@ -235,6 +238,7 @@ class TradingStore:
             conditions.append(Orders.user_id == parse_id(query.user_id, "account"))
         if query.status is not None:
             conditions.append(Orders.status == query.status)
+        _window(conditions, Orders.created_at, query.since, query.until)
         if query.cursor is not None:
             conditions.append(self._after(decode_cursor(query.cursor, "created"), "created_at"))
         select = Orders.select()
@@ -255,6 +259,14 @@ class TradingStore:
 
 
 _BATCH = 500  # user ids per `IN (...)`: well inside SQLite's limit of bound parameters
+
+
+def _window(conditions: list[Combinable], column: Column, since: int | None, until: int | None) -> None:
+    """Keep a list to the rows whose `column` (a time, epoch ms) is at or after `since` and before `until`."""
+    if since is not None:
+        conditions.append(column >= since)
+    if until is not None:
+        conditions.append(column < until)
 
 
 def _page(limit: int) -> int:

@@ -16,7 +16,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from cfd_server.auth.dependencies import provide_session
 from cfd_server.auth.tokens import Session
 from cfd_server.context import rpc
-from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, paged, positions_page
+from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, Since, Until, paged, positions_page
 from shared import operations as ops
 from shared.contracts.bus import (
     AccountQuery,
@@ -111,9 +111,10 @@ class TradingController(Controller):
         status: Annotated[Literal["open", "closed"] | None, QueryParameter()] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 200,
         cursor: Annotated[str | None, QueryParameter(description=CURSOR_HELP)] = None,
+        since: Since = None, until: Until = None,
     ) -> Response[list[Position]]:
         return await positions_page(request, rpc(state), user_id=session.user.id, status=status, limit=limit,
-                                    cursor=cursor, key=session.user.id)
+                                    cursor=cursor, key=session.user.id, since=since, until=until)
 
     @get("/positions/{position:str}", operation_id="get_position", summary="One of your positions")
     async def position(self, state: State, session: NamedDependency[Session], position: FromPath[str]) -> Position:
@@ -142,9 +143,10 @@ class TradingController(Controller):
     async def ledger(self, request: Request, state: State, session: NamedDependency[Session],
                      limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 200,
                      cursor: Annotated[str | None, QueryParameter(description=CURSOR_HELP)] = None,
+                     since: Since = None, until: Until = None,
                      ) -> Response[list[LedgerEntry]]:
         if cursor is not None:
             decode_cursor(cursor, "ledger")
-        query = LedgerQuery(user_id=session.user.id, limit=limit + 1, cursor=cursor)
+        query = LedgerQuery(user_id=session.user.id, limit=limit + 1, cursor=cursor, since=since, until=until)
         rows = await ask(state, session, ops.LEDGER, query)
         return paged(request, rows, limit, "ledger", lambda e: (e.created_at, e.id))

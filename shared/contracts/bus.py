@@ -91,17 +91,22 @@ class PasswordRehashed(Struct, kw_only=True):
 
 
 class CandlesQuery(Struct, kw_only=True):
-    """Bus request `candles.history`: the last `limit` candles of `interval` for `symbol`."""
+    """Bus request `candles.history`: the last `limit` candles of `interval` for `symbol` (those that start
+    before `until`, when given); with `since`, the first `limit` that start at `since` or later instead."""
 
     symbol: str
     interval: str
     limit: int
+    since: int | None = None
+    until: int | None = None
 
 
 class CandleHistory(Struct, kw_only=True):
-    """The dbproc's answer to `candles.history`, oldest first."""
+    """The dbproc's answer to `candles.history`, oldest first; `more`: with `since`, more candles follow the
+    last one (before `until`)."""
 
     candles: list[Candle]
+    more: bool = False
 
 
 class CoverageQuery(Struct, kw_only=True):
@@ -229,6 +234,8 @@ class OrdersQuery(Struct, kw_only=True):
     status: OrderStatus | None = None
     limit: int = 200
     cursor: str | None = None
+    since: int | None = None  # created_at at or after (epoch ms)
+    until: int | None = None  # created_at before (epoch ms)
 
 
 class OrderQuery(Struct, kw_only=True):
@@ -262,6 +269,8 @@ class PositionsQuery(Struct, kw_only=True):
     status: Literal["open", "closed"] | None = None
     limit: int = 200
     cursor: str | None = None  # `shared.paging`: the page after this one
+    since: int | None = None  # the sort time (closed_at with status closed, else opened_at) at or after
+    until: int | None = None  # the sort time before
 
 
 class PositionQuery(Struct, kw_only=True):
@@ -273,6 +282,8 @@ class LedgerQuery(Struct, kw_only=True):
     user_id: str
     limit: int = 200
     cursor: str | None = None  # `shared.paging`: the page after this one
+    since: int | None = None  # created_at at or after (epoch ms)
+    until: int | None = None  # created_at before (epoch ms)
 
 
 class DepositCommand(Struct, kw_only=True):
