@@ -17,7 +17,10 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from shared.contracts.bus import (
+    AccountEventsPage,
+    AccountEventsQuery,
     AccountQuery,
+    AccountStateQuery,
     CancelOrderCommand,
     CandleHistory,
     CandlesQuery,
@@ -35,6 +38,7 @@ from shared.contracts.bus import (
     HealthQuery,
     HealthReport,
     LedgerQuery,
+    MarginCallCommand,
     ModifyCommand,
     ModifyOrderCommand,
     OpenCommand,
@@ -56,6 +60,7 @@ from shared.contracts.bus import (
     UserStatus,
     WatchAccount,
 )
+from shared.contracts.events import AccountState
 from shared.contracts.rest import (
     Account,
     ClosedAll,
@@ -124,6 +129,8 @@ STOP_OUT: Operation[StopOutCommand, None] = Operation(
 CLOSE_ALL: Operation[CloseAllCommand, ClosedAll] = Operation(
     "positions.close_all", Route.TRADING, CloseAllCommand, ClosedAll, command=True)
 TRAIL: Operation[TrailCommand, None] = Operation("position.trail", Route.TRADING, TrailCommand, None, command=True)
+MARGIN_CALL: Operation[MarginCallCommand, None] = Operation(
+    "account.margin_call", Route.TRADING, MarginCallCommand, None, command=True)
 ORDER_PLACE: Operation[PlaceOrderCommand, Order] = Operation(
     "order.place", Route.TRADING, PlaceOrderCommand, Order, command=True)
 ORDER_MODIFY: Operation[ModifyOrderCommand, Order] = Operation(
@@ -143,6 +150,10 @@ POSITIONS: Operation[PositionsQuery, list[Position]] = Operation(
 POSITION: Operation[PositionQuery, Position] = Operation("position.get", Route.TRADING, PositionQuery, Position)
 LEDGER: Operation[LedgerQuery, list[LedgerEntry]] = Operation(
     "ledger.list", Route.TRADING, LedgerQuery, list[LedgerEntry])
+ACCOUNT_EVENTS: Operation[AccountEventsQuery, AccountEventsPage] = Operation(
+    "account.events", Route.TRADING, AccountEventsQuery, AccountEventsPage)
+ACCOUNT_STATE: Operation[AccountStateQuery, AccountState] = Operation(
+    "account.state", Route.TRADING, AccountStateQuery, AccountState)
 
 # --- operators (requests.trading, keyed "operator" or by the user concerned) ----------------------------------
 USERS: Operation[UsersQuery, list[UserSummary]] = Operation(
@@ -163,8 +174,9 @@ HEALTH: Operation[HealthQuery, HealthReport] = Operation("health.check", Route.H
 
 ALL: tuple[Operation[Any, Any], ...] = (
     USER_EXISTS, USER_CREATE, USER_CREDENTIALS, USER_PROFILE, USER_REHASH,
-    OPEN, CLOSE, MODIFY, DEPOSIT, RISK_CLOSE, STOP_OUT, CLOSE_ALL, TRAIL, WATCH_ACCOUNT, ACCOUNT, POSITIONS, POSITION,
-    LEDGER, ORDER_PLACE, ORDER_MODIFY, ORDER_CANCEL, ORDER_FILL, ORDER_EXPIRE, ORDERS, ORDER,
+    OPEN, CLOSE, MODIFY, DEPOSIT, RISK_CLOSE, STOP_OUT, CLOSE_ALL, TRAIL, MARGIN_CALL, WATCH_ACCOUNT,
+    ACCOUNT, POSITIONS, POSITION, LEDGER, ACCOUNT_EVENTS, ACCOUNT_STATE,
+    ORDER_PLACE, ORDER_MODIFY, ORDER_CANCEL, ORDER_FILL, ORDER_EXPIRE, ORDERS, ORDER,
     USERS, SET_DISABLED, EXPOSURE,
     CANDLES_HISTORY, CANDLES_COVERAGE,
     HEALTH,

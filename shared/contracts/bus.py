@@ -286,6 +286,38 @@ class LedgerQuery(Struct, kw_only=True):
     until: int | None = None  # created_at before (epoch ms)
 
 
+class AccountEventsQuery(Struct, kw_only=True):
+    """The user's account events after event `since`, oldest first, at most `limit`."""
+
+    user_id: str
+    since: int
+    limit: int = 200
+
+
+class AccountEventsPage(Struct, kw_only=True):
+    """The answer to `account.events`: the stored frames (each an encoded account event with its `seq`, as it
+    went out), the user's latest `seq`, and `gap`: some events after `since` are no longer kept (or `since` is
+    beyond the latest), so the client must rebuild from a fresh state instead."""
+
+    events: list[Raw]
+    latest: int
+    gap: bool = False
+
+
+class AccountStateQuery(Struct, kw_only=True):
+    user_id: str
+
+
+class MarginCallCommand(Struct, kw_only=True):
+    """Issued by the risk engine when a user's margin level crosses 100 %: down (`margin_call`) or back up
+    (`margin_call_cleared`). Applied once, and only when it changes the account's margin call state, so the
+    trader hears each crossing once whichever dbproc saw it."""
+
+    user_id: str
+    event: Literal["margin_call", "margin_call_cleared"]
+    margin_level: Decimal | None = None
+
+
 class DepositCommand(Struct, kw_only=True):
     user_id: str
     amount: Decimal
