@@ -18,6 +18,7 @@ from cfd_server.context import ServerContext
 from cfd_server.market.history import fetch_history, fetch_page
 from cfd_server.market.live_candles import LiveCandles
 from cfd_server.market.quotes import QuoteBook
+from cfd_server.trading.feed import AccountHistory
 from cfd_server.ws import Hub, Limits, WsServer
 from shared.bus import Subscription
 from shared.candles import overlay
@@ -66,7 +67,8 @@ class MarketRuntime:
         self.sessions = Sessions.for_server(ctx)
         self.session_notices = SessionNotices(ctx.bus, ctx.topics.sessions)
         self.ws = WsServer(self.hub, MarketSnapshots(self.quotes, self.candles), host=settings.http.host,
-                           port=settings.http.ws_port, limits=limits, authenticate=self.sessions.resolve)
+                           port=settings.http.ws_port, limits=limits, authenticate=self.sessions.resolve,
+                           history=AccountHistory(ctx))
         self._subscription: Subscription | None = None
         self._session_ends: Subscription | None = None
         self._housekeeping: asyncio.Task[None] | None = None
