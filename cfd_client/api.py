@@ -26,10 +26,13 @@ from cfd_client.errors import ConnectionLost, UnexpectedResponse, error_from_res
 from cfd_client.feed import FeedClient
 from cfd_client.models import (
     Account,
+    AccountFrame,
     LedgerEntry,
+    OrderFrame,
     Position,
     PositionClose,
     PositionCreate,
+    PositionFrame,
     PositionUpdate,
     Side,
 )
@@ -55,6 +58,8 @@ from shared.contracts.rest import (
 from shared.markets import Market
 
 T = TypeVar("T")
+AccountEvent = PositionFrame | OrderFrame | AccountFrame
+"""An account event as `GET /account/events` and the `account` channel give it."""
 
 API_PREFIX = "/api/v1"
 DEFAULT_TIMEOUT = 10.0
@@ -303,6 +308,12 @@ class ApiClient:
     def all_ledger(self, page_size: int = 200) -> AsyncIterator[LedgerEntry]:
         """Every balance change since the account opened, newest first, fetched a page at a time."""
         return self._walk("/ledger", list[LedgerEntry], {"limit": page_size})
+
+    async def account_events(self, since: int, limit: int = 200) -> list[AccountEvent]:
+        """The account events after `since` (a `seq`; 0 for the first kept), oldest first, one page: ask again
+        `since` the last one's `seq` for the next. A `ClientSideError` with code `resume_gap` (410) when they are
+        no longer kept: reload the account, positions and orders, then follow from `details["latest_seq"]`."""
+        return await self._get("/account/events", list[AccountEvent], {"since": since, "limit": limit})
 
     # --- the feed -----------------------------------------------------------------------------------------
 
