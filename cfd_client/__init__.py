@@ -28,6 +28,7 @@ from cfd_client.feed import FeedClient, FeedEvent
 from cfd_client.models import (
     Account,
     AccountFrame,
+    AccountStateFrame,
     FeedState,
     LedgerEntry,
     Position,
@@ -39,6 +40,7 @@ from cfd_client.session import SavedSession, SessionStore
 __all__ = [
     "Account",
     "AccountFrame",
+    "AccountStateFrame",
     "ApiClient",
     "ApiError",
     "BadInput",

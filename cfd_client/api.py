@@ -29,10 +29,13 @@ from cfd_client.errors import ConnectionLost, UnexpectedResponse, error_from_res
 from cfd_client.feed import FeedClient
 from cfd_client.models import (
     Account,
+    AccountFrame,
     LedgerEntry,
+    OrderFrame,
     Position,
     PositionClose,
     PositionCreate,
+    PositionFrame,
     PositionUpdate,
     Side,
 )
@@ -58,6 +61,8 @@ from shared.contracts.rest import (
 from shared.markets import Market
 
 T = TypeVar("T")
+AccountEvent = PositionFrame | OrderFrame | AccountFrame
+"""An account event as `GET /account/events` and the `account` channel give it."""
 
 API_PREFIX = "/api/v1"
 DEFAULT_TIMEOUT = 10.0
@@ -237,9 +242,14 @@ class ApiClient:
         """The latest broker quote of one market (`ServiceUnavailable` while it is stale)."""
         return await self._get(f"/prices/{symbol}", Price)
 
-    async def candles(self, symbol: str, interval: str = "1m", limit: int = 200) -> list[Candle]:
-        """Candles on the broker mid, oldest first; the last is the bucket in progress."""
-        return await self._get(f"/candles/{symbol}", list[Candle], {"interval": interval, "limit": limit})
+    async def candles(self, symbol: str, interval: str = "1m", limit: int = 200, *,
+                      since: int | None = None) -> list[Candle]:
+        """Candles on the broker mid, oldest first: the latest `limit` (the last is the bucket in progress), or
+        with `since` (epoch ms) the first `limit` that start at or after it."""
+        params: dict[str, Any] = {"interval": interval, "limit": limit}
+        if since is not None:
+            params["since"] = since
+        return await self._get(f"/candles/{symbol}", list[Candle], params)
 
     # --- trading ------------------------------------------------------------------------------------------
 
@@ -355,6 +365,12 @@ class ApiClient:
     def all_ledger(self, page_size: int = 200) -> AsyncIterator[LedgerEntry]:
         """Every balance change since the account opened, newest first, fetched a page at a time."""
         return self._walk("/ledger", list[LedgerEntry], {"limit": page_size})
+
+    async def account_events(self, since: int, limit: int = 200) -> list[AccountEvent]:
+        """The account events after `since` (a `seq`; 0 for the first kept), oldest first, one page: ask again
+        `since` the last one's `seq` for the next. A `ClientSideError` with code `resume_gap` (410) when they are
+        no longer kept: reload the account, positions and orders, then follow from `details["latest_seq"]`."""
+        return await self._get("/account/events", list[AccountEvent], {"since": since, "limit": limit})
 
     # --- the feed -----------------------------------------------------------------------------------------
 

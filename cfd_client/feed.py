@@ -10,6 +10,12 @@
 On a dropped connection it reconnects with capped exponential backoff and jitter, signs in again and
 subscribes to the same channels; every change of `state` (connecting / live / reconnecting / stale /
 closed) is also an event (`StateChanged`). `stale` means connected but no price for `stale_after` seconds.
+
+Account events are yielded once each, in order, across reconnects: the client remembers the `seq` of the last
+one (`account_seq`) and subscribes to `account` again with `since`, so the server sends what it missed first.
+A repeated event is dropped; one that skips a number makes it ask for the missing ones the same way. When the
+missed events are no longer kept, the server answers with an `ErrorFrame` `resume_gap` and an
+`AccountStateFrame` to rebuild from, both yielded.
 """
 
 from __future__ import annotations
@@ -25,7 +31,15 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidURI, WebSocketException
 
-from cfd_client.models import AccountFrame, AlertFrame, FeedState, OrderFrame, PositionFrame, StateChanged
+from cfd_client.models import (
+    AccountFrame,
+    AccountStateFrame,
+    AlertFrame,
+    FeedState,
+    OrderFrame,
+    PositionFrame,
+    StateChanged,
+)
 from shared.backoff import Backoff
 from shared.contracts.ws import (
     AuthenticatedFrame,
@@ -44,7 +58,8 @@ ACCOUNT_CHANNEL = "account"
 FEED_BUFFER = 10_000  # events held for a reader that fell behind (200 s at 50 ticks/s, a few MB); then the oldest go
 AUTH_ERRORS = frozenset({"invalid_token", "session_expired", "session_ended", "account_disabled", "auth_required"})
 
-FeedEvent = (PriceFrame | CandleFrame | PositionFrame | OrderFrame | AlertFrame | AccountFrame | ErrorFrame
+FeedEvent = (PriceFrame | CandleFrame | PositionFrame | OrderFrame | AlertFrame | AccountFrame | AccountStateFrame
+             | ErrorFrame
              | AuthenticatedFrame | SubscribedFrame | UnsubscribedFrame | WelcomeFrame | PongFrame | StateChanged)
 """Everything a `FeedClient` yields: the server's frames, decoded, and its own state changes."""
 
@@ -56,8 +71,8 @@ def reconnect_backoff() -> Backoff:
 
 
 _decoder = msgspec.json.Decoder(PriceFrame | CandleFrame | PositionFrame | OrderFrame | AlertFrame | AccountFrame
-                                | ErrorFrame | AuthenticatedFrame | SubscribedFrame | UnsubscribedFrame
-                                | WelcomeFrame | PongFrame, strict=False)
+                                | AccountStateFrame | ErrorFrame | AuthenticatedFrame | SubscribedFrame
+                                | UnsubscribedFrame | WelcomeFrame | PongFrame, strict=False)
 _encoder = msgspec.json.Encoder()
 
 
@@ -78,6 +93,9 @@ class FeedClient:
         self.connections = 0  # successful connections so far (a reconnect makes it 2, 3, …)
         self.last_price_at: float | None = None  # time.monotonic() of the latest price frame
         self.skipped = 0  # frames that could not be decoded
+        self.account_seq: int | None = None  # the `seq` of the last account event yielded
+        self._account_user: str | None = None  # whose events those are
+        self._resume = False  # an account event went missing: ask for it again
         self._events: asyncio.Queue[FeedEvent | None] = asyncio.Queue(maxsize=max_buffer)
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -150,7 +168,7 @@ class FeedClient:
         if token and self._ws is not None:
             await self._send({"op": "auth", "token": token})
             if ACCOUNT_CHANNEL in self.channels:
-                await self._send({"op": "subscribe", "channels": [ACCOUNT_CHANNEL]})
+                await self._send(self._account_subscription())
 
     async def ping(self, ping_id: int | str | None = None) -> None:
         """Ask the server for a `pong` (answered as a `PongFrame` event)."""
@@ -174,6 +192,9 @@ class FeedClient:
                     self._set_state(FeedState.LIVE)
                     async for raw in ws:
                         self._on_frame(raw)
+                        if self._resume:
+                            self._resume = False
+                            await self._send(self._account_subscription())
                     if ws.close_code is not None:
                         reason = f"the server closed the feed ({ws.close_code} {ws.close_reason})".strip()
             except asyncio.CancelledError:
@@ -196,14 +217,22 @@ class FeedClient:
         if self.token:
             await ws.send(_encoder.encode({"op": "auth", "token": self.token}).decode())
             if ACCOUNT_CHANNEL in self.channels:
-                await ws.send(_encoder.encode({"op": "subscribe", "channels": [ACCOUNT_CHANNEL]}).decode())
+                await ws.send(_encoder.encode(self._account_subscription()).decode())
 
     async def _send_subscriptions(self, ws: ClientConnection, channels: list[str]) -> None:
         public = [c for c in channels if c != ACCOUNT_CHANNEL]
         if public:
             await self._send({"op": "subscribe", "channels": public})
         if ACCOUNT_CHANNEL in channels and self.token:
-            await self._send({"op": "subscribe", "channels": [ACCOUNT_CHANNEL]})
+            await self._send(self._account_subscription())
+
+    def _account_subscription(self) -> dict[str, Any]:
+        """Subscribe to `account`, after the last event yielded when there is one (the server sends the missed
+        ones first)."""
+        op: dict[str, Any] = {"op": "subscribe", "channels": [ACCOUNT_CHANNEL]}
+        if self.account_seq is not None:
+            op["since"] = self.account_seq
+        return op
 
     async def _send(self, op: dict[str, Any]) -> None:
         ws = self._ws
@@ -223,6 +252,20 @@ class FeedClient:
             self.last_price_at = time.monotonic()
             if self.state is FeedState.STALE:
                 self._set_state(FeedState.LIVE)
+        elif isinstance(event, PositionFrame | OrderFrame | AccountFrame) and event.seq is not None:
+            last = self.account_seq
+            if last is not None and event.seq <= last:
+                return  # yielded already
+            if last is not None and event.seq > last + 1:
+                self._resume = True  # the missing ones first: this one comes again after them
+                return
+            self.account_seq = event.seq
+        elif isinstance(event, AccountStateFrame):
+            self.account_seq = event.seq
+        elif isinstance(event, AuthenticatedFrame):
+            if event.user_id != self._account_user:  # another user's events are numbered apart
+                self._account_user = event.user_id
+                self.account_seq = None
         self._put(event)
 
     async def _watch(self) -> None:

@@ -29,6 +29,7 @@ Side = Literal["long", "short"]
 __all__ = [
     "Account",
     "AccountFrame",
+    "AccountStateFrame",
     "Alert",
     "AlertFrame",
     "FeedState",
@@ -57,11 +58,13 @@ def is_open(position: Position) -> bool:
 
 class PositionFrame(Struct, tag_field="type", tag="position", kw_only=True):
     """`account` channel: a position of the signed-in user was `opened`, `updated` or `closed`; `balance` is
-    the account balance after it."""
+    the account balance after it. `seq` (on every account event): the user's event number, one more than the
+    previous event's."""
 
     event: str
     position: Position
     balance: Decimal | None = None
+    seq: int | None = None
 
 
 class OrderFrame(Struct, tag_field="type", tag="order", kw_only=True):
@@ -70,6 +73,7 @@ class OrderFrame(Struct, tag_field="type", tag="order", kw_only=True):
 
     event: str
     order: Order
+    seq: int | None = None
 
 
 class AlertFrame(Struct, tag_field="type", tag="alert", kw_only=True):
@@ -90,6 +94,17 @@ class AccountFrame(Struct, tag_field="type", tag="account", kw_only=True):
     account: Account | None = None
     margin_level: Decimal | None = None
     marks: list[PositionMark] | None = None
+    seq: int | None = None  # None for a mark (state, not an event)
+
+
+class AccountStateFrame(Struct, tag_field="type", tag="account_state", kw_only=True):
+    """`account` channel, after a `resume_gap` error: the account, its open positions and working orders as of
+    event `seq` (the events the client missed are no longer kept); the events after `seq` follow."""
+
+    seq: int
+    account: Account
+    positions: list[Position] = []
+    orders: list[Order] = []
 
 
 class FeedState(StrEnum):

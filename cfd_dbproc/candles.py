@@ -58,7 +58,7 @@ SELECT b.bucket AS t, f.o AS o, b.h AS h, b.l AS l, z.c AS c, b.n AS n
 FROM (
     SELECT (t / LENGTH) * LENGTH AS bucket, MAX(h) AS h, MIN(l) AS l, SUM(n) AS n,
            MIN(t) AS first_t, MAX(t) AS last_t
-    FROM candles WHERE symbol = {} AND t >= {}
+    FROM candles WHERE symbol = {} AND t >= {} AND t < {}
     GROUP BY (t / LENGTH) * LENGTH
 ) AS b
 JOIN candles AS f ON f.symbol = {} AND f.t = b.first_t
@@ -81,6 +81,8 @@ ON CONFLICT (symbol, t) DO UPDATE SET
 WHERE candles.last_tick_us < excluded.last_tick_us
 RETURNING n
 """
+
+_NO_END = 2**62  # a time after every candle
 
 HISTORY_ROWS_PER_STATEMENT = 250
 MAX_COVERAGE_MS = 721 * 60 * MINUTE_MS  # a little over CFD_CANDLE_HISTORY_HOURS' maximum
@@ -228,8 +230,9 @@ class CandleRecorder:
 
     @handles(ops.CANDLES_HISTORY)
     async def history(self, query: CandlesQuery) -> CandleHistory:
-        """`candles.history`: the last `limit` candles of `interval`, oldest first, the one in progress as
-        stored so far included (the server lays its live candle over it)."""
+        """`candles.history`: the last `limit` candles of `interval` (those that start before `until`), oldest
+        first, the one in progress as stored so far included (the server lays its live candle over it); with
+        `since`, the first `limit` that start at `since` or later instead, and whether more follow."""
         market = market_of(query.symbol)
         length = INTERVALS.get(query.interval)
         if length is None:
@@ -237,21 +240,38 @@ class CandleRecorder:
                              code="invalid_interval")
         if not 1 <= query.limit <= MAX_LIMIT:
             raise BadRequest(f"The limit must be between 1 and {MAX_LIMIT}.", code="invalid_limit")
-        rows = await self._rows(query.symbol, length, query.limit)
-        return CandleHistory(candles=[_candle(market, row) for row in rows])
+        # A bucket counts when it starts before `until`: its minutes run to the bucket boundary at or after it.
+        end = _NO_END if query.until is None else min(_NO_END, -(-query.until // length) * length)
+        if query.since is None:
+            rows = await self._last_rows(query.symbol, length, query.limit, end)
+            return CandleHistory(candles=[_candle(market, row) for row in rows])
+        rows = await self._first_rows(query.symbol, length, query.limit + 1, -(-query.since // length) * length,
+                                      end)
+        return CandleHistory(candles=[_candle(market, row) for row in rows[:query.limit]],
+                             more=len(rows) > query.limit)
 
-    async def _rows(self, symbol: str, length: int, limit: int) -> list[dict]:
+    async def _last_rows(self, symbol: str, length: int, limit: int, end: int) -> list[dict]:
+        """The last `limit` buckets whose minutes are before `end`, oldest first."""
         if length == MINUTE_MS:
-            rows = await Candles.select(*_ROW).where(Candles.symbol == symbol).order_by(
+            rows = await Candles.select(*_ROW).where((Candles.symbol == symbol) & (Candles.t < end)).order_by(
                 Candles.t, ascending=False).limit(limit).run()
             return rows[::-1]
-        latest = await Candles.select(Candles.t).where(Candles.symbol == symbol).order_by(
+        latest = await Candles.select(Candles.t).where((Candles.symbol == symbol) & (Candles.t < end)).order_by(
             Candles.t, ascending=False).first().run()
         if latest is None:
             return []
         since = bucket_start(latest["t"], length) - (limit - 1) * length
         sql = _ROLL_UP.replace("LENGTH", str(int(length)))
-        return await Candles.raw(sql, symbol, since, symbol, symbol).run()
+        return await Candles.raw(sql, symbol, since, end, symbol, symbol).run()
+
+    async def _first_rows(self, symbol: str, length: int, limit: int, start: int, end: int) -> list[dict]:
+        """The first `limit` buckets from `start` (a bucket boundary) whose minutes are before `end`."""
+        if length == MINUTE_MS:
+            return await Candles.select(*_ROW).where(
+                (Candles.symbol == symbol) & (Candles.t >= start) & (Candles.t < end)
+            ).order_by(Candles.t).limit(limit).run()
+        sql = _ROLL_UP.replace("LENGTH", str(int(length))) + f" LIMIT {int(limit)}"
+        return await Candles.raw(sql, symbol, start, end, symbol, symbol).run()
 
 
 def _sound(c: Candle) -> bool:

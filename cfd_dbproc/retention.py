@@ -2,6 +2,8 @@
 
 - `processed_commands`: a command's stored reply answers its retries; it is kept `CFD_COMMAND_RETENTION_HOURS`
   (48 h by default), far beyond any client's or the bus's retry.
+- `account_events`: each account event is kept `CFD_ACCOUNT_EVENT_RETENTION_HOURS` (72 h by default), for
+  clients that resume the `account` channel after it; one away longer rebuilds from a fresh state.
 - `candles`: 1-minute candles are kept `CFD_CANDLE_MINUTE_RETENTION_DAYS` (30 days by default; 0 keeps them),
   never less than the poller's history window, or each poller start would fetch the purged minutes again.
 
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from piccolo.table import Table
 
 from cfd_dbproc.db import Database
-from cfd_dbproc.db.tables import Candles, ProcessedCommands
+from cfd_dbproc.db.tables import AccountEvents, Candles, ProcessedCommands
 from shared import clock
 from shared.candles import MINUTE_MS
 from shared.settings import RetentionSettings
@@ -55,11 +57,13 @@ class Purge:
 
 
 COMMANDS = Purge(ProcessedCommands, "command_id", "created_at")
+ACCOUNT_EVENTS = Purge(AccountEvents, "id", "created_at")
 MINUTE_CANDLES = Purge(Candles, "id", "t")
 
 
 class Retention:
-    """Purges old idempotency records and 1-minute candles every `CFD_RETENTION_INTERVAL_SECONDS`."""
+    """Purges old idempotency records, account events and 1-minute candles every
+    `CFD_RETENTION_INTERVAL_SECONDS`."""
 
     def __init__(self, settings: RetentionSettings, db: Database, *, history_hours: int) -> None:
         """`history_hours`: the poller's history window (`CFD_CANDLE_HISTORY_HOURS`)."""
@@ -71,6 +75,10 @@ class Retention:
     def command_cutoff(self, now_ms: int) -> int:
         """Commands applied before this time (epoch ms) are forgotten: a retry of one would apply it again."""
         return now_ms - self.settings.command_hours * HOUR_MS
+
+    def account_event_cutoff(self, now_ms: int) -> int:
+        """Account events stored before this time (epoch ms) are purged: a resume from before them is a gap."""
+        return now_ms - self.settings.account_event_hours * HOUR_MS
 
     def candle_cutoff(self, now_ms: int) -> int | None:
         """1m candles before this time are purged; None keeps them all."""
@@ -84,7 +92,8 @@ class Retention:
         """One purge run of every table with a window; returns the rows deleted per table, logs one line."""
         now_ms = clock.now_ms() if now_ms is None else now_ms
         started = time.monotonic()
-        deleted = {COMMANDS.name: await self._purge(COMMANDS, self.command_cutoff(now_ms))}
+        deleted = {COMMANDS.name: await self._purge(COMMANDS, self.command_cutoff(now_ms)),
+                   ACCOUNT_EVENTS.name: await self._purge(ACCOUNT_EVENTS, self.account_event_cutoff(now_ms))}
         candle_cutoff = self.candle_cutoff(now_ms)
         if candle_cutoff is not None:
             deleted[MINUTE_CANDLES.name] = await self._purge(MINUTE_CANDLES, candle_cutoff)

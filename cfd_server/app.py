@@ -79,7 +79,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
                 log.warning("the WebSocket feed listens on %s but is advertised as %s, which only this machine "
                             "can reach; set CFD_WS_PUBLIC_URL to the URL clients use",
                             settings.http.host, ws_url(settings.http, market.ws_port))
-            feed = AccountFeed(ctx, market.hub.publish_account, market.hub.account_users)
+            feed = AccountFeed(ctx, market.hub.publish_account, market.hub.account_users, market.hub.recheck)
             await feed.start()
             log.info("server %s ready; backends: %s", settings.instance_id, settings.describe_backends())
             yield

@@ -45,6 +45,8 @@ DESCRIPTIONS = {
     404: "No such resource (`position_not_found`, `order_not_found`, `alert_not_found`, `key_not_found`, "
          "`user_not_found`, `account_not_found`, `unknown_market`).",
     409: "The resource is not in a state that allows this (`position_closed`, `order_not_working`, `email_taken`).",
+    410: "No longer kept (`resume_gap`: account events older than their retention); `details` says where to "
+         "start again.",
     413: "The body is larger than 64 KiB (`payload_too_large`).",
     422: "A valid request that the business rules refuse; `error.code` says which rule.",
     429: "Too many attempts; `Retry-After` says when to try again.",
@@ -75,6 +77,7 @@ _RULES: dict[str, set[int]] = {
     "place_order": {404, 422},
     "modify_order": {409, 422},
     "cancel_order": {409},
+    "list_account_events": {410},
     "admin_deposit": {422},
     "admin_set_market": {422},
     "admin_list_positions": {404},

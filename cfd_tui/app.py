@@ -35,7 +35,7 @@ from textual.worker import Worker, WorkerState
 from cfd_client.api import ApiClient, api_root
 from cfd_client.errors import ApiError, ClientError, ConnectionLost, NotFound, NotSignedIn
 from cfd_client.feed import AUTH_ERRORS, FeedEvent, reconnect_backoff
-from cfd_client.models import AccountFrame, FeedState, Position, PositionFrame, StateChanged
+from cfd_client.models import AccountFrame, FeedState, OrderFrame, Position, PositionFrame, StateChanged
 from cfd_client.protocol import BrokerApi, Feed
 from cfd_client.session import SessionStore
 from cfd_tui.layout import NARROW_BELOW, SHORT_BELOW
@@ -118,6 +118,7 @@ class CfdApp(App[None]):
         self.feed: Feed | None = None
         self.candle_channel: str | None = None
         self._portfolio_dirty = False
+        self._feed_resumes = False  # the feed has an account event to resume after (so a reconnect loses none)
         self._signing_out = False
         self.notice_log: deque[tuple[str, str, str]] = deque(maxlen=NOTICE_LOG_SIZE)  # (severity, title, message)
         self._screens_pushed: weakref.WeakSet[Screen] = weakref.WeakSet()  # see `_settle_memory`
@@ -376,6 +377,7 @@ class CfdApp(App[None]):
             with contextlib.suppress(Exception):
                 await self.feed.stop()
         self.feed = feed
+        self._feed_resumes = False
         await feed.start()
         if self.candle_channel and self.candle_channel not in feed.channels:
             self._subscribe_candles()  # the chart changed while the feed was opening
@@ -389,6 +391,8 @@ class CfdApp(App[None]):
     async def _apply(self, event: FeedEvent) -> None:
         """One event of the feed, by its type; the frames not named here (acknowledgements, pongs) need
         nothing."""
+        if isinstance(event, PositionFrame | OrderFrame | AccountFrame) and event.seq is not None:
+            self._feed_resumes = True
         match event:
             case PriceFrame():
                 self.board.apply_price(event, self.clock(), flash=self.flash_ticks)
@@ -411,9 +415,12 @@ class CfdApp(App[None]):
                 self.feed_detail = detail
                 self.feed_state = state
                 if state is FeedState.LIVE and was is FeedState.RECONNECTING:
-                    self.refresh_portfolio()  # events may have been missed while away
+                    if not self._feed_resumes:
+                        self.refresh_portfolio()  # no event to resume after: what happened while away is unknown
                     if not self.board.tickers:
                         self.load_markets()
+            case ErrorFrame(code="resume_gap"):
+                self.refresh_portfolio()  # the missed events are no longer kept: start again from the account
             case ErrorFrame(code=code) if code in AUTH_ERRORS and self.client.token:
                 try:
                     await self.client.me()  # the feed refused the token; the REST API says whether it is gone

@@ -62,6 +62,13 @@ class Conflict(CfdError):
     default_code = "conflict"
 
 
+class Gone(CfdError):
+    """What was asked for is no longer kept (e.g. account events older than their retention)."""
+
+    status = 410
+    default_code = "gone"
+
+
 class Rejected(CfdError):
     """A valid request that the business rules refuse (e.g. `insufficient_margin`)."""
 
@@ -95,7 +102,7 @@ class InternalError(CfdError):
 
 _BY_STATUS: dict[int, type[CfdError]] = {
     cls.status: cls
-    for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Rejected, Throttled, InternalError,
+    for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Gone, Rejected, Throttled, InternalError,
                 Unavailable, TimedOut)
 }
 

@@ -17,7 +17,10 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from shared.contracts.bus import (
+    AccountEventsPage,
+    AccountEventsQuery,
     AccountQuery,
+    AccountStateQuery,
     AlertsQuery,
     AuditQuery,
     CancelOrderCommand,
@@ -45,6 +48,7 @@ from shared.contracts.bus import (
     KeyRecord,
     KeysQuery,
     LedgerQuery,
+    MarginCallCommand,
     MarketsQuery,
     MarketsSettings,
     ModifyCommand,
@@ -70,6 +74,7 @@ from shared.contracts.bus import (
     UserStatus,
     WatchAccount,
 )
+from shared.contracts.events import AccountState
 from shared.contracts.rest import (
     Account,
     Alert,
@@ -142,6 +147,8 @@ STOP_OUT: Operation[StopOutCommand, None] = Operation(
 CLOSE_ALL: Operation[CloseAllCommand, ClosedAll] = Operation(
     "positions.close_all", Route.TRADING, CloseAllCommand, ClosedAll, command=True)
 TRAIL: Operation[TrailCommand, None] = Operation("position.trail", Route.TRADING, TrailCommand, None, command=True)
+MARGIN_CALL: Operation[MarginCallCommand, None] = Operation(
+    "account.margin_call", Route.TRADING, MarginCallCommand, None, command=True)
 ORDER_PLACE: Operation[PlaceOrderCommand, Order] = Operation(
     "order.place", Route.TRADING, PlaceOrderCommand, Order, command=True)
 ORDER_MODIFY: Operation[ModifyOrderCommand, Order] = Operation(
@@ -163,6 +170,10 @@ POSITIONS: Operation[PositionsQuery, list[Position]] = Operation(
 POSITION: Operation[PositionQuery, Position] = Operation("position.get", Route.TRADING, PositionQuery, Position)
 LEDGER: Operation[LedgerQuery, list[LedgerEntry]] = Operation(
     "ledger.list", Route.TRADING, LedgerQuery, list[LedgerEntry])
+ACCOUNT_EVENTS: Operation[AccountEventsQuery, AccountEventsPage] = Operation(
+    "account.events", Route.TRADING, AccountEventsQuery, AccountEventsPage)
+ACCOUNT_STATE: Operation[AccountStateQuery, AccountState] = Operation(
+    "account.state", Route.TRADING, AccountStateQuery, AccountState)
 
 # --- alerts (requests.trading, keyed by the owner) -------------------------------------------------------------
 ALERT_CREATE: Operation[CreateAlertCommand, Alert] = Operation(
@@ -206,8 +217,9 @@ HEALTH: Operation[HealthQuery, HealthReport] = Operation("health.check", Route.H
 
 ALL: tuple[Operation[Any, Any], ...] = (
     USER_EXISTS, USER_CREATE, USER_CREDENTIALS, USER_PROFILE, USER_REHASH,
-    OPEN, CLOSE, MODIFY, DEPOSIT, RISK_CLOSE, STOP_OUT, FINANCING, CLOSE_ALL, TRAIL, WATCH_ACCOUNT, ACCOUNT, POSITIONS,
-    POSITION, LEDGER, ORDER_PLACE, ORDER_MODIFY, ORDER_CANCEL, ORDER_FILL, ORDER_EXPIRE, ORDERS, ORDER,
+    OPEN, CLOSE, MODIFY, DEPOSIT, RISK_CLOSE, STOP_OUT, FINANCING, CLOSE_ALL, TRAIL, MARGIN_CALL, WATCH_ACCOUNT,
+    ACCOUNT, POSITIONS, POSITION, LEDGER, ACCOUNT_EVENTS, ACCOUNT_STATE,
+    ORDER_PLACE, ORDER_MODIFY, ORDER_CANCEL, ORDER_FILL, ORDER_EXPIRE, ORDERS, ORDER,
     ALERT_CREATE, ALERTS, ALERT_DELETE, ALERT_FIRE,
     KEY_CREATE, KEYS, KEY_REVOKE, KEY_LOOKUP,
     USERS, SET_DISABLED, EXPOSURE, SET_MARKET, AUDIT, MARKET_SETTINGS,

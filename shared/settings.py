@@ -199,6 +199,7 @@ class RetentionSettings(Group, frozen=True, kw_only=True):
     small batches every `interval_seconds`. Positions and ledger entries are kept forever."""
 
     command_hours: Annotated[int, Env(_int(1, 100_000), "CFD_COMMAND_RETENTION_HOURS")] = 48
+    account_event_hours: Annotated[int, Env(_int(1, 100_000), "CFD_ACCOUNT_EVENT_RETENTION_HOURS")] = 72
     candle_minute_days: Annotated[int, Env(_int(0, 100_000), "CFD_CANDLE_MINUTE_RETENTION_DAYS")] = (
         30)  # 0: kept forever
     interval_seconds: Annotated[float, Env(_float(1, 86_400), "CFD_RETENTION_INTERVAL_SECONDS")] = 300.0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from piccolo.columns import UUID, BigInt, Boolean, Integer, Numeric, Text, Varchar
+from piccolo.columns import UUID, BigInt, BigSerial, Boolean, Integer, Numeric, Text, Varchar
 from piccolo.columns.indexes import IndexMethod
 from piccolo.table import Table
 
@@ -24,12 +24,30 @@ class Users(Table, tablename="users"):
 
 
 class Accounts(Table, tablename="accounts"):
-    """One cross-margin account per user; `balance` is the sum of the user's ledger entries."""
+    """One cross-margin account per user; `balance` is the sum of the user's ledger entries.
+
+    `event_seq` is the `seq` of the user's latest account event (0 before the first): each command's events
+    take the next numbers, in the command's transaction, with the row locked. `margin_called`: a margin call
+    is out (the trader was told `margin_call` and not yet `margin_call_cleared`)."""
 
     id = UUID(primary_key=True)
     user_id = UUID(unique=True, index=True)
     currency = Varchar(length=8, default="USD")
     balance = Numeric(digits=MONEY)
+    created_at = BigInt()
+    event_seq = BigInt(default=0)
+    margin_called = Boolean(default=False)
+
+
+class AccountEvents(Table, tablename="account_events"):
+    """Every account event as it went out on the `account` channel (`frame`, the encoded JSON with its `seq`),
+    kept `CFD_ACCOUNT_EVENT_RETENTION_HOURS` so a client can resume after `seq`. The migration adds the unique
+    index on `(user_id, seq)` that the resumes read, and one on `created_at` for the purge."""
+
+    id = BigSerial(primary_key=True)
+    user_id = UUID()
+    seq = BigInt()
+    frame = Text()
     created_at = BigInt()
 
 
@@ -206,4 +224,4 @@ class OperatorAudit(Table, tablename="operator_audit"):
 
 
 ALL_TABLES: list[type[Table]] = [Users, Accounts, LedgerEntries, ProcessedCommands, Candles, Positions, Orders,
-                                 ApiKeys, Alerts, MarketSettingsRows, OperatorAudit]
+                                 ApiKeys, Alerts, MarketSettingsRows, OperatorAudit, AccountEvents]

@@ -215,6 +215,17 @@ class RiskBook:
         self._idle.discard(user_id)
         return True
 
+    def margin_call_out(self, user_id: str) -> bool:
+        """A margin call is out for the user (a previous owner of their account told them so): hold it as the
+        book's own and check the user at the next tick, so a recovery is cleared and a user still below 100 % is
+        not called again. False when the book does not hold the user (they have no open position)."""
+        acct = self._accounts.get(user_id)
+        if acct is None:
+            return False
+        acct.margin_called = True
+        self._dirty[user_id] = None
+        return True
+
     def balance_changed(self, user_id: str, balance: Decimal) -> None:
         """The user's balance changed (or a new user): re-arms a pending stop-out."""
         acct = self._accounts.get(user_id)

@@ -3,7 +3,8 @@
 Requests arrive keyed by user, so one consumer applies one user's commands in order: the margin check of
 an open cannot race another open of the same user. During a consumer-group rebalance two consumers can
 briefly hold one partition, so each command also locks the user's account row for its whole transaction.
-Every balance change is a ledger entry written in the same transaction; events go out after the commit.
+Every balance change is a ledger entry written in the same transaction; so is every event, numbered per user
+(`seq`), which goes out after the commit.
 The rules live here; `TradingStore` reads and writes the rows, `Costs` books commissions and financing.
 """
 
@@ -30,6 +31,7 @@ from shared.contracts.bus import (
     CloseCommand,
     DepositCommand,
     FinancingCommand,
+    MarginCallCommand,
     ModifyCommand,
     OpenCommand,
     RiskCloseCommand,
@@ -81,8 +83,8 @@ class TradingEngine:
         self.events_topic = events_topic
         self.quotes = quotes
         self.costs = costs or Costs(store, quotes, rollover_minute=0)  # its clock is the engine's
-        self.events_lost = Outage("account events cannot be published (the state is committed; clients see it at "
-                                  "their next snapshot)", log)
+        self.events_lost = Outage("account events cannot be published (they are committed and stored; the feed "
+                                  "fills the gap from the database at the user's next event)", log)
 
     async def account_of(self, user_id: uuid.UUID, balance: Decimal | None = None) -> Account:
         """The account marked to the latest quotes."""
@@ -93,26 +95,31 @@ class TradingEngine:
 
     async def apply(self, op: Operation[Any, Rep], command_id: str, user_id: str,
                      apply: Callable[[Events], Awaitable[Rep]]) -> Rep:
-        """Apply a command once (one transaction); its events go out after the commit."""
+        """Apply a command once (one transaction). Its events are numbered (`seq`) and stored in that transaction,
+        and go out after the commit, as stored."""
         events: Events = []
+        frames: list[bytes] = []
         replayed = True
 
         async def first_time() -> Rep:
-            nonlocal replayed
+            nonlocal replayed, frames
             replayed = False
-            return await apply(events)
+            reply = await apply(events)
+            if events:
+                frames = await self.store.record_events(user_id, events, self.costs.clock())
+            return reply
 
         reply = await apply_once(self.store.db, op, command_id, user_id, first_time,
                                  lock=lambda: self.store.lock_account(user_id))
         if replayed:  # the first attempt may have died between its commit and its events
-            events = [AccountEvent(event="resync", user_id=user_id)]
-        await self._emit(user_id, events)
+            frames = [encode(AccountEvent(event="resync", user_id=user_id))]
+        await self._emit(user_id, frames)
         return reply
 
-    async def _emit(self, user_id: str, events: Events) -> None:
-        for event in events:
+    async def _emit(self, user_id: str, frames: list[bytes]) -> None:
+        for frame in frames:
             try:
-                await self.bus.publish(self.events_topic, encode(event), key=user_id.encode(), wait=False)
+                await self.bus.publish(self.events_topic, frame, key=user_id.encode(), wait=False)
             except Exception as exc:  # events are notifications; the state is already committed
                 self.events_lost.failed(exc.details.get("reason", exc) if isinstance(exc, BackendDown) else exc)
 
@@ -403,6 +410,19 @@ class TradingEngine:
     def _halted(self, symbol: str) -> bool:
         market = self.quotes.markets.get(symbol)
         return market is not None and market.status == "halted"
+
+    @handles(ops.MARGIN_CALL)
+    async def margin_call(self, command: MarginCallCommand, command_id: str) -> None:
+        """The risk engine saw the margin level cross 100 %: tell the trader, unless the account's margin call
+        state already says so (another dbproc told them, around a handover of the user's partition)."""
+        user_id = parse_id(command.user_id, "account")
+
+        async def apply(events: Events) -> None:
+            if await self.store.set_margin_called(user_id, command.event == "margin_call"):
+                events.append(AccountEvent(event=command.event, user_id=command.user_id,
+                                           margin_level=command.margin_level))
+
+        await self.apply(ops.MARGIN_CALL, command_id, command.user_id, apply)
 
     @handles(ops.DEPOSIT)
     async def deposit(self, command: DepositCommand, command_id: str) -> Account:

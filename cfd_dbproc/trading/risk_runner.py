@@ -5,9 +5,10 @@ the same partitions whose commands it applies. When the group gives it partition
 first command of them is consumed) it loads those users' open positions and balances from the database; when
 the group takes them away (`on_revoked`) it forgets those users. The account events, a broadcast, keep the
 accounts it owns current; the events of other users are ignored. Every tick is checked against the owned
-accounts only, and each trigger becomes a command on the user's request partition, or for a margin call an
-event, sent by the one owner. The command ids are derived from what triggered, so a command sent twice (a
-re-arm, or an old and a new owner around a handover) is still applied once.
+accounts only, and each trigger becomes a command on the user's request partition (a margin call too, so its
+event is numbered and stored like any other), sent by the one owner. The command ids are derived from what
+triggered, so a command sent twice (a re-arm, or an old and a new owner around a handover) is still applied
+once.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from shared import operations as ops
 from shared.bus import Bus, Message, Partition, Subscription, Topics
 from shared.bus.rpc import send
 from shared.clock import now_ms
-from shared.contracts import encode
 from shared.contracts.bus import (
     ExpireOrderCommand,
     FillOrderCommand,
     FireAlertCommand,
+    MarginCallCommand,
     RiskCloseCommand,
     StopOutCommand,
     TrailCommand,
@@ -160,6 +161,7 @@ class RiskRunner:
             held, balances = await self.store.open_accounts(in_wanted)
             working = await self.store.working_orders(in_wanted)
             alerts = await self.store.active_alerts(in_wanted)
+            called = await self.store.margin_called(in_wanted)
         except Exception as exc:
             self.loads_failed.failed(exc.details.get("reason", exc) if isinstance(exc, BackendDown) else exc)
             return False
@@ -174,6 +176,9 @@ class RiskRunner:
         for user_id, alert in alerts:
             if seen[user_id] in wanted:
                 self._put_alert(user_id, alert)
+        for user_id in called:
+            if seen[user_id] in wanted and not self.book.margin_call_out(user_id):
+                await self._clear_margin_call(user_id)  # out, with nothing open any more: nothing to check
         for partition in sorted(wanted):
             while events := self._loading.get(partition):  # events that arrive meanwhile are held too
                 await self._apply(events.pop(0))
@@ -359,8 +364,17 @@ class RiskRunner:
                 for alert in self.alerts.margin_fired(trigger.user_id, trigger.margin_level):
                     await self._fire_alert(trigger.user_id, alert, trigger.margin_level)
             case "margin_call" | "margin_call_cleared" as call:
-                event = AccountEvent(event=call, user_id=trigger.user_id, margin_level=trigger.margin_level)
-                await self.bus.publish(self.topics.events, encode(event), key=trigger.user_id.encode(), wait=False)
+                command = MarginCallCommand(user_id=trigger.user_id, event=call, margin_level=trigger.margin_level)
+                await send(self.bus, self._routes, ops.MARGIN_CALL, command, key=trigger.user_id,
+                           command_id=f"margin:{trigger.user_id}:{call}:{trigger.quote.symbol}:{trigger.quote.ts}")
+
+    async def _clear_margin_call(self, user_id: str) -> None:
+        try:
+            await send(self.bus, self._routes, ops.MARGIN_CALL,
+                       MarginCallCommand(user_id=user_id, event="margin_call_cleared"), key=user_id,
+                       command_id=f"margin:{user_id}:margin_call_cleared:{uuid.uuid4().hex}")
+        except BackendDown as exc:  # told at the next load; the margin call stays out meanwhile
+            self.commands_lost.failed(f"margin call clearing of {user_id}: {exc.details.get('reason', exc)}")
 
 
     async def _fire_alert(self, user_id: str, alert: Alert, value: Decimal) -> None:

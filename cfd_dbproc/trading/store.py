@@ -6,16 +6,20 @@ The engine decides; the store reads and writes. Every method runs in the caller'
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+import msgspec
+from piccolo.columns import Column
 from piccolo.custom_types import Combinable
 from piccolo.query import WhereRaw
 
 from cfd_dbproc.db import Database
-from cfd_dbproc.db.tables import Accounts, Alerts, LedgerEntries, Orders, Positions
-from shared.contracts.bus import LedgerQuery, OrdersQuery, PositionsQuery
+from cfd_dbproc.db.tables import AccountEvents, Accounts, Alerts, LedgerEntries, Orders, Positions
+from shared.contracts import encode
+from shared.contracts.bus import AccountEventsPage, LedgerQuery, OrdersQuery, PositionsQuery
+from shared.contracts.events import Event
 from shared.contracts.rest import Alert, LedgerEntry, Order, Position
 from shared.errors import NotFound
 from shared.paging import MAX_PAGE, Cursor, decode_cursor
@@ -106,6 +110,7 @@ class TradingStore:
 
     async def ledger_page(self, query: LedgerQuery) -> list[LedgerEntry]:
         conditions: list[Combinable] = [LedgerEntries.user_id == parse_id(query.user_id, "account")]
+        _window(conditions, LedgerEntries.created_at, query.since, query.until)
         if query.cursor is not None:
             conditions.append(self._after(decode_cursor(query.cursor, "ledger"), "created_at"))
         rows = await LedgerEntries.select().where(*conditions).order_by(
@@ -188,6 +193,7 @@ class TradingStore:
             conditions.append(Positions.status == query.status)
         order, newest_first = ("closed", Positions.closed_at) if query.status == "closed" else (
             "opened", Positions.opened_at)
+        _window(conditions, newest_first, query.since, query.until)
         if query.cursor is not None:
             conditions.append(self._after(decode_cursor(query.cursor, order), newest_first._meta.db_column_name))
         select = Positions.select()
@@ -269,12 +275,19 @@ class TradingStore:
             conditions.append(Orders.user_id == parse_id(query.user_id, "account"))
         if query.status is not None:
             conditions.append(Orders.status == query.status)
+        _window(conditions, Orders.created_at, query.since, query.until)
         if query.cursor is not None:
             conditions.append(self._after(decode_cursor(query.cursor, "created"), "created_at"))
         select = Orders.select()
         if conditions:
             select = select.where(*conditions)
         rows = await select.order_by(Orders.created_at, Orders.id, ascending=False).limit(_page(query.limit)).run()
+        return [order_from_row(r) for r in rows]
+
+    async def working_orders_of(self, user_id: uuid.UUID) -> list[Order]:
+        """The user's working orders, oldest first."""
+        rows = await Orders.select().where((Orders.user_id == user_id) & (Orders.status == "working")).order_by(
+            Orders.created_at, Orders.id).run()
         return [order_from_row(r) for r in rows]
 
     async def working_orders(self, keep: Callable[[str], bool]) -> list[tuple[str, Order]]:
@@ -287,6 +300,61 @@ class TradingStore:
         rows = await Alerts.select().where(Alerts.status == "active").run()
         return [(str(r["user_id"]), alert_from_row(r)) for r in rows if keep(str(r["user_id"]))]
 
+    # --- account events -----------------------------------------------------------------------------------
+
+    async def record_events(self, user_id: str, events: Sequence[Event], at: int) -> list[bytes]:
+        """Number the user's `events` after their latest one and store them; returns their frames (each event
+        encoded with its `seq`), to publish as stored. In the command's transaction: the account row's counter
+        moves in one `UPDATE`, which holds the row to the commit, so two commands never take the same numbers
+        and a rolled-back command takes none."""
+        uid = parse_id(user_id, "account")
+        if any(event.user_id != user_id for event in events):
+            raise ValueError("a command's events are all its own user's")
+        rows = await Accounts.update({Accounts.event_seq: Accounts.event_seq + len(events)}).where(
+            Accounts.user_id == uid).returning(Accounts.event_seq).run()
+        if not rows:
+            raise NotFound("No trading account for this user.", code="account_not_found")
+        first = rows[0]["event_seq"] - len(events) + 1
+        frames = [encode(msgspec.structs.replace(event, seq=first + i)) for i, event in enumerate(events)]
+        await AccountEvents.insert(*[
+            AccountEvents(user_id=uid, seq=first + i, frame=frame.decode(), created_at=at)
+            for i, frame in enumerate(frames)
+        ]).run()
+        return frames
+
+    async def latest_seq(self, user_id: uuid.UUID) -> int:
+        """The `seq` of the user's latest account event (0 before the first)."""
+        row = await Accounts.select(Accounts.event_seq).where(Accounts.user_id == user_id).first().run()
+        if row is None:
+            raise NotFound("No trading account for this user.", code="account_not_found")
+        return int(row["event_seq"])
+
+    async def events_after(self, user_id: uuid.UUID, since: int, limit: int) -> AccountEventsPage:
+        """The user's stored events after `since`, oldest first, at most `limit`. A gap when the next one
+        (`since + 1`) is no longer kept, or when `since` is beyond the latest."""
+        latest = await self.latest_seq(user_id)
+        rows = await AccountEvents.select(AccountEvents.seq, AccountEvents.frame).where(
+            (AccountEvents.user_id == user_id) & (AccountEvents.seq > since)
+        ).order_by(AccountEvents.seq).limit(max(1, min(limit, MAX_PAGE + 1))).run()
+        gap = since > latest or (since < latest and (not rows or rows[0]["seq"] != since + 1))
+        events = [] if gap else [msgspec.Raw(row["frame"].encode()) for row in rows]
+        return AccountEventsPage(events=events, latest=latest, gap=gap)
+
+    async def set_margin_called(self, user_id: uuid.UUID, called: bool) -> bool:
+        """Record whether a margin call is out; False when that was already so (nothing changed)."""
+        row = await Accounts.select(Accounts.margin_called).where(Accounts.user_id == user_id).first().run()
+        if row is None:
+            raise NotFound("No trading account for this user.", code="account_not_found")
+        if bool(row["margin_called"]) == called:
+            return False
+        await Accounts.update({Accounts.margin_called: called}).where(Accounts.user_id == user_id).run()
+        return True
+
+    async def margin_called(self, keep: Callable[[str], bool]) -> list[str]:
+        """The users `keep` accepts who have a margin call out (a taking-over risk engine's start)."""
+        rows = await Accounts.select(Accounts.user_id).where(Accounts.margin_called == True).run()  # noqa: E712
+        return [user_id for user_id in (str(r["user_id"]) for r in rows) if keep(user_id)]
+
     def _after(self, cursor: Cursor, column: str) -> WhereRaw:
         """Rows after `cursor` in a newest-first list ordered by `column` then id: one index range scan."""
         row_id = cursor.id if self.db.is_sqlite else uuid.UUID(cursor.id)  # SQLite stores UUIDs as text
@@ -294,6 +362,14 @@ class TradingStore:
 
 
 _BATCH = 500  # user ids per `IN (...)`: well inside SQLite's limit of bound parameters
+
+
+def _window(conditions: list[Combinable], column: Column, since: int | None, until: int | None) -> None:
+    """Keep a list to the rows whose `column` (a time, epoch ms) is at or after `since` and before `until`."""
+    if since is not None:
+        conditions.append(column >= since)
+    if until is not None:
+        conditions.append(column < until)
 
 
 def _page(limit: int) -> int:

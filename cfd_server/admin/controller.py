@@ -14,7 +14,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from cfd_server.context import rpc
-from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, orders_page, positions_page
+from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, Since, Until, orders_page, positions_page
 from shared import operations as ops
 from shared.contracts.bus import (
     AccountQuery,
@@ -121,10 +121,11 @@ class AdminController(Controller):
                         user: Annotated[str | None, QueryParameter()] = None,
                         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 200,
                         cursor: Annotated[str | None, QueryParameter(description=CURSOR_HELP)] = None,
+                        since: Since = None, until: Until = None,
                         ) -> Response[list[Position]]:
         uid = user_id(user) if user else None
         return await positions_page(request, rpc(state), user_id=uid, status=status, limit=limit, cursor=cursor,
-                                    key=uid or "operator")
+                                    key=uid or "operator", since=since, until=until)
 
     @get("/orders", operation_id="admin_list_orders", summary="Pending orders of every user (or one), newest first",
          response_headers=[NEXT_PAGE_HEADER])
@@ -133,10 +134,11 @@ class AdminController(Controller):
                      user: Annotated[str | None, QueryParameter()] = None,
                      limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 200,
                      cursor: Annotated[str | None, QueryParameter(description=CURSOR_HELP)] = None,
+                     since: Since = None, until: Until = None,
                      ) -> Response[list[Order]]:
         uid = user_id(user) if user else None
         return await orders_page(request, rpc(state), user_id=uid, status=status, limit=limit, cursor=cursor,
-                                 key=uid or "operator")
+                                 key=uid or "operator", since=since, until=until)
 
     @get("/exposure", operation_id="admin_exposure", summary="The broker's net exposure and PnL per market")
     async def exposure(self, state: State) -> list[MarketExposure]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
-from litestar import Controller, get
-from litestar.datastructures import State
+from litestar import Controller, Request, Response, get
+from litestar.datastructures import ResponseHeader, State
 from litestar.params import Parameter, PathParameter
 
 from cfd_server.market.runtime import MarketRuntime
+from cfd_server.paging import MAX_MS, next_page
 from shared.candles import DEFAULT_LIMIT, INTERVALS, MAX_LIMIT
 from shared.contracts.quote import Quote
 from shared.contracts.rest import Candle, Price
@@ -17,6 +18,10 @@ from shared.errors import BadRequest, Unavailable
 from shared.markets import Market, market_of
 
 Symbol = Annotated[str, PathParameter(description="A market symbol, e.g. SOL_USDC (any case)")]
+
+NEXT_CANDLES_HEADER = ResponseHeader(
+    name="Link", required=False, documentation_only=True,
+    description='`<URL>; rel="next"`: with `since`, the next candles (the same query, `since` after the last one).')
 
 
 def market_or_404(symbol: str) -> Market:
@@ -61,14 +66,20 @@ class MarketController(Controller):
         return _price(quote, False)
 
     @get("/candles/{symbol:str}", operation_id="get_candles",
-         summary="Candles on the broker mid, oldest first; the last one is the bucket in progress")
+         summary="Candles on the broker mid, oldest first: the latest (the last one is the bucket in progress), or "
+                 "from `since`", response_headers=[NEXT_CANDLES_HEADER])
     async def candles(
         self,
+        request: Request,
         state: State,
         symbol: Symbol,
         interval: Annotated[str, Parameter(description=f"One of {', '.join(INTERVALS)}")] = "1m",
         limit: Annotated[int, Parameter(description=f"How many candles, 1 to {MAX_LIMIT}")] = DEFAULT_LIMIT,
-    ) -> list[Candle]:
+        since: Annotated[int | None, Parameter(
+            ge=0, le=MAX_MS, description="Epoch ms: the first `limit` candles that start at or after this")] = None,
+        until: Annotated[int | None, Parameter(
+            ge=0, le=MAX_MS, description="Epoch ms: only candles that start before this")] = None,
+    ) -> Response[list[Candle]]:
         market = market_or_404(symbol)
         if interval not in INTERVALS:
             raise BadRequest(f"Unknown interval {interval!r}; use one of {', '.join(INTERVALS)}.",
@@ -76,7 +87,10 @@ class MarketController(Controller):
         if not 1 <= limit <= MAX_LIMIT:
             raise BadRequest(f"The limit must be between 1 and {MAX_LIMIT}, got {limit}.", code="invalid_limit")
         runtime: MarketRuntime = state.market
-        return await runtime.chart(market.symbol, interval, limit)
+        candles, more = await runtime.chart(market.symbol, interval, limit, since=since, until=until)
+        if more and candles:
+            return Response(candles, headers=next_page(request, since=candles[-1].t + INTERVALS[interval]))
+        return Response(candles)
 
 
 MARKET_HANDLERS = [MarketController]

@@ -17,14 +17,16 @@ from cfd_server.auth.session_ends import SessionNotices
 from cfd_server.auth.tokens import Sessions
 from cfd_server.context import ServerContext
 from cfd_server.limits import RequestLimits
-from cfd_server.market.history import fetch_history
+from cfd_server.market.history import fetch_history, fetch_page
 from cfd_server.market.live_candles import LiveCandles
 from cfd_server.market.quotes import QuoteBook
 from cfd_server.market.terms import MarketTerms
+from cfd_server.trading.feed import AccountHistory
 from cfd_server.ws import Hub, Limits, WsServer
 from shared.bus import Subscription
 from shared.candles import overlay
 from shared.contracts import encode
+from shared.contracts.bus import CandlesQuery
 from shared.contracts.rest import Candle
 from shared.contracts.ws import CandleFrame
 from shared.markets import MarketBook
@@ -73,7 +75,8 @@ class MarketRuntime:
         self.request_limits = RequestLimits(ctx.cache, settings.auth, settings.bus.topic_prefix)
         self.ws = WsServer(self.hub, MarketSnapshots(self.quotes, self.candles), host=settings.http.host,
                            port=settings.http.ws_port, limits=limits, authenticate=self.sessions.resolve,
-                           throttle=lambda session: self.request_limits.take(session, "subscribe"))
+                           throttle=lambda session: self.request_limits.take(session, "subscribe"),
+                           history=AccountHistory(ctx))
         self._subscription: Subscription | None = None
         self._session_ends: Subscription | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -115,15 +118,25 @@ class MarketRuntime:
         self._housekeeping = None
         await self.ws.stop()
 
-    async def chart(self, symbol: str, interval: str, limit: int) -> list[Candle]:
-        """The last `limit` candles of (symbol, interval), oldest first: the stored history with this server's
-        live candle on top. Reading it changes nothing; a candle joined midway is completed by `_heal`."""
-        history = await fetch_history(self.ctx, symbol, interval, limit)
+    async def chart(self, symbol: str, interval: str, limit: int, *, since: int | None = None,
+                    until: int | None = None) -> tuple[list[Candle], bool]:
+        """The last `limit` candles of (symbol, interval) that start before `until`, oldest first, or with `since`
+        the first `limit` that start at `since` or later: the stored history with this server's live candle on
+        top when the page reaches it. Also whether more candles follow the page (with `since`). Reading it
+        changes nothing; a candle joined midway is completed by `_heal`."""
+        page = await fetch_page(self.ctx, CandlesQuery(symbol=symbol, interval=interval, limit=limit, since=since,
+                                                       until=until))
+        history, more = page.candles, page.more
         current = self.candles.current(symbol, interval)
         if current is None:
-            return history[-limit:]
+            return history[-limit:], more
         live, whole = current
-        return overlay(history, copy.copy(live), live_is_whole=whole, limit=limit)
+        if (until is not None and live.t >= until) or (since is not None and (live.t < since or more)):
+            return history[-limit:], more  # the live candle is not in this window, or not on this page
+        candles = overlay(history, copy.copy(live), live_is_whole=whole, limit=len(history) + 1)
+        if since is None:
+            return candles[-limit:], more
+        return candles[:limit], len(candles) > limit
 
     async def _housekeep(self) -> None:
         """Once a second: note stale markets, close candles whose bucket ended, complete joined candles."""

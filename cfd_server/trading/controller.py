@@ -1,5 +1,5 @@
-"""`/api/v1/account`, `/positions`, `/ledger`: each a request to the dbproc, the user's single writer (orders:
-`cfd_server.trading.orders`)."""
+"""`/api/v1/account`, `/account/events`, `/positions`, `/ledger`: each a request to the dbproc, the user's single
+writer (orders: `cfd_server.trading.orders`)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,19 @@ import re
 import uuid
 from typing import Annotated, Literal, TypeVar
 
+import msgspec
 from litestar import Controller, Request, Response, get, patch, post
-from litestar.datastructures import State
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from cfd_server.auth.dependencies import provide_session
 from cfd_server.auth.tokens import Session
 from cfd_server.context import rpc
-from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, paged, positions_page
+from cfd_server.paging import CURSOR_HELP, MAX_MS, NEXT_PAGE_HEADER, Since, Until, next_page, paged, positions_page
 from shared import operations as ops
 from shared.contracts.bus import (
+    AccountEventsQuery,
     AccountQuery,
     CloseAllCommand,
     CloseCommand,
@@ -27,6 +29,7 @@ from shared.contracts.bus import (
     OpenCommand,
     PositionQuery,
 )
+from shared.contracts.events import Event
 from shared.contracts.rest import (
     Account,
     CloseAll,
@@ -37,7 +40,7 @@ from shared.contracts.rest import (
     PositionCreate,
     PositionUpdate,
 )
-from shared.errors import BadRequest, NotFound
+from shared.errors import BadRequest, Gone, NotFound
 from shared.markets import check_trading
 from shared.operations import Operation
 from shared.paging import MAX_PAGE, decode_cursor
@@ -46,6 +49,10 @@ from shared.trading import check_order
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+_events = msgspec.json.Decoder(Event)
+NEXT_EVENTS_HEADER = ResponseHeader(
+    name="Link", required=False, documentation_only=True,
+    description='`<URL>; rel="next"`: the next page, when there is one (the same query, `since` the last `seq`).')
 
 
 def command_id(request: Request, session: Session, action: str) -> str:
@@ -85,6 +92,25 @@ class TradingController(Controller):
     async def account(self, state: State, session: NamedDependency[Session]) -> Account:
         return await ask(state, session, ops.ACCOUNT, AccountQuery(user_id=session.user.id))
 
+    @get("/account/events", operation_id="list_account_events",
+         summary="Your account events after a seq, oldest first, a page at a time",
+         response_headers=[NEXT_EVENTS_HEADER])
+    async def account_events(
+        self, request: Request, state: State, session: NamedDependency[Session],
+        since: Annotated[int, QueryParameter(ge=0, le=MAX_MS, description="The last seq you have (0: none).")],
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 200,
+    ) -> Response[list[Event]]:
+        page = await ask(state, session, ops.ACCOUNT_EVENTS,
+                         AccountEventsQuery(user_id=session.user.id, since=since, limit=limit + 1))
+        if page.gap:
+            raise Gone(f"The events after {since} are no longer kept (or {since} is beyond the latest, "
+                       f"{page.latest}): reload the account, positions and orders, then follow the events after "
+                       f"{page.latest}.", code="resume_gap", details={"latest_seq": page.latest})
+        events = [_events.decode(raw) for raw in page.events[:limit]]
+        if len(page.events) > limit and events[-1].seq is not None:
+            return Response(events, headers=next_page(request, since=events[-1].seq))
+        return Response(events)
+
     @post("/positions", operation_id="open_position", status_code=201,
           summary="Open a position at the broker's quote (ask for long, bid for short)")
     async def open_position(self, request: Request, state: State, session: NamedDependency[Session],
@@ -112,9 +138,10 @@ class TradingController(Controller):
         status: Annotated[Literal["open", "closed"] | None, QueryParameter()] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 200,
         cursor: Annotated[str | None, QueryParameter(description=CURSOR_HELP)] = None,
+        since: Since = None, until: Until = None,
     ) -> Response[list[Position]]:
         return await positions_page(request, rpc(state), user_id=session.user.id, status=status, limit=limit,
-                                    cursor=cursor, key=session.user.id)
+                                    cursor=cursor, key=session.user.id, since=since, until=until)
 
     @get("/positions/{position:str}", operation_id="get_position", summary="One of your positions")
     async def position(self, state: State, session: NamedDependency[Session], position: FromPath[str]) -> Position:
@@ -143,9 +170,10 @@ class TradingController(Controller):
     async def ledger(self, request: Request, state: State, session: NamedDependency[Session],
                      limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 200,
                      cursor: Annotated[str | None, QueryParameter(description=CURSOR_HELP)] = None,
+                     since: Since = None, until: Until = None,
                      ) -> Response[list[LedgerEntry]]:
         if cursor is not None:
             decode_cursor(cursor, "ledger")
-        query = LedgerQuery(user_id=session.user.id, limit=limit + 1, cursor=cursor)
+        query = LedgerQuery(user_id=session.user.id, limit=limit + 1, cursor=cursor, since=since, until=until)
         rows = await ask(state, session, ops.LEDGER, query)
         return paged(request, rows, limit, "ledger", lambda e: (e.created_at, e.id))

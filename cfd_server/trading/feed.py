@@ -1,7 +1,8 @@
 """The `account` WebSocket channel: position and account events as they happen, and marks while watched.
 
 Events come from the dbproc over the broadcast account-events topic and go to the user's connections on
-`account` unchanged. Marks (`{"type":"account","event":"mark",...}`: equity, margin level and each position's
+`account` unchanged, each once and in `seq` order (the hub sees to it, filling a gap from the database through
+`AccountHistory`). Marks (`{"type":"account","event":"mark",...}`: equity, margin level and each position's
 close price and unrealised PnL at the current broker quotes) are made by the dbproc that owns the account
 (`cfd_dbproc.trading.marks`), for the users someone is watching: while a user has a connection on `account`
 here, this server asks for them with `account.watch`, renewed every `WATCH_RENEW` seconds, and relays what
@@ -23,8 +24,8 @@ from cfd_server.context import ServerContext
 from shared import operations as ops
 from shared.bus import Message, Subscription
 from shared.bus.rpc import send
-from shared.contracts.bus import WatchAccount
-from shared.contracts.events import AccountEvent, AlertEvent, Event
+from shared.contracts.bus import AccountEventsPage, AccountEventsQuery, AccountStateQuery, WatchAccount
+from shared.contracts.events import AccountEvent, AccountState, AlertEvent, Event
 
 log = logging.getLogger(__name__)
 _event_decoder = msgspec.json.Decoder(Event)
@@ -35,18 +36,37 @@ WATCH_LEASE = 3 * WATCH_RENEW
 """How long one watch lasts: two renewals may be lost before the marks stop."""
 
 
+Publish = Callable[[str, bytes, int | None], None]
+"""Sends a frame to a user's connections on `account`: the user id, the frame, and its `seq` (None for a mark)."""
+
+
+class AccountHistory:
+    """The account events the dbproc stored, and the state to start again from (`cfd_server.ws.replay`)."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    async def events(self, user_id: str, since: int, limit: int) -> AccountEventsPage:
+        return await self.ctx.rpc.call(ops.ACCOUNT_EVENTS, AccountEventsQuery(user_id=user_id, since=since,
+                                                                              limit=limit), key=user_id)
+
+    async def state(self, user_id: str) -> AccountState:
+        return await self.ctx.rpc.call(ops.ACCOUNT_STATE, AccountStateQuery(user_id=user_id), key=user_id)
+
+
 class AccountFeed:
     """Relays a user's account events and marks to their connections, and keeps the marks coming."""
 
-    def __init__(self, ctx: ServerContext, publish: Callable[[str, bytes], None], watched: Callable[[], Iterable[str]],
-                 check_interval: float = 0.25) -> None:
+    def __init__(self, ctx: ServerContext, publish: Publish, watched: Callable[[], Iterable[str]],
+                 recheck: Callable[[str], None] | None = None, check_interval: float = 0.25) -> None:
+        """`recheck(user_id)`: some of the user's events may not have been published; look in the database."""
         self.ctx = ctx
         self.publish = publish
         self.watched = watched
+        self.recheck = recheck
         self.check_interval = check_interval
         self._routes = ctx.topics.routes()
         self._renewed: dict[str, float] = {}  # user id → when this server last asked for their marks
-        self._margin_called: set[str] = set()
         self._subscriptions: list[Subscription] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -74,20 +94,14 @@ class AccountFeed:
         except msgspec.DecodeError:
             return
         if isinstance(event, AccountEvent) and event.event == "resync":
-            return  # between services: the dbproc reloads its own state
+            # Between services: a command was answered from its stored reply, so its events may never have gone
+            # out. Not for clients; their connections get whatever the database has that they were not sent.
+            if self.recheck is not None:
+                self.recheck(user_id)
+            return
         if isinstance(event, AlertEvent) and event.event == "triggered" and event.email:
             await self._mail_alert(event)
-        if isinstance(event, AccountEvent) and event.event in ("margin_call", "margin_call_cleared"):
-            # While a Kafka group rebalances, the old and the new owner of an account may both report the same
-            # margin call: pass on only the changes of state, so a trader hears it once.
-            called = event.event == "margin_call"
-            if (user_id in self._margin_called) == called:
-                return
-            if called:
-                self._margin_called.add(user_id)
-            else:
-                self._margin_called.discard(user_id)
-        self.publish(user_id, message.value)
+        self.publish(user_id, message.value, event.seq)
 
     async def _mail_alert(self, event: AlertEvent) -> None:
         """Mail a triggered alert that asked for it. Every server sees the event; the first to claim it in the
@@ -104,7 +118,7 @@ class AccountFeed:
 
     async def on_mark(self, message: Message) -> None:
         if message.key is not None:
-            self.publish(message.key.decode(), message.value)
+            self.publish(message.key.decode(), message.value, None)
 
     async def renew(self) -> None:
         """Ask for the marks of the users watched here whose watch is due, and forget those no longer watched."""

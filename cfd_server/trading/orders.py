@@ -13,7 +13,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from cfd_server.auth.dependencies import provide_session
 from cfd_server.auth.tokens import Session
 from cfd_server.context import rpc
-from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, orders_page
+from cfd_server.paging import CURSOR_HELP, NEXT_PAGE_HEADER, Since, Until, orders_page
 from cfd_server.trading.controller import ask, command_id, path_id
 from shared import operations as ops
 from shared.contracts.bus import CancelOrderCommand, ModifyOrderCommand, OrderQuery, PlaceOrderCommand
@@ -44,9 +44,10 @@ class OrdersController(Controller):
         status: Annotated[OrderStatus | None, QueryParameter()] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 200,
         cursor: Annotated[str | None, QueryParameter(description=CURSOR_HELP)] = None,
+        since: Since = None, until: Until = None,
     ) -> Response[list[Order]]:
         return await orders_page(request, rpc(state), user_id=session.user.id, status=status, limit=limit,
-                                 cursor=cursor, key=session.user.id)
+                                 cursor=cursor, key=session.user.id, since=since, until=until)
 
     @get("/{order:str}", operation_id="get_order", summary="One of your orders")
     async def order(self, state: State, session: NamedDependency[Session], order: FromPath[str]) -> Order:

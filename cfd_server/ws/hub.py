@@ -7,6 +7,11 @@ straight to the outboxes. A frame is encoded and framed once and the same bytes 
 every listener: written at once for the first frame of an event-loop iteration, queued and flushed at the
 end of the iteration for the rest of a burst.
 
+Account events reach each connection once and in `seq` order: a connection remembers the last `seq` it was
+sent; an event it already has (a resume sent it) is dropped, and one that skips a number (an event lost between
+the dbproc's commit and the bus) is held, with those after it, while the missing ones are read from the database
+(`refill`, `cfd_server.ws.replay`).
+
 Sign-ins are kept off that path: each authenticated connection holds the session it authenticated with, a
 timer ends it at the token's expiry, and `end_sessions` (a logout or a disable on any server, see
 `cfd_server.auth.session_ends`) takes the `account` channel and the sign-in from the connections it names.
@@ -37,6 +42,9 @@ log = logging.getLogger(__name__)
 
 SessionTest = Callable[["Session"], bool]
 """Says whether a session is one of those that ended."""
+
+Refill = Callable[[Client, int], None]
+"""Starts sending a connection the account events after a `seq` from the database (`cfd_server.ws.replay`)."""
 
 ENDINGS_KEPT_SECONDS = 60.0
 """How long the hub remembers ended sessions, for a sign-in whose check raced with their end."""
@@ -75,6 +83,7 @@ class Hub:
         self._closing: set[asyncio.Task[None]] = set()
         self._ended: dict[str, list[tuple[float, SessionTest, str, str]]] = {}  # user id -> recent endings
         self._ended_order: deque[tuple[float, str]] = deque()
+        self.refill: Refill | None = None
 
     # --- connections ----------------------------------------------------------------------------------
 
@@ -157,8 +166,10 @@ class Hub:
             elif name.startswith("candles."):
                 _, interval, symbol = name.split(".")
                 self._candles[(interval, symbol)].discard(client)
-            elif name == ACCOUNT and client.user_id is not None:
-                _discard(self._accounts, client.user_id, client)
+            elif name == ACCOUNT:
+                if client.user_id is not None:
+                    _discard(self._accounts, client.user_id, client)
+                self._leave_account(client)
 
     def authenticate(self, client: Client, session: Session) -> None:
         """Attach `client` to the user of `session` until the session ends or expires (a re-auth as someone
@@ -276,16 +287,71 @@ class Hub:
         self.stats.frames += 1
         self.stats.deliveries += len(clients)
 
-    def publish_account(self, user_id: str, payload: bytes) -> None:
-        """Send an account or position event to the user's connections on `account`; never conflated."""
+    def publish_account(self, user_id: str, payload: bytes, seq: int | None = None) -> None:
+        """Send an account frame to the user's connections on `account`; never conflated. An event (with its
+        `seq`) goes to each connection once and in order; a mark (no `seq`) goes as it comes."""
         clients = self._accounts.get(user_id)
         if not clients:
             return
         frame = text_frame(payload)
         for client in clients:
-            client.outbox.put(None, frame)
+            self._to_account(client, seq, frame)
         self.stats.frames += 1
         self.stats.deliveries += len(clients)
+
+    def _to_account(self, client: Client, seq: int | None, frame: bytes) -> None:
+        if client.held is not None:  # missed events are being read: this one waits for them
+            client.held.append((seq, frame))
+            return
+        if seq is not None:
+            last = client.account_seq
+            if last is not None:
+                if seq <= last:
+                    return  # sent already, by a resume
+                if seq > last + 1 and self.refill is not None:  # some went missing: read them first
+                    client.held = [(seq, frame)]
+                    self.refill(client, last)
+                    return
+            client.account_seq = seq
+        client.outbox.put(None, frame)
+
+    # --- resuming the account channel ---------------------------------------------------------------------
+
+    def hold(self, client: Client) -> None:
+        """Keep the live account frames of `client` back (from now until `release`)."""
+        if client.held is None:
+            client.held = []
+
+    def send_replayed(self, client: Client, seq: int, payload: bytes) -> None:
+        """Send a stored account event (a resume), unless the connection has it already."""
+        if client.account_seq is not None and seq <= client.account_seq:
+            return
+        client.account_seq = seq
+        self.send(client, payload)
+
+    def release(self, client: Client) -> None:
+        """Send the live frames held back during a resume, in order, but for the events it sent already."""
+        held, client.held = client.held, None
+        for seq, frame in held or ():
+            self._to_account(client, seq, frame)
+
+    def recheck(self, user_id: str) -> None:
+        """Some of the user's events may never have been published (a command answered from its stored reply):
+        send each of the user's connections what the database has after the last event it was sent."""
+        if self.refill is None:
+            return
+        for client in self._accounts.get(user_id, ()):
+            if client.account_seq is not None and client.held is None:
+                client.held = []
+                self.refill(client, client.account_seq)
+
+    def _leave_account(self, client: Client) -> None:
+        """The connection left `account`: a resume in progress stops, and its place in the events is forgotten."""
+        if client.replay is not None:
+            client.replay.cancel()
+            client.replay = None
+        client.held = None
+        client.account_seq = None
 
 
 def _discard(index: dict[str, set[Client]], key: str, client: Client) -> None:

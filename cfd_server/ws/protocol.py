@@ -22,6 +22,7 @@ PATH = "/ws"
 # sends the others: 1001 when the server shuts down, 1009 for a frame over the size limit.
 CLOSE_POLICY = 1008  # too many bad frames
 CLOSE_TOO_SLOW = 4008  # the client stopped reading and its outbox stayed full
+CLOSE_TRY_AGAIN = 1013  # the missed account events cannot be read now: reconnect and resume
 
 ALL_PRICES = "prices.*"
 ACCOUNT = "account"

@@ -25,6 +25,7 @@ from cfd_server.ws.hub import Hub
 from cfd_server.ws.limits import Limits
 from cfd_server.ws.outbox import Outbox
 from cfd_server.ws.protocol import PATH
+from cfd_server.ws.replay import EventHistory, Replays
 from cfd_server.ws.session import Authenticator, Session, Snapshots, Throttle
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,9 @@ class WsServer:
     """Listens on `host:port` at `/ws` and runs a `Session` per connection; `port` is the bound port."""
 
     def __init__(self, hub: Hub, snapshots: Snapshots, *, host: str, port: int, limits: Limits | None = None,
-                 authenticate: Authenticator | None = None, throttle: Throttle | None = None) -> None:
+                 authenticate: Authenticator | None = None, throttle: Throttle | None = None,
+                 history: EventHistory | None = None) -> None:
+        """`history`: where the account events a connection missed are read (without it, no resumes)."""
         self.hub = hub
         self.snapshots = snapshots
         self.host = host
@@ -44,6 +47,7 @@ class WsServer:
         self.limits = limits or Limits()
         self.authenticate = authenticate
         self.throttle = throttle
+        self.replays = Replays(hub, history) if history is not None else None
         self._server: Server | None = None
 
     @property
@@ -107,6 +111,7 @@ class WsServer:
         client = Client(conn, outbox, peer=f"{peer[0]}:{peer[1]}" if peer else "")
         self.hub.add(client)
         try:
-            await Session(self.hub, client, self.limits, self.snapshots, self.authenticate, self.throttle).run(conn)
+            await Session(self.hub, client, self.limits, self.snapshots, self.authenticate, self.replays,
+                          self.throttle).run(conn)
         finally:
             self.hub.remove(client)

@@ -4,11 +4,13 @@ A bad frame gets an `error` frame and the connection stays; the `max_errors`-th 
 An `auth` attaches the connection to the token's session until that session ends (see `Hub.end_sessions`).
 A subscribe is checked whole before anything changes: an unknown channel, `account` before `auth`, or one
 channel over the limit refuses the whole request. New subscribers get the latest state at once: the last
-price of each market, the live candle of each bucket.
+price of each market, the live candle of each bucket. A subscribe to `account` with `since` first sends the
+account events after that `seq` (`cfd_server.ws.replay`); the connection's next frame is read after that.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
@@ -21,6 +23,7 @@ from cfd_server.ws.client import Client
 from cfd_server.ws.hub import Hub
 from cfd_server.ws.limits import Limits
 from cfd_server.ws.protocol import ACCOUNT, CLOSE_POLICY, Channel, ProtocolError, parse_channel, parse_op
+from cfd_server.ws.replay import Replays
 from shared.clock import now_ms
 from shared.contracts import encode
 from shared.contracts.ws import (
@@ -60,12 +63,14 @@ class Session:
     """Runs one connection from welcome to close."""
 
     def __init__(self, hub: Hub, client: Client, limits: Limits, snapshots: Snapshots,
-                 authenticate: Authenticator | None, throttle: Throttle | None = None) -> None:
+                 authenticate: Authenticator | None, replays: Replays | None = None,
+                 throttle: Throttle | None = None) -> None:
         self.hub = hub
         self.client = client
         self.limits = limits
         self.snapshots = snapshots
         self.authenticate = authenticate
+        self.replays = replays
         self.throttle = throttle
 
     async def run(self, conn: ServerConnection) -> None:
@@ -107,7 +112,7 @@ class Session:
                     await self.throttle(self.client.session)
                 except CfdError as exc:  # over the user's subscribe limit: this op is refused, the connection stays
                     raise ProtocolError(exc.code, exc.message) from None
-            self.subscribe(op.channels)
+            await self.subscribe(op.channels, op.since)
         elif isinstance(op, UnsubscribeOp):
             channels = _unique(parse_channel(name) for name in op.channels)
             self.hub.unsubscribe(self.client, channels)
@@ -117,21 +122,31 @@ class Session:
         elif isinstance(op, PingOp):
             self.send(encode(PongFrame(id=op.id, server_time=now_ms())))
 
-    def subscribe(self, names: list[str]) -> None:
+    async def subscribe(self, names: list[str], since: int | None = None) -> None:
         channels = _unique(parse_channel(name) for name in names)
         client = self.client
-        if any(c.kind == ACCOUNT for c in channels) and client.user_id is None:
+        account = any(c.kind == ACCOUNT for c in channels)
+        if since is not None and not account:
+            raise ProtocolError("invalid_frame", "since is the last account event you have: subscribe to account "
+                                                 "with it.")
+        if since is not None and self.replays is None:
+            raise ProtocolError("resume_unavailable", "This server cannot resume the account channel.")
+        if account and client.user_id is None:
             raise ProtocolError("auth_required", 'Send {"op":"auth","token":"..."} before subscribing to account.')
         new = [c for c in channels if c.name not in client.channels]
         if len(client.channels) + len(new) > self.limits.max_subscriptions:
             raise ProtocolError("too_many_subscriptions",
                                 f"At most {self.limits.max_subscriptions} channels per connection; "
                                 f"this one has {len(client.channels)}.")
+        if since is not None:
+            self.hub.hold(client)  # before the channel is joined, so no live event slips past the resume
         self.hub.subscribe(client, new)
         self.send(encode(SubscribedFrame(channels=[c.name for c in channels])))
         for channel in new:
             for frame in self._snapshot(channel):
                 self.send(frame)
+        if since is not None and self.replays is not None:
+            await asyncio.wait([self.replays.start(client, since)])
 
     def _snapshot(self, channel: Channel) -> list[bytes]:
         if channel.kind == "prices":

@@ -102,17 +102,22 @@ class PasswordRehashed(Struct, kw_only=True):
 
 
 class CandlesQuery(Struct, kw_only=True):
-    """Bus request `candles.history`: the last `limit` candles of `interval` for `symbol`."""
+    """Bus request `candles.history`: the last `limit` candles of `interval` for `symbol` (those that start
+    before `until`, when given); with `since`, the first `limit` that start at `since` or later instead."""
 
     symbol: str
     interval: str
     limit: int
+    since: int | None = None
+    until: int | None = None
 
 
 class CandleHistory(Struct, kw_only=True):
-    """The dbproc's answer to `candles.history`, oldest first."""
+    """The dbproc's answer to `candles.history`, oldest first; `more`: with `since`, more candles follow the
+    last one (before `until`)."""
 
     candles: list[Candle]
+    more: bool = False
 
 
 class CoverageQuery(Struct, kw_only=True):
@@ -240,6 +245,8 @@ class OrdersQuery(Struct, kw_only=True):
     status: OrderStatus | None = None
     limit: int = 200
     cursor: str | None = None
+    since: int | None = None  # created_at at or after (epoch ms)
+    until: int | None = None  # created_at before (epoch ms)
 
 
 class OrderQuery(Struct, kw_only=True):
@@ -273,6 +280,8 @@ class PositionsQuery(Struct, kw_only=True):
     status: Literal["open", "closed"] | None = None
     limit: int = 200
     cursor: str | None = None  # `shared.paging`: the page after this one
+    since: int | None = None  # the sort time (closed_at with status closed, else opened_at) at or after
+    until: int | None = None  # the sort time before
 
 
 class PositionQuery(Struct, kw_only=True):
@@ -284,6 +293,40 @@ class LedgerQuery(Struct, kw_only=True):
     user_id: str
     limit: int = 200
     cursor: str | None = None  # `shared.paging`: the page after this one
+    since: int | None = None  # created_at at or after (epoch ms)
+    until: int | None = None  # created_at before (epoch ms)
+
+
+class AccountEventsQuery(Struct, kw_only=True):
+    """The user's account events after event `since`, oldest first, at most `limit`."""
+
+    user_id: str
+    since: int
+    limit: int = 200
+
+
+class AccountEventsPage(Struct, kw_only=True):
+    """The answer to `account.events`: the stored frames (each an encoded account event with its `seq`, as it
+    went out), the user's latest `seq`, and `gap`: some events after `since` are no longer kept (or `since` is
+    beyond the latest), so the client must rebuild from a fresh state instead."""
+
+    events: list[Raw]
+    latest: int
+    gap: bool = False
+
+
+class AccountStateQuery(Struct, kw_only=True):
+    user_id: str
+
+
+class MarginCallCommand(Struct, kw_only=True):
+    """Issued by the risk engine when a user's margin level crosses 100 %: down (`margin_call`) or back up
+    (`margin_call_cleared`). Applied once, and only when it changes the account's margin call state, so the
+    trader hears each crossing once whichever dbproc saw it."""
+
+    user_id: str
+    event: Literal["margin_call", "margin_call_cleared"]
+    margin_level: Decimal | None = None
 
 
 class DepositCommand(Struct, kw_only=True):

@@ -1,5 +1,10 @@
 """Account events (topic `account-events`, keyed by user id): what the dbproc publishes after each commit,
-relayed to the `account` channel."""
+relayed to the `account` channel.
+
+Every event a command makes carries `seq`: the user's event number, one more than the user's previous event,
+assigned and stored (`account_events`) in the command's transaction, so a client that missed some can ask for
+exactly those again. Marks (`AccountEvent` with `event="mark"`) are state, not events: their `seq` is null.
+`resync`, between services only, has none either."""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ class PositionEvent(Struct, tag_field="type", tag="position", kw_only=True):
     position: Position
     balance: Decimal
     trailed: bool = False
+    seq: int | None = None
 
 
 OrderEventKind = Literal["accepted", "modified", "filled", "cancelled", "expired", "rejected"]
@@ -32,6 +38,7 @@ class OrderEvent(Struct, tag_field="type", tag="order", kw_only=True):
     event: OrderEventKind
     user_id: str
     order: Order
+    seq: int | None = None
 
 
 class PositionMark(Struct, kw_only=True):
@@ -52,6 +59,7 @@ class AccountEvent(Struct, tag_field="type", tag="account", kw_only=True):
     account: Account | None = None
     margin_level: Decimal | None = None
     marks: list[PositionMark] | None = None
+    seq: int | None = None
 
 
 class AlertEvent(Struct, tag_field="type", tag="alert", kw_only=True):
@@ -63,6 +71,18 @@ class AlertEvent(Struct, tag_field="type", tag="alert", kw_only=True):
     alert: Alert
     price: Decimal | None = None
     email: str | None = None
+    seq: int | None = None
 
 
 Event = PositionEvent | AccountEvent | OrderEvent | AlertEvent
+
+
+class AccountState(Struct, tag_field="type", tag="account_state", kw_only=True):
+    """Everything a client needs to rebuild its view of an account, as of event `seq`: the account, its open
+    positions and its working orders. Sent on the `account` channel after a `resume_gap` error (the events
+    after the client's `since` are no longer kept); the events after `seq` follow it."""
+
+    seq: int
+    account: Account
+    positions: list[Position]
+    orders: list[Order]

@@ -12,8 +12,15 @@ from shared.contracts.quote import Quote
 WsId = Annotated[int, Meta(ge=-(2**53), le=2**53)] | Annotated[str, Meta(max_length=64)] | None
 
 
+Seq = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+
+
 class SubscribeOp(Struct, tag_field="op", tag="subscribe", forbid_unknown_fields=True):
+    """`since` (with `account` only): the client has the account events up to this `seq`; the ones after it are
+    sent first, then the live ones."""
+
     channels: list[str]
+    since: Seq | None = None
 
 
 class UnsubscribeOp(Struct, tag_field="op", tag="unsubscribe", forbid_unknown_fields=True):

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from helpers import sign_up
+from helpers import Forwarder, sign_up
 from textual import events
 
 from cfd_client import ApiClient, FeedClient
@@ -169,39 +169,6 @@ async def test_sign_up_watch_prices_trade_and_see_the_history(platform, market_d
         closed = await app.client.positions("closed")
         total = sum(p.realized_pnl for p in closed)
         assert f"{total:+,.2f}" in summary and total > 0
-
-
-class Forwarder:
-    """A TCP port that forwards to `target_port` and can be cut and restored, like a flaky network."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = 0
-        self.server: asyncio.Server | None = None
-        self.writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        self.server.close()
-        for writer in list(self.writers):
-            writer.transport.abort()
-        await self.server.wait_closed()
-
-    async def _handle(self, reader, writer) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self.writers.update((writer, upstream_writer))
-
-        async def pipe(src, dst):
-            with contextlib.suppress(Exception):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
 
 
 class ProxiedFeedClient(ApiClient):

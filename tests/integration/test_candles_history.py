@@ -203,6 +203,40 @@ async def test_longer_intervals_roll_up_the_1m_rows(bus, settings, recorder, ser
     assert len(hour.json()) == 1 and hour.json()[0]["n"] == len(TICKS)
 
 
+async def test_since_pages_forward_from_a_time_as_ccxt_fetch_ohlcv_does(bus, settings, recorder, server):
+    client, _ = server
+    await publish_all(bus, settings, TICKS)
+
+    async def all_applied() -> bool:
+        return sum(c.n for c in await stored()) == len(TICKS)
+
+    await wait_for(all_applied)
+    minutes = [encode_candle(c) for c in by_hand()]  # T0, T0 + 1 min, T0 + 2 min
+
+    async def page(**params) -> httpx.Response:
+        response = await client.get("/candles/SOL_USDC", params=params)
+        assert response.status_code == 200, response.text
+        return response
+
+    first = await page(interval="1m", since=T0 + 1, limit=1)  # mid-minute: from the next whole one
+    assert first.json() == minutes[1:2]
+    next_url = first.headers["link"].removeprefix("<").split(">")[0]
+    assert f"since={T0 + 120_000}" in next_url and "limit=1" in next_url
+    last = await client.get(next_url.removeprefix("/api/v1"))
+    assert last.json() == minutes[2:] and "link" not in last.headers  # the last page says so
+    everything = await page(interval="1m", since=T0, limit=10)
+    assert everything.json() == minutes and "link" not in everything.headers
+    assert (await page(interval="1m", since=T0, until=T0 + 120_000)).json() == minutes[:2]
+    assert (await page(interval="1m", until=T0 + 60_000)).json() == minutes[:1]  # the latest before `until`
+    assert (await page(interval="1m", since=T0 + 180_000)).json() == []
+    five = [encode_candle(c) for c in maths.aggregate(by_hand(), maths.INTERVALS["5m"])]
+    rolled = await page(interval="5m", since=0, limit=1)
+    assert rolled.json() == five[:1] and f"since={T0 + 120_000}" in rolled.headers["link"]
+    assert (await page(interval="5m", since=T0 + 120_000)).json() == five[1:]
+    refused = await client.get("/candles/SOL_USDC", params={"since": -1})
+    assert refused.status_code == 400
+
+
 async def test_the_live_candle_is_merged_on_top_of_the_history(bus, settings, recorder, server):
     """The server joined midway: its live candle has the last ticks, the stored one the earlier ones."""
     client, runtime = server

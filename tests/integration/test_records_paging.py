@@ -3,6 +3,7 @@ while new ones arrive, and a cursor the list did not give out is a 400."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 
@@ -131,3 +132,68 @@ async def test_the_operator_walks_every_traders_positions_by_cursor(platform, ap
     assert [p for p in closed if p in mine] == opened[1::-1]
     assert [p for p in still_open if p in mine] == opened[:1:-1]
     assert_error(await api.get("/admin/positions?cursor=nonsense", headers=operator), 400, "invalid_cursor")
+
+
+async def _ids(api: httpx.AsyncClient, auth: dict, path: str, **params) -> list[str]:
+    response = await api.get(path, params=params, headers=auth)
+    assert response.status_code == 200, response.text
+    return [row["id"] for row in response.json()]
+
+
+async def _apart() -> None:
+    """Let the clock move on, so records made before and after have different times (epoch ms)."""
+    await asyncio.sleep(0.005)
+
+
+async def test_since_and_until_keep_each_list_to_a_window_of_its_own_time(platform, api, mailbox, email):
+    auth = await signed_in(api, mailbox, email)
+    await set_price(platform, "DOGE_USDC", "0.30000", "0.30001")
+    positions = []
+    for _ in range(3):
+        await _apart()
+        positions.append((await api.post("/positions", headers=auth, json=ORDER)).json())
+    first, second, third = positions
+    # opened_at for the open and the whole list, newest first; since is inclusive, until exclusive
+    assert await _ids(api, auth, "/positions", since=second["opened_at"]) == [third["id"], second["id"]]
+    assert await _ids(api, auth, "/positions", until=second["opened_at"]) == [first["id"]]
+    assert await _ids(api, auth, "/positions", status="open", since=second["opened_at"],
+                      until=third["opened_at"]) == [second["id"]]
+    # closed_at for status=closed: the first opened is the last closed
+    closes = []
+    for position in (third, first):
+        await _apart()
+        closes.append((await api.post(f"/positions/{position['id']}/close", headers=auth)).json())
+    assert await _ids(api, auth, "/positions", status="closed", since=closes[1]["closed_at"]) == [first["id"]]
+    assert await _ids(api, auth, "/positions", status="closed", until=closes[1]["closed_at"]) == [third["id"]]
+    # created_at for the ledger: the demo deposit, then the two closes
+    ledger = (await api.get("/ledger", headers=auth)).json()
+    assert [e["kind"] for e in ledger] == ["realized_pnl", "realized_pnl", "deposit"]
+    assert await _ids(api, auth, "/ledger", since=ledger[1]["created_at"]) == [e["id"] for e in ledger[:2]]
+    assert await _ids(api, auth, "/ledger", until=ledger[1]["created_at"]) == [ledger[2]["id"]]
+    # created_at for the orders
+    orders = []
+    for price in ("0.20000", "0.21000", "0.22000"):
+        await _apart()
+        placed = await api.post("/orders", headers=auth, json={**ORDER, "type": "limit", "price": price})
+        assert placed.status_code == 201, placed.text
+        orders.append(placed.json())
+    assert await _ids(api, auth, "/orders", since=orders[1]["created_at"]) == [orders[2]["id"], orders[1]["id"]]
+    assert await _ids(api, auth, "/orders", status="working", until=orders[1]["created_at"]) == [orders[0]["id"]]
+
+
+async def test_a_walk_inside_a_window_keeps_to_it(platform, api, mailbox, email):
+    auth = await signed_in(api, mailbox, email)
+    await set_price(platform, "DOGE_USDC", "0.30000", "0.30001")
+    opened = []
+    for _ in range(5):
+        await _apart()
+        opened.append((await api.post("/positions", headers=auth, json=ORDER)).json())
+    since, until = opened[1]["opened_at"], opened[4]["opened_at"]
+    walked = await _walk(api, auth, f"/positions?limit=1&since={since}&until={until}")
+    assert walked == [p["id"] for p in opened[3:0:-1]]  # the 4th, 3rd and 2nd: each once, newest first
+    first_page = await api.get(f"/positions?limit=1&since={since}&until={until}", headers=auth)
+    link = NEXT.match(first_page.headers["link"]).group(1)
+    assert f"since={since}" in link and f"until={until}" in link  # the next page stays in the window
+    assert_error(await api.get("/positions?since=-1", headers=auth), 400, "validation_error")
+    assert_error(await api.get("/ledger?until=soon", headers=auth), 400, "validation_error")
+    assert await _ids(api, auth, "/positions", since=until, until=since) == []  # an empty window

@@ -166,3 +166,24 @@ async def test_logout_forgets_the_token_even_when_the_server_is_away():
     with pytest.raises(ConnectionLost):
         await api.logout()
     assert api.token is None
+
+
+async def test_account_events_come_typed_after_a_seq_and_a_purged_stretch_is_resume_gap():
+    from cfd_client.models import AccountFrame, PositionFrame
+
+    def handler(request):
+        if request.url.params["since"] == "0":
+            return error(410, "resume_gap", "Gone.", {"latest_seq": 7})
+        assert request.url.params["since"] == "5" and request.url.params["limit"] == "200"
+        return httpx.Response(200, json=[
+            {"type": "position", "event": "closed", "user_id": "u1", "position": POSITION, "balance": "9.00",
+             "seq": 6},
+            {"type": "account", "event": "margin_call", "user_id": "u1", "margin_level": "95.00", "seq": 7}])
+
+    api, _ = client_with(handler)
+    closed, called = await api.account_events(5)
+    assert isinstance(closed, PositionFrame) and closed.seq == 6 and closed.balance == Decimal("9.00")
+    assert isinstance(called, AccountFrame) and called.event == "margin_call" and called.seq == 7
+    with pytest.raises(ClientSideError) as gone:
+        await api.account_events(0)
+    assert gone.value.code == "resume_gap" and gone.value.details == {"latest_seq": 7}

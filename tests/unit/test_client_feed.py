@@ -155,3 +155,59 @@ async def test_frames_it_cannot_read_are_skipped_not_fatal(server):
         await server.broadcast(price("187.00"))
         assert (await next_of(feed, PriceFrame)).mid == Decimal("187.00")
         assert feed.skipped == 2
+
+
+def snapshot(seq: int | None) -> dict:
+    return {"type": "account", "event": "mark" if seq is None else "snapshot", "user_id": "u1", "seq": seq}
+
+
+async def test_account_events_resume_after_the_last_one_and_none_is_yielded_twice(server):
+    from cfd_client.models import AccountFrame
+
+    feed = FeedClient(server.url, channels=["account"], token="tok", backoff=Backoff(initial=0.05, cap=0.2))
+    got: list[int | None] = []
+
+    async def take(count: int) -> None:
+        for _ in range(count):
+            got.append((await next_of(feed, AccountFrame)).seq)
+
+    async with feed:
+        await next_of(feed, StateChanged, where=lambda e: e.state is FeedState.LIVE)
+        await asyncio.sleep(0.1)
+        for seq in (1, 2, None):
+            await server.broadcast(snapshot(seq))
+        await take(3)
+        await server.drop_all()
+        await next_of(feed, StateChanged, where=lambda e: e.state is FeedState.LIVE)
+        await asyncio.sleep(0.1)
+        assert server.connections[-1][-1] == {"op": "subscribe", "channels": ["account"], "since": 2}
+        for seq in (2, 3):  # a server that sends one it had sent already
+            await server.broadcast(snapshot(seq))
+        await take(1)
+        await server.broadcast(snapshot(5))  # 4 went missing: not yielded; the client asks from 3 again
+        await asyncio.sleep(0.1)
+        assert server.connections[-1][-1] == {"op": "subscribe", "channels": ["account"], "since": 3}
+        for seq in (4, 5):
+            await server.broadcast(snapshot(seq))
+        await take(2)
+    assert got == [1, 2, None, 3, 4, 5] and feed.account_seq == 5
+
+
+async def test_after_resume_gap_it_goes_on_from_the_state_it_was_sent(server):
+    from cfd_client.models import AccountFrame, AccountStateFrame
+    from shared.contracts.ws import ErrorFrame
+
+    feed = FeedClient(server.url, channels=["account"], token="tok", backoff=Backoff(initial=0.05, cap=0.2))
+    async with feed:
+        await next_of(feed, StateChanged, where=lambda e: e.state is FeedState.LIVE)
+        await server.broadcast({"type": "error", "code": "resume_gap", "message": "gone"})
+        account = {"currency": "USD", "balance": "10", "equity": "10", "used_margin": "0.00", "free_margin": "10",
+                   "margin_level": None, "unrealized_pnl": "0.00"}
+        await server.broadcast({"type": "account_state", "seq": 40, "account": account, "positions": [],
+                                "orders": []})
+        assert (await next_of(feed, ErrorFrame)).code == "resume_gap"
+        state = await next_of(feed, AccountStateFrame)
+        assert state.seq == 40 and state.account.balance == Decimal(10) and feed.account_seq == 40
+        for seq in (40, 41):
+            await server.broadcast(snapshot(seq))
+        assert (await next_of(feed, AccountFrame)).seq == 41

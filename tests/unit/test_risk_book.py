@@ -372,3 +372,15 @@ def test_a_dropped_user_is_forgotten_whole_and_emits_nothing():
     book.add_accounts([position("p", "long", "10", "100", "1000", sl="50")], {"u": D("1000")})
     assert kinds(book.on_quote(quote("X", "95"))) == [("margin_call", "u")]  # taken back: checked afresh
     assert kinds(book.on_quote(quote("Y", "40"))) == [("stop_loss", "q")]
+
+
+def test_a_margin_call_a_previous_owner_told_is_not_told_again_and_is_cleared_on_recovery():
+    # balance 1000, long 10 @ 100 with margin 200: level = 5 × bid; below 100 % under a bid of 20.
+    book = book_with(position("p", "long", "10", "100", "200"), balance="1000")
+    assert book.margin_call_out("u") and not book.margin_call_out("nobody")
+    assert book.on_quote(quote("X", "15", "16")) == []  # still below: the trader was told already
+    assert kinds(book.on_quote(quote("X", "30", "31"))) == [("margin_call_cleared", "u")]
+    recovered = book_with(position("p", "long", "10", "100", "200"), balance="1000")
+    recovered.on_quote(quote("X", "30", "31"))
+    recovered.margin_call_out("u")  # it recovered while the account changed hands
+    assert kinds(recovered.on_quote(quote("X", "30", "31"))) == [("margin_call_cleared", "u")]
