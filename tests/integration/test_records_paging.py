@@ -165,11 +165,13 @@ async def test_since_and_until_keep_each_list_to_a_window_of_its_own_time(platfo
         closes.append((await api.post(f"/positions/{position['id']}/close", headers=auth)).json())
     assert await _ids(api, auth, "/positions", status="closed", since=closes[1]["closed_at"]) == [first["id"]]
     assert await _ids(api, auth, "/positions", status="closed", until=closes[1]["closed_at"]) == [third["id"]]
-    # created_at for the ledger: the demo deposit, then the two closes
-    ledger = (await api.get("/ledger", headers=auth)).json()
-    assert [e["kind"] for e in ledger] == ["realized_pnl", "realized_pnl", "deposit"]
-    assert await _ids(api, auth, "/ledger", since=ledger[1]["created_at"]) == [e["id"] for e in ledger[:2]]
-    assert await _ids(api, auth, "/ledger", until=ledger[1]["created_at"]) == [ledger[2]["id"]]
+    # created_at for the ledger: the demo deposit, the opens' commissions, then the two closes
+    ledger = (await api.get("/ledger", headers=auth)).json()  # newest first
+    pnl = [e for e in ledger if e["kind"] == "realized_pnl"]
+    assert len(pnl) == 2 and ledger[-1]["kind"] == "deposit"
+    cut = pnl[-1]["created_at"]  # the first close
+    assert await _ids(api, auth, "/ledger", since=cut) == [e["id"] for e in ledger if e["created_at"] >= cut]
+    assert await _ids(api, auth, "/ledger", until=cut) == [e["id"] for e in ledger if e["created_at"] < cut]
     # created_at for the orders
     orders = []
     for price in ("0.20000", "0.21000", "0.22000"):
