@@ -50,11 +50,13 @@ Run = tuple[str, str | None]  # characters and the component class that styles t
 
 
 class Level(NamedTuple):
-    """A horizontal line at `price`, labelled `label` (`SL`, `TP`, `long 12`, `buy limit 2`)."""
+    """A horizontal line at `price`, labelled `label` (`SL`, `TP`, `long 12`, `buy limit 2`), or `short` (`long`,
+    `limit`) where the label does not fit between the candles."""
 
     price: Decimal
     label: str
     kind: LevelKind
+    short: str = ""
 
 
 class CandleChart(Widget, can_focus=False):
@@ -234,14 +236,17 @@ class CandleChart(Widget, can_focus=False):
                     runs.append((" ", None))
             else:
                 runs = _level_line(level, columns, looks, row, offset)
+            off_scale = pinned.get(row)
+            if off_scale is not None and level is not None and _ranks_before(level, off_scale[1]):
+                off_scale = None  # a line on that row matters more than the level beyond it
             if row == last_row:
                 runs.append((f"◀{fmt.price(last_close, self.price_tick):>{AXIS_WIDTH - 1}}", LAST))
+            elif off_scale is not None:
+                marker, beyond = off_scale
+                runs.append((f"{marker}{fmt.price(beyond.price, self.price_tick):>{AXIS_WIDTH - 1}}",
+                             LEVEL_STYLES[beyond.kind]))
             elif level is not None:  # the line runs on into its price
                 runs.append((fmt.price(level.price, self.price_tick).rjust(AXIS_WIDTH, LINE), LEVEL_STYLES[level.kind]))
-            elif (off_scale := pinned.get(row)) is not None:
-                marker, level = off_scale
-                runs.append((f"{marker}{fmt.price(level.price, self.price_tick):>{AXIS_WIDTH - 1}}",
-                             LEVEL_STYLES[level.kind]))
             elif row in label_rows:
                 mid = high - step * row - step / 2
                 runs.append((f" {fmt.price(mid, self.price_tick):>{AXIS_WIDTH - 1}}", AXIS))
@@ -314,20 +319,27 @@ class CandleChart(Widget, can_focus=False):
         return "".join(line)
 
 
+def _ranks_before(one: Level, other: Level) -> bool:
+    """Whether `one` shows before `other` where they meet (a stop-loss before a take-profit, an order, an entry)."""
+    return PRIORITY.index(one.kind) <= PRIORITY.index(other.kind)
+
+
 def _level_line(level: Level, columns: list[str], looks: list[str], row: int, offset: int) -> list[Run]:
     """A plot row with a level's line: the dashes fill the cells no candle draws in (the candles stay whole),
-    and the label sits in the leftmost stretch of free cells long enough for it."""
+    and the label sits in the leftmost stretch of free cells long enough for it (or for its short form)."""
     style = LEVEL_STYLES[level.kind]
     cells: list[tuple[str, str | None]] = [(LINE, style)] * offset
     for column, look in zip(columns, looks, strict=True):
         char = column[row]
         cells.append((LINE, style) if char == " " else (char, look))
         cells.append((LINE, style))
-    label = f" {level.label} "
     free = [cell == (LINE, style) for cell in cells]
-    start = next((x for x in range(1, len(cells) - len(label) + 1) if all(free[x:x + len(label)])), None)
-    if start is not None:  # the first stretch of free cells it fits in (none: the axis still names the price)
-        cells[start:start + len(label)] = [(char, style) for char in label]
+    for text in dict.fromkeys(t for t in (level.label, level.short) if t):
+        label = f" {text} "
+        start = next((x for x in range(1, len(cells) - len(label) + 1) if all(free[x:x + len(label)])), None)
+        if start is not None:  # the first stretch of free cells it fits in (none: the axis still names the price)
+            cells[start:start + len(label)] = [(char, style) for char in label]
+            break
     runs: list[Run] = []
     for char, name in cells:
         if runs and runs[-1][1] == name:
