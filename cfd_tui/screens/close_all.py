@@ -42,9 +42,13 @@ class CloseAllScreen(FormMixin, CfdModalScreen[list[Position] | None]):
         buttons.append(Button("Cancel", id="cancel"))
         with Vertical(id="close-all-dialog", classes="dialog"):
             yield Static(f"Close all {count(len(positions))}?", classes="dialog-title")
-            yield Static(f"{count(len(positions)).capitalize()} open {where}, {here} of them in {market}. Each "
-                         "closes at the current price (a long at the bid, a short at the ask), all or none.",
-                         id="close-all-summary", classes="preview")
+            if here == len(positions):
+                spread = f"all in {market}"
+            else:
+                spread = f"{where}, {here or 'none'} of them in {market}"
+            yield Static(f"{count(len(positions)).capitalize()} open, {spread}. Each closes at the current price "
+                         "(a long at the bid, a short at the ask), all or none.", id="close-all-summary",
+                         classes="preview")
             yield from form_end(*buttons)
         yield AppFooter()
 

@@ -26,8 +26,8 @@ CLOSED_COLUMNS = (Column("Closed", "closed", 19), Column("Market", "market", 9),
                   Column("Opened", "opened", 19, drop=1))
 ORDER_COLUMNS = (Column("Time", "time", 19), Column("Market", "market", 9), Column("Side", "side", 5),
                  Column("Type", "type", 5), Column("Qty", "qty", 10), Column("Price", "price", 11, drop=3),
-                 Column("Status", "status", 9), Column("Placed", "placed", 19, drop=1),
-                 Column("Why / fill", "detail", 48, drop=2))
+                 Column("Status", "status", 9), Column("Why / fill", "detail", 32, drop=2),
+                 Column("Placed", "placed", 19, drop=1))
 LEDGER_COLUMNS = (Column("Time", "time", 19), Column("Kind", "kind", 13), Column("Amount", "amount", 13),
                   Column("Balance", "balance", 13, drop=2), Column("Reference", "reference", 36, drop=1))
 REASONS = {"manual": "by hand", "stop_loss": "stop-loss", "take_profit": "take-profit",
@@ -133,8 +133,9 @@ class HistoryScreen(CfdScreen[None]):
             tick = market.price_tick if market else fmt.CENT
             step = market.qty_step if market else Decimal("0.0001")
             style = {"filled": "green", "rejected": "red", "expired": "yellow"}.get(o.status, "")
-            if o.status == "rejected":
-                detail = (o.reason or "").split(": ", 1)[-1]
+            if o.status == "rejected":  # the platform's code first, in words: the gist in a narrow column
+                code, _, message = (o.reason or "").partition(": ")
+                detail = f"{code.replace('_', ' ')}: {message}" if message else code.replace("_", " ")
             elif o.status == "filled":
                 detail = f"position {(o.position_id or '')[:8]}"
             else:

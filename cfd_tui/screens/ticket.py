@@ -244,7 +244,7 @@ class TicketScreen(FormMixin, CfdModalScreen[Position | Order | None]):
         if expires is None:
             return "good till cancelled"
         now_ms = int(self.ctx.clock() * 1000)
-        return f"{fmt.timestamp(expires, self.ctx.tz)}   [dim](in {fmt.duration((expires - now_ms) / 1000)})[/]"
+        return f"{fmt.timestamp(expires, self.ctx.tz)}   [dim](in {fmt.duration(round((expires - now_ms) / 1000))})[/]"
 
     def _typed_expiry(self) -> int | None:
         try:

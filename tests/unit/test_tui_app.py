@@ -1159,7 +1159,7 @@ async def test_close_all_asks_with_the_count_and_can_close_one_market_only():
         await pilot.press("C")
         await until(pilot, lambda: type(app.screen).__name__ == "CloseAllScreen")
         shown = screen_text(app)
-        assert "Close all 3 positions?" in shown and "2 of them in SOL/USDC" in shown
+        assert "Close all 3 positions?" in shown and "3 positions open, in 2 markets, 2 of them in SOL/USDC" in shown
         assert "Only SOL/USDC (2)" in shown
         await pilot.press("escape")
         await until(pilot, lambda: on(app, DashboardScreen))
@@ -1229,7 +1229,7 @@ async def test_the_history_lists_the_orders_no_longer_working_with_the_reason():
         assert cell(table, filled.id, "status") == "filled"
         assert cell(table, filled.id, "detail").startswith("position ")
         assert cell(table, big.id, "status") == "rejected"
-        assert cell(table, big.id, "detail").startswith("This order needs")
+        assert cell(table, big.id, "detail").startswith("insufficient margin: This order needs")
         assert cell(table, cancelled.id, "status") == "cancelled"
         await pilot.press("right", "right")  # round to the first tab
         assert app.screen.query_one("TabbedContent").active == "tab-closed"
