@@ -1235,11 +1235,13 @@ async def test_the_history_lists_the_orders_no_longer_working_with_the_reason():
         assert app.screen.query_one("TabbedContent").active == "tab-closed"
 
 
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 @pytest.mark.parametrize("kind_keys", [(), ("f5",)], ids=["market", "limit"])
-async def test_in_80x24_the_ticket_of_any_order_type_keeps_its_buttons_in_sight(kind_keys):
+async def test_the_ticket_of_any_order_type_keeps_its_buttons_in_sight(kind_keys, size):
+    """80×24 lays the ticket out tight; 120×40 spaces it out, and must still show the Confirm button."""
     fake = FakeBroker()
     app = make(fake)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=size) as pilot:
         await open_ticket(pilot)
         await pilot.press(*kind_keys)
         for name, value in (("amount", "2"), ("trailing", "x")):
@@ -1248,7 +1250,8 @@ async def test_in_80x24_the_ticket_of_any_order_type_keeps_its_buttons_in_sight(
         await pilot.pause()
         shown = screen_text(app)
         assert "Review order" in shown and "trailing distance must be a number" in shown
-        await type_into(pilot, "#trailing", "")
+        await type_into(pilot, "#trailing", "2")
+        await type_into(pilot, "#stop-loss", "150")
         await pilot.press("enter")
         await until(pilot, lambda: app.screen.confirming)
         await pilot.pause(0.1)
