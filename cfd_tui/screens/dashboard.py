@@ -99,6 +99,7 @@ class DashboardScreen(CfdScreen[None]):
         self.symbol = ""
         self.interval = "1m"
         self.view: BottomView = "positions"  # what the pane under the chart shows
+        self._pane_title = ""
         # (symbol, interval) -> the last candles fetched, the most recently shown last
         self._chart_cache: OrderedDict[tuple[str, str], list] = OrderedDict()
 
@@ -187,12 +188,16 @@ class DashboardScreen(CfdScreen[None]):
         self._show_account()
 
     def _retitle_pane(self) -> None:
-        """`Open positions 3 · working orders 2`, the view shown in bold, the other dim."""
+        """`Open positions 3 · Working orders 2`, the view shown in bold, the other dim (set only when it changes:
+        a new title repaints the whole pane, and the portfolio changes with every mark)."""
         portfolio = self.ctx.portfolio
         titles = {"positions": f"Open positions {len(portfolio.positions)}",
                   "orders": f"Working orders {len(portfolio.orders)}"}
-        self.query_one("#positions-pane").border_title = " · ".join(
-            f"[b]{title}[/b]" if view == self.view else f"[dim]{title}[/dim]" for view, title in titles.items())
+        title = " · ".join(f"[b]{text}[/b]" if view == self.view else f"[dim]{text}[/dim]"
+                           for view, text in titles.items())
+        if title != self._pane_title:
+            self._pane_title = title
+            self.query_one("#positions-pane").border_title = title
 
     # --- positions or orders ------------------------------------------------------------------------------
 
