@@ -10,8 +10,17 @@ from typing import Any, Protocol
 from msgspec import UnsetType
 
 from cfd_client.feed import FeedEvent
-from cfd_client.models import Account, FeedState, LedgerEntry, Position, Side
-from shared.contracts.rest import AuthSession, Candle, InfoResponse, Price, SignupAccepted, User
+from cfd_client.models import Account, FeedState, LedgerEntry, Order, Position, Side
+from shared.contracts.rest import (
+    AuthSession,
+    Candle,
+    InfoResponse,
+    OrderStatus,
+    OrderType,
+    Price,
+    SignupAccepted,
+    User,
+)
 from shared.markets import Market
 
 
@@ -66,17 +75,40 @@ class BrokerApi(Protocol):
 
     async def open_position(self, symbol: str, side: Side, qty: Decimal, leverage: int, *,
                             stop_loss: Decimal | None = None, take_profit: Decimal | None = None,
-                            idempotency_key: str | None = None) -> Position: ...
+                            trailing_distance: Decimal | None = None, expected_price: Decimal | None = None,
+                            max_deviation: Decimal | None = None, idempotency_key: str | None = None) -> Position: ...
 
     async def positions(self, status: str | None = "open", limit: int = 200) -> list[Position]: ...
 
     async def position(self, position_id: str) -> Position: ...
 
     async def modify_position(self, position_id: str, *, stop_loss: Decimal | UnsetType | None = ...,
-                              take_profit: Decimal | UnsetType | None = ...) -> Position: ...
+                              take_profit: Decimal | UnsetType | None = ...,
+                              trailing_distance: Decimal | UnsetType | None = ...) -> Position: ...
 
     async def close_position(self, position_id: str, qty: Decimal | None = None, *,
                              idempotency_key: str | None = None) -> Position: ...
+
+    async def close_all(self, symbol: str | None = None, *, idempotency_key: str | None = None) -> list[Position]: ...
+
+    async def place_order(self, symbol: str, side: Side, order_type: OrderType, qty: Decimal, price: Decimal,
+                          leverage: int, *, stop_loss: Decimal | None = None, take_profit: Decimal | None = None,
+                          trailing_distance: Decimal | None = None, expires_at: int | None = None,
+                          idempotency_key: str | None = None) -> Order: ...
+
+    async def orders(self, status: OrderStatus | None = "working", limit: int = 200) -> list[Order]: ...
+
+    def all_orders(self, status: OrderStatus | None = None, page_size: int = 200) -> AsyncIterator[Order]: ...
+
+    async def order(self, order_id: str) -> Order: ...
+
+    async def modify_order(self, order_id: str, *, price: Decimal | UnsetType = ...,
+                           qty: Decimal | UnsetType = ..., stop_loss: Decimal | UnsetType | None = ...,
+                           take_profit: Decimal | UnsetType | None = ...,
+                           trailing_distance: Decimal | UnsetType | None = ...,
+                           expires_at: int | UnsetType | None = ...) -> Order: ...
+
+    async def cancel_order(self, order_id: str) -> Order: ...
 
     async def ledger(self, limit: int = 200) -> list[LedgerEntry]: ...
 

@@ -40,8 +40,28 @@ from cfd_client.protocol import BrokerApi, Feed
 from cfd_client.session import SessionStore
 from cfd_tui.layout import NARROW_BELOW, SHORT_BELOW
 from cfd_tui.local import default_screenshot_dir, outbox_hint
-from cfd_tui.messages import ChartChanged, OrderFilled, PositionClosed, SignedIn, StopsChanged
-from cfd_tui.notices import Notice, account_notice, close_notice, describe, fill_notice, position_notice
+from cfd_tui.messages import (
+    ChartChanged,
+    OrderChanged,
+    OrderFilled,
+    OrderPlaced,
+    PositionClosed,
+    PositionsClosed,
+    SignedIn,
+    StopsChanged,
+)
+from cfd_tui.notices import (
+    Notice,
+    account_notice,
+    close_notice,
+    closed_all_notice,
+    describe,
+    fill_notice,
+    order_change_notice,
+    order_notice,
+    placed_notice,
+    position_notice,
+)
 from cfd_tui.screens.dashboard import DashboardScreen
 from cfd_tui.screens.form import NEXT_ON_ENTER
 from cfd_tui.screens.help import HelpScreen
@@ -287,7 +307,11 @@ class CfdApp(App[None]):
                                     lambda s=symbol: dashboard.choose_market(s))
             yield SystemCommand("Order ticket", "Open a new position in the selected market",
                                 lambda: dashboard.action_ticket("long"))
-            yield SystemCommand("History", "Closed positions and the ledger", dashboard.action_history)
+            yield SystemCommand("Working orders", "Show the pending limit and stop orders (o toggles)",
+                                lambda: dashboard.show_view("orders"))
+            yield SystemCommand("Close all positions", "Close every open position, or those of the selected "
+                                "market, after a confirmation", dashboard.action_close_all)
+            yield SystemCommand("History", "Closed positions, orders and the ledger", dashboard.action_history)
         yield SystemCommand("Sign out", "End this session and return to the sign-in screen", self.action_sign_out)
 
     # --- data ---------------------------------------------------------------------------------------------
@@ -311,7 +335,7 @@ class CfdApp(App[None]):
 
     @work(group="portfolio", exclusive=True, exit_on_error=False)
     async def refresh_portfolio(self) -> None:
-        """Account and open positions from REST (at sign-in and after each reconnect)."""
+        """Account, open positions and working orders from REST (at sign-in and after each reconnect)."""
         try:
             account = await self.client.account()
             positions = await self.client.positions("open")
@@ -319,9 +343,15 @@ class CfdApp(App[None]):
             self.portfolio.available = False
             self._portfolio_dirty = True
             return
+        try:
+            orders = await self.client.orders("working")
+            self.portfolio.orders_available = True
+        except NotFound:  # a server without pending orders: trading works without them
+            orders, self.portfolio.orders_available = [], False
         self.portfolio.available = True
         self.portfolio.account = account
         self.portfolio.set_positions(positions)
+        self.portfolio.set_orders(orders)
         self._portfolio_dirty = True
 
     def apply_position(self, position: Position) -> None:
@@ -344,6 +374,23 @@ class CfdApp(App[None]):
     def on_stops_changed(self, message: StopsChanged) -> None:
         self.apply_position(message.position)
         self.notify(f"Stops of {describe(message.position)} saved.", title="Stops")
+
+    def on_positions_closed(self, message: PositionsClosed) -> None:
+        for position in message.positions:
+            self.portfolio.apply_position(position)
+        self._portfolio_dirty = True
+        self.refresh_portfolio()  # the margin they freed, the PnL they realised
+        self._notice(closed_all_notice(message.positions, message.symbol))
+
+    def on_order_placed(self, message: OrderPlaced) -> None:
+        self.portfolio.apply_order(message.order)
+        self._portfolio_dirty = True
+        self._notice(placed_notice(message.order, self.tz))
+
+    def on_order_changed(self, message: OrderChanged) -> None:
+        self.portfolio.apply_order(message.order)
+        self._portfolio_dirty = True
+        self._notice(order_change_notice(message.order, self.tz))
 
     # --- the feed -----------------------------------------------------------------------------------------
 
@@ -404,6 +451,10 @@ class CfdApp(App[None]):
                     self.portfolio.account.balance = balance
                 self._portfolio_dirty = True
                 self._notice(position_notice(event))
+            case OrderFrame(order=order):
+                self.portfolio.apply_order(order)
+                self._portfolio_dirty = True
+                self._notice(order_notice(event, self.portfolio.positions))
             case AccountFrame(account=account, marks=marks):
                 if account is not None or marks is not None:
                     self.portfolio.apply_account(account, marks)

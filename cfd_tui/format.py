@@ -83,11 +83,34 @@ def timestamp(epoch_ms: int | None, tz: tzinfo | None = None) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def duration(seconds: float) -> str:
+    """A span of time, to the two largest units: `45s`, `59m`, `1h 30m`, `2d 3h`."""
+    whole = max(0, int(seconds))
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
+    while len(parts) > 1 and parts[0][0] == 0:
+        parts.pop(0)
+    shown = [f"{n}{unit}" for n, unit in parts[:2] if n or unit == parts[0][1]]
+    return " ".join(shown)
+
+
+def expiry(epoch_ms: int | None, now_ms: int, tz: tzinfo | None = None) -> str:
+    """When a pending order expires, as a table shows it: `GTC` (good till cancelled), `17:30` today, or
+    `01-02 17:30` on another day (in `tz`)."""
+    if epoch_ms is None:
+        return "GTC"
+    at = datetime.fromtimestamp(epoch_ms / 1000, tz)
+    today = datetime.fromtimestamp(now_ms / 1000, tz).date()
+    return at.strftime("%H:%M" if at.date() == today else "%m-%d %H:%M")
+
+
 def axis_time(epoch_ms: int, interval_ms: int, tz: tzinfo | None = None) -> str:
     """A chart's time label: `HH:MM` for intraday candles, `MM-DD` for daily ones."""
     moment = datetime.fromtimestamp(epoch_ms / 1000, tz)
     return moment.strftime("%m-%d" if interval_ms >= 86_400_000 else "%H:%M")
 
 
-__all__ = ["UTC", "axis_time", "change_percent", "clock", "money", "percent", "places", "price", "qty", "sparkline",
-           "timestamp"]
+__all__ = ["UTC", "axis_time", "change_percent", "clock", "duration", "expiry", "money", "percent", "places", "price",
+           "qty", "sparkline", "timestamp"]

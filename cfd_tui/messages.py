@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from cfd_client.models import Position
+from cfd_client.models import Order, Position
 from shared.contracts.rest import AuthSession
 
 
@@ -33,11 +33,35 @@ class OrderFilled(Message):
 
 
 @dataclass
+class OrderPlaced(Message):
+    """The order ticket placed a pending (limit or stop) order: list it among the working orders now (before
+    the feed says so), and say so in a toast."""
+
+    order: Order
+
+
+@dataclass
+class OrderChanged(Message):
+    """The order dialogs modified or cancelled `order` (as the server now has it): show it so, and toast."""
+
+    order: Order
+
+
+@dataclass
 class PositionClosed(Message):
     """The close dialog closed `position` (the part closed, for a part-close): show what is left, reload
     the account, and say so in a toast."""
 
     position: Position
+
+
+@dataclass
+class PositionsClosed(Message):
+    """Close-all closed `positions` (none when nothing was open), of `symbol` only when given: show what is
+    left, reload the account, and say how many closed and their PnL in a toast."""
+
+    positions: list[Position]
+    symbol: str | None = None
 
 
 @dataclass

@@ -1,13 +1,15 @@
-"""What the trader is told about account events: fills, stop-loss, take-profit, margin call, stop-out."""
+"""What the trader is told about account events: fills, stop-loss, take-profit, trailing stop, margin call,
+stop-out, and what became of pending orders (filled, expired, rejected)."""
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from decimal import Decimal
 from typing import Literal
 
 from msgspec import Struct
 
-from cfd_client.models import AccountFrame, Position, PositionFrame
+from cfd_client.models import AccountFrame, Order, OrderFrame, Position, PositionFrame
 from cfd_tui import format as fmt
 
 Severity = Literal["information", "warning", "error"]
@@ -25,6 +27,12 @@ class Notice(Struct, frozen=True):
 def describe(p: Position) -> str:
     """`long 0.5 SOL/USDC`."""
     return f"{p.side} {p.qty.normalize():f} {p.symbol.replace('_', '/')}"
+
+
+def describe_order(o: Order) -> str:
+    """`buy limit 2 SOL/USDC at 95`."""
+    verb = "buy" if o.side == "long" else "sell"
+    return f"{verb} {o.type} {o.qty.normalize():f} {o.symbol.replace('_', '/')} at {_px(o.price)}"
 
 
 def fill_notice(p: Position) -> Notice:
@@ -49,11 +57,59 @@ def position_notice(frame: PositionFrame) -> Notice | None:
     at = _px(p.close_price)
     if p.close_reason == "stop_loss":
         return Notice("Stop-loss", f"Stop-loss hit: closed {describe(p)} at {at}, PnL {pnl}.", "warning", 10)
+    if p.close_reason == "trailing_stop":
+        return Notice("Trailing stop", f"Trailing stop hit: closed {describe(p)} at {at}, PnL {pnl}.",
+                      "information" if (p.realized_pnl or 0) >= 0 else "warning", 10)
     if p.close_reason == "take_profit":
         return Notice("Take-profit", f"Take-profit hit: closed {describe(p)} at {at}, PnL {pnl}.", "information", 10)
     if p.close_reason == "stop_out":
         return Notice("Stop-out", f"Stopped out: closed {describe(p)} at {at}, PnL {pnl}.", "error", 15)
     return Notice("Closed", f"Closed {describe(p)} at {at} ({p.close_reason}), PnL {pnl}.")
+
+
+def placed_notice(o: Order, tz: tzinfo | None = None) -> Notice:
+    """The toast for an order this terminal placed."""
+    return Notice("Order placed", f"Placed {describe_order(o)}, {_until(o, tz)}.")
+
+
+def order_change_notice(o: Order, tz: tzinfo | None = None) -> Notice:
+    """The toast for an order this terminal modified or cancelled."""
+    if o.status == "cancelled":
+        return Notice("Order cancelled", f"Cancelled {describe_order(o)}.")
+    return Notice("Order modified", f"Now {describe_order(o)}, {_until(o, tz)}.")
+
+
+def order_notice(frame: OrderFrame, positions: dict[str, Position]) -> Notice | None:
+    """A toast for what the broker did with a pending order on its own: filled (at the price of the position it
+    opened, when `positions` has it), expired, rejected (with the platform's reason); None for the rest, which
+    the terminal that acted reports itself."""
+    o = frame.order
+    if frame.event == "filled":
+        position = positions.get(o.position_id or "")
+        at = f" at {_px(position.entry_price)}" if position is not None else ""
+        return Notice("Order filled", f"Filled {describe_order(o)}: opened {o.side} "
+                      f"{o.qty.normalize():f} {o.symbol.replace('_', '/')}{at}.", "information", 10)
+    if frame.event == "expired":
+        return Notice("Order expired", f"Expired: {describe_order(o)}.", "warning", 10)
+    if frame.event == "rejected":
+        reason = (o.reason or "no reason given").split(": ", 1)[-1]
+        return Notice("Order rejected", f"Rejected when it triggered: {describe_order(o)}. {reason}", "error", 15)
+    return None
+
+
+def closed_all_notice(closed: list[Position], symbol: str | None) -> Notice:
+    """The toast for close-all: how many closed, and the PnL they realised together."""
+    where = f" in {symbol.replace('_', '/')}" if symbol else ""
+    if not closed:
+        return Notice("Close all", f"No open positions{where} to close.")
+    total = sum((p.realized_pnl or Decimal(0) for p in closed), Decimal(0))
+    count = f"{len(closed)} position{'s' if len(closed) != 1 else ''}"
+    return Notice("Closed all", f"Closed {count}{where}: PnL {fmt.money(total, signed=True)}.",
+                  "information" if total >= 0 else "warning")
+
+
+def _until(o: Order, tz: tzinfo | None) -> str:
+    return "good till cancelled" if o.expires_at is None else f"until {fmt.timestamp(o.expires_at, tz)}"
 
 
 def account_notice(frame: AccountFrame) -> Notice | None:

@@ -5,7 +5,8 @@ timer takes the changes at most ~20 times a second and hands them to the widgets
 dict writes, not 50 redraws, and key presses stay responsive.
 
 Nothing here grows with time: per market it keeps the latest quote and the mids its sparkline shows; of the
-live candles, only those of the chart on screen; the portfolio holds the open positions only.
+live candles, only those of the chart on screen; the portfolio holds the open positions and the working
+orders only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from decimal import Decimal
 
 from msgspec import Struct
 
-from cfd_client.models import Account, Position, is_open
+from cfd_client.models import Account, Order, Position, is_open
 from shared.contracts.events import PositionMark
 from shared.contracts.quote import Quote
 from shared.contracts.rest import Candle, Price
@@ -24,6 +25,7 @@ from shared.contracts.ws import CandleFrame, PriceFrame
 from shared.markets import MARKETS, Market
 
 SPARKLINE_POINTS = 14  # mids kept per market: exactly what its sparkline shows (one character each)
+FINISHED_ORDERS = 200  # ids of orders seen leaving the working list, so a late answer does not bring one back
 FLASH_SECONDS = 0.6
 
 
@@ -147,7 +149,7 @@ class MarketBoard:
 
 
 class Portfolio:
-    """The signed-in trader's open positions and account, marked to market by the platform.
+    """The signed-in trader's open positions, working orders and account, marked to market by the platform.
 
     The dbproc that holds the account marks it (`mark` frames on the `account` channel: equity, margin level,
     and each position's close price and unrealised PnL); the terminal shows those figures as they come, and
@@ -155,18 +157,38 @@ class Portfolio:
 
     def __init__(self) -> None:
         self.positions: dict[str, Position] = {}
+        self.orders: dict[str, Order] = {}  # the working orders, by id
         self.marks: dict[str, PositionMark] = {}  # by position id, from the latest mark frame
         self.account: Account | None = None
         self.available: bool | None = None  # None: not asked yet; False: the server has no trading endpoints
+        self.orders_available: bool | None = None  # False: the server has no order endpoints
+        self._finished: deque[str] = deque(maxlen=FINISHED_ORDERS)
 
     def reset(self) -> None:
         self.positions.clear()
+        self.orders.clear()
+        self._finished.clear()
         self.marks.clear()
         self.account = None
         self.available = None
+        self.orders_available = None
 
     def set_positions(self, positions: Iterable[Position]) -> None:
         self.positions = {p.id: p for p in positions if is_open(p)}
+
+    def set_orders(self, orders: Iterable[Order]) -> None:
+        self.orders = {o.id: o for o in orders if o.status == "working" and o.id not in self._finished}
+
+    def apply_order(self, order: Order) -> None:
+        """A placed, modified, filled, cancelled, expired or rejected order (from the feed or a REST answer):
+        only a working one stays listed. An order already seen filled, cancelled, expired or rejected stays
+        gone: the answer that placed it may be read after the feed said it filled."""
+        if order.status == "working":
+            if order.id not in self._finished:
+                self.orders[order.id] = order
+        else:
+            self.orders.pop(order.id, None)
+            self._finished.append(order.id)
 
     def apply_position(self, position: Position) -> None:
         """An opened, updated or closed position (from the feed or a REST answer)."""

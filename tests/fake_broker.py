@@ -1,15 +1,18 @@
 """`FakeBroker`: an in-memory broker with the `BrokerApi` interface, for tests, snapshots and benchmarks (a test
 helper: the product never ships it).
 
-Prices move only when told (`push_price`), times come from a settable clock, candles are generated from a
-seed, so a screen drawn from it is the same on every run. `trading=False` answers the trading endpoints
-with 404, like a server that does not have them yet.
+Prices move only when told (`push_price`), times come from a settable clock (`set_time`, which also expires
+pending orders), candles are generated from a seed, so a screen drawn from it is the same on every run.
+`trading=False` answers the trading endpoints with 404, like a server that does not have them yet.
 
 It quotes and trades with the platform's own maths, so a test sees the prices and figures the platform
 would give: a pushed price is the exchange's, quoted with the broker's markup (`shared.markets.broker_quote`);
 orders, closes, stops, margin, PnL, commissions, the ledger's bookings and the account come from
 `shared.trading` and `shared.costs`, in the order the dbproc's trading engine applies them (no rollover passes
-in it, so nothing pays financing). What it keeps of its own is storage and the events.
+in it, so nothing pays financing). On each pushed price, as the risk engine does: trailing stop-losses
+ratchet, stops close (a trailing one as `trailing_stop`), then pending orders trigger (a fill opens the
+position at that quote, or the order is rejected with the reason). What it keeps of its own is storage and
+the events.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -31,6 +34,8 @@ from cfd_client.models import (
     AccountFrame,
     FeedState,
     LedgerEntry,
+    Order,
+    OrderFrame,
     Position,
     PositionFrame,
     Side,
@@ -41,7 +46,16 @@ from cfd_poller.simulation import SIMULATION
 from shared.candles import INTERVALS, bucket_start
 from shared.contracts.events import PositionMark
 from shared.contracts.quote import Quote
-from shared.contracts.rest import AuthSession, Candle, InfoResponse, Price, SignupAccepted, User
+from shared.contracts.rest import (
+    AuthSession,
+    Candle,
+    InfoResponse,
+    OrderStatus,
+    OrderType,
+    Price,
+    SignupAccepted,
+    User,
+)
 from shared.contracts.ws import CandleFrame, PriceFrame
 from shared.costs import carried, check_affordable, commission
 from shared.errors import CfdError
@@ -50,19 +64,25 @@ from shared.trading import (
     account_state,
     check_close,
     check_order,
+    check_order_price,
+    check_slippage,
     check_stops,
+    check_trailing,
     close_price,
     closing,
     margin,
     money,
     open_price,
+    order_triggered,
     plain,
     stop_trigger,
+    trailed_stop,
     unrealized_pnl,
 )
 
 FIXED_NOW_MS = 1_767_225_600_000  # 2026-01-01 00:00:00 UTC
 FAKE_OTP = "123456"
+MAX_WORKING_ORDERS = 100  # as the platform's dbproc
 
 
 def default_quotes() -> dict[str, tuple[Decimal, Decimal]]:
@@ -164,6 +184,7 @@ class FakeBroker:
         self.sessions: dict[str, User] = {}  # token -> user
         self.balances: dict[str, Decimal] = {}
         self.positions_by_id: dict[str, tuple[str, Position]] = {}  # id -> (user id, position)
+        self.orders_by_id: dict[str, tuple[str, Order]] = {}  # id -> (user id, order)
         self.ledgers: dict[str, list[LedgerEntry]] = {}
         self.unbooked: dict[str, Decimal] = {}  # position id -> PnL that rounding to cents has not booked yet
         self.unbooked_fees: dict[str, Decimal] = {}  # position id -> commission rounding has not booked yet
@@ -196,14 +217,24 @@ class FakeBroker:
         return token
 
     def push_price(self, symbol: str, bid: Decimal | str, ask: Decimal | str, ts: int | None = None) -> None:
-        """A new exchange bid/ask: its broker quote goes to every feed on its channel, then stops are checked."""
+        """A new exchange bid/ask: its broker quote goes to every feed on its channel, then, as the risk engine
+        does, trailing stop-losses ratchet, stops are checked and pending orders trigger."""
         quote = self._quote(symbol, Decimal(bid), Decimal(ask), self.now_ms if ts is None else ts)
         for feed in list(self.feeds):
             if feed.wants_price(symbol):
                 feed.emit(_price_frame(quote))
+        self._trail(quote)
         self._check_stops(quote)
+        self._check_orders(quote)
         for user_id in {uid for uid, p in self.positions_by_id.values() if is_open(p) and p.symbol == symbol}:
             self._emit_mark(user_id)
+
+    def set_time(self, now_ms: int) -> None:
+        """Move the clock; working orders whose `expires_at` has come expire, as the platform's within a second."""
+        self.now_ms = now_ms
+        for user_id, order in list(self.orders_by_id.values()):
+            if order.status == "working" and order.expires_at is not None and order.expires_at <= now_ms:
+                self._set_order(user_id, order, "expired", status="expired")
 
     def push_candle(self, symbol: str, interval: str, candle: Candle, closed: bool = False) -> None:
         """A live candle frame to every feed on `candles.<interval>.<symbol>`."""
@@ -310,30 +341,16 @@ class FakeBroker:
 
     async def open_position(self, symbol: str, side: Side, qty: Decimal, leverage: int, *,
                             stop_loss: Decimal | None = None, take_profit: Decimal | None = None,
-                            idempotency_key: str | None = None) -> Position:
+                            trailing_distance: Decimal | None = None, expected_price: Decimal | None = None,
+                            max_deviation: Decimal | None = None, idempotency_key: str | None = None) -> Position:
         self._call("open_position")
         user = self._trading_user()
-        market = MARKETS[symbol]
-        quote = self.quotes[symbol]
-        try:  # as the engine's `open`
-            check_order(market, side, qty, leverage)
-            fill = open_price(side, quote)
-            check_stops(side, fill, stop_loss, take_profit, market)
-            need = margin(qty, fill, leverage)
-            fee, fee_carry = carried(commission(market, qty, fill), Decimal(0))
-            check_affordable(need, fee, self._account(user.id).free_margin, self.balances[user.id])
+        try:
+            position = self._open_at(user.id, symbol, side, qty, leverage, self.quotes[symbol], stop_loss=stop_loss,
+                                     take_profit=take_profit, trailing_distance=trailing_distance,
+                                     expected_price=expected_price, max_deviation=max_deviation)
         except CfdError as exc:
             raise Rejected(422, exc.code, exc.message, exc.details) from None
-        position = Position(id=self._next_id(), symbol=symbol, side=side, qty=plain(qty),  # type: ignore[arg-type]
-                            entry_price=fill, leverage=leverage, margin=need, stop_loss=plain(stop_loss),
-                            take_profit=plain(take_profit), status="open", opened_at=self.now_ms,
-                            updated_at=self.now_ms, commission=fee)
-        self.positions_by_id[position.id] = (user.id, position)
-        self.unbooked_fees[position.id] = fee_carry
-        if fee:
-            self._book(user.id, "commission", -fee, position.id)
-        self._emit(PositionFrame(event="opened", position=position, balance=self.balances[user.id]))
-        self._emit(AccountFrame(event="snapshot", account=self._account(user.id)))
         self._emit_mark(user.id)
         return position
 
@@ -349,18 +366,27 @@ class FakeBroker:
         return self._own(user.id, position_id)
 
     async def modify_position(self, position_id: str, *, stop_loss: Decimal | UnsetType | None = UNSET,
-                              take_profit: Decimal | UnsetType | None = UNSET) -> Position:
+                              take_profit: Decimal | UnsetType | None = UNSET,
+                              trailing_distance: Decimal | UnsetType | None = UNSET) -> Position:
         self._call("modify_position")
         user = self._trading_user()
         position = self._own(user.id, position_id)
+        if not is_open(position):
+            raise Conflict(409, "position_closed", "This position is already closed.")
         sl = position.stop_loss if stop_loss is UNSET else stop_loss
         tp = position.take_profit if take_profit is UNSET else take_profit
-        try:
-            check_stops(position.side, close_price(position.side, self.quotes[position.symbol]), sl, tp,  # type: ignore[arg-type]
-                        MARKETS[position.symbol])
+        trailing = position.trailing_distance if trailing_distance is UNSET else trailing_distance
+        quote = self.quotes[position.symbol]
+        now = close_price(position.side, quote)
+        try:  # as the engine's `modify`
+            check_stops(position.side, now, sl, tp, MARKETS[position.symbol])
+            check_trailing(position.side, trailing, now, MARKETS[position.symbol])
         except CfdError as exc:
             raise Rejected(422, exc.code, exc.message, exc.details) from None
-        position = msgspec.structs.replace(position, stop_loss=sl, take_profit=tp, updated_at=self.now_ms)
+        if trailing is not None and stop_loss is UNSET:
+            sl = trailed_stop(position.side, trailing, quote, sl) or sl
+        position = msgspec.structs.replace(position, stop_loss=plain(sl), take_profit=plain(tp),
+                                           trailing_distance=plain(trailing), updated_at=self.now_ms)
         self.positions_by_id[position.id] = (user.id, position)
         self._emit(PositionFrame(event="updated", position=position, balance=self.balances[user.id]))
         return position
@@ -379,6 +405,77 @@ class FakeBroker:
             raise Rejected(422, exc.code, exc.message, exc.details) from None
         return self._close(user.id, position, qty, close_price(position.side, self.quotes[position.symbol]),
                            "manual")
+
+    async def close_all(self, symbol: str | None = None, *, idempotency_key: str | None = None) -> list[Position]:
+        self._call("close_all")
+        user = self._trading_user()
+        if symbol is not None and symbol not in MARKETS:
+            self._unknown_market(symbol)
+        closed = [self._close(user.id, p, p.qty, close_price(p.side, self.quotes[p.symbol]), "manual")
+                  for p in sorted(self._open(user.id), key=lambda p: (p.opened_at, p.id))
+                  if symbol is None or p.symbol == symbol]
+        return closed
+
+    # --- pending orders -----------------------------------------------------------------------------------
+
+    async def place_order(self, symbol: str, side: Side, order_type: OrderType, qty: Decimal, price: Decimal,
+                          leverage: int, *, stop_loss: Decimal | None = None, take_profit: Decimal | None = None,
+                          trailing_distance: Decimal | None = None, expires_at: int | None = None,
+                          idempotency_key: str | None = None) -> Order:
+        self._call("place_order")
+        user = self._trading_user()
+        if symbol not in MARKETS:
+            self._unknown_market(symbol)
+        order = Order(id=self._next_id(), symbol=symbol, side=side, type=order_type, qty=qty, price=price,
+                      leverage=leverage, stop_loss=stop_loss, take_profit=take_profit,
+                      trailing_distance=trailing_distance, status="working", created_at=self.now_ms,
+                      updated_at=self.now_ms, expires_at=expires_at)
+        self._check_pending(order)  # as sent, so that a refusal quotes the prices as the trader wrote them
+        order = msgspec.structs.replace(order, qty=plain(qty), price=plain(price), stop_loss=plain(stop_loss),
+                                        take_profit=plain(take_profit), trailing_distance=plain(trailing_distance))
+        working = sum(1 for uid, o in self.orders_by_id.values() if uid == user.id and o.status == "working")
+        if working >= MAX_WORKING_ORDERS:
+            raise Rejected(422, "too_many_orders", f"An account may have {MAX_WORKING_ORDERS} working orders at "
+                           "most; cancel one first.", {"limit": MAX_WORKING_ORDERS})
+        self.orders_by_id[order.id] = (user.id, order)
+        self._emit(OrderFrame(event="accepted", order=order))
+        return order
+
+    async def orders(self, status: OrderStatus | None = "working", limit: int = 200) -> list[Order]:
+        self._call(f"orders {status}")
+        user = self._trading_user()
+        found = [o for uid, o in self.orders_by_id.values() if uid == user.id and (status is None or
+                                                                                   o.status == status)]
+        return sorted(found, key=lambda o: (o.created_at, o.id), reverse=True)[:limit]
+
+    async def all_orders(self, status: OrderStatus | None = None, page_size: int = 200) -> AsyncIterator[Order]:
+        for order in await self.orders(status, limit=len(self.orders_by_id)):
+            yield order
+
+    async def order(self, order_id: str) -> Order:
+        user = self._trading_user()
+        return self._own_order(user.id, order_id)
+
+    async def modify_order(self, order_id: str, *, price: Decimal | UnsetType = UNSET,
+                           qty: Decimal | UnsetType = UNSET, stop_loss: Decimal | UnsetType | None = UNSET,
+                           take_profit: Decimal | UnsetType | None = UNSET,
+                           trailing_distance: Decimal | UnsetType | None = UNSET,
+                           expires_at: int | UnsetType | None = UNSET) -> Order:
+        self._call("modify_order")
+        user = self._trading_user()
+        order = self._working_order(user.id, order_id)
+        given = {"price": price, "qty": qty, "stop_loss": stop_loss, "take_profit": take_profit,
+                 "trailing_distance": trailing_distance, "expires_at": expires_at}
+        fields = {name: value for name, value in given.items() if value is not UNSET}
+        self._check_pending(msgspec.structs.replace(order, **fields))
+        return self._set_order(user.id, order, "modified", **{
+            name: plain(value) if isinstance(value, Decimal) else value for name, value in fields.items()})
+
+    async def cancel_order(self, order_id: str) -> Order:
+        self._call("cancel_order")
+        user = self._trading_user()
+        order = self._working_order(user.id, order_id)
+        return self._set_order(user.id, order, "cancelled", status="cancelled")
 
     async def ledger(self, limit: int = 200) -> list[LedgerEntry]:
         self._call("ledger")
@@ -420,6 +517,76 @@ class FakeBroker:
         if entry is None or entry[0] != user_id:
             raise NotFound(404, "position_not_found", "No such position.")
         return entry[1]
+
+    @staticmethod
+    def _unknown_market(symbol: str) -> NoReturn:
+        raise NotFound(404, "unknown_market", f"There is no market {symbol!r}; see GET /markets.",
+                       {"markets": list(MARKETS), "field": "symbol"})
+
+    def _own_order(self, user_id: str, order_id: str) -> Order:
+        entry = self.orders_by_id.get(order_id)
+        if entry is None or entry[0] != user_id:
+            raise NotFound(404, "order_not_found", "No such order.")
+        return entry[1]
+
+    def _working_order(self, user_id: str, order_id: str) -> Order:
+        order = self._own_order(user_id, order_id)
+        if order.status != "working":
+            raise Conflict(409, "order_not_working", f"This order is {order.status}; only a working order can "
+                           "change.", {"status": order.status})
+        return order
+
+    def _check_pending(self, order: Order) -> None:
+        """The platform's checks of a pending order (the dbproc's `check_pending`), as a 422."""
+        market = MARKETS[order.symbol]
+        try:
+            check_order(market, order.side, order.qty, order.leverage)
+            check_order_price(order.price, market)
+            check_stops(order.side, order.price, order.stop_loss, order.take_profit, market)
+            check_trailing(order.side, order.trailing_distance, order.price, market)
+        except CfdError as exc:
+            raise Rejected(422, exc.code, exc.message, exc.details) from None
+        if order.expires_at is not None and order.expires_at <= self.now_ms:
+            raise Rejected(422, "invalid_expiry", "expires_at must be in the future (epoch milliseconds), or left "
+                           "out for good till cancelled.", {"field": "expires_at", "server_time": self.now_ms})
+
+    def _set_order(self, user_id: str, order: Order, event: str, **fields: Any) -> Order:
+        """Change an order and say so on the account channel (as the dbproc's `_set`)."""
+        changed = msgspec.structs.replace(order, updated_at=self.now_ms, **fields)
+        self.orders_by_id[order.id] = (user_id, changed)
+        self._emit(OrderFrame(event=event, order=changed))
+        return changed
+
+    def _open_at(self, user_id: str, symbol: str, side: Side, qty: Decimal, leverage: int, quote: Quote, *,
+                 stop_loss: Decimal | None = None, take_profit: Decimal | None = None,
+                 trailing_distance: Decimal | None = None, expected_price: Decimal | None = None,
+                 max_deviation: Decimal | None = None, order_id: str | None = None) -> Position:
+        """Open a position at `quote`, as the engine's `open_at`: the market's rules, the slippage guard, the
+        stops and the trailing distance, the margin; a trailing stop without a stop-loss starts behind the
+        price. Raises `CfdError` when refused."""
+        market = MARKETS[symbol]
+        check_order(market, side, qty, leverage)
+        fill = open_price(side, quote)
+        check_slippage(side, fill, expected_price, max_deviation)
+        check_stops(side, fill, stop_loss, take_profit, market)
+        check_trailing(side, trailing_distance, close_price(side, quote), market)
+        if trailing_distance is not None:
+            stop_loss = trailed_stop(side, trailing_distance, quote, stop_loss) or stop_loss
+        need = margin(qty, fill, leverage)
+        fee, fee_carry = carried(commission(market, qty, fill), Decimal(0))
+        check_affordable(need, fee, self._account(user_id).free_margin, self.balances[user_id])
+        position = Position(id=self._next_id(), symbol=symbol, side=side, qty=plain(qty), entry_price=fill,
+                            leverage=leverage, margin=need, stop_loss=plain(stop_loss),
+                            take_profit=plain(take_profit), trailing_distance=plain(trailing_distance),
+                            status="open", opened_at=self.now_ms, updated_at=self.now_ms, order_id=order_id,
+                            commission=fee)
+        self.positions_by_id[position.id] = (user_id, position)
+        self.unbooked_fees[position.id] = fee_carry
+        if fee:
+            self._book(user_id, "commission", -fee, position.id)
+        self._emit(PositionFrame(event="opened", position=position, balance=self.balances[user_id]))
+        self._emit(AccountFrame(event="snapshot", account=self._account(user_id)))
+        return position
 
     def _open(self, user_id: str) -> list[Position]:
         return [p for uid, p in self.positions_by_id.values() if uid == user_id and is_open(p)]
@@ -478,12 +645,47 @@ class FakeBroker:
         self._emit_mark(user_id)
         return closed
 
+    def _trail(self, quote: Quote) -> None:
+        """Ratchet the trailing stop-losses of the market after the price (the risk book's `_trail`); each move
+        is the position's `updated` event."""
+        for user_id, position in list(self.positions_by_id.values()):
+            if is_open(position) and position.symbol == quote.symbol and position.trailing_distance is not None:
+                level = trailed_stop(position.side, position.trailing_distance, quote, position.stop_loss)
+                if level is not None:
+                    position = msgspec.structs.replace(position, stop_loss=level, updated_at=self.now_ms)
+                    self.positions_by_id[position.id] = (user_id, position)
+                    self._emit(PositionFrame(event="updated", position=position, balance=self.balances[user_id]))
+
     def _check_stops(self, quote: Quote) -> None:
         for user_id, position in list(self.positions_by_id.values()):
             if is_open(position) and position.symbol == quote.symbol:
-                reason = stop_trigger(position.side, position.stop_loss, position.take_profit, quote)
+                reason: str | None = stop_trigger(position.side, position.stop_loss, position.take_profit, quote)
+                if reason == "stop_loss" and position.trailing_distance is not None:
+                    reason = "trailing_stop"
                 if reason is not None:
                     self._close(user_id, position, position.qty, close_price(position.side, quote), reason)
+
+    def _check_orders(self, quote: Quote) -> None:
+        """The working orders of the market this quote reaches: each fills at this quote, through the market
+        order's path, or is rejected with the reason (the dbproc's `fill`); one past its expiry expires."""
+        working = sorted((entry for entry in self.orders_by_id.values()
+                          if entry[1].status == "working" and entry[1].symbol == quote.symbol),
+                         key=lambda entry: (entry[1].created_at, entry[1].id))
+        for user_id, order in working:
+            if not order_triggered(order.side, order.type, order.price, quote):
+                continue
+            if order.expires_at is not None and order.expires_at <= self.now_ms:
+                self._set_order(user_id, order, "expired", status="expired")
+                continue
+            try:
+                position = self._open_at(user_id, order.symbol, order.side, order.qty, order.leverage, quote,
+                                         stop_loss=order.stop_loss, take_profit=order.take_profit,
+                                         trailing_distance=order.trailing_distance, order_id=order.id)
+            except CfdError as exc:  # judged when it triggers: refused now, with the reason
+                self._set_order(user_id, order, "rejected", status="rejected",
+                                reason=f"{exc.code}: {exc.message}"[:200])
+                continue
+            self._set_order(user_id, order, "filled", status="filled", position_id=position.id)
 
     def _quote(self, symbol: str, bid: Decimal, ask: Decimal, ts: int) -> Quote:
         """The broker's quote of an exchange bid/ask, kept as the latest (refused as the platform refuses it)."""
@@ -494,7 +696,7 @@ class FakeBroker:
         self.quotes[symbol] = quote = broker_quote(market, bid, ask, ts)
         return quote
 
-    def _emit(self, frame: PositionFrame | AccountFrame) -> None:
+    def _emit(self, frame: PositionFrame | OrderFrame | AccountFrame) -> None:
         for feed in list(self.feeds):
             if ACCOUNT_CHANNEL in feed.channels and feed.token in self.sessions:
                 feed.emit(frame)

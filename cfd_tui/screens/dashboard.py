@@ -1,4 +1,5 @@
-"""The dashboard: watchlist, chart, positions and the account, all live; the order ticket is a key away."""
+"""The dashboard: watchlist, chart, positions (or the working orders) and the account, all live; the order
+ticket is a key away."""
 
 from __future__ import annotations
 
@@ -12,20 +13,25 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Static
 
 from cfd_client.errors import ApiError
-from cfd_client.models import Position, Side
+from cfd_client.models import Order, Position, Side
 from cfd_tui import format as fmt
-from cfd_tui.layout import INTERVALS, NARROW_BELOW
+from cfd_tui.layout import BOTTOM_VIEWS, INTERVALS, NARROW_BELOW, BottomView
 from cfd_tui.messages import ChartChanged
 from cfd_tui.screens.base import CfdScreen
+from cfd_tui.screens.cancel_order import CancelOrderScreen
+from cfd_tui.screens.close_all import CloseAllScreen
 from cfd_tui.screens.close_position import ClosePositionScreen
+from cfd_tui.screens.edit_order import EditOrderScreen
 from cfd_tui.screens.edit_stops import EditStopsScreen
 from cfd_tui.screens.history import HistoryScreen
 from cfd_tui.screens.ticket import TicketScreen
+from cfd_tui.state import Portfolio
 from cfd_tui.widgets.account_bar import AccountBar
-from cfd_tui.widgets.candle_chart import CandleChart
+from cfd_tui.widgets.candle_chart import CandleChart, Level
 from cfd_tui.widgets.connection_status import ConnectionStatus
 from cfd_tui.widgets.footer import AppFooter
 from cfd_tui.widgets.market_card import MarketCard
+from cfd_tui.widgets.orders_table import OrdersTable
 from cfd_tui.widgets.positions_table import PositionsTable
 from cfd_tui.widgets.top_bar import TopBar
 from cfd_tui.widgets.watchlist import Watchlist
@@ -34,6 +40,31 @@ CHART_CANDLES = 200  # candles fetched per chart
 CACHED_CHARTS = 20  # charts kept to show at once when chosen again: every interval of five markets; the least
 # recently shown goes first, so a server listing many markets does not make the cache grow with each one seen
 TRADING_UNAVAILABLE = "trading unavailable on this server"
+# The keys that act on the highlighted row mean the same for either view: `c` closes a position or cancels an
+# order, `e` edits a position's stops or an order; `p` part-closes a position. The footer shows the view's.
+VIEW_ACTIONS: dict[str, BottomView] = {"close_position": "positions", "partial_close": "positions",
+                                       "edit_stops": "positions", "cancel_order": "orders",
+                                       "modify_order": "orders"}
+
+
+def chart_levels(symbol: str, portfolio: Portfolio) -> list[Level]:
+    """The lines the chart of `symbol` draws: each open position's entry, stop-loss (a trailing one as such) and
+    take-profit, and each working order's price."""
+    levels: list[Level] = []
+    for p in portfolio.positions.values():
+        if p.symbol != symbol:
+            continue
+        levels.append(Level(p.entry_price, f"{p.side} {p.qty.normalize():f}", "entry", p.side))
+        if p.stop_loss is not None:
+            trailing = p.trailing_distance is not None
+            levels.append(Level(p.stop_loss, "trailing SL" if trailing else "SL", "stop", "TSL" if trailing else ""))
+        if p.take_profit is not None:
+            levels.append(Level(p.take_profit, "TP", "target"))
+    for o in portfolio.orders.values():
+        if o.symbol == symbol:
+            levels.append(Level(o.price, f"{'buy' if o.side == 'long' else 'sell'} {o.type} {o.qty.normalize():f}",
+                                "order", o.type))
+    return levels
 
 
 class DashboardScreen(CfdScreen[None]):
@@ -43,8 +74,13 @@ class DashboardScreen(CfdScreen[None]):
         Binding("b", "ticket('long')", "Buy", tooltip="Order ticket: buy (long) the selected market"),
         Binding("s", "ticket('short')", "Sell", tooltip="Order ticket: sell (short) the selected market"),
         Binding("c", "close_position", "Close"),
+        Binding("c", "cancel_order", "Cancel", tooltip="Cancel the highlighted working order"),
         Binding("p", "partial_close", "Part-close"),
-        Binding("e", "edit_stops", "Stops", tooltip="Edit the stop-loss and take-profit"),
+        Binding("e", "edit_stops", "Stops", tooltip="Edit the stop-loss, take-profit and trailing stop"),
+        Binding("e", "modify_order", "Modify", tooltip="Change the highlighted order's price, size, stops, expiry"),
+        Binding("o", "show_view('orders')", "Orders", tooltip="Show the working (limit and stop) orders"),
+        Binding("o", "show_view('positions')", "Positions", tooltip="Show the open positions"),
+        Binding("C", "close_all", "Close all", show=False),
         Binding("i", "next_interval", "Interval", show=False),
         Binding("1", "interval('1m')", "1m", show=False),
         Binding("2", "interval('5m')", "5m", show=False),
@@ -54,13 +90,16 @@ class DashboardScreen(CfdScreen[None]):
         Binding("left_square_bracket", "step_market(-1)", "Previous market", show=False),
         Binding("tab", "app.focus_next", "Switch table", show=False),
         Binding("h", "history", "History"),
-        Binding("x", "app.sign_out", "Sign out"),
+        # not in the footer, which has no room for it in 80 columns (Help and the palette have it)
+        Binding("x", "app.sign_out", "Sign out", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.symbol = ""
         self.interval = "1m"
+        self.view: BottomView = "positions"  # what the pane under the chart shows
+        self._pane_title = ""
         # (symbol, interval) -> the last candles fetched, the most recently shown last
         self._chart_cache: OrderedDict[tuple[str, str], list] = OrderedDict()
 
@@ -73,6 +112,7 @@ class DashboardScreen(CfdScreen[None]):
             yield CandleChart(tz=self.ctx.tz, id="chart")
         with Vertical(id="positions-pane"):
             yield PositionsTable(id="positions")
+            yield OrdersTable(tz=self.ctx.tz, id="orders")
             yield Static("", id="positions-empty")
         yield AccountBar(id="account-bar")
         yield AppFooter()
@@ -80,7 +120,7 @@ class DashboardScreen(CfdScreen[None]):
     def on_mount(self) -> None:
         board = self.ctx.board
         self.query_one("#watch-pane").border_title = "Markets"
-        self.query_one("#positions-pane").border_title = "Open positions"
+        self.query_one(OrdersTable).display = False
         watchlist = self.query_one(Watchlist)
         watchlist.set_markets(board.symbols)
         watchlist.focus()
@@ -123,16 +163,67 @@ class DashboardScreen(CfdScreen[None]):
 
     def _on_portfolio(self, _version: int = 0) -> None:
         portfolio = self.ctx.portfolio
-        table = self.query_one(PositionsTable)
-        table.sync(portfolio, self.ctx.board)
+        board = self.ctx.board
+        positions = self.query_one(PositionsTable)
+        orders = self.query_one(OrdersTable)
+        positions.sync(portfolio, board)
+        orders.sync(portfolio, board, int(self.ctx.clock() * 1000))
         empty = self.query_one("#positions-empty", Static)
+        showing_orders = self.view == "orders"
+        rows = portfolio.orders if showing_orders else portfolio.positions
         if portfolio.available is False:
             empty.update(f"⚠ {TRADING_UNAVAILABLE}: prices and charts still work.")
-        elif not portfolio.positions:
+        elif showing_orders and portfolio.orders_available is False:
+            empty.update("This server takes no pending orders yet. Press [b]o[/b] for the positions.")
+        elif showing_orders and not rows:
+            empty.update("No working orders. In the ticket ([b]b[/b] / [b]s[/b]), [b]F5[/b] makes it a limit or "
+                         "stop order. Press [b]o[/b] for the positions.")
+        elif not rows:
             empty.update("No open positions. Press [b]b[/b] to buy (long) or [b]s[/b] to sell (short).")
-        table.display = bool(portfolio.positions)
-        empty.display = not portfolio.positions
+        positions.display = not showing_orders and bool(portfolio.positions)
+        orders.display = showing_orders and bool(portfolio.orders)
+        empty.display = not rows
+        self._retitle_pane()
+        self.query_one(CandleChart).set_levels(chart_levels(self.symbol, portfolio))
         self._show_account()
+
+    def _retitle_pane(self) -> None:
+        """`Open positions 3 · Working orders 2`, the view shown in bold, the other dim (set only when it changes:
+        a new title repaints the whole pane, and the portfolio changes with every mark)."""
+        portfolio = self.ctx.portfolio
+        titles = {"positions": f"Open positions {len(portfolio.positions)}",
+                  "orders": f"Working orders {len(portfolio.orders)}"}
+        title = " · ".join(f"[b]{text}[/b]" if view == self.view else f"[dim]{text}[/dim]"
+                           for view, text in titles.items())
+        if title != self._pane_title:
+            self._pane_title = title
+            self.query_one("#positions-pane").border_title = title
+
+    # --- positions or orders ------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in VIEW_ACTIONS:
+            return VIEW_ACTIONS[action] == self.view
+        if action == "show_view":
+            return parameters[0] != self.view
+        return True
+
+    def show_view(self, view: BottomView) -> None:
+        """Show the open positions or the working orders under the chart (the keys follow)."""
+        if view not in BOTTOM_VIEWS:
+            return
+        had_focus = self.focused in (self.query_one(PositionsTable), self.query_one(OrdersTable))
+        self.view = view
+        self._on_portfolio()
+        self.refresh_bindings()
+        table = self.query_one(OrdersTable if view == "orders" else PositionsTable)
+        if had_focus and table.display:
+            table.focus()
+        elif had_focus:
+            self.query_one(Watchlist).focus()
+
+    def action_show_view(self, view: BottomView) -> None:
+        self.show_view(view)
 
     def _show_account(self) -> None:
         portfolio = self.ctx.portfolio
@@ -155,6 +246,7 @@ class DashboardScreen(CfdScreen[None]):
         self.symbol = symbol
         self.query_one(Watchlist).select(symbol)
         self.query_one(MarketCard).show(self.ctx.board, symbol, self.ctx.tz)
+        self.query_one(CandleChart).set_levels(chart_levels(symbol, self.ctx.portfolio))
         self._show_chart()
 
     def action_interval(self, interval: str) -> None:
@@ -241,6 +333,32 @@ class DashboardScreen(CfdScreen[None]):
         position = self.selected_position()
         if position is not None:
             self.app.push_screen(EditStopsScreen(position))
+
+    def selected_order(self) -> Order | None:
+        order_id = self.query_one(OrdersTable).selected_id
+        found = self.ctx.portfolio.orders.get(order_id) if order_id else None
+        if found is None and self._trading_ready():
+            self.notify("Select a working order first (Tab to the orders table).", severity="warning")
+        return found
+
+    def action_cancel_order(self) -> None:
+        order = self.selected_order()
+        if order is not None:
+            self.app.push_screen(CancelOrderScreen(order))
+
+    def action_modify_order(self) -> None:
+        order = self.selected_order()
+        if order is not None:
+            self.app.push_screen(EditOrderScreen(order))
+
+    def action_close_all(self) -> None:
+        """Close every open position, or those of the selected market, after a confirmation that counts them."""
+        if not self._trading_ready():
+            return
+        if not self.ctx.portfolio.positions:
+            self.notify("There are no open positions to close.", title="Close all")
+            return
+        self.app.push_screen(CloseAllScreen(self.symbol))
 
     def action_history(self) -> None:
         self.app.push_screen(HistoryScreen())

@@ -1,4 +1,4 @@
-"""Set, change or remove the stop-loss and take-profit of an open position."""
+"""Set, change or remove the stop-loss, take-profit and trailing stop of an open position."""
 
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ from cfd_tui.widgets.footer import AppFooter
 
 
 class EditStopsScreen(FormMixin, CfdModalScreen[Position | None]):
-    """Dismissed with the updated position, or None when cancelled; an empty field removes that stop."""
+    """Dismissed with the updated position, or None when cancelled; an empty field removes that stop. A trailing
+    distance makes the stop-loss follow the price; emptied, the stop-loss stays where it got to."""
 
-    FIELDS = {"stop_loss": "new-stop-loss", "take_profit": "new-take-profit"}
+    FIELDS = {"stop_loss": "new-stop-loss", "take_profit": "new-take-profit", "trailing_distance": "new-trailing"}
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, position: Position) -> None:
@@ -41,6 +42,9 @@ class EditStopsScreen(FormMixin, CfdModalScreen[Position | None]):
                 yield Label("Take-profit")
                 yield Field(value="" if p.take_profit is None else f"{p.take_profit.normalize():f}",
                             id="new-take-profit", placeholder="none", compact=True)
+                yield Label("Trailing distance")
+                yield Field(value="" if p.trailing_distance is None else f"{p.trailing_distance.normalize():f}",
+                            id="new-trailing", placeholder="none: the stop-loss stays put", compact=True)
             yield Static("", id="stops-hint", classes="preview")
             yield from form_end(Button("Save stops", variant="primary", id="save"), Button("Cancel", id="cancel"))
         yield AppFooter()
@@ -59,7 +63,7 @@ class EditStopsScreen(FormMixin, CfdModalScreen[Position | None]):
         below, above = ("below", "above") if p.side == "long" else ("above", "below")
         self.query_one("#stops-hint", Static).update(
             f"[dim]Closes at[/] {fmt.price(price, market.price_tick)} now · stop-loss {below}, take-profit {above} "
-            "it · empty removes a stop")
+            "it · empty removes a stop\n[dim]A trailing distance moves the stop-loss after the price, never back.[/]")
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#save")
@@ -68,7 +72,8 @@ class EditStopsScreen(FormMixin, CfdModalScreen[Position | None]):
         changed, errors = check_new_stops(p, self.ctx.board.markets[p.symbol],
                                           self.ctx.board.quotes().get(p.symbol),
                                           self.query_one("#new-stop-loss", Input).value,
-                                          self.query_one("#new-take-profit", Input).value)
+                                          self.query_one("#new-take-profit", Input).value,
+                                          self.query_one("#new-trailing", Input).value)
         if errors:
             self.show_errors(errors)
             return

@@ -17,21 +17,39 @@ HELP = """\
 | `[` `]` | previous / next market |
 | `i`, or `1` `2` `3` `4` | chart interval: cycle, or 1m 5m 15m 1h |
 | `b` / `s` | order ticket: buy (long) / sell (short) |
-| `Tab` | move between the watchlist and the positions |
-| `c` / `p` / `e` | close / partly close / edit the stops of the highlighted position |
-| `h` | history: closed positions and the ledger |
+| `Tab` | move between the watchlist and the positions (or orders) |
+| `o` | show the working orders under the chart, or the open positions again |
+| `c` / `p` / `e` | positions: close / partly close / edit the stops (and trailing stop) of the highlighted one |
+| `c` / `e` | working orders: cancel (after a confirmation) / modify the highlighted one |
+| `C` (Shift+C) | close all positions, or only the selected market's, after a confirmation that counts them |
+| `h` | history: closed positions, orders and the ledger |
 | `x` | sign out |
-| `Ctrl+P` | command palette: markets, ticket, history, theme, sign out |
+| `Ctrl+P` | command palette: markets, ticket, working orders, close all, history, theme, sign out |
 | `?` or `F1` | this help · `Ctrl+Q` quits |
 
 | Order ticket | |
 |---|---|
 | `F2` / `F3` | long / short |
 | `F4` | size in quantity or in USD |
+| `F5` | order type: market, limit, stop |
 | `Enter` | review, then `Enter` again to send · `Esc` goes back |
 
-The ticket shows the margin the order will use and an estimate of the price at which the account would be
-stopped out (margin level 50 %, other prices unchanged). Nothing is sent until every field is valid.
+A **market** order opens now, at the ask (long) or the bid (short). A **limit** order waits for a better
+price (a buy limit for the ask to fall to its price, a sell limit for the bid to rise to it), a **stop**
+order for a breakout (a buy stop for the ask to rise to its price, a sell stop for the bid to fall to it);
+either then opens at that tick's price, after the margin check (no margin then: it is rejected, and a toast
+says why). **Expires**: empty is good till cancelled, or a duration (`30m`, `1h`, `2d`), a time (`17:30`) or
+a date and time (`2026-01-02 17:30`). A **trailing** distance makes the stop-loss follow the price up (a
+long) or down (a short) at that distance, never back.
+
+The ticket shows the margin the order will use and, for a market order, an estimate of the price at which
+the account would be stopped out (margin level 50 %, other prices unchanged). Nothing is sent until every
+field is valid.
+
+The chart draws the selected market's levels as dashed lines: an open position's entry (`long 2`), its
+stop-loss (`SL`, `trailing SL`) and take-profit (`TP`), and each working order (`buy limit 2`), with the
+price on the axis; a level far off the chart is named at the top (`▲`) or bottom (`▼`) of the axis. In the
+positions, `↑ 204.93` is a trailing stop-loss (it moves up; `↓` for a short).
 
 Margin level turns **amber** below 150 % and **red** below 100 % (margin call). The top bar always shows the
 feed: **live**, **reconnecting** or **stale** (a market with no price for 10 s).

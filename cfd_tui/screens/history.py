@@ -1,4 +1,5 @@
-"""History: closed positions with their realised PnL, and the ledger of every balance change."""
+"""History: closed positions with their realised PnL, the orders no longer working (filled, cancelled, expired,
+rejected with the reason), and the ledger of every balance change."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from textual.binding import Binding
 from textual.widgets import Static, TabbedContent, TabPane
 
 from cfd_client.errors import NotFound
-from cfd_client.models import LedgerEntry, Position
+from cfd_client.models import LedgerEntry, Order, Position
 from cfd_tui import format as fmt
 from cfd_tui.screens.base import CfdScreen
 from cfd_tui.widgets.fitted_table import FittedTable
@@ -23,11 +24,17 @@ CLOSED_COLUMNS = (Column("Closed", "closed", 19), Column("Market", "market", 9),
                   Column("Qty", "qty", 10), Column("Entry", "entry", 11, drop=4), Column("Exit", "exit", 11, drop=5),
                   Column("Lev", "lev", 4, drop=2), Column("PnL", "pnl", 12), Column("Reason", "reason", 11, drop=3),
                   Column("Opened", "opened", 19, drop=1))
+ORDER_COLUMNS = (Column("Time", "time", 19), Column("Market", "market", 9), Column("Side", "side", 5),
+                 Column("Type", "type", 5), Column("Qty", "qty", 10), Column("Price", "price", 11, drop=3),
+                 Column("Status", "status", 9), Column("Why / fill", "detail", 32, drop=2),
+                 Column("Placed", "placed", 19, drop=1))
 LEDGER_COLUMNS = (Column("Time", "time", 19), Column("Kind", "kind", 13), Column("Amount", "amount", 13),
                   Column("Balance", "balance", 13, drop=2), Column("Reference", "reference", 36, drop=1))
-REASONS = {"manual": "by hand", "stop_loss": "stop-loss", "take_profit": "take-profit", "stop_out": "stop-out"}
+REASONS = {"manual": "by hand", "stop_loss": "stop-loss", "take_profit": "take-profit",
+           "trailing_stop": "trailing stop", "stop_out": "stop-out"}
 KINDS = {"deposit": "deposit", "realized_pnl": "realised PnL", "fee": "fee", "shortfall": "shortfall"}
-HISTORY_PAGE = 500  # newest closed positions and ledger entries shown: a page, however long the history grows
+HISTORY_PAGE = 500  # newest closed positions, orders and ledger entries shown: a page, however long it grows
+TABS = ("tab-closed", "tab-orders", "tab-ledger")
 
 
 class HistoryScreen(CfdScreen[None]):
@@ -36,7 +43,8 @@ class HistoryScreen(CfdScreen[None]):
     BINDINGS = [
         Binding("escape,h", "back", "Dashboard"),
         Binding("r", "reload", "Reload"),
-        Binding("left,right", "switch_tab", "Switch tab", show=False),
+        Binding("right", "switch_tab(1)", "Next tab", show=False),
+        Binding("left", "switch_tab(-1)", "Previous tab", show=False),
         Binding("x", "app.sign_out", "Sign out"),
     ]
 
@@ -47,6 +55,8 @@ class HistoryScreen(CfdScreen[None]):
             with TabPane("Closed positions", id="tab-closed"):
                 yield FittedTable(CLOSED_COLUMNS, right=("qty", "entry", "exit", "lev", "pnl"), id="closed-table",
                                   cursor_type="row")
+            with TabPane("Orders", id="tab-orders"):
+                yield FittedTable(ORDER_COLUMNS, right=("qty", "price"), id="orders-table", cursor_type="row")
             with TabPane("Ledger", id="tab-ledger"):
                 yield FittedTable(LEDGER_COLUMNS, right=("amount", "balance"), id="ledger-table", cursor_type="row")
         yield AppFooter()
@@ -58,10 +68,10 @@ class HistoryScreen(CfdScreen[None]):
     def action_back(self) -> None:
         self.app.pop_screen()
 
-    def action_switch_tab(self) -> None:
+    def action_switch_tab(self, step: int = 1) -> None:
         tabs = self.query_one(TabbedContent)
-        tabs.active = "tab-ledger" if tabs.active == "tab-closed" else "tab-closed"
-        self.query_one("#ledger-table" if tabs.active == "tab-ledger" else "#closed-table").focus()
+        tabs.active = TABS[(TABS.index(tabs.active) + step) % len(TABS)] if tabs.active in TABS else TABS[0]
+        self.query_one(f"#{tabs.active.removeprefix('tab-')}-table").focus()
 
     @work(group="history", exclusive=True, exit_on_error=False)
     async def action_reload(self) -> None:
@@ -74,14 +84,19 @@ class HistoryScreen(CfdScreen[None]):
         except NotFound:
             summary.update("⚠ trading unavailable on this server: no history yet.")
             return
+        try:
+            orders = [o for o in await client.orders(None, limit=HISTORY_PAGE) if o.status != "working"]
+        except NotFound:  # a server without pending orders
+            orders = []
         self._fill_closed(closed)
+        self._fill_orders(orders[:HISTORY_PAGE])
         self._fill_ledger(ledger)
         total = sum((p.realized_pnl or Decimal(0) for p in closed), Decimal(0))
         wins = sum(1 for p in closed if (p.realized_pnl or 0) > 0)
         text = Text.assemble(("Realised PnL ", "dim"), (fmt.money(total, signed=True) + " USD",
                                                         "green" if total > 0 else "red" if total < 0 else ""),
                              ("   closed ", "dim"), str(len(closed)), ("   winners ", "dim"), str(wins),
-                             ("   ledger entries ", "dim"), str(len(ledger)))
+                             ("   orders ", "dim"), str(len(orders)), ("   ledger entries ", "dim"), str(len(ledger)))
         summary.update(text)
 
     def _fill_closed(self, positions: list[Position]) -> None:
@@ -106,6 +121,33 @@ class HistoryScreen(CfdScreen[None]):
         if not positions:
             rows.append((None, {"closed": "no closed positions yet"}))
         self.query_one("#closed-table", FittedTable).set_rows(rows)
+
+    def _fill_orders(self, orders: list[Order]) -> None:
+        """Orders no longer working, the latest change first: a fill names the position it opened, a rejection
+        says why."""
+        tz = self.ctx.tz
+        markets = self.ctx.board.markets
+        rows: list[tuple[str | None, dict[str, object]]] = []
+        for o in sorted(orders, key=lambda o: (o.updated_at, o.id), reverse=True):
+            market = markets.get(o.symbol)
+            tick = market.price_tick if market else fmt.CENT
+            step = market.qty_step if market else Decimal("0.0001")
+            style = {"filled": "green", "rejected": "red", "expired": "yellow"}.get(o.status, "")
+            if o.status == "rejected":  # the platform's code first, in words: the gist in a narrow column
+                code, _, message = (o.reason or "").partition(": ")
+                detail = f"{code.replace('_', ' ')}: {message}" if message else code.replace("_", " ")
+            elif o.status == "filled":
+                detail = f"position {(o.position_id or '')[:8]}"
+            else:
+                detail = o.reason or ""
+            rows.append((o.id, {
+                "time": fmt.timestamp(o.updated_at, tz), "market": o.symbol.replace("_", "/"), "side": o.side,
+                "type": o.type, "qty": Text(fmt.qty(o.qty, step), justify="right"),
+                "price": Text(fmt.price(o.price, tick), justify="right"), "status": Text(o.status, style=style),
+                "detail": detail, "placed": fmt.timestamp(o.created_at, tz)}))
+        if not orders:
+            rows.append((None, {"time": "no orders yet"}))
+        self.query_one("#orders-table", FittedTable).set_rows(rows)
 
     def _fill_ledger(self, entries: list[LedgerEntry]) -> None:
         tz = self.ctx.tz

@@ -4,6 +4,11 @@ Each candle takes two columns (body and a gap); a body cell is `█`, or `▀`/`
 the upper or lower half of the cell, which doubles the vertical resolution; wicks are `│`. The right axis
 marks the last close. History comes from `GET /candles`, the live candle from `candles.<interval>.<SYMBOL>`.
 
+Price levels (`set_levels`: a position's entry, stop-loss and take-profit, a working order's price) are
+dashed lines `╌` across the cells no candle uses, with a short label at the left end and the price on the
+axis in the level's colour. The scale widens to take in the levels within one candle range of it; one further
+away is named at the top (`▲`) or bottom (`▼`) of the axis instead, so the candles keep their height.
+
 The chart is drawn line by line (`render_line`) from strips cached until the candles, the size or the styles
 change; each candle's column is kept while the price scale stays, and a row that looks the same keeps its
 strip, so a live tick redraws little. The strips are the segments Textual would make of `render()`'s text,
@@ -12,9 +17,10 @@ selection offsets included, so the chart looks and selects as plain text would.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import tzinfo
 from decimal import Decimal
+from typing import Literal, NamedTuple
 
 from rich.segment import Segment
 from rich.style import Style
@@ -34,14 +40,29 @@ AXIS_WIDTH = 12
 CANDLE_COLUMNS = 2
 MAX_CANDLES = 300  # kept per chart: as many as a 600-column terminal shows (two columns a candle); the rest go
 UP, DOWN, AXIS, LAST = "candle-chart--up", "candle-chart--down", "candle-chart--axis", "candle-chart--last"
+LINE = "╌"
+LevelKind = Literal["stop", "target", "order", "entry"]
+LEVEL_STYLES: dict[LevelKind, str] = {"stop": "candle-chart--stop", "target": "candle-chart--target",
+                                      "order": "candle-chart--order", "entry": "candle-chart--entry"}
+PRIORITY: tuple[LevelKind, ...] = ("stop", "target", "order", "entry")  # of two levels on one row, the first shows
 
 Run = tuple[str, str | None]  # characters and the component class that styles them (None: the widget's own style)
+
+
+class Level(NamedTuple):
+    """A horizontal line at `price`, labelled `label` (`SL`, `TP`, `long 12`, `buy limit 2`), or `short` (`long`,
+    `limit`) where the label does not fit between the candles."""
+
+    price: Decimal
+    label: str
+    kind: LevelKind
+    short: str = ""
 
 
 class CandleChart(Widget, can_focus=False):
     """The chart of one market at one interval; `set_history` then `apply_live` as frames arrive."""
 
-    COMPONENT_CLASSES = {UP, DOWN, AXIS, LAST, "candle-chart--grid"}
+    COMPONENT_CLASSES = {UP, DOWN, AXIS, LAST, "candle-chart--grid", *LEVEL_STYLES.values()}
 
     symbol: reactive[str] = reactive("", layout=False)
     interval: reactive[str] = reactive("1m")
@@ -61,6 +82,7 @@ class CandleChart(Widget, can_focus=False):
         self._columns: dict[tuple[Decimal, Decimal, Decimal, Decimal], str] = {}  # (o, h, l, c) -> cells, top first
         self._styles: dict[tuple[str | None, int, int], Style] = {}  # (class, x, y) -> the style a strip uses
         self._titles: tuple[str, str] | None = None
+        self.levels: tuple[Level, ...] = ()
 
     def set_history(self, symbol: str, interval: str, candles: list[Candle], price_tick: Decimal) -> None:
         """Show `candles` (oldest first) for `symbol` at `interval`."""
@@ -69,6 +91,13 @@ class CandleChart(Widget, can_focus=False):
         self.message = "" if candles else "no candles yet: waiting for prices"
         self._retitle()
         self._redraw()
+
+    def set_levels(self, levels: Iterable[Level]) -> None:
+        """Draw these price levels (the chart's market's positions and orders) from now on."""
+        wanted = tuple(sorted(levels, key=lambda level: (PRIORITY.index(level.kind), level.price, level.label)))
+        if wanted != self.levels:
+            self.levels = wanted
+            self._redraw()
 
     def show_message(self, message: str) -> None:
         self.message = message
@@ -188,6 +217,7 @@ class CandleChart(Widget, can_focus=False):
         if high == low:
             pad = max(self.price_tick, high / 1000)
             low, high = low - pad, high + pad
+        low, high = self._reach(low, high)
         step = (high - low) / plot_h
         columns = self._candle_columns(candles, high, step, plot_h)
         last_close = candles[-1].c
@@ -195,14 +225,28 @@ class CandleChart(Widget, can_focus=False):
         label_rows = {round(i * (plot_h - 1) / 4) for i in range(5)}
         offset = plot_w - len(candles) * CANDLE_COLUMNS
         looks = [UP if candle.c >= candle.o else DOWN for candle in candles]
+        lines, pinned = self._level_rows(high, low, step, plot_h)
         rows: list[list[Run]] = []
         for row in range(plot_h):
-            runs: list[Run] = [(" " * offset, None)] if offset > 0 else []
-            for column, look in zip(columns, looks, strict=True):
-                runs.append((column[row], look))
-                runs.append((" ", None))
+            level = lines.get(row)
+            if level is None:
+                runs: list[Run] = [(" " * offset, None)] if offset > 0 else []
+                for column, look in zip(columns, looks, strict=True):
+                    runs.append((column[row], look))
+                    runs.append((" ", None))
+            else:
+                runs = _level_line(level, columns, looks, row, offset)
+            off_scale = pinned.get(row)
+            if off_scale is not None and level is not None and _ranks_before(level, off_scale[1]):
+                off_scale = None  # a line on that row matters more than the level beyond it
             if row == last_row:
                 runs.append((f"◀{fmt.price(last_close, self.price_tick):>{AXIS_WIDTH - 1}}", LAST))
+            elif off_scale is not None:
+                marker, beyond = off_scale
+                runs.append((f"{marker}{fmt.price(beyond.price, self.price_tick):>{AXIS_WIDTH - 1}}",
+                             LEVEL_STYLES[beyond.kind]))
+            elif level is not None:  # the line runs on into its price
+                runs.append((fmt.price(level.price, self.price_tick).rjust(AXIS_WIDTH, LINE), LEVEL_STYLES[level.kind]))
             elif row in label_rows:
                 mid = high - step * row - step / 2
                 runs.append((f" {fmt.price(mid, self.price_tick):>{AXIS_WIDTH - 1}}", AXIS))
@@ -211,6 +255,34 @@ class CandleChart(Widget, can_focus=False):
             rows.append(runs)
         rows.append([(self._time_axis(candles, plot_w, offset), AXIS)])
         return rows
+
+    def _reach(self, low: Decimal, high: Decimal) -> tuple[Decimal, Decimal]:
+        """The scale widened to the levels within one candle range of it, so a nearby stop or order is a line;
+        the candles keep at least a third of the height, and a level further away is named on the axis."""
+        span = high - low
+        near = [level.price for level in self.levels if low - span <= level.price <= high + span]
+        return min([low, *near]), max([high, *near])
+
+    def _level_rows(self, high: Decimal, low: Decimal, step: Decimal,
+                    plot_h: int) -> tuple[dict[int, Level], dict[int, tuple[str, Level]]]:
+        """The row of each level within the scale (the first by `PRIORITY` where two share one), and the levels
+        beyond it: the nearest above is named on the top row, the nearest below on the bottom row."""
+        lines: dict[int, Level] = {}
+        above: Level | None = None
+        below: Level | None = None
+        for level in self.levels:
+            if level.price > high:
+                above = level if above is None or level.price < above.price else above
+            elif level.price < low:
+                below = level if below is None or level.price > below.price else below
+            else:
+                lines.setdefault(min(plot_h - 1, max(0, int((high - level.price) / step))), level)
+        pinned: dict[int, tuple[str, Level]] = {}
+        if above is not None:
+            pinned[0] = ("▲", above)
+        if below is not None:
+            pinned.setdefault(plot_h - 1, ("▼", below))
+        return lines, pinned
 
     def _candle_columns(self, candles: list[Candle], high: Decimal, step: Decimal, plot_h: int) -> list[str]:
         """Each candle's cells, top to bottom; kept per candle while the scale is the same."""
@@ -245,6 +317,36 @@ class CandleChart(Widget, can_focus=False):
                 continue
             line[start:start + len(label)] = label
         return "".join(line)
+
+
+def _ranks_before(one: Level, other: Level) -> bool:
+    """Whether `one` shows before `other` where they meet (a stop-loss before a take-profit, an order, an entry)."""
+    return PRIORITY.index(one.kind) <= PRIORITY.index(other.kind)
+
+
+def _level_line(level: Level, columns: list[str], looks: list[str], row: int, offset: int) -> list[Run]:
+    """A plot row with a level's line: the dashes fill the cells no candle draws in (the candles stay whole),
+    and the label sits in the leftmost stretch of free cells long enough for it (or for its short form)."""
+    style = LEVEL_STYLES[level.kind]
+    cells: list[tuple[str, str | None]] = [(LINE, style)] * offset
+    for column, look in zip(columns, looks, strict=True):
+        char = column[row]
+        cells.append((LINE, style) if char == " " else (char, look))
+        cells.append((LINE, style))
+    free = [cell == (LINE, style) for cell in cells]
+    for text in dict.fromkeys(t for t in (level.label, level.short) if t):
+        label = f" {text} "
+        start = next((x for x in range(1, len(cells) - len(label) + 1) if all(free[x:x + len(label)])), None)
+        if start is not None:  # the first stretch of free cells it fits in (none: the axis still names the price)
+            cells[start:start + len(label)] = [(char, style) for char in label]
+            break
+    runs: list[Run] = []
+    for char, name in cells:
+        if runs and runs[-1][1] == name:
+            runs[-1] = (runs[-1][0] + char, name)
+        else:
+            runs.append((char, name))
+    return runs
 
 
 def _cell(candle: Candle, top: Decimal, mid: Decimal, bottom: Decimal) -> str:

@@ -31,8 +31,18 @@ COLUMNS = (
 LEFT = ("id", "market", "side")
 
 
+def stop_loss_text(p: Position, tick: Decimal) -> str:
+    """The stop-loss as the table shows it; a trailing one with the way it moves: `↑ 204.93` (a long's ratchets
+    up), `↓ 2,920.73` (a short's down)."""
+    price = fmt.price(p.stop_loss, tick)
+    if p.trailing_distance is None:
+        return price
+    return f"{'↑' if p.side == 'long' else '↓'} {price}"
+
+
 class PositionsTable(LiveTable):
-    """One row per open position; the highlighted row is the one the close/edit keys act on.
+    """One row per open position; the highlighted row is the one the close/edit keys act on. A trailing
+    stop-loss shows with an arrow, the way it ratchets (`↑ 204.93`), and moves as the platform moves it.
 
     Every cell follows the position it shows: a part-close changes the quantity and the margin in place. When
     the table is too narrow for every column, the least important go first (ID, leverage, take-profit,
@@ -105,7 +115,7 @@ class PositionsTable(LiveTable):
             "entry": lambda: Text(fmt.price(p.entry_price, tick), justify=right),
             "mark": lambda: Text(fmt.price(portfolio.mark_price(p), tick), justify=right),
             "lev": lambda: Text(f"{p.leverage}×", justify=right),
-            "sl": lambda: Text(fmt.price(p.stop_loss, tick), justify=right),
+            "sl": lambda: Text(stop_loss_text(p, tick), justify=right),
             "tp": lambda: Text(fmt.price(p.take_profit, tick), justify=right),
             "margin": lambda: Text(fmt.money(p.margin), justify=right),
             "pnl": lambda: self._pnl_cell(portfolio.pnl(p)),

@@ -1,8 +1,9 @@
 """The TUI against the in-process platform, through its public REST API and WebSocket feed.
 
 Prices are ticks published to the platform's bus, as the poller would. A journey: sign up with the mailed
-code, watch prices move, open a position, see its PnL move, close it, find it in the history. Then a
-dropped connection: the TUI says "reconnecting" and recovers when the network comes back.
+code, watch prices move, open a position, see its PnL move, close it, find it in the history. Pending
+orders: a limit order placed and cancelled in the terminal, another filled when the price comes to it.
+Then a dropped connection: the TUI says "reconnecting" and recovers when the network comes back.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from cfd_tui.screens.dashboard import DashboardScreen
 from cfd_tui.screens.history import HistoryScreen
 from cfd_tui.screens.signin import SignInScreen
 from cfd_tui.screens.verify import VerifyScreen
+from cfd_tui.widgets.orders_table import OrdersTable
 from cfd_tui.widgets.positions_table import PositionsTable
 from cfd_tui.widgets.watchlist import Watchlist
 from shared.bus import Topics
@@ -169,6 +171,58 @@ async def test_sign_up_watch_prices_trade_and_see_the_history(platform, market_d
         closed = await app.client.positions("closed")
         total = sum(p.realized_pnl for p in closed)
         assert f"{total:+,.2f}" in summary and total > 0
+
+
+async def place_limit_order(pilot, amount: str) -> None:
+    """In the ticket: a buy limit of `amount` SOL at the price it suggests, reviewed and placed."""
+    app = pilot.app
+    app.screen.choose_market("SOL_USDC")
+    await pilot.press("b")
+    await until(pilot, lambda: app.screen.query("#amount"))
+    await pilot.press("f5")
+    await until(pilot, lambda: app.screen.query_one("#order-price").value != "")
+    app.screen.query_one("#amount").value = amount
+    app.screen.query_one("#amount").focus()
+    await pilot.press("enter")
+    await until(pilot, lambda: getattr(app.screen, "confirming", False))
+    await pilot.press("enter")
+    await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+
+
+async def test_a_limit_order_placed_cancelled_and_filled_through_the_terminal(platform, market_data, mailbox, email,
+                                                                              api):
+    session = await sign_up(api, mailbox, email)
+    client = ApiClient(platform.base_url, token=session["access_token"])
+    app = create_app(platform.base_url, client, session_store=False)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.feed_state is FeedState.LIVE
+                    and "SOL_USDC" in app.board.tickers)
+        await place_limit_order(pilot, "2")
+        await until(pilot, lambda: len(app.portfolio.orders) == 1)
+        (placed,) = await client.orders("working")
+        assert placed.id in app.portfolio.orders and placed.type == "limit" and placed.qty == Decimal(2)
+        assert placed.price < app.board.tickers["SOL_USDC"].ask  # it waits under the market
+        await pilot.press("o")
+        table = app.screen.query_one(OrdersTable)
+        await until(pilot, lambda: table.row_count == 1)
+        assert str(table.get_cell(placed.id, "price")) == f"{placed.price:,.2f}"
+        table.focus()
+        await pilot.press("c")
+        await until(pilot, lambda: type(app.screen).__name__ == "CancelOrderScreen")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and not app.portfolio.orders)
+        assert (await client.order(placed.id)).status == "cancelled"
+        assert any(title == "Order cancelled" for _, title, _ in app.notice_log)
+
+        await place_limit_order(pilot, "1")  # this one the market comes down to
+        await until(pilot, lambda: len(app.portfolio.orders) == 1)
+        (waiting,) = app.portfolio.orders
+        market_data.offset["SOL_USDC"] = Decimal(-10)
+        await until(pilot, lambda: not app.portfolio.orders and len(app.portfolio.positions) == 1)
+        (position,) = app.portfolio.positions.values()
+        assert position.order_id == waiting
+        await until(pilot, lambda: any(title == "Order filled" for _, title, _ in app.notice_log))
+        assert "No working orders" in str(app.screen.query_one("#positions-empty").render())
 
 
 class ProxiedFeedClient(ApiClient):

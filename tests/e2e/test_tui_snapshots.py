@@ -264,3 +264,137 @@ def test_help(snap_compare):
         await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+async def with_orders(fake: FakeBroker) -> None:
+    """A trailing long and a plain short in SOL, and working orders in SOL and BTC."""
+    await fake.open_position("SOL_USDC", "long", Decimal(12), 10, take_profit=Decimal("187.00"),
+                             trailing_distance=Decimal("1.50"))
+    await fake.open_position("BTC_USDC", "short", Decimal("0.05"), 20)
+    await fake.place_order("SOL_USDC", "long", "limit", Decimal(5), Decimal("184.20"), 5, stop_loss=Decimal("180"),
+                           expires_at=FIXED_NOW_MS + 3_600_000)
+    await fake.place_order("BTC_USDC", "short", "stop", Decimal("0.01"), Decimal("95000.0"), 10,
+                           trailing_distance=Decimal("500.0"))
+    fake.push_price("SOL_USDC", Decimal("186.40"), Decimal("186.50"))  # the SOL stop-loss trails up
+
+
+def test_dashboard_with_working_orders_and_chart_levels(snap_compare):
+    """The orders view (`o`), and the chart's lines: the trailing stop-loss, take-profit, entry, buy limit."""
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await with_orders(fake)
+        await until(pilot, dashboard_ready(app, positions=2))
+        app.screen.choose_market("SOL_USDC")
+        await until(pilot, lambda: "candles SOL_USDC 1m" in fake.requests)
+        await pilot.press("o")
+        await until(pilot, lambda: app.screen.view == "orders" and len(app.portfolio.orders) == 2)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_dashboard_with_working_orders_at_80x24(snap_compare):
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await with_orders(fake)
+        await until(pilot, dashboard_ready(app, positions=2))
+        app.screen.choose_market("SOL_USDC")
+        await until(pilot, lambda: "candles SOL_USDC 1m" in fake.requests)
+        await pilot.press("o")
+        await until(pilot, lambda: app.screen.view == "orders" and len(app.portfolio.orders) == 2)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_limit_order_ticket_at_80x24(snap_compare):
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await until(pilot, dashboard_ready(app))
+        app.screen.choose_market("SOL_USDC")
+        await pilot.press("b")
+        await until(pilot, lambda: app.screen.query("#amount"))
+        await pilot.press("f5")
+        app.screen.query_one("#amount").value = "2"
+        app.screen.query_one("#expiry").value = "4h"
+        app.screen.query_one("#stop-loss").value = "180"
+        await until(pilot, lambda: "(in 4h)" in str(app.screen.query_one("#ticket-preview").render()))
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_limit_order_confirmation(snap_compare):
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await until(pilot, dashboard_ready(app))
+        app.screen.choose_market("ETH_USDC")
+        await pilot.press("s")
+        await until(pilot, lambda: app.screen.query("#amount"))
+        await pilot.press("f5")
+        app.screen.query_one("#amount").value = "0.5"
+        app.screen.query_one("#take-profit").value = "3300"
+        app.screen.query_one("#trailing").value = "25"
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen.confirming)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_modify_order_dialog(snap_compare):
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await with_orders(fake)
+        await until(pilot, dashboard_ready(app, positions=2))
+        await pilot.press("o")
+        await until(pilot, lambda: app.screen.view == "orders" and len(app.portfolio.orders) == 2)
+        app.screen.query_one("#orders").focus()
+        await pilot.press("e")
+        await until(pilot, lambda: app.screen.query("#order-price"))
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_close_all_confirmation_at_80x24(snap_compare):
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await with_positions(fake)
+        await until(pilot, dashboard_ready(app, positions=3))
+        app.screen.choose_market("SOL_USDC")
+        await pilot.press("C")
+        await until(pilot, lambda: app.screen.query("#close-all"))
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_history_of_orders(snap_compare):
+    fake = FakeBroker(deposit=Decimal(1000))
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await fake.place_order("SOL_USDC", "long", "limit", Decimal(1), Decimal(184), 5)
+        await fake.place_order("BTC_USDC", "long", "limit", Decimal(1), Decimal("96000.0"), 2)
+        cancelled = await fake.place_order("ETH_USDC", "short", "stop", Decimal(1), Decimal(3000), 5)
+        await fake.cancel_order(cancelled.id)
+        await fake.place_order("BNB_USDC", "long", "limit", Decimal(1), Decimal(600), 5,
+                               expires_at=FIXED_NOW_MS + 60_000)
+        fake.set_time(FIXED_NOW_MS + 60_000)
+        fake.push_price("SOL_USDC", Decimal("183.00"), Decimal("183.10"))
+        fake.push_price("BTC_USDC", Decimal("95000.0"), Decimal("95001.0"))
+        fake.set_time(FIXED_NOW_MS)
+        await until(pilot, dashboard_ready(app, positions=1))
+        await pilot.press("h")
+        await until(pilot, lambda: "orders 4" in str(app.screen.query_one("#history-summary").render()))
+        await pilot.press("right")
+        await until(pilot, lambda: app.screen.query_one("TabbedContent").active == "tab-orders")
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

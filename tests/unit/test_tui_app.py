@@ -31,7 +31,9 @@ from cfd_tui.screens.signup import SignUpScreen
 from cfd_tui.screens.ticket import TicketScreen
 from cfd_tui.screens.verify import VerifyScreen
 from cfd_tui.widgets.account_bar import AccountBar
+from cfd_tui.widgets.candle_chart import CandleChart
 from cfd_tui.widgets.connection_status import ConnectionStatus
+from cfd_tui.widgets.orders_table import OrdersTable
 from cfd_tui.widgets.positions_table import PositionsTable
 from cfd_tui.widgets.top_bar import TopBar
 from cfd_tui.widgets.watchlist import Watchlist
@@ -42,10 +44,16 @@ EMAIL = "ada@example.com"
 PASSWORD = "correct horse battery"
 
 
-def make(fake: FakeBroker, store: SessionStore | None = None, signed_in: bool = True) -> CfdApp:
+def make(fake: FakeBroker, store: SessionStore | None = None, signed_in: bool = True,
+         fake_clock: bool = False) -> CfdApp:
+    """The app against `fake`; with `fake_clock`, on the fake's clock (times typed are judged as the fake does)
+    and in UTC."""
     if signed_in:
         fake.add_user(EMAIL, PASSWORD)
         fake.sign_in_as(EMAIL)
+    if fake_clock:
+        return create_app("http://broker.test", fake, session_store=store or False, clock=lambda: fake.now_ms / 1000,
+                          tz=UTC)
     return create_app("http://broker.test", fake, session_store=store or False)
 
 
@@ -874,3 +882,403 @@ async def test_history_screens_opened_and_closed_leave_none_of_their_drawn_lines
             return sum(table() is not None for table in tables)
 
         await until(pilot, lambda: left_behind() <= 1)  # the latest may stay a while, in a context variable
+
+
+# --- pending orders, trailing stops, close-all --------------------------------------------------------------
+
+
+def notices(app, title: str) -> list[str]:
+    """The toasts shown so far with this title."""
+    return [message for _, shown, message in app.notice_log if shown == title]
+
+
+def chart_text(app) -> str:
+    return app.screen.query_one(CandleChart).render().plain
+
+
+async def show_orders(pilot) -> OrdersTable:
+    """The dashboard's working orders, shown with `o`, the table focused when it has rows."""
+    await pilot.press("o")
+    table = pilot.app.screen.query_one(OrdersTable)
+    await until(pilot, lambda: pilot.app.screen.view == "orders")
+    if table.display:
+        table.focus()
+    return table
+
+
+async def test_a_limit_order_from_the_ticket_works_until_a_price_fills_it():
+    fake = FakeBroker()
+    app = make(fake, fake_clock=True)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await open_ticket(pilot)
+        await type_into(pilot, "#amount", "2")
+        assert not app.screen.query_one("#pending-row").display  # a market order has no price of its own
+        await pilot.press("f5")
+        await pilot.pause()
+        assert "Buy limit SOL/USDC" in str(app.screen.query_one("#ticket-title").render())
+        price = app.screen.query_one("#order-price", Input)
+        assert price.value == "183.25"  # 1 % under the ask 185.11, where a buy limit waits
+        await type_into(pilot, "#expiry", "1h")
+        await pilot.pause()
+        preview = str(app.screen.query_one("#ticket-preview").render())
+        assert "Triggers   ask at or below 183.25   (now 185.11)" in preview
+        assert "Margin     73.30 USD when it fills" in preview  # 2 × 183.25 / 5: at its price, not the ask
+        assert "2026-01-01 01:00:00   (in 1h)" in preview
+        await pilot.press("enter")
+        assert app.screen.confirming and "place_order" not in fake.requests
+        confirm = str(app.screen.query_one("#ticket-confirm").render())
+        assert "Buy limit 2.00 SOL at 183.25, until 2026-01-01 01:00:00" in confirm
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen) and app.portfolio.orders)
+        assert notices(app, "Order placed") == ["Placed buy limit 2 SOL/USDC at 183.25, until 2026-01-01 01:00:00."]
+        (order,) = app.portfolio.orders.values()
+        assert order.expires_at == fake.now_ms + 3_600_000 and not app.portfolio.positions
+        table = await show_orders(pilot)
+        await until(pilot, lambda: table.row_count == 1)
+        assert [cell(table, order.id, key) for key in ("market", "side", "type", "qty", "price", "expires")] == [
+            "SOL/USDC", "long", "limit", "2.00", "183.25", "01:00"]
+        assert "buy limit 2" in chart_text(app) and "183.25" in chart_text(app)
+        assert "Working orders 1" in str(app.screen.query_one("#positions-pane").border_title)
+
+        fake.push_price("SOL_USDC", "183.40", "183.50")  # the broker's ask 183.56: not yet
+        await pilot.pause(0.1)
+        assert app.portfolio.orders and not app.portfolio.positions
+        fake.push_price("SOL_USDC", "183.00", "183.10")  # the broker's ask 183.16 ≤ 183.25: filled at 183.16
+        await until(pilot, lambda: app.portfolio.positions and not app.portfolio.orders)
+        (position,) = app.portfolio.positions.values()
+        assert position.order_id == order.id and position.entry_price == Decimal("183.16")
+        await until(pilot, lambda: notices(app, "Order filled"))
+        assert notices(app, "Order filled") == [
+            "Filled buy limit 2 SOL/USDC at 183.25: opened long 2 SOL/USDC at 183.16."]
+        await until(pilot, lambda: not table.display)
+        assert "No working orders" in str(app.screen.query_one("#positions-empty").render())
+        assert "buy limit 2" not in chart_text(app) and "long 2" in chart_text(app)  # the order became a position
+        await pilot.press("o")  # back to the positions, where it is now
+        await until(pilot, lambda: app.screen.query_one(PositionsTable).row_count == 1)
+
+
+async def test_a_stop_order_and_a_sell_limit_wait_on_their_own_side():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_ticket(pilot)
+        await pilot.press("f5", "f5")  # market → limit → stop
+        await pilot.pause()
+        assert app.screen.kind == "stop"
+        assert app.screen.query_one("#order-price", Input).value == "186.97"  # 1 % over the ask: a breakout
+        await pilot.press("f3")  # short: a sell stop waits under the bid 184.89
+        await pilot.pause()
+        assert app.screen.query_one("#order-price", Input).value == "183.04"
+        await type_into(pilot, "#order-price", "180")  # typed: a side change keeps it
+        await pilot.press("f2", "f3")
+        await pilot.pause()
+        assert app.screen.query_one("#order-price", Input).value == "180"
+        await type_into(pilot, "#order-price", "190")  # a sell stop above the bid: it triggers at the next tick
+        await type_into(pilot, "#amount", "1")
+        await pilot.pause()
+        assert "at the next tick: the bid (184.89) is already past 190.00" in str(
+            app.screen.query_one("#ticket-preview").render())
+
+
+async def test_the_ticket_checks_a_pending_order_before_sending_it():
+    fake = FakeBroker()
+    app = make(fake, fake_clock=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_ticket(pilot)
+        await pilot.press("f5")
+        for name, value in (("amount", "2"), ("order-price", "95.005"), ("expiry", "yesterday"),
+                            ("stop-loss", "96"), ("trailing", "0.001")):
+            await type_into(pilot, f"#{name}", value)
+        await pilot.press("enter")
+        assert "multiples of 0.01" in field_error(app, "order-price")
+        assert "duration like 30m" in field_error(app, "expiry")
+        assert "positive multiple of 0.01" in field_error(app, "trailing")
+        await type_into(pilot, "#order-price", "95")
+        await pilot.pause()
+        assert field_error(app, "order-price") is None
+        await pilot.press("enter")
+        assert "stop-loss must be below 95" in field_error(app, "stop-loss")  # against the order's price
+        assert "place_order" not in fake.requests and not app.screen.confirming
+        await pilot.press("f5", "f5")  # back to a market order: the pending fields and their errors go
+        await pilot.pause()
+        assert not app.screen.query_one("#pending-row").display and field_error(app, "expiry") is None
+
+
+async def test_a_working_order_is_modified_and_cancelled_from_the_orders_view():
+    fake = FakeBroker()
+    app = make(fake, fake_clock=True)
+    order = None
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(pilot, lambda: ready(app))
+        order = await fake.place_order("SOL_USDC", "long", "limit", Decimal(2), Decimal(95), 5,
+                                       stop_loss=Decimal(90))
+        await until(pilot, lambda: order.id in app.portfolio.orders)  # from the feed's order frame
+        table = await show_orders(pilot)
+        await until(pilot, lambda: table.row_count == 1)
+        assert cell(table, order.id, "stops") == "90.00 / —"
+        await pilot.press("e")
+        await until(pilot, lambda: type(app.screen).__name__ == "EditOrderScreen")
+        assert app.screen.query_one("#order-price", Input).value == "95"
+        await type_into(pilot, "#order-price", "89")  # under its own stop-loss
+        await pilot.press("enter")
+        assert "stop-loss must be below 89" in error_text(app) and "modify_order" not in fake.requests
+        await type_into(pilot, "#order-price", "96.5")
+        await type_into(pilot, "#order-expires-at", "2h")
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen) and "modify_order" in fake.requests)
+        await until(pilot, lambda: cell(table, order.id, "price") == "96.50")
+        assert cell(table, order.id, "expires") == "02:00"
+        assert notices(app, "Order modified") == ["Now buy limit 2 SOL/USDC at 96.5, until 2026-01-01 02:00:00."]
+
+        await pilot.press("c")
+        await until(pilot, lambda: type(app.screen).__name__ == "CancelOrderScreen")
+        assert "Cancel buy limit 2 SOL/USDC at 96.5?" in screen_text(app)
+        await pilot.press("escape")  # kept
+        await until(pilot, lambda: on(app, DashboardScreen))
+        assert "cancel_order" not in fake.requests and table.row_count == 1
+        await pilot.press("c")
+        await until(pilot, lambda: type(app.screen).__name__ == "CancelOrderScreen")
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen) and not app.portfolio.orders)
+        assert notices(app, "Order cancelled") == ["Cancelled buy limit 2 SOL/USDC at 96.5."]
+        assert (await fake.order(order.id)).status == "cancelled"
+
+
+async def test_an_order_the_account_cannot_afford_is_rejected_and_one_past_its_time_expires():
+    fake = FakeBroker(deposit=Decimal(1000))
+    app = make(fake, fake_clock=True)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await open_ticket(pilot)
+        await pilot.press("f5")
+        await type_into(pilot, "#amount", "100")  # 100 × 183.25 / 5 = 3,665 of margin against 1,000
+        await pilot.pause()
+        assert "not enough free margin now (2,665.00 short)" in str(app.screen.query_one("#ticket-preview").render())
+        await pilot.press("enter")  # placed all the same: it is judged when it triggers
+        await until(pilot, lambda: app.screen.confirming)
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen) and app.portfolio.orders)
+        fake.push_price("SOL_USDC", "180.00", "180.10")
+        await until(pilot, lambda: notices(app, "Order rejected"))
+        (rejected,) = notices(app, "Order rejected")
+        assert rejected.startswith("Rejected when it triggered: buy limit 100 SOL/USDC at 183.25. This order needs")
+        assert not app.portfolio.orders and not app.portfolio.positions
+
+        expiring = await fake.place_order("ETH_USDC", "short", "limit", Decimal("0.1"), Decimal(4000), 5,
+                                          expires_at=fake.now_ms + 60_000)
+        await until(pilot, lambda: expiring.id in app.portfolio.orders)
+        fake.set_time(fake.now_ms + 60_000)
+        await until(pilot, lambda: notices(app, "Order expired"))
+        assert notices(app, "Order expired") == ["Expired: sell limit 0.1 ETH/USDC at 4,000."]
+        assert not app.portfolio.orders
+
+
+async def test_working_orders_come_back_with_the_sign_in_and_each_reconnect():
+    fake = FakeBroker()
+    fake.add_user(EMAIL, PASSWORD)
+    fake.sign_in_as(EMAIL)
+    placed = await fake.place_order("BTC_USDC", "short", "stop", Decimal("0.01"), Decimal(90_000), 10)
+    app = create_app("http://broker.test", fake, session_store=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app) and placed.id in app.portfolio.orders)
+        fake.set_feed_state(FeedState.RECONNECTING)
+        await until(pilot, lambda: app.feed_state is FeedState.RECONNECTING)
+        await fake.cancel_order(placed.id)  # missed while away
+        later = await fake.place_order("BTC_USDC", "long", "limit", Decimal("0.01"), Decimal(90_000), 10)
+        for feed in fake.feeds:  # the events of those moments never arrive
+            while not feed._queue.empty():
+                feed._queue.get_nowait()
+        fake.set_feed_state(FeedState.LIVE)
+        await until(pilot, lambda: list(app.portfolio.orders) == [later.id])
+
+
+async def test_a_trailing_stop_is_set_in_the_ticket_shown_moving_and_closes_with_a_toast():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await open_ticket(pilot)
+        await type_into(pilot, "#amount", "2")
+        await type_into(pilot, "#trailing", "3")
+        await pilot.press("enter")
+        assert "trailing stop 3.00 behind" in str(app.screen.query_one("#ticket-confirm").render())
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen) and app.portfolio.positions)
+        (position,) = app.portfolio.positions.values()
+        table = app.screen.query_one(PositionsTable)
+        await until(pilot, lambda: table.row_count == 1)
+        assert cell(table, position.id, "sl") == "↑ 181.89"  # the bid 184.89 − 3
+        assert "trailing SL" in chart_text(app)
+        fake.push_price("SOL_USDC", "190.00", "190.10")  # the broker's bid 189.94: the stop follows
+        await until(pilot, lambda: cell(table, position.id, "sl") == "↑ 186.94")
+        fake.push_price("SOL_USDC", "188.00", "188.10")  # a fall: the stop stays
+        await pilot.pause(0.1)
+        assert cell(table, position.id, "sl") == "↑ 186.94"
+        fake.push_price("SOL_USDC", "186.90", "187.00")  # the bid 186.84 reaches it
+        await until(pilot, lambda: not app.portfolio.positions)
+        (closed,) = notices(app, "Trailing stop")
+        assert closed.startswith("Trailing stop hit: closed long 2 SOL/USDC at 186.84, PnL +3.46")
+
+
+async def test_the_stops_dialog_sets_and_stops_a_trailing_stop():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app))
+        position = await fake.open_position("SOL_USDC", "short", Decimal(1), 5)
+        app.refresh_portfolio()
+        table = app.screen.query_one(PositionsTable)
+        await until(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.press("e")
+        await until(pilot, lambda: type(app.screen).__name__ == "EditStopsScreen")
+        await type_into(pilot, "#new-trailing", "500")  # a short's trailing stop has no ceiling: 500 above is fine
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen)
+                    and app.portfolio.positions[position.id].trailing_distance == Decimal(500))
+        await pilot.press("e")
+        await until(pilot, lambda: type(app.screen).__name__ == "EditStopsScreen")
+        await type_into(pilot, "#new-trailing", "2.5")
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen) and cell(table, position.id, "sl") == "↓ 187.61")
+        await pilot.press("e")  # stopped: the stop-loss stays where it got to, without the arrow
+        await until(pilot, lambda: type(app.screen).__name__ == "EditStopsScreen")
+        await type_into(pilot, "#new-trailing", "")
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen) and cell(table, position.id, "sl") == "187.61")
+
+
+async def test_close_all_asks_with_the_count_and_can_close_one_market_only():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(pilot, lambda: ready(app))
+        await pilot.press("C")
+        await until(pilot, lambda: notices(app, "Close all"))  # nothing to close: no dialog
+        assert on(app, DashboardScreen)
+        for symbol, qty in (("SOL_USDC", 2), ("SOL_USDC", 1), ("ETH_USDC", "0.5")):
+            await fake.open_position(symbol, "long", Decimal(qty), 5)
+        app.refresh_portfolio()
+        await until(pilot, lambda: app.screen.query_one(PositionsTable).row_count == 3)
+        app.screen.choose_market("SOL_USDC")
+        await pilot.press("C")
+        await until(pilot, lambda: type(app.screen).__name__ == "CloseAllScreen")
+        shown = screen_text(app)
+        assert "Close all 3 positions?" in shown and "3 positions open, in 2 markets, 2 of them in SOL/USDC" in shown
+        assert "Only SOL/USDC (2)" in shown
+        await pilot.press("escape")
+        await until(pilot, lambda: on(app, DashboardScreen))
+        assert "close_all" not in fake.requests and len(app.portfolio.positions) == 3
+        await pilot.press("C")
+        await until(pilot, lambda: type(app.screen).__name__ == "CloseAllScreen")
+        await pilot.click("#close-market")
+        await until(pilot, lambda: on(app, DashboardScreen) and len(app.portfolio.positions) == 1)
+        assert [p.symbol for p in app.portfolio.positions.values()] == ["ETH_USDC"]
+        assert notices(app, "Closed all")[0].startswith("Closed 2 positions in SOL/USDC: PnL -0.66")
+        await pilot.press("C")  # only ETH is left: one button closes it all
+        await until(pilot, lambda: type(app.screen).__name__ == "CloseAllScreen")
+        assert "Only" not in screen_text(app)
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, DashboardScreen) and not app.portfolio.positions)
+        assert notices(app, "Closed all")[1].startswith("Closed 1 position: PnL")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Close all positions" in titles and "Working orders" in titles
+
+
+async def test_the_chart_draws_the_selected_markets_positions_and_orders():
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app))
+        app.screen.choose_market("SOL_USDC")
+        await fake.open_position("SOL_USDC", "long", Decimal(3), 5, stop_loss=Decimal("184.20"),
+                                 take_profit=Decimal("186.50"))
+        await fake.place_order("SOL_USDC", "short", "limit", Decimal(1), Decimal("186.00"), 5)
+        await fake.place_order("SOL_USDC", "long", "limit", Decimal(1), Decimal(100), 5)  # far off the chart
+        await fake.open_position("ETH_USDC", "short", Decimal("0.5"), 5, stop_loss=Decimal(3500))
+        app.refresh_portfolio()
+        await until(pilot, lambda: len(app.screen.query_one(CandleChart).levels) == 5)
+        lines = chart_text(app).splitlines()
+        for label, price in (("SL", "184.20"), ("TP", "186.50"), ("sell limit 1", "186.00"), ("long 3", "185.11")):
+            row = next(line for line in lines if f" {label} " in line)
+            assert row.rstrip().endswith(price) and "╌" in row
+        assert lines[-2].rstrip().endswith("▼     100.00")  # named at the bottom of the axis, no line
+        candles = sum(line.count("█") + line.count("▀") + line.count("▄") for line in lines)
+        app.screen.query_one(CandleChart).set_levels([])
+        await pilot.pause()
+        assert sum(line.count(c) for line in chart_text(app).splitlines() for c in "█▀▄") >= candles  # none hidden
+        app.screen.choose_market("ETH_USDC")
+        await until(pilot, lambda: " SL " in chart_text(app) and "short 0.5" in chart_text(app))
+        assert "sell limit" not in chart_text(app)
+
+
+async def test_the_history_lists_the_orders_no_longer_working_with_the_reason():
+    fake = FakeBroker(deposit=Decimal(1000))
+    app = make(fake)
+    filled = await fake.place_order("SOL_USDC", "long", "limit", Decimal(1), Decimal(184), 5)
+    big = await fake.place_order("BTC_USDC", "long", "limit", Decimal(1), Decimal(96_000), 2)
+    working = await fake.place_order("ETH_USDC", "long", "limit", Decimal(1), Decimal(3000), 5)
+    cancelled = await fake.place_order("ETH_USDC", "long", "limit", Decimal(1), Decimal(3000), 5)
+    await fake.cancel_order(cancelled.id)
+    fake.push_price("SOL_USDC", "183.00", "183.10")
+    fake.push_price("BTC_USDC", "95000.0", "95001.0")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: ready(app))
+        await pilot.press("h")
+        await until(pilot, lambda: on(app, HistoryScreen)
+                    and "orders 3" in str(app.screen.query_one("#history-summary").render()))
+        await pilot.press("right")
+        table = app.screen.query_one("#orders-table")
+        assert app.screen.query_one("TabbedContent").active == "tab-orders" and app.focused is table
+        assert working.id not in [key.value for key in table.rows]
+        assert cell(table, filled.id, "status") == "filled"
+        assert cell(table, filled.id, "detail").startswith("position ")
+        assert cell(table, big.id, "status") == "rejected"
+        assert cell(table, big.id, "detail").startswith("insufficient margin: This order needs")
+        assert cell(table, cancelled.id, "status") == "cancelled"
+        await pilot.press("right", "right")  # round to the first tab
+        assert app.screen.query_one("TabbedContent").active == "tab-closed"
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("kind_keys", [(), ("f5",)], ids=["market", "limit"])
+async def test_the_ticket_of_any_order_type_keeps_its_buttons_in_sight(kind_keys, size):
+    """80×24 lays the ticket out tight; 120×40 spaces it out, and must still show the Confirm button."""
+    fake = FakeBroker()
+    app = make(fake)
+    async with app.run_test(size=size) as pilot:
+        await open_ticket(pilot)
+        await pilot.press(*kind_keys)
+        for name, value in (("amount", "2"), ("trailing", "x")):
+            await type_into(pilot, f"#{name}", value)
+        await pilot.press("enter")  # one error shown under its field
+        await pilot.pause()
+        shown = screen_text(app)
+        assert "Review order" in shown and "trailing distance must be a number" in shown
+        await type_into(pilot, "#trailing", "2")
+        await type_into(pilot, "#stop-loss", "150")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen.confirming)
+        await pilot.pause(0.1)
+        assert "Confirm" in screen_text(app) and "Esc goes back to edit" in screen_text(app)
+
+
+async def test_in_80x24_the_orders_view_and_its_dialogs_fit():
+    fake = FakeBroker()
+    app = make(fake, fake_clock=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: ready(app))
+        order = await fake.place_order("BTC_USDC", "long", "stop", Decimal("0.01"), Decimal("97000.0"), 10,
+                                       stop_loss=Decimal("96000.0"), trailing_distance=Decimal("500.0"),
+                                       expires_at=fake.now_ms + 2 * 86_400_000)
+        await until(pilot, lambda: order.id in app.portfolio.orders)
+        table = await show_orders(pilot)
+        await until(pilot, lambda: table.row_count == 1)
+        lines = screen_text(app).splitlines()
+        row = next(line for line in lines if "BTC/USDC" in line and "stop" in line)
+        for value in ("long", "0.0100", "97,000.0", "01-03 00:00"):
+            assert value in row
+        assert "c Cancel" in lines[-1] and "e Modify" in lines[-1] and "f1 Help" in lines[-1]
+        await pilot.press("e")
+        await until(pilot, lambda: type(app.screen).__name__ == "EditOrderScreen")
+        await pilot.pause(0.1)
+        shown = screen_text(app)
+        assert "Save order" in shown and "Expires" in shown and "2026-01-03 00:00:00" in shown

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import UTC, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
-from cfd_client.models import Account, Position
+from cfd_client.models import Account, Order, Position
 from cfd_tui.orders import (
     OrderPreview,
     ParsedTicket,
     ValidTicket,
     check_close,
     check_new_stops,
+    check_order_edit,
     check_ticket,
     close_estimate,
+    parse_expiry,
     parse_ticket,
     preview_order,
+    suggested_price,
     validate_ticket,
 )
 from shared.contracts.quote import Quote
@@ -198,3 +202,130 @@ def test_new_stops_only_what_changed_and_empty_removes():
     assert "below 184.90" in errors["stop_loss"]
     _, errors = check_new_stops(held, SOL, QUOTE, "abc", "")
     assert "must be a number" in errors["stop_loss"]
+
+
+def test_new_stops_set_and_stop_the_trailing_distance_against_the_close_price():
+    changed, errors = check_new_stops(POSITION, SOL, QUOTE, "", "", "2.50")
+    assert errors == {} and changed == {"trailing_distance": Decimal("2.50")}
+    trailing = Position(**{**{f: getattr(POSITION, f) for f in POSITION.__struct_fields__},
+                           "stop_loss": Decimal("182.40"), "trailing_distance": Decimal("2.50")})
+    assert check_new_stops(trailing, SOL, QUOTE, "182.40", "", "") == ({"trailing_distance": None}, {})
+    assert check_new_stops(trailing, SOL, QUOTE, "182.40", "") == ({}, {})  # not shown: left as it is
+    _, errors = check_new_stops(POSITION, SOL, QUOTE, "", "", "0.005")
+    assert "positive multiple of 0.01" in errors["trailing_distance"]
+    _, errors = check_new_stops(POSITION, SOL, QUOTE, "", "", "190")  # more than the whole price
+    assert "below the price it would close at (184.90)" in errors["trailing_distance"]
+
+
+# --- pending orders ---------------------------------------------------------------------------------------
+
+NOW_MS = 1_767_225_600_000  # 2026-01-01 00:00:00 UTC
+
+
+def pending(**fields):
+    values = {"side": "long", "amount": "2", "in_usd": False, "leverage": "5", "stop_loss": "", "take_profit": "",
+              "kind": "limit", "price": "95", "expiry": "", "now_ms": NOW_MS, "tz": UTC}
+    values.update(fields)
+    return check_ticket(SOL, QUOTE, ACCOUNT, **values)
+
+
+def test_a_buy_limit_is_valued_at_its_own_price_and_is_good_till_cancelled():
+    checked = pending(stop_loss="90", take_profit="110", trailing="1.50")
+    assert checked.errors == {}
+    plan, preview = checked.plan, checked.preview
+    assert (plan.kind, plan.price, plan.qty, plan.leverage, plan.expires_at) == ("limit", Decimal(95), Decimal(2), 5,
+                                                                                  None)
+    assert (plan.stop_loss, plan.take_profit, plan.trailing_distance) == (Decimal(90), Decimal(110), Decimal("1.50"))
+    assert preview.price == Decimal(95) and preview.margin == Decimal("38.00")  # 2 × 95 / 5, not at the ask
+    assert preview.stop_out is None and not preview.reached
+
+
+def test_a_pending_orders_stops_are_checked_against_its_price_not_the_quote():
+    assert "must be below 95" in pending(stop_loss="96").errors["stop_loss"]  # below the ask, above the price
+    assert pending(kind="stop", price="200", stop_loss="190").errors == {}  # above the ask 185.10: fine
+    assert "must be above 200" in pending(kind="stop", price="200", take_profit="195").errors["take_profit"]
+
+
+@pytest.mark.parametrize(("fields", "field", "words"), [
+    ({"price": ""}, "price", "Enter the price"),
+    ({"price": "abc"}, "price", "order price must be a number"),
+    ({"price": "95.005"}, "price", "multiples of 0.01"),
+    ({"price": "-1"}, "price", "positive price"),
+    ({"expiry": "soon"}, "expires_at", "duration like 30m"),
+    ({"expiry": "2025-12-31 23:00"}, "expires_at", "That time has passed"),
+    ({"expiry": "25:00"}, "expires_at", "not a time"),
+    ({"trailing": "95"}, "trailing_distance", "below the price it would close at (95)"),
+    ({"amount": "0.001"}, "amount", "minimum quantity"),
+])
+def test_bad_pending_input_names_the_field(fields, field, words):
+    checked = pending(**fields)
+    assert checked.plan is None and words in checked.errors[field], checked.errors
+
+
+def test_a_pending_order_the_account_cannot_afford_now_is_placed_with_a_warning():
+    checked = pending(amount="1000", leverage="1")  # 95,000 of margin against 10,000: judged when it triggers
+    assert checked.errors == {} and checked.plan is not None
+    assert checked.preview.shortfall == Decimal(85000)
+
+
+def test_a_pending_order_the_market_is_already_past_fills_at_the_next_tick():
+    assert pending(price="190").preview.reached  # a buy limit above the ask 185.10
+    assert not pending(kind="stop", price="190").preview.reached
+    assert pending(kind="stop", price="185", side="long").preview.reached  # the ask is at or above it
+    assert pending(side="short", kind="limit", price="184").preview.reached  # the bid 184.90 is above it
+
+
+def test_a_usd_amount_of_a_pending_order_buys_at_its_price():
+    assert pending(amount="1000", in_usd=True).plan.qty == Decimal("10.52")  # 1000 / 95
+
+
+def test_a_market_orders_trailing_distance_is_checked_against_the_close_price():
+    assert ticket(trailing="2").plan.trailing_distance == Decimal(2)
+    assert "below the price it would close at (184.90)" in ticket(trailing="185").errors["trailing_distance"]
+    assert ticket(trailing="2", expiry="1h", price="95").plan.kind == "market"  # a market order has neither
+
+
+@pytest.mark.parametrize(("raw", "expires"), [
+    ("", None), ("GTC", None), (" gtc ", None),
+    ("30m", NOW_MS + 30 * 60_000), ("1h", NOW_MS + 3_600_000), ("2d", NOW_MS + 2 * 86_400_000),
+    ("1w", NOW_MS + 7 * 86_400_000),
+    ("17:30", NOW_MS + (17 * 60 + 30) * 60_000),
+    ("2026-01-02 09:15", NOW_MS + 86_400_000 + (9 * 60 + 15) * 60_000),
+])
+def test_expiry_as_typed(raw, expires):
+    assert parse_expiry(raw, NOW_MS, UTC) == expires
+
+
+def test_a_time_of_day_already_past_means_tomorrow_in_the_traders_time_zone():
+    noon = NOW_MS + 12 * 3_600_000
+    assert parse_expiry("09:00", noon, UTC) == NOW_MS + 86_400_000 + 9 * 3_600_000
+    berlin = timezone(timedelta(hours=1))  # 09:00 in UTC+1 is 08:00 UTC
+    assert parse_expiry("09:00", NOW_MS, berlin) == NOW_MS + 8 * 3_600_000
+
+
+def test_the_suggested_price_waits_one_percent_away_on_the_orders_side():
+    assert suggested_price("long", "limit", QUOTE, SOL) == Decimal("183.24")  # below the ask 185.10
+    assert suggested_price("long", "stop", QUOTE, SOL) == Decimal("186.96")  # above it
+    assert suggested_price("short", "limit", QUOTE, SOL) == Decimal("186.75")  # above the bid 184.90
+    assert suggested_price("short", "stop", QUOTE, SOL) == Decimal("183.05")
+    for side, kind in (("long", "limit"), ("long", "stop"), ("short", "limit"), ("short", "stop")):
+        assert not pending(side=side, kind=kind, price=str(suggested_price(side, kind, QUOTE, SOL))).preview.reached
+
+
+ORDER = Order(id="o1", symbol="SOL_USDC", side="long", type="limit", qty=Decimal(2), price=Decimal(95), leverage=5,
+              stop_loss=Decimal(90), status="working", created_at=NOW_MS, updated_at=NOW_MS)
+SHOWN = {"price": "95", "qty": "2", "stop_loss": "90", "take_profit": "", "trailing_distance": "", "expires_at": ""}
+
+
+def test_an_order_edit_sends_only_what_was_edited_and_checks_the_order_it_makes():
+    assert check_order_edit(ORDER, SOL, SHOWN, SHOWN, NOW_MS, UTC) == ({}, {})
+    changes, errors = check_order_edit(ORDER, SOL, {**SHOWN, "price": "96.5", "expires_at": "1h", "stop_loss": ""},
+                                       SHOWN, NOW_MS, UTC)
+    assert errors == {} and changes == {"price": Decimal("96.5"), "expires_at": NOW_MS + 3_600_000,
+                                        "stop_loss": None}
+    _, errors = check_order_edit(ORDER, SOL, {**SHOWN, "price": "89"}, SHOWN, NOW_MS, UTC)  # under its stop-loss
+    assert "stop-loss must be below 89" in errors["stop_loss"]
+    _, errors = check_order_edit(ORDER, SOL, {**SHOWN, "qty": ""}, SHOWN, NOW_MS, UTC)
+    assert errors == {"qty": "Enter the quantity."}
+    _, errors = check_order_edit(ORDER, SOL, {**SHOWN, "qty": "0.005"}, SHOWN, NOW_MS, UTC)
+    assert "minimum quantity" in errors["qty"]
