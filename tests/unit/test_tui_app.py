@@ -1052,7 +1052,8 @@ async def test_an_order_the_account_cannot_afford_is_rejected_and_one_past_its_t
         await pilot.press("f5")
         await type_into(pilot, "#amount", "100")  # 100 × 183.25 / 5 = 3,665 of margin against 1,000
         await pilot.pause()
-        assert "not enough free margin now (2,665.00 short)" in str(app.screen.query_one("#ticket-preview").render())
+        preview = str(app.screen.query_one("#ticket-preview").render())  # and 18.32 of commission (0.1 %)
+        assert "not enough free margin now (2,683.32 short)" in preview
         await pilot.press("enter")  # placed all the same: it is judged when it triggers
         await until(pilot, lambda: app.screen.confirming)
         await pilot.press("enter")

@@ -265,7 +265,7 @@ def test_bad_pending_input_names_the_field(fields, field, words):
 def test_a_pending_order_the_account_cannot_afford_now_is_placed_with_a_warning():
     checked = pending(amount="1000", leverage="1")  # 95,000 of margin against 10,000: judged when it triggers
     assert checked.errors == {} and checked.plan is not None
-    assert checked.preview.shortfall == Decimal(85000)
+    assert checked.preview.shortfall == Decimal(85095)  # and 95 of commission (0.1 % of 95,000)
 
 
 def test_a_pending_order_the_market_is_already_past_fills_at_the_next_tick():
