@@ -196,12 +196,13 @@ class TicketScreen(FormMixin, CfdModalScreen[Position | Order | None]):
             self.query_one("#amount", Input).placeholder = self._amount_hint()
 
     @staticmethod
-    def _costs(commission: Decimal | None, per_day: Decimal | None) -> str:
-        """The commission charged now and the financing of each day held (a negative rate is a credit)."""
+    def _costs(commission: Decimal | None, per_day: Decimal | None, when: str = "now") -> str:
+        """The commission charged on opening (`when`: now, or when a pending order fills) and the financing of
+        each day held (a negative rate is a credit)."""
         if commission is None or per_day is None:
             return "—"
         daily = f"{fmt.money(-per_day)} USD/day credit" if per_day < 0 else f"{fmt.money(per_day)} USD/day"
-        return f"{fmt.money(commission)} USD commission now   [dim]Financing[/] {daily}"
+        return f"{fmt.money(commission)} USD commission {when}   [dim]Financing[/] {daily}"
 
     def _market_lines(self, checked: Checked) -> list[str]:
         """A market order: the price it fills at now, its size, margin and the stop-out estimate."""
@@ -244,7 +245,7 @@ class TicketScreen(FormMixin, CfdModalScreen[Position | Order | None]):
             f"[dim]Triggers[/]   {trigger}",
             f"[dim]Quantity[/]   {fmt.qty(p.qty, step)} {market.base}   [dim]Value[/] {fmt.money(p.notional)} USD",
             f"[dim]Margin[/]     {fmt.money(p.margin)} USD when it fills   {free}",
-            f"[dim]Costs[/]      {self._costs(p.commission, p.financing_per_day)}",
+            f"[dim]Costs[/]      {self._costs(p.commission, p.financing_per_day, 'when it fills')}",
             f"[dim]Expires[/]    {self._expiry_words(checked)}",
         ]
 

@@ -1054,6 +1054,7 @@ async def test_an_order_the_account_cannot_afford_is_rejected_and_one_past_its_t
         await pilot.pause()
         preview = str(app.screen.query_one("#ticket-preview").render())  # and 18.32 of commission (0.1 %)
         assert "not enough free margin now (2,683.32 short)" in preview
+        assert "18.32 USD commission when it fills" in preview  # a pending order pays nothing until then
         await pilot.press("enter")  # placed all the same: it is judged when it triggers
         await until(pilot, lambda: app.screen.confirming)
         await pilot.press("enter")
