@@ -273,7 +273,8 @@ async def test_a_stop_owned_by_a_killed_dbproc_is_applied_once_by_the_one_that_t
         entries = await LedgerEntries.select().where(LedgerEntries.user_id == uid).order_by(
             LedgerEntries.created_at).run()
         assert sum(e["amount"] for e in entries) == balance, "the ledger and the balance disagree"
-        assert [e["kind"] for e in entries] == ["deposit", "realized_pnl"], "the close was booked twice"
+        kinds = [e["kind"] for e in entries]  # and the commissions of the open and of the close
+        assert kinds[0] == "deposit" and kinds.count("realized_pnl") == 1, f"the close was booked twice: {kinds}"
         assert entries[1]["amount"] == (stop_price - D(opened.json()["entry_price"])) * 2
         assert balance == D(10_000) + entries[1]["amount"]
     finally:
