@@ -21,6 +21,7 @@ from shared.errors import Throttled
 from shared.settings import AuthSettings, RateLimit
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_NOUNS = {"reads": "reads", "trading": "writes", "subscribe": "subscribes"}
 HEADERS_STATE = "ratelimit_headers"
 
 
@@ -46,7 +47,7 @@ class RequestLimits:
         reset = max(1, math.ceil(taken.resets_in[0])) if taken.resets_in[0] > 0 else limit.seconds
         if not taken.admitted:
             wait = taken.retry_after((budget,))
-            raise Throttled(f"Too many {kind} requests: at most {limit.count} in {limit.seconds} s per "
+            raise Throttled(f"Too many {_NOUNS[kind]}: at most {limit.count} in {limit.seconds} s per "
                             f"{'API key' if session.key_id else 'user'}; try again in {wait} s.",
                             code="rate_limited", retry_after=wait,
                             details={"class": kind, "limit": limit.count, "window": limit.seconds,
