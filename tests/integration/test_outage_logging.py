@@ -67,7 +67,8 @@ async def test_an_in_process_bus_outage_is_logged_once_per_kind_with_counts(make
     monkeypatch.setattr(outage, "SUMMARY_SECONDS", 1.0)
     monkeypatch.setattr(outage, "_outages", {})
     settings = make_settings(data_dir=tmp_path, database={"url": f"sqlite:///{tmp_path / 'cfd.sqlite3'}"},
-                             bus={"request_timeout": 0.5}, prices={"sim_tick_hz": 40})
+                             bus={"request_timeout": 0.5}, prices={"sim_tick_hz": 40, "candle_history_hours": 0})
+    # No candle history to hand over at start: storing a day of it kept the dbproc past the half-second timeout.
     platform = Platform(settings, ("dbproc", "server", "poller"), migrate_db=True)
     await platform.start()
     poller = platform.poller
