@@ -15,12 +15,13 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from cfd_server.auth.session import Session
-from cfd_server.auth.session_ends import SessionsEnded
+from cfd_server.auth.session_ends import SessionNotices, SessionsEnded
 from shared import operations as ops
 from shared.contracts import encode
 from shared.contracts.bus import CreateKeyCommand, KeyQuery, KeyRecord, KeysQuery, RevokeKeyCommand
@@ -28,7 +29,6 @@ from shared.contracts.rest import ApiKey, ApiKeyCreate, ApiKeyCreated
 from shared.errors import Unauthorized
 
 if TYPE_CHECKING:
-    from cfd_server.auth.tokens import Sessions
     from cfd_server.context import ServerContext
 
 KEY_PREFIX = "cfdk_"
@@ -50,10 +50,13 @@ def secret_hash(secret: str) -> str:
 class ApiKeys:
     """Create, list, revoke and resolve API keys."""
 
-    def __init__(self, ctx: ServerContext, sessions: Sessions) -> None:
+    def __init__(self, ctx: ServerContext, notices: SessionNotices | None,
+                 check_gate: Callable[[str], Awaitable[None]]) -> None:
+        """`notices` tells every server a key was revoked; `check_gate` refuses a disabled user."""
         self.ctx = ctx
         self.cache = ctx.cache
-        self.sessions = sessions
+        self.notices = notices
+        self.check_gate = check_gate
         self.prefix = ctx.settings.bus.topic_prefix + CACHE_PREFIX
         self._decoder = msgspec.json.Decoder(KeyRecord)
 
@@ -75,8 +78,8 @@ class ApiKeys:
         await self.ctx.rpc.call(ops.KEY_REVOKE, RevokeKeyCommand(user_id=user_id, key_id=key_id), key=user_id,
                                 command_id=f"key.revoke:{key_id}")
         await self.cache.set(self.prefix + key_id, REVOKED, ttl=2 * CACHE_TTL)
-        if self.sessions.notices is not None:
-            await self.sessions.notices.announce(SessionsEnded(user_id=user_id, reason="key_revoked",
+        if self.notices is not None:
+            await self.notices.announce(SessionsEnded(user_id=user_id, reason="key_revoked",
                                                                jti=f"key:{key_id}"))
 
     async def resolve(self, token: str) -> Session:
@@ -97,6 +100,6 @@ class ApiKeys:
         record = self._decoder.decode(raw)
         if record.user is None or not hmac.compare_digest(record.secret_hash, secret_hash(secret)):
             raise Unauthorized("This is not a valid API key; create one with POST /api-keys.", code="invalid_key")
-        await self.sessions.check_gate(record.user.id)
+        await self.check_gate(record.user.id)
         return Session(jti=f"key:{key_id}", user=record.user, expires_at=int(time.time()) + KEY_SESSION_SECONDS,
                        key_id=key_id, scopes=tuple(record.scopes))

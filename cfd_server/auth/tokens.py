@@ -48,7 +48,7 @@ class Sessions:
         settings = ctx.settings.auth
         sessions = cls(ctx.cache, settings.jwt_secret, settings.jwt_ttl_seconds,
                        SessionNotices(ctx.bus, ctx.topics.sessions))
-        sessions.keys = ApiKeys(ctx, sessions)
+        sessions.keys = ApiKeys(ctx, sessions.notices, sessions.check_gate)
         return sessions
 
     async def issue(self, user: User) -> tuple[str, Session]:
