@@ -23,7 +23,7 @@ import msgspec
 
 from cfd_dbproc.risk.account import BookAccount, Held
 from cfd_dbproc.risk.ladder import PriceLadder
-from cfd_dbproc.risk.levels import ALWAYS, EXACT, ZERO, Holding, stop_keys, thresholds, trail_key
+from cfd_dbproc.risk.levels import ALWAYS, EXACT, ZERO, Holding, level_price, stop_keys, thresholds, trail_key
 from cfd_dbproc.risk.models import OpenPosition, Trigger, TriggerKind
 from shared.contracts.events import PositionMark
 from shared.contracts.quote import Quote
@@ -114,18 +114,27 @@ class RiskBook:
 
     def marked(self, user_id: str) -> tuple[Account, list[PositionMark]] | None:
         """The user's account and open positions marked to the latest quotes, as the trader sees them (every open
-        position uses its margin until it is closed); None when the book does not hold the user."""
+        position uses its margin until it is closed), each with the prices at which the account would be stopped
+        out and margin-called (`level_prices`); None when the book does not hold the user."""
         acct = self._accounts.get(user_id)
         if acct is None:
             return None
         positions = [h.position for h in acct.held.values()]
+        account = account_state(acct.balance, positions, self._quotes)
+        used = sum((p.margin for p in positions), ZERO)
+        equity = acct.balance + sum((net.value(self._quotes.get(s)) for s, net in acct.nets.items()), ZERO)
         marks = []
         for p in positions:
             quote = self._quotes.get(p.symbol)
-            if quote is not None:
-                marks.append(PositionMark(id=p.id, price=close_price(p.side, quote),
-                                          unrealized_pnl=money(unrealized_pnl(p.side, p.qty, p.entry_price, quote))))
-        return account_state(acct.balance, positions, self._quotes), marks
+            if quote is None:
+                continue
+            net = acct.nets[p.symbol]
+            marks.append(PositionMark(
+                id=p.id, price=close_price(p.side, quote),
+                unrealized_pnl=money(unrealized_pnl(p.side, p.qty, p.entry_price, quote)),
+                stop_out_price=level_price(p.side, net, quote, equity, used, STOP_OUT_LEVEL),
+                margin_call_price=level_price(p.side, net, quote, equity, used, MARGIN_CALL_LEVEL)))
+        return account, marks
 
     def stop_loss_of(self, position_id: str) -> Decimal | None:
         """The position's stop-loss as the book holds it (a trailing one may be ahead of the stored one)."""

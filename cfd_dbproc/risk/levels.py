@@ -22,6 +22,8 @@ from msgspec import Struct
 from cfd_dbproc.risk.ladder import Series
 from cfd_dbproc.risk.models import OpenPosition
 from shared.contracts.quote import Quote
+from shared.markets import MARKETS
+from shared.trading import plain
 
 EXACT = Context(prec=100, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
 """Exact sums and products, or `decimal.Inexact` (catalogue quantities × prices fit many times over)."""
@@ -147,6 +149,34 @@ def watch_key(net: Net, target: Decimal, rising: bool, spread_lo: Decimal,
         return "ask", not rising, (_EARLIER_UP if rising else _EARLIER_DOWN).divide(num, -delta)
     num = ctx.subtract(c, target)
     return "spread", not rising, (_EARLIER_UP if rising else _EARLIER_DOWN).divide(num, net.long_qty)
+
+
+def level_price(side: str, net: Net, quote: Quote, equity: Decimal, used: Decimal, level: Decimal) -> Decimal | None:
+    """The price a position of `side` in the market of `net` would close at when the account's margin level
+    reached `level` % by that market's move alone (its spread and every other price as they are now).
+
+    The account's equity moves with the market's prices through f_s alone: Δ·bid for a market held net long
+    (Δ = Lq − Sq), −|Δ|·ask net short. So the bid (net long) falls, or the ask (net short) rises, by
+    (equity − level·used) / |Δ|; a position closing on the other side of the book is that ± the spread. Given
+    on the market's price tick: the first tick there at which the account is at or past the level. None when no
+    price of the market gets there: held flat, no margin used, or a price at or below zero."""
+    delta = net.long_qty - net.short_qty
+    if delta == 0 or used <= 0:
+        return None
+    slack = equity - used * level / HUNDRED
+    spread = quote.ask - quote.bid
+    if delta > 0:
+        bid = quote.bid - slack / delta
+        price = bid if side == "long" else bid + spread
+        rounding = ROUND_FLOOR
+    else:
+        ask = quote.ask + slack / -delta
+        price = ask if side == "short" else ask - spread
+        rounding = ROUND_CEILING
+    market = MARKETS.get(quote.symbol)
+    if market is not None:
+        price = price.quantize(market.price_tick, rounding=rounding)
+    return plain(price) if price > 0 else None
 
 
 def stop_keys(p: OpenPosition) -> list[tuple[Series, bool, Decimal]]:

@@ -42,11 +42,16 @@ class OrderEvent(Struct, tag_field="type", tag="order", kw_only=True):
 
 
 class PositionMark(Struct, kw_only=True):
-    """One open position marked to market: the price it would close at now, and its unrealised PnL."""
+    """One open position marked to market: the price it would close at now, and its unrealised PnL; and the
+    price it would close at when the account reached the stop-out level (50 %), and the margin call level
+    (100 %), if its market moved there and every other price stayed (None: no price of its market gets there,
+    e.g. a market held as much long as short)."""
 
     id: str
     price: Decimal
     unrealized_pnl: Decimal
+    stop_out_price: Decimal | None = None
+    margin_call_price: Decimal | None = None
 
 
 class AccountEvent(Struct, tag_field="type", tag="account", kw_only=True):

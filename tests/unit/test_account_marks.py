@@ -51,7 +51,10 @@ async def test_a_watched_account_is_marked_once_per_change_until_the_watch_lapse
     (user_id, frame), = publisher.frames()
     mark = msgspec.json.decode(frame)
     assert user_id == "ada" and mark["event"] == "mark"
-    assert mark["marks"] == [{"id": "p1", "price": "110", "unrealized_pnl": "100.00"}]  # a long closes at the bid
+    # A long closes at the bid. Equity 1,100 and 200 of margin: the account is at 50 % once the bid has fallen
+    # by (1,100 − 100) / 10 to 10, at 100 % once it has fallen by (1,100 − 200) / 10 to 20.
+    assert mark["marks"] == [{"id": "p1", "price": "110", "unrealized_pnl": "100.00", "stop_out_price": "10",
+                              "margin_call_price": "20"}]
     assert mark["account"]["equity"] == "1100.00" and mark["account"]["margin_level"] == "550.00"
     assert publisher.frames() == []  # nothing moved: nothing sent again
 
