@@ -16,6 +16,7 @@ from shared.contracts.events import PositionMark
 from shared.contracts.rest import (
     Account,
     Alert,
+    FillReceipt,
     LedgerEntry,
     Order,
     Position,
@@ -33,6 +34,7 @@ __all__ = [
     "Alert",
     "AlertFrame",
     "FeedState",
+    "FillReceipt",
     "LedgerEntry",
     "Order",
     "OrderFrame",

@@ -64,6 +64,7 @@ class BookTicker(Struct, frozen=True, kw_only=True):
             ask=self.ask,
             exchange_time_us=self.exchange_time_us if exchange_time_us is None else exchange_time_us,
             ingest_time_us=ingest_time_us,
+            update_id=self.update_id,
         )
 
 

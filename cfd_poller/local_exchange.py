@@ -151,6 +151,10 @@ class LocalExchange:
 
     # --- pushing frames ------------------------------------------------------------------------------------
 
+    def last_update_id(self, symbol: str) -> int:
+        """The update id of the last bookTicker sent for `symbol` (0 before the first)."""
+        return self._update_ids.get(symbol, 0)
+
     async def quote(self, symbol: str, bid: Decimal | str, ask: Decimal | str, *,
                     bid_qty: Decimal | str = "1", ask_qty: Decimal | str = "1",
                     event_time_us: int | None = None) -> int:

@@ -6,6 +6,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from decimal import ROUND_HALF_EVEN, Decimal
 
+from rich.text import Text
+
+from cfd_client.models import FillReceipt
+from shared.trading import plain
+
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 CENT = Decimal("0.01")
 
@@ -114,3 +119,26 @@ def axis_time(epoch_ms: int, interval_ms: int, tz: tzinfo | None = None) -> str:
 
 __all__ = ["UTC", "axis_time", "change_percent", "clock", "duration", "expiry", "money", "percent", "places", "price",
            "qty", "sparkline", "timestamp"]
+
+
+def receipt(label: str, fill: FillReceipt | None, tick: Decimal, tz: tzinfo | None = None) -> Text:
+    """One fill's receipt in a line: the price, the exchange price it came from plus or minus the markup, and the
+    exchange update it was priced from."""
+    if fill is None:
+        return Text.assemble((f"{label:<7}", "bold"), ("no receipt (filled before receipts were kept)", "dim"))
+    buy = fill.side == "buy"
+    source, sign = ("ask", "+") if buy else ("bid", "−")
+    at = datetime.fromtimestamp(fill.exchange_time_us / 1_000_000, tz).strftime("%H:%M:%S.%f")
+    update = f"update {fill.update_id} " if fill.update_id is not None else ""
+    return Text.assemble(
+        (f"{label:<7}", "bold"), f"{fill.side} at {price(fill.price, tick)}", (" = exchange ", "dim"),
+        f"{source} {_exact(fill.exchange_ask if buy else fill.exchange_bid)}", f" {sign} ",
+        f"{_exact(fill.markup)}", (" markup (half the ", "dim"), f"{_exact(fill.spread_bps)} bps",
+        (" spread)   exchange bid/ask ", "dim"),
+        f"{_exact(fill.exchange_bid)}/{_exact(fill.exchange_ask)}", ("   ", "dim"),
+        (f"{update}at {at}", "dim"))
+
+
+def _exact(value: Decimal) -> str:
+    """Every digit the platform gave, none more: an exchange price as the exchange wrote it."""
+    return f"{plain(value):f}"

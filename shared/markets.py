@@ -16,7 +16,7 @@ from typing import Literal
 import msgspec
 from msgspec import Struct
 
-from shared.contracts.quote import Quote
+from shared.contracts.quote import Quote, QuoteSource
 from shared.errors import NotFound, Rejected
 
 BPS = Decimal(10_000)
@@ -103,13 +103,17 @@ MARKETS: dict[str, Market] = {
 SYMBOLS: tuple[str, ...] = tuple(MARKETS)
 
 
-def broker_quote(market: Market, bid: Decimal, ask: Decimal, ts_ms: int) -> Quote:
-    """Widen the exchange's bid/ask by half the market's markup on each side, rounded away from the mid."""
+def broker_quote(market: Market, bid: Decimal, ask: Decimal, ts_ms: int, *, exchange_time_us: int | None = None,
+                 update_id: int | None = None) -> Quote:
+    """Widen the exchange's bid/ask by half the market's markup on each side, rounded away from the mid. The
+    quote keeps its source (the exchange's bid, ask, time and update id, and the spread applied) for receipts."""
     half = market.spread_bps / 2 / BPS
     broker_bid = (bid * (1 - half)).quantize(market.price_tick, rounding=ROUND_FLOOR)
     broker_ask = (ask * (1 + half)).quantize(market.price_tick, rounding=ROUND_CEILING)
     mid = ((broker_bid + broker_ask) / 2).quantize(market.price_tick / 10)
-    return Quote(symbol=market.symbol, bid=broker_bid, ask=broker_ask, mid=mid, ts=ts_ms)
+    source = QuoteSource(exchange_bid=bid, exchange_ask=ask, update_id=update_id, spread_bps=market.spread_bps,
+                         exchange_time_us=ts_ms * 1000 if exchange_time_us is None else exchange_time_us)
+    return Quote(symbol=market.symbol, bid=broker_bid, ask=broker_ask, mid=mid, ts=ts_ms, source=source)
 
 
 def market_of(symbol: str, *, field: str | None = None) -> Market:

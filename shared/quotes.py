@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from decimal import Decimal
 from typing import NamedTuple
 
 import msgspec
@@ -29,8 +28,6 @@ class _Entry(NamedTuple):
     quote: Quote
     received: float  # this process's monotonic clock when the tick arrived
     exchange_us: int  # the tick's exchange time: a tick not after it is old or a redelivery
-    bid: Decimal  # the exchange's bid and ask of that tick, before the broker's markup
-    ask: Decimal
 
 
 class LatestQuotes:
@@ -65,8 +62,9 @@ class LatestQuotes:
         if previous is not None and tick.exchange_time_us <= previous.exchange_us:
             self.rejected += 1  # a redelivery, or out of order: an older price never replaces a newer one
             return None
-        quote = broker_quote(market, tick.bid, tick.ask, tick.exchange_time_us // 1000)
-        self._entries[symbol] = _Entry(quote, self.clock(), tick.exchange_time_us, tick.bid, tick.ask)
+        quote = broker_quote(market, tick.bid, tick.ask, tick.exchange_time_us // 1000,
+                             exchange_time_us=tick.exchange_time_us, update_id=tick.update_id)
+        self._entries[symbol] = _Entry(quote, self.clock(), tick.exchange_time_us)
         self.ticks += 1
         if symbol in self._stale:
             self._stale.discard(symbol)
@@ -87,7 +85,10 @@ class LatestQuotes:
         entry = self._entries.get(market.symbol)
         if entry is None:
             return None
-        quote = broker_quote(market, entry.bid, entry.ask, entry.quote.ts)
+        source = entry.quote.source
+        assert source is not None  # every quote here came from `broker_quote`
+        quote = broker_quote(market, source.exchange_bid, source.exchange_ask, entry.quote.ts,
+                             exchange_time_us=source.exchange_time_us, update_id=source.update_id)
         if quote == entry.quote:
             return quote
         self._entries[market.symbol] = entry._replace(quote=quote)

@@ -13,7 +13,7 @@ from typing import Literal, NamedTuple, Protocol, overload
 from msgspec import Struct
 
 from shared.contracts.quote import Quote
-from shared.contracts.rest import Account
+from shared.contracts.rest import Account, FillReceipt
 from shared.errors import Rejected
 from shared.markets import Market
 
@@ -76,6 +76,18 @@ def pnl(side: Side, qty: Decimal, entry: Decimal, exit_price: Decimal) -> Decima
 
 def unrealized_pnl(side: Side, qty: Decimal, entry: Decimal, quote: Quote) -> Decimal:
     return pnl(side, qty, entry, close_price(side, quote))
+
+
+def fill_receipt(buy: bool, price: Decimal, quote: Quote) -> FillReceipt | None:
+    """The receipt of a fill at `price` from `quote` (a buy at its ask, a sell at its bid): the exchange's top of
+    book it was priced from and the markup. None for a quote that does not know its source."""
+    source = quote.source
+    if source is None:
+        return None
+    markup = price - source.exchange_ask if buy else source.exchange_bid - price
+    return FillReceipt(side="buy" if buy else "sell", price=price, exchange_bid=source.exchange_bid,
+                       exchange_ask=source.exchange_ask, exchange_time_us=source.exchange_time_us,
+                       update_id=source.update_id, spread_bps=source.spread_bps, markup=plain(markup))
 
 
 class Closing(NamedTuple):

@@ -134,6 +134,8 @@ class Positions(Table, tablename="positions"):
     unbooked_commission = Numeric(digits=MONEY, default=Decimal(0))
     unbooked_financing = Numeric(digits=MONEY, default=Decimal(0))
     financed_until = BigInt(default=0)
+    open_receipt = Text(null=True, default=None)  # JSON `FillReceipt`s: what each fill was priced from
+    close_receipt = Text(null=True, default=None)
 
 
 class Orders(Table, tablename="orders"):

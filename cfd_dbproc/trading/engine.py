@@ -58,6 +58,7 @@ from shared.trading import (
     check_trailing,
     close_price,
     closing,
+    fill_receipt,
     further_stop,
     is_multiple,
     margin,
@@ -143,10 +144,12 @@ class TradingEngine:
             balance = await self.store.book(user_id, "shortfall", -balance, balance, reference, command_id, at)
         return balance
 
-    async def _close(self, user_id: uuid.UUID, position: Position, qty: Decimal, price: Decimal, reason: str,
+    async def _close(self, user_id: uuid.UUID, position: Position, qty: Decimal, quote: Quote, reason: str,
                      balance: Decimal, command_id: str) -> tuple[Position, Decimal]:
-        """Close `qty` of `position` at `price`: the whole row, or a closed part split off the open rest. The
-        position first pays the financing it owes, then the close books its PnL and its commission."""
+        """Close `qty` of `position` at `quote` (a long at its bid, a short at its ask): the whole row, or a closed
+        part split off the open rest. The position first pays the financing it owes, then the close books its PnL
+        and its commission."""
+        price = close_price(position.side, quote)
         position, balance = await self.costs.settle_financing(user_id, position, balance, command_id)
         at = self.costs.clock()
         whole = qty == position.qty
@@ -156,7 +159,8 @@ class TradingEngine:
         fee, fee_carry = await self.costs.closing(position, qty, price)
         balance = await self._realize(user_id, done.realized, fee, balance, closed_id, command_id, at)
         closed_fields: dict[str, Any] = {"status": "closed", "closed_at": at, "close_price": price,
-                                         "realized_pnl": done.realized, "close_reason": reason, "updated_at": at}
+                                         "realized_pnl": done.realized, "close_reason": reason, "updated_at": at,
+                                         "close_receipt": fill_receipt(position.side == "short", price, quote)}
         if whole:
             closed_fields["commission"] = position.commission + fee
             await self.store.update(position.id, **closed_fields, unbooked_pnl=done.unbooked,
@@ -203,7 +207,7 @@ class TradingEngine:
             id=str(uuid.uuid4()), symbol=order.symbol, side=order.side, qty=plain(order.qty), entry_price=fill,
             leverage=order.leverage, margin=needed, stop_loss=plain(stop_loss), take_profit=plain(order.take_profit),
             trailing_distance=plain(order.trailing_distance), status="open", opened_at=at, updated_at=at,
-            commission=fee, order_id=order_id,
+            commission=fee, order_id=order_id, open_receipt=fill_receipt(order.side == "long", fill, quote),
         )
         await self.store.insert(uid, position, unbooked_commission=fee_carry)
         balance = await self.costs.charge(uid, position.id, fee, balance, command_id, at)
@@ -233,8 +237,7 @@ class TradingEngine:
             qty = position.qty if command.qty is None else command.qty
             check_close(market, position.qty, qty)
             balance = await self.store.balance(user_id)
-            closed, balance = await self._close(user_id, position, qty, close_price(position.side, quote), "manual",
-                                                balance, command_id)
+            closed, balance = await self._close(user_id, position, qty, quote, "manual", balance, command_id)
             events.append(PositionEvent(event="closed", user_id=command.user_id, position=closed, balance=balance))
             if closed.id != position.id:
                 remaining = await self.store.position(user_id, position.id)
@@ -297,7 +300,7 @@ class TradingEngine:
             if self._halted(position.symbol):
                 return  # the market was halted since the tick: the stop waits (it fires again once it reopens)
             balance = await self.store.balance(user_id)
-            closed, balance = await self._close(user_id, position, position.qty, command.price, command.reason,
+            closed, balance = await self._close(user_id, position, position.qty, command.quote, command.reason,
                                                 balance, command_id)
             events.append(PositionEvent(event="closed", user_id=command.user_id, position=closed, balance=balance))
             events.append(await self._snapshot_event(command.user_id, balance))
@@ -347,9 +350,8 @@ class TradingEngine:
             balance = await self.store.balance(user_id)
             closed = []
             for position in positions:
-                done, balance = await self._close(user_id, position, position.qty,
-                                                  close_price(position.side, quotes[position.symbol]), "manual",
-                                                  balance, command_id)
+                done, balance = await self._close(user_id, position, position.qty, quotes[position.symbol],
+                                                  "manual", balance, command_id)
                 closed.append(done)
                 events.append(PositionEvent(event="closed", user_id=command.user_id, position=done, balance=balance))
             if closed:
@@ -376,8 +378,7 @@ class TradingEngine:
                 worst = held.get(position_id)
                 if worst is None or worst.symbol not in quotes or self._halted(worst.symbol):
                     continue  # closed since the check, its market has no fresh quote, or it is halted
-                closed, balance = await self._close(user_id, worst, worst.qty,
-                                                    close_price(worst.side, quotes[worst.symbol]), "stop_out",
+                closed, balance = await self._close(user_id, worst, worst.qty, quotes[worst.symbol], "stop_out",
                                                     balance, command_id)
                 del held[position_id]
                 closed_any = True

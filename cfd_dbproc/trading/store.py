@@ -20,7 +20,7 @@ from cfd_dbproc.db.tables import AccountEvents, Accounts, Alerts, LedgerEntries,
 from shared.contracts import encode
 from shared.contracts.bus import AccountEventsPage, LedgerQuery, OrdersQuery, PositionsQuery
 from shared.contracts.events import Event
-from shared.contracts.rest import Alert, LedgerEntry, Order, Position
+from shared.contracts.rest import Alert, FillReceipt, LedgerEntry, Order, Position
 from shared.errors import NotFound
 from shared.paging import MAX_PAGE, Cursor, decode_cursor
 from shared.trading import Exposure, money, plain
@@ -39,8 +39,21 @@ def position_from_row(row: dict[str, Any], *, with_user: bool = False) -> Positi
         parent_id=str(row["parent_id"]) if row["parent_id"] else None,
         trailing_distance=plain(row["trailing_distance"]),
         order_id=str(row["order_id"]) if row["order_id"] else None,
+        open_receipt=_receipt_from_column(row["open_receipt"]),
+        close_receipt=_receipt_from_column(row["close_receipt"]),
         user_id=str(row["user_id"]) if with_user else None,
     )
+
+
+_receipt_decoder = msgspec.json.Decoder(FillReceipt)
+
+
+def _receipt_from_column(value: str | None) -> FillReceipt | None:
+    return None if value is None else _receipt_decoder.decode(value)
+
+
+def _receipt_column(receipt: FillReceipt | None) -> str | None:
+    return None if receipt is None else encode(receipt).decode()
 
 
 def order_from_row(row: dict[str, Any]) -> Order:
@@ -161,6 +174,7 @@ class TradingStore:
             commission=position.commission, financing=position.financing,
             unbooked_commission=unbooked_commission,
             financed_until=position.opened_at if financed_until is None else financed_until,
+            open_receipt=_receipt_column(position.open_receipt), close_receipt=_receipt_column(position.close_receipt),
         )).run()
 
     async def cost_carries(self, position_id: str) -> CostCarries:
@@ -180,7 +194,10 @@ class TradingStore:
         return [str(r["user_id"]) for r in rows]
 
     async def update(self, position_id: str, **fields: Any) -> None:
-        """Set `fields` (column names) of one position."""
+        """Set `fields` (column names) of one position; a receipt is given as a `FillReceipt`."""
+        for name in ("open_receipt", "close_receipt"):
+            if name in fields:
+                fields[name] = _receipt_column(fields[name])
         await Positions.update({getattr(Positions, name): value for name, value in fields.items()}).where(
             Positions.id == uuid.UUID(position_id)).run()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import ResponseHeader, State
 from litestar.params import Parameter, PathParameter
@@ -12,7 +11,7 @@ from litestar.params import Parameter, PathParameter
 from cfd_server.market.runtime import MarketRuntime
 from cfd_server.paging import MAX_MS, next_page
 from shared.candles import DEFAULT_LIMIT, INTERVALS, MAX_LIMIT
-from shared.contracts.quote import Quote
+from shared.contracts.quote import Quote, view_of
 from shared.contracts.rest import Candle, Price
 from shared.errors import BadRequest, Unavailable
 from shared.markets import Market, market_of
@@ -30,7 +29,7 @@ def market_or_404(symbol: str) -> Market:
 
 
 def _price(quote: Quote, stale: bool) -> Price:
-    return Price(**msgspec.structs.asdict(quote), stale=stale)
+    return view_of(quote, Price, stale=stale)
 
 
 class MarketController(Controller):

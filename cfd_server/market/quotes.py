@@ -12,11 +12,9 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
-import msgspec
-
 from shared.bus import Message
 from shared.contracts import encode
-from shared.contracts.quote import Quote
+from shared.contracts.quote import Quote, view_of
 from shared.contracts.ws import PriceFrame
 from shared.markets import MarketBook
 from shared.quotes import LatestQuotes
@@ -49,7 +47,7 @@ class QuoteBook(LatestQuotes):
         self.apply(message.value)
 
     def _accepted(self, symbol: str, quote: Quote) -> None:
-        frame = encode(PriceFrame(**msgspec.structs.asdict(quote)))
+        frame = encode(view_of(quote, PriceFrame))
         self._frames[symbol] = frame
         for listener in self._price_listeners:
             listener(symbol, frame)

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from cfd_client.errors import NotFound
 from cfd_client.models import LedgerEntry, Order, Position
@@ -48,6 +48,8 @@ class HistoryScreen(CfdScreen[None]):
         Binding("x", "app.sign_out", "Sign out"),
     ]
 
+    _closed_positions: dict[str, Position] = {}
+
     def compose(self) -> ComposeResult:
         yield TopBar(screen_name="History", id="top-bar")
         yield Static("", id="history-summary")
@@ -55,6 +57,7 @@ class HistoryScreen(CfdScreen[None]):
             with TabPane("Closed positions", id="tab-closed"):
                 yield FittedTable(CLOSED_COLUMNS, right=("qty", "entry", "exit", "lev", "pnl"), id="closed-table",
                                   cursor_type="row")
+                yield Static("", id="fill-receipts")
             with TabPane("Orders", id="tab-orders"):
                 yield FittedTable(ORDER_COLUMNS, right=("qty", "price"), id="orders-table", cursor_type="row")
             with TabPane("Ledger", id="tab-ledger"):
@@ -99,7 +102,24 @@ class HistoryScreen(CfdScreen[None]):
                              ("   orders ", "dim"), str(len(orders)), ("   ledger entries ", "dim"), str(len(ledger)))
         summary.update(text)
 
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "closed-table":
+            self._show_receipts(event.row_key.value)
+
+    def _show_receipts(self, position_id: str | None) -> None:
+        """The receipts of the highlighted closed position's fills: what each was priced from."""
+        p = self._closed_positions.get(position_id or "")
+        panel = self.query_one("#fill-receipts", Static)
+        if p is None:
+            panel.update("")
+            return
+        market = self.ctx.board.markets.get(p.symbol)
+        tick = market.price_tick if market else fmt.CENT
+        panel.update(Text("\n").join([fmt.receipt("Opened", p.open_receipt, tick, self.ctx.tz),
+                                       fmt.receipt("Closed", p.close_receipt, tick, self.ctx.tz)]))
+
     def _fill_closed(self, positions: list[Position]) -> None:
+        self._closed_positions = {p.id: p for p in positions}
         tz = self.ctx.tz
         markets = self.ctx.board.markets
         rows: list[tuple[str | None, dict[str, object]]] = []

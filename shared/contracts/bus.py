@@ -57,6 +57,7 @@ class PriceTick(Struct, kw_only=True, array_like=True):
     ask: Decimal
     exchange_time_us: int
     ingest_time_us: int
+    update_id: int | None = None  # the exchange's book update id, when its feed gives one
 
 
 class UserExistsQuery(Struct, kw_only=True):

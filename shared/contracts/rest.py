@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from shared import numbers
-from shared.contracts.quote import Quote
+from shared.contracts.quote import BrokerPrice
 from shared.markets import MARKETS, MarketStatus
 from shared.numbers import Amount, Quantity, Rate, Spread
 
@@ -120,7 +120,7 @@ class InfoResponse(Struct, kw_only=True):
     server_time: int
 
 
-class Price(Quote, kw_only=True):
+class Price(BrokerPrice, kw_only=True):
     """The latest broker quote of a market (`GET /prices`); `stale` when its feed has gone quiet."""
 
     stale: bool = False
@@ -269,6 +269,22 @@ class PositionClose(Struct, forbid_unknown_fields=True, kw_only=True):
     qty: Quantity | None = None
 
 
+class FillReceipt(Struct, kw_only=True):
+    """What a fill was priced from: the exchange's top of book at the tick (bid, ask, time, update id) and the
+    market's spread in force. A buy fills at exchange_ask × (1 + spread_bps / 20,000) rounded up to the
+    market's price tick, a sell at exchange_bid × (1 − spread_bps / 20,000) rounded down: half the spread on
+    each side. `markup` is what that came to in price: price − exchange_ask (buy), exchange_bid − price (sell)."""
+
+    side: Literal["buy", "sell"]
+    price: Decimal
+    exchange_bid: Decimal
+    exchange_ask: Decimal
+    exchange_time_us: int
+    update_id: int | None = None
+    spread_bps: Decimal
+    markup: Decimal
+
+
 class Position(Struct, kw_only=True):
     id: str
     symbol: str
@@ -291,6 +307,8 @@ class Position(Struct, kw_only=True):
     close_reason: CloseReason | None = None
     parent_id: str | None = None
     order_id: str | None = None  # the pending order whose fill opened it
+    open_receipt: FillReceipt | None = None  # what the opening fill was priced from
+    close_receipt: FillReceipt | None = None  # what the closing fill was priced from
     user_id: str | None = None  # set for operators only
 
 

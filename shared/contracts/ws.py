@@ -7,7 +7,7 @@ from typing import Annotated
 
 from msgspec import Meta, Struct
 
-from shared.contracts.quote import Quote
+from shared.contracts.quote import BrokerPrice
 
 WsId = Annotated[int, Meta(ge=-(2**53), le=2**53)] | Annotated[str, Meta(max_length=64)] | None
 
@@ -59,7 +59,7 @@ class AuthenticatedFrame(Struct, tag_field="type", tag="authenticated", kw_only=
     user_id: str
 
 
-class PriceFrame(Quote, tag_field="type", tag="price", kw_only=True):
+class PriceFrame(BrokerPrice, tag_field="type", tag="price", kw_only=True):
     """A broker quote on the `prices.<SYMBOL>` channels."""
 
 

@@ -28,15 +28,16 @@ async def exchange_feed(platform):
         try:
             await exchange.wait_for_subscribers("ETH_USDC")
 
-            async def quote(symbol: str, bid: str, ask: str) -> None:
-                """The exchange quotes; returns once the dbproc trades on the resulting broker quote."""
+            async def quote(symbol: str, bid: str, ask: str) -> int:
+                """The exchange quotes; returns its update id once the dbproc trades on the resulting broker
+                quote."""
                 await exchange.quote(symbol, bid, ask)
                 expected = broker_quote(MARKETS[symbol], D(bid), D(ask), 0)
                 async with asyncio.timeout(10):
                     while True:
                         live = platform.dbproc.quotes.fresh().get(symbol)
                         if live is not None and (live.bid, live.ask) == (expected.bid, expected.ask):
-                            return
+                            return exchange.last_update_id(symbol)
                         await asyncio.sleep(0.005)
 
             yield quote
@@ -81,6 +82,59 @@ async def test_stop_loss_and_take_profit_fill_at_the_exchange_tick(platform, api
     assert closes[long["id"]]["close_reason"] == "take_profit" and D(closes[long["id"]]["close_price"]) == D("3059.23")
     assert closes[short["id"]]["close_reason"] == "stop_loss" and D(closes[short["id"]]["close_price"]) == D("3060.97")
     assert D(closes[long["id"]]["realized_pnl"]) == D("58.27") and D(closes[short["id"]]["realized_pnl"]) == D("-61.72")
+
+
+def _priced_from(receipt: dict, market: dict) -> bool:
+    """Whether a fill receipt adds up, as docs/api.md says anyone can check it: a buy at the exchange ask plus half
+    the spread rounded up to the price tick, a sell at the exchange bid less half the spread rounded down."""
+    half = D(receipt["spread_bps"]) / 20000
+    tick = D(market["price_tick"])
+    if receipt["side"] == "buy":
+        price = (D(receipt["exchange_ask"]) * (1 + half)).quantize(tick, rounding="ROUND_CEILING")
+        markup = D(receipt["price"]) - D(receipt["exchange_ask"])
+    else:
+        price = (D(receipt["exchange_bid"]) * (1 - half)).quantize(tick, rounding="ROUND_FLOOR")
+        markup = D(receipt["exchange_bid"]) - D(receipt["price"])
+    return price == D(receipt["price"]) and markup == D(receipt["markup"]) and D(receipt["spread_bps"]) == D(
+        market["spread_bps"])
+
+
+async def test_every_fill_carries_the_exchange_quote_it_was_priced_from(platform, api, mailbox, email, exchange_feed):
+    auth = await signed_in(api, mailbox, email)
+    market = next(m for m in (await api.get("/markets")).json() if m["symbol"] == "ETH_USDC")
+    opened_at = await exchange_feed("ETH_USDC", "3000.00", "3000.20")
+    ws = await account_socket(api, auth["Authorization"].removeprefix("Bearer "))
+    try:
+        long = (await api.post("/positions", headers=auth, json={"symbol": "ETH_USDC", "side": "long", "qty": "1",
+                                                                 "leverage": 10, "stop_loss": "2950"})).json()
+        short = (await api.post("/positions", headers=auth, json={"symbol": "ETH_USDC", "side": "short",
+                                                                  "qty": "1", "leverage": 10})).json()
+        fed = await next_frame(ws, lambda f: f["type"] == "position" and f["position"]["id"] == long["id"])
+        assert fed["position"]["open_receipt"] == long["open_receipt"]
+        assert long["open_receipt"] == {
+            "side": "buy", "price": long["entry_price"], "exchange_bid": "3000.00", "exchange_ask": "3000.20",
+            "exchange_time_us": long["open_receipt"]["exchange_time_us"], "update_id": opened_at,
+            "spread_bps": market["spread_bps"], "markup": "0.76"}
+        assert short["open_receipt"]["side"] == "sell" and short["open_receipt"]["update_id"] == opened_at
+
+        closed_at = await exchange_feed("ETH_USDC", "3010.00", "3010.30")
+        manual = (await api.post(f"/positions/{short['id']}/close", headers=auth, json={})).json()
+        stopped_at = await exchange_feed("ETH_USDC", "2940.00", "2940.40")  # the long's stop-loss at 2950
+        stop = (await next_frame(ws, lambda f: f["type"] == "position" and f["event"] == "closed"
+                                 and f["position"]["id"] == long["id"]))["position"]
+    finally:
+        await ws.close()
+    assert manual["close_receipt"]["side"] == "buy" and manual["close_receipt"]["update_id"] == closed_at
+    assert (manual["close_receipt"]["exchange_ask"], manual["close_price"]) == ("3010.30",
+                                                                               manual["close_receipt"]["price"])
+    assert stop["close_reason"] == "stop_loss" and stop["close_receipt"]["update_id"] == stopped_at
+    assert (stop["close_receipt"]["side"], stop["close_receipt"]["exchange_bid"]) == ("sell", "2940.00")
+    history = {p["id"]: p for p in (await api.get("/positions?status=closed", headers=auth)).json()}
+    receipts = [history[long["id"]]["open_receipt"], history[long["id"]]["close_receipt"],
+                history[short["id"]]["open_receipt"], history[short["id"]]["close_receipt"]]
+    assert receipts == [long["open_receipt"], stop["close_receipt"], short["open_receipt"], manual["close_receipt"]]
+    assert all(_priced_from(r, market) for r in receipts)
+    assert D(stop["close_price"]) == D(stop["close_receipt"]["price"])
 
 
 async def test_margin_call_then_stop_out_from_exchange_prices(platform, api, mailbox, email, exchange_feed):

@@ -30,7 +30,8 @@ def test_a_tick_becomes_the_broker_quote_and_one_price_frame():
     book.on_price(lambda s, f: sent.append((s, f)))
     book.on_mid(lambda s, ts, m: mids.append((s, ts, m)))
     quote = book.apply(raw("BTC_USDC", "96500.0", "96500.5", 1_700_000_000_123_456))
-    expected = broker_quote(MARKETS["BTC_USDC"], Decimal("96500.0"), Decimal("96500.5"), 1_700_000_000_123)
+    expected = broker_quote(MARKETS["BTC_USDC"], Decimal("96500.0"), Decimal("96500.5"), 1_700_000_000_123,
+                            exchange_time_us=1_700_000_000_123_456)
     assert quote == expected
     assert [s for s, _ in sent] == ["BTC_USDC"]
     assert json.loads(sent[0][1]) == {"type": "price", "symbol": "BTC_USDC", "bid": str(expected.bid),
