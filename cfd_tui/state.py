@@ -211,6 +211,12 @@ class Portfolio:
         mark = self.marks.get(position.id)
         return None if mark is None else mark.unrealized_pnl
 
+    def stop_out_price(self, position: Position) -> Decimal | None:
+        """The price the position would close at when the account is stopped out, every other price as it is (the
+        latest mark's; None before the first, or where no price of its market gets there)."""
+        mark = self.marks.get(position.id)
+        return None if mark is None else mark.stop_out_price
+
     def mark_price(self, position: Position) -> Decimal | None:
         """The price the position would close at, as of the latest mark (None before the first one)."""
         mark = self.marks.get(position.id)

@@ -42,9 +42,10 @@ from cfd_client.models import (
     StateChanged,
     is_open,
 )
+from cfd_dbproc.risk.book import RiskBook
+from cfd_dbproc.trading.risk_runner import open_position
 from cfd_poller.simulation import SIMULATION
 from shared.candles import INTERVALS, bucket_start
-from shared.contracts.events import PositionMark
 from shared.contracts.quote import Quote
 from shared.contracts.rest import (
     AuthSession,
@@ -70,6 +71,7 @@ from shared.trading import (
     check_trailing,
     close_price,
     closing,
+    fill_receipt,
     margin,
     money,
     open_price,
@@ -77,7 +79,6 @@ from shared.trading import (
     plain,
     stop_trigger,
     trailed_stop,
-    unrealized_pnl,
 )
 
 FIXED_NOW_MS = 1_767_225_600_000  # 2026-01-01 00:00:00 UTC
@@ -579,7 +580,7 @@ class FakeBroker:
                             leverage=leverage, margin=need, stop_loss=plain(stop_loss),
                             take_profit=plain(take_profit), trailing_distance=plain(trailing_distance),
                             status="open", opened_at=self.now_ms, updated_at=self.now_ms, order_id=order_id,
-                            commission=fee)
+                            commission=fee, open_receipt=fill_receipt(side == "long", fill, quote))
         self.positions_by_id[position.id] = (user_id, position)
         self.unbooked_fees[position.id] = fee_carry
         if fee:
@@ -596,10 +597,17 @@ class FakeBroker:
 
     def mark_frame(self, user_id: str) -> AccountFrame:
         """The account and its positions marked at the latest quotes, as the platform's owning dbproc sends it."""
-        marks = [PositionMark(id=p.id, price=close_price(p.side, quote),
-                              unrealized_pnl=money(unrealized_pnl(p.side, p.qty, p.entry_price, quote)))
-                 for p in self._open(user_id) if (quote := self.quotes.get(p.symbol)) is not None]
-        return AccountFrame(event="mark", account=self._account(user_id), marks=marks)
+        open_now = self._open(user_id)
+        if not open_now:
+            return AccountFrame(event="mark", account=self._account(user_id), marks=[])
+        book = RiskBook()  # the platform's own marks: prices, PnL and the stop-out and margin call prices
+        book.add_accounts([open_position(user_id, p) for p in open_now], {user_id: self.balances[user_id]})
+        for quote in self.quotes.values():
+            book.on_quote(quote)
+        marked = book.marked(user_id)
+        assert marked is not None
+        account, marks = marked
+        return AccountFrame(event="mark", account=account, marks=marks)
 
     def _emit_mark(self, user_id: str) -> None:
         self._emit(self.mark_frame(user_id))
@@ -629,6 +637,8 @@ class FakeBroker:
         closed = msgspec.structs.replace(position, id=closed_id, qty=qty, margin=done.released_margin,
                                          status="closed", updated_at=self.now_ms, closed_at=self.now_ms,
                                          close_price=price, realized_pnl=done.realized, close_reason=reason,
+                                         close_receipt=fill_receipt(position.side == "short", price,
+                                                                    self.quotes[position.symbol]),
                                          parent_id=None if whole else position.id,
                                          commission=position.commission + fee if whole else fee,
                                          financing=position.financing if whole else Decimal("0.00"))

@@ -49,12 +49,16 @@ VIEW_ACTIONS: dict[str, BottomView] = {"close_position": "positions", "partial_c
 
 def chart_levels(symbol: str, portfolio: Portfolio) -> list[Level]:
     """The lines the chart of `symbol` draws: each open position's entry, stop-loss (a trailing one as such) and
-    take-profit, and each working order's price."""
+    take-profit, the price at which the account would be stopped out (the platform's latest mark), and each
+    working order's price."""
     levels: list[Level] = []
     for p in portfolio.positions.values():
         if p.symbol != symbol:
             continue
         levels.append(Level(p.entry_price, f"{p.side} {p.qty.normalize():f}", "entry", p.side))
+        stop_out = portfolio.stop_out_price(p)
+        if stop_out is not None:
+            levels.append(Level(stop_out, "stop-out", "stop_out", "SO"))
         if p.stop_loss is not None:
             trailing = p.trailing_distance is not None
             levels.append(Level(p.stop_loss, "trailing SL" if trailing else "SL", "stop", "TSL" if trailing else ""))

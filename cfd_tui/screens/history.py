@@ -32,7 +32,8 @@ LEDGER_COLUMNS = (Column("Time", "time", 19), Column("Kind", "kind", 13), Column
                   Column("Balance", "balance", 13, drop=2), Column("Reference", "reference", 36, drop=1))
 REASONS = {"manual": "by hand", "stop_loss": "stop-loss", "take_profit": "take-profit",
            "trailing_stop": "trailing stop", "stop_out": "stop-out"}
-KINDS = {"deposit": "deposit", "realized_pnl": "realised PnL", "fee": "fee", "shortfall": "shortfall"}
+KINDS = {"deposit": "deposit", "realized_pnl": "realised PnL", "fee": "fee", "shortfall": "shortfall",
+         "commission": "commission", "financing": "financing"}
 HISTORY_PAGE = 500  # newest closed positions, orders and ledger entries shown: a page, however long it grows
 TABS = ("tab-closed", "tab-orders", "tab-ledger")
 

@@ -4,7 +4,8 @@ Each candle takes two columns (body and a gap); a body cell is `█`, or `▀`/`
 the upper or lower half of the cell, which doubles the vertical resolution; wicks are `│`. The right axis
 marks the last close. History comes from `GET /candles`, the live candle from `candles.<interval>.<SYMBOL>`.
 
-Price levels (`set_levels`: a position's entry, stop-loss and take-profit, a working order's price) are
+Price levels (`set_levels`: a position's entry, stop-loss and take-profit, the account's stop-out price, a
+working order's price) are
 dashed lines `╌` across the cells no candle uses, with a short label at the left end and the price on the
 axis in the level's colour. The scale widens to take in the levels within one candle range of it; one further
 away is named at the top (`▲`) or bottom (`▼`) of the axis instead, so the candles keep their height.
@@ -41,10 +42,11 @@ CANDLE_COLUMNS = 2
 MAX_CANDLES = 300  # kept per chart: as many as a 600-column terminal shows (two columns a candle); the rest go
 UP, DOWN, AXIS, LAST = "candle-chart--up", "candle-chart--down", "candle-chart--axis", "candle-chart--last"
 LINE = "╌"
-LevelKind = Literal["stop", "target", "order", "entry"]
-LEVEL_STYLES: dict[LevelKind, str] = {"stop": "candle-chart--stop", "target": "candle-chart--target",
-                                      "order": "candle-chart--order", "entry": "candle-chart--entry"}
-PRIORITY: tuple[LevelKind, ...] = ("stop", "target", "order", "entry")  # of two levels on one row, the first shows
+LevelKind = Literal["stop_out", "stop", "target", "order", "entry"]
+LEVEL_STYLES: dict[LevelKind, str] = {"stop_out": "candle-chart--stop-out", "stop": "candle-chart--stop",
+                                      "target": "candle-chart--target", "order": "candle-chart--order",
+                                      "entry": "candle-chart--entry"}
+PRIORITY: tuple[LevelKind, ...] = ("stop_out", "stop", "target", "order", "entry")  # of two on one row, the first shows
 
 Run = tuple[str, str | None]  # characters and the component class that styles them (None: the widget's own style)
 

@@ -22,6 +22,7 @@ COLUMNS = (
     Column("Qty", "qty", 9),
     Column("Entry", "entry", 10, drop=6),
     Column("Mark", "mark", 10, drop=7),
+    Column("Stop-out", "stop_out", 10, drop=8),
     Column("Lev", "lev", 4, drop=2),
     Column("Stop-loss", "sl", 10, drop=4),
     Column("Take-profit", "tp", 11, drop=3),
@@ -46,7 +47,8 @@ class PositionsTable(LiveTable):
 
     Every cell follows the position it shows: a part-close changes the quantity and the margin in place. When
     the table is too narrow for every column, the least important go first (ID, leverage, take-profit,
-    stop-loss, margin, entry, mark); market, side, quantity and PnL always stay.
+    stop-loss, margin, entry, mark, stop-out); market, side, quantity and PnL always stay. The stop-out column is
+    the price at which the account would be stopped out if this position's market alone moved there.
     """
 
     COLUMNS = COLUMNS
@@ -114,6 +116,7 @@ class PositionsTable(LiveTable):
             "qty": lambda: Text(fmt.qty(p.qty, step), justify=right),
             "entry": lambda: Text(fmt.price(p.entry_price, tick), justify=right),
             "mark": lambda: Text(fmt.price(portfolio.mark_price(p), tick), justify=right),
+            "stop_out": lambda: self._stop_out_cell(p, portfolio, tick),
             "lev": lambda: Text(f"{p.leverage}×", justify=right),
             "sl": lambda: Text(stop_loss_text(p, tick), justify=right),
             "tp": lambda: Text(fmt.price(p.take_profit, tick), justify=right),
@@ -122,6 +125,14 @@ class PositionsTable(LiveTable):
         }
         shown = {column.key for column in self.shown}
         return {key: maker() for key, maker in makers.items() if key in shown}
+
+    def _stop_out_cell(self, p: Position, portfolio: Portfolio, tick: Decimal) -> Text:
+        """The stop-out price; `none` when the platform's mark says no price of the market gets there (a long
+        that would need a price below zero, a market held as much long as short), `—` before the first mark."""
+        price = portfolio.stop_out_price(p)
+        if price is None and portfolio.mark_price(p) is not None:
+            return Text("none", style="dim", justify="right")
+        return Text(fmt.price(price, tick), justify="right")
 
     def _pnl_cell(self, pnl: Decimal | None) -> Text:
         style = "" if not pnl else self.get_component_rich_style("positions--profit" if pnl > 0 else

@@ -20,6 +20,7 @@ from textual.widgets import Input
 from cfd_client.models import FeedState
 from cfd_tui.app import CfdApp, create_app
 from cfd_tui.screens.dashboard import DashboardScreen
+from cfd_tui.widgets.candle_chart import CandleChart
 from cfd_tui.widgets.positions_table import PositionsTable
 
 SIZE = (140, 45)
@@ -141,6 +142,28 @@ def test_dashboard_with_positions(snap_compare):
         await until(pilot, dashboard_ready(app, positions=3))
         app.screen.choose_market("SOL_USDC")
         await until(pilot, lambda: "candles SOL_USDC 1m" in fake.requests)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_dashboard_with_a_stop_out_line(snap_compare):
+    """A large SOL long at 20×: the stop-out column and the chart's stop-out line show where the account would be
+    stopped out, as the platform's mark gives it."""
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await fake.open_position("SOL_USDC", "long", Decimal(1000), 20)
+        await until(pilot, dashboard_ready(app, positions=1))
+        app.screen.choose_market("SOL_USDC")
+        await until(pilot, lambda: "candles SOL_USDC 1m" in fake.requests)
+        await until(pilot, lambda: any(m.stop_out_price for m in app.portfolio.marks.values()))
+        mark, = app.portfolio.marks.values()
+        table = app.screen.query_one(PositionsTable)
+        assert str(table.get_cell(mark.id, "stop_out")) == f"{mark.stop_out_price:,.2f}"
+        chart = app.screen.query_one(CandleChart)
+        assert [(level.price, level.label) for level in chart.levels if level.kind == "stop_out"] == [
+            (mark.stop_out_price, "stop-out")]
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 

@@ -42,7 +42,7 @@ def test_at_the_stop_out_price_the_account_is_at_the_level_and_one_tick_before_i
     book.add_accounts(positions, {"ada": D(balance)})
     for q in quotes.values():
         book.on_quote(q)
-    account, marks = book.marked("ada")  # type: ignore[misc]
+    _, marks = book.marked("ada")  # type: ignore[misc]
     assert [m.id for m in marks] == [p.id for p in positions]
     for p, mark in zip(positions, marks, strict=True):
         assert mark.price == close_price(p.side, quotes[p.symbol])
