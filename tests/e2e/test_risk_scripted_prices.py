@@ -146,14 +146,18 @@ async def test_margin_call_then_stop_out_from_exchange_prices(platform, api, mai
                                                                  "qty": "900", "leverage": 10})).json()
     ws = await account_socket(api, auth["Authorization"].removeprefix("Bearer "))
     try:
+        # The marks say where: 50 % of 9002.70 is 4501.35, reached once the bid has fallen (9909.97 − 4501.35) / 900
+        # = 6.0096 below 100.03, so at 94.02 (the first tick at or below 94.0204); 100 % at 99.02 likewise.
+        mark = await next_frame(ws, lambda f: f["type"] == "account" and f["event"] == "mark" and f["marks"])
+        assert (mark["marks"][0]["stop_out_price"], mark["marks"][0]["margin_call_price"]) == ("94.02", "99.02")
         await exchange_feed("SOL_USDC", "99.10", "99.10")  # bid 99.07: equity 9909.97 − 864 = 9046 → level ≈ 100.5 %
         await exchange_feed("SOL_USDC", "98.80", "98.80")  # bid 98.77: equity 8776 → level ≈ 97.5 %: margin call
         call = await next_frame(ws, lambda f: f["type"] == "account" and f["event"] == "margin_call")
         assert D("50") <= D(call["margin_level"]) < D("100")
         assert (await api.get(f"/positions/{position['id']}", headers=auth)).json()["status"] == "open"
 
-        await exchange_feed("SOL_USDC", "94.10", "94.10")  # bid 94.07: equity 4537 → level ≈ 50.4 %: still open
-        await exchange_feed("SOL_USDC", "94.00", "94.00")  # bid 93.97: equity 4447 → level ≈ 49.4 %: stop-out
+        await exchange_feed("SOL_USDC", "94.10", "94.10")  # bid 94.07, above the stop-out price: still open
+        await exchange_feed("SOL_USDC", "94.00", "94.00")  # bid 93.97, past it: stop-out
         closed = await next_frame(ws, lambda f: f["type"] == "position" and f["event"] == "closed")
     finally:
         await ws.close()
