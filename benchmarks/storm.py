@@ -5,9 +5,9 @@
 
 A steady trader reads their account every 50 ms and opens a position every 10th time, measured; meanwhile a
 second user (or their bot) storms the API with 50 concurrent loops of reads and opens, as fast as the server
-answers. Three phases on one platform: quiet; the storm under the default limits (the storm is mostly
-answered 429 at once); and the storm with the limits lifted, for comparison. Writes
-benchmarks/results/storm-<backends>.json.
+answers, from a process of its own (so the storm's client work does not share the platform's event loop).
+Three phases, each on a fresh platform: quiet; the storm under the default limits; and the storm with the
+limits lifted, for comparison. Writes benchmarks/results/storm-<backends>.json.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from decimal import Decimal
 
@@ -58,7 +59,7 @@ async def steady(api: httpx.AsyncClient, auth: dict, count: int) -> list[float]:
     return samples
 
 
-async def storm(api: httpx.AsyncClient, auth: dict, stop: asyncio.Event, counts: dict[int, int]) -> None:
+async def storm_loop(api: httpx.AsyncClient, auth: dict, stop: asyncio.Event, counts: dict[int, int]) -> None:
     n = 0
     while not stop.is_set():
         n += 1
@@ -71,19 +72,25 @@ async def phase(platform, name: str, count: int, storming: bool, codes) -> dict:
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(base_url=platform.base_url + "/api/v1", timeout=30, limits=limits) as api:
         victim, attacker = await new_trader(api, codes), await new_trader(api, codes)
-        stop = asyncio.Event()
-        counts: dict[int, int] = {}
         started = time.perf_counter()
-        loops = [asyncio.ensure_future(storm(api, attacker, stop, counts)) for _ in range(50 if storming else 0)]
+        storm = None
+        if storming:
+            storm = await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--storm", platform.base_url + "/api/v1", attacker["Authorization"],
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            assert storm.stdout is not None
+            await storm.stdout.readline()  # "storming"
         with console.status(f"{name}: {count} steady requests …"):
             samples = await steady(api, victim, count)
-        stop.set()
-        await asyncio.gather(*loops)
+        counts: dict[str, int] = {}
+        if storm is not None:
+            out, _ = await storm.communicate(b"stop\n")
+            counts = json.loads(out)
         seconds = time.perf_counter() - started
     storm_total = sum(counts.values())
     return {"phase": name, "steady": percentiles(samples),
             "storm_rps": round(storm_total / seconds, 1) if storm_total else 0,
-            "storm_statuses": {str(k): v for k, v in sorted(counts.items())}}
+            "storm_statuses": dict(sorted(counts.items()))}
 
 
 async def measure(real: bool, count: int) -> dict:
@@ -103,11 +110,30 @@ async def measure(real: bool, count: int) -> dict:
     return {**describe(settings, real), "steady_requests": count, "phases": results}
 
 
+async def storm(base_url: str, authorization: str) -> None:
+    """The storm's own process: 50 loops until a line arrives on stdin; then the answers by status, as JSON."""
+    counts: dict[int, int] = {}
+    stop = asyncio.Event()
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as api:
+        loops = [asyncio.ensure_future(storm_loop(api, {"Authorization": authorization}, stop, counts))
+                 for _ in range(50)]
+        print("storming", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        stop.set()
+        await asyncio.gather(*loops)
+    print(json.dumps({str(k): v for k, v in sorted(counts.items())}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--real", action="store_true", help="use the backends the CFD_* variables name")
     parser.add_argument("--count", type=int, default=500, help="steady requests per phase")
+    parser.add_argument("--storm", nargs=2, metavar=("BASE_URL", "AUTHORIZATION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.storm:
+        asyncio.run(storm(*args.storm))
+        return
     result = asyncio.run(measure(args.real, args.count))
     table = Table(title=f"the steady trader's latency ({result['backends']})")
     for column in ("phase", "p50 ms", "p99 ms", "storm req/s", "storm answers"):

@@ -33,11 +33,12 @@ async def provide_session(request: Request, state: State) -> Session:
     token = bearer_token(request)
     if not token:
         raise Unauthorized("Sign in first: send the auth_token cookie or an Authorization: Bearer header.")
+    await state.limits.hold_early(request, token)
     session = await state.auth.sessions.resolve(token)
     if session.key_id is not None and request.method in WRITES and "trade" not in session.scopes:
         raise Forbidden("This API key may only read; create one with the trade scope to trade.",
                         code="insufficient_scope", details={"scopes": list(session.scopes)})
-    await state.limits.check(request, session)
+    await state.limits.check(request, session, token)
     return session
 
 

@@ -2,7 +2,7 @@
 
 `MemoryCache` (in-process, the default) and `RedisCache` keep one contract; every operation that the
 auth flow needs to be race-free (`set(..., only_if_absent=True)`, `getdel`, `incr`, `take`, `give_back`)
-is atomic in both. A cache that cannot be reached raises `BackendDown("cache")`.
+and the request rate limits' `pace` are atomic in both. A cache that cannot be reached raises `BackendDown("cache")`.
 """
 
 from __future__ import annotations
@@ -43,6 +43,42 @@ class Taken:
         return max(1, math.ceil(max(waits, default=0)))
 
 
+@dataclass(frozen=True)
+class Pace:
+    """A steady rate: one request every `interval` seconds on average, up to `burst` at once (the generic cell
+    rate algorithm: a full bucket of `burst` refills by one every `interval`)."""
+
+    key: str
+    interval: float
+    burst: int
+
+
+@dataclass(frozen=True)
+class Paced:
+    """What `Cache.pace` decided: admitted or not, how many more are admitted right now, the seconds until the
+    next one is (0 when one is now), and the seconds until the whole burst is available again."""
+
+    admitted: bool
+    remaining: int
+    next_in: float
+    full_in: float
+
+
+def gcra(pace: Pace, tat: float, now: float, admitted: bool | None = None) -> tuple[Paced, float | None]:
+    """One step of the cell rate algorithm at `now` for a stored theoretical arrival time `tat` (0: none): the
+    decision (or the one given as `admitted`), and the new `tat` to store (None when refused: nothing changes)."""
+    tat = max(tat, now)
+    tolerance = pace.interval * (pace.burst - 1)
+    if admitted is None:
+        admitted = now >= tat - tolerance
+    if not admitted:
+        return Paced(False, 0, max(0.0, tat - tolerance - now), tat - now), None
+    new_tat = tat + pace.interval
+    remaining = max(0, math.floor((now + tolerance + pace.interval - new_tat) / pace.interval + 1e-9))
+    next_in = 0.0 if remaining > 0 else max(0.0, new_tat - tolerance - now)
+    return Paced(True, remaining, next_in, new_tat - now), new_tat
+
+
 class Cache(ABC):
     name: str
 
@@ -78,6 +114,11 @@ class Cache(ABC):
         """Count one attempt against every budget, all or none, in one atomic step: admitted only if each
         budget still has room, and then counted in each. A refused take counts nowhere. Of N concurrent
         callers, exactly as many are admitted as the tightest budget has room for."""
+
+    @abstractmethod
+    async def pace(self, pace: Pace) -> Paced:
+        """Admit one request at `pace` or refuse it (`gcra`), in one atomic step, on one clock for every caller
+        (the cache's): of N concurrent callers with a full bucket, exactly `burst` are admitted."""
 
     @abstractmethod
     async def give_back(self, *keys: str) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import msgspec
 
-from shared.cache import Budget, Cache, Taken
+from shared.cache import Budget, Cache, Pace, Paced, Taken, gcra
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,14 @@ class MemoryCache(Cache):
                 item, resets[i] = (b"", now + budget.window), budget.window
             self._put(budget.key, str(counts[i]).encode(), item[1])
         return Taken(True, tuple(counts), tuple(resets))
+
+    async def pace(self, pace: Pace) -> Paced:
+        now = self._clock()
+        item = self._live(pace.key)
+        paced, tat = gcra(pace, float(item[0]) if item else 0.0, now)
+        if tat is not None:
+            self._put(pace.key, repr(tat).encode(), tat)
+        return paced
 
     async def give_back(self, *keys: str) -> None:
         for key in keys:

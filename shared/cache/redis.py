@@ -12,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.cache import Budget, Cache, Taken
+from shared.cache import Budget, Cache, Pace, Paced, Taken, gcra
 from shared.errors import BackendDown
 
 P = ParamSpec("P")
@@ -50,6 +50,21 @@ if admitted == 1 then
   end
 end
 return {admitted, counts, pttls}
+"""
+
+_PACE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local tolerance = interval * (burst - 1)
+if now < tat - tolerance then
+  return {0, string.format('%.17g', tat), string.format('%.17g', now)}
+end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.17g', new_tat), 'PX', math.ceil(new_tat - now))
+return {1, string.format('%.17g', tat), string.format('%.17g', now)}
 """
 
 _GIVE_BACK = """
@@ -113,9 +128,11 @@ class RedisCache(Cache):
         return int(count)
 
     @functools.cached_property
-    def _scripts(self) -> tuple[AsyncScript, AsyncScript]:
-        """`take` and `give_back` as Lua scripts: Redis runs each one whole, nothing in between."""
-        return self._redis.register_script(_TAKE), self._redis.register_script(_GIVE_BACK)
+    def _scripts(self) -> tuple[AsyncScript, AsyncScript, AsyncScript]:
+        """`take`, `give_back` and `pace` as Lua scripts: Redis runs each one whole, nothing in between (`pace` on
+        Redis's own clock, the same for every server instance)."""
+        return (self._redis.register_script(_TAKE), self._redis.register_script(_GIVE_BACK),
+                self._redis.register_script(_PACE))
 
     @_guarded
     async def take(self, *budgets: Budget) -> Taken:
@@ -124,6 +141,13 @@ class RedisCache(Cache):
         args = [part for budget in budgets for part in (budget.limit, max(1, int(budget.window * 1000)))]
         admitted, counts, pttls = await self._scripts[0](keys=[budget.key for budget in budgets], args=args)
         return Taken(bool(admitted), tuple(int(c) for c in counts), tuple(max(0, int(ms)) / 1000 for ms in pttls))
+
+    @_guarded
+    async def pace(self, pace: Pace) -> Paced:
+        in_ms = Pace(pace.key, pace.interval * 1000, pace.burst)
+        admitted, tat, now = await self._scripts[2](keys=[pace.key], args=[in_ms.interval, pace.burst])
+        paced, _ = gcra(in_ms, float(tat), float(now), bool(admitted))  # the script's decision, in numbers
+        return Paced(paced.admitted, paced.remaining, paced.next_in / 1000, paced.full_in / 1000)
 
     @_guarded
     async def give_back(self, *keys: str) -> None:

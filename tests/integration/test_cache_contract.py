@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from shared.cache import Budget, create_cache
+from shared.cache import Budget, Pace, create_cache
 
 
 @pytest.fixture
@@ -106,3 +106,23 @@ async def test_give_back_returns_one_take_and_keeps_the_window(cache, key):
         await cache.give_back(key)
     assert (await cache.take(budget)).counts == (1,)  # never below zero
     assert await cache.get(key + ":never-taken") is None
+
+
+async def test_pace_admits_the_burst_of_a_concurrent_crowd_then_one_per_interval(cache, key):
+    pace = Pace(key, interval=0.2, burst=5)
+    results = await asyncio.gather(*(cache.pace(pace) for _ in range(40)))
+    admitted = [r for r in results if r.admitted]
+    assert len(admitted) == 5
+    assert sorted(r.remaining for r in admitted) == [0, 1, 2, 3, 4]
+    refused = [r for r in results if not r.admitted]
+    assert all(r.remaining == 0 and 0 < r.next_in <= 0.2 and 0.8 <= r.full_in <= 1.0 for r in refused)
+    await asyncio.sleep(refused[-1].next_in + 0.02)
+    one, two = await cache.pace(pace), await cache.pace(pace)  # a steady rate: one more per interval, no burst
+    assert one.admitted and one.remaining == 0 and not two.admitted
+
+
+async def test_pace_refills_to_the_whole_burst_and_no_further(cache, key):
+    pace = Pace(key, interval=0.05, burst=3)
+    assert [(await cache.pace(pace)).admitted for _ in range(4)] == [True, True, True, False]
+    await asyncio.sleep(0.5)  # ten intervals: the bucket is full again, with three
+    assert [(await cache.pace(pace)).admitted for _ in range(4)] == [True, True, True, False]
