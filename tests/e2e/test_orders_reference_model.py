@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from helpers import ledger_totals, set_price, signed_in
+from helpers import REAL, ledger_totals, set_price, signed_in
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -324,6 +324,10 @@ class Session:
         except TimeoutError:
             raise AssertionError(self.diff(*shown)) from None
         self.compare(*shown)
+        totals, balance = await ledger_totals(self.api, self.auth)  # the ledger invariant, after every step
+        assert totals.get("realized_pnl", ZERO) == self.model.realized, self.log
+        assert -totals.get("commission", ZERO) == self.model.commissions, self.log
+        assert balance == DEPOSIT + self.model.realized - self.model.commissions + totals.get("financing", ZERO)
         await self.risk_engine_caught_up()
 
     def diff(self, orders: dict[str, dict], positions: dict[str, dict]) -> str:
@@ -505,7 +509,9 @@ class Session:
         await self.settle()
 
 
-@settings(max_examples=40, derandomize=True, deadline=None, phases=(Phase.explicit, Phase.generate),
+# 40 sessions take about 25 s on the embedded backends; on Kafka and PostgreSQL each step waits longer, and the
+# first 25 of the same sessions (derandomized: the same ones every run) take about 40 s.
+@settings(max_examples=25 if REAL else 40, derandomize=True, deadline=None, phases=(Phase.explicit, Phase.generate),
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(steps=scenarios)
 async def test_every_fill_and_close_is_the_reference_models_to_the_cent(platform, api, mailbox, steps):
@@ -530,8 +536,6 @@ async def test_every_fill_and_close_is_the_reference_models_to_the_cent(platform
     await session.wind_up()
 
     assert session.model.open_rows() == [] and session.model.working() == []
-    totals, balance = await ledger_totals(api, auth)
-    assert totals.get("realized_pnl", ZERO) == session.model.realized, session.log
-    assert -totals.get("commission", ZERO) == session.model.commissions, session.log
-    assert "shortfall" not in totals and "fee" not in totals
-    assert balance == DEPOSIT + session.model.realized - session.model.commissions + totals.get("financing", ZERO)
+    totals, _ = await ledger_totals(api, auth)
+    assert set(totals) <= {"deposit", "realized_pnl", "commission", "financing"}, totals  # no shortfall, no fee
+    assert totals["deposit"] == DEPOSIT
