@@ -33,7 +33,7 @@ and in the balance the model expects.
 
 Between steps the test waits until the platform has done what the model expects (REST shows it) and the risk
 engine has taken it in (the dbproc's risk book and order index), so that the next tick meets the state the model
-has: the only place the test looks inside the platform, and only to wait.
+has: the only place the test looks inside the platform, and only to wait (a wait that does not end fails it).
 """
 
 from __future__ import annotations
@@ -317,6 +317,7 @@ class Session:
     async def settle(self) -> None:
         """Wait until the platform has done what the model did, compare every row and order, then wait until the
         risk engine holds what the model holds (so the next tick meets the same book)."""
+        shown: tuple[dict[str, dict], dict[str, dict]] = ({}, {})
         try:
             async with asyncio.timeout(10):
                 while not self._matches(*(shown := await self.snapshot())):  # noqa: ASYNC110 (polling REST)
@@ -397,7 +398,7 @@ class Session:
                     sl: int | None, tp: int | None, trail: int | None) -> None:
         terms, quote = self.model.terms[symbol], self.model.quotes[symbol]
         tick = terms.tick
-        toward = 1 if (side == "long") != (type_ == "limit") else -1  # a stop waits above (long), a limit below
+        toward = 1 if (side == "long") != (type_ == "limit") else -1  # long stops, short limits wait above
         price = opens_at(side, quote) + toward * away * tick
         loss = -1 if side == "long" else 1
         body = {"symbol": symbol, "side": side, "type": type_, "qty": str(units * QTY_UNIT[symbol]),
