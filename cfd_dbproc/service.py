@@ -60,6 +60,7 @@ class DbProc:
         self.trading = TradingEngine(store, bus, self.topics.events, self.quotes,
                                      Costs(store, self.quotes, settings.trading.financing_rollover_minute, clock))
         self.risk = RiskRunner(bus, self.topics, self.quotes, store)
+        self.trading.unstored_stop = self.risk.book.unstored_stop
         self.marks = MarkPublisher(bus, self.topics.marks, self.risk)
         self.responder.serve(UserHandlers(db, settings.trading.demo_deposit, self.directory), self.trading,
                              TradingQueries(self.trading), OperatorHandlers(store, self.quotes, self.directory),

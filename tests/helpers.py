@@ -122,6 +122,34 @@ async def signed_in(api: httpx.AsyncClient, mailbox: Mailbox, email: str) -> dic
     return {"Authorization": f"Bearer {body['access_token']}"}
 
 
+async def ledger_totals(api: httpx.AsyncClient, auth: dict[str, str]) -> tuple[dict[str, Any], Any]:
+    """Walk the user's whole ledger (`GET /ledger`, every page) and check the ledger invariant against `GET
+    /account`: balance = deposits − withdrawals + Σ realised PnL − Σ commissions ± Σ financing − Σ fees
+    + Σ shortfall credits (commissions are booked as negative amounts, withdrawals as negative deposits), and
+    the balance is not negative. Returns (the sum of the entries of each kind, the balance)."""
+    from decimal import Decimal
+
+    entries: list[dict[str, Any]] = []
+    url = "/ledger?limit=1000"
+    while url:
+        page = await api.get(url, headers=auth)
+        assert page.status_code == 200, page.text
+        entries += page.json()
+        found = re.match(r'^<([^>]+)>; rel="next"$', page.headers.get("link", ""))
+        url = found.group(1).removeprefix(urlsplit(str(api.base_url)).path) if found else ""
+    assert len({e["id"] for e in entries}) == len(entries), "an entry is listed twice"
+    totals: dict[str, Decimal] = {}
+    for entry in entries:
+        totals[entry["kind"]] = totals.get(entry["kind"], Decimal(0)) + Decimal(entry["amount"])
+    balance = Decimal((await api.get("/account", headers=auth)).json()["balance"])
+    assert balance >= 0
+    assert totals.get("commission", Decimal(0)) <= 0  # charges
+    assert balance == (totals.get("deposit", 0) + totals.get("realized_pnl", 0) + totals.get("commission", 0)
+                       + totals.get("financing", 0) - totals.get("fee", 0) + totals.get("shortfall", 0)), totals
+    assert set(totals) <= {"deposit", "realized_pnl", "commission", "financing", "fee", "shortfall"}, totals
+    return totals, balance
+
+
 def merged(*layers: Mapping[str, Any]) -> dict[str, Any]:
     """Settings overrides (`load_settings`'s keywords) in layers, the last winning: a group's mapping is merged
     into the same group's of the layers before, field by field."""

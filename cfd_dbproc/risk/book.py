@@ -33,6 +33,7 @@ from shared.trading import (
     STOP_OUT_LEVEL,
     account_state,
     close_price,
+    further_stop,
     money,
     stop_trigger,
     trailed_stop,
@@ -78,6 +79,7 @@ class RiskBook:
         self._dirty: dict[str, None] = {}  # users to verify at the next tick, in order
         self._idle: set[str] = set()  # users that may hold nothing now: dropped at the next tick if so
         self._trailed: dict[str, tuple[str, Decimal]] = {}  # position id → (user id, stop-loss) not yet stored
+        self._storing: dict[str, Decimal] = {}  # position id → stop-loss taken to store, not yet seen stored
         self._alert_levels: dict[str, tuple[Decimal, ...]] = {}  # user id → margin levels an alert watches
         self.verifications = 0
         """Exact account checks run so far (candidates from the index, plus users changed since a tick)."""
@@ -154,7 +156,17 @@ class RiskBook:
     def take_trailed(self) -> dict[str, tuple[str, Decimal]]:
         """The trailing stop-losses ratcheted since the last call, to store: position id → (user id, level)."""
         trailed, self._trailed = self._trailed, {}
+        self._storing.update((position_id, level) for position_id, (_, level) in trailed.items())
         return trailed
+
+    def unstored_stop(self, position_id: str) -> Decimal | None:
+        """The trailing stop-loss the book ratcheted the position to and has not seen stored yet, or None. A command
+        on the position (a change of its stops, a close) starts from it, not from the stored one, which is up to a
+        storing round behind: else the stop would move back."""
+        if position_id not in self._held:
+            return None
+        trailed = self._trailed.get(position_id)
+        return trailed[1] if trailed is not None else self._storing.get(position_id)
 
     def positions_of(self, user_id: str) -> list[str]:
         """The ids of every position the book holds for the user, pending or not."""
@@ -217,6 +229,7 @@ class RiskBook:
         if acct is None:
             return False
         for held in list(acct.held.values()):
+            self._storing.pop(held.position.id, None)
             self._remove(held)
         self._unwatch(acct)
         del self._accounts[user_id]
@@ -285,6 +298,10 @@ class RiskBook:
             acct.balance = balance
         acct.stop_pending = False
         self._rebuild(acct, verified=False)
+        storing = self._storing.get(p.id)
+        if storing is not None and (p.trailing_distance is None
+                                    or further_stop(p.side, p.stop_loss, storing) == p.stop_loss):
+            del self._storing[p.id]  # stored (or no longer trailing)
 
     def position_closed(self, position_id: str, balance: Decimal | None = None) -> bool:
         """A position closed (by hand, stop or stop-out); False when the book did not hold it.
@@ -295,6 +312,7 @@ class RiskBook:
         held = self._held.get(position_id)
         if held is None:
             return False
+        self._storing.pop(position_id, None)
         acct = self._remove(held)
         if balance is not None:
             acct.balance = balance

@@ -84,6 +84,9 @@ class TradingEngine:
         self.events_topic = events_topic
         self.quotes = quotes
         self.costs = costs or Costs(store, quotes, rollover_minute=0)  # its clock is the engine's
+        self.unstored_stop: Callable[[str], Decimal | None] = lambda position_id: None
+        """The trailing stop-loss the risk engine ratcheted a position to and has not stored yet (the dbproc
+        connects its risk book here: the one that checks the users whose commands this engine applies)."""
         self.events_lost = Outage("account events cannot be published (they are committed and stored; the feed "
                                   "fills the gap from the database at the user's next event)", log)
 
@@ -129,9 +132,16 @@ class TradingEngine:
                                                                                              balance))
 
     async def _open_position(self, user_id: uuid.UUID, position_id: str) -> Position:
+        """The open position, its trailing stop-loss where the risk engine has ratcheted it (stored now, if the
+        engine had not yet): a change or a close starts from there, so the stop never moves back."""
         position = await self.store.position(user_id, position_id)
         if position.status != "open":
             raise Conflict("This position is already closed.", code="position_closed")
+        if position.trailing_distance is not None:
+            stop = further_stop(position.side, position.stop_loss, self.unstored_stop(position.id))
+            if stop != position.stop_loss:
+                await self.store.update(position.id, stop_loss=stop)
+                position = msgspec.structs.replace(position, stop_loss=stop)
         return position
 
     async def _realize(self, user_id: uuid.UUID, realized: Decimal, fee: Decimal, balance: Decimal, reference: str,

@@ -255,3 +255,26 @@ async def test_close_all_closes_one_market_or_everything(platform, api, mailbox,
     everything = await api.post("/positions/close-all", headers=auth)
     assert [p["symbol"] for p in everything.json()["closed"]] == ["DOGE_USDC"]
     assert (await api.post("/positions/close-all", headers=auth)).json() == {"closed": []}
+
+
+async def test_a_trailing_stop_turned_off_just_after_it_moved_stays_where_it_got_to(platform, api, mailbox, email):
+    """The risk engine ratchets a trailing stop on the tick and stores it within half a second; turning the
+    trailing off in between must keep the stop where it got to, not where it was last stored."""
+    auth = await signed_in(api, mailbox, email)
+    await set_price(platform, "SOL_USDC", "200.00", "200.00")  # broker 199.94 / 200.06
+    position = (await api.post("/positions", headers=auth, json={
+        "symbol": "SOL_USDC", "side": "long", "qty": "1", "leverage": 5, "trailing_distance": "5.00"})).json()
+    assert D(position["stop_loss"]) == D("194.94")
+    await set_price(platform, "SOL_USDC", "210.00", "210.00")  # bid 209.93: the stop moves up to 204.93
+    off = await api.patch(f"/positions/{position['id']}", headers=auth, json={"trailing_distance": None})
+    assert off.status_code == 200, off.text
+    assert off.json()["trailing_distance"] is None and D(off.json()["stop_loss"]) == D("204.93")
+    await asyncio.sleep(1.0)  # past the round that stores ratcheted stops
+    assert D((await api.get(f"/positions/{position['id']}", headers=auth)).json()["stop_loss"]) == D("204.93")
+    await set_price(platform, "SOL_USDC", "204.50", "204.50")  # bid 204.43: through 204.93, not through 194.94
+
+    async def closed():
+        p = (await api.get(f"/positions/{position['id']}", headers=auth)).json()
+        return p if p["status"] == "closed" else None
+    done = await eventually(closed, timeout=5)
+    assert done["close_reason"] == "stop_loss" and D(done["close_price"]) == D("204.43")

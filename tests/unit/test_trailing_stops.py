@@ -55,3 +55,35 @@ def test_a_stored_level_behind_the_books_does_not_pull_the_stop_back():
     book.position_updated(OpenPosition(id="p", user_id="ada", symbol="SOL_USDC", side="long", qty=D(1),
                                        entry_price=D(100), margin=D(10), stop_loss=D(115), trailing_distance=D(5)))
     assert book.on_quote(tick("114", "115"))[0].kind == "trailing_stop"
+
+
+def test_a_ratcheted_level_is_unstored_until_an_update_carries_it_or_the_trailing_stops():
+    """What a command on the position starts from (`unstored_stop`): the ratcheted level, while it waits to be
+    stored and while its store is on the way; not once an update shows it stored, or the position stops
+    trailing, or closes."""
+    book = book_with("long", "95")
+    assert book.unstored_stop("p") is None
+    book.on_quote(tick("104", "105"))
+    assert book.unstored_stop("p") == D(99)
+    book.take_trailed()
+    assert book.unstored_stop("p") == D(99)  # sent to be stored, not stored yet
+
+    def updated(stop_loss: str, distance: str | None = "5") -> None:
+        book.position_updated(OpenPosition(id="p", user_id="ada", symbol="SOL_USDC", side="long", qty=D(1),
+                                           entry_price=D(100), margin=D(10), stop_loss=D(stop_loss),
+                                           trailing_distance=None if distance is None else D(distance)))
+
+    updated("95")  # an update with the old stored level (a take-profit changed, say): still not stored
+    assert book.unstored_stop("p") == D(99)
+    updated("99")  # stored
+    assert book.unstored_stop("p") is None
+    book.on_quote(tick("110", "111"))
+    book.take_trailed()
+    updated("99", distance=None)  # the trailing stopped
+    assert book.unstored_stop("p") is None
+    book.on_quote(tick("120", "121"))
+    updated("99")
+    book.on_quote(tick("125", "126"))
+    assert book.unstored_stop("p") == D(120)
+    book.position_closed("p")
+    assert book.unstored_stop("p") is None
