@@ -328,6 +328,8 @@ class CfdApp(App[None]):
             yield SystemCommand("Margin-level alert", "Be told when the margin level falls below a level",
                                 dashboard.action_margin_alert)
             yield SystemCommand("Alerts", "The active and fired alerts; delete one (A)", dashboard.action_alerts)
+            yield SystemCommand("API keys", "Keys for bots and scripts: create, copy once, revoke (k)",
+                                dashboard.action_api_keys)
         yield SystemCommand("Sign out", "End this session and return to the sign-in screen", self.action_sign_out)
 
     # --- data ---------------------------------------------------------------------------------------------

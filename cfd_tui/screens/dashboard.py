@@ -18,6 +18,7 @@ from cfd_tui import format as fmt
 from cfd_tui.layout import BOTTOM_VIEWS, INTERVALS, NARROW_BELOW, BottomView
 from cfd_tui.messages import ChartChanged
 from cfd_tui.screens.alerts import AlertsScreen
+from cfd_tui.screens.api_keys import ApiKeysScreen
 from cfd_tui.screens.base import CfdScreen
 from cfd_tui.screens.cancel_order import CancelOrderScreen
 from cfd_tui.screens.close_all import CloseAllScreen
@@ -96,6 +97,7 @@ class DashboardScreen(CfdScreen[None]):
         Binding("a", "price_alert('footer')", "Alert", tooltip="A price alert on the selected market's bid"),
         Binding("a", "price_alert('help')", "Alert", show=False),
         Binding("A", "alerts", "Alerts", show=False),
+        Binding("k", "api_keys", "API keys", show=False),
         Binding("x", "app.sign_out", "Sign out", show=False),
     ]
 
@@ -388,3 +390,6 @@ class DashboardScreen(CfdScreen[None]):
 
     def action_alerts(self) -> None:
         self.app.push_screen(AlertsScreen(self.symbol))
+
+    def action_api_keys(self) -> None:
+        self.app.push_screen(ApiKeysScreen())
