@@ -52,6 +52,7 @@ from cfd_tui.messages import (
     PositionClosed,
     PositionsClosed,
     SignedIn,
+    SignedOut,
     StopsChanged,
 )
 from cfd_tui.notices import (
@@ -248,6 +249,10 @@ class CfdApp(App[None]):
         # an app worker: the screen that signed in is removed, so the change cannot run in its own worker
         await self.show_dashboard()
 
+    def on_signed_out(self, message: SignedOut) -> None:
+        """The account screen signed out everywhere: the token is gone already; show the sign-in screen."""
+        self.end_session(message.message)
+
     def end_session(self, message: str) -> None:
         """The server no longer accepts the token: forget it and ask to sign in again."""
         self._end_session(message)
@@ -330,6 +335,7 @@ class CfdApp(App[None]):
             yield SystemCommand("Alerts", "The active and fired alerts; delete one (A)", dashboard.action_alerts)
             yield SystemCommand("API keys", "Keys for bots and scripts: create, copy once, revoke (k)",
                                 dashboard.action_api_keys)
+            yield SystemCommand("Account", "Change the password, sign out everywhere (u)", dashboard.action_account)
         yield SystemCommand("Sign out", "End this session and return to the sign-in screen", self.action_sign_out)
 
     # --- data ---------------------------------------------------------------------------------------------
@@ -516,10 +522,12 @@ class CfdApp(App[None]):
             case ErrorFrame(code="resume_gap"):
                 self.refresh_portfolio()  # the missed events are no longer kept: start again from the account
             case ErrorFrame(code=code) if code in AUTH_ERRORS and self.client.token:
+                token = self.client.token
                 try:
                     await self.client.me()  # the feed refused the token; the REST API says whether it is gone
                 except NotSignedIn:
-                    self.end_session("Your session has expired; please sign in again.")
+                    if self.client.token == token:  # not signed out from here meanwhile (that says so itself)
+                        self.end_session("Your session has expired; please sign in again.")
                 except ClientError:
                     pass
 

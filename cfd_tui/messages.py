@@ -25,6 +25,14 @@ class SignedIn(Message):
 
 
 @dataclass
+class SignedOut(Message):
+    """The session ended from this terminal (signed out everywhere): forget it and show the sign-in screen with
+    `message`."""
+
+    message: str
+
+
+@dataclass
 class OrderFilled(Message):
     """The order ticket opened `position`: show it now (before the feed says so), reload the account's
     margin, and say so in a toast."""

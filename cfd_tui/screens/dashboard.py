@@ -17,6 +17,7 @@ from cfd_client.models import Order, Position, Side
 from cfd_tui import format as fmt
 from cfd_tui.layout import BOTTOM_VIEWS, INTERVALS, NARROW_BELOW, BottomView
 from cfd_tui.messages import ChartChanged
+from cfd_tui.screens.account import AccountScreen
 from cfd_tui.screens.alerts import AlertsScreen
 from cfd_tui.screens.api_keys import ApiKeysScreen
 from cfd_tui.screens.base import CfdScreen
@@ -98,6 +99,7 @@ class DashboardScreen(CfdScreen[None]):
         Binding("a", "price_alert('help')", "Alert", show=False),
         Binding("A", "alerts", "Alerts", show=False),
         Binding("k", "api_keys", "API keys", show=False),
+        Binding("u", "account", "Account", show=False),
         Binding("x", "app.sign_out", "Sign out", show=False),
     ]
 
@@ -393,3 +395,6 @@ class DashboardScreen(CfdScreen[None]):
 
     def action_api_keys(self) -> None:
         self.app.push_screen(ApiKeysScreen())
+
+    def action_account(self) -> None:
+        self.app.push_screen(AccountScreen())
