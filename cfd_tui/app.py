@@ -49,6 +49,7 @@ from cfd_tui.messages import (
     OrderChanged,
     OrderFilled,
     OrderPlaced,
+    PasswordReset,
     PositionClosed,
     PositionsClosed,
     SignedIn,
@@ -188,8 +189,8 @@ class CfdApp(App[None]):
                 raise
         await self.show_dashboard()
 
-    async def show_sign_in(self, message: str = "") -> None:
-        await self._replace_screens(SignInScreen(message=message))
+    async def show_sign_in(self, message: str = "", email: str = "") -> None:
+        await self._replace_screens(SignInScreen(message=message, email=email))
 
     async def show_dashboard(self) -> None:
         await self._replace_screens(DashboardScreen())
@@ -252,6 +253,15 @@ class CfdApp(App[None]):
     def on_signed_out(self, message: SignedOut) -> None:
         """The account screen signed out everywhere: the token is gone already; show the sign-in screen."""
         self.end_session(message.message)
+
+    def on_password_reset(self, message: PasswordReset) -> None:
+        """A new password was set with the mailed code: sign in with it."""
+        self._after_reset(message.email)
+
+    @work(group="session", exclusive=True, exit_on_error=False)
+    async def _after_reset(self, email: str) -> None:
+        await self.show_sign_in("Your password is changed, and every session of the account was signed out. "
+                                "Sign in with the new password.", email)
 
     def end_session(self, message: str) -> None:
         """The server no longer accepts the token: forget it and ask to sign in again."""

@@ -33,6 +33,14 @@ class SignedOut(Message):
 
 
 @dataclass
+class PasswordReset(Message):
+    """A new password was set with the mailed code (every session ended): back to the sign-in screen, with
+    `email` filled in and a notice."""
+
+    email: str
+
+
+@dataclass
 class OrderFilled(Message):
     """The order ticket opened `position`: show it now (before the feed says so), reload the account's
     margin, and say so in a toast."""
