@@ -35,8 +35,9 @@ from shared.markets import Market
 
 class NewAlertScreen(FormMixin, CfdModalScreen[Alert | None]):
     """A price alert on `symbol`'s bid, or with `symbol` None a margin-level alert; dismissed with the alert
-    set, or None when cancelled. A price alert's condition follows the price typed (above the bid now: above)
-    until the trader chooses it (F2 / F3, or the mouse)."""
+    set, or None when cancelled. A price alert's price follows the bid until the trader types one (selected, so
+    the first key typed replaces it); its condition follows the price typed (above the bid now: above) until
+    the trader chooses it (F2 / F3, or the mouse)."""
 
     FIELDS = {"price": "alert-price", "below": "alert-below", "note": "alert-note", "notify": "alert-mail"}
     BINDINGS = [
@@ -51,6 +52,8 @@ class NewAlertScreen(FormMixin, CfdModalScreen[Alert | None]):
         self.condition: Condition = "above"
         self._chosen = False  # the trader chose the condition: the price typed no longer moves it
         self._set_by_us = 0  # condition changes made here, whose Changed events are still to come
+        self._price_typed = False  # the trader typed the price: it no longer follows the bid
+        self._shown_price = ""  # the price this dialog put in the field (the bid), to tell it from one typed
 
     @property
     def market(self) -> Market | None:
@@ -74,6 +77,7 @@ class NewAlertScreen(FormMixin, CfdModalScreen[Alert | None]):
                 with Vertical(classes="form-fields"):
                     bid = self.bid
                     start = "" if bid is None else fmt.price(bid, market.price_tick).replace(",", "")
+                    self._shown_price = start
                     yield from form_field("Price", "alert-price", start, f"a multiple of {market.price_tick}")
                     yield from form_field("Note (optional)", "alert-note", "", "shown with the alert",
                                           max_length=NOTE_MAX)
@@ -93,7 +97,21 @@ class NewAlertScreen(FormMixin, CfdModalScreen[Alert | None]):
         field = self.query_one("#alert-price" if self.market is not None else "#alert-below", Input)
         field.focus()
         self._preview()
-        self.watch(self.app, "market_version", lambda _v: self._preview(), init=False)
+        self.watch(self.app, "market_version", lambda _v: self._follow_bid(), init=False)
+
+    def _follow_bid(self) -> None:
+        """The price field shows the bid now until the trader types a price; then the preview."""
+        market, bid = self.market, self.bid
+        if market is not None and bid is not None and not self._price_typed:
+            field = self.query_one("#alert-price", Input)
+            start = fmt.price(bid, market.price_tick).replace(",", "")
+            if field.value != start:
+                self._shown_price = start
+                with field.prevent(Input.Changed):
+                    field.value = start
+                if field.has_focus:
+                    field.select_all()
+        self._preview()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "condition":
@@ -111,30 +129,36 @@ class NewAlertScreen(FormMixin, CfdModalScreen[Alert | None]):
         self.condition = "below" if event.pressed.id == "condition-below" else "above"
         if self._set_by_us:
             self._set_by_us -= 1
+            if not self._set_by_us:  # the price may have changed while the radio buttons caught up
+                self._follow_price(self._typed_price())
         else:
             self._chosen = True
         self._preview()
 
     def _follow_price(self, price: Decimal | None) -> None:
-        """Point the condition at the typed price (over the bid: above), unless the trader chose it."""
-        if self._chosen:
+        """Point the condition at the typed price (over the bid: above), unless the trader chose it. One change
+        at a time: the radio buttons settle on their own messages, and the one after is decided when they have."""
+        if self._chosen or self._set_by_us:
             return
         wanted = suggested_condition(price, self.bid, self.condition)
-        button = self.query_one(f"#condition-{wanted}", RadioButton)
-        if not button.value:
+        if wanted != self.condition:
             self._set_by_us += 1
             self.condition = wanted
-            button.value = True
+            self.query_one(f"#condition-{wanted}", RadioButton).value = True
+
+    def _typed_price(self) -> Decimal | None:
+        try:
+            return parse_decimal(self.query_one("#alert-price", Input).value, "price")
+        except ValueError:
+            return None
 
     # --- preview ------------------------------------------------------------------------------------------
 
     @on(Input.Changed)
     def _typed(self, event: Input.Changed) -> None:
-        if event.input.id == "alert-price":
-            try:
-                self._follow_price(parse_decimal(event.value, "price"))
-            except ValueError:
-                pass
+        if event.input.id == "alert-price" and event.value != self._shown_price:
+            self._price_typed = True
+            self._follow_price(self._typed_price())
         self._preview()
 
     def _preview(self) -> None:
@@ -145,18 +169,15 @@ class NewAlertScreen(FormMixin, CfdModalScreen[Alert | None]):
             return
         bid = self.bid
         now = f"[dim]Bid now[/] {fmt.price(bid, market.price_tick)}"
-        try:
-            price = parse_decimal(self.query_one("#alert-price", Input).value, "price")
-        except ValueError:
-            price = None
+        price = self._typed_price()
         if price is None or price <= 0:
             preview.update(f"{now}. A price alert watches the bid, and fires once.")
             return
         words = f"the {market_name(market.symbol)} bid is {condition_words(self.condition)} " \
                 f"{fmt.price(price, market.price_tick)}"
         if price == bid:
-            preview.update(f"{now}: that is the price typed, so the alert would fire at the next tick.\n"
-                           "Type the price to watch for: over the bid for a rise, under it for a fall.")
+            preview.update(f"{now}. Type the price to watch for: over the bid for a rise, under it for a fall "
+                           "(at the bid itself, it fires at the next tick).")
             return
         if already_met(self.condition, price, bid):
             preview.update(f"{now}: already {condition_words(self.condition)} it, so it fires at the next tick.\n"
