@@ -82,7 +82,7 @@ class ApiKeysScreen(CfdScreen[None]):
         tz = self.ctx.tz
         rows: list[tuple[str | None, dict[str, object]]] = []
         for k in sorted(keys, key=lambda k: (k.created_at, k.id), reverse=True):
-            used = fmt.timestamp(k.last_used_at, tz) if k.last_used_at else "never"
+            used = fmt.timestamp(k.last_used_at, tz) if k.last_used_at else "—"  # not every server tells
             rows.append((k.id, {"name": k.name, "scopes": scopes_words(k.scopes),
                                 "created": fmt.timestamp(k.created_at, tz), "used": used, "id": k.id}))
         table = self.query_one("#keys-table", FittedTable)
@@ -135,7 +135,12 @@ class NewApiKeyScreen(FormMixin, CfdModalScreen[ApiKey | None]):
     the key as listed (no secret), or None when cancelled. The secret lives only in this dialog."""
 
     FIELDS = {"name": "key-name", "scopes": "key-scope"}
-    BINDINGS = [Binding("escape", "close", "Close"), Binding("c", "copy", "Copy key")]
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("f2", "scope('read')", "Read only"),
+        Binding("f3", "scope('trade')", "Read and trade"),
+        Binding("c", "copy", "Copy key"),
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -170,7 +175,12 @@ class NewApiKeyScreen(FormMixin, CfdModalScreen[ApiKey | None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "copy":
             return self.created is not None
+        if action == "scope":
+            return self.created is None
         return True
+
+    def action_scope(self, scope: str) -> None:
+        self.query_one(f"#scope-{scope}", RadioButton).value = True
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#create")
