@@ -22,9 +22,9 @@ from cfd_tui.widgets.footer import AppFooter
 from cfd_tui.widgets.live_table import Column
 from cfd_tui.widgets.top_bar import TopBar
 
-ALERT_COLUMNS = (Column("Status", "status", 9), Column("Alert", "alert", 36), Column("Note", "note", 24, drop=2),
+ALERT_COLUMNS = (Column("Status", "status", 9), Column("Alert", "alert", 36), Column("Note", "note", 24, drop=4),
                  Column("Mail", "mail", 4, drop=3), Column("Set", "created", 19, drop=1),
-                 Column("Triggered", "fired", 19, drop=4), Column("Fired at", "value", 12))
+                 Column("Triggered", "fired", 19, drop=2), Column("Fired at", "value", 12))
 
 
 class AlertsScreen(CfdScreen[None]):
