@@ -13,6 +13,7 @@ from textual.containers import Center, Vertical
 from textual.widgets import Button, Input, Label, Static
 
 from cfd_client.errors import ClientError, Throttled
+from cfd_tui.layout import SHORT_BELOW
 from cfd_tui.messages import PasswordReset
 from cfd_tui.screens.base import CfdScreen
 from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin, form_end
@@ -64,7 +65,7 @@ class ForgotPasswordScreen(FormMixin, CfdScreen[None]):
     @work(group="auth", exclusive=True, exit_on_error=False)
     async def _send_code(self, email: str) -> None:
         button = self.query_one("#send", Button)
-        button.disabled = True
+        button.disabled, button.label = True, "Sending…"  # a code asked for a moment ago: the client waits
         cooldown = None
         try:
             await self.ctx.client.forgot_password(email)
@@ -77,7 +78,7 @@ class ForgotPasswordScreen(FormMixin, CfdScreen[None]):
             self.show_failure(exc)
             return
         finally:
-            button.disabled = False
+            button.disabled, button.label = False, "Email me a code"
         reset = ResetPasswordScreen(email=email, cooldown=cooldown)
         self.app.call_later(self.app.switch_screen, reset)  # not from this worker: its screen goes away
 
@@ -92,6 +93,9 @@ class ResetPasswordScreen(FormMixin, CfdScreen[None]):
 
     FIELDS = {"otp": "otp", "code": "otp", "password": "password", "email": "otp"}
     BINDINGS = [Binding("escape", "back", "Back to sign in"), Binding("ctrl+r", "resend", "Resend code")]
+    # Two fields and the outbox hint of a local platform: it gets the short terminal's one-line fields below 33
+    # lines (the others below 28), so the whole form stays in sight.
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_BELOW + 5, "-tall")]
 
     def __init__(self, *, email: str, cooldown: float | None = None) -> None:
         super().__init__()
