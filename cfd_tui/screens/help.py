@@ -28,7 +28,7 @@ HELP = """\
 | `k` | API keys for bots and scripts: create (the key is shown once), revoke |
 | `u` | account: change the password, sign out everywhere |
 | `x` | sign out |
-| `Ctrl+P` | command palette: markets, ticket, working orders, close all, history, alerts, API keys, account, theme, sign out |
+| `Ctrl+P` | command palette: markets, ticket, orders, close all, history, alerts, keys, account, theme, sign out |
 | `?` or `F1` | this help · `Ctrl+Q` quits |
 
 | Order ticket | |

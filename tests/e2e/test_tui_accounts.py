@@ -212,7 +212,7 @@ async def test_a_forgotten_password_is_reset_with_the_mailed_code(platform, api,
 
 async def test_a_price_alert_set_with_one_key_fires_on_a_price_move_with_a_toast(platform, api, mailbox, email):
     await set_price(platform, "SOL_USDC", "180.00", "180.10")
-    app, client, session = await signed_in_app(platform, api, mailbox, email)
+    app, client, _session = await signed_in_app(platform, api, mailbox, email)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.feed_state is FeedState.LIVE
                     and "SOL_USDC" in app.board.tickers)
