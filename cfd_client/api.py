@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -40,10 +40,18 @@ from cfd_client.models import (
     Side,
 )
 from shared.contracts.rest import (
+    Alert,
+    AlertCreate,
+    ApiKey,
+    ApiKeyCreate,
+    ApiKeyCreated,
     AuthSession,
     Candle,
+    ChangePasswordRequest,
     CloseAll,
     ClosedAll,
+    Done,
+    ForgotPasswordRequest,
     InfoResponse,
     MeResponse,
     Order,
@@ -52,6 +60,8 @@ from shared.contracts.rest import (
     OrderType,
     OrderUpdate,
     Price,
+    ResetPasswordRequest,
+    Scope,
     SigninRequest,
     SignupAccepted,
     SignupRequest,
@@ -224,6 +234,42 @@ class ApiClient:
         """The signed-in user (raises `NotSignedIn` when the token is missing, expired or revoked)."""
         return (await self._get("/auth/me", MeResponse)).user
 
+    async def logout_all(self) -> None:
+        """End every session of the account, this one included, and forget the token (API keys stay valid)."""
+        await self.request("POST", "/auth/logout-all")
+        self.token = None
+
+    async def change_password(self, current_password: str, new_password: str) -> Done:
+        """Change the password; every other session of the account ends, this one stays signed in."""
+        body = ChangePasswordRequest(current_password=current_password, new_password=new_password)
+        return _decode(await self.request("POST", "/auth/password/change", body=body), Done)
+
+    async def forgot_password(self, email: str) -> SignupAccepted:
+        """Ask for a password reset code by mail (202; the same answer whether or not the email is registered)."""
+        response = await self.request("POST", "/auth/password/forgot", body=ForgotPasswordRequest(email=email),
+                                      auth=False)
+        return _decode(response, SignupAccepted)
+
+    async def reset_password(self, email: str, otp: str, password: str) -> Done:
+        """Set a new password with the mailed code; every session of the account ends (sign in again)."""
+        body = ResetPasswordRequest(email=email, otp=otp, password=password)
+        return _decode(await self.request("POST", "/auth/password/reset", body=body, auth=False), Done)
+
+    # --- API keys -----------------------------------------------------------------------------------------
+
+    async def api_keys(self) -> list[ApiKey]:
+        """The live API keys of the signed-in trader (never their secrets)."""
+        return await self._get("/api-keys", list[ApiKey])
+
+    async def create_api_key(self, name: str, scopes: list[Scope]) -> ApiKeyCreated:
+        """A new API key, `["read"]` or `["read", "trade"]`; its `key` (the secret) is in this answer only."""
+        body = ApiKeyCreate(name=name, scopes=scopes)
+        return _decode(await self.request("POST", "/api-keys", body=body), ApiKeyCreated)
+
+    async def revoke_api_key(self, key_id: str) -> None:
+        """Revoke an API key, at once (revoking it again is no error)."""
+        await self.request("DELETE", f"/api-keys/{key_id}")
+
     # --- markets ------------------------------------------------------------------------------------------
 
     async def info(self) -> InfoResponse:
@@ -365,6 +411,29 @@ class ApiClient:
     def all_ledger(self, page_size: int = 200) -> AsyncIterator[LedgerEntry]:
         """Every balance change since the account opened, newest first, fetched a page at a time."""
         return self._walk("/ledger", list[LedgerEntry], {"limit": page_size})
+
+    # --- alerts -------------------------------------------------------------------------------------------
+
+    async def alerts(self, status: Literal["active", "triggered"] | None = None) -> list[Alert]:
+        """The trader's alerts, newest first: `active`, `triggered`, or every one (`status=None`)."""
+        return await self._get("/alerts", list[Alert], {"status": status} if status else None)
+
+    async def create_alert(self, symbol: str, condition: Literal["above", "below"], price: Decimal, *,
+                           note: str | None = None, mail: bool = False) -> Alert:
+        """A price alert: fires once when the market's broker bid is at or `above` (or `below`) `price`, on the
+        `account` channel, and by mail with `mail`."""
+        body = AlertCreate(symbol=symbol, condition=condition, price=price, note=note,
+                           notify=["ws", "mail"] if mail else ["ws"])
+        return _decode(await self.request("POST", "/alerts", body=body), Alert)
+
+    async def create_margin_alert(self, below: Decimal, *, note: str | None = None, mail: bool = False) -> Alert:
+        """A margin-level alert: fires once when the account's margin level (percent) falls below `below`."""
+        body = AlertCreate(kind="margin_level", below=below, note=note, notify=["ws", "mail"] if mail else ["ws"])
+        return _decode(await self.request("POST", "/alerts", body=body), Alert)
+
+    async def delete_alert(self, alert_id: str) -> None:
+        """Delete an alert (active or triggered)."""
+        await self.request("DELETE", f"/alerts/{alert_id}")
 
     async def account_events(self, since: int, limit: int = 200) -> list[AccountEvent]:
         """The account events after `since` (a `seq`; 0 for the first kept), oldest first, one page: ask again

@@ -252,7 +252,7 @@ class FeedClient:
             self.last_price_at = time.monotonic()
             if self.state is FeedState.STALE:
                 self._set_state(FeedState.LIVE)
-        elif isinstance(event, PositionFrame | OrderFrame | AccountFrame) and event.seq is not None:
+        elif isinstance(event, PositionFrame | OrderFrame | AlertFrame | AccountFrame) and event.seq is not None:
             last = self.account_seq
             if last is not None and event.seq <= last:
                 return  # yielded already

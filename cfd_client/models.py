@@ -80,11 +80,12 @@ class OrderFrame(Struct, tag_field="type", tag="order", kw_only=True):
 
 class AlertFrame(Struct, tag_field="type", tag="alert", kw_only=True):
     """`account` channel: an alert was `created`, `triggered` (with `price`: the bid or the margin level that
-    fired it) or `deleted`."""
+    fired it) or `deleted`; numbered (`seq`) like every account event."""
 
     event: str
     alert: Alert
     price: Decimal | None = None
+    seq: int | None = None
 
 
 class AccountFrame(Struct, tag_field="type", tag="account", kw_only=True):

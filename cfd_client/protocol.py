@@ -5,19 +5,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from msgspec import UnsetType
 
 from cfd_client.feed import FeedEvent
 from cfd_client.models import Account, FeedState, LedgerEntry, Order, Position, Side
 from shared.contracts.rest import (
+    Alert,
+    ApiKey,
+    ApiKeyCreated,
     AuthSession,
     Candle,
+    Done,
     InfoResponse,
     OrderStatus,
     OrderType,
     Price,
+    Scope,
     SignupAccepted,
     User,
 )
@@ -60,6 +65,20 @@ class BrokerApi(Protocol):
     async def logout(self) -> None: ...
 
     async def me(self) -> User: ...
+
+    async def logout_all(self) -> None: ...
+
+    async def change_password(self, current_password: str, new_password: str) -> Done: ...
+
+    async def forgot_password(self, email: str) -> SignupAccepted: ...
+
+    async def reset_password(self, email: str, otp: str, password: str) -> Done: ...
+
+    async def api_keys(self) -> list[ApiKey]: ...
+
+    async def create_api_key(self, name: str, scopes: list[Scope]) -> ApiKeyCreated: ...
+
+    async def revoke_api_key(self, key_id: str) -> None: ...
 
     async def info(self) -> InfoResponse: ...
 
@@ -111,5 +130,14 @@ class BrokerApi(Protocol):
     async def cancel_order(self, order_id: str) -> Order: ...
 
     async def ledger(self, limit: int = 200) -> list[LedgerEntry]: ...
+
+    async def alerts(self, status: Literal["active", "triggered"] | None = None) -> list[Alert]: ...
+
+    async def create_alert(self, symbol: str, condition: Literal["above", "below"], price: Decimal, *,
+                           note: str | None = None, mail: bool = False) -> Alert: ...
+
+    async def create_margin_alert(self, below: Decimal, *, note: str | None = None, mail: bool = False) -> Alert: ...
+
+    async def delete_alert(self, alert_id: str) -> None: ...
 
     async def feed(self, channels: list[str] | tuple[str, ...] = ("prices.*",), **options: Any) -> Feed: ...

@@ -20,6 +20,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import tzinfo
+from decimal import Decimal
 from pathlib import Path
 
 from textual import work
@@ -35,24 +36,32 @@ from textual.worker import Worker, WorkerState
 from cfd_client.api import ApiClient, api_root
 from cfd_client.errors import ApiError, ClientError, ConnectionLost, NotFound, NotSignedIn
 from cfd_client.feed import AUTH_ERRORS, FeedEvent, reconnect_backoff
-from cfd_client.models import AccountFrame, FeedState, OrderFrame, Position, PositionFrame, StateChanged
+from cfd_client.models import AccountFrame, AlertFrame, FeedState, OrderFrame, Position, PositionFrame, StateChanged
 from cfd_client.protocol import BrokerApi, Feed
 from cfd_client.session import SessionStore
 from cfd_tui.layout import NARROW_BELOW, SHORT_BELOW
 from cfd_tui.local import default_screenshot_dir, outbox_hint
 from cfd_tui.messages import (
+    AlertCreated,
+    AlertDeleted,
+    AlertsLoaded,
     ChartChanged,
     OrderChanged,
     OrderFilled,
     OrderPlaced,
+    PasswordReset,
     PositionClosed,
     PositionsClosed,
     SignedIn,
+    SignedOut,
     StopsChanged,
 )
 from cfd_tui.notices import (
     Notice,
     account_notice,
+    alert_deleted_notice,
+    alert_notice,
+    alert_set_notice,
     close_notice,
     closed_all_notice,
     describe,
@@ -66,7 +75,7 @@ from cfd_tui.screens.dashboard import DashboardScreen
 from cfd_tui.screens.form import NEXT_ON_ENTER
 from cfd_tui.screens.help import HelpScreen
 from cfd_tui.screens.signin import SignInScreen
-from cfd_tui.state import MarketBoard, Portfolio
+from cfd_tui.state import AlertBook, MarketBoard, Portfolio
 from cfd_tui.widgets.top_bar import TopBar
 from shared.contracts.rest import User
 from shared.contracts.ws import CandleFrame, ErrorFrame, PriceFrame
@@ -88,7 +97,7 @@ class CfdApp(App[None]):
 
     TITLE = "CFD Broker"
     CSS_PATH = [STYLES / name for name in ("app.tcss", "auth.tcss", "dashboard.tcss", "dialogs.tcss",
-                                           "history.tcss")]
+                                           "history.tcss", "account.tcss")]
     # Laid out for 80×24 upwards: the styles key on these classes of the screen, and the tables fit their
     # columns to their own width.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
@@ -112,6 +121,7 @@ class CfdApp(App[None]):
     user: reactive[User | None] = reactive(None, repaint=False)
     market_version: reactive[int] = reactive(0, repaint=False)
     portfolio_version: reactive[int] = reactive(0, repaint=False)
+    alerts_version: reactive[int] = reactive(0, repaint=False)
 
     def __init__(self, api_url: str, client: BrokerApi | None = None, *, session_store: SessionStore | None = None,
                  clock: Callable[[], float] = time.time, tz: tzinfo | None = None, redraw_hz: float = REDRAW_HZ,
@@ -133,6 +143,7 @@ class CfdApp(App[None]):
                                                  default_screenshot_dir())
         self.board = MarketBoard()
         self.portfolio = Portfolio()
+        self.alerts = AlertBook()
         self.changed_symbols: set[str] = set()
         self.changed_candles: set[tuple[str, str]] = set()
         self.feed: Feed | None = None
@@ -178,8 +189,8 @@ class CfdApp(App[None]):
                 raise
         await self.show_dashboard()
 
-    async def show_sign_in(self, message: str = "") -> None:
-        await self._replace_screens(SignInScreen(message=message))
+    async def show_sign_in(self, message: str = "", email: str = "") -> None:
+        await self._replace_screens(SignInScreen(message=message, email=email))
 
     async def show_dashboard(self) -> None:
         await self._replace_screens(DashboardScreen())
@@ -239,6 +250,19 @@ class CfdApp(App[None]):
         # an app worker: the screen that signed in is removed, so the change cannot run in its own worker
         await self.show_dashboard()
 
+    def on_signed_out(self, message: SignedOut) -> None:
+        """The account screen signed out everywhere: the token is gone already; show the sign-in screen."""
+        self.end_session(message.message)
+
+    def on_password_reset(self, message: PasswordReset) -> None:
+        """A new password was set with the mailed code: sign in with it."""
+        self._after_reset(message.email)
+
+    @work(group="session", exclusive=True, exit_on_error=False)
+    async def _after_reset(self, email: str) -> None:
+        await self.show_sign_in("Your password is changed, and every session of the account was signed out. "
+                                "Sign in with the new password.", email)
+
     def end_session(self, message: str) -> None:
         """The server no longer accepts the token: forget it and ask to sign in again."""
         self._end_session(message)
@@ -259,6 +283,8 @@ class CfdApp(App[None]):
             await self._stop_feed()
             self.user = None
             self.portfolio.reset()
+            self.alerts.reset()
+            self.alerts_version += 1
             gc.unfreeze()  # the dashboard may be collected once it is gone
             await self.show_sign_in(message)
         finally:
@@ -312,6 +338,14 @@ class CfdApp(App[None]):
             yield SystemCommand("Close all positions", "Close every open position, or those of the selected "
                                 "market, after a confirmation", dashboard.action_close_all)
             yield SystemCommand("History", "Closed positions, orders and the ledger", dashboard.action_history)
+            yield SystemCommand("Price alert", "Be told when the selected market's bid reaches a price (a)",
+                                dashboard.action_price_alert)
+            yield SystemCommand("Margin-level alert", "Be told when the margin level falls below a level",
+                                dashboard.action_margin_alert)
+            yield SystemCommand("Alerts", "The active and fired alerts; delete one (A)", dashboard.action_alerts)
+            yield SystemCommand("API keys", "Keys for bots and scripts: create, copy once, revoke (k)",
+                                dashboard.action_api_keys)
+            yield SystemCommand("Account", "Change the password, sign out everywhere (u)", dashboard.action_account)
         yield SystemCommand("Sign out", "End this session and return to the sign-in screen", self.action_sign_out)
 
     # --- data ---------------------------------------------------------------------------------------------
@@ -382,6 +416,24 @@ class CfdApp(App[None]):
         self.refresh_portfolio()  # the margin they freed, the PnL they realised
         self._notice(closed_all_notice(message.positions, message.symbol))
 
+    def on_alert_created(self, message: AlertCreated) -> None:
+        self.alerts.apply(message.alert)
+        self.alerts_version += 1
+        self._notice(alert_set_notice(message.alert, self._tick_of(message.alert.symbol)))
+
+    def on_alert_deleted(self, message: AlertDeleted) -> None:
+        self.alerts.remove(message.alert.id)
+        self.alerts_version += 1
+        self._notice(alert_deleted_notice(message.alert, self._tick_of(message.alert.symbol)))
+
+    def on_alerts_loaded(self, message: AlertsLoaded) -> None:
+        self.alerts.set_all(message.alerts)
+        self.alerts_version += 1
+
+    def _tick_of(self, symbol: str | None) -> Decimal | None:
+        market = self.board.markets.get(symbol or "")
+        return None if market is None else market.price_tick
+
     def on_order_placed(self, message: OrderPlaced) -> None:
         self.portfolio.apply_order(message.order)
         self._portfolio_dirty = True
@@ -438,7 +490,7 @@ class CfdApp(App[None]):
     async def _apply(self, event: FeedEvent) -> None:
         """One event of the feed, by its type; the frames not named here (acknowledgements, pongs) need
         nothing."""
-        if isinstance(event, PositionFrame | OrderFrame | AccountFrame) and event.seq is not None:
+        if isinstance(event, PositionFrame | OrderFrame | AlertFrame | AccountFrame) and event.seq is not None:
             self._feed_resumes = True
         match event:
             case PriceFrame():
@@ -455,6 +507,13 @@ class CfdApp(App[None]):
                 self.portfolio.apply_order(order)
                 self._portfolio_dirty = True
                 self._notice(order_notice(event, self.portfolio.positions))
+            case AlertFrame(event="deleted", alert=alert):
+                self.alerts.remove(alert.id)
+                self.alerts_version += 1
+            case AlertFrame(alert=alert):
+                self.alerts.apply(alert)
+                self.alerts_version += 1
+                self._notice(alert_notice(event, self._tick_of(alert.symbol)))
             case AccountFrame(account=account, marks=marks):
                 if account is not None or marks is not None:
                     self.portfolio.apply_account(account, marks)
@@ -473,10 +532,12 @@ class CfdApp(App[None]):
             case ErrorFrame(code="resume_gap"):
                 self.refresh_portfolio()  # the missed events are no longer kept: start again from the account
             case ErrorFrame(code=code) if code in AUTH_ERRORS and self.client.token:
+                token = self.client.token
                 try:
                     await self.client.me()  # the feed refused the token; the REST API says whether it is gone
                 except NotSignedIn:
-                    self.end_session("Your session has expired; please sign in again.")
+                    if self.client.token == token:  # not signed out from here meanwhile (that says so itself)
+                        self.end_session("Your session has expired; please sign in again.")
                 except ClientError:
                     pass
 

@@ -19,7 +19,7 @@ from textual.message_pump import MessagePump
 
 from cfd_client.models import FeedState
 from cfd_client.protocol import BrokerApi
-from cfd_tui.state import MarketBoard, Portfolio
+from cfd_tui.state import AlertBook, MarketBoard, Portfolio
 from shared.contracts.rest import User
 
 
@@ -40,6 +40,11 @@ class AppContext(Protocol):
     @property
     def portfolio(self) -> Portfolio:
         """The account and the open positions."""
+        ...
+
+    @property
+    def alerts(self) -> AlertBook:
+        """The trader's alerts, active and fired (`alerts_version` changes with them)."""
         ...
 
     @property

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from cfd_client.models import Order, Position
+from cfd_client.models import Alert, Order, Position
 from shared.contracts.rest import AuthSession
 
 
@@ -22,6 +22,22 @@ class SignedIn(Message):
     dashboard."""
 
     session: AuthSession
+
+
+@dataclass
+class SignedOut(Message):
+    """The session ended from this terminal (signed out everywhere): forget it and show the sign-in screen with
+    `message`."""
+
+    message: str
+
+
+@dataclass
+class PasswordReset(Message):
+    """A new password was set with the mailed code (every session ended): back to the sign-in screen, with
+    `email` filled in and a notice."""
+
+    email: str
 
 
 @dataclass
@@ -69,6 +85,27 @@ class StopsChanged(Message):
     """The stops dialog saved new stops: `position` is the position as the server now has it."""
 
     position: Position
+
+
+@dataclass
+class AlertCreated(Message):
+    """The alert dialog set `alert`: list it now (before the feed says so), and say so in a toast."""
+
+    alert: Alert
+
+
+@dataclass
+class AlertDeleted(Message):
+    """The alerts screen deleted `alert`: take it off the list, and say so in a toast."""
+
+    alert: Alert
+
+
+@dataclass
+class AlertsLoaded(Message):
+    """The alerts screen read every alert from the server: they replace the app's list."""
+
+    alerts: list[Alert]
 
 
 @dataclass

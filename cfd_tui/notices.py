@@ -1,5 +1,5 @@
 """What the trader is told about account events: fills, stop-loss, take-profit, trailing stop, margin call,
-stop-out, and what became of pending orders (filled, expired, rejected)."""
+stop-out, what became of pending orders (filled, expired, rejected), and alerts that fired."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Literal
 
 from msgspec import Struct
 
-from cfd_client.models import AccountFrame, Order, OrderFrame, Position, PositionFrame
+from cfd_client.models import AccountFrame, Alert, AlertFrame, Order, OrderFrame, Position, PositionFrame
 from cfd_tui import format as fmt
+from cfd_tui.alerts import condition_words, describe_alert, fired_value, market_name, when_words
 
 Severity = Literal["information", "warning", "error"]
 
@@ -126,6 +127,32 @@ def account_notice(frame: AccountFrame) -> Notice | None:
     if frame.event == "stop_out":
         return Notice("Stop-out", f"Margin level fell to {shown}: losing positions were closed.", "error", 15)
     return None
+
+
+def alert_notice(frame: AlertFrame, tick: Decimal | None = None) -> Notice | None:
+    """A toast for an alert that fired (`triggered`), with the bid or the margin level that fired it and the
+    trader's note; None for the rest (created, deleted), which the terminal that acted reports itself."""
+    if frame.event != "triggered":
+        return None
+    alert = frame.alert
+    note = f" Note: {alert.note}" if alert.note else ""
+    value = fired_value(alert, frame.price, tick)
+    if alert.kind == "margin_level":
+        return Notice("Margin alert", f"Margin level {value}: below {fmt.percent(alert.below)}.{note}", "warning", 15)
+    limit = fired_value(alert, alert.price, tick)
+    return Notice("Price alert", f"{market_name(alert.symbol)} bid {value}: {condition_words(alert.condition)} "
+                  f"{limit}.{note}", "warning", 15)
+
+
+def alert_set_notice(alert: Alert, tick: Decimal | None = None) -> Notice:
+    """The toast for an alert this terminal set."""
+    mail = " and by mail" if "mail" in alert.notify else ""
+    return Notice("Alert set", f"You will be told here{mail}, once, when {when_words(alert, tick)}.")
+
+
+def alert_deleted_notice(alert: Alert, tick: Decimal | None = None) -> Notice:
+    """The toast for an alert this terminal deleted."""
+    return Notice("Alert deleted", f"Deleted the alert: {describe_alert(alert, tick)}.")
 
 
 def _px(value: Decimal | None) -> str:

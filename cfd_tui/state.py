@@ -6,7 +6,8 @@ dict writes, not 50 redraws, and key presses stay responsive.
 
 Nothing here grows with time: per market it keeps the latest quote and the mids its sparkline shows; of the
 live candles, only those of the chart on screen; the portfolio holds the open positions and the working
-orders only.
+orders only; the alert book, the alerts the platform keeps (at most 50 active, and the triggered ones until
+the trader deletes them).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from decimal import Decimal
 
 from msgspec import Struct
 
-from cfd_client.models import Account, Order, Position, is_open
+from cfd_client.models import Account, Alert, Order, Position, is_open
 from shared.contracts.events import PositionMark
 from shared.contracts.quote import Quote
 from shared.contracts.rest import Candle, Price
@@ -221,3 +222,38 @@ class Portfolio:
         """The price the position would close at, as of the latest mark (None before the first one)."""
         mark = self.marks.get(position.id)
         return None if mark is None else mark.price
+
+
+class AlertBook:
+    """The trader's alerts, active and triggered, by id: loaded over REST by the alerts screen, kept up to date
+    by the `account` channel's `alert` frames and by what this terminal creates and deletes."""
+
+    def __init__(self) -> None:
+        self.alerts: dict[str, Alert] = {}
+        self.loaded = False  # the whole list came from the server at least once
+
+    def reset(self) -> None:
+        self.alerts.clear()
+        self.loaded = False
+
+    def set_all(self, alerts: Iterable[Alert]) -> None:
+        self.alerts = {a.id: a for a in alerts}
+        self.loaded = True
+
+    def apply(self, alert: Alert) -> None:
+        """A created or triggered alert (a `triggered` one never goes back to `active`)."""
+        known = self.alerts.get(alert.id)
+        if known is not None and known.status == "triggered" and alert.status == "active":
+            return
+        self.alerts[alert.id] = alert
+
+    def remove(self, alert_id: str) -> None:
+        self.alerts.pop(alert_id, None)
+
+    def ordered(self) -> list[Alert]:
+        """The active alerts, newest first, then the triggered ones, the latest to fire first."""
+        active = sorted((a for a in self.alerts.values() if a.status == "active"),
+                        key=lambda a: (a.created_at, a.id), reverse=True)
+        fired = sorted((a for a in self.alerts.values() if a.status != "active"),
+                       key=lambda a: (a.triggered_at or 0, a.id), reverse=True)
+        return active + fired

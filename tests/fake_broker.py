@@ -5,6 +5,10 @@ Prices move only when told (`push_price`), times come from a settable clock (`se
 pending orders), candles are generated from a seed, so a screen drawn from it is the same on every run.
 `trading=False` answers the trading endpoints with 404, like a server that does not have them yet.
 
+The account's other endpoints are kept too: API keys (the secret shown once), alerts (a price alert fires on
+the first pushed bid that reaches it, a margin-level alert on the first mark under its level, each once, with
+its `alert` frame), and the password's change, reset (with `otp`) and signing out everywhere.
+
 It quotes and trades with the platform's own maths, so a test sees the prices and figures the platform
 would give: a pushed price is the exchange's, quoted with the broker's markup (`shared.markets.broker_quote`);
 orders, closes, stops, margin, PnL, commissions, the ledger's bookings and the account come from
@@ -32,6 +36,8 @@ from cfd_client.feed import ACCOUNT_CHANNEL, FEED_BUFFER, FeedEvent
 from cfd_client.models import (
     Account,
     AccountFrame,
+    Alert,
+    AlertFrame,
     FeedState,
     LedgerEntry,
     Order,
@@ -48,12 +54,16 @@ from cfd_poller.simulation import SIMULATION
 from shared.candles import INTERVALS, bucket_start
 from shared.contracts.quote import Quote
 from shared.contracts.rest import (
+    ApiKey,
+    ApiKeyCreated,
     AuthSession,
     Candle,
+    Done,
     InfoResponse,
     OrderStatus,
     OrderType,
     Price,
+    Scope,
     SignupAccepted,
     User,
 )
@@ -189,6 +199,8 @@ class FakeBroker:
         self.ledgers: dict[str, list[LedgerEntry]] = {}
         self.unbooked: dict[str, Decimal] = {}  # position id -> PnL that rounding to cents has not booked yet
         self.unbooked_fees: dict[str, Decimal] = {}  # position id -> commission rounding has not booked yet
+        self.api_keys_by_id: dict[str, tuple[str, ApiKey]] = {}  # id -> (user id, key as listed)
+        self.alerts_by_id: dict[str, tuple[str, Alert]] = {}  # id -> (user id, alert)
         self.feeds: list[FakeFeed] = []
         self.feed_state = FeedState.LIVE
         self.signups: list[str] = []
@@ -227,6 +239,7 @@ class FakeBroker:
         self._trail(quote)
         self._check_stops(quote)
         self._check_orders(quote)
+        self._check_alerts(quote)
         for user_id in {uid for uid, p in self.positions_by_id.values() if is_open(p) and p.symbol == symbol}:
             self._emit_mark(user_id)
 
@@ -289,6 +302,124 @@ class FakeBroker:
     async def me(self) -> User:
         self._call("me")
         return self._user_or_401()
+
+    async def logout_all(self) -> None:
+        self._call("logout_all")
+        user = self._user_or_401()
+        for token in [t for t, u in self.sessions.items() if u.id == user.id]:
+            del self.sessions[token]
+        self.token = None
+
+    async def change_password(self, current_password: str, new_password: str) -> Done:
+        self._call("change_password")
+        user = self._user_or_401()
+        if self.users[user.email][1] != current_password:
+            raise BadInput(400, "wrong_password", "The current password is wrong.", {"field": "current_password"})
+        if new_password == current_password:
+            raise BadInput(400, "weak_password", "The new password is the current one; choose another.",
+                           {"field": "new_password"})
+        self.users[user.email] = (user, new_password)
+        for token in [t for t, u in self.sessions.items() if u.id == user.id and t != self.token]:
+            del self.sessions[token]
+        return Done(message="The password is changed; every other session of this account ended.")
+
+    async def forgot_password(self, email: str) -> SignupAccepted:
+        self._call("forgot_password")
+        self.signups.append(email)
+        return SignupAccepted(message="If an account has this address, a 6-digit code to reset its password is on "
+                              "its way. It is valid for 10 minutes.")
+
+    async def reset_password(self, email: str, otp: str, password: str) -> Done:
+        self._call("reset_password")
+        entry = self.users.get(email)
+        if otp != self.otp or entry is None:
+            raise BadInput(400, "invalid_code", "That code is wrong, expired or was never sent; check it, or ask "
+                           "for a new one.", {"field": "otp"})
+        self.users[email] = (entry[0], password)
+        for token in [t for t, u in self.sessions.items() if u.id == entry[0].id]:
+            del self.sessions[token]
+        return Done(message="The password is changed and every session ended; sign in with the new password.")
+
+    # --- API keys -----------------------------------------------------------------------------------------
+
+    async def api_keys(self) -> list[ApiKey]:
+        self._call("api_keys")
+        user = self._user_or_401()
+        return sorted((k for uid, k in self.api_keys_by_id.values() if uid == user.id),
+                      key=lambda k: (k.created_at, k.id), reverse=True)
+
+    async def create_api_key(self, name: str, scopes: list[Scope]) -> ApiKeyCreated:
+        self._call("create_api_key")
+        user = self._user_or_401()
+        self._ids += 1
+        key_id = f"{self._ids:016x}"
+        key = ApiKey(id=key_id, name=name, scopes=list(scopes), created_at=self.now_ms)
+        self.api_keys_by_id[key_id] = (user.id, key)
+        secret = uuid.uuid5(uuid.NAMESPACE_URL, f"fake-broker/key/{self.seed}/{key_id}").hex
+        return ApiKeyCreated(id=key_id, name=name, scopes=list(scopes), created_at=self.now_ms,
+                             key=f"cfdk_{key_id}_{secret}{secret[:11]}")
+
+    async def revoke_api_key(self, key_id: str) -> None:
+        self._call("revoke_api_key")
+        user = self._user_or_401()
+        entry = self.api_keys_by_id.get(key_id)
+        if entry is not None and entry[0] != user.id:
+            raise NotFound(404, "key_not_found", "No such API key.")
+        self.api_keys_by_id.pop(key_id, None)
+
+    # --- alerts -------------------------------------------------------------------------------------------
+
+    async def alerts(self, status: str | None = None) -> list[Alert]:
+        self._call("alerts")
+        user = self._user_or_401()
+        return sorted((a for uid, a in self.alerts_by_id.values() if uid == user.id and status in (None, a.status)),
+                      key=lambda a: (a.created_at, a.id), reverse=True)
+
+    async def create_alert(self, symbol: str, condition: str, price: Decimal, *, note: str | None = None,
+                           mail: bool = False) -> Alert:
+        self._call("create_alert")
+        user = self._user_or_401()
+        market = MARKETS.get(symbol) or self._unknown_market(symbol)
+        if price <= 0 or price % market.price_tick:
+            raise Rejected(422, "invalid_alert", f"A price alert needs a positive price, a multiple of "
+                           f"{market.price_tick}.", {"field": "price"})
+        return self._add_alert(user.id, Alert(id=self._next_id(), kind="price", symbol=symbol,
+                                              condition="above" if condition == "above" else "below",
+                                              price=plain(price), note=note, notify=["ws", "mail"] if mail else ["ws"],
+                                              status="active", created_at=self.now_ms))
+
+    async def create_margin_alert(self, below: Decimal, *, note: str | None = None, mail: bool = False) -> Alert:
+        self._call("create_alert")
+        user = self._user_or_401()
+        return self._add_alert(user.id, Alert(id=self._next_id(), kind="margin_level", below=plain(below), note=note,
+                                              notify=["ws", "mail"] if mail else ["ws"], status="active",
+                                              created_at=self.now_ms))
+
+    async def delete_alert(self, alert_id: str) -> None:
+        self._call("delete_alert")
+        user = self._user_or_401()
+        entry = self.alerts_by_id.get(alert_id)
+        if entry is None or entry[0] != user.id:
+            raise NotFound(404, "alert_not_found", "No such alert.")
+        del self.alerts_by_id[alert_id]
+        self._emit(AlertFrame(event="deleted", alert=entry[1]))
+
+    def _add_alert(self, user_id: str, alert: Alert) -> Alert:
+        self.alerts_by_id[alert.id] = (user_id, alert)
+        self._emit(AlertFrame(event="created", alert=alert))
+        return alert
+
+    def _fire(self, user_id: str, alert: Alert, value: Decimal) -> None:
+        fired = msgspec.structs.replace(alert, status="triggered", triggered_at=self.now_ms, triggered_value=value)
+        self.alerts_by_id[alert.id] = (user_id, fired)
+        self._emit(AlertFrame(event="triggered", alert=fired, price=value))
+
+    def _check_alerts(self, quote: Quote) -> None:
+        """The active price alerts of the market this quote reaches fire, each once (on the broker bid)."""
+        for user_id, alert in list(self.alerts_by_id.values()):
+            if alert.status == "active" and alert.symbol == quote.symbol and alert.price is not None and (
+                    quote.bid >= alert.price if alert.condition == "above" else quote.bid <= alert.price):
+                self._fire(user_id, alert, quote.bid)
 
     # --- markets ------------------------------------------------------------------------------------------
 
@@ -610,7 +741,13 @@ class FakeBroker:
         return AccountFrame(event="mark", account=account, marks=marks)
 
     def _emit_mark(self, user_id: str) -> None:
-        self._emit(self.mark_frame(user_id))
+        frame = self.mark_frame(user_id)
+        self._emit(frame)
+        level = frame.account.margin_level if frame.account is not None else None
+        for uid, alert in list(self.alerts_by_id.values()):
+            if (uid == user_id and alert.kind == "margin_level" and alert.status == "active" and level is not None
+                    and alert.below is not None and level < alert.below):
+                self._fire(uid, alert, level)
 
     def _book(self, user_id: str, kind: str, amount: Decimal, reference: str) -> Decimal:
         """A ledger entry and the balance it leaves (as the engine's `_book`)."""
@@ -706,7 +843,7 @@ class FakeBroker:
         self.quotes[symbol] = quote = broker_quote(market, bid, ask, ts)
         return quote
 
-    def _emit(self, frame: PositionFrame | OrderFrame | AccountFrame) -> None:
+    def _emit(self, frame: PositionFrame | OrderFrame | AlertFrame | AccountFrame) -> None:
         for feed in list(self.feeds):
             if ACCOUNT_CHANNEL in feed.channels and feed.token in self.sessions:
                 feed.emit(frame)

@@ -10,13 +10,16 @@ from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from cfd_client.errors import ApiError
 from cfd_client.models import Order, Position, Side
 from cfd_tui import format as fmt
 from cfd_tui.layout import BOTTOM_VIEWS, INTERVALS, NARROW_BELOW, BottomView
 from cfd_tui.messages import ChartChanged
+from cfd_tui.screens.account import AccountScreen
+from cfd_tui.screens.alerts import AlertsScreen
+from cfd_tui.screens.api_keys import ApiKeysScreen
 from cfd_tui.screens.base import CfdScreen
 from cfd_tui.screens.cancel_order import CancelOrderScreen
 from cfd_tui.screens.close_all import CloseAllScreen
@@ -24,6 +27,7 @@ from cfd_tui.screens.close_position import ClosePositionScreen
 from cfd_tui.screens.edit_order import EditOrderScreen
 from cfd_tui.screens.edit_stops import EditStopsScreen
 from cfd_tui.screens.history import HistoryScreen
+from cfd_tui.screens.new_alert import NewAlertScreen
 from cfd_tui.screens.ticket import TicketScreen
 from cfd_tui.state import Portfolio
 from cfd_tui.widgets.account_bar import AccountBar
@@ -94,7 +98,12 @@ class DashboardScreen(CfdScreen[None]):
         Binding("left_square_bracket", "step_market(-1)", "Previous market", show=False),
         Binding("tab", "app.focus_next", "Switch table", show=False),
         Binding("h", "history", "History"),
-        # not in the footer, which has no room for it in 80 columns (Help and the palette have it)
+        # in the footer from 110 columns (`_wide`); below, only in Help and the palette, as are the keys after it
+        Binding("a", "price_alert('footer')", "Alert", tooltip="A price alert on the selected market's bid"),
+        Binding("a", "price_alert('help')", "Alert", show=False),
+        Binding("A", "alerts", "Alerts", show=False),
+        Binding("k", "api_keys", "API keys", show=False),
+        Binding("u", "account", "Account", show=False),
         Binding("x", "app.sign_out", "Sign out", show=False),
     ]
 
@@ -104,6 +113,7 @@ class DashboardScreen(CfdScreen[None]):
         self.interval = "1m"
         self.view: BottomView = "positions"  # what the pane under the chart shows
         self._pane_title = ""
+        self._wide = False  # the footer has room for the alert key
         # (symbol, interval) -> the last candles fetched, the most recently shown last
         self._chart_cache: OrderedDict[tuple[str, str], list] = OrderedDict()
 
@@ -137,11 +147,11 @@ class DashboardScreen(CfdScreen[None]):
         self._on_market()
 
     def on_resize(self, event: events.Resize) -> None:
-        # In 80 columns the footer's keys fit only without the padding between them and the palette's hint
-        # (Ctrl+P still opens it, and Help lists it).
-        footer = self.query_one(Footer)
-        footer.compact = event.size.width < NARROW_BELOW
-        footer.show_command_palette = event.size.width >= NARROW_BELOW
+        self.query_one(AppFooter).fit(event.size.width)
+        wide = event.size.width >= NARROW_BELOW
+        if wide != self._wide:
+            self._wide = wide
+            self.refresh_bindings()
 
     # --- reactives down -----------------------------------------------------------------------------------
 
@@ -210,6 +220,8 @@ class DashboardScreen(CfdScreen[None]):
             return VIEW_ACTIONS[action] == self.view
         if action == "show_view":
             return parameters[0] != self.view
+        if action == "price_alert" and parameters:  # one of the two `a` keys: shown in the footer, or not
+            return (parameters[0] == "footer") == self._wide
         return True
 
     def show_view(self, view: BottomView) -> None:
@@ -366,3 +378,27 @@ class DashboardScreen(CfdScreen[None]):
 
     def action_history(self) -> None:
         self.app.push_screen(HistoryScreen())
+
+    # --- alerts, keys, the account ------------------------------------------------------------------------
+
+    def action_price_alert(self, _where: str = "") -> None:
+        """A price alert on the selected market, starting at its bid now."""
+        if not self.symbol:
+            return
+        if self.symbol not in self.ctx.board.tickers:
+            self.notify(f"No price for {self.symbol.replace('_', '/')} yet: an alert starts from the bid.",
+                        severity="warning")
+            return
+        self.app.push_screen(NewAlertScreen(self.symbol))
+
+    def action_margin_alert(self) -> None:
+        self.app.push_screen(NewAlertScreen(None))
+
+    def action_alerts(self) -> None:
+        self.app.push_screen(AlertsScreen(self.symbol))
+
+    def action_api_keys(self) -> None:
+        self.app.push_screen(ApiKeysScreen())
+
+    def action_account(self) -> None:
+        self.app.push_screen(AccountScreen())

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Button, Input, Static
+from textual.widgets import Button, Input, Label, Static
 
 from cfd_client.errors import ApiError, ClientError, ConnectionLost
+from cfd_tui.widgets.field import Field
 
 NEXT_ON_ENTER = "next-on-enter"
 """The class of a form `Input` whose Enter moves to the next field. The app moves focus as it reads the key,
@@ -21,6 +22,16 @@ def form_end(*buttons: Button, classes: str = "dialog-buttons") -> Iterator[Widg
     """The end of every form: the line its errors go to (`#form-error`), then its buttons in a row."""
     yield Static("", id="form-error", classes="form-error")
     yield Horizontal(*buttons, classes=classes)
+
+
+def form_field(label: str, input_id: str, value: str = "", placeholder: str = "", **options: Any) -> Iterator[Widget]:
+    """One line of a form (in a `.form-fields` container): the label, the field (`Field` options in `options`,
+    e.g. `password=True`), and under them the line its error goes to (`#<input id>-error`)."""
+    # validate_on=[]: Textual's own validation would clear the -invalid mark on blur
+    yield Horizontal(Label(label, id=f"{input_id}-label"),
+                     Field(value=value, placeholder=placeholder, id=input_id, compact=True, validate_on=[], **options),
+                     classes="field")
+    yield Static("", id=f"{input_id}-error", classes="field-error")
 
 
 if TYPE_CHECKING:

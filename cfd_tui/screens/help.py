@@ -23,8 +23,12 @@ HELP = """\
 | `c` / `e` | working orders: cancel (after a confirmation) / modify the highlighted one |
 | `C` (Shift+C) | close all positions, or only the selected market's, after a confirmation that counts them |
 | `h` | history: closed positions, orders and the ledger |
+| `a` | price alert on the selected market, starting at its bid |
+| `A` (Shift+A) | alerts: the active and triggered ones; set a price or a margin-level alert, delete one |
+| `k` | API keys for bots and scripts: create (the key is shown once), revoke |
+| `u` | account: change the password, sign out everywhere |
 | `x` | sign out |
-| `Ctrl+P` | command palette: markets, ticket, working orders, close all, history, theme, sign out |
+| `Ctrl+P` | command palette: markets, ticket, orders, close all, history, alerts, keys, account, theme, sign out |
 | `?` or `F1` | this help · `Ctrl+Q` quits |
 
 | Order ticket | |
@@ -33,6 +37,18 @@ HELP = """\
 | `F4` | size in quantity or in USD |
 | `F5` | order type: market, limit, stop |
 | `Enter` | review, then `Enter` again to send · `Esc` goes back |
+
+| Alerts, API keys, account | |
+|---|---|
+| `F2` / `F3` | price alert: above / below (it follows the price typed until you choose) |
+| `n` / `m` / `d` | alerts: new price alert / margin-level alert / delete the highlighted one |
+| `n` / `d` · `c` | API keys: new key / revoke the highlighted one · copy a new key (shown this once) |
+| `r` · `Esc` | reload · back to the dashboard |
+
+| Sign in | |
+|---|---|
+| `Ctrl+N` | create an account |
+| `Ctrl+F` | forgotten password: a code by mail, then a new password |
 
 A **market** order opens now, at the ask (long) or the bid (short). A **limit** order waits for a better
 price (a buy limit for the ask to fall to its price, a sell limit for the bid to rise to it), a **stop**
@@ -50,6 +66,9 @@ The chart draws the selected market's levels as dashed lines: an open position's
 stop-loss (`SL`, `trailing SL`) and take-profit (`TP`), and each working order (`buy limit 2`), with the
 price on the axis; a level far off the chart is named at the top (`▲`) or bottom (`▼`) of the axis. In the
 positions, `↑ 204.93` is a trailing stop-loss (it moves up; `↓` for a short).
+
+A price alert watches the market's **bid** (above: the bid at or above its price; below: at or under it),
+a margin-level alert the account's margin level; each fires **once**, with a toast (and a mail if asked).
 
 Margin level turns **amber** below 150 % and **red** below 100 % (margin call). The top bar always shows the
 feed: **live**, **reconnecting** or **stale** (a market with no price for 10 s).

@@ -1,4 +1,4 @@
-"""Sign in with email and password, or go on to create an account."""
+"""Sign in with email and password, or go on to create an account, or to reset a forgotten password."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from textual.widgets import Button, Input, Label, Static
 from cfd_client.errors import ClientError
 from cfd_tui.messages import SignedIn
 from cfd_tui.screens.base import CfdScreen
+from cfd_tui.screens.forgot_password import ForgotPasswordScreen
 from cfd_tui.screens.form import NEXT_ON_ENTER, FormMixin, form_end
 from cfd_tui.screens.signup import SignUpScreen
 from cfd_tui.widgets.field import Field
@@ -23,11 +24,12 @@ class SignInScreen(FormMixin, CfdScreen[None]):
     """The first screen without a saved session."""
 
     FIELDS = {"email": "email", "password": "password"}
-    BINDINGS = [Binding("ctrl+n", "sign_up", "Create account")]
+    BINDINGS = [Binding("ctrl+n", "sign_up", "Create account"), Binding("ctrl+f", "forgot", "Forgot password")]
 
-    def __init__(self, message: str = "") -> None:
+    def __init__(self, message: str = "", email: str = "") -> None:
         super().__init__()
         self.message = message
+        self.email = email
 
     def compose(self) -> ComposeResult:
         with Center(), Vertical(id="auth-box", classes="auth-box"):
@@ -35,17 +37,18 @@ class SignInScreen(FormMixin, CfdScreen[None]):
             yield Static("Sign in to trade", classes="auth-title")
             yield Static(self.message, id="auth-message", classes="auth-message")
             yield Label("Email")
-            yield Field(placeholder="you@example.com", id="email", classes=NEXT_ON_ENTER)
+            yield Field(value=self.email, placeholder="you@example.com", id="email", classes=NEXT_ON_ENTER)
             yield Label("Password")
             yield Field(placeholder="your password", password=True, id="password")
             yield from form_end(Button("Sign in", variant="primary", id="signin"),
-                                Button("Create an account", id="signup"), classes="auth-buttons")
+                                Button("Create an account", id="signup"),
+                                Button("Forgot password?", id="forgot"), classes="auth-buttons")
             yield Static(f"server {self.ctx.api_url}", classes="auth-server")
         yield AppFooter()
 
     def on_mount(self) -> None:
         self.query_one("#auth-message").display = bool(self.message)
-        self.query_one("#email", Input).focus()
+        self.query_one("#password" if self.email else "#email", Input).focus()
 
     @on(Input.Submitted, "#password")
     @on(Button.Pressed, "#signin")
@@ -82,3 +85,8 @@ class SignInScreen(FormMixin, CfdScreen[None]):
     def action_sign_up(self) -> None:
         email = self.query_one("#email", Input).value
         self.app.push_screen(SignUpScreen(email=email))
+
+    @on(Button.Pressed, "#forgot")
+    def action_forgot(self) -> None:
+        email = self.query_one("#email", Input).value
+        self.app.push_screen(ForgotPasswordScreen(email=email))

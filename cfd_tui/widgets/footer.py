@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from textual.widgets import Footer
 
+from cfd_tui.layout import NARROW_BELOW
+
 
 class AppFooter(Footer):
     """The footer of every screen: the keys of the screen, as Textual's `Footer` shows them.
@@ -18,3 +20,9 @@ class AppFooter(Footer):
     async def recompose(self) -> None:
         await super().recompose()
         self.mutate_reactive(Footer.compact)  # the watchers run with the same value, and the removed keys' go
+
+    def fit(self, width: int) -> None:
+        """In a terminal narrower than `NARROW_BELOW` columns the keys fit only without the padding between them
+        and the palette's hint (Ctrl+P still opens it, and Help lists it)."""
+        self.compact = width < NARROW_BELOW
+        self.show_command_palette = width >= NARROW_BELOW

@@ -421,3 +421,124 @@ def test_history_of_orders(snap_compare):
         await until(pilot, lambda: app.screen.query_one("TabbedContent").active == "tab-orders")
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+# --- alerts, API keys, the account, a forgotten password ------------------------------------------------------
+
+
+async def with_alerts(fake: FakeBroker) -> None:
+    """A price alert that fired (with a note, by mail too), one still waiting, and a margin-level alert."""
+    await fake.create_alert("SOL_USDC", "above", Decimal("185.50"), note="breakout: buy the retest?", mail=True)
+    await fake.create_alert("BTC_USDC", "below", Decimal("95000.0"))
+    await fake.create_margin_alert(Decimal(150), note="add margin")
+    fake.set_time(FIXED_NOW_MS + 90_000)
+    fake.push_price("SOL_USDC", Decimal("185.60"), Decimal("185.70"))
+    fake.set_time(FIXED_NOW_MS)
+
+
+def test_price_alert_dialog(snap_compare):
+    """`a` on the dashboard: the selected market's alert, its price typed over the bid (so: above)."""
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await until(pilot, dashboard_ready(app))
+        app.screen.choose_market("SOL_USDC")
+        await pilot.press("a")
+        await until(pilot, lambda: app.screen.query("#alert-price"))
+        app.screen.query_one("#alert-price").value = "190.00"
+        app.screen.query_one("#alert-note").value = "take some profit"
+        await until(pilot, lambda: "Fires once" in str(app.screen.query_one("#alert-preview").render()))
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_alerts_at_80x24(snap_compare):
+    """`A`: the active alerts, then the one that fired, with the bid that fired it; its toast."""
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await until(pilot, dashboard_ready(app))
+        await with_alerts(fake)
+        await until(pilot, lambda: any(title == "Price alert" for _, title, _ in app.notice_log))
+        await pilot.press("A")
+        await until(pilot, lambda: app.screen.query("#alerts-table") and app.screen.query_one("#alerts-table")
+                    .row_count == 3)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_new_api_key_shown_once(snap_compare):
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await until(pilot, dashboard_ready(app))
+        await pilot.press("k")
+        await until(pilot, lambda: "api_keys" in fake.requests)
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen.query("#key-name"))
+        await pilot.press(*"grid bot")
+        app.screen.query_one("#scope-trade").value = True
+        app.screen.query_one("#key-name").focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: str(app.screen.query_one("#key-secret").render()).startswith("cfdk_"))
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_revoke_api_key_at_80x24(snap_compare):
+    """The keys (never their secrets), and the confirmation before one is revoked."""
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await until(pilot, dashboard_ready(app))
+        await fake.create_api_key("grid bot", ["read", "trade"])
+        fake.set_time(FIXED_NOW_MS + 3_600_000)
+        await fake.create_api_key("dashboard on the wall", ["read"])
+        fake.set_time(FIXED_NOW_MS)
+        await pilot.press("k")
+        await until(pilot, lambda: app.screen.query("#keys-table") and app.screen.query_one("#keys-table")
+                    .row_count == 2)
+        await pilot.press("d")
+        await until(pilot, lambda: app.screen.query("#revoke-key-dialog"))
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_account_with_a_wrong_password_at_80x24(snap_compare):
+    """`u`: the platform's answer under the field it is about."""
+    fake = FakeBroker()
+    app = frozen_app(fake)
+
+    async def run_before(pilot):
+        await until(pilot, dashboard_ready(app))
+        await pilot.press("u")
+        await until(pilot, lambda: app.screen.query("#current-password"))
+        app.screen.query_one("#current-password").value = "not my password"
+        app.screen.query_one("#new-password").value = "quiet lantern monsoon"
+        app.screen.change_password()
+        await until(pilot, lambda: app.screen.query_one("#current-password-error").has_class("-shown"))
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_reset_password_with_a_wrong_code(snap_compare):
+    """Sign-in, `Ctrl+F`, the email: the code and the new password; a wrong code is said so."""
+    fake = FakeBroker()
+    app = frozen_app(fake, signed_in=False)
+
+    async def run_before(pilot):
+        await until(pilot, lambda: app.screen.query("#email"))
+        app.screen.query_one("#email").value = EMAIL
+        await pilot.press("ctrl+f")
+        await until(pilot, lambda: app.screen.query("#send"))
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen.query("#otp"))
+        await pilot.press(*"111111", *"quiet lantern monsoon", "enter")
+        await until(pilot, lambda: "reset_password" in fake.requests and app.screen.query_one("#form-error")
+                    .has_class("-shown"))
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
