@@ -30,6 +30,7 @@ from cfd_client.feed import FeedClient
 from cfd_client.models import (
     Account,
     AccountFrame,
+    AlertFrame,
     LedgerEntry,
     OrderFrame,
     Position,
@@ -71,7 +72,7 @@ from shared.contracts.rest import (
 from shared.markets import Market
 
 T = TypeVar("T")
-AccountEvent = PositionFrame | OrderFrame | AccountFrame
+AccountEvent = PositionFrame | OrderFrame | AlertFrame | AccountFrame
 """An account event as `GET /account/events` and the `account` channel give it."""
 
 API_PREFIX = "/api/v1"

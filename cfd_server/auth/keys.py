@@ -47,6 +47,12 @@ def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+USE_GRANULARITY = 60.0
+"""Seconds: a key's `last_used_at` is noted at most this often per server process."""
+USED_TTL = 400 * 86400.0
+"""How long the cache keeps a key's last use."""
+
+
 class ApiKeys:
     """Create, list, revoke and resolve API keys."""
 
@@ -59,6 +65,7 @@ class ApiKeys:
         self.check_gate = check_gate
         self.prefix = ctx.settings.bus.topic_prefix + CACHE_PREFIX
         self._decoder = msgspec.json.Decoder(KeyRecord)
+        self._used_noted: dict[str, float] = {}  # key id → when this process last noted its use (monotonic)
 
     async def create(self, user_id: str, body: ApiKeyCreate) -> ApiKeyCreated:
         key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
@@ -70,7 +77,26 @@ class ApiKeys:
                              key=f"{KEY_PREFIX}{key_id}_{secret}")
 
     async def list(self, user_id: str) -> list[ApiKey]:
-        return await self.ctx.rpc.call(ops.KEYS, KeysQuery(user_id=user_id), key=user_id)
+        """The user's keys, each with when it was last used (to the minute, as the cache remembers it)."""
+        keys = await self.ctx.rpc.call(ops.KEYS, KeysQuery(user_id=user_id), key=user_id)
+        if not keys:
+            return keys
+        used = await self.cache.get_many(*(self._used_key(k.id) for k in keys))
+        return [msgspec.structs.replace(k, last_used_at=int(raw)) if raw is not None else k
+                for k, raw in zip(keys, used, strict=True)]
+
+    def _used_key(self, key_id: str) -> str:
+        return f"{self.prefix}used:{key_id}"
+
+    async def _note_use(self, key_id: str) -> None:
+        """Remember when the key was used, at most once a minute per key and process (a cache write, no more)."""
+        now = time.monotonic()
+        if now - self._used_noted.get(key_id, -USE_GRANULARITY) < USE_GRANULARITY:
+            return
+        if len(self._used_noted) > 10_000:
+            self._used_noted.clear()
+        self._used_noted[key_id] = now
+        await self.cache.set(self._used_key(key_id), str(int(time.time() * 1000)).encode(), ttl=USED_TTL)
 
     async def revoke(self, user_id: str, key_id: str) -> None:
         """Revoke at once on every instance: the dbproc first (the key is refused from then on wherever it is
@@ -101,5 +127,6 @@ class ApiKeys:
         if record.user is None or not hmac.compare_digest(record.secret_hash, secret_hash(secret)):
             raise Unauthorized("This is not a valid API key; create one with POST /api-keys.", code="invalid_key")
         await self.check_gate(record.user.id)
+        await self._note_use(key_id)
         return Session(jti=f"key:{key_id}", user=record.user, expires_at=int(time.time()) + KEY_SESSION_SECONDS,
                        key_id=key_id, scopes=tuple(record.scopes))

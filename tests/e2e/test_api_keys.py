@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -47,9 +48,14 @@ async def test_a_key_is_shown_once_and_a_read_key_reads_but_writes_nothing(platf
     assert [(k["id"], k["name"], k["scopes"]) for k in listed] == [(read["id"], "dashboard", ["read"])]
     assert all("key" not in k and read["key"] not in json.dumps(k) for k in listed)
 
+    assert listed[0]["last_used_at"] is None  # not used yet
+
     as_key = bearer(read["key"])
+    before = int(time.time() * 1000)
     assert (await api.get("/account", headers=as_key)).status_code == 200
     assert (await api.get("/auth/me", headers=as_key)).json()["user"]["email"] == email
+    used = (await api.get("/api-keys", headers=bearer(token))).json()[0]["last_used_at"]
+    assert before - 1000 <= used <= int(time.time() * 1000)
 
     schema = (await api.get(f"{platform.base_url}/schema/openapi.json")).json()
     writes = [(method.upper(), path) for path, item in schema["paths"].items() for method, op in item.items()

@@ -169,7 +169,7 @@ async def test_logout_forgets_the_token_even_when_the_server_is_away():
 
 
 async def test_account_events_come_typed_after_a_seq_and_a_purged_stretch_is_resume_gap():
-    from cfd_client.models import AccountFrame, PositionFrame
+    from cfd_client.models import AccountFrame, AlertFrame, PositionFrame
 
     def handler(request):
         if request.url.params["since"] == "0":
@@ -178,10 +178,14 @@ async def test_account_events_come_typed_after_a_seq_and_a_purged_stretch_is_res
         return httpx.Response(200, json=[
             {"type": "position", "event": "closed", "user_id": "u1", "position": POSITION, "balance": "9.00",
              "seq": 6},
-            {"type": "account", "event": "margin_call", "user_id": "u1", "margin_level": "95.00", "seq": 7}])
+            {"type": "account", "event": "margin_call", "user_id": "u1", "margin_level": "95.00", "seq": 7},
+            {"type": "alert", "event": "triggered", "user_id": "u1", "price": "95.00", "seq": 8,
+             "alert": {"id": "a1", "kind": "margin_level", "below": "100", "notify": ["ws"], "status": "triggered",
+                       "created_at": 1, "triggered_at": 2, "triggered_value": "95.00"}}])
 
     api, _ = client_with(handler)
-    closed, called = await api.account_events(5)
+    closed, called, alerted = await api.account_events(5)
+    assert isinstance(alerted, AlertFrame) and alerted.seq == 8 and alerted.alert.kind == "margin_level"
     assert isinstance(closed, PositionFrame) and closed.seq == 6 and closed.balance == Decimal("9.00")
     assert isinstance(called, AccountFrame) and called.event == "margin_call" and called.seq == 7
     with pytest.raises(ClientSideError) as gone:
