@@ -9,7 +9,6 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from rich.text import Text
 
 from cfd_client.models import FillReceipt
-from shared.trading import plain
 
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 CENT = Decimal("0.01")
@@ -140,5 +139,5 @@ def receipt(label: str, fill: FillReceipt | None, tick: Decimal, tz: tzinfo | No
 
 
 def _exact(value: Decimal) -> str:
-    """Every digit the platform gave, none more: an exchange price as the exchange wrote it."""
-    return f"{plain(value):f}"
+    """Every digit the platform gave, none more or fewer: an exchange price as the exchange wrote it."""
+    return f"{value:f}"
