@@ -21,7 +21,7 @@ from shared.errors import Throttled
 from shared.settings import AuthSettings, RateLimit
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_NOUNS = {"reads": "reads", "trading": "writes", "subscribe": "subscribes"}
+_NOUNS = {"reads": "reads", "trading": "writes", "subscribe": "subscribes", "replay": "replay steps"}
 HEADERS_STATE = "ratelimit_headers"
 
 
@@ -31,7 +31,7 @@ class RequestLimits:
     def __init__(self, cache: Cache, settings: AuthSettings, prefix: str) -> None:
         self.cache = cache
         self.classes = {"reads": settings.rate_limit_reads, "trading": settings.rate_limit_trading,
-                        "subscribe": settings.rate_limit_subscribe}
+                        "subscribe": settings.rate_limit_subscribe, "replay": settings.rate_limit_replay}
         self.prefix = prefix
 
     def budget(self, session: Session, kind: str) -> Budget:
@@ -55,8 +55,9 @@ class RequestLimits:
         return limit.count - taken.counts[0], reset, limit
 
     async def check(self, request: Request, session: Session) -> None:
-        """Count a REST request and leave its headers for `RateLimitHeaders` (also on the 429)."""
-        kind = "trading" if request.method in WRITES else "reads"
+        """Count a REST request and leave its headers for `RateLimitHeaders` (also on the 429). A handler may name
+        a class of its own (`opt={"rate_class": ...}`: the replay's steps); else reads and writes are counted."""
+        kind = request.route_handler.opt.get("rate_class") or ("trading" if request.method in WRITES else "reads")
         limit = self.classes[kind]
         headers = request.scope.setdefault("state", {})
         try:
