@@ -40,6 +40,8 @@ from cfd_client.models import (
     Side,
 )
 from shared.contracts.rest import (
+    ApiKeyCreate,
+    ApiKeyCreated,
     AuthSession,
     Candle,
     CloseAll,
@@ -52,6 +54,9 @@ from shared.contracts.rest import (
     OrderType,
     OrderUpdate,
     Price,
+    ReplayStep,
+    ReplayStepRequest,
+    Scope,
     SigninRequest,
     SignupAccepted,
     SignupRequest,
@@ -91,11 +96,14 @@ class RatePacer:
         self._empty_until: dict[str, float] = {}  # class → when its window resets, once nothing is left
 
     @staticmethod
-    def kind(method: str) -> str:
+    def kind(method: str, path: str = "") -> str:
+        """The server's rate-limit class of a request: a lockstep replay's steps have their own."""
+        if path.rstrip("/").endswith("/replay/step"):
+            return "replay"
         return "reads" if method in ("GET", "HEAD") else "trading"
 
-    def wait_before(self, method: str) -> float:
-        until = self._empty_until.get(self.kind(method), 0.0)
+    def wait_before(self, method: str, path: str = "") -> float:
+        until = self._empty_until.get(self.kind(method, path), 0.0)
         return max(0.0, min(until - self.clock(), self.max_wait))
 
     def saw(self, response: httpx.Response) -> None:
@@ -154,7 +162,7 @@ class ApiClient:
             content = _encoder.encode(body)
             all_headers["Content-Type"] = "application/json"
         for attempt in (1, 2):
-            if self.pacer is not None and (wait := self.pacer.wait_before(method)) > 0:
+            if self.pacer is not None and (wait := self.pacer.wait_before(method, path)) > 0:
                 await asyncio.sleep(wait)
             try:
                 response = await self._http.request(method, path, content=content, params=params,
@@ -223,6 +231,11 @@ class ApiClient:
     async def me(self) -> User:
         """The signed-in user (raises `NotSignedIn` when the token is missing, expired or revoked)."""
         return (await self._get("/auth/me", MeResponse)).user
+
+    async def create_api_key(self, name: str, scopes: tuple[Scope, ...] = ("read", "trade")) -> ApiKeyCreated:
+        """A new API key of the signed-in person (not an API key); its secret `key` is shown only this once."""
+        body = ApiKeyCreate(name=name, scopes=list(scopes))
+        return _decode(await self.request("POST", "/api-keys", body=body), ApiKeyCreated)
 
     # --- markets ------------------------------------------------------------------------------------------
 
@@ -357,6 +370,18 @@ class ApiClient:
     async def cancel_order(self, order_id: str) -> Order:
         """Cancel a working order (`Conflict`, `order_not_working`, once it filled, expired or was cancelled)."""
         return _decode(await self.request("DELETE", f"/orders/{order_id}"), Order)
+
+    # --- a lockstep replay ---------------------------------------------------------------------------------
+
+    async def replay_step(self, count: int = 1, *, idempotency_key: str | None = None) -> ReplayStep:
+        """Play the next `count` ticks of the platform's lockstep replay (`cfd up --replay FILE --seed N`). It
+        answers once your account has felt them: an order sent now fills at `quotes`, and the stops, orders and
+        alerts the ticks triggered are applied before anything you send next. `ended` says the recording is over (a further step raises
+        `Conflict`, `replay_ended`); without a lockstep replay it raises `NotFound` (`replay_not_running`) or
+        `Conflict` (`replay_not_lockstep`). With an `idempotency_key`, a retried step plays nothing more."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return _decode(await self.request("POST", "/replay/step", body=ReplayStepRequest(count=count),
+                                          headers=headers), ReplayStep)
 
     async def ledger(self, limit: int = 200) -> list[LedgerEntry]:
         """The newest balance changes (deposits, realised PnL, fees), one page."""
