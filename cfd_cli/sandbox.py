@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import bcrypt
-
 from cfd_cli.platform import SERVICES, Platform
 from cfd_client import ApiClient
+from cfd_server.auth.passwords import hash_password
 from shared import operations as ops
 from shared.bus import Topics
 from shared.bus.rpc import RequestClient
@@ -62,16 +61,15 @@ class Sandbox:
         return self.platform.base_url
 
 
-def sandbox_settings(recording: str | Path, data_dir: Path, *, environ: Mapping[str, str] | None = None,
+def sandbox_settings(recording: str | Path, *, environ: Mapping[str, str] | None = None,
                      **overrides: Any) -> Settings:
-    """The settings of a sandbox on `recording`: a lockstep replay, the data in `data_dir`, free ports unless
-    `overrides` (or the environment) choose them; `overrides` as `load_settings` takes them."""
+    """The settings of a sandbox on `recording`: a lockstep replay, on free ports unless `overrides` choose them;
+    `overrides` as `load_settings` takes them (a group's fields as a mapping)."""
     groups: dict[str, Any] = {"http": {"port": 0, "ws_port": 0}}
     for name, value in overrides.items():
         groups[name] = {**groups.get(name, {}), **value} if isinstance(value, Mapping) else value
     groups["prices"] = {**groups.get("prices", {}), "source": "replay", "replay_file": Path(recording),
                         "replay_lockstep": True}
-    groups.setdefault("data_dir", data_dir)
     return load_settings(environ, **groups)
 
 
@@ -80,7 +78,7 @@ async def open_trader(platform: Platform, *, email: str = TRADER_EMAIL, name: st
     read+trade API key for it (through the REST API, as any client makes one)."""
     settings = platform.settings
     password = secrets.token_urlsafe(12)
-    password_hash = bcrypt.hashpw(password.encode(), bcrypt.gensalt(settings.auth.bcrypt_rounds)).decode()
+    password_hash = await hash_password(password, settings.auth.bcrypt_rounds)
     topics = Topics(settings.bus)
     client = RequestClient(platform.bus, topics.routes(), topics.replies, f"sandbox-{uuid.uuid4().hex[:8]}",
                            settings.bus.request_timeout)
@@ -105,10 +103,10 @@ async def sandbox(recording: str | Path, *, seed: int | None = 0, environ: Mappi
     directory, removed afterwards, unless `overrides` name a `data_dir` or a database (which must hold no
     users). Settings come from `environ` (default: the process environment) and `overrides`. A recording that
     is not there raises `SettingsError`."""
-    path = Path(recording)
-    scratch = Path(tempfile.mkdtemp(prefix="cfd-sandbox-"))
+    scratch = None if "data_dir" in overrides else Path(tempfile.mkdtemp(prefix="cfd-sandbox-"))
     try:
-        settings = sandbox_settings(path, scratch, environ=environ, **overrides)
+        settings = sandbox_settings(recording, environ=environ, **({"data_dir": scratch} if scratch else {}),
+                                    **overrides)
         platform = Platform(settings, SERVICES, migrate_db=True, seed=seed)
         await platform.start()
         try:
@@ -118,7 +116,8 @@ async def sandbox(recording: str | Path, *, seed: int | None = 0, environ: Mappi
         finally:
             await platform.stop()
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 async def announce_trader(platform: Platform, *, seed: int, scratch: Path | None) -> Trader:

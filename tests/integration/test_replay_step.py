@@ -11,6 +11,7 @@ import httpx
 import pytest
 from helpers import signed_in
 
+from cfd_cli.platform import StartupError
 from cfd_cli.sandbox import sandbox
 from cfd_client import Conflict
 from cfd_poller.frames import book_ticker_frame, encode_frame
@@ -115,3 +116,14 @@ async def test_without_a_lockstep_replay_a_step_is_not_found(platform, api, mail
     response = await api.post("/replay/step", headers=auth, json={"count": 1})
     assert error(response) == (404, "replay_not_running")
     assert "cfd up --replay FILE --lockstep" in response.json()["error"]["message"]
+
+
+async def test_a_seeded_sandbox_refuses_a_database_that_already_holds_users(tmp_path, sandbox_overrides):
+    calm = recording(tmp_path / "calm.jsonl", ("100.00", "100.02"))
+    overrides = {**await sandbox_overrides(), "data_dir": tmp_path / "kept"}  # a data directory that stays
+    async with sandbox(calm, seed=1, environ={}, **overrides) as first:
+        assert (await first.api.replay_step()).ended
+    with pytest.raises(StartupError, match="starts from an empty database") as refused:  # the seed's ids are taken
+        async with sandbox(calm, seed=1, environ={}, **overrides):
+            pass
+    assert refused.value.hint is not None and "empty" in refused.value.hint
