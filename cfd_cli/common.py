@@ -86,6 +86,7 @@ async def serve(settings: Settings, services: tuple[str, ...], migrate_db: bool,
     allocator.report()
     platform = Platform(settings, services, migrate_db=migrate_db, seed=seed)
     stop = asyncio.Event()
+    failed: list[Exception] = []
 
     async def announce() -> None:
         await platform.started.wait()
@@ -94,10 +95,10 @@ async def serve(settings: Settings, services: tuple[str, ...], migrate_db: bool,
         if then is not None:
             try:
                 await then(platform)
-            except Exception as exc:
-                err.print(f"[bold red]error:[/] {exc}")
+            except Exception as exc:  # the platform stops, and the command fails with why
+                failed.append(exc)
                 stop.set()
-                raise
+                return
             console.print("[dim]Ctrl-C stops everything gracefully.[/]")
 
     task = asyncio.ensure_future(announce())
@@ -105,3 +106,5 @@ async def serve(settings: Settings, services: tuple[str, ...], migrate_db: bool,
         await platform.run_until_signalled(stop)
     finally:
         task.cancel()
+    if failed:
+        raise StartupError(f"the platform started, but what follows its start failed: {failed[0]}")

@@ -145,7 +145,8 @@ def up(
 
 def _sandbox(prices: dict[str, Any], seed: int) -> None:
     """`cfd up --replay FILE --seed N`: on a fresh temporary data directory unless the environment names one (or a
-    database), which must then hold no users."""
+    database), which must then hold no users; migrated whatever --no-migrate says (an empty database has no
+    tables)."""
     from cfd_cli.sandbox import announce_trader
 
     named = any(os.environ.get(name, "").strip() for name in ("CFD_DATA_DIR", "CFD_DATABASE_URL", "DATABASE_URL"))
