@@ -4,7 +4,8 @@ the candle history and the simulator's resume (`cfd_poller.history`).
 A lockstep replay (`CFD_REPLAY_LOCKSTEP`) does not run on its own: the poller answers `replay.step` requests
 (topic `requests.replay`, group `<prefix>cfd-replay`) by publishing the next ticks and saying which
 (`Poller.step`). A step is applied once per command id (the last `REMEMBERED_STEPS` are remembered), and a
-request sent before this replay started (one a server gave up on while no poller ran) is dropped unplayed.
+request its server gave up on before this replay started (sent longer than the request timeout before; still on
+Kafka from when no poller ran) is dropped unplayed.
 
 `start_poller(settings.prices, bus, topics, instance_id=...)` is what `cfd up` and `cfd poller` call.
 """
@@ -143,13 +144,15 @@ class Poller:
         responder = Responder(self.bus, topics.replies)
         responder.handle(ops.REPLAY_STEP, self.step)
 
+        given_up = int(topics.settings.request_timeout * 1000)
+
         async def on_request(message: Message) -> None:
             try:
                 sent_at = _request_decoder.decode(message.value).sent_at_ms
             except msgspec.DecodeError:
                 sent_at = 0  # the responder logs it
-            if 0 < sent_at < self._started_ms:  # its client gave up on it while no poller ran
-                log.warning("dropping a replay step sent before this replay started (%d ms earlier)",
+            if 0 < sent_at < self._started_ms - given_up:  # its server gave up on it while no poller ran
+                log.warning("dropping a replay step sent %d ms before this replay started: nobody waits for it",
                             self._started_ms - sent_at)
                 return
             await responder(message)
