@@ -376,9 +376,10 @@ class ApiClient:
     async def replay_step(self, count: int = 1, *, idempotency_key: str | None = None) -> ReplayStep:
         """Play the next `count` ticks of the platform's lockstep replay (`cfd up --replay FILE --seed N`). It
         answers once your account has felt them: an order sent now fills at `quotes`, and the stops, orders and
-        alerts the ticks triggered are applied before anything you send next. `ended` says the recording is over (a further step raises
-        `Conflict`, `replay_ended`); without a lockstep replay it raises `NotFound` (`replay_not_running`) or
-        `Conflict` (`replay_not_lockstep`). With an `idempotency_key`, a retried step plays nothing more."""
+        alerts the ticks triggered are applied before anything you send next. `ended` says the recording is over
+        (a further step raises `Conflict`, `replay_ended`); without a lockstep replay it raises `NotFound`
+        (`replay_not_running`) or `Conflict` (`replay_not_lockstep`). With an `idempotency_key`, a retried step
+        plays nothing more."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return _decode(await self.request("POST", "/replay/step", body=ReplayStepRequest(count=count),
                                           headers=headers), ReplayStep)

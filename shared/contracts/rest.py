@@ -404,9 +404,10 @@ class ReplayStepRequest(Struct, forbid_unknown_fields=True, kw_only=True):
 class ReplayStep(Struct, kw_only=True):
     """The answer to POST /replay/step, given once the ticks are published and your account has felt them: a
     market order sent now fills at these quotes, and what the ticks triggered in your account (stops, orders,
-    alerts, margin calls) is applied before anything you send after this answer. `quotes` are the broker quotes of the markets the step moved, in
-    catalogue order; `ticks` how many ticks it played, `played` how many the replay has played in all, `ended`
-    whether the recording is over (a further step is refused, 409 `replay_ended`)."""
+    alerts, margin calls) is applied before anything you send after this answer. `quotes` are the broker quotes
+    of the markets the step moved, in catalogue order; `ticks` how many ticks it played, `played` how many the
+    replay has played in all, `ended` whether the recording is over (a further step is refused, 409
+    `replay_ended`)."""
 
     ticks: int
     played: int
