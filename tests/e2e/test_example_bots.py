@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -135,10 +136,21 @@ async def crossover_on_a_sandbox(overrides: dict[str, Any], recording: Path, see
         return Run(sorted(ledger), sorted(fills), output.decode())
 
 
+def far_rollover() -> str:
+    """A financing rollover twelve hours away: the wall clock, not the replay, decides when one comes, and a run
+    that spans one is charged financing that the other run is not (docs/bots.md, "Reproducible runs")."""
+    far = datetime.now(UTC) + timedelta(hours=12)
+    return f"{far.hour:02d}:{far.minute:02d}"
+
+
 async def test_the_crossover_trader_books_the_same_ledger_twice_on_one_replay_and_seed(sandbox_overrides, tmp_path):
     crash = RECORDINGS / "crash.jsonl"
-    first = await crossover_on_a_sandbox(await sandbox_overrides(), crash, 7, tmp_path)
-    second = await crossover_on_a_sandbox(await sandbox_overrides(), crash, 7, tmp_path)
+    runs = []
+    for _ in range(2):
+        overrides = await sandbox_overrides()
+        overrides["trading"] = {**overrides.get("trading", {}), "financing_rollover": far_rollover()}
+        runs.append(await crossover_on_a_sandbox(overrides, crash, 7, tmp_path))
+    first, second = runs
     assert "the replay ended after 2000 ticks" in first.output
     assert first.ledger == second.ledger  # ids, kinds, amounts, balances and references alike
     assert first.fills == second.fills
