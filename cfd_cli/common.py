@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -66,7 +66,8 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         fail(exc.message + (f" ({reason})" if reason else ""), "check the backends with: cfd doctor")
 
 
-def _banner(settings: Settings, services: tuple[str, ...], port: int | None, feed: str | None) -> None:
+def _banner(settings: Settings, services: tuple[str, ...], port: int | None, feed: str | None, *,
+            quiet: bool = False) -> None:
     console.print(f"[bold green]CFD Broker[/] {shared.__version__} running: {', '.join(services)}")
     for concern, backend in settings.describe_backends().items():
         console.print(f"  [cyan]{concern:<9}[/] {backend}")
@@ -74,20 +75,36 @@ def _banner(settings: Settings, services: tuple[str, ...], port: int | None, fee
         console.print(f"  [cyan]{'api':<9}[/] http://{settings.http.host}:{port}/api/v1  "
                       f"(docs: http://{settings.http.host}:{port}/schema)")
         console.print(f"  [cyan]{'feed':<9}[/] {feed}")
-    console.print("[dim]Ctrl-C stops everything gracefully.[/]")
+    if not quiet:
+        console.print("[dim]Ctrl-C stops everything gracefully.[/]")
 
 
-async def serve(settings: Settings, services: tuple[str, ...], migrate_db: bool) -> None:
-    """Run `services` in this process until SIGINT/SIGTERM, with a banner once they have started."""
+async def serve(settings: Settings, services: tuple[str, ...], migrate_db: bool, *, seed: int | None = None,
+                then: Callable[[Platform], Awaitable[object]] | None = None) -> None:
+    """Run `services` in this process until SIGINT/SIGTERM, with a banner once they have started, then `then`
+    (the sandbox's trader). `seed`: the dbproc's ids (`shared.ids`)."""
     allocator.report()
-    platform = Platform(settings, services, migrate_db=migrate_db)
+    platform = Platform(settings, services, migrate_db=migrate_db, seed=seed)
+    stop = asyncio.Event()
+    failed: list[Exception] = []
 
     async def announce() -> None:
         await platform.started.wait()
-        _banner(settings, platform.services, platform.http_port, platform.ws_url if platform.http_port else None)
+        _banner(settings, platform.services, platform.http_port, platform.ws_url if platform.http_port else None,
+                quiet=then is not None)
+        if then is not None:
+            try:
+                await then(platform)
+            except Exception as exc:  # the platform stops, and the command fails with why
+                failed.append(exc)
+                stop.set()
+                return
+            console.print("[dim]Ctrl-C stops everything gracefully.[/]")
 
     task = asyncio.ensure_future(announce())
     try:
-        await platform.run_until_signalled()
+        await platform.run_until_signalled(stop)
     finally:
         task.cancel()
+    if failed:
+        raise StartupError(f"the platform started, but what follows its start failed: {failed[0]}")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -19,6 +23,7 @@ from cfd_cli.doctor import run_doctor
 from cfd_cli.markets import audit_command, markets_app
 from cfd_cli.operate import exposure_command, keys_app, orders_app, positions_app, users_app
 from cfd_cli.output import JsonOption, print_json
+from cfd_cli.platform import SERVICES
 from cfd_cli.prices import exchange_app, poller_command, prices_app
 from cfd_cli.trade import trade_app
 
@@ -92,14 +97,67 @@ def main(
     setup_logging(verbose)
 
 
+RECORDINGS_HINT = "examples/recordings/ has calm.jsonl and crash.jsonl; record your own with: cfd prices record FILE"
+
+
 @app.command()
 def up(
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply database migrations first.")] = False,
+    replay: Annotated[Path | None, typer.Option(
+        "--replay", metavar="FILE", dir_okay=False, show_default=False,
+        help="Play this recording (Backpack-format JSONL, as [bold]cfd prices record[/] writes) instead of the "
+             "configured price source. examples/recordings/ has a calm and a crashing market.")] = None,
+    speed: Annotated[float | None, typer.Option(
+        "--speed", min=0.01, max=10_000, show_default=False,
+        help="Play the recording this many times faster than it was recorded (default 1).")] = None,
+    lockstep: Annotated[bool, typer.Option(
+        "--lockstep", help="Play the recording a step at a time: only [bold]POST /api/v1/replay/step[/] (the "
+                           "client library's [bold]replay_step()[/]) moves it on.")] = False,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", metavar="N", min=0, show_default=False,
+        help="A reproducible sandbox (implies --lockstep): ids seeded with N, a fresh temporary database, and a "
+             "trader with an API key ready; a bot that steps the replay gets the same fills and ledger every "
+             "run.")] = None,
 ) -> None:
     """Run every service (server, dbproc, poller) in one process, on the embedded backends unless the
-    environment names real ones."""
-    settings = settings_or_fail()
-    run_async(serve(settings, ("dbproc", "server", "poller"), migrate_db=not no_migrate))
+    environment names real ones. With [bold]--replay FILE[/] prices come from a recording; with [bold]--seed N[/]
+    it is a reproducible sandbox for bots (docs/bots.md, "Reproducible runs")."""
+    if replay is None:
+        if speed is not None or lockstep or seed is not None:
+            fail("--speed, --lockstep and --seed go with --replay FILE",
+                 "e.g. cfd up --replay examples/recordings/crash.jsonl --seed 7")
+        run_async(serve(settings_or_fail(), SERVICES, migrate_db=not no_migrate))
+        return
+    if not replay.is_file():
+        fail(f"no recording at {replay}", RECORDINGS_HINT)
+    lockstep = lockstep or seed is not None
+    if lockstep and speed is not None:
+        fail("a lockstep replay moves only when a bot steps it, so --speed does not apply",
+             "drop --speed, or drop --lockstep and --seed to play the recording in time")
+    prices: dict[str, Any] = {"source": "replay", "replay_file": replay, "replay_lockstep": lockstep}
+    if speed is not None:
+        prices["replay_speed"] = speed
+    if seed is None:
+        run_async(serve(settings_or_fail(prices=prices), SERVICES, migrate_db=not no_migrate))
+        return
+    _sandbox(prices, seed)
+
+
+def _sandbox(prices: dict[str, Any], seed: int) -> None:
+    """`cfd up --replay FILE --seed N`: on a fresh temporary data directory unless the environment names one (or a
+    database), which must then hold no users; migrated whatever --no-migrate says (an empty database has no
+    tables)."""
+    from cfd_cli.sandbox import announce_trader
+
+    named = any(os.environ.get(name, "").strip() for name in ("CFD_DATA_DIR", "CFD_DATABASE_URL", "DATABASE_URL"))
+    scratch = None if named else Path(tempfile.mkdtemp(prefix="cfd-sandbox-"))
+    try:
+        settings = settings_or_fail(prices=prices, **({"data_dir": scratch} if scratch else {}))
+        run_async(serve(settings, SERVICES, migrate_db=True, seed=seed,
+                        then=functools.partial(announce_trader, seed=seed, scratch=scratch)))
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 @app.command()

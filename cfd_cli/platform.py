@@ -20,6 +20,7 @@ from cfd_server.info import ws_url as advertised_ws_url
 from shared.bus import Bus, Topics, create_bus
 from shared.cache import Cache, create_cache
 from shared.clock import now_ms
+from shared.ids import Ids
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -56,14 +57,17 @@ class Platform:
     """The chosen services sharing one bus in this process; started and stopped in dependency order."""
 
     def __init__(self, settings: Settings, services: Iterable[str] = SERVICES, *, migrate_db: bool = False,
-                 bus: Bus | None = None, cache: Cache | None = None, clock: Callable[[], int] = now_ms) -> None:
+                 bus: Bus | None = None, cache: Cache | None = None, clock: Callable[[], int] = now_ms,
+                 seed: int | None = None) -> None:
         """`bus` and `cache`, when given, are another platform's (started and stopped by it): two servers on
         the in-process backends share them as two server processes share Kafka and Redis. `clock` is the
-        dbproc's wall clock for market controls and financing (tests move it across rollovers)."""
+        dbproc's wall clock for market controls and financing (tests move it across rollovers). `seed` makes
+        the dbproc's ids the same sequence every run (`shared.ids`); the database must then hold no users."""
         self.settings = settings
         self.services = tuple(s for s in SERVICES if s in set(services))
         self.migrate_db = migrate_db
         self.clock = clock
+        self.seed = seed
         self._own_bus, self._own_cache = bus is None, cache is None
         self.bus: Bus = bus or create_bus(settings.bus, settings.instance_id)
         # shared, so the in-process cache is one for all services
@@ -98,7 +102,9 @@ class Platform:
                 if self.migrate_db:
                     await migrate(self.db)
                 await self.db.start()
-                self.dbproc = DbProc(self.settings, self.bus, self.db, self.cache, self.clock)
+                if self.seed is not None:
+                    await self._check_empty()
+                self.dbproc = DbProc(self.settings, self.bus, self.db, self.cache, self.clock, Ids(self.seed))
                 await self.dbproc.start()
             if "server" in self.services:
                 await self._start_http()
@@ -108,6 +114,19 @@ class Platform:
         except BaseException:
             await self.stop()
             raise
+
+    async def _check_empty(self) -> None:
+        """Seeded ids are the same every run: a database holding an earlier run's would get them twice."""
+        from cfd_dbproc.db.tables import Users
+
+        users = await Users.count().run()
+        if users:
+            database = self.settings.describe_backends()["database"]
+            raise StartupError(
+                f"a seeded run (--seed) starts from an empty database, and {database} "
+                f"holds {users} user{'s' if users != 1 else ''}",
+                "leave CFD_DATA_DIR and CFD_DATABASE_URL unset (a seeded cfd up uses a fresh temporary directory), "
+                "or point them at an empty one")
 
     async def _start_http(self) -> None:
         host, port = self.settings.http.host, self.settings.http.port
@@ -164,9 +183,10 @@ class Platform:
         if self._own_cache:
             await self.cache.close()
 
-    async def run_until_signalled(self) -> None:
-        """Start, then run until SIGINT/SIGTERM (or the HTTP server exits), then stop gracefully."""
-        stop = asyncio.Event()
+    async def run_until_signalled(self, stop: asyncio.Event | None = None) -> None:
+        """Start, then run until SIGINT/SIGTERM (or the HTTP server exits, or `stop` is set), then stop
+        gracefully."""
+        stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):

@@ -16,7 +16,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -61,6 +61,8 @@ from shared.contracts.rest import (
     OrderType,
     OrderUpdate,
     Price,
+    ReplayStep,
+    ReplayStepRequest,
     ResetPasswordRequest,
     Scope,
     SigninRequest,
@@ -102,11 +104,14 @@ class RatePacer:
         self._empty_until: dict[str, float] = {}  # class → when its window resets, once nothing is left
 
     @staticmethod
-    def kind(method: str) -> str:
+    def kind(method: str, path: str = "") -> str:
+        """The server's rate-limit class of a request: a lockstep replay's steps have their own."""
+        if path.rstrip("/").endswith("/replay/step"):
+            return "replay"
         return "reads" if method in ("GET", "HEAD") else "trading"
 
-    def wait_before(self, method: str) -> float:
-        until = self._empty_until.get(self.kind(method), 0.0)
+    def wait_before(self, method: str, path: str = "") -> float:
+        until = self._empty_until.get(self.kind(method, path), 0.0)
         return max(0.0, min(until - self.clock(), self.max_wait))
 
     def saw(self, response: httpx.Response) -> None:
@@ -165,7 +170,7 @@ class ApiClient:
             content = _encoder.encode(body)
             all_headers["Content-Type"] = "application/json"
         for attempt in (1, 2):
-            if self.pacer is not None and (wait := self.pacer.wait_before(method)) > 0:
+            if self.pacer is not None and (wait := self.pacer.wait_before(method, path)) > 0:
                 await asyncio.sleep(wait)
             try:
                 response = await self._http.request(method, path, content=content, params=params,
@@ -262,9 +267,10 @@ class ApiClient:
         """The live API keys of the signed-in trader (never their secrets)."""
         return await self._get("/api-keys", list[ApiKey])
 
-    async def create_api_key(self, name: str, scopes: list[Scope]) -> ApiKeyCreated:
-        """A new API key, `["read"]` or `["read", "trade"]`; its `key` (the secret) is in this answer only."""
-        body = ApiKeyCreate(name=name, scopes=scopes)
+    async def create_api_key(self, name: str, scopes: Sequence[Scope] = ("read", "trade")) -> ApiKeyCreated:
+        """A new API key, `["read"]` or `["read", "trade"]`, of the signed-in person (not an API key); its `key`
+        (the secret) is in this answer only."""
+        body = ApiKeyCreate(name=name, scopes=list(scopes))
         return _decode(await self.request("POST", "/api-keys", body=body), ApiKeyCreated)
 
     async def revoke_api_key(self, key_id: str) -> None:
@@ -404,6 +410,19 @@ class ApiClient:
     async def cancel_order(self, order_id: str) -> Order:
         """Cancel a working order (`Conflict`, `order_not_working`, once it filled, expired or was cancelled)."""
         return _decode(await self.request("DELETE", f"/orders/{order_id}"), Order)
+
+    # --- a lockstep replay ---------------------------------------------------------------------------------
+
+    async def replay_step(self, count: int = 1, *, idempotency_key: str | None = None) -> ReplayStep:
+        """Play the next `count` ticks of the platform's lockstep replay (`cfd up --replay FILE --seed N`). It
+        answers once your account has felt them: an order sent now fills at `quotes`, and the stops, orders and
+        alerts the ticks triggered are applied before anything you send next. `ended` says the recording is over
+        (a further step raises `Conflict`, `replay_ended`); without a lockstep replay it raises `NotFound`
+        (`replay_not_running`) or `Conflict` (`replay_not_lockstep`). With an `idempotency_key`, a retried step
+        plays nothing more."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return _decode(await self.request("POST", "/replay/step", body=ReplayStepRequest(count=count),
+                                          headers=headers), ReplayStep)
 
     async def ledger(self, limit: int = 200) -> list[LedgerEntry]:
         """The newest balance changes (deposits, realised PnL, fees), one page."""

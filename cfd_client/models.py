@@ -23,6 +23,7 @@ from shared.contracts.rest import (
     PositionClose,
     PositionCreate,
     PositionUpdate,
+    ReplayStep,
 )
 
 Side = Literal["long", "short"]
@@ -44,6 +45,7 @@ __all__ = [
     "PositionFrame",
     "PositionMark",
     "PositionUpdate",
+    "ReplayStep",
     "Side",
     "StateChanged",
     "is_open",

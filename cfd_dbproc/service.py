@@ -23,6 +23,7 @@ from cfd_dbproc.trading.operators import OperatorHandlers
 from cfd_dbproc.trading.orders import OrderHandlers
 from cfd_dbproc.trading.queries import TradingQueries
 from cfd_dbproc.trading.quotes import QuoteCache
+from cfd_dbproc.trading.replay import ReplayHandlers
 from cfd_dbproc.trading.risk_runner import RiskRunner
 from cfd_dbproc.trading.store import TradingStore
 from cfd_dbproc.users import UserHandlers
@@ -33,6 +34,7 @@ from shared.cache import Cache
 from shared.clock import now_ms
 from shared.contracts.bus import HealthQuery, HealthReport
 from shared.credentials import CredentialsDirectory
+from shared.ids import Ids
 from shared.markets import MarketBook
 from shared.settings import Settings
 
@@ -45,8 +47,10 @@ class DbProc:
     """Consumes the request topics as one member of the `cfd-dbproc` consumer group."""
 
     def __init__(self, settings: Settings, bus: Bus, db: Database, cache: Cache,
-                 clock: Callable[[], int] = now_ms) -> None:
-        """`clock` is the wall clock of the market controls and of financing (tests move it across rollovers)."""
+                 clock: Callable[[], int] = now_ms, ids: Ids | None = None) -> None:
+        """`clock` is the wall clock of the market controls and of financing (tests move it across rollovers);
+        `ids` makes the ids of what the engine creates (seeded in a sandbox: `shared.ids`)."""
+        ids = ids or Ids()
         self.settings = settings
         self.bus = bus
         self.db = db
@@ -54,17 +58,18 @@ class DbProc:
         self.responder = Responder(bus, self.topics.replies)
         self.directory = DirectoryKeeper(CredentialsDirectory(cache, settings.bus.topic_prefix))
         self.markets = MarketBook()  # the terms in force: the catalogue's, as operators changed them
-        self.market_keeper = MarketKeeper(db, bus, self.topics, self.markets, clock)
-        self.quotes = QuoteCache(settings.prices.stale_after_seconds, markets=self.markets)
-        store = TradingStore(db)
+        self.market_keeper = MarketKeeper(db, bus, self.topics, self.markets, clock, ids)
+        self.quotes = QuoteCache(settings.prices.quotes_stale_after, markets=self.markets)
+        store = TradingStore(db, ids)
         self.trading = TradingEngine(store, bus, self.topics.events, self.quotes,
                                      Costs(store, self.quotes, settings.trading.financing_rollover_minute, clock))
         self.risk = RiskRunner(bus, self.topics, self.quotes, store)
         self.trading.unstored_stop = self.risk.book.unstored_stop
         self.marks = MarkPublisher(bus, self.topics.marks, self.risk)
-        self.responder.serve(UserHandlers(db, settings.trading.demo_deposit, self.directory), self.trading,
+        self.responder.serve(UserHandlers(db, settings.trading.demo_deposit, self.directory, ids), self.trading,
                              TradingQueries(self.trading), OperatorHandlers(store, self.quotes, self.directory),
                              OrderHandlers(self.trading), AlertHandlers(self.trading), KeyHandlers(db), self.marks,
+                             ReplayHandlers(self.trading, self.risk, settings.bus.request_timeout),
                              self.market_keeper, self)
         self.candles = CandleRecorder(db, bus, self.topics, self.markets)  # answers the candle requests, own group
         self.assigned: set[int] = set()
@@ -90,8 +95,8 @@ class DbProc:
                                      group=self.settings.bus.topic(CANDLES_GROUP)))
         self.retention.start()
         self.financing.start()
-        if self.settings.trading.quote_wait_seconds <= 0 or not self.quotes.unpriced():
-            await self._join()
+        if self.settings.trading.quote_wait_seconds <= 0 or self.settings.prices.lockstep or not self.quotes.unpriced():
+            await self._join()  # a lockstep replay has no price before its first step: nothing to wait for
         else:
             self._joining = asyncio.get_running_loop().create_task(self._join_when_priced(),
                                                                    name="dbproc-join")

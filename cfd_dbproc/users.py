@@ -26,14 +26,16 @@ from shared.contracts.bus import (
 )
 from shared.contracts.rest import User
 from shared.errors import Conflict, NotFound
+from shared.ids import Ids
 from shared.trading import CURRENCY
 
 
 class UserHandlers:
-    def __init__(self, db: Database, demo_deposit: Decimal, directory: DirectoryKeeper) -> None:
+    def __init__(self, db: Database, demo_deposit: Decimal, directory: DirectoryKeeper, ids: Ids | None = None) -> None:
         self.db = db
         self.demo_deposit = demo_deposit
         self.directory = directory
+        self.ids = ids or Ids()
 
     @handles(ops.USER_EXISTS)
     async def exists(self, query: UserExistsQuery) -> UserExists:
@@ -46,18 +48,18 @@ class UserHandlers:
         async def apply() -> User:
             if await Users.exists().where(Users.email == email).run():
                 raise Conflict("An account with this email already exists; sign in instead.", code="email_taken")
-            user_id = uuid.uuid4()
+            user_id = self.ids.uuid()
             created = now_ms()
             await Users.insert(
                 Users(id=user_id, email=email, name=command.name, password_hash=command.password_hash,
                       disabled=False, created_at=created)
             ).run()
             await Accounts.insert(
-                Accounts(id=uuid.uuid4(), user_id=user_id, currency=CURRENCY, balance=self.demo_deposit,
+                Accounts(id=self.ids.uuid(), user_id=user_id, currency=CURRENCY, balance=self.demo_deposit,
                          created_at=created)
             ).run()
             await LedgerEntries.insert(
-                LedgerEntries(id=uuid.uuid4(), user_id=user_id, kind="deposit", amount=self.demo_deposit,
+                LedgerEntries(id=self.ids.uuid(), user_id=user_id, kind="deposit", amount=self.demo_deposit,
                               balance_after=self.demo_deposit, reference="demo", command_id=command_id,
                               created_at=created)
             ).run()

@@ -1,6 +1,12 @@
 """The poller service: one source → `price-updates`, with staleness watching and counters, and at start-up
 the candle history and the simulator's resume (`cfd_poller.history`).
 
+A lockstep replay (`CFD_REPLAY_LOCKSTEP`) does not run on its own: the poller answers `replay.step` requests
+(topic `requests.replay`, group `<prefix>cfd-replay`) by publishing the next ticks and saying which
+(`Poller.step`). A step is applied once per command id (the last `REMEMBERED_STEPS` are remembered), and a
+request its server gave up on before this replay started (sent longer than the request timeout before; still on
+Kafka from when no poller ran) is dropped unplayed.
+
 `start_poller(settings.prices, bus, topics, instance_id=...)` is what `cfd up` and `cfd poller` call.
 """
 
@@ -9,17 +15,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
+
+import msgspec
 
 from cfd_poller.history import HistoryKeeper
 from cfd_poller.metrics import PollerMetrics
 from cfd_poller.publisher import TickPublisher
 from cfd_poller.sources import PriceSource, create_source
+from cfd_poller.sources.replay import LockstepReplay
 from cfd_poller.staleness import StalenessTracker
+from shared import operations as ops
 from shared.backoff import Backoff
-from shared.bus import Bus, Topics
+from shared.bus import Bus, Message, Subscription, Topics
+from shared.bus.rpc import Responder
+from shared.clock import now_ms
+from shared.contracts import encode
+from shared.contracts.bus import BusRequest, ReplayStepCommand, ReplayStepped
+from shared.contracts.rest import MAX_REPLAY_STEP
+from shared.errors import BadRequest, Conflict
 from shared.settings import PriceSettings
 
 log = logging.getLogger(__name__)
+
+STEP_GROUP = "cfd-replay"  # the consumer group of `requests.replay`, prefixed with the deployment's topic prefix
+REMEMBERED_STEPS = 1000
+_request_decoder = msgspec.json.Decoder(BusRequest)
 
 
 class Poller:
@@ -31,14 +52,21 @@ class Poller:
         self.bus = bus
         self.source = source or create_source(settings, PollerMetrics())
         self.metrics = self.source.metrics  # the source counts frames and reconnects, the publisher ticks
+        self.topics = topics
         self.topic = topics.prices
         self.publisher = TickPublisher(bus, self.topic, self.metrics)
-        self.staleness = StalenessTracker(self.source.symbols, settings.stale_after_seconds,
+        self.staleness = StalenessTracker(self.source.symbols, settings.quotes_stale_after,
                                           source=self.source.name)
         self.history = HistoryKeeper(settings, bus, topics, self.source, self.metrics, instance_id=instance_id)
         self._run_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._history_task: asyncio.Task[int] | None = None
+        self.lockstep = self.source if isinstance(self.source, LockstepReplay) else None
+        self._steps: Subscription | None = None
+        self._stepping = asyncio.Lock()
+        self._answers: OrderedDict[str, ReplayStepped] = OrderedDict()  # the latest steps, by command id
+        self._ended = asyncio.Event()
+        self._started_ms = 0
 
     @property
     def source_name(self) -> str:
@@ -47,6 +75,8 @@ class Poller:
     @property
     def running(self) -> bool:
         """Whether the source is still producing (a replay stops at the end of its file)."""
+        if self.lockstep is not None:
+            return self._steps is not None and not self._ended.is_set()
         return self._run_task is not None and not self._run_task.done()
 
     def stale_symbols(self) -> list[str]:
@@ -62,20 +92,28 @@ class Poller:
             await self.history.ask()
             self.history.resume()
         loop = asyncio.get_running_loop()
-        self._run_task = loop.create_task(self._run(), name=f"poller-{self.source.name}")
+        if self.lockstep is not None:
+            await self._serve_steps()
+        else:
+            self._run_task = loop.create_task(self._run(), name=f"poller-{self.source.name}")
         self._watch_task = loop.create_task(self._watch(), name="poller-staleness")
         if history:
             self._history_task = loop.create_task(self._backfill(), name="poller-history")
-        log.info("poller started: %s prices for %s → %s", self.source.name, ", ".join(self.source.symbols),
-                 self.topic)
+        log.info("poller started: %s prices for %s → %s%s", self.source.name, ", ".join(self.source.symbols),
+                 self.topic, ", a step at a time (lockstep)" if self.lockstep is not None else "")
 
     async def stop(self) -> None:
         """Stop reading, watching and sending history; a stopped poller publishes nothing more."""
+        if self._steps is not None:
+            await self._steps.stop()
+            self._steps = None
         tasks = [t for t in (self._run_task, self._watch_task, self._history_task) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._run_task = self._watch_task = self._history_task = None
+        if self.lockstep is not None:
+            self.lockstep.close()
         log.info("poller stopped: %s", self.metrics.summary())
 
     async def wait_history(self) -> int:
@@ -93,8 +131,65 @@ class Poller:
 
     async def wait_finished(self) -> None:
         """Wait until the source has no more prices (only a replay ever ends)."""
-        if self._run_task is not None:
+        if self.lockstep is not None:
+            await self._ended.wait()
+        elif self._run_task is not None:
             await asyncio.shield(self._run_task)
+
+    # --- a lockstep replay ----------------------------------------------------------------------------------
+
+    async def _serve_steps(self) -> None:
+        topics = self.topics
+        await self.bus.ensure_topics([topics.replay_requests, topics.replies])
+        responder = Responder(self.bus, topics.replies)
+        responder.handle(ops.REPLAY_STEP, self.step)
+
+        given_up = int(topics.settings.request_timeout * 1000)
+
+        async def on_request(message: Message) -> None:
+            try:
+                sent_at = _request_decoder.decode(message.value).sent_at_ms
+            except msgspec.DecodeError:
+                sent_at = 0  # the responder logs it
+            if 0 < sent_at < self._started_ms - given_up:  # its server gave up on it while no poller ran
+                log.warning("dropping a replay step sent %d ms before this replay started: nobody waits for it",
+                            self._started_ms - sent_at)
+                return
+            await responder(message)
+
+        self._started_ms = now_ms()
+        self._steps = await self.bus.subscribe([topics.replay_requests], on_request,
+                                               group=topics.settings.topic(STEP_GROUP))
+
+    async def step(self, command: ReplayStepCommand, command_id: str) -> ReplayStepped:
+        """`replay.step`: publish the next `command.count` ticks of the lockstep replay, in order, and say which.
+        A tick the bus refuses fails the step (503) and is the first of the next one."""
+        assert self.lockstep is not None
+        if not 1 <= command.count <= MAX_REPLAY_STEP:
+            raise BadRequest(f"A step plays 1 to {MAX_REPLAY_STEP:,} ticks.", code="validation_error",
+                             details={"count": command.count})
+        async with self._stepping:
+            answered = self._answers.get(command_id)
+            if answered is not None:
+                return answered
+            source = self.lockstep
+            ticks = await source.next_ticks(command.count)
+            if not ticks:
+                raise Conflict(f"The replay of {source.path.name} has ended: all {source.played:,} ticks are played.",
+                               code="replay_ended", details={"played": source.played})
+            for tick in ticks:
+                await self.bus.publish(self.topic, encode(tick), key=tick.symbol.encode())
+                source.published()
+                self.staleness.seen(tick.symbol)
+                self.metrics.ticks_published += 1
+            answer = ReplayStepped(ticks=ticks, played=source.played, ended=await source.ended())
+            self._answers[command_id] = answer
+            if len(self._answers) > REMEMBERED_STEPS:
+                self._answers.popitem(last=False)
+            if answer.ended and not self._ended.is_set():
+                self._ended.set()
+                log.info("the lockstep replay of %s has ended: %d ticks played", source.path.name, source.played)
+            return answer
 
     async def _run(self) -> None:
         backoff = Backoff(initial=1.0, cap=30.0)

@@ -27,6 +27,7 @@ from cfd_server.health import HealthController
 from cfd_server.info import advertises_loopback_only, info, ws_url
 from cfd_server.limits import RateLimitHeaders, RequestLimits
 from cfd_server.market import MARKET_HANDLERS, start_market
+from cfd_server.market.replay import ReplayController
 from cfd_server.openapi import document_api
 from cfd_server.security import CrossSiteGuard, security_headers
 from cfd_server.trading.alerts import AlertsController
@@ -98,7 +99,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
     api = Router(
         path="/api/v1",
         route_handlers=[AuthController, ApiKeysController, TradingController, OrdersController, AlertsController,
-                        AdminController, AdminMarketsController, info,
+                        AdminController, AdminMarketsController, ReplayController, info,
                         *MARKET_HANDLERS],
         dependencies={"auth": Provide(provide_auth)},
     )

@@ -29,7 +29,7 @@ from shared.errors import Throttled
 from shared.settings import AuthSettings, RateLimit
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_NOUNS = {"reads": "reads", "trading": "writes", "subscribe": "subscribes"}
+_NOUNS = {"reads": "reads", "trading": "writes", "subscribe": "subscribes", "replay": "replay steps"}
 HEADERS_STATE = "ratelimit_headers"
 
 
@@ -65,7 +65,7 @@ class RequestLimits:
                  clock: Callable[[], float] = time.monotonic, repeat_pause: float = REPEAT_PAUSE_SECONDS) -> None:
         self.cache = cache
         self.classes = {"reads": settings.rate_limit_reads, "trading": settings.rate_limit_trading,
-                        "subscribe": settings.rate_limit_subscribe}
+                        "subscribe": settings.rate_limit_subscribe, "replay": settings.rate_limit_replay}
         self.prefix = prefix
         self.clock = clock
         self.repeat_pause = repeat_pause
@@ -73,7 +73,9 @@ class RequestLimits:
 
     @staticmethod
     def kind_of(request: Request) -> str:
-        return "trading" if request.method in WRITES else "reads"
+        """The class a REST request is counted in: the one its handler names (`opt={"rate_class": ...}`: the
+        replay's steps), else reads or writes (`trading`)."""
+        return request.route_handler.opt.get("rate_class") or ("trading" if request.method in WRITES else "reads")
 
     async def hold_early(self, request: Request, credential: str) -> None:
         """Hold a request for `repeat_pause` seconds if its credential was refused this class of request and
@@ -118,7 +120,7 @@ class RequestLimits:
 
     async def check(self, request: Request, session: Session, credential: str) -> None:
         """Count a REST request and leave its headers for `RateLimitHeaders` (also on the 429); a refusal is
-        remembered for `refuse_early` under `credential` (the token or key the request came with)."""
+        remembered for `hold_early` under `credential` (the token or key the request came with)."""
         kind = self.kind_of(request)
         limit = self.classes[kind]
         headers = request.scope.setdefault("state", {})

@@ -43,8 +43,9 @@ DESCRIPTIONS = {
          "`key_not_allowed`: an API key managing keys, the password or sessions; or `cross_site_request`: a write "
          "from another site's page, or a cookie-signed write whose body is not JSON).",
     404: "No such resource (`position_not_found`, `order_not_found`, `alert_not_found`, `key_not_found`, "
-         "`user_not_found`, `account_not_found`, `unknown_market`).",
-    409: "The resource is not in a state that allows this (`position_closed`, `order_not_working`, `email_taken`).",
+         "`user_not_found`, `account_not_found`, `unknown_market`; `replay_not_running`: no replay to step).",
+    409: "The resource is not in a state that allows this (`position_closed`, `order_not_working`, `email_taken`; "
+         "`replay_not_lockstep`, `replay_ended`: a replay that cannot be stepped).",
     410: "No longer kept (`resume_gap`: account events older than their retention); `details` says where to "
          "start again.",
     413: "The body is larger than 64 KiB (`payload_too_large`).",
@@ -83,6 +84,7 @@ _RULES: dict[str, set[int]] = {
     "admin_list_positions": {404},
     "admin_list_orders": {404},
     "admin_user_api_keys": {404},
+    "replay_step": {404, 409},
 }
 # Where an operation's answer leads: response status → link name → (operation, parameters).
 _LINKS: dict[str, dict[str, dict[str, tuple[str, dict[str, str]]]]] = {

@@ -61,6 +61,10 @@ from shared.contracts.bus import (
     PositionQuery,
     PositionsQuery,
     RehashPassword,
+    ReplayStepCommand,
+    ReplayStepped,
+    ReplaySync,
+    ReplaySynced,
     RevokeKeyCommand,
     RiskCloseCommand,
     SetDisabledCommand,
@@ -101,6 +105,7 @@ class Route(StrEnum):
     TRADING = "trading"  # requests.trading: the dbproc, keyed by user id (one user's commands in order)
     CANDLES = "candles"  # requests.candles: the dbproc's candle consumer, keyed by symbol
     HEALTH = "health"  # requests.health: the dbproc, to tell that it answers and reaches its database
+    REPLAY = "replay"  # requests.replay: the poller of a lockstep replay
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -115,12 +120,6 @@ class Operation(Generic[Req, Rep]):
 
     def __repr__(self) -> str:
         return f"Operation({self.name})"
-
-
-
-
-
-
 
 
 # --- users (requests.users) ----------------------------------------------------------------------------------
@@ -215,6 +214,12 @@ CANDLES_COVERAGE: Operation[CoverageQuery, Coverage] = Operation(
 # --- health (requests.health) --------------------------------------------------------------------------------
 HEALTH: Operation[HealthQuery, HealthReport] = Operation("health.check", Route.HEALTH, HealthQuery, HealthReport)
 
+# --- a lockstep replay (docs/bots.md, "Reproducible runs") -----------------------------------------------------
+REPLAY_STEP: Operation[ReplayStepCommand, ReplayStepped] = Operation(
+    "replay.step", Route.REPLAY, ReplayStepCommand, ReplayStepped, command=True)  # the poller, keyed "replay"
+REPLAY_SYNC: Operation[ReplaySync, ReplaySynced] = Operation(
+    "replay.sync", Route.TRADING, ReplaySync, ReplaySynced)  # the user's dbproc, keyed by the user
+
 ALL: tuple[Operation[Any, Any], ...] = (
     USER_EXISTS, USER_CREATE, USER_CREDENTIALS, USER_PROFILE, USER_REHASH,
     OPEN, CLOSE, MODIFY, DEPOSIT, RISK_CLOSE, STOP_OUT, FINANCING, CLOSE_ALL, TRAIL, MARGIN_CALL, WATCH_ACCOUNT,
@@ -225,4 +230,5 @@ ALL: tuple[Operation[Any, Any], ...] = (
     USERS, SET_DISABLED, EXPOSURE, SET_MARKET, AUDIT, MARKET_SETTINGS,
     CANDLES_HISTORY, CANDLES_COVERAGE,
     HEALTH,
+    REPLAY_STEP, REPLAY_SYNC,
 )

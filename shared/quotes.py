@@ -20,6 +20,7 @@ import msgspec
 from shared.contracts.bus import PriceTick
 from shared.contracts.quote import Quote
 from shared.markets import MARKETS, Market, MarketBook, broker_quote
+from shared.watermarks import Watermarks
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class LatestQuotes:
         self._entries: dict[str, _Entry] = {}
         self._decoder = msgspec.json.Decoder(PriceTick)
         self._stale: set[str] = set()
+        self.seen = Watermarks()
+        """The exchange time of each market's latest quote here (a lockstep replay's step waits on it)."""
 
     def apply(self, raw: bytes) -> Quote | None:
         """Take one encoded `PriceTick`; returns the broker quote, or None when the tick is refused."""
@@ -70,6 +73,7 @@ class LatestQuotes:
             self._stale.discard(symbol)
             log.info("%s is live again", symbol)
         self._accepted(symbol, quote)
+        self.seen.advance(symbol, tick.exchange_time_us)  # after the listeners: the server's frames went out
         return quote
 
     def _accepted(self, symbol: str, quote: Quote) -> None:

@@ -161,6 +161,8 @@ class AuthSettings(Group, frozen=True, kw_only=True):
     rate_limit_reads: Annotated[RateLimit, Env(_rate_limit, "CFD_RATE_LIMIT_READS")] = RateLimit(300, 10)
     rate_limit_trading: Annotated[RateLimit, Env(_rate_limit, "CFD_RATE_LIMIT_TRADING")] = RateLimit(100, 10)
     rate_limit_subscribe: Annotated[RateLimit, Env(_rate_limit, "CFD_RATE_LIMIT_SUBSCRIBE")] = RateLimit(30, 10)
+    # Steps of a lockstep replay (`POST /replay/step`), a class of their own: a backtest steps thousands of times.
+    rate_limit_replay: Annotated[RateLimit, Env(_rate_limit, "CFD_RATE_LIMIT_REPLAY")] = RateLimit(10_000, 10)
 
 
 class PriceSettings(Group, frozen=True, kw_only=True):
@@ -171,11 +173,32 @@ class PriceSettings(Group, frozen=True, kw_only=True):
     backpack_rest_url: Annotated[str | None, Env(_url("http", "https"), "CFD_BACKPACK_REST_URL")] = None
     replay_file: Annotated[Path | None, Env(Path, "CFD_REPLAY_FILE")] = None
     replay_speed: Annotated[float, Env(_float(0.01, 10_000), "CFD_REPLAY_SPEED")] = 1.0
+    # A lockstep replay publishes its next ticks only when a bot steps it (`POST /api/v1/replay/step`); the
+    # server, the dbproc and the poller all read it (docs/bots.md, "Reproducible runs").
+    replay_lockstep: Annotated[bool, Env(_bool, "CFD_REPLAY_LOCKSTEP")] = False
     sim_seed: Annotated[int | None, Env(_int(0, 2**63), "CFD_SIM_SEED")] = None
     sim_tick_hz: Annotated[float, Env(_float(0.1, 10_000), "CFD_SIM_TICK_HZ")] = 4.0
     stale_after_seconds: Annotated[float, Env(_float(0.5, 3600), "CFD_STALE_AFTER_SECONDS")] = 10.0
     candle_history_hours: Annotated[int, Env(_int(0, 720), "CFD_CANDLE_HISTORY_HOURS")] = 24
     poller_resume_timeout: Annotated[float, Env(_float(0.1, 60), "CFD_POLLER_RESUME_TIMEOUT")] = 5.0
+
+    @property
+    def lockstep(self) -> bool:
+        """Whether prices come from a lockstep replay (which moves only when stepped)."""
+        return self.source == "replay" and self.replay_lockstep
+
+    def describe(self) -> str:
+        """`sim`, `backpack`, or the replay: its file and how it plays."""
+        if self.source != "replay" or self.replay_file is None:
+            return self.source
+        how = "lockstep: a step at a time" if self.replay_lockstep else f"at {self.replay_speed:g}× speed"
+        return f"replay of {self.replay_file.name} ({how})"
+
+    @property
+    def quotes_stale_after(self) -> float:
+        """Seconds without a tick after which a market's quote is stale. Never, in a lockstep replay: a paused
+        replay is not a quiet feed, and a bot that thinks for a minute between steps must still trade."""
+        return math.inf if self.lockstep else self.stale_after_seconds
 
 
 class TradingSettings(Group, frozen=True, kw_only=True):
@@ -248,7 +271,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "cache": f"redis {_redact(self.cache.url)}" if self.cache.url else "in-process",
             "database": _redact(self.database.url),
             "mail": f"smtp {self.mail.host}:{self.mail.port}" if self.mail.host else f"outbox {self.mail.outbox_dir}",
-            "prices": self.prices.source,
+            "prices": self.prices.describe(),
         }
 
 
@@ -471,6 +494,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     groups["cache"].setdefault("snapshot", data_dir / "cache-snapshot" if values.get("env", "dev") == "dev" else None)
     if groups["prices"].get("source") == "replay" and not groups["prices"].get("replay_file"):
         raise SettingsError("CFD_REPLAY_FILE must name a JSONL file when CFD_PRICE_SOURCE=replay")
+    if groups["prices"].get("replay_lockstep") and groups["prices"].get("source", "sim") != "replay":
+        raise SettingsError("CFD_REPLAY_LOCKSTEP needs CFD_PRICE_SOURCE=replay (and CFD_REPLAY_FILE)")
     values.update({name: struct(**groups[name]) for name, struct in _groups().items()})
     settings = Settings(**values)
     return _checked_secret(settings)

@@ -90,6 +90,28 @@ def make_settings(backend_overrides) -> Callable[..., Settings]:
     return make
 
 
+@pytest.fixture
+async def sandbox_overrides(backend_overrides) -> AsyncIterator[Callable[[], Any]]:
+    """Makes settings overrides for a sandbox (`cfd_cli.sandbox.sandbox`) beside the session's platform: the test
+    settings on the selected backend set, without the session's data directory (a sandbox makes its own), and on
+    the real set a fresh database and topic prefix, since a seeded run needs an empty database. The databases
+    are dropped afterwards."""
+    made: list[str] = []
+
+    async def make() -> dict[str, Any]:
+        layers = {k: v for k, v in backend_overrides.items() if k != "data_dir"}
+        if REAL:
+            tag = uuid.uuid4().hex[:6]
+            made.append(f"cfd_sandbox_{RUN_ID}_{tag}")
+            layers["database"] = {"url": await postgres_database(os.environ["CFD_DATABASE_URL"], made[-1])}
+            layers["bus"] = {**layers["bus"], "topic_prefix": f"t{RUN_ID}.sb{tag}."}
+        return merged(TEST_SETTINGS, layers)
+
+    yield make
+    for name in made:
+        await postgres_database(os.environ["CFD_DATABASE_URL"], name, drop=True)
+
+
 # --- the running platform --------------------------------------------------------------------------------
 
 

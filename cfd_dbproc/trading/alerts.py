@@ -72,7 +72,7 @@ class AlertHandlers:
                 raise Rejected(f"An account may have {MAX_ACTIVE_ALERTS} active alerts; delete one first.",
                                code="too_many_alerts", details={"limit": MAX_ACTIVE_ALERTS})
             notify = sorted(set(body.notify) | {"ws"}, key=["ws", "mail"].index)
-            alert = Alert(id=str(uuid.uuid4()), kind=body.kind, symbol=body.symbol, condition=body.condition,
+            alert = Alert(id=self.engine.store.ids(), kind=body.kind, symbol=body.symbol, condition=body.condition,
                           price=plain(body.price), below=plain(body.below), note=body.note, notify=notify,
                           status="active", created_at=now_ms())
             await Alerts.insert(Alerts(id=uuid.UUID(alert.id), user_id=uid, kind=alert.kind, symbol=alert.symbol,

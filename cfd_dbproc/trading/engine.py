@@ -68,6 +68,7 @@ from shared.trading import (
     stop_trigger,
     trailed_stop,
 )
+from shared.watermarks import Watermarks
 
 log = logging.getLogger(__name__)
 Rep = TypeVar("Rep")
@@ -87,6 +88,9 @@ class TradingEngine:
         self.unstored_stop: Callable[[str], Decimal | None] = lambda position_id: None
         """The trailing stop-loss the risk engine ratcheted a position to and has not stored yet (the dbproc
         connects its risk book here: the one that checks the users whose commands this engine applies)."""
+        self.published = Watermarks()
+        """Per user, the `seq` of the latest event this engine published (a lockstep replay's step waits until
+        the risk engine has applied it: `cfd_dbproc.trading.replay`)."""
         self.events_lost = Outage("account events cannot be published (they are committed and stored; the feed "
                                   "fills the gap from the database at the user's next event)", log)
 
@@ -103,29 +107,35 @@ class TradingEngine:
         and go out after the commit, as stored."""
         events: Events = []
         frames: list[bytes] = []
+        last_seq = 0
         replayed = True
 
         async def first_time() -> Rep:
-            nonlocal replayed, frames
+            nonlocal replayed, frames, last_seq
             replayed = False
             reply = await apply(events)
             if events:
-                frames = await self.store.record_events(user_id, events, self.costs.clock())
+                frames, last_seq = await self.store.record_events(user_id, events, self.costs.clock())
             return reply
 
         reply = await apply_once(self.store.db, op, command_id, user_id, first_time,
                                  lock=lambda: self.store.lock_account(user_id))
         if replayed:  # the first attempt may have died between its commit and its events
             frames = [encode(AccountEvent(event="resync", user_id=user_id))]
-        await self._emit(user_id, frames)
+        if await self._emit(user_id, frames) and last_seq:
+            self.published.advance(user_id, last_seq)
         return reply
 
-    async def _emit(self, user_id: str, frames: list[bytes]) -> None:
+    async def _emit(self, user_id: str, frames: list[bytes]) -> bool:
+        """Publish a command's events; whether the bus took them all."""
+        sent = True
         for frame in frames:
             try:
                 await self.bus.publish(self.events_topic, frame, key=user_id.encode(), wait=False)
             except Exception as exc:  # events are notifications; the state is already committed
                 self.events_lost.failed(exc.details.get("reason", exc) if isinstance(exc, BackendDown) else exc)
+                sent = False
+        return sent
 
     async def _snapshot_event(self, user_id: str, balance: Decimal) -> AccountEvent:
         return AccountEvent(event="snapshot", user_id=user_id, account=await self.account_of(uuid.UUID(user_id),
@@ -163,7 +173,7 @@ class TradingEngine:
         position, balance = await self.costs.settle_financing(user_id, position, balance, command_id)
         at = self.costs.clock()
         whole = qty == position.qty
-        closed_id = position.id if whole else str(uuid.uuid4())
+        closed_id = position.id if whole else self.store.ids()
         done = closing(position.side, position.qty, qty, position.entry_price, position.leverage, position.margin,
                        await self.store.unbooked_pnl(position.id), price)
         fee, fee_carry = await self.costs.closing(position, qty, price)
@@ -214,7 +224,7 @@ class TradingEngine:
         check_affordable(needed, fee, account.free_margin, balance)
         at = self.costs.clock()
         position = Position(
-            id=str(uuid.uuid4()), symbol=order.symbol, side=order.side, qty=plain(order.qty), entry_price=fill,
+            id=self.store.ids(), symbol=order.symbol, side=order.side, qty=plain(order.qty), entry_price=fill,
             leverage=order.leverage, margin=needed, stop_loss=plain(stop_loss), take_profit=plain(order.take_profit),
             trailing_distance=plain(order.trailing_distance), status="open", opened_at=at, updated_at=at,
             commission=fee, order_id=order_id, open_receipt=fill_receipt(order.side == "long", fill, quote),

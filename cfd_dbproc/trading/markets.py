@@ -36,6 +36,7 @@ from shared.contracts import encode
 from shared.contracts.bus import AuditQuery, MarketsQuery, MarketsSettings, SetMarketCommand
 from shared.contracts.rest import AuditEntry
 from shared.errors import BackendDown, BadRequest
+from shared.ids import Ids
 from shared.markets import (
     SETTING_FIELDS,
     MarketBook,
@@ -72,12 +73,13 @@ def _terms(settings: MarketSettings) -> dict[str, Any]:
 
 class MarketKeeper:
     def __init__(self, db: Database, bus: Bus, topics: Topics, book: MarketBook,
-                 clock: Callable[[], int] = now_ms) -> None:
+                 clock: Callable[[], int] = now_ms, ids: Ids | None = None) -> None:
         self.db = db
         self.bus = bus
         self.topics = topics
         self.book = book
         self.clock = clock
+        self.ids = ids or Ids()
         self._subscription: Subscription | None = None
         self._republishing: asyncio.Task[None] | None = None
         self.publish_failed = Outage("market settings cannot be published (other instances keep the terms they "
@@ -163,7 +165,7 @@ class MarketKeeper:
             else:
                 await MarketSettingsRows.update(values).where(MarketSettingsRows.symbol == command.symbol).run()
             await OperatorAudit.insert(OperatorAudit(
-                id=uuid.uuid4(), at=at, operator=command.operator, address=command.address, action="market.update",
+                id=self.ids.uuid(), at=at, operator=command.operator, address=command.address, action="market.update",
                 subject=command.symbol, before=encode(_terms(before)).decode(), after=encode(_terms(after)).decode(),
                 command_id=command_id)).run()
             changed.append(after)

@@ -88,7 +88,7 @@ class OrderHandlers:
             if await self.store.working_count(uid) >= MAX_WORKING_ORDERS:
                 raise Rejected(f"An account may have {MAX_WORKING_ORDERS} working orders at most; cancel one first.",
                                code="too_many_orders", details={"limit": MAX_WORKING_ORDERS})
-            order = Order(id=str(uuid.uuid4()), symbol=o.symbol, side=o.side, type=o.type, qty=plain(o.qty),
+            order = Order(id=self.store.ids(), symbol=o.symbol, side=o.side, type=o.type, qty=plain(o.qty),
                           price=plain(o.price), leverage=o.leverage, stop_loss=plain(o.stop_loss),
                           take_profit=plain(o.take_profit), trailing_distance=plain(o.trailing_distance),
                           status="working", created_at=at, updated_at=at, expires_at=o.expires_at)

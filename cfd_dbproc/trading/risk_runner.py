@@ -41,10 +41,12 @@ from shared.contracts.bus import (
     TrailLevel,
 )
 from shared.contracts.events import AccountEvent, AlertEvent, Event, OrderEvent, PositionEvent
+from shared.contracts.quote import Quote
 from shared.contracts.rest import Alert, Position
 from shared.errors import BackendDown, NotFound
 from shared.outage import Outage
 from shared.trading import further_stop
+from shared.watermarks import Watermarks
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,11 @@ class RiskRunner:
         self.ticks = 0
         self.triggers = 0
         self.check_seconds = 0.0
+        self.checked = Watermarks()
+        """Per market, the exchange time of the latest tick checked, with what it triggered already sent."""
+        self.applied = Watermarks()
+        """Per user, the `seq` of the latest account event the book holds. A lockstep replay's step waits on both
+        (`cfd_dbproc.trading.replay`)."""
 
     async def start(self) -> None:
         """Follow the account events and the prices. The book stays empty until the request group assigns
@@ -240,6 +247,11 @@ class RiskRunner:
             self.book.set_alert_levels(user_id, self.alerts.margin_levels(user_id))
 
     async def _apply(self, event: Event) -> None:
+        await self._take(event)
+        if event.seq is not None:
+            self.applied.advance(event.user_id, event.seq)
+
+    async def _take(self, event: Event) -> None:
         if isinstance(event, AlertEvent):
             if event.event == "created":
                 self._put_alert(event.user_id, event.alert)
@@ -293,6 +305,14 @@ class RiskRunner:
         quote = self.quotes.on_tick(message)
         if quote is None:
             return
+        try:
+            await self._check(quote)
+        finally:
+            assert quote.source is not None  # every quote of the cache came from a tick
+            self.checked.advance(quote.symbol, quote.source.exchange_time_us)
+
+    async def _check(self, quote: Quote) -> None:
+        """Run the book, the alerts and the working orders over one quote; send what it triggers."""
         started = time.perf_counter()
         triggers = self.book.on_quote(quote)
         self.check_seconds += time.perf_counter() - started

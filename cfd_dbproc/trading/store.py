@@ -22,6 +22,7 @@ from shared.contracts.bus import AccountEventsPage, LedgerQuery, OrdersQuery, Po
 from shared.contracts.events import Event
 from shared.contracts.rest import Alert, FillReceipt, LedgerEntry, Order, Position
 from shared.errors import NotFound
+from shared.ids import Ids
 from shared.paging import MAX_PAGE, Cursor, decode_cursor
 from shared.trading import Exposure, money, plain
 
@@ -89,8 +90,10 @@ def parse_id(value: str, what: str) -> uuid.UUID:
 class TradingStore:
     """Accounts, positions, orders and ledger entries."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, ids: Ids | None = None) -> None:
         self.db = db
+        self.ids = ids or Ids()
+        """Where the ids of positions, orders, alerts and ledger entries come from (seeded in a sandbox)."""
 
     # --- accounts and the ledger --------------------------------------------------------------------------
 
@@ -115,7 +118,7 @@ class TradingStore:
         """Add a ledger entry and move the balance; returns the new balance."""
         new_balance = money(balance + amount)
         await LedgerEntries.insert(LedgerEntries(
-            id=uuid.uuid4(), user_id=user_id, kind=kind, amount=money(amount), balance_after=new_balance,
+            id=self.ids.uuid(), user_id=user_id, kind=kind, amount=money(amount), balance_after=new_balance,
             reference=reference, command_id=command_id, created_at=at,
         )).run()
         await Accounts.update({Accounts.balance: new_balance}).where(Accounts.user_id == user_id).run()
@@ -319,11 +322,11 @@ class TradingStore:
 
     # --- account events -----------------------------------------------------------------------------------
 
-    async def record_events(self, user_id: str, events: Sequence[Event], at: int) -> list[bytes]:
+    async def record_events(self, user_id: str, events: Sequence[Event], at: int) -> tuple[list[bytes], int]:
         """Number the user's `events` after their latest one and store them; returns their frames (each event
-        encoded with its `seq`), to publish as stored. In the command's transaction: the account row's counter
-        moves in one `UPDATE`, which holds the row to the commit, so two commands never take the same numbers
-        and a rolled-back command takes none."""
+        encoded with its `seq`), to publish as stored, and the last one's `seq`. In the command's transaction: the
+        account row's counter moves in one `UPDATE`, which holds the row to the commit, so two commands never take
+        the same numbers and a rolled-back command takes none."""
         uid = parse_id(user_id, "account")
         if any(event.user_id != user_id for event in events):
             raise ValueError("a command's events are all its own user's")
@@ -337,7 +340,7 @@ class TradingStore:
             AccountEvents(user_id=uid, seq=first + i, frame=frame.decode(), created_at=at)
             for i, frame in enumerate(frames)
         ]).run()
-        return frames
+        return frames, first + len(events) - 1
 
     async def latest_seq(self, user_id: uuid.UUID) -> int:
         """The `seq` of the user's latest account event (0 before the first)."""

@@ -2,7 +2,8 @@
 
 - `backpack`: the exchange's WebSocket feed (reconnects by itself, never ends);
 - `sim`: a seeded random walk around each market's its simulated price (`cfd_poller.simulation`) (never ends);
-- `replay`: a recorded JSONL file of Backpack frames (ends with the file).
+- `replay`: a recorded JSONL file of Backpack frames (ends with the file), in time or, with
+  `CFD_REPLAY_LOCKSTEP`, a step at a time (`LockstepReplay`).
 """
 
 from __future__ import annotations
@@ -39,12 +40,14 @@ def create_source(settings: PriceSettings, metrics: PollerMetrics, symbols: Iter
 
         return BackpackSource(settings.backpack_ws_url, symbols, metrics)
     if settings.source == "replay":
-        from cfd_poller.sources.replay import ReplaySource
+        from cfd_poller.sources.replay import LockstepReplay, ReplaySource
 
         if settings.replay_file is None:
             raise SettingsError("CFD_REPLAY_FILE must name a JSONL file when CFD_PRICE_SOURCE=replay")
         if not settings.replay_file.is_file():
             raise SettingsError(f"CFD_REPLAY_FILE {settings.replay_file} is not a readable file")
+        if settings.replay_lockstep:
+            return LockstepReplay(settings.replay_file, symbols, metrics)
         return ReplaySource(settings.replay_file, symbols, metrics, speed=settings.replay_speed)
     if settings.source == "sim":
         from cfd_poller.sources.sim import SimSource

@@ -64,7 +64,7 @@ class MarketRuntime:
         self.ctx = ctx
         self.markets = MarketBook()  # the terms in force (`GET /markets`, the broker quote, order checks)
         self.terms = MarketTerms(ctx, self.markets)
-        self.quotes = QuoteBook(settings.prices.stale_after_seconds, markets=self.markets)
+        self.quotes = QuoteBook(settings.prices.quotes_stale_after, markets=self.markets)
         self.candles = LiveCandles()
         self.hub = Hub()
         self.quotes.on_price(self.hub.publish_price)

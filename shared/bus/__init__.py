@@ -145,6 +145,7 @@ class Topics:
         self.candle_history = settings.topic("candle-history")  # poller → dbproc, keyed by symbol
         self.candle_requests = settings.topic("requests.candles")  # candle history and coverage, by symbol
         self.health_requests = settings.topic("requests.health")  # is a dbproc answering, with its database
+        self.replay_requests = settings.topic("requests.replay")  # server → the poller of a lockstep replay
         self.sessions = settings.topic("sessions-ended")  # server → every server: sessions that ended
         self.markets = settings.topic("market-settings")  # dbproc → every service: a market's terms changed
 
@@ -156,15 +157,17 @@ class Topics:
         if topic in (self.prices, self.marks):
             return s.kafka_retention_prices_seconds
         if topic in (self.user_requests, self.trading_requests, self.candle_requests, self.health_requests,
-                     self.replies):
+                     self.replay_requests, self.replies):
             return s.kafka_retention_requests_seconds
         return s.kafka_retention_events_seconds
 
     def all(self) -> list[str]:
         return [self.prices, self.user_requests, self.trading_requests, self.replies, self.events, self.marks,
-                self.candle_history, self.candle_requests, self.health_requests, self.sessions, self.markets]
+                self.candle_history, self.candle_requests, self.health_requests, self.sessions, self.markets,
+                self.replay_requests]
 
     def routes(self) -> dict[Route, str]:
         """The request topic of each operation route (`shared.operations`)."""
         return {Route.USERS: self.user_requests, Route.TRADING: self.trading_requests,
-                Route.CANDLES: self.candle_requests, Route.HEALTH: self.health_requests}
+                Route.CANDLES: self.candle_requests, Route.HEALTH: self.health_requests,
+                Route.REPLAY: self.replay_requests}

@@ -455,3 +455,35 @@ class FinancingCommand(Struct, kw_only=True):
 
     user_id: str
     through: int
+
+
+class ReplayStepCommand(Struct, kw_only=True):
+    """`replay.step`, to the poller of a lockstep replay: publish the next `count` ticks (applied once per command
+    id: a redelivered or retried step plays nothing more and gets the same answer)."""
+
+    count: int
+
+
+class ReplayStepped(Struct, kw_only=True):
+    """The ticks a step published (each market's in order), how many the replay has played in all, and whether
+    the recording is over."""
+
+    ticks: list[PriceTick]
+    played: int
+    ended: bool
+
+
+class ReplaySync(Struct, kw_only=True):
+    """`replay.sync`, keyed by the user: answered by the dbproc that owns the user's partition once its risk engine
+    holds the user's latest account events and has checked, per market, the tick with exchange time
+    `marks[symbol]` (and everything before it). What those ticks triggered for the user is on the user's
+    partition by then, ahead of any request sent after the answer (`cfd_dbproc.trading.replay`)."""
+
+    user_id: str
+    marks: dict[str, int]
+
+
+class ReplaySynced(Struct, kw_only=True):
+    """The dbproc's quotes (what it fills at) of the markets asked about."""
+
+    quotes: list[Quote]

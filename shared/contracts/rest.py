@@ -389,3 +389,27 @@ class AuditEntry(Struct, kw_only=True):
     subject: str
     before: dict[str, Any]
     after: dict[str, Any]
+
+
+MAX_REPLAY_STEP = 10_000
+ReplayCount = Annotated[int, Meta(ge=1, le=MAX_REPLAY_STEP, description="How many ticks to play, 1 to 10,000.")]
+
+
+class ReplayStepRequest(Struct, forbid_unknown_fields=True, kw_only=True):
+    """POST /replay/step: play the next `count` ticks of a lockstep replay (one without a body)."""
+
+    count: ReplayCount = 1
+
+
+class ReplayStep(Struct, kw_only=True):
+    """The answer to POST /replay/step, given once the ticks are published and your account has felt them: a
+    market order sent now fills at these quotes, and what the ticks triggered in your account (stops, orders,
+    alerts, margin calls) is applied before anything you send after this answer. `quotes` are the broker quotes
+    of the markets the step moved, in catalogue order; `ticks` how many ticks it played, `played` how many the
+    replay has played in all, `ended` whether the recording is over (a further step is refused, 409
+    `replay_ended`)."""
+
+    ticks: int
+    played: int
+    ended: bool
+    quotes: list[Price]

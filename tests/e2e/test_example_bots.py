@@ -1,17 +1,25 @@
 """The example bots in `examples/`, each run as its own process against the platform, as a bot author would
-run them: the alert notifier, the moving-average crossover trader and the grid of pending orders."""
+run them: the alert notifier, the moving-average crossover trader and the grid of pending orders; and the
+crossover trader driving a reproducible sandbox, twice."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import child_env, set_price, signed_in
 
+from cfd_cli.sandbox import sandbox
+from cfd_client.models import FillReceipt
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+RECORDINGS = EXAMPLES / "recordings"
 
 
 @pytest.fixture
@@ -88,3 +96,64 @@ async def test_the_crossover_trader_goes_long_then_short_with_a_stop_loss(platfo
     assert sides[:2] == ["long", "short"]
     assert all(p["stop_loss"] is not None for p in positions)
     assert all(p["status"] == "closed" for p in positions)  # it closed its last one on the way out
+
+
+# --- a reproducible run -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    ledger: list[tuple[Any, ...]]
+    fills: list[tuple[Any, ...]]
+    output: str
+
+
+def receipt(fill: FillReceipt | None) -> tuple[Any, ...] | None:
+    """A fill's receipt without its exchange time (the replay's clock starts when it is first stepped)."""
+    if fill is None:
+        return None
+    return fill.side, fill.price, fill.exchange_bid, fill.exchange_ask, fill.update_id, fill.spread_bps, fill.markup
+
+
+async def crossover_on_a_sandbox(overrides: dict[str, Any], recording: Path, seed: int, config: Path) -> Run:
+    """Run the crossover trader as its own process, stepping a sandbox on `recording` until it ends; what it
+    booked, as the API shows it (the ids included, the wall-clock times left out)."""
+    async with sandbox(recording, seed=seed, environ={}, **overrides) as box:
+        env = child_env(CFD_API_URL=box.base_url, CFD_API_KEY=box.trader.key, CFD_TUI_CONFIG_DIR=str(config))
+        trader = await asyncio.create_subprocess_exec(
+            sys.executable, str(EXAMPLES / "ma_crossover.py"), "SOL_USDC", "--replay-step", "--step", "5", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        try:
+            output, _ = await asyncio.wait_for(trader.communicate(), 300)
+        finally:
+            if trader.returncode is None:
+                trader.kill()
+                await trader.wait()
+        assert trader.returncode == 0, output.decode()
+        ledger = [(e.id, e.kind, e.amount, e.balance_after, e.reference) async for e in box.api.all_ledger()]
+        fills = [(p.id, p.side, p.qty, p.entry_price, p.close_price, p.close_reason, p.realized_pnl, p.commission,
+                  receipt(p.open_receipt), receipt(p.close_receipt)) async for p in box.api.all_positions(None)]
+        return Run(sorted(ledger), sorted(fills), output.decode())
+
+
+def far_rollover() -> str:
+    """A financing rollover twelve hours away: the wall clock, not the replay, decides when one comes, and a run
+    that spans one is charged financing that the other run is not (docs/bots.md, "Reproducible runs")."""
+    far = datetime.now(UTC) + timedelta(hours=12)
+    return f"{far.hour:02d}:{far.minute:02d}"
+
+
+async def test_the_crossover_trader_books_the_same_ledger_twice_on_one_replay_and_seed(sandbox_overrides, tmp_path):
+    crash = RECORDINGS / "crash.jsonl"
+    runs = []
+    for _ in range(2):
+        overrides = await sandbox_overrides()
+        overrides["trading"] = {**overrides.get("trading", {}), "financing_rollover": far_rollover()}
+        runs.append(await crossover_on_a_sandbox(overrides, crash, 7, tmp_path))
+    first, second = runs
+    assert "the replay ended after 2000 ticks" in first.output
+    assert first.ledger == second.ledger  # ids, kinds, amounts, balances and references alike
+    assert first.fills == second.fills
+    reasons = [fill[5] for fill in first.fills]
+    assert len(first.fills) >= 10 and reasons.count("stop_loss") >= 1  # it traded, and the crash hit a stop
+    assert {kind for _, kind, *_ in first.ledger} == {"deposit", "commission", "realized_pnl"}

@@ -16,10 +16,12 @@ from cfd_poller.metrics import PollerMetrics
 from cfd_poller.recording import record_ticks
 from cfd_poller.sources.replay import ReplaySource
 from cfd_poller.sources.sim import SimSource
+from shared import operations as ops
 from shared.bus import Message, Topics
 from shared.bus.memory import MemoryBus
-from shared.contracts.bus import PriceTick
-from shared.errors import SettingsError
+from shared.bus.rpc import RequestClient, envelope
+from shared.contracts.bus import BusRequest, PriceTick, ReplayStepCommand
+from shared.errors import Conflict, SettingsError
 from shared.markets import MARKETS
 from shared.settings import load_settings
 
@@ -141,3 +143,47 @@ async def test_replay_of_an_empty_file_ends_quietly(tmp_path: Path) -> None:
     source = ReplaySource(path, speed=1)
     assert await asyncio.wait_for(collect(source), 1) == []
 
+
+
+async def test_a_lockstep_replay_plays_only_when_stepped_and_ignores_a_step_its_server_gave_up_on(
+        tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "feed.jsonl", [recorded("SOL_USDC", "185.05", f"185.{10 + i}", i * 100)
+                                                 for i in range(5)])
+    settings = load_settings({}, prices={"source": "replay", "replay_file": path, "replay_lockstep": True})
+    topics = Topics(settings.bus)
+    bus = MemoryBus()
+    await bus.start()
+    await bus.ensure_topics(topics.all())
+    published: list[Message] = []
+
+    async def seen(message: Message) -> None:
+        published.append(message)
+
+    prices = await bus.subscribe([topics.prices], seen, group=None)
+    # a step a server sent, and gave up on, while no poller ran: still on the topic when the poller starts
+    stale = envelope(ops.REPLAY_STEP, ReplayStepCommand(count=3), command_id="old", correlation_id="old",
+                     reply_to="gone")
+    old = msgspec.json.decode(stale, type=BusRequest)
+    old.sent_at_ms -= 60_000
+    await bus.publish(topics.replay_requests, msgspec.json.encode(old), key=b"replay")
+    poller = await start_poller_of(settings, bus)
+    client = RequestClient(bus, topics.routes(), topics.replies, "server", timeout=5)
+    await client.start()
+    try:
+        await asyncio.sleep(0.2)
+        assert published == [] and poller.running  # nothing plays by itself, nor for the stale step
+        first = await client.call(ops.REPLAY_STEP, ReplayStepCommand(count=2), key="replay", command_id="a")
+        assert [t.ask for t in first.ticks] == [Decimal("185.10"), Decimal("185.11")]
+        assert (first.played, first.ended) == (2, False)
+        assert await client.call(ops.REPLAY_STEP, ReplayStepCommand(count=2), key="replay", command_id="a") == first
+        rest = await client.call(ops.REPLAY_STEP, ReplayStepCommand(count=10), key="replay", command_id="b")
+        assert (len(rest.ticks), rest.played, rest.ended) == (3, 5, True)
+        with pytest.raises(Conflict, match="has ended"):
+            await client.call(ops.REPLAY_STEP, ReplayStepCommand(count=1), key="replay", command_id="c")
+        await asyncio.sleep(0.05)
+        assert len(published) == 5 and not poller.running
+    finally:
+        await client.stop()
+        await poller.stop()
+        await prices.stop()
+        await bus.stop()

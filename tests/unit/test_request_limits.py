@@ -26,9 +26,13 @@ class CountingCache(MemoryCache):
         return await super().pace(pace)
 
 
+class Handler:
+    opt: dict[str, str] = {}  # no class of its own: reads and writes
+
+
 def request(method: str = "GET") -> Request:
     return Request(scope={"type": "http", "method": method, "path": "/api/v1/account", "headers": [], "state": {},
-                          "query_string": b""})  # type: ignore[typeddict-item]
+                          "query_string": b"", "route_handler": Handler()})  # type: ignore[typeddict-item]
 
 
 @pytest.fixture
