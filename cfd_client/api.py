@@ -92,9 +92,9 @@ def api_root(url: str) -> str:
 
 
 class RatePacer:
-    """Paces requests by the server's `RateLimit` headers: once a class's window has no requests left, the
-    next request of that class waits for the window to reset instead of being refused; a 429 is waited out
-    (its `Retry-After`, up to `max_wait` seconds) and sent once more."""
+    """Paces requests by the server's `RateLimit` headers: once a class has nothing left to send at once (`r=0`),
+    the next request of that class waits the `t` seconds until it has, instead of being refused; a 429 is
+    waited out (its `Retry-After`, up to `max_wait` seconds) and sent once more."""
 
     _ITEM = re.compile(r'"(?P<name>[^"]+)";r=(?P<r>\d+);t=(?P<t>\d+)')
 
