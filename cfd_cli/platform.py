@@ -110,6 +110,11 @@ class Platform:
                 await self._start_http()
             if "poller" in self.services:
                 await self._start_poller()
+            if self.settings.http.metrics_port:
+                from shared import metrics
+
+                metrics.serve(self.settings.http.host, self.settings.http.metrics_port)
+                log.info("metrics on http://%s:%d/metrics", self.settings.http.host, self.settings.http.metrics_port)
             self.started.set()
         except BaseException:
             await self.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from cfd_dbproc.candles import CONSUMER_GROUP as CANDLES_GROUP
 from cfd_dbproc.candles import CandleRecorder
@@ -27,6 +27,7 @@ from cfd_dbproc.trading.replay import ReplayHandlers
 from cfd_dbproc.trading.risk_runner import RiskRunner
 from cfd_dbproc.trading.store import TradingStore
 from cfd_dbproc.users import UserHandlers
+from shared import metrics
 from shared import operations as ops
 from shared.bus import Bus, Partition, Subscription, Topics
 from shared.bus.rpc import Responder, handles
@@ -41,6 +42,15 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 CONSUMER_GROUP = "cfd-dbproc"  # prefixed with the deployment's topic prefix
+
+
+def _risk_metrics(risk: RiskRunner) -> Iterator[tuple[str, dict[str, str], float]]:
+    yield "cfd_risk_ticks", {}, risk.ticks
+    yield "cfd_risk_triggers", {}, risk.triggers
+    yield "cfd_risk_check_seconds", {}, risk.check_seconds
+    yield "cfd_risk_positions", {}, len(risk.book)
+    yield "cfd_risk_working_orders", {}, len(risk.orders)
+    yield "cfd_risk_partitions", {}, len(risk.owned)
 
 
 class DbProc:
@@ -65,6 +75,8 @@ class DbProc:
                                      Costs(store, self.quotes, settings.trading.financing_rollover_minute, clock))
         self.risk = RiskRunner(bus, self.topics, self.quotes, store)
         self.trading.unstored_stop = self.risk.book.unstored_stop
+        metrics.track(self.quotes, settings.instance_id, metrics.quote_book_metrics("dbproc"))
+        metrics.track(self.risk, settings.instance_id, _risk_metrics)
         self.marks = MarkPublisher(bus, self.topics.marks, self.risk)
         self.responder.serve(UserHandlers(db, settings.trading.demo_deposit, self.directory, ids), self.trading,
                              TradingQueries(self.trading), OperatorHandlers(store, self.quotes, self.directory),

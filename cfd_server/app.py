@@ -28,6 +28,7 @@ from cfd_server.info import advertises_loopback_only, info, ws_url
 from cfd_server.limits import RateLimitHeaders, RequestLimits
 from cfd_server.market import MARKET_HANDLERS, start_market
 from cfd_server.market.replay import ReplayController
+from cfd_server.metrics import REQUEST_METRICS, MetricsController
 from cfd_server.openapi import document_api
 from cfd_server.security import CrossSiteGuard, security_headers
 from cfd_server.trading.alerts import AlertsController
@@ -104,10 +105,11 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
         dependencies={"auth": Provide(provide_auth)},
     )
     app = Litestar(
-        route_handlers=[api, HealthController],
+        route_handlers=[api, HealthController, MetricsController],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[RateLimitHeaders, DefineMiddleware(CrossSiteGuard, allowed_origins=settings.http.allowed_origins)],
+        middleware=[REQUEST_METRICS.middleware, RateLimitHeaders,
+                    DefineMiddleware(CrossSiteGuard, allowed_origins=settings.http.allowed_origins)],
         before_send=[security_headers],
         request_max_body_size=MAX_BODY_BYTES,
         request_class=JsonBodyRequest,

@@ -133,6 +133,8 @@ class HttpSettings(Group, frozen=True, kw_only=True):
     port: Annotated[int, Env(_int(0, 65535), "CFD_HTTP_PORT", "PORT")] = 8000
     ws_port: Annotated[int, Env(_int(0, 65535), "CFD_WS_PORT", "WS_PORT")] = 8080
     ws_public_url: Annotated[str | None, Env(_url("ws", "wss"), "CFD_WS_PUBLIC_URL")] = None
+    # A process's Prometheus metrics on a port of their own (0: none), for a dbproc or poller running alone.
+    metrics_port: Annotated[int, Env(_int(0, 65535), "CFD_METRICS_PORT")] = 0
     allowed_origins: Annotated[tuple[str, ...], Env(_origins, "CFD_ALLOWED_ORIGINS")] = ()
     # The client address honours X-Forwarded-For only from these.
     trusted_proxies: Annotated[tuple[str, ...], Env(_networks, "CFD_TRUSTED_PROXIES")] = ()

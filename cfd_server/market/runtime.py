@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+from collections.abc import Iterator
 
 from cfd_server.auth.session_ends import SessionNotices
 from cfd_server.auth.tokens import Sessions
@@ -23,6 +24,7 @@ from cfd_server.market.quotes import QuoteBook
 from cfd_server.market.terms import MarketTerms
 from cfd_server.trading.feed import AccountHistory
 from cfd_server.ws import Hub, Limits, WsServer
+from shared import metrics
 from shared.bus import Subscription
 from shared.candles import overlay
 from shared.contracts import encode
@@ -56,6 +58,15 @@ class MarketSnapshots:
                                   closed=self.candles.is_closed(symbol, interval)))
 
 
+def _hub_metrics(hub: Hub) -> Iterator[tuple[str, dict[str, str], float]]:
+    stats = hub.stats
+    yield "cfd_ws_clients", {}, len(hub.clients)
+    yield "cfd_ws_connections", {}, stats.connections
+    yield "cfd_ws_frames", {}, stats.frames
+    yield "cfd_ws_deliveries", {}, stats.deliveries
+    yield "cfd_ws_closed_slow", {}, stats.closed_slow
+
+
 class MarketRuntime:
     """The server's live market data; `app.state.market`."""
 
@@ -67,6 +78,8 @@ class MarketRuntime:
         self.quotes = QuoteBook(settings.prices.quotes_stale_after, markets=self.markets)
         self.candles = LiveCandles()
         self.hub = Hub()
+        metrics.track(self.hub, settings.instance_id, _hub_metrics)
+        metrics.track(self.quotes, settings.instance_id, metrics.quote_book_metrics("server"))
         self.quotes.on_price(self.hub.publish_price)
         self.quotes.on_mid(self.candles.add)
         self.candles.on_change(self.hub.publish_candle)

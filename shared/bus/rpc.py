@@ -28,6 +28,7 @@ from shared.contracts import encode
 from shared.contracts.bus import BusReply, BusRequest, ErrorBody
 from shared.db_failures import database_outage
 from shared.errors import BackendDown, BadRequest, CfdError, InternalError, TimedOut, error_from_wire
+from shared.metrics import CommandTimer
 from shared.operations import Operation, Route
 from shared.outage import Outage
 
@@ -201,21 +202,24 @@ class Responder:
         """The reply to `request`; None for an internal command, which nobody waits on."""
         route = self._routes.get(request.type)
         waited_on = route is None or route.op.reply is not None
-        try:
-            if route is None:
-                raise BadRequest(f"Unknown request type {request.type!r}.", code="unknown_request")
-            body = route.decoder.decode(request.body)
-            result = await (route.handler(body, request.command_id) if route.op.command else route.handler(body))
-            if not waited_on:
-                return None
-            return BusReply(correlation_id=request.correlation_id, reply_to=request.reply_to,
-                            body=msgspec.Raw(encode(result)))
-        except CfdError as exc:
-            error = exc
-        except msgspec.ValidationError as exc:
-            error = BadRequest(f"Malformed {request.type} request: {exc}", code="malformed_request")
-        except Exception as exc:
-            error = self._failure(request, exc)
+        with CommandTimer(request.type if route is not None else "unknown") as timer:
+            try:
+                if route is None:
+                    raise BadRequest(f"Unknown request type {request.type!r}.", code="unknown_request")
+                body = route.decoder.decode(request.body)
+                result = await (route.handler(body, request.command_id) if route.op.command
+                                else route.handler(body))
+                if not waited_on:
+                    return None
+                return BusReply(correlation_id=request.correlation_id, reply_to=request.reply_to,
+                                body=msgspec.Raw(encode(result)))
+            except CfdError as exc:
+                error = exc
+            except msgspec.ValidationError as exc:
+                error = BadRequest(f"Malformed {request.type} request: {exc}", code="malformed_request")
+            except Exception as exc:
+                error = self._failure(request, exc)
+            timer.outcome = "refused" if error.status < 500 else "failed"
         if not waited_on:
             if error.status < 500:  # a 5xx is logged where it is made
                 log.warning("%s %s refused: %s (%s)", request.type, request.command_id, error.message, error.code)
