@@ -25,6 +25,7 @@ from cfd_cli.operate import exposure_command, keys_app, orders_app, positions_ap
 from cfd_cli.output import JsonOption, print_json
 from cfd_cli.platform import SERVICES
 from cfd_cli.prices import exchange_app, poller_command, prices_app
+from cfd_cli.status import status_command
 from cfd_cli.trade import trade_app
 
 app = typer.Typer(
@@ -48,6 +49,7 @@ app.add_typer(trade_app, name="trade")
 app.command("exposure")(exposure_command)
 app.add_typer(markets_app, name="markets")
 app.command("audit")(audit_command)
+app.command("status")(status_command)
 
 
 class _StderrHandler(logging.StreamHandler):

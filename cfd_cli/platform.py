@@ -22,6 +22,7 @@ from shared.cache import Cache, create_cache
 from shared.clock import now_ms
 from shared.ids import Ids
 from shared.settings import Settings
+from shared.status import ProcessStatus, StatusBeacon
 
 if TYPE_CHECKING:
     from cfd_poller.service import Poller
@@ -80,6 +81,7 @@ class Platform:
         self.http_port: int | None = None
         self.app: Litestar | None = None
         self.started = asyncio.Event()
+        self._beacon: StatusBeacon | None = None
 
     @property
     def base_url(self) -> str:
@@ -110,6 +112,9 @@ class Platform:
                 await self._start_http()
             if "poller" in self.services:
                 await self._start_poller()
+            self._beacon = StatusBeacon(self.bus, Topics(self.settings.bus).status, self.settings.instance_id,
+                                        list(self.services), self._describe)
+            self._beacon.start()
             if self.settings.http.metrics_port:
                 from shared import metrics
 
@@ -166,8 +171,26 @@ class Platform:
         self.poller = await start_poller(settings.prices, self.bus, Topics(settings.bus),
                                          instance_id=settings.instance_id)
 
+    def _describe(self, status: ProcessStatus) -> None:
+        """What this process runs now, for its status announcements (`cfd status`)."""
+        books = []
+        if self.dbproc is not None:
+            status.partitions = sorted(self.dbproc.risk.owned)
+            books.append(self.dbproc.quotes)
+        if self.app is not None and hasattr(self.app.state, "market"):
+            market = self.app.state.market
+            status.ws_clients = len(market.hub.clients)
+            books.append(market.quotes)
+        if books:
+            status.tick_ages = {q.symbol: round(age, 1) for q, _ in books[0].all()
+                                if (age := books[0].age(q.symbol)) is not None}
+
     async def stop(self) -> None:
         """Stop in reverse order: prices, HTTP (draining requests), the dbproc, then the bus."""
+        if self._beacon is not None:
+            with contextlib.suppress(Exception):
+                await self._beacon.stop()
+            self._beacon = None
         if self.poller is not None:
             with contextlib.suppress(Exception):
                 await self.poller.stop()

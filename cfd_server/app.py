@@ -40,6 +40,7 @@ from shared.bus.rpc import RequestClient
 from shared.cache import Cache, create_cache
 from shared.mail import create_mailer
 from shared.settings import Settings
+from shared.status import StatusBoard
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
         started_bus = False
         market = None
         feed = None
+        status_board: StatusBoard | None = None
         try:
             if own_bus:
                 await the_bus.start()
@@ -77,6 +79,8 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
             app.state.operator_token = operator_token(settings)
             market = await start_market(ctx)  # quote book, live candles, the /ws feed on CFD_WS_PORT
             app.state.market = market
+            app.state.status_board = status_board = StatusBoard(the_bus, topics.status)
+            await status_board.start()
             if advertises_loopback_only(settings.http):
                 log.warning("the WebSocket feed listens on %s but is advertised as %s, which only this machine "
                             "can reach; set CFD_WS_PUBLIC_URL to the URL clients use",
@@ -88,6 +92,8 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
         finally:
             if feed is not None:
                 await feed.stop()
+            if status_board is not None:
+                await status_board.stop()
             if market is not None:
                 await market.stop()  # stops taking ticks, closes WebSocket clients with 1001
             await mail.stop()

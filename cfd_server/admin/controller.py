@@ -39,6 +39,7 @@ from shared.contracts.rest import (
 from shared.errors import Forbidden, NotFound, Unauthorized
 from shared.paging import MAX_PAGE
 from shared.settings import Settings, local_secret
+from shared.status import ProcessStatus
 
 
 def operator_token(settings: Settings) -> str | None:
@@ -71,6 +72,11 @@ class AdminController(Controller):
     path = "/admin"
     tags = ["operators"]
     guards = [operator_guard]
+
+    @get("/status", operation_id="admin_status",
+         summary="Every platform process heard on the bus: its services, partitions, clients and tick ages")
+    async def status(self, state: State) -> list[ProcessStatus]:
+        return state.status_board.processes()
 
     @get("/users", operation_id="admin_list_users", summary="Users with their balance, newest first")
     async def users(self, state: State, search: Annotated[str | None, QueryParameter(max_length=254)] = None,

@@ -148,13 +148,14 @@ class Topics:
         self.replay_requests = settings.topic("requests.replay")  # server → the poller of a lockstep replay
         self.sessions = settings.topic("sessions-ended")  # server → every server: sessions that ended
         self.markets = settings.topic("market-settings")  # dbproc → every service: a market's terms changed
+        self.status = settings.topic("service-status")  # every process → every server: who runs, owning what
 
     def retention(self, topic: str) -> int:
         """Seconds Kafka keeps the messages of `topic`: prices and marks only while they are news, requests and
         replies while a client may still be waiting or retrying, account and session events, market settings
         (and the candle history a dbproc may have to catch up on) for a day."""
         s = self.settings
-        if topic in (self.prices, self.marks):
+        if topic in (self.prices, self.marks, self.status):
             return s.kafka_retention_prices_seconds
         if topic in (self.user_requests, self.trading_requests, self.candle_requests, self.health_requests,
                      self.replay_requests, self.replies):
@@ -164,7 +165,7 @@ class Topics:
     def all(self) -> list[str]:
         return [self.prices, self.user_requests, self.trading_requests, self.replies, self.events, self.marks,
                 self.candle_history, self.candle_requests, self.health_requests, self.sessions, self.markets,
-                self.replay_requests]
+                self.replay_requests, self.status]
 
     def routes(self) -> dict[Route, str]:
         """The request topic of each operation route (`shared.operations`)."""

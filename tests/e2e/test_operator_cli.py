@@ -12,7 +12,7 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from helpers import cli_env, set_price, signed_in
+from helpers import another_server, cli_env, set_price, signed_in
 from typer.testing import CliRunner
 
 from cfd_cli.main import app
@@ -265,3 +265,33 @@ async def test_operators_see_a_traders_keys_and_revoke_one(platform, api, mailbo
     again = await cfd("keys", "revoke", key["id"])
     assert again.exit_code != 0 and "key_not_found" in again.output
     assert "no API keys" in (await cfd("users", "show", email)).output
+
+
+async def test_cfd_status_lists_every_process_what_it_owns_and_forgets_one_that_stopped(platform, cfd):
+    async def processes() -> list[dict]:
+        shown = await cfd("status", "--json")
+        assert shown.exit_code == 0, shown.output
+        return json.loads(shown.stdout)
+
+    async def until(predicate) -> list[dict]:
+        async with asyncio.timeout(15):
+            while True:  # polls the CLI, as an operator would: nothing in this process to wait on
+                found = await processes()
+                if predicate(found):
+                    return found
+                await asyncio.sleep(0.2)
+
+    mine = platform.settings.instance_id
+    found = await until(lambda ps: any(p["instance"] == mine for p in ps))
+    me = next(p for p in found if p["instance"] == mine)
+    assert me["services"] == ["dbproc", "server"] and me["partitions"] == list(range(platform.settings.bus.partitions))
+    assert me["ws_clients"] == 0 and not me["silent"] and me["pid"] == os.getpid()
+
+    async with another_server(platform) as second:
+        other = second.settings.instance_id
+        found = await until(lambda ps: any(p["instance"] == other for p in ps))
+        assert next(p for p in found if p["instance"] == other)["services"] == ["server"]
+        table = await cfd("status", "--partitions", str(platform.settings.bus.partitions))
+        assert table.exit_code == 0 and other in table.output and mine in table.output
+        assert "every trading partition" in table.output
+    await until(lambda ps: all(p["instance"] != other for p in ps))  # it said it stopped
