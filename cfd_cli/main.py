@@ -27,6 +27,7 @@ from cfd_cli.platform import SERVICES
 from cfd_cli.prices import exchange_app, poller_command, prices_app
 from cfd_cli.status import status_command
 from cfd_cli.trade import trade_app
+from shared.logs import JsonFormatter
 
 app = typer.Typer(
     name="cfd",
@@ -65,10 +66,14 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def setup_logging(verbose: bool) -> None:
-    """Logs go to stderr: rich lines on a terminal, plain timestamped lines (never wrapped) elsewhere."""
+    """Logs go to stderr: rich lines on a terminal, plain timestamped lines (never wrapped) elsewhere, JSON lines
+    with `CFD_LOG_FORMAT=json`."""
     level = os.environ.get("CFD_LOG_LEVEL", "INFO").upper()
     handler: logging.Handler
-    if err.writes_to_terminal:
+    if os.environ.get("CFD_LOG_FORMAT", "").lower() == "json":  # one JSON object a line, for a log shipper
+        handler = _StderrHandler()
+        handler.setFormatter(JsonFormatter())
+    elif err.writes_to_terminal:
         handler = RichHandler(console=err, show_path=False, rich_tracebacks=False, markup=False)
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s", datefmt="%H:%M:%S"))
     else:

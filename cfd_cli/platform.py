@@ -21,6 +21,7 @@ from shared.bus import Bus, Topics, create_bus
 from shared.cache import Cache, create_cache
 from shared.clock import now_ms
 from shared.ids import Ids
+from shared.logs import set_instance as set_log_instance
 from shared.settings import Settings
 from shared.status import ProcessStatus, StatusBeacon
 
@@ -65,6 +66,7 @@ class Platform:
         dbproc's wall clock for market controls and financing (tests move it across rollovers). `seed` makes
         the dbproc's ids the same sequence every run (`shared.ids`); the database must then hold no users."""
         self.settings = settings
+        set_log_instance(settings.instance_id)
         self.services = tuple(s for s in SERVICES if s in set(services))
         self.migrate_db = migrate_db
         self.clock = clock

@@ -30,6 +30,7 @@ from cfd_server.market import MARKET_HANDLERS, start_market
 from cfd_server.market.replay import ReplayController
 from cfd_server.metrics import REQUEST_METRICS, MetricsController
 from cfd_server.openapi import document_api
+from cfd_server.request_ids import RequestIds
 from cfd_server.security import CrossSiteGuard, security_headers
 from cfd_server.trading.alerts import AlertsController
 from cfd_server.trading.controller import TradingController
@@ -114,7 +115,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None, cache: Cache | Non
         route_handlers=[api, HealthController, MetricsController],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[REQUEST_METRICS.middleware, RateLimitHeaders,
+        middleware=[RequestIds, REQUEST_METRICS.middleware, RateLimitHeaders,
                     DefineMiddleware(CrossSiteGuard, allowed_origins=settings.http.allowed_origins)],
         before_send=[security_headers],
         request_max_body_size=MAX_BODY_BYTES,

@@ -238,6 +238,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     instance_id: Annotated[str, Env(_text, "CFD_INSTANCE_ID")] = ""
     data_dir: Annotated[Path, Env(Path, "CFD_DATA_DIR")] = Path(".cfd")
     log_level: Annotated[str, Env(_choice("debug", "info", "warning", "error"), "CFD_LOG_LEVEL")] = "INFO"
+    log_format: Annotated[str, Env(_choice("text", "json"), "CFD_LOG_FORMAT")] = "text"
 
     bus: BusSettings = msgspec.field(default_factory=BusSettings)
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)

@@ -28,6 +28,7 @@ from shared.contracts import encode
 from shared.contracts.bus import BusReply, BusRequest, ErrorBody
 from shared.db_failures import database_outage
 from shared.errors import BackendDown, BadRequest, CfdError, InternalError, TimedOut, error_from_wire
+from shared.logs import REQUEST_ID
 from shared.metrics import CommandTimer
 from shared.operations import Operation, Route
 from shared.outage import Outage
@@ -45,7 +46,7 @@ def envelope(op: Operation[Req, Any], body: Req, *, command_id: str, correlation
     if not isinstance(body, op.request):
         raise TypeError(f"{op.name} takes a {op.request.__name__}, not a {type(body).__name__}")
     return encode(BusRequest(type=op.name, command_id=command_id, correlation_id=correlation_id, reply_to=reply_to,
-                             body=msgspec.Raw(encode(body)), sent_at_ms=now_ms()))
+                             body=msgspec.Raw(encode(body)), sent_at_ms=now_ms(), request_id=REQUEST_ID.get()))
 
 
 async def send(bus: Bus, routes: Mapping[Route, str], op: Operation[Req, None], body: Req, *, key: str,
@@ -199,7 +200,15 @@ class Responder:
             self.replies_lost.failed(exc.details.get("reason", exc))
 
     async def answer(self, request: BusRequest) -> BusReply | None:
-        """The reply to `request`; None for an internal command, which nobody waits on."""
+        """The reply to `request`; None for an internal command, which nobody waits on. Its log lines carry the
+        id of the REST request it was made for."""
+        token = REQUEST_ID.set(request.request_id)
+        try:
+            return await self._answer(request)
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def _answer(self, request: BusRequest) -> BusReply | None:
         route = self._routes.get(request.type)
         waited_on = route is None or route.op.reply is not None
         with CommandTimer(request.type if route is not None else "unknown") as timer:

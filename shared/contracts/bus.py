@@ -40,6 +40,7 @@ class BusRequest(Struct, kw_only=True):
     reply_to: str
     body: Raw
     sent_at_ms: int = 0
+    request_id: str | None = None  # the REST request it was made for, for the logs (`shared.logs`)
 
 
 class BusReply(Struct, kw_only=True):

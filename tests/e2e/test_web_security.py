@@ -178,3 +178,13 @@ async def test_pages_outside_the_api_are_not_sniffed_and_name_no_server(platform
 async def test_the_feed_handshake_names_no_server(platform, api):
     async with websockets.connect((await api.get("/info")).json()["ws_url"]) as ws:
         assert ws.response is not None and "Server" not in ws.response.headers
+
+
+async def test_every_answer_carries_its_request_id_the_clients_when_sensible(api):
+    mine = await api.get("/markets", headers={"X-Request-Id": "trace-77"})
+    assert mine.headers["x-request-id"] == "trace-77"
+    made = [(await api.get("/markets", headers=h)).headers["x-request-id"]
+            for h in ({}, {"X-Request-Id": "<not one>"})]
+    assert len(set(made)) == 2 and all(len(m) == 16 and m != "<not one>" for m in made)
+    refused = await api.post("/positions", json={})  # an error answer carries it too
+    assert refused.status_code == 401 and len(refused.headers["x-request-id"]) == 16
