@@ -179,6 +179,12 @@ class Platform:
         if self.dbproc is not None:
             status.partitions = sorted(self.dbproc.risk.owned)
             books.append(self.dbproc.quotes)
+            if self.dbproc.requests is not None:
+                waiting: dict[str, int] = {}
+                for (topic, _), lag in self.dbproc.requests.lag().items():
+                    name = topic.removeprefix(self.settings.bus.topic_prefix)
+                    waiting[name] = waiting.get(name, 0) + lag
+                status.lag = waiting
         if self.app is not None and hasattr(self.app.state, "market"):
             market = self.app.state.market
             status.ws_clients = len(market.hub.clients)

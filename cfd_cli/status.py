@@ -35,6 +35,14 @@ def _ticks(ages: dict[str, float]) -> Text:
     return Text(f"{len(ages)} live (last {max(ages.values()):.1f} s ago at most)", style="green")
 
 
+def _waiting(process: dict) -> Text:
+    """The requests queued for its dbproc (the consumer lag over the partitions it owns)."""
+    if process.get("partitions") is None:
+        return Text("—", style="dim")
+    waiting = sum(process.get("lag", {}).values())
+    return Text(str(waiting), style="bold yellow" if waiting >= 100 else "")
+
+
 def status_command(
     api: ApiOption = None,
     as_json: JsonOption = False,
@@ -42,15 +50,16 @@ def status_command(
         "--partitions", help="Partitions of requests.trading (default: CFD_KAFKA_PARTITIONS).")] = None,
 ) -> None:
     """Every platform process heard on the bus in the last minutes: its services, the trading partitions its
-    dbproc owns, its WebSocket clients, and how old each market's last tick is there."""
+    dbproc owns and the requests waiting for it there, its WebSocket clients, and how old each market's last
+    tick is there."""
     processes = OperatorApi(api).call("GET", "/status")
     if as_json:
         print_json(processes)
         return
     now_ms = time.time() * 1000
     table = Table(title=f"{len(processes)} process(es)")
-    for column in ("instance", "services", "where", "up", "heard", "partitions", "WS clients", "prices"):
-        table.add_column(column, justify="right" if column in ("up", "heard", "WS clients") else "left")
+    for column in ("instance", "services", "where", "up", "heard", "partitions", "waiting", "WS clients", "prices"):
+        table.add_column(column, justify="right" if column in ("up", "heard", "waiting", "WS clients") else "left")
     owned: dict[int, list[str]] = {}
     for p in processes:
         for partition in p.get("partitions") or []:
@@ -59,7 +68,8 @@ def status_command(
         table.add_row(p["instance"], ", ".join(p["services"]), f"{p['host']} pid {p['pid']}",
                       _span((now_ms - p["started_at"]) / 1000), heard,
                       "—" if p.get("partitions") is None else ",".join(map(str, p["partitions"])) or "none",
-                      "—" if p.get("ws_clients") is None else str(p["ws_clients"]), _ticks(p["tick_ages"]))
+                      _waiting(p), "—" if p.get("ws_clients") is None else str(p["ws_clients"]),
+                      _ticks(p["tick_ages"]))
     console.print(table)
     silent = [p["instance"] for p in processes if p["silent"]]
     if silent:

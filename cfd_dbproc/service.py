@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 CONSUMER_GROUP = "cfd-dbproc"  # prefixed with the deployment's topic prefix
 
 
+def _lag_metrics(requests: Subscription) -> Iterator[tuple[str, dict[str, str], float]]:
+    for (topic, partition), lag in sorted(requests.lag().items()):
+        yield "cfd_bus_consumer_lag", {"topic": topic, "partition": str(partition)}, lag
+
+
 def _risk_metrics(risk: RiskRunner) -> Iterator[tuple[str, dict[str, str], float]]:
     yield "cfd_risk_ticks", {}, risk.ticks
     yield "cfd_risk_triggers", {}, risk.triggers
@@ -85,6 +90,8 @@ class DbProc:
                              self.market_keeper, self)
         self.candles = CandleRecorder(db, bus, self.topics, self.markets)  # answers the candle requests, own group
         self.assigned: set[int] = set()
+        self.requests: Subscription | None = None
+        """The request group's subscription, once joined."""
         """The partitions of `requests.trading` this dbproc owns in the request group."""
         self.financing = FinancingJob(bus, self.topics.routes(), store, self._owns,
                                       settings.trading.financing_rollover_minute, clock)
@@ -132,12 +139,12 @@ class DbProc:
     async def _join(self) -> None:
         # The risk engine checks the accounts of the trading partitions this dbproc owns: it loads them before
         # their first command is handed over, and forgets them once their last one is committed.
-        self._subscriptions.append(
-            await self.bus.subscribe([self.topics.user_requests, self.topics.trading_requests,
-                                      self.topics.health_requests], self.responder,
-                                     group=self.settings.bus.topic(CONSUMER_GROUP),
-                                     on_assigned=self._assigned, on_revoked=self._revoked)
-        )
+        self.requests = await self.bus.subscribe([self.topics.user_requests, self.topics.trading_requests,
+                                                  self.topics.health_requests], self.responder,
+                                                 group=self.settings.bus.topic(CONSUMER_GROUP),
+                                                 on_assigned=self._assigned, on_revoked=self._revoked)
+        self._subscriptions.append(self.requests)
+        metrics.track(self.requests, self.settings.instance_id, _lag_metrics)
         self.joined.set()
         log.info("dbproc %s consuming %s, %s and %s", self.settings.instance_id, self.topics.user_requests,
                  self.topics.trading_requests, self.topics.health_requests)

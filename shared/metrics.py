@@ -71,6 +71,7 @@ _METRICS: dict[str, tuple[str, str]] = {
     "cfd_risk_positions": ("gauge", "Open positions the risk engine watches"),
     "cfd_risk_working_orders": ("gauge", "Working orders the risk engine watches"),
     "cfd_risk_partitions": ("gauge", "Partitions of requests.trading whose accounts this dbproc owns"),
+    "cfd_bus_consumer_lag": ("gauge", "Requests published to each partition this dbproc consumes and not handled yet"),
 }
 
 _services = _Services()

@@ -46,6 +46,7 @@ class ProcessStatus(Struct, kw_only=True):
     partitions: list[int] | None = None  # of requests.trading, for a dbproc: whose accounts it holds
     ws_clients: int | None = None  # for a server
     tick_ages: dict[str, float] = {}  # symbol → seconds since its last tick, in this process's quote book
+    lag: dict[str, int] = {}  # request topic → requests waiting for its dbproc (over the partitions it owns)
     stopped: bool = False
     seen_ago: float | None = None  # seconds since the board heard it (set when listed)
     silent: bool = False  # not heard for SILENT_AFTER seconds (set when listed)

@@ -78,6 +78,10 @@ class Subscription(ABC):
     @abstractmethod
     async def stop(self) -> None: ...
 
+    def lag(self) -> dict[Partition, int]:
+        """Per partition it consumes now: the messages published and not handled yet (what it knows of them)."""
+        return {}
+
 
 class Bus(ABC):
     """A partitioned log with consumer groups (see the module docstring for the contract)."""

@@ -264,6 +264,7 @@ class _MemorySubscription(Subscription):
         self.assigned: set[Partition] = set()  # what `on_assigned` was told and `on_revoked` was not yet
         self._callbacks: asyncio.Task[None] | None = None  # the latest assignment or revocation, run in order
         self._consumers: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._cursors: dict[tuple[str, int], tuple[_Partition, _Cursor]] = {}
         self._busy: set[asyncio.Task[None]] = set()  # consumers inside the handler
         self._released: set[asyncio.Task[None]] = set()  # consumers to leave after the message in hand
         self._stopped = False
@@ -317,9 +318,17 @@ class _MemorySubscription(Subscription):
         self.assigned -= gone
         await rebalanced(self.on_revoked, gone, "on_revoked")
 
+    def lag(self) -> dict[Partition, int]:
+        lags = {}
+        for tp, (partition, cursor) in list(self._cursors.items()):
+            if tp in self._consumers and cursor.position is not None:
+                lags[tp] = max(0, partition.end - cursor.position)
+        return lags
+
     def _start(self, partition: _Partition, cursor: _Cursor,
                after: asyncio.Task[None] | None = None) -> asyncio.Task[None]:
         """A consumer task for `partition`; its cursor holds what it has not read until the task ends."""
+        self._cursors[(partition.topic, partition.index)] = (partition, cursor)
         partition.cursors.add(cursor)
         task = asyncio.get_running_loop().create_task(self._consume(partition, cursor, after))
         task.add_done_callback(lambda _: partition.cursors.discard(cursor))

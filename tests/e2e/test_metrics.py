@@ -54,6 +54,9 @@ async def test_an_operator_scrapes_requests_commands_ticks_and_websocket_clients
     assert grew("cfd_ticks_total", instance=instance, service="server") >= 1
     assert 0 <= value(after, "cfd_tick_age_seconds", instance=instance, service="dbproc", symbol="DOGE_USDC") < 60
     assert value(after, "cfd_risk_partitions", instance=instance) >= 1
+    lags = [v for labels, v in after["cfd_bus_consumer_lag"] if labels["instance"] == instance
+            and labels["topic"].endswith("requests.trading")]
+    assert lags and all(v >= 0 for v in lags)  # the trading partition of the open was handled
 
 
 async def test_metrics_are_for_operators_only(platform, api, mailbox, email):

@@ -286,6 +286,7 @@ async def test_cfd_status_lists_every_process_what_it_owns_and_forgets_one_that_
     me = next(p for p in found if p["instance"] == mine)
     assert me["services"] == ["dbproc", "server"] and me["partitions"] == list(range(platform.settings.bus.partitions))
     assert me["ws_clients"] == 0 and not me["silent"] and me["pid"] == os.getpid()
+    assert all(isinstance(n, int) and n >= 0 for n in me["lag"].values())
 
     async with another_server(platform) as second:
         other = second.settings.instance_id

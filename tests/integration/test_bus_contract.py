@@ -294,3 +294,27 @@ async def test_a_second_member_takes_over_what_the_first_is_told_it_lost_and_get
                 elif kind == "revoked" and partition in what:
                     assert owner == who
                     owner = None
+
+
+async def test_a_group_member_reports_what_waits_for_it_per_partition(bus):
+    name = topic(bus, "lagging")
+    await bus.ensure_topics([name])
+    handled: list[int] = []
+    release = asyncio.Event()
+
+    async def handler(message: Message) -> None:
+        if handled:  # the first goes through; the rest wait, as behind a slow command
+            await release.wait()
+        handled.append(int(message.value))
+
+    subscription = await bus.subscribe([name], handler, group=f"g-{uuid.uuid4().hex[:6]}")
+    await bus.publish(name, b"0", key=b"user-1")
+    await eventually(lambda: handled == [0])
+    for n in range(1, 6):
+        await bus.publish(name, str(n).encode(), key=b"user-1")
+    partition = (name, bus.partition_for(name, b"user-1"))
+    await eventually(lambda: subscription.lag().get(partition) == 5)  # five published, none handled yet
+    assert all(lag == 0 for tp, lag in subscription.lag().items() if tp != partition)
+    release.set()
+    await eventually(lambda: handled == list(range(6)) and subscription.lag().get(partition) == 0)
+    await subscription.stop()
