@@ -18,7 +18,7 @@ from cfd_dbproc.db import piccolo_conf
 from cfd_dbproc.db.sqlite_fast import FastSQLiteEngine
 from cfd_dbproc.db.tables import ALL_TABLES
 from shared.errors import BackendDown
-from shared.outage import quiet_repeats
+from shared.outage import Outage, quiet_repeats
 from shared.settings import DatabaseSettings, private_dir, private_file
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class Database:
         self._sqlite_lock = asyncio.Lock()
         self._started = False
         self._previous_engine: Engine | None = None
+        self._checkpoints: asyncio.Task[None] | None = None
 
     async def start(self, *, pool_size: int = 10) -> None:
         """Bind the tables to this engine and open the pool (PostgreSQL); a second call does nothing."""
@@ -68,6 +69,20 @@ class Database:
                 raise BackendDown("database", f"PostgreSQL at {_host(self.url)}: {exc}") from exc
         else:
             await self.engine.run_ddl("PRAGMA journal_mode=WAL")
+            self._checkpoints = asyncio.get_running_loop().create_task(self._checkpoint_every_second())
+
+    async def _checkpoint_every_second(self) -> None:
+        """The SQLite writer never checkpoints (see `sqlite_fast`): the write-ahead log is copied back here."""
+        assert isinstance(self.engine, FastSQLiteEngine)
+        failing = Outage("SQLite checkpoints fail (the write-ahead log grows until they succeed)", log)
+        while True:
+            await asyncio.sleep(1)
+            try:
+                await self.engine.checkpoint()
+            except Exception as exc:  # a disk error shows on the next write too
+                failing.failed(exc)
+            else:
+                failing.recovered()
 
     async def stop(self) -> None:
         if self._started and piccolo_conf.DB is self.engine and self._previous_engine is not None:
@@ -75,6 +90,10 @@ class Database:
             # one (a second platform in one process), not leave them on a closed one.
             _bind(self._previous_engine)
         self._started = False
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            await asyncio.gather(self._checkpoints, return_exceptions=True)
+            self._checkpoints = None
         if isinstance(self.engine, FastSQLiteEngine):
             await self.engine.close_connections()
         if not self.is_sqlite:

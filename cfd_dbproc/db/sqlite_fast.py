@@ -1,12 +1,21 @@
-"""Piccolo's SQLite engine with kept connections: each query is one trip to its connection's thread.
+"""Piccolo's SQLite engine with kept connections: the writer runs on the event loop, the reader in one trip.
 
 Piccolo's own `SQLiteEngine` makes four trips per query (a `PRAGMA foreign_keys`, execute, fetch, close),
 at about 90 µs a trip, and opens a new connection (and its thread) for every query outside a transaction
 and for every transaction: that was most of an embedded order's time. `FastSQLiteEngine` keeps one
 connection for transactions (`write_transaction`, serialised by `Database`) and one for the queries outside
-them, and runs each query with aiosqlite's `execute_fetchall` (one trip). It also sets
-`synchronous=NORMAL` on each connection: with WAL, a commit survives the process dying (what the platform
-promises); only a power cut can lose the last commits, and it saves an fsync per transaction.
+them. The reader runs each query with aiosqlite's `execute_fetchall` (one trip to its thread).
+
+The writer is a plain `sqlite3` connection called on the event loop: a command's statements touch a few rows
+each and take microseconds, less than a trip to a thread and back (which also fights the loop for the GIL),
+so a trading command costs a fraction of the time. What could make it wait is kept off it: it never
+checkpoints (`wal_autocheckpoint=0`), the reader's thread does (`checkpoint`, every second, from `Database`),
+and nothing else in the process writes (every write is a `write_transaction`, one at a time). Another
+process writing the file (a migration run by hand while the platform runs) makes a `BEGIN IMMEDIATE` wait,
+as it would have before.
+
+Both set `synchronous=NORMAL`: with WAL, a commit survives the process dying (what the platform promises);
+only a power cut can lose the last commits, and it saves an fsync per transaction.
 
 What this relies on in Piccolo's SQLite engine (`piccolo.engine.sqlite`; `pyproject.toml` pins the minor
 version it was checked against, and `tests/unit/test_piccolo_contract.py` fails if any of it changes):
@@ -15,7 +24,9 @@ version it was checked against, and `tests/unit/test_piccolo_contract.py` fails 
   query, args, query_type, table)` inside a transaction and `_run_in_new_connection(query, args,
   query_type, table)` outside one (private methods, overridden here with the same parameters).
 - `SQLiteEngine.get_connection()` opens an aiosqlite connection with the rows as dicts and
-  `PRAGMA foreign_keys = 1` already set, so the queries need not set them again.
+  `PRAGMA foreign_keys = 1` already set, so the queries need not set them again; `connection_kwargs` are
+  what it hands `sqlite3.connect` (the writer is opened with the same, so values convert alike).
+- `SQLiteTransaction` and its savepoints only `await connection.execute(sql)` on the connection.
 - `SQLiteTransaction` takes its connection from `engine.get_connection()` when it starts and calls
   `close()` on it when it ends: the kept writer is handed over wrapped in `_KeptConnection`, whose `close()`
   does nothing.
@@ -27,9 +38,30 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
-from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType, dict_factory
+
+
+class _LoopConnection:
+    """A `sqlite3` connection with the few awaitable methods Piccolo calls, run at once on the caller's thread."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    async def execute(self, sql: str, args: Any = None) -> sqlite3.Cursor:
+        return self._connection.execute(sql, args or [])
+
+    async def execute_fetchall(self, sql: str, args: Any = None) -> list[Any]:
+        return self._connection.execute(sql, args or []).fetchall()
+
+    async def set_trace_callback(self, callback: Callable[[str], object] | None) -> None:
+        self._connection.set_trace_callback(callback)
+
+    async def close(self) -> None:
+        self._connection.close()
 
 
 class _KeptConnection:
@@ -69,9 +101,25 @@ class FastSQLiteEngine(SQLiteEngine):
     async def get_connection(self):
         if self._in_transaction.get() and not self._closed:
             if self._writer is None:
-                self._writer = await self._connect()
+                self._writer = self._connect_writer()
             return _KeptConnection(self._writer)
         return await self._connect()
+
+    def _connect_writer(self) -> _LoopConnection:
+        connection = sqlite3.connect(**self.connection_kwargs)
+        connection.row_factory = dict_factory
+        for pragma in ("foreign_keys = 1", "synchronous = NORMAL", "wal_autocheckpoint = 0"):
+            connection.execute(f"PRAGMA {pragma}")
+        return _LoopConnection(connection)
+
+    async def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file (PASSIVE: it waits for nothing), on the reader's
+        thread: the writer never does, so the loop never waits for the fsyncs."""
+        if self._closed:
+            return
+        if self._reader is None:
+            self._reader = await self._connect()
+        await self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def _connect(self):
         connection = await super().get_connection()
@@ -79,12 +127,12 @@ class FastSQLiteEngine(SQLiteEngine):
         return connection
 
     @contextlib.asynccontextmanager
-    async def write_transaction(self) -> AsyncIterator[None]:
+    async def write_transaction(self) -> AsyncIterator[SQLiteTransaction]:
         """A `BEGIN IMMEDIATE` transaction on the kept writer (the caller serialises them)."""
         token = self._in_transaction.set(True)
         try:
-            async with self.transaction(transaction_type=TransactionType.immediate):
-                yield
+            async with self.transaction(transaction_type=TransactionType.immediate) as transaction:
+                yield transaction
         finally:
             self._in_transaction.reset(token)
 
