@@ -71,6 +71,7 @@ function init(args)
   end
   next_one = 1
   unexpected = 0
+  statuses = {}
 end
 
 function request()
@@ -81,19 +82,28 @@ function request()
 end
 
 function response(status, headers, body)
-  if status ~= expected then unexpected = unexpected + 1 end
+  if status ~= expected then
+    unexpected = unexpected + 1
+    statuses[status] = (statuses[status] or 0) + 1
+  end
 end
 
 function done(summary, latency, requests)
   local wrong = 0
-  for _, thread in ipairs(threads) do wrong = wrong + thread:get("unexpected") end
+  local seen = {}
+  for _, thread in ipairs(threads) do
+    wrong = wrong + thread:get("unexpected")
+    for status, n in pairs(thread:get("statuses")) do seen[status] = (seen[status] or 0) + n end
+  end
+  local parts = {}
+  for status, n in pairs(seen) do table.insert(parts, string.format('"%d":%d', status, n)) end
   io.write(string.format(
     'JSON {"requests":%d,"duration_us":%d,"unexpected":%d,"socket_errors":%d,"timeouts":%d,' ..
-    '"p50_ms":%.3f,"p90_ms":%.3f,"p99_ms":%.3f,"max_ms":%.3f,"mean_ms":%.3f}\n',
+    '"p50_ms":%.3f,"p90_ms":%.3f,"p99_ms":%.3f,"max_ms":%.3f,"mean_ms":%.3f,"statuses":{%s}}\n',
     summary.requests, summary.duration, wrong,
     summary.errors.connect + summary.errors.read + summary.errors.write, summary.errors.timeout,
     latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
-    latency.max / 1000, latency.mean / 1000))
+    latency.max / 1000, latency.mean / 1000, table.concat(parts, ",")))
 end
 """
 
@@ -210,6 +220,11 @@ class Platform:
             self.smtp.stop()
         if self.database_url:
             await drop_postgres_database(os.environ["CFD_DATABASE_URL"], self.database_url)
+        log = self.data_dir / "children.log"
+        if log.exists() and log.stat().st_size:
+            kept = RESULTS / "throughput-children.log"  # what the platform logged, for a run that went wrong
+            shutil.copy(log, kept)
+            console.print(f"the platform's log: {kept.relative_to(ROOT)}")
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def pids(self) -> list[int]:
@@ -270,7 +285,7 @@ async def measure(args: argparse.Namespace) -> dict:
                 summary["load_average_before"] = round(load, 2)
                 results[name] = summary
                 console.print(f"  {name}: {summary['per_second']}/s, p50 {summary['p50_ms']:.2f} ms, "
-                              f"p99 {summary['p99_ms']:.2f} ms, unexpected {summary['unexpected']}")
+                              f"p99 {summary['p99_ms']:.2f} ms, unexpected {summary['statuses'] or 0}")
 
             go("floor", [wrk_request("GET", "/health", None)], 200)
             opens = [wrk_request("POST", f"{api_path}/positions", t, ORDER) for t in tokens]

@@ -70,7 +70,7 @@ class DbProc:
         self.bus = bus
         self.db = db
         self.topics = Topics(settings.bus)
-        self.responder = Responder(bus, self.topics.replies)
+        self.responder = Responder(bus, self.topics.replies, group=db.group)
         self.directory = DirectoryKeeper(CredentialsDirectory(cache, settings.bus.topic_prefix))
         self.markets = MarketBook()  # the terms in force: the catalogue's, as operators changed them
         self.market_keeper = MarketKeeper(db, bus, self.topics, self.markets, clock, ids)
@@ -140,9 +140,9 @@ class DbProc:
         # The risk engine checks the accounts of the trading partitions this dbproc owns: it loads them before
         # their first command is handed over, and forgets them once their last one is committed.
         self.requests = await self.bus.subscribe([self.topics.user_requests, self.topics.trading_requests,
-                                                  self.topics.health_requests], self.responder,
+                                                  self.topics.health_requests], self.responder.batch,
                                                  group=self.settings.bus.topic(CONSUMER_GROUP),
-                                                 on_assigned=self._assigned, on_revoked=self._revoked)
+                                                 on_assigned=self._assigned, on_revoked=self._revoked, batched=True)
         self._subscriptions.append(self.requests)
         metrics.track(self.requests, self.settings.instance_id, _lag_metrics)
         self.joined.set()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import io
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from piccolo.engine.base import Engine
@@ -33,7 +35,8 @@ def sqlite_path(url: str) -> Path:
 
 
 class Database:
-    """The engine plus the one way the platform writes: a transaction per command."""
+    """The engine plus the one way the platform writes: a transaction per command, or a group of commands in
+    one transaction (`group`), each in a savepoint."""
 
     def __init__(self, settings: DatabaseSettings, data_dir: Path) -> None:
         """`data_dir`: the platform's data directory, made owner-only when it holds the SQLite file."""
@@ -102,12 +105,57 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
-        if isinstance(self.engine, FastSQLiteEngine):
-            async with self._sqlite_lock, self.engine.write_transaction():
+        """One command's transaction; inside a `group`, a savepoint of the group's (a failure undoes this
+        command's writes only)."""
+        group = _GROUP.get()
+        if group is None:
+            async with self._begin():
                 yield
+            return
+        savepoint = await group.transaction.savepoint()
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):  # the database went away: the group's commit fails too
+                await savepoint.rollback_to()
+                await savepoint.release()
+            raise
+        await savepoint.release()
+
+    @contextlib.asynccontextmanager
+    async def group(self) -> AsyncIterator[None]:
+        """One transaction for a run of commands (group commit): every `transaction` inside it is a savepoint,
+        and the callbacks given to `after_commit` run once it has committed, in order (never if it did not)."""
+        if _GROUP.get() is not None:
+            raise RuntimeError("a group commit is already open")
+        group = _Group()
+        async with self._begin() as transaction:
+            group.transaction = transaction
+            token = _GROUP.set(group)
+            try:
+                yield
+            finally:
+                _GROUP.reset(token)
+        for callback in group.after:
+            await callback()
+
+    @staticmethod
+    async def after_commit(callback: Callable[[], Awaitable[object]]) -> None:
+        """Run `callback` once what was written is committed: now, or when the open `group` commits."""
+        group = _GROUP.get()
+        if group is None:
+            await callback()
         else:
-            async with self.engine.transaction():
-                yield
+            group.after.append(callback)
+
+    @contextlib.asynccontextmanager
+    async def _begin(self) -> AsyncIterator[Any]:
+        if isinstance(self.engine, FastSQLiteEngine):
+            async with self._sqlite_lock, self.engine.write_transaction() as transaction:
+                yield transaction
+        else:
+            async with self.engine.transaction() as transaction:
+                yield transaction
 
     async def ping(self) -> None:
         try:
@@ -115,6 +163,18 @@ class Database:
         except Exception as exc:
             raise BackendDown("database", f"{_host(self.url)}: {exc}") from exc
 
+
+class _Group:
+    """An open group commit: its transaction, and what runs after it commits."""
+
+    __slots__ = ("after", "transaction")
+
+    def __init__(self) -> None:
+        self.transaction: Any = None
+        self.after: list[Callable[[], Awaitable[object]]] = []
+
+
+_GROUP: contextvars.ContextVar[_Group | None] = contextvars.ContextVar("cfd_group_commit", default=None)
 
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 

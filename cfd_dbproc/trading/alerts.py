@@ -52,6 +52,12 @@ def check_alert(body: AlertCreate) -> None:
 
 
 class AlertHandlers:
+    """The price and margin alerts of `shared.operations`, applied through the trading engine."""
+
+    group_commit = True
+    """Its commands may share a transaction with others (`Database.group`): they do nothing outside the database
+    before the commit (`Database.after_commit`)."""
+
     def __init__(self, engine: TradingEngine) -> None:
         self.engine = engine
 

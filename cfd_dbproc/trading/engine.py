@@ -78,6 +78,10 @@ Events = list[Event]
 class TradingEngine:
     """The trading commands of `shared.operations`, applied to the store."""
 
+    group_commit = True
+    """Its commands may share a transaction with others (`Database.group`): they do nothing outside the database
+    before the commit (`Database.after_commit`)."""
+
     def __init__(self, store: TradingStore, bus: Bus, events_topic: str, quotes: QuoteCache,
                  costs: Costs | None = None) -> None:
         self.store = store
@@ -103,8 +107,8 @@ class TradingEngine:
 
     async def apply(self, op: Operation[Any, Rep], command_id: str, user_id: str,
                      apply: Callable[[Events], Awaitable[Rep]]) -> Rep:
-        """Apply a command once (one transaction). Its events are numbered (`seq`) and stored in that transaction,
-        and go out after the commit, as stored."""
+        """Apply a command once (one transaction, or a savepoint of a group commit: `Database.group`). Its events
+        are numbered (`seq`) and stored in that transaction, and go out after the commit, as stored."""
         events: Events = []
         frames: list[bytes] = []
         last_seq = 0
@@ -122,8 +126,12 @@ class TradingEngine:
                                  lock=lambda: self.store.lock_account(user_id))
         if replayed:  # the first attempt may have died between its commit and its events
             frames = [encode(AccountEvent(event="resync", user_id=user_id))]
-        if await self._emit(user_id, frames) and last_seq:
-            self.published.advance(user_id, last_seq)
+
+        async def emit() -> None:
+            if await self._emit(user_id, frames) and last_seq:
+                self.published.advance(user_id, last_seq)
+
+        await self.store.db.after_commit(emit)  # at once, or when the group it is part of commits
         return reply
 
     async def _emit(self, user_id: str, frames: list[bytes]) -> bool:

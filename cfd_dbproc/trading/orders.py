@@ -58,6 +58,10 @@ def check_pending(market: Market, order: OrderCreate | Order, now: int) -> None:
 class OrderHandlers:
     """The order operations of `shared.operations`, applied through the trading engine."""
 
+    group_commit = True
+    """Its commands may share a transaction with others (`Database.group`): they do nothing outside the database
+    before the commit (`Database.after_commit`)."""
+
     def __init__(self, engine: TradingEngine) -> None:
         self.engine = engine
         self.store = engine.store

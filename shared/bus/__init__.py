@@ -16,6 +16,9 @@ Two implementations keep one contract: `MemoryBus` (in-process, the default) and
   owner's `on_assigned` starts after the old owner's `on_revoked` returned; on Kafka, in a rebalance, the
   two may overlap (two processes hear of it at once), while the messages are still handed over strictly.
 - `partition_for(topic, key)` is the partition a message published with `key` goes to.
+- `subscribe(..., batched=True)` hands the handler a list of consecutive messages of one partition (those at
+  hand, at most `MAX_BATCH`) instead of one, and commits them together once it returns; a stop or a rebalance
+  waits for the batch in hand.
 - `subscribe(..., group=None)` is a broadcast: the subscriber sees every message published after it
   subscribed, from all partitions (every server instance uses this for prices, replies and events).
 """
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from msgspec import Struct
 
@@ -44,6 +47,17 @@ class Message(Struct, frozen=True):
 
 
 Handler = Callable[[Message], Awaitable[None]]
+BatchHandler = Callable[[list[Message]], Awaitable[None]]
+"""A batched subscriber's handler: consecutive messages of one partition, in order."""
+
+MAX_BATCH = 64
+"""The most messages a batched subscriber is handed at once."""
+
+
+def batches(messages: Sequence[Message], size: int) -> Iterator[list[Message]]:
+    """`messages` in consecutive lists of at most `size`."""
+    for start in range(0, len(messages), size):
+        yield list(messages[start:start + size])
 
 Partition = tuple[str, int]  # (topic, index)
 Rebalanced = Callable[[set[Partition]], Awaitable[None]]
@@ -103,9 +117,11 @@ class Bus(ABC):
         """Append a message; with `wait`, return once it is durably accepted."""
 
     @abstractmethod
-    async def subscribe(self, topics: Sequence[str], handler: Handler, *, group: str | None,
-                        on_assigned: Rebalanced | None = None, on_revoked: Rebalanced | None = None) -> Subscription:
-        """Start delivering messages to `handler`; returns once the subscription is live.
+    async def subscribe(self, topics: Sequence[str], handler: Handler | BatchHandler, *, group: str | None,
+                        on_assigned: Rebalanced | None = None, on_revoked: Rebalanced | None = None,
+                        batched: bool = False) -> Subscription:
+        """Start delivering messages to `handler` (lists of them if `batched`); returns once the subscription is
+        live.
 
         In a group, `on_assigned` is awaited before the first message of newly assigned partitions is handed
         to `handler`, and `on_revoked` once the message in hand of partitions taken away is finished and

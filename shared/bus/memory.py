@@ -22,7 +22,19 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.bus import Bus, Handler, Message, Partition, Rebalanced, Subscription, handler_failed, rebalanced
+from shared.bus import (
+    MAX_BATCH,
+    BatchHandler,
+    Bus,
+    Handler,
+    Message,
+    Partition,
+    Rebalanced,
+    Subscription,
+    batches,
+    handler_failed,
+    rebalanced,
+)
 from shared.errors import BackendDown
 from shared.outage import Outage
 
@@ -215,9 +227,10 @@ class MemoryBus(Bus):
     def partition_for(self, topic: str, key: bytes) -> int:
         return zlib.crc32(key) % len(self._partitions(topic))
 
-    async def subscribe(self, topics: Sequence[str], handler: Handler, *, group: str | None,
-                        on_assigned: Rebalanced | None = None, on_revoked: Rebalanced | None = None) -> Subscription:
-        subscription = _MemorySubscription(self, list(topics), handler, group, on_assigned, on_revoked)
+    async def subscribe(self, topics: Sequence[str], handler: Handler | BatchHandler, *, group: str | None,
+                        on_assigned: Rebalanced | None = None, on_revoked: Rebalanced | None = None,
+                        batched: bool = False) -> Subscription:
+        subscription = _MemorySubscription(self, list(topics), handler, group, on_assigned, on_revoked, batched)
         if group is None:
             subscription.follow({(p.topic, p.index): p.end for t in topics for p in self._partitions(t)})
         else:
@@ -253,11 +266,13 @@ class MemoryBus(Bus):
 
 
 class _MemorySubscription(Subscription):
-    def __init__(self, bus: MemoryBus, topics: list[str], handler: Handler, group: str | None,
-                 on_assigned: Rebalanced | None = None, on_revoked: Rebalanced | None = None) -> None:
+    def __init__(self, bus: MemoryBus, topics: list[str], handler: Handler | BatchHandler, group: str | None,
+                 on_assigned: Rebalanced | None = None, on_revoked: Rebalanced | None = None,
+                 batched: bool = False) -> None:
         self.bus = bus
         self.topics = topics
         self.handler = handler
+        self.batched = batched
         self.group = group
         self.on_assigned = on_assigned
         self.on_revoked = on_revoked
@@ -351,19 +366,19 @@ class _MemorySubscription(Subscription):
             cursor.position = max(committed, partition.base)  # older than what is kept: the oldest kept
         position = cursor.position
         while True:
-            for message in await partition.read(position):
+            for batch in batches(await partition.read(position), MAX_BATCH if self.batched else 1):
                 if self._stopped or task in self._released:
                     return
                 self._busy.add(task)
                 try:
-                    await self.handler(message)
+                    await self.handler(batch if self.batched else batch[0])  # type: ignore[arg-type]
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    handler_failed(message.topic, message.partition, message.offset, exc)
+                    handler_failed(batch[0].topic, batch[0].partition, batch[0].offset, exc)
                 finally:
                     self._busy.discard(task)
-                position = cursor.position = message.offset + 1
+                position = cursor.position = batch[-1].offset + 1
                 if self.group is not None:
                     self.bus._commit(self.group, partition.topic, partition.index, position)
                 if self._stopped or task in self._released:  # stop() or a rebalance waited for this message

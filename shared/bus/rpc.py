@@ -17,6 +17,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 import msgspec
@@ -126,6 +127,17 @@ class RequestClient:
         return result
 
 
+def _with_error(request: BusRequest, reply: BusReply | None, error: CfdError) -> BusReply | None:
+    """`reply`, unless it says the command succeeded: then `error` (its group commit failed, so it was not)."""
+    if reply is not None and reply.error is not None:
+        return reply  # refused, and rolled back to its savepoint: still true
+    if not request.reply_to:
+        return None  # an internal command: nobody waits (as when one fails alone)
+    return BusReply(correlation_id=request.correlation_id, reply_to=request.reply_to,
+                    error=ErrorBody(status=error.status, code=error.code, message=error.message,
+                                    details=error.details, retry_after=error.retry_after))
+
+
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
@@ -148,22 +160,34 @@ CommandHandler = Callable[[Req, str], Awaitable[Rep]]
 
 
 class _Route:
-    """A registered operation: its handler and the decoder of its body."""
+    """A registered operation: its handler, the decoder of its body, and whether it may be group-committed."""
 
-    __slots__ = ("decoder", "handler", "op")
+    __slots__ = ("decoder", "grouped", "handler", "op")
 
-    def __init__(self, op: Operation[Any, Any], handler: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(self, op: Operation[Any, Any], handler: Callable[..., Awaitable[Any]], grouped: bool) -> None:
         self.op = op
         self.handler = handler
         self.decoder = msgspec.json.Decoder(op.request)
+        self.grouped = grouped
+
+
+GroupCommit = Callable[[], AbstractAsyncContextManager[None]]
+"""Opens one transaction for several commands (the dbproc's `Database.group`)."""
 
 
 class Responder:
     """Answers the operations registered with `handle` and publishes their replies (used by the dbproc)."""
 
-    def __init__(self, bus: Bus, replies_topic: str) -> None:
+    def __init__(self, bus: Bus, replies_topic: str, group: GroupCommit | None = None) -> None:
+        """With `group`, `batch` applies runs of consecutive commands of handlers marked `group_commit` in one
+        transaction."""
         self.bus = bus
         self.replies_topic = replies_topic
+        self.group = group
+        self.grouped = 0
+        """Commands applied in a shared transaction so far (a metric)."""
+        self.groups = 0
+        """Shared transactions committed so far (a metric)."""
         self._routes: dict[str, _Route] = {}
         self.replies_lost = Outage(f"replies cannot be published to {replies_topic}; clients time out and retry",
                                    log)
@@ -174,24 +198,72 @@ class Responder:
         return [route.op for route in self._routes.values()]
 
     def serve(self, *handlers: object) -> None:
-        """Answer every operation that a method of these objects is marked for (`@handles(op)`)."""
+        """Answer every operation that a method of these objects is marked for (`@handles(op)`). The commands of
+        an object whose class sets `group_commit = True` may share a transaction (see `batch`)."""
         for handler in handlers:
+            grouped = getattr(type(handler), "group_commit", False)
             for name in dir(type(handler)):
                 op = getattr(getattr(type(handler), name), _OPERATION, None)
                 if op is not None:
-                    self.handle(op, getattr(handler, name))
+                    self.handle(op, getattr(handler, name), grouped=grouped and op.command)
 
-    def handle(self, op: Operation[Req, Rep], handler: QueryHandler[Req, Rep] | CommandHandler[Req, Rep]) -> None:
+    def handle(self, op: Operation[Req, Rep], handler: QueryHandler[Req, Rep] | CommandHandler[Req, Rep], *,
+               grouped: bool = False) -> None:
         """Answer `op` requests with `handler(body)`, or for a command `handler(body, command_id)`."""
-        self._routes[op.name] = _Route(op, handler)
+        self._routes[op.name] = _Route(op, handler, grouped)
 
     async def __call__(self, message: Message) -> None:
+        request = self._decode(message)
+        if request is not None:
+            await self._reply(request, await self.answer(request))
+
+    async def batch(self, messages: list[Message]) -> None:
+        """Answer one partition's messages, in order (a batched subscription's handler). With a `group`, each run
+        of consecutive group-committed commands is applied in one transaction, each command in a savepoint of it,
+        and their replies go out once it has committed: one commit for many commands, each still applied once,
+        with its own result and events. Anything else is answered alone, between the runs."""
+        run: list[BusRequest] = []
+        for message in messages:
+            request = self._decode(message)
+            if request is None:
+                continue
+            route = self._routes.get(request.type)
+            if self.group is not None and route is not None and route.grouped:
+                run.append(request)
+                continue
+            await self._answer_run(run)
+            run = []
+            await self._reply(request, await self.answer(request))
+        await self._answer_run(run)
+
+    async def _answer_run(self, requests: list[BusRequest]) -> None:
+        if len(requests) < 2 or self.group is None:  # one alone: its own transaction, no savepoint
+            for request in requests:
+                await self._reply(request, await self.answer(request))
+            return
+        replies: list[BusReply | None] = []
         try:
-            request = _request_decoder.decode(message.value)
+            async with self.group():
+                for request in requests:
+                    replies.append(await self.answer(request))
+            self.groups += 1
+            self.grouped += len(requests)
+        except Exception as exc:  # the commit failed: none of them was applied
+            error = self._failure(requests[0], exc)
+            replies = [_with_error(request, reply, error) for request, reply in zip(requests, replies, strict=False)]
+            replies += [_with_error(request, None, error) for request in requests[len(replies):]]
+        for request, reply in zip(requests, replies, strict=True):
+            await self._reply(request, reply)
+
+    @staticmethod
+    def _decode(message: Message) -> BusRequest | None:
+        try:
+            return _request_decoder.decode(message.value)
         except msgspec.DecodeError:
             log.error("dropping an undecodable request on %s@%d", message.topic, message.offset)
-            return
-        reply = await self.answer(request)
+            return None
+
+    async def _reply(self, request: BusRequest, reply: BusReply | None) -> None:
         if reply is None:
             return
         try:
@@ -242,6 +314,7 @@ class Responder:
 
     @staticmethod
     def _failure(request: BusRequest, exc: Exception) -> CfdError:
+        """What a client is told of a failure that is not a `CfdError` (logged here)."""
         reason = database_outage(exc)
         if reason is not None:  # once, then counts while it lasts
             outage.failed(log, "requests answered 503: the database is unavailable", reason)
