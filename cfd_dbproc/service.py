@@ -49,6 +49,11 @@ def _lag_metrics(requests: Subscription) -> Iterator[tuple[str, dict[str, str], 
         yield "cfd_bus_consumer_lag", {"topic": topic, "partition": str(partition)}, lag
 
 
+def _group_metrics(responder: Responder) -> Iterator[tuple[str, dict[str, str], float]]:
+    yield "cfd_group_commits", {}, responder.groups
+    yield "cfd_group_committed_commands", {}, responder.grouped
+
+
 def _risk_metrics(risk: RiskRunner) -> Iterator[tuple[str, dict[str, str], float]]:
     yield "cfd_risk_ticks", {}, risk.ticks
     yield "cfd_risk_triggers", {}, risk.triggers
@@ -71,6 +76,7 @@ class DbProc:
         self.db = db
         self.topics = Topics(settings.bus)
         self.responder = Responder(bus, self.topics.replies, group=db.group)
+        metrics.track(self.responder, settings.instance_id, _group_metrics)
         self.directory = DirectoryKeeper(CredentialsDirectory(cache, settings.bus.topic_prefix))
         self.markets = MarketBook()  # the terms in force: the catalogue's, as operators changed them
         self.market_keeper = MarketKeeper(db, bus, self.topics, self.markets, clock, ids)

@@ -72,6 +72,8 @@ _METRICS: dict[str, tuple[str, str]] = {
     "cfd_risk_working_orders": ("gauge", "Working orders the risk engine watches"),
     "cfd_risk_partitions": ("gauge", "Partitions of requests.trading whose accounts this dbproc owns"),
     "cfd_bus_consumer_lag": ("gauge", "Requests published to each partition this dbproc consumes and not handled yet"),
+    "cfd_group_commits": ("counter", "Transactions the dbproc committed for a run of several commands (group commit)"),
+    "cfd_group_committed_commands": ("counter", "Commands applied in those shared transactions"),
 }
 
 _services = _Services()

@@ -102,6 +102,39 @@ async def test_uncommitted_messages_go_to_the_next_member(bus):
     await second.stop()
 
 
+async def test_a_batched_member_gets_what_queued_up_in_order_and_commits_it_together(bus):
+    """Messages that pile up while the handler is busy come as one list, of one partition, in order; what a batch
+    held is committed with it, and the next member starts after it."""
+    name = topic(bus, "batched")
+    await bus.ensure_topics([name])
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    batches: list[list[Message]] = []
+    busy = asyncio.Event()
+
+    async def handler(messages: list[Message]) -> None:
+        batches.append(messages)
+        await busy.wait()  # the first batch holds the partition while the rest queue up
+
+    first = await bus.subscribe([name], handler, group=group, batched=True)
+    await bus.publish(name, b"0", key=b"one-key")
+    await eventually(lambda: len(batches) == 1)
+    for n in range(1, 41):
+        await bus.publish(name, str(n).encode(), key=b"one-key")
+    busy.set()
+    await eventually(lambda: sum(len(b) for b in batches) == 41)
+    assert [int(m.value) for b in batches for m in b] == list(range(41))
+    assert len(batches) < 41 and max(len(b) for b in batches) > 1  # what queued up came together
+    assert all(len({m.partition for m in b}) == 1 for b in batches)
+    await first.stop()
+
+    for n in range(41, 45):
+        await bus.publish(name, str(n).encode(), key=b"one-key")
+    second = await bus.subscribe([name], handler, group=group, batched=True)
+    await eventually(lambda: sum(len(b) for b in batches) >= 45)
+    assert [int(m.value) for b in batches for m in b] == list(range(45))  # nothing handled twice, nothing lost
+    await second.stop()
+
+
 async def test_broadcast_subscribers_each_see_everything_published_after_they_joined(bus):
     name = topic(bus, "fanout")
     await bus.ensure_topics([name])
