@@ -101,7 +101,6 @@ class _Worker:
     process: asyncio.subprocess.Process | None = None
     started: float = 0.0
     delay: float = FIRST_RESTART_DELAY
-    restarts: int = 0
     relay: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -173,7 +172,6 @@ class Workers:
             if self._stopping:
                 return
             worker.delay = min(worker.delay * 2, MAX_RESTART_DELAY)
-            worker.restarts += 1
             try:
                 await self._launch(worker)
             except StartupError:

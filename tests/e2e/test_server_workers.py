@@ -92,9 +92,9 @@ class Group:
 OPERATOR = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def _spawn(output: Path, env: dict[str, str]) -> subprocess.Popen:
+def _spawn(output: Path, env: dict[str, str], command: str = "server") -> subprocess.Popen:
     with output.open("wb") as sink:
-        return subprocess.Popen([sys.executable, "-m", "cfd_cli.main", "server", "--workers", "2"], env=env,
+        return subprocess.Popen([sys.executable, "-m", "cfd_cli.main", command, "--workers", "2"], env=env,
                                 stdout=sink, stderr=subprocess.STDOUT)
 
 
@@ -224,3 +224,25 @@ async def test_a_killed_worker_comes_back_and_sigterm_stops_them_all(group):
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(("127.0.0.1", port))
+
+
+async def test_cfd_up_runs_the_dbproc_and_poller_here_and_two_server_workers(make_settings, tmp_path):
+    port, ws_port, metrics_port = free_port(), free_port(), _free_pair()
+    settings = make_settings(bus={"topic_prefix": f"wu{uuid.uuid4().hex[:6]}."}, auth={"admin_token": ADMIN_TOKEN},
+                             http={"port": port, "ws_port": ws_port, "metrics_port": 0})
+    instance = f"wu-{uuid.uuid4().hex[:6]}"
+    output = tmp_path / "up.log"
+    process = _spawn(output, child_env(settings, CFD_INSTANCE_ID=instance, NO_COLOR="1"), "up")
+    group = Group(process, output, port=port, ws_port=ws_port, metrics_port=metrics_port, instance=instance)
+    try:
+        await group.wait_for_log("Ctrl-C stops everything")
+        assert "running: dbproc, poller, server ×2" in group.log()
+        processes = await _status_until(group, lambda found: {instance, *group.instances} <= set(found))
+        assert processes[instance]["services"] == ["dbproc", "poller"] and processes[instance]["partitions"]
+        assert [processes[i]["services"] for i in group.instances] == [["server"], ["server"]]
+        async with httpx.AsyncClient(timeout=10) as client:  # a dbproc answers the workers
+            assert (await client.get(f"http://127.0.0.1:{port}/ready")).status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(process.wait, 60)
+    assert code == 0, group.log()
