@@ -66,7 +66,7 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         fail(exc.message + (f" ({reason})" if reason else ""), "check the backends with: cfd doctor")
 
 
-def _banner(settings: Settings, services: tuple[str, ...], port: int | None, feed: str | None, *,
+def banner(settings: Settings, services: tuple[str, ...], port: int | None, feed: str | None, *,
             quiet: bool = False) -> None:
     console.print(f"[bold green]CFD Broker[/] {shared.__version__} running: {', '.join(services)}")
     for concern, backend in settings.describe_backends().items():
@@ -90,7 +90,7 @@ async def serve(settings: Settings, services: tuple[str, ...], migrate_db: bool,
 
     async def announce() -> None:
         await platform.started.wait()
-        _banner(settings, platform.services, platform.http_port, platform.ws_url if platform.http_port else None,
+        banner(settings, platform.services, platform.http_port, platform.ws_url if platform.http_port else None,
                 quiet=then is not None)
         if then is not None:
             try:

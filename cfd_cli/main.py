@@ -27,7 +27,9 @@ from cfd_cli.platform import SERVICES
 from cfd_cli.prices import exchange_app, poller_command, prices_app
 from cfd_cli.status import status_command
 from cfd_cli.trade import trade_app
+from cfd_cli.workers import embedded_backends, run_worker, serve_group
 from shared.logs import JsonFormatter
+from shared.settings import Settings
 
 app = typer.Typer(
     name="cfd",
@@ -104,6 +106,25 @@ def main(
     setup_logging(verbose)
 
 
+WorkersOption = Annotated[int | None, typer.Option(
+    "--workers", metavar="N", min=1, max=64, show_default=False,
+    help="Run N API-server processes sharing the REST and WebSocket ports (the kernel spreads connections "
+         "among them), started, restarted and stopped by this one. More than 1 needs Kafka and Redis. "
+         "Default: CFD_SERVER_WORKERS (1).")]
+
+
+def _workers_or_fail(settings: Settings, workers: int | None) -> int:
+    """How many API-server processes to run; several only on Kafka and Redis."""
+    count = workers or settings.http.workers
+    missing = embedded_backends(settings)
+    if count > 1 and missing:
+        what = " and ".join({"CFD_KAFKA_BOOTSTRAP": "bus", "CFD_REDIS_URL": "cache"}[name] for name in missing)
+        fail(f"{count} API-server workers cannot share the in-process {what}: several processes need "
+             "Kafka and Redis",
+             f"set {' and '.join(missing)} (scripts/services.sh up starts both locally), or run one worker")
+    return count
+
+
 RECORDINGS_HINT = "examples/recordings/ has calm.jsonl and crash.jsonl; record your own with: cfd prices record FILE"
 
 
@@ -125,16 +146,26 @@ def up(
         help="A reproducible sandbox (implies --lockstep): ids seeded with N, a fresh temporary database, and a "
              "trader with an API key ready; a bot that steps the replay gets the same fills and ledger every "
              "run.")] = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Run every service (server, dbproc, poller) in one process, on the embedded backends unless the
     environment names real ones. With [bold]--replay FILE[/] prices come from a recording; with [bold]--seed N[/]
-    it is a reproducible sandbox for bots (docs/bots.md, "Reproducible runs")."""
+    it is a reproducible sandbox for bots (docs/bots.md, "Reproducible runs"). With [bold]--workers N[/] (Kafka
+    and Redis) the server runs as N processes sharing its ports, the dbproc and poller in this one."""
     if replay is None:
         if speed is not None or lockstep or seed is not None:
             fail("--speed, --lockstep and --seed go with --replay FILE",
                  "e.g. cfd up --replay examples/recordings/crash.jsonl --seed 7")
-        run_async(serve(settings_or_fail(), SERVICES, migrate_db=not no_migrate))
+        settings = settings_or_fail()
+        count = _workers_or_fail(settings, workers)
+        if count > 1:
+            run_async(serve_group(settings, count, ("dbproc", "poller"), migrate_db=not no_migrate))
+            return
+        run_async(serve(settings, SERVICES, migrate_db=not no_migrate))
         return
+    if workers is not None and workers > 1:
+        fail("a replay runs one API server, so --workers does not go with --replay",
+             "drop --workers, or drop --replay to run the configured price source")
     if not replay.is_file():
         fail(f"no recording at {replay}", RECORDINGS_HINT)
     lockstep = lockstep or seed is not None
@@ -168,12 +199,24 @@ def _sandbox(prices: dict[str, Any], seed: int) -> None:
 
 
 @app.command()
-def server() -> None:
-    """Run the API server (REST and WebSocket feed) alone; needs a real bus to reach a dbproc."""
+def server(
+    workers: WorkersOption = None,
+    worker: Annotated[int | None, typer.Option("--worker", hidden=True, min=1,
+                                               help="Be worker N of a group (started by --workers).")] = None,
+) -> None:
+    """Run the API server (REST and WebSocket feed) alone; needs a real bus to reach a dbproc. With
+    [bold]--workers N[/], N server processes share its ports."""
     settings = settings_or_fail()
+    if worker is not None:
+        run_async(run_worker(settings, worker))
+        return
+    count = _workers_or_fail(settings, workers)
     if not settings.bus.bootstrap:
         err.print("[yellow]warning:[/] no CFD_KAFKA_BOOTSTRAP: with the in-process bus no dbproc can answer "
                   "this server; use [bold]cfd up[/] to run everything in one process.")
+    if count > 1:
+        run_async(serve_group(settings, count))
+        return
     run_async(serve(settings, ("server",), migrate_db=False))
 
 

@@ -143,7 +143,7 @@ class Platform:
     async def _start_http(self) -> None:
         host, port = self.settings.http.host, self.settings.http.port
         try:  # bind here, so a port in use is one clear error instead of uvicorn exiting the process
-            sock = socket.create_server((host, port), reuse_port=False)
+            sock = socket.create_server((host, port), reuse_port=self.settings.http.reuse_port)
             # asyncio turns Nagle off only for sockets it made itself; accepted sockets inherit this, and
             # without it a response written in two parts waits ~40 ms for the client's delayed ACK
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -135,6 +135,11 @@ class HttpSettings(Group, frozen=True, kw_only=True):
     ws_public_url: Annotated[str | None, Env(_url("ws", "wss"), "CFD_WS_PUBLIC_URL")] = None
     # A process's Prometheus metrics on a port of their own (0: none), for a dbproc or poller running alone.
     metrics_port: Annotated[int, Env(_int(0, 65535), "CFD_METRICS_PORT")] = 0
+    # API-server processes sharing the REST and WebSocket ports (`cfd server --workers`); more than one needs
+    # Kafka and Redis.
+    workers: Annotated[int, Env(_int(1, 64), "CFD_SERVER_WORKERS")] = 1
+    # Bind both ports with SO_REUSEPORT: set in each worker of a `--workers` group, never by a variable.
+    reuse_port: bool = False
     allowed_origins: Annotated[tuple[str, ...], Env(_origins, "CFD_ALLOWED_ORIGINS")] = ()
     # The client address honours X-Forwarded-For only from these.
     trusted_proxies: Annotated[tuple[str, ...], Env(_networks, "CFD_TRUSTED_PROXIES")] = ()

@@ -87,7 +87,8 @@ class MarketRuntime:
         self.session_notices = SessionNotices(ctx.bus, ctx.topics.sessions)
         self.request_limits = RequestLimits(ctx.cache, settings.auth, settings.bus.topic_prefix)
         self.ws = WsServer(self.hub, MarketSnapshots(self.quotes, self.candles), host=settings.http.host,
-                           port=settings.http.ws_port, limits=limits, authenticate=self.sessions.resolve,
+                           port=settings.http.ws_port, reuse_port=settings.http.reuse_port, limits=limits,
+                           authenticate=self.sessions.resolve,
                            throttle=lambda session: self.request_limits.take(session, "subscribe"),
                            history=AccountHistory(ctx))
         self._subscription: Subscription | None = None

@@ -36,14 +36,16 @@ _OPEN = State.OPEN
 class WsServer:
     """Listens on `host:port` at `/ws` and runs a `Session` per connection; `port` is the bound port."""
 
-    def __init__(self, hub: Hub, snapshots: Snapshots, *, host: str, port: int, limits: Limits | None = None,
-                 authenticate: Authenticator | None = None, throttle: Throttle | None = None,
-                 history: EventHistory | None = None) -> None:
-        """`history`: where the account events a connection missed are read (without it, no resumes)."""
+    def __init__(self, hub: Hub, snapshots: Snapshots, *, host: str, port: int, reuse_port: bool = False,
+                 limits: Limits | None = None, authenticate: Authenticator | None = None,
+                 throttle: Throttle | None = None, history: EventHistory | None = None) -> None:
+        """`history`: where the account events a connection missed are read (without it, no resumes).
+        `reuse_port`: bind with SO_REUSEPORT, beside the other workers of a `cfd server --workers` group."""
         self.hub = hub
         self.snapshots = snapshots
         self.host = host
         self.requested_port = port
+        self.reuse_port = reuse_port
         self.limits = limits or Limits()
         self.authenticate = authenticate
         self.throttle = throttle
@@ -70,6 +72,7 @@ class WsServer:
                 close_timeout=limits.close_timeout,
                 process_request=self._check_request,
                 backlog=4096,
+                reuse_port=self.reuse_port,
                 create_connection=FeedConnection,
                 server_header=None,  # no `Server: Python/x websockets/y` on the handshake
             )

@@ -1,8 +1,9 @@
 """compose.yaml: every variable it gives the platform's services is one the settings read, and Prometheus
-scrapes each service on the metrics port they are given."""
+scrapes each service on the metrics port they are given, and each of the server's workers on its own."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -21,9 +22,15 @@ def test_every_variable_compose_sets_is_a_setting():
         assert not unknown, (service, unknown)
 
 
-def test_prometheus_scrapes_every_service_on_its_metrics_port():
-    port = {int(COMPOSE["services"][s]["environment"]["CFD_METRICS_PORT"]) for s in ("server", "dbproc", "poller")}
+def test_prometheus_scrapes_every_service_on_its_metrics_port_and_each_server_worker_on_its_own():
+    (port,) = {int(COMPOSE["services"][s]["environment"]["CFD_METRICS_PORT"]) for s in ("server", "dbproc", "poller")}
+    workers = re.fullmatch(r"\$\{CFD_SERVER_WORKERS:-(\d+)\}", COMPOSE["services"]["server"]["environment"]
+                           ["CFD_SERVER_WORKERS"])
+    assert workers, "the server's workers default to a number"
     scrape = yaml.safe_load(COMPOSE["configs"]["prometheus"]["content"])
-    (target,) = scrape["scrape_configs"][0]["dns_sd_configs"]
-    assert set(target["names"]) == {"server", "dbproc", "poller"} and {target["port"]} == port
+    scraped: dict[str, set[int]] = {}
+    for target in scrape["scrape_configs"][0]["dns_sd_configs"]:
+        for name in target["names"]:
+            scraped.setdefault(name, set()).add(target["port"])
+    assert scraped == {"server": set(range(port, port + int(workers.group(1)))), "dbproc": {port}, "poller": {port}}
     assert COMPOSE["services"]["prometheus"]["configs"][0]["source"] == "prometheus"
