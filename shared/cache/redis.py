@@ -63,7 +63,8 @@ if now < tat - tolerance then
   return {0, string.format('%.17g', tat), string.format('%.17g', now)}
 end
 local new_tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%.17g', new_tat), 'PX', math.ceil(new_tat - now))
+-- at least 1 ms: a pace far finer than the clock's precision adds nothing to it, and PX 0 is an error
+redis.call('SET', KEYS[1], string.format('%.17g', new_tat), 'PX', math.max(1, math.ceil(new_tat - now)))
 return {1, string.format('%.17g', tat), string.format('%.17g', now)}
 """
 

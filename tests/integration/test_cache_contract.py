@@ -121,6 +121,14 @@ async def test_pace_admits_the_burst_of_a_concurrent_crowd_then_one_per_interval
     assert one.admitted and one.remaining == 0 and not two.admitted
 
 
+async def test_a_pace_finer_than_the_clock_admits_everything(cache, key):
+    """A limit lifted out of the way (a billion per 10 s, as a load test sets it): its interval is below the
+    clock's precision, and every request is admitted, never an error."""
+    pace = Pace(key, interval=10 / 1_000_000_000, burst=100_000_000)
+    results = await asyncio.gather(*(cache.pace(pace) for _ in range(200)))
+    assert all(result.admitted for result in results)
+
+
 async def test_pace_refills_to_the_whole_burst_and_no_further(cache, key):
     pace = Pace(key, interval=0.05, burst=3)
     assert [(await cache.pace(pace)).admitted for _ in range(4)] == [True, True, True, False]
