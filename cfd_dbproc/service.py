@@ -54,6 +54,10 @@ def _group_metrics(responder: Responder) -> Iterator[tuple[str, dict[str, str], 
     yield "cfd_group_committed_commands", {}, responder.grouped
 
 
+def _query_metrics(queries: TradingQueries) -> Iterator[tuple[str, dict[str, str], float]]:
+    yield "cfd_accounts_from_book", {}, queries.from_book
+
+
 def _risk_metrics(risk: RiskRunner) -> Iterator[tuple[str, dict[str, str], float]]:
     yield "cfd_risk_ticks", {}, risk.ticks
     yield "cfd_risk_triggers", {}, risk.triggers
@@ -89,8 +93,10 @@ class DbProc:
         metrics.track(self.quotes, settings.instance_id, metrics.quote_book_metrics("dbproc"))
         metrics.track(self.risk, settings.instance_id, _risk_metrics)
         self.marks = MarkPublisher(bus, self.topics.marks, self.risk)
+        self.queries = TradingQueries(self.trading, self.risk)
+        metrics.track(self.queries, settings.instance_id, _query_metrics)
         self.responder.serve(UserHandlers(db, settings.trading.demo_deposit, self.directory, ids), self.trading,
-                             TradingQueries(self.trading), OperatorHandlers(store, self.quotes, self.directory),
+                             self.queries, OperatorHandlers(store, self.quotes, self.directory),
                              OrderHandlers(self.trading), AlertHandlers(self.trading), KeyHandlers(db), self.marks,
                              ReplayHandlers(self.trading, self.risk, settings.bus.request_timeout),
                              self.market_keeper, self)

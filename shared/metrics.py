@@ -74,6 +74,7 @@ _METRICS: dict[str, tuple[str, str]] = {
     "cfd_bus_consumer_lag": ("gauge", "Requests published to each partition this dbproc consumes and not handled yet"),
     "cfd_group_commits": ("counter", "Transactions the dbproc committed for a run of several commands (group commit)"),
     "cfd_group_committed_commands": ("counter", "Commands applied in those shared transactions"),
+    "cfd_accounts_from_book": ("counter", "Accounts (GET /account) answered from the risk book, with no query"),
 }
 
 _services = _Services()

@@ -114,6 +114,13 @@ class RiskBook:
         """The user's exact account state at the latest quotes (pending positions use no margin)."""
         return self._accounts[user_id].state(self._quotes)
 
+    def holdings(self, user_id: str) -> tuple[Decimal, list[OpenPosition]] | None:
+        """The user's balance and open positions, as the book holds them; None when it does not hold the user."""
+        acct = self._accounts.get(user_id)
+        if acct is None:
+            return None
+        return acct.balance, [h.position for h in acct.held.values()]
+
     def marked(self, user_id: str) -> tuple[Account, list[PositionMark]] | None:
         """The user's account and open positions marked to the latest quotes, as the trader sees them (every open
         position uses its margin until it is closed), each with the prices at which the account would be stopped

@@ -92,6 +92,8 @@ class TradingEngine:
         self.unstored_stop: Callable[[str], Decimal | None] = lambda position_id: None
         """The trailing stop-loss the risk engine ratcheted a position to and has not stored yet (the dbproc
         connects its risk book here: the one that checks the users whose commands this engine applies)."""
+        self.committed = Watermarks()
+        """Per user, the `seq` of the latest event of a command this engine committed (published or not)."""
         self.published = Watermarks()
         """Per user, the `seq` of the latest event this engine published (a lockstep replay's step waits until
         the risk engine has applied it: `cfd_dbproc.trading.replay`)."""
@@ -128,6 +130,8 @@ class TradingEngine:
             frames = [encode(AccountEvent(event="resync", user_id=user_id))]
 
         async def emit() -> None:
+            if last_seq:
+                self.committed.advance(user_id, last_seq)
             if await self._emit(user_id, frames) and last_seq:
                 self.published.advance(user_id, last_seq)
 

@@ -4,6 +4,7 @@ order still gets its own answer, its own events and its own ledger entry, exactl
 from __future__ import annotations
 
 import asyncio
+import uuid
 from decimal import Decimal
 
 from helpers import ledger_totals, set_price, signed_in
@@ -73,3 +74,24 @@ async def test_a_refusal_inside_a_group_undoes_only_itself(platform, api, mailbo
     assert totals["realized_pnl"] == D(next(a.json() for a in closes if a.status_code == 200)["realized_pnl"])
     assert len([1 for a in closes if a.status_code == 200]) == 1
     assert balance == D((await api.get("/account", headers=auth)).json()["balance"])
+
+
+async def test_the_account_comes_from_the_risk_book_and_equals_the_database_s(platform, api, mailbox, email):
+    """`GET /account` of a trader holding positions is answered from the dbproc's risk book (no query, whatever
+    the positions held), right after each command, and says what the database says."""
+    auth = await signed_in(api, mailbox, email)
+    user_id = (await api.get("/auth/me", headers=auth)).json()["user"]["id"]
+    await set_price(platform, "ETH_USDC", "3000.00", "3000.50")
+    queries, engine = platform.dbproc.queries, platform.dbproc.trading
+    for step in range(6):
+        if step % 3 == 2:
+            held = (await api.get("/positions?status=open", headers=auth)).json()
+            assert (await api.post(f"/positions/{held[0]['id']}/close", headers=auth, json={})).status_code == 200
+        else:
+            assert (await api.post("/positions", headers=auth, json=ORDER)).status_code == 201
+        before = queries.from_book
+        account = (await api.get("/account", headers=auth)).json()  # at once: the book must have caught up
+        assert queries.from_book == before + 1
+        from_database = await engine.account_of(uuid.UUID(user_id))
+        assert {k: D(v) if v is not None else None for k, v in account.items() if k != "currency"} == {
+            k: getattr(from_database, k) for k in account if k != "currency"}
