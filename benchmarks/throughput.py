@@ -136,8 +136,8 @@ def run_wrk(base_url: str, requests: list[str], expected: int, connections: int,
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     try:
-        done = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-                               "-s", f.name, base_url], capture_output=True, text=True)
+        done = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+                               "--timeout", "10s", "-s", f.name, base_url], capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"wrk failed: {done.stderr or done.stdout}")
     finally:
@@ -185,16 +185,14 @@ class Platform:
             self.smtp.start()
             self.database_url = await create_postgres_database(os.environ["CFD_DATABASE_URL"], "throughput")
             env = self.environment()
-            subprocess.run([*cfd, "db", "migrate"], env=env, check=True, capture_output=True)
+            self._migrate([*cfd, "db", "migrate"], env)
             commands = [[*cfd, "dbproc"] for _ in range(self.dbprocs)] + [[*cfd, "poller"]]
             workers = ["--workers", str(self.workers)] if self.workers > 1 else []
             commands.append([*cfd, "server", *workers])
         else:
             env = self.environment()
             commands = [[*cfd, "up"]]
-        for command in commands:
-            self.children.append(subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                                  stderr=open(self.data_dir / "children.log", "ab")))
+        self._launch(commands, env)
         async with httpx.AsyncClient(base_url=self.base_url, timeout=5) as client:
             for _ in range(600):
                 try:
@@ -206,7 +204,18 @@ class Platform:
                     break
                 await asyncio.sleep(0.1)
         codes = [child.poll() for child in self.children]
-        raise RuntimeError(f"the platform did not start (exit codes {codes}): {(self.data_dir / 'children.log').read_text()[-2000:]}")
+        logged = (self.data_dir / "children.log").read_text()[-2000:]
+        raise RuntimeError(f"the platform did not start (exit codes {codes}): {logged}")
+
+    @staticmethod
+    def _migrate(command: list[str], env: dict[str, str]) -> None:
+        subprocess.run(command, env=env, check=True, capture_output=True)
+
+    def _launch(self, commands: list[list[str]], env: dict[str, str]) -> None:
+        with open(self.data_dir / "children.log", "ab") as log:
+            for command in commands:
+                self.children.append(subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                                      stderr=log))
 
     async def stop(self) -> None:
         for child in self.children:
@@ -299,7 +308,7 @@ async def measure(args: argparse.Namespace) -> dict:
             go("account", [wrk_request("GET", f"{api_path}/account", t) for t in tokens], 200)
             go("positions", [wrk_request("GET", f"{api_path}/positions?limit=50", t) for t in tokens], 200)
             closes = [wrk_request("POST", f"{api_path}/positions/{pid}/close", t, "{}")
-                      for pids in zip(*held.values()) for t, pid in zip(held, pids)]
+                      for pids in zip(*held.values(), strict=False) for t, pid in zip(held, pids, strict=True)]
             # each close is a different position: a run that comes back to the first is cut short
             close_seconds = min(args.seconds, max(1.0, len(closes) / max(results["open"]["per_second"], 1) * 0.8))
             load = os.getloadavg()[0]

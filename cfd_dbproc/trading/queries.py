@@ -24,7 +24,6 @@ from shared.contracts.events import AccountState
 from shared.contracts.rest import Account, LedgerEntry, Position
 from shared.trading import account_state
 
-
 BOOK_WAIT_SECONDS = 0.2
 """How long `GET /account` waits for the risk book to hold a command just committed before reading the database."""
 
