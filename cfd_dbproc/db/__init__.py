@@ -136,8 +136,11 @@ class Database:
                 yield
             finally:
                 _GROUP.reset(token)
-        for callback in group.after:
-            await callback()
+        for callback in group.after:  # committed: each runs, whatever the others do
+            try:
+                await callback()
+            except Exception:
+                log.exception("an after-commit step failed (what it did is committed)")
 
     @staticmethod
     async def after_commit(callback: Callable[[], Awaitable[object]]) -> None:
