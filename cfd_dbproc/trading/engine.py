@@ -124,8 +124,9 @@ class TradingEngine:
                 frames, last_seq = await self.store.record_events(user_id, events, self.costs.clock())
             return reply
 
-        reply = await apply_once(self.store.db, op, command_id, user_id, first_time,
-                                 lock=lambda: self.store.lock_account(user_id))
+        with self.store.command_scope():
+            reply = await apply_once(self.store.db, op, command_id, user_id, first_time,
+                                     lock=lambda: self.store.lock_account(user_id))
         if replayed:  # the first attempt may have died between its commit and its events
             frames = [encode(AccountEvent(event="resync", user_id=user_id))]
 

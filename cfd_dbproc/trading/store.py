@@ -5,8 +5,10 @@ The engine decides; the store reads and writes. Every method runs in the caller'
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -87,6 +89,11 @@ def parse_id(value: str, what: str) -> uuid.UUID:
         raise NotFound(f"No such {what}.", code=f"{what}_not_found") from None
 
 
+_BALANCES: contextvars.ContextVar[dict[uuid.UUID, Decimal] | None] = contextvars.ContextVar("cfd_command_balances",
+                                                                                        default=None)
+"""The balances the command being applied has read or booked (`TradingStore.command_scope`)."""
+
+
 class TradingStore:
     """Accounts, positions, orders and ledger entries."""
 
@@ -97,11 +104,29 @@ class TradingStore:
 
     # --- accounts and the ledger --------------------------------------------------------------------------
 
+    @staticmethod
+    @contextlib.contextmanager
+    def command_scope() -> Iterator[None]:
+        """One command's view of the balances it reads and books: each is read once (or with the account's row
+        lock) and kept up to date by `book`, the one way a balance changes, so a command asks the database for
+        it at most once. Gone with the command, so a command rolled back leaves nothing behind."""
+        token = _BALANCES.set({})
+        try:
+            yield
+        finally:
+            _BALANCES.reset(token)
+
     async def balance(self, user_id: uuid.UUID) -> Decimal:
+        known = _BALANCES.get()
+        if known is not None and user_id in known:
+            return known[user_id]
         row = await Accounts.select(Accounts.balance).where(Accounts.user_id == user_id).first().run()
         if row is None:
             raise NotFound("No trading account for this user.", code="account_not_found")
-        return money(row["balance"])
+        balance = money(row["balance"])
+        if known is not None:
+            known[user_id] = balance
+        return balance
 
     async def lock_account(self, user_id: str) -> None:
         """Hold the user's account row until the command commits (`SELECT ... FOR UPDATE`).
@@ -111,7 +136,11 @@ class TradingStore:
         instead of overwriting it with one it read before. SQLite needs no lock: its transactions are
         exclusive from their start (`BEGIN IMMEDIATE`, see `Database.transaction`)."""
         if not self.db.is_sqlite:
-            await Accounts.select(Accounts.id).where(Accounts.user_id == parse_id(user_id, "account")).lock_rows().run()
+            uid = parse_id(user_id, "account")
+            rows = await Accounts.select(Accounts.balance).where(Accounts.user_id == uid).lock_rows().run()
+            known = _BALANCES.get()
+            if rows and known is not None:  # read with the lock: the command needs no second trip for it
+                known[uid] = money(rows[0]["balance"])
 
     async def book(self, user_id: uuid.UUID, kind: str, amount: Decimal, balance: Decimal, reference: str,
                    command_id: str, at: int) -> Decimal:
@@ -122,6 +151,9 @@ class TradingStore:
             reference=reference, command_id=command_id, created_at=at,
         )).run()
         await Accounts.update({Accounts.balance: new_balance}).where(Accounts.user_id == user_id).run()
+        known = _BALANCES.get()
+        if known is not None:
+            known[user_id] = new_balance
         return new_balance
 
     async def ledger_page(self, query: LedgerQuery) -> list[LedgerEntry]:
