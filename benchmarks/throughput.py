@@ -16,7 +16,8 @@ signs up `--users` traders, then drives wrk (`apt-get install wrk`) at `--connec
 - `account`, `positions`: `GET /account` and `GET /positions` (the first page).
 
 Writes benchmarks/results/throughput-<backends>[-wN].json with requests per second, latency percentiles from
-wrk, the answers that were not the expected status, and the load average before each scenario.
+wrk, the answers that were not the expected status, the load average before each scenario, and the CPU time
+each process spent per request (the platform's processes, and Kafka, PostgreSQL and Redis, from /proc).
 """
 
 from __future__ import annotations
@@ -106,6 +107,35 @@ function done(summary, latency, requests)
     latency.max / 1000, latency.mean / 1000, table.concat(parts, ",")))
 end
 """
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+BACKENDS = {"java": "kafka", "postgres": "postgresql", "redis-server": "redis"}
+
+
+def cpu_seconds(platform: Platform) -> dict[str, float]:
+    """CPU time (user + system) used so far by each platform process (by its command) and by the backends
+    on this machine (by their process names, summed), from /proc."""
+    used: dict[str, float] = {}
+
+    def add(name: str, pid: int | str) -> None:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return
+        used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    for name, pid in platform.named_pids():
+        add(name, pid)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm in BACKENDS:
+                add(BACKENDS[comm], entry.name)
+    return used
 
 
 def free_port() -> int:
@@ -239,6 +269,24 @@ class Platform:
     def pids(self) -> list[int]:
         return [child.pid for child in self.children]
 
+    def named_pids(self) -> list[tuple[str, int]]:
+        """Each child process named by its command (`up`, `dbproc`, `dbproc-2`, `poller`, `server`), with the
+        server's workers (its child processes) counted as the server."""
+        named: list[tuple[str, int]] = []
+        for child in self.children:
+            command = child.args[1] if isinstance(child.args, list) and len(child.args) > 1 else "cfd"
+            name = command if command not in {n for n, _ in named} else f"{command}-{len(named)}"
+            named.append((name, child.pid))
+            for grandchild in _children_of(child.pid):
+                named.append((name, grandchild))
+        return named
+
+
+def cpu_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    """Milliseconds of CPU each process (or backend) spent per request over a scenario."""
+    return {name: round((after[name] - before.get(name, 0.0)) * 1000 / max(requests, 1), 3)
+            for name in sorted(after) if after[name] > before.get(name, 0.0)}
+
 
 def profile(platform: Platform, scenario: str, args: argparse.Namespace) -> list[subprocess.Popen]:
     """py-spy on every platform process while `scenario` runs: collapsed stacks in --profile-dir, a file each."""
@@ -249,6 +297,13 @@ def profile(platform: Platform, scenario: str, args: argparse.Namespace) -> list
                               "--output", str(out / f"{scenario}-{n}.txt"), "--pid", str(pid)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for n, pid in enumerate(platform.pids())]
+
+
+def _children_of(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 async def sign_up(api: httpx.AsyncClient, codes: Codes) -> str:
@@ -286,9 +341,11 @@ async def measure(args: argparse.Namespace) -> dict:
             def go(name: str, requests: list[str], expected: int) -> None:
                 load = os.getloadavg()[0]
                 profilers = profile(platform, name, args) if name in args.profile else []
+                before = cpu_seconds(platform)
                 with console.status(f"{name}: {args.connections} connections for {args.seconds} s …"):
                     summary = run_wrk(platform.base_url, requests, expected, args.connections, args.seconds,
                                       args.threads)
+                summary["cpu_ms_per_request"] = cpu_per_request(before, cpu_seconds(platform), summary["requests"])
                 for profiler in profilers:
                     profiler.wait()
                 summary["load_average_before"] = round(load, 2)
@@ -312,8 +369,10 @@ async def measure(args: argparse.Namespace) -> dict:
             # each close is a different position: a run that comes back to the first is cut short
             close_seconds = min(args.seconds, max(1.0, len(closes) / max(results["open"]["per_second"], 1) * 0.8))
             load = os.getloadavg()[0]
+            before = cpu_seconds(platform)
             summary = run_wrk(platform.base_url, closes, 200, args.connections, round(close_seconds, 1),
                               args.threads)
+            summary["cpu_ms_per_request"] = cpu_per_request(before, cpu_seconds(platform), summary["requests"])
             summary["load_average_before"] = round(load, 2)
             results["close"] = summary
             console.print(f"  close: {summary['per_second']}/s, p50 {summary['p50_ms']:.2f} ms, "
@@ -360,6 +419,14 @@ def main() -> None:
         table.add_row(name, f"{r['per_second']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
                       f"{r['p99_ms']:.2f}", str(r["unexpected"] + r["socket_errors"] + r["timeouts"]))
     console.print(table)
+    cpu = Table(title="CPU milliseconds per request")
+    names = sorted({n for r in report["results"].values() for n in r["cpu_ms_per_request"]})
+    cpu.add_column("scenario")
+    for name in names:
+        cpu.add_column(name, justify="right")
+    for scenario, r in report["results"].items():
+        cpu.add_row(scenario, *(f"{r['cpu_ms_per_request'].get(n, 0):.3f}" for n in names))
+    console.print(cpu)
     console.print(f"opens per second over the floor's: {report['opens_over_floor']:.1%}")
     console.print(f"written to {out.relative_to(ROOT)}")
 
