@@ -120,8 +120,9 @@ class TradingEngine:
             nonlocal replayed, frames, last_seq
             replayed = False
             reply = await apply(events)
-            if events:
+            if events:  # numbered with the balance the command booked: one statement for both
                 frames, last_seq = await self.store.record_events(user_id, events, self.costs.clock())
+            await self.store.write_balances()
             return reply
 
         with self.store.command_scope():

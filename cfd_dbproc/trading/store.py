@@ -89,9 +89,19 @@ def parse_id(value: str, what: str) -> uuid.UUID:
         raise NotFound(f"No such {what}.", code=f"{what}_not_found") from None
 
 
-_BALANCES: contextvars.ContextVar[dict[uuid.UUID, Decimal] | None] = contextvars.ContextVar("cfd_command_balances",
-                                                                                        default=None)
-"""The balances the command being applied has read or booked (`TradingStore.command_scope`)."""
+class _CommandBalances:
+    """The balances one command has read or booked, and those it has booked and not written yet."""
+
+    __slots__ = ("known", "unwritten")
+
+    def __init__(self) -> None:
+        self.known: dict[uuid.UUID, Decimal] = {}
+        self.unwritten: set[uuid.UUID] = set()
+
+
+_BALANCES: contextvars.ContextVar[_CommandBalances | None] = contextvars.ContextVar("cfd_command_balances",
+                                                                                   default=None)
+"""The balances of the command being applied (`TradingStore.command_scope`)."""
 
 
 class TradingStore:
@@ -109,23 +119,24 @@ class TradingStore:
     def command_scope() -> Iterator[None]:
         """One command's view of the balances it reads and books: each is read once (or with the account's row
         lock) and kept up to date by `book`, the one way a balance changes, so a command asks the database for
-        it at most once. Gone with the command, so a command rolled back leaves nothing behind."""
-        token = _BALANCES.set({})
+        it at most once; what it books is written once, at its end (`write_balances`, or with the event counter
+        by `record_events`). Gone with the command, so a command rolled back leaves nothing behind."""
+        token = _BALANCES.set(_CommandBalances())
         try:
             yield
         finally:
             _BALANCES.reset(token)
 
     async def balance(self, user_id: uuid.UUID) -> Decimal:
-        known = _BALANCES.get()
-        if known is not None and user_id in known:
-            return known[user_id]
+        scope = _BALANCES.get()
+        if scope is not None and user_id in scope.known:
+            return scope.known[user_id]
         row = await Accounts.select(Accounts.balance).where(Accounts.user_id == user_id).first().run()
         if row is None:
             raise NotFound("No trading account for this user.", code="account_not_found")
         balance = money(row["balance"])
-        if known is not None:
-            known[user_id] = balance
+        if scope is not None:
+            scope.known[user_id] = balance
         return balance
 
     async def lock_account(self, user_id: str) -> None:
@@ -138,9 +149,9 @@ class TradingStore:
         if not self.db.is_sqlite:
             uid = parse_id(user_id, "account")
             rows = await Accounts.select(Accounts.balance).where(Accounts.user_id == uid).lock_rows().run()
-            known = _BALANCES.get()
-            if rows and known is not None:  # read with the lock: the command needs no second trip for it
-                known[uid] = money(rows[0]["balance"])
+            scope = _BALANCES.get()
+            if rows and scope is not None:  # read with the lock: the command needs no second trip for it
+                scope.known[uid] = money(rows[0]["balance"])
 
     async def book(self, user_id: uuid.UUID, kind: str, amount: Decimal, balance: Decimal, reference: str,
                    command_id: str, at: int) -> Decimal:
@@ -150,11 +161,22 @@ class TradingStore:
             id=self.ids.uuid(), user_id=user_id, kind=kind, amount=money(amount), balance_after=new_balance,
             reference=reference, command_id=command_id, created_at=at,
         )).run()
-        await Accounts.update({Accounts.balance: new_balance}).where(Accounts.user_id == user_id).run()
-        known = _BALANCES.get()
-        if known is not None:
-            known[user_id] = new_balance
+        scope = _BALANCES.get()
+        if scope is None:
+            await Accounts.update({Accounts.balance: new_balance}).where(Accounts.user_id == user_id).run()
+        else:  # written once at the command's end, however many entries it books
+            scope.known[user_id] = new_balance
+            scope.unwritten.add(user_id)
         return new_balance
+
+    async def write_balances(self) -> None:
+        """Write the balances the command has booked and not written yet (at its end, in its transaction)."""
+        scope = _BALANCES.get()
+        if scope is None:
+            return
+        for user_id in sorted(scope.unwritten):
+            await Accounts.update({Accounts.balance: scope.known[user_id]}).where(Accounts.user_id == user_id).run()
+        scope.unwritten.clear()
 
     async def ledger_page(self, query: LedgerQuery) -> list[LedgerEntry]:
         conditions: list[Combinable] = [LedgerEntries.user_id == parse_id(query.user_id, "account")]
@@ -362,8 +384,12 @@ class TradingStore:
         uid = parse_id(user_id, "account")
         if any(event.user_id != user_id for event in events):
             raise ValueError("a command's events are all its own user's")
-        rows = await Accounts.update({Accounts.event_seq: Accounts.event_seq + len(events)}).where(
-            Accounts.user_id == uid).returning(Accounts.event_seq).run()
+        changes: dict[Column | str, Any] = {Accounts.event_seq: Accounts.event_seq + len(events)}
+        scope = _BALANCES.get()
+        if scope is not None and uid in scope.unwritten:  # the balance the command booked, in the same statement
+            changes[Accounts.balance] = scope.known[uid]
+            scope.unwritten.discard(uid)
+        rows = await Accounts.update(changes).where(Accounts.user_id == uid).returning(Accounts.event_seq).run()
         if not rows:
             raise NotFound("No trading account for this user.", code="account_not_found")
         first = rows[0]["event_seq"] - len(events) + 1
