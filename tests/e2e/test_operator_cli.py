@@ -210,7 +210,7 @@ def test_mail_outbox_prints_json(tmp_path):
         "ada@example.com", "Your code is 123456", "Your code is 123456. It expires in 10 minutes."))
     result = CliRunner().invoke(app, ["mail", "outbox", "--json"], env={"CFD_DATA_DIR": str(tmp_path)})
     assert result.exit_code == 0, result.output
-    [mail] = json.loads(result.output)
+    [mail] = json.loads(result.stdout)
     assert mail["to"] == "ada@example.com" and mail["subject"] == "Your code is 123456"
     assert mail["body"].startswith("Your code is 123456.") and mail["from"].endswith("<no-reply@cfd-broker.local>")
     assert abs(mail["date"] - time.time() * 1000) < 120_000
@@ -246,7 +246,7 @@ async def test_orders_list_shows_each_traders_orders_by_status(platform, api, ma
     assert any(cancelled["id"][:8] in r and "cancelled" in r and "GTC" in r for r in rows)
 
     only = await cfd("orders", "list", "--user", email, "--status", "working", "--json")
-    assert only.exit_code == 0 and [o["id"] for o in json.loads(only.output)] == [working["id"]]
+    assert only.exit_code == 0 and [o["id"] for o in json.loads(only.stdout)] == [working["id"]]
     wrong = await cfd("orders", "list", "--status", "open")
     assert wrong.exit_code != 0 and "--status is one of working" in wrong.output
 

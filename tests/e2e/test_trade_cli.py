@@ -42,14 +42,14 @@ async def test_a_trader_logs_in_once_and_trades_from_the_shell(platform, api, ma
 
     await set_price(platform, "SOL_USDC", "150.00", "150.00")  # broker 149.95 / 150.05
     quoted = await trade("quote", "SOL_USDC", "--json")
-    assert json.loads(quoted.output)[0]["ask"] == "150.05"
+    assert json.loads(quoted.stdout)[0]["ask"] == "150.05"
     bought = await trade("buy", "sol_usdc", "2", "--leverage", "5", "--sl", "140", "--json")
     assert bought.exit_code == 0, bought.output
-    position = json.loads(bought.output)
+    position = json.loads(bought.stdout)
     assert position["entry_price"] == "150.05" and position["qty"] == "2"
     pending = await trade("sell", "SOL_USDC", "1", "--limit", "160", "--expires", "2h")
     assert pending.exit_code == 0 and "working short limit 1 SOL_USDC at 160" in pending.output
-    orders = json.loads((await trade("orders", "--json")).output)
+    orders = json.loads((await trade("orders", "--json")).stdout)
     assert [(o["side"], o["type"], o["status"]) for o in orders] == [("short", "limit", "working")]
     listed = await trade("positions")
     assert position["id"][:8] in listed.output and "149.95" not in listed.output
@@ -60,12 +60,12 @@ async def test_a_trader_logs_in_once_and_trades_from_the_shell(platform, api, ma
     assert "cancelled short limit" in cancelled.output
     added = await trade("alerts", "add", "SOL_USDC", "above", "200", "--note", "moon")
     assert added.exit_code == 0, added.output
-    alerts = json.loads((await trade("alerts", "list", "--json")).output)
+    alerts = json.loads((await trade("alerts", "list", "--json")).stdout)
     assert [(a["symbol"], a["condition"], a["note"]) for a in alerts] == [("SOL_USDC", "above", "moon")]
     assert (await trade("alerts", "rm", alerts[0]["id"])).exit_code == 0
     everything = await trade("close", "--all", "--json")
-    assert [p["qty"] for p in json.loads(everything.output)] == ["1"]
-    ledger = json.loads((await trade("ledger", "--json")).output)
+    assert [p["qty"] for p in json.loads(everything.stdout)] == ["1"]
+    ledger = json.loads((await trade("ledger", "--json")).stdout)
     pnl = [Decimal(e["amount"]) for e in ledger if e["kind"] == "realized_pnl"]
     assert sum(pnl) == Decimal("-0.20") and len(pnl) == 2  # 2 × (149.95 − 150.05), in two closes
     assert {e["kind"] for e in ledger} == {"realized_pnl", "commission", "deposit"}  # and the commissions
