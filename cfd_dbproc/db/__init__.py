@@ -129,13 +129,18 @@ class Database:
         if _GROUP.get() is not None:
             raise RuntimeError("a group commit is already open")
         group = _Group()
-        async with self._begin() as transaction:
-            group.transaction = transaction
-            token = _GROUP.set(group)
-            try:
-                yield
-            finally:
-                _GROUP.reset(token)
+        try:
+            async with self._begin() as transaction:
+                group.transaction = transaction
+                token = _GROUP.set(group)
+                try:
+                    yield
+                finally:
+                    _GROUP.reset(token)
+        except BaseException:
+            for undo in group.rolled_back:
+                undo()
+            raise
         for callback in group.after:  # committed: each runs, whatever the others do
             try:
                 await callback()
@@ -150,6 +155,13 @@ class Database:
             await callback()
         else:
             group.after.append(callback)
+
+    @staticmethod
+    def on_rollback(callback: Callable[[], object]) -> None:
+        """Run `callback` if the open `group` does not commit (a command that fails alone sees its own failure)."""
+        group = _GROUP.get()
+        if group is not None:
+            group.rolled_back.append(callback)
 
     @contextlib.asynccontextmanager
     async def _begin(self) -> AsyncIterator[Any]:
@@ -168,13 +180,14 @@ class Database:
 
 
 class _Group:
-    """An open group commit: its transaction, and what runs after it commits."""
+    """An open group commit: its transaction, what runs after it commits, and what runs if it does not."""
 
-    __slots__ = ("after", "transaction")
+    __slots__ = ("after", "rolled_back", "transaction")
 
     def __init__(self) -> None:
         self.transaction: Any = None
         self.after: list[Callable[[], Awaitable[object]]] = []
+        self.rolled_back: list[Callable[[], object]] = []
 
 
 _GROUP: contextvars.ContextVar[_Group | None] = contextvars.ContextVar("cfd_group_commit", default=None)

@@ -125,7 +125,7 @@ class TradingEngine:
             await self.store.write_balances()
             return reply
 
-        with self.store.command_scope():
+        with self.store.command_scope(user_id):
             reply = await apply_once(self.store.db, op, command_id, user_id, first_time,
                                      lock=lambda: self.store.lock_account(user_id))
         if replayed:  # the first attempt may have died between its commit and its events
@@ -197,7 +197,7 @@ class TradingEngine:
                                          "close_receipt": fill_receipt(position.side == "short", price, quote)}
         if whole:
             closed_fields["commission"] = position.commission + fee
-            await self.store.update(position.id, **closed_fields, unbooked_pnl=done.unbooked,
+            await self.store.update(position.id, was=position, **closed_fields, unbooked_pnl=done.unbooked,
                                     unbooked_commission=fee_carry)
             return msgspec.structs.replace(position, **closed_fields), balance
         # A partial close: the closed part becomes its own closed row (with the commission of its close); the
@@ -206,7 +206,7 @@ class TradingEngine:
                                        parent_id=position.id, commission=fee, financing=Decimal("0.00"),
                                        **closed_fields)
         await self.store.insert(user_id, part)
-        await self.store.update(position.id, qty=position.qty - qty, margin=done.remaining_margin,
+        await self.store.update(position.id, was=position, qty=position.qty - qty, margin=done.remaining_margin,
                                 unbooked_pnl=done.unbooked, unbooked_commission=fee_carry, updated_at=at)
         return part, balance
 
@@ -300,7 +300,7 @@ class TradingEngine:
             if trailing is not None and update.stop_loss is msgspec.UNSET:
                 stop_loss = trailed_stop(position.side, trailing, quote, stop_loss) or stop_loss
             at = self.costs.clock()
-            changed = {"stop_loss": plain(stop_loss), "take_profit": plain(take_profit),
+            changed: dict[str, Any] = {"stop_loss": plain(stop_loss), "take_profit": plain(take_profit),
                        "trailing_distance": plain(trailing), "updated_at": at}
             await self.store.update(position.id, **changed)
             updated = msgspec.structs.replace(position, **changed)

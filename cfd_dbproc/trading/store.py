@@ -89,19 +89,34 @@ def parse_id(value: str, what: str) -> uuid.UUID:
         raise NotFound(f"No such {what}.", code=f"{what}_not_found") from None
 
 
-class _CommandBalances:
-    """The balances one command has read or booked, and those it has booked and not written yet."""
+class _CommandScope:
+    """What one command has read of its user's account and open positions, and what it has booked and not
+    written yet."""
 
-    __slots__ = ("known", "unwritten")
+    __slots__ = ("balances", "held", "kept", "seqs", "stale", "unwritten", "user_id")
 
-    def __init__(self) -> None:
-        self.known: dict[uuid.UUID, Decimal] = {}
+    def __init__(self, user_id: uuid.UUID | None) -> None:
+        self.user_id = user_id
+        self.balances: dict[uuid.UUID, Decimal] = {}
         self.unwritten: set[uuid.UUID] = set()
+        self.seqs: dict[uuid.UUID, int] = {}
+        """Each user's event counter as the command read it, with the balance, before its own events."""
+        self.held: dict[uuid.UUID, list[Exposure]] = {}
+        """Each user's open positions as they stand now in the command, where the store knows them."""
+        self.stale: set[uuid.UUID] = set()
+        """Users whose open positions the command has changed: what the store remembers of them is past."""
+        self.kept: set[uuid.UUID] = set()
+        """Users whose open positions the store now remembers as this command leaves them (`_remember`)."""
 
 
-_BALANCES: contextvars.ContextVar[_CommandBalances | None] = contextvars.ContextVar("cfd_command_balances",
-                                                                                   default=None)
-"""The balances of the command being applied (`TradingStore.command_scope`)."""
+_SCOPE: contextvars.ContextVar[_CommandScope | None] = contextvars.ContextVar("cfd_command_scope", default=None)
+"""The command being applied (`TradingStore.command_scope`)."""
+
+_EXPOSURE_FIELDS = frozenset({"symbol", "side", "qty", "entry_price", "margin", "status"})
+"""The columns of a position that the margin maths reads (`Exposure`, and whether it is open)."""
+
+MAX_REMEMBERED = 100_000
+"""Users whose open positions the store remembers between commands (the least recently used are forgotten)."""
 
 
 class TradingStore:
@@ -111,32 +126,50 @@ class TradingStore:
         self.db = db
         self.ids = ids or Ids()
         """Where the ids of positions, orders, alerts and ledger entries come from (seeded in a sandbox)."""
+        self._remembered: dict[uuid.UUID, tuple[int, tuple[Exposure, ...]]] = {}
+        """Per user, their open positions (what the margin maths reads) after the command that took their event
+        counter to the number kept with them: still true while the counter reads the same, since every command
+        that changes positions numbers events (`exposures`, `record_events`)."""
 
     # --- accounts and the ledger --------------------------------------------------------------------------
 
-    @staticmethod
     @contextlib.contextmanager
-    def command_scope() -> Iterator[None]:
-        """One command's view of the balances it reads and books: each is read once (or with the account's row
-        lock) and kept up to date by `book`, the one way a balance changes, so a command asks the database for
-        it at most once; what it books is written once, at its end (`write_balances`, or with the event counter
-        by `record_events`). Gone with the command, so a command rolled back leaves nothing behind."""
-        token = _BALANCES.set(_CommandBalances())
+    def command_scope(self, user_id: str | None = None) -> Iterator[None]:
+        """One command's view of its user's account: each balance is read once (or with the account's row
+        lock) and kept up to date by `book`, the one way a balance changes, and what it books is written once,
+        at its end (`write_balances`, or with the event counter by `record_events`). The open positions the
+        margin maths reads are read at most once too, or not at all when the store remembers them from the
+        user's last command (`exposures`). Gone with the command: one rolled back leaves nothing behind, and
+        what the store remembered of its user is forgotten."""
+        scope = _CommandScope(_user_or_none(user_id))
+        token = _SCOPE.set(scope)
         try:
             yield
+        except BaseException:  # rolled back: what it left is not what the database holds
+            self._forget(*scope.kept)
+            raise
+        else:
+            self._forget(*scope.stale)  # changed by a command that numbered no events (none does today)
         finally:
-            _BALANCES.reset(token)
+            _SCOPE.reset(token)
+
+    def _forget(self, *user_ids: uuid.UUID | None) -> None:
+        for user_id in user_ids:
+            if user_id is not None:
+                self._remembered.pop(user_id, None)
 
     async def balance(self, user_id: uuid.UUID) -> Decimal:
-        scope = _BALANCES.get()
-        if scope is not None and user_id in scope.known:
-            return scope.known[user_id]
-        row = await Accounts.select(Accounts.balance).where(Accounts.user_id == user_id).first().run()
+        scope = _SCOPE.get()
+        if scope is not None and user_id in scope.balances:
+            return scope.balances[user_id]
+        row = await Accounts.select(Accounts.balance, Accounts.event_seq).where(Accounts.user_id == user_id).first(
+            ).run()
         if row is None:
             raise NotFound("No trading account for this user.", code="account_not_found")
         balance = money(row["balance"])
         if scope is not None:
-            scope.known[user_id] = balance
+            scope.balances[user_id] = balance
+            scope.seqs.setdefault(user_id, int(row["event_seq"]))
         return balance
 
     async def lock_account(self, user_id: str) -> None:
@@ -148,10 +181,12 @@ class TradingStore:
         exclusive from their start (`BEGIN IMMEDIATE`, see `Database.transaction`)."""
         if not self.db.is_sqlite:
             uid = parse_id(user_id, "account")
-            rows = await Accounts.select(Accounts.balance).where(Accounts.user_id == uid).lock_rows().run()
-            scope = _BALANCES.get()
+            rows = await Accounts.select(Accounts.balance, Accounts.event_seq).where(
+                Accounts.user_id == uid).lock_rows().run()
+            scope = _SCOPE.get()
             if rows and scope is not None:  # read with the lock: the command needs no second trip for it
-                scope.known[uid] = money(rows[0]["balance"])
+                scope.balances[uid] = money(rows[0]["balance"])
+                scope.seqs.setdefault(uid, int(rows[0]["event_seq"]))
 
     async def book(self, user_id: uuid.UUID, kind: str, amount: Decimal, balance: Decimal, reference: str,
                    command_id: str, at: int) -> Decimal:
@@ -161,21 +196,21 @@ class TradingStore:
             id=self.ids.uuid(), user_id=user_id, kind=kind, amount=money(amount), balance_after=new_balance,
             reference=reference, command_id=command_id, created_at=at,
         )).run()
-        scope = _BALANCES.get()
+        scope = _SCOPE.get()
         if scope is None:
             await Accounts.update({Accounts.balance: new_balance}).where(Accounts.user_id == user_id).run()
         else:  # written once at the command's end, however many entries it books
-            scope.known[user_id] = new_balance
+            scope.balances[user_id] = new_balance
             scope.unwritten.add(user_id)
         return new_balance
 
     async def write_balances(self) -> None:
         """Write the balances the command has booked and not written yet (at its end, in its transaction)."""
-        scope = _BALANCES.get()
+        scope = _SCOPE.get()
         if scope is None:
             return
         for user_id in sorted(scope.unwritten):
-            await Accounts.update({Accounts.balance: scope.known[user_id]}).where(Accounts.user_id == user_id).run()
+            await Accounts.update({Accounts.balance: scope.balances[user_id]}).where(Accounts.user_id == user_id).run()
         scope.unwritten.clear()
 
     async def ledger_page(self, query: LedgerQuery) -> list[LedgerEntry]:
@@ -205,11 +240,56 @@ class TradingStore:
         return [position_from_row(r) for r in rows]
 
     async def exposures(self, user_id: uuid.UUID) -> list[Exposure]:
-        """Just what the margin maths needs of the user's open positions (cheaper than whole rows)."""
+        """Just what the margin maths needs of the user's open positions. In a command, read once: later in it,
+        and in the user's next command while nothing else has numbered events for them (their event counter
+        reads as it did when this store last saw it), they come from memory."""
+        scope = _SCOPE.get()
+        held = None if scope is None else self._held(scope, user_id)
+        if held is not None:
+            return list(held)
         rows = await Positions.select(Positions.symbol, Positions.side, Positions.qty, Positions.entry_price,
                                       Positions.margin).where(
             (Positions.user_id == user_id) & (Positions.status == "open")).run()
-        return [Exposure(r["symbol"], r["side"], r["qty"], r["entry_price"], r["margin"]) for r in rows]
+        exposures = [Exposure(r["symbol"], r["side"], r["qty"], r["entry_price"], r["margin"]) for r in rows]
+        if scope is not None:
+            scope.held[user_id] = list(exposures)
+        return exposures
+
+    def _held(self, scope: _CommandScope, user_id: uuid.UUID) -> list[Exposure] | None:
+        """The user's open positions as they stand in the command, if known without a query."""
+        held = scope.held.get(user_id)
+        if held is None and user_id not in scope.stale:
+            remembered = self._remembered.get(user_id)
+            if remembered is not None and remembered[0] == scope.seqs.get(user_id):
+                held = scope.held[user_id] = list(remembered[1])
+        return held
+
+    def _moved(self, user_id: uuid.UUID | None, was: Position | None = None, now: Position | None = None) -> None:
+        """The user's open positions changed in this command: `was` is no longer open as it was, `now` is open
+        as it is (each a position, or None). What is known of them follows; without `was` or `now`, a change
+        the store cannot follow, and they are read again when next needed."""
+        scope = _SCOPE.get()
+        if scope is None:  # outside a command (none writes positions today): remember nothing
+            self._remembered.clear()
+            return
+        user_id = user_id or scope.user_id
+        if user_id is None:
+            self._remembered.clear()
+            scope.held.clear()
+            return
+        held = self._held(scope, user_id)
+        scope.stale.add(user_id)
+        if held is None:
+            return
+        try:
+            if was is not None:  # equal exposures are interchangeable: any one of them goes
+                held.remove(_exposure(was))
+            if now is not None:
+                held.append(_exposure(now))
+            if was is None and now is None:
+                raise ValueError("a change the store cannot follow")
+        except ValueError:
+            del scope.held[user_id]
 
     async def unbooked_pnl(self, position_id: str) -> Decimal:
         row = await Positions.select(Positions.unbooked_pnl).where(Positions.id == uuid.UUID(position_id)).first().run()
@@ -219,6 +299,8 @@ class TradingStore:
                      unbooked_commission: Decimal = Decimal(0), financed_until: int | None = None) -> None:
         """Insert a position row; it pays financing from the first rollover after `financed_until` (by default
         after it opened)."""
+        if position.status == "open":
+            self._moved(user_id, now=position)
         await Positions.insert(Positions(
             id=uuid.UUID(position.id), user_id=user_id, symbol=position.symbol, side=position.side,
             qty=position.qty, entry_price=position.entry_price, leverage=position.leverage, margin=position.margin,
@@ -250,8 +332,15 @@ class TradingStore:
             (Positions.status == "open") & (Positions.financed_until < due)).distinct().run()
         return [str(r["user_id"]) for r in rows]
 
-    async def update(self, position_id: str, **fields: Any) -> None:
-        """Set `fields` (column names) of one position; a receipt is given as a `FillReceipt`."""
+    async def update(self, position_id: str, *, was: Position | None = None, **fields: Any) -> None:
+        """Set `fields` (column names) of one position; a receipt is given as a `FillReceipt`. `was`: the
+        position as it stood (so a change of its size or status is followed without reading them all again)."""
+        if not _EXPOSURE_FIELDS.isdisjoint(fields):
+            if was is None:
+                self._moved(None)
+            else:
+                now = msgspec.structs.replace(was, **{k: v for k, v in fields.items() if k in _EXPOSURE_FIELDS})
+                self._moved(None, was, now if now.status == "open" else None)
         for name in ("open_receipt", "close_receipt"):
             if name in fields:
                 fields[name] = _receipt_column(fields[name])
@@ -385,20 +474,43 @@ class TradingStore:
         if any(event.user_id != user_id for event in events):
             raise ValueError("a command's events are all its own user's")
         changes: dict[Column | str, Any] = {Accounts.event_seq: Accounts.event_seq + len(events)}
-        scope = _BALANCES.get()
+        scope = _SCOPE.get()
         if scope is not None and uid in scope.unwritten:  # the balance the command booked, in the same statement
-            changes[Accounts.balance] = scope.known[uid]
+            changes[Accounts.balance] = scope.balances[uid]
             scope.unwritten.discard(uid)
         rows = await Accounts.update(changes).where(Accounts.user_id == uid).returning(Accounts.event_seq).run()
         if not rows:
             raise NotFound("No trading account for this user.", code="account_not_found")
         first = rows[0]["event_seq"] - len(events) + 1
+        if scope is not None:
+            self._remember(scope, uid, first - 1, first + len(events) - 1)
         frames = [encode(msgspec.structs.replace(event, seq=first + i)) for i, event in enumerate(events)]
         await AccountEvents.insert(*[
             AccountEvents(user_id=uid, seq=first + i, frame=frame.decode(), created_at=at)
             for i, frame in enumerate(frames)
         ]).run()
         return frames, first + len(events) - 1
+
+    def _remember(self, scope: _CommandScope, user_id: uuid.UUID, before: int, after: int) -> None:
+        """Keep the user's open positions with their event counter, moved from `before` to `after` by the
+        command: as the command left them, or as remembered when it changed none of them."""
+        held = scope.held.get(user_id)
+        remembered = self._remembered.pop(user_id, None)
+        if held is not None:
+            kept: tuple[Exposure, ...] | None = tuple(held)
+        elif remembered is not None and remembered[0] == before and user_id not in scope.stale:
+            kept = remembered[1]
+        else:
+            kept = None
+        scope.stale.discard(user_id)
+        scope.seqs[user_id] = after
+        if kept is None:
+            return
+        scope.kept.add(user_id)
+        self._remembered[user_id] = (after, kept)  # the most recently used last
+        if len(self._remembered) > MAX_REMEMBERED:
+            self._remembered.pop(next(iter(self._remembered)))
+        self.db.on_rollback(lambda: self._forget(user_id))
 
     async def latest_seq(self, user_id: uuid.UUID) -> int:
         """The `seq` of the user's latest account event (0 before the first)."""
@@ -440,6 +552,17 @@ class TradingStore:
 
 
 _BATCH = 500  # user ids per `IN (...)`: well inside SQLite's limit of bound parameters
+
+
+def _exposure(position: Position) -> Exposure:
+    return Exposure(position.symbol, position.side, position.qty, position.entry_price, position.margin)
+
+
+def _user_or_none(user_id: str | None) -> uuid.UUID | None:
+    try:
+        return None if user_id is None else uuid.UUID(user_id)
+    except ValueError:
+        return None
 
 
 def _window(conditions: list[Combinable], column: Column, since: int | None, until: int | None) -> None:

@@ -133,6 +133,10 @@ def _with_error(request: BusRequest, reply: BusReply | None, error: CfdError) ->
         return reply  # refused, and rolled back to its savepoint: still true
     if not request.reply_to:
         return None  # an internal command: nobody waits (as when one fails alone)
+    return _error_reply(request, error)
+
+
+def _error_reply(request: BusRequest, error: CfdError) -> BusReply:
     return BusReply(correlation_id=request.correlation_id, reply_to=request.reply_to,
                     error=ErrorBody(status=error.status, code=error.code, message=error.message,
                                     details=error.details, retry_after=error.retry_after))
@@ -305,12 +309,7 @@ class Responder:
             if error.status < 500:  # a 5xx is logged where it is made
                 log.warning("%s %s refused: %s (%s)", request.type, request.command_id, error.message, error.code)
             return None
-        return BusReply(
-            correlation_id=request.correlation_id,
-            reply_to=request.reply_to,
-            error=ErrorBody(status=error.status, code=error.code, message=error.message, details=error.details,
-                            retry_after=error.retry_after),
-        )
+        return _error_reply(request, error)
 
     @staticmethod
     def _failure(request: BusRequest, exc: Exception) -> CfdError:
