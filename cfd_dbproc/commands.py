@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import msgspec
 
@@ -16,23 +16,32 @@ from shared.operations import Operation
 Rep = TypeVar("Rep")
 
 
+class Checked(NamedTuple):
+    """What a `lock` of `apply_once` returns when it has looked the command up too, in the same statement."""
+
+    reply: str | None
+    """The stored reply (JSON) when the command was applied before; None when it was not."""
+
+
 async def apply_once(
     db: Database, op: Operation[Any, Rep], command_id: str, owner: str, apply: Callable[[], Awaitable[Rep]], *,
-    lock: Callable[[], Awaitable[object]] | None = None,
+    lock: Callable[[], Awaitable[Checked | None]] | None = None,
 ) -> Rep:
     """Run `apply` in one transaction unless `command_id` was applied before; return its reply (the stored one
     when it was).
 
     `lock` runs first in that transaction, before the check: when two instances get the same owner's commands
-    at once (a consumer-group rebalance), the second waits for the first to commit, then sees its work."""
+    at once (a consumer-group rebalance), the second waits for the first to commit, then sees its work. A lock
+    that looked the command up with it (`Checked`) saves the check its own trip."""
     async with db.transaction():
-        if lock is not None:
-            await lock()
-        done = await ProcessedCommands.select(ProcessedCommands.reply).where(
-            ProcessedCommands.command_id == command_id
-        ).first().run()
-        if done is not None:
-            return cast(Rep, None if op.reply is None else msgspec.json.decode(done["reply"], type=op.reply))
+        checked = None if lock is None else await lock()
+        if checked is None:
+            row = await ProcessedCommands.select(ProcessedCommands.reply).where(
+                ProcessedCommands.command_id == command_id
+            ).first().run()
+            checked = Checked(None if row is None else row["reply"])
+        if checked.reply is not None:
+            return cast(Rep, None if op.reply is None else msgspec.json.decode(checked.reply, type=op.reply))
         reply = await apply()
         await ProcessedCommands.insert(
             ProcessedCommands(command_id=command_id, type=op.name, user_id=owner, reply=encode(reply).decode(),

@@ -127,7 +127,7 @@ class TradingEngine:
 
         with self.store.command_scope(user_id):
             reply = await apply_once(self.store.db, op, command_id, user_id, first_time,
-                                     lock=lambda: self.store.lock_account(user_id))
+                                     lock=lambda: self.store.lock_account(user_id, command_id))
         if replayed:  # the first attempt may have died between its commit and its events
             frames = [encode(AccountEvent(event="resync", user_id=user_id))]
 

@@ -17,6 +17,7 @@ from piccolo.columns import Column
 from piccolo.custom_types import Combinable
 from piccolo.query import WhereRaw
 
+from cfd_dbproc.commands import Checked
 from cfd_dbproc.db import Database
 from cfd_dbproc.db.tables import AccountEvents, Accounts, Alerts, LedgerEntries, Orders, Positions
 from shared.contracts import encode
@@ -93,7 +94,7 @@ class _CommandScope:
     """What one command has read of its user's account and open positions, and what it has booked and not
     written yet."""
 
-    __slots__ = ("balances", "held", "kept", "seqs", "stale", "unwritten", "user_id")
+    __slots__ = ("balances", "carries", "held", "kept", "seqs", "stale", "unwritten", "user_id")
 
     def __init__(self, user_id: uuid.UUID | None) -> None:
         self.user_id = user_id
@@ -105,6 +106,9 @@ class _CommandScope:
         """Each user's open positions as they stand now in the command, where the store knows them."""
         self.stale: set[uuid.UUID] = set()
         """Users whose open positions the command has changed: what the store remembers of them is past."""
+        self.carries: dict[str, dict[str, Any]] = {}
+        """Per position the command has read, the columns it carries between bookings (`_CARRIED`), as they
+        stand in the command."""
         self.kept: set[uuid.UUID] = set()
         """Users whose open positions the store now remembers as this command leaves them (`_remember`)."""
 
@@ -114,6 +118,9 @@ _SCOPE: contextvars.ContextVar[_CommandScope | None] = contextvars.ContextVar("c
 
 _EXPOSURE_FIELDS = frozenset({"symbol", "side", "qty", "entry_price", "margin", "status"})
 """The columns of a position that the margin maths reads (`Exposure`, and whether it is open)."""
+
+_CARRIED = ("unbooked_pnl", "unbooked_commission", "unbooked_financing", "financed_until")
+"""The columns of a position that only the dbproc reads: what rounding left unbooked, and the financing paid."""
 
 MAX_REMEMBERED = 100_000
 """Users whose open positions the store remembers between commands (the least recently used are forgotten)."""
@@ -172,21 +179,29 @@ class TradingStore:
             scope.seqs.setdefault(user_id, int(row["event_seq"]))
         return balance
 
-    async def lock_account(self, user_id: str) -> None:
-        """Hold the user's account row until the command commits (`SELECT ... FOR UPDATE`).
+    async def lock_account(self, user_id: str, command_id: str | None = None) -> Checked | None:
+        """Hold the user's account row until the transaction ends (`SELECT ... FOR UPDATE`); with `command_id`,
+        look the command up in the same statement (`apply_once`).
 
         One partition orders one user's commands, but during a consumer-group rebalance two dbprocs can hold
         it at once: the second one's command then waits here and reads the balance the first one wrote,
         instead of overwriting it with one it read before. SQLite needs no lock: its transactions are
         exclusive from their start (`BEGIN IMMEDIATE`, see `Database.transaction`)."""
-        if not self.db.is_sqlite:
-            uid = parse_id(user_id, "account")
+        if self.db.is_sqlite:
+            return None
+        uid = parse_id(user_id, "account")
+        if command_id is None:
             rows = await Accounts.select(Accounts.balance, Accounts.event_seq).where(
                 Accounts.user_id == uid).lock_rows().run()
-            scope = _SCOPE.get()
-            if rows and scope is not None:  # read with the lock: the command needs no second trip for it
-                scope.balances[uid] = money(rows[0]["balance"])
-                scope.seqs.setdefault(uid, int(rows[0]["event_seq"]))
+        else:
+            rows = await Accounts.raw(_LOCK_AND_CHECK, command_id, uid).run()
+        if not rows:
+            return None  # no account: the command finds out, with the error it gives
+        scope = _SCOPE.get()
+        if scope is not None:  # read with the lock: the command needs no second trip for it
+            scope.balances[uid] = money(rows[0]["balance"])
+            scope.seqs.setdefault(uid, int(rows[0]["event_seq"]))
+        return None if command_id is None else Checked(rows[0]["reply"])
 
     async def book(self, user_id: uuid.UUID, kind: str, amount: Decimal, balance: Decimal, reference: str,
                    command_id: str, at: int) -> Decimal:
@@ -231,6 +246,9 @@ class TradingStore:
         row = await Positions.select().where((Positions.id == pid) & (Positions.user_id == user_id)).first().run()
         if row is None:  # another user's position is "not found", never "forbidden"
             raise NotFound("No such position.", code="position_not_found")
+        scope = _SCOPE.get()
+        if scope is not None:  # what the command's costs read of it next, without reading the row again
+            scope.carries[str(row["id"])] = {name: row[name] for name in _CARRIED}
         return position_from_row(row)
 
     async def open_positions(self, user_id: uuid.UUID) -> list[Position]:
@@ -292,7 +310,8 @@ class TradingStore:
             del scope.held[user_id]
 
     async def unbooked_pnl(self, position_id: str) -> Decimal:
-        row = await Positions.select(Positions.unbooked_pnl).where(Positions.id == uuid.UUID(position_id)).first().run()
+        row = self._carried(position_id) or await Positions.select(Positions.unbooked_pnl).where(
+            Positions.id == uuid.UUID(position_id)).first().run()
         return Decimal(0) if row is None or row["unbooked_pnl"] is None else row["unbooked_pnl"]
 
     async def insert(self, user_id: uuid.UUID, position: Position, *, unbooked_pnl: Decimal = Decimal(0),
@@ -319,12 +338,17 @@ class TradingStore:
     async def cost_carries(self, position_id: str) -> CostCarries:
         """What rounding left unbooked of the position's commission and financing, and the last rollover it has
         paid financing for (its opening time until the first)."""
-        row = await Positions.select(Positions.unbooked_commission, Positions.unbooked_financing,
-                                     Positions.financed_until).where(
+        row = self._carried(position_id) or await Positions.select(
+            Positions.unbooked_commission, Positions.unbooked_financing, Positions.financed_until).where(
             Positions.id == uuid.UUID(position_id)).first().run()
         if row is None:
             return CostCarries(Decimal(0), Decimal(0), 0)
         return CostCarries(row["unbooked_commission"], row["unbooked_financing"], row["financed_until"])
+
+    @staticmethod
+    def _carried(position_id: str) -> dict[str, Any] | None:
+        scope = _SCOPE.get()
+        return None if scope is None else scope.carries.get(position_id)
 
     async def owing_financing(self, due: int) -> list[str]:
         """The users with an open position that has not paid financing up to the rollover `due`."""
@@ -341,6 +365,9 @@ class TradingStore:
             else:
                 now = msgspec.structs.replace(was, **{k: v for k, v in fields.items() if k in _EXPOSURE_FIELDS})
                 self._moved(None, was, now if now.status == "open" else None)
+        carried = self._carried(position_id)
+        if carried is not None:
+            carried.update((name, fields[name]) for name in _CARRIED if name in fields)
         for name in ("open_receipt", "close_receipt"):
             if name in fields:
                 fields[name] = _receipt_column(fields[name])
@@ -550,6 +577,10 @@ class TradingStore:
         row_id = cursor.id if self.db.is_sqlite else uuid.UUID(cursor.id)  # SQLite stores UUIDs as text
         return WhereRaw(f"({column}, id) < ({{}}, {{}})", cursor.at, row_id)
 
+
+_LOCK_AND_CHECK = """SELECT accounts.balance, accounts.event_seq, processed_commands.reply FROM accounts
+LEFT JOIN processed_commands ON processed_commands.command_id = {}
+WHERE accounts.user_id = {} FOR UPDATE OF accounts"""
 
 _BATCH = 500  # user ids per `IN (...)`: well inside SQLite's limit of bound parameters
 
