@@ -8,12 +8,15 @@ from typing import Any, NamedTuple, TypeVar, cast
 import msgspec
 
 from cfd_dbproc.db import Database
+from cfd_dbproc.db.statements import RowInsert, Statement
 from cfd_dbproc.db.tables import ProcessedCommands
 from shared.clock import now_ms
 from shared.contracts import encode
 from shared.operations import Operation
 
 Rep = TypeVar("Rep")
+_REPLY = Statement('SELECT "reply" FROM "processed_commands" WHERE "command_id" = {}')
+_RECORD = RowInsert(ProcessedCommands)
 
 
 class Checked(NamedTuple):
@@ -36,15 +39,11 @@ async def apply_once(
     async with db.transaction():
         checked = None if lock is None else await lock()
         if checked is None:
-            row = await ProcessedCommands.select(ProcessedCommands.reply).where(
-                ProcessedCommands.command_id == command_id
-            ).first().run()
-            checked = Checked(None if row is None else row["reply"])
+            rows = await db.fetch(_REPLY, command_id)
+            checked = Checked(rows[0]["reply"] if rows else None)
         if checked.reply is not None:
             return cast(Rep, None if op.reply is None else msgspec.json.decode(checked.reply, type=op.reply))
         reply = await apply()
-        await ProcessedCommands.insert(
-            ProcessedCommands(command_id=command_id, type=op.name, user_id=owner, reply=encode(reply).decode(),
-                              created_at=now_ms())
-        ).run()
+        await db.fetch(_RECORD.statement, *_RECORD.args(dict(
+            command_id=command_id, type=op.name, user_id=owner, reply=encode(reply).decode(), created_at=now_ms())))
         return reply

@@ -18,6 +18,7 @@ from piccolo.engine.postgres import PostgresEngine
 
 from cfd_dbproc.db import piccolo_conf
 from cfd_dbproc.db.sqlite_fast import FastSQLiteEngine
+from cfd_dbproc.db.statements import Statement
 from cfd_dbproc.db.tables import ALL_TABLES
 from shared.errors import BackendDown
 from shared.outage import Outage, quiet_repeats
@@ -171,6 +172,25 @@ class Database:
         else:
             async with self.engine.transaction() as transaction:
                 yield transaction
+
+    async def fetch(self, statement: Statement, *args: Any) -> list[dict[str, Any]]:
+        """Run `statement` where Piccolo would run a query (in the open transaction, if any) and return its rows
+        as Piccolo does: dicts, with the values its converters give."""
+        engine = self.engine
+        transaction = engine.current_transaction.get()
+        if isinstance(engine, FastSQLiteEngine):
+            if transaction is not None:
+                return list(await transaction.connection.execute_fetchall(statement.sqlite, args))
+            return await engine.run_outside_transaction(statement.sqlite, args)
+        assert isinstance(engine, PostgresEngine)
+        if transaction is not None:
+            rows = await transaction.connection.fetch(statement.postgres, *args)
+        elif engine.pool is None:
+            raise BackendDown("database", "the database was not started")
+        else:
+            async with engine.pool.acquire() as connection:
+                rows = await connection.fetch(statement.postgres, *args)
+        return [dict(row) for row in rows]
 
     async def ping(self) -> None:
         try:

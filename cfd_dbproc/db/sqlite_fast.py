@@ -98,6 +98,10 @@ class FastSQLiteEngine(SQLiteEngine):
         # Piccolo opens connections in autocommit mode: a write outside a transaction commits by itself.
         return list(await self._reader.execute_fetchall(query, args or []))
 
+    async def run_outside_transaction(self, query: str, args: Any) -> list[Any]:
+        """A query outside any transaction, on the reader (rows as dicts)."""
+        return await self._run_in_new_connection(query, args)
+
     async def get_connection(self):
         if self._in_transaction.get() and not self._closed:
             if self._writer is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
@@ -19,6 +20,7 @@ from piccolo.query import WhereRaw
 
 from cfd_dbproc.commands import Checked
 from cfd_dbproc.db import Database
+from cfd_dbproc.db.statements import RowInsert, Statement
 from cfd_dbproc.db.tables import AccountEvents, Accounts, Alerts, LedgerEntries, Orders, Positions
 from shared.contracts import encode
 from shared.contracts.bus import AccountEventsPage, LedgerQuery, OrdersQuery, PositionsQuery
@@ -169,10 +171,10 @@ class TradingStore:
         scope = _SCOPE.get()
         if scope is not None and user_id in scope.balances:
             return scope.balances[user_id]
-        row = await Accounts.select(Accounts.balance, Accounts.event_seq).where(Accounts.user_id == user_id).first(
-            ).run()
-        if row is None:
+        rows = await self.db.fetch(_BALANCE, user_id)
+        if not rows:
             raise NotFound("No trading account for this user.", code="account_not_found")
+        row = rows[0]
         balance = money(row["balance"])
         if scope is not None:
             scope.balances[user_id] = balance
@@ -207,10 +209,10 @@ class TradingStore:
                    command_id: str, at: int) -> Decimal:
         """Add a ledger entry and move the balance; returns the new balance."""
         new_balance = money(balance + amount)
-        await LedgerEntries.insert(LedgerEntries(
+        await self.db.fetch(_INSERT_LEDGER.statement, *_INSERT_LEDGER.args(dict(
             id=self.ids.uuid(), user_id=user_id, kind=kind, amount=money(amount), balance_after=new_balance,
             reference=reference, command_id=command_id, created_at=at,
-        )).run()
+        )))
         scope = _SCOPE.get()
         if scope is None:
             await Accounts.update({Accounts.balance: new_balance}).where(Accounts.user_id == user_id).run()
@@ -225,7 +227,7 @@ class TradingStore:
         if scope is None:
             return
         for user_id in sorted(scope.unwritten):
-            await Accounts.update({Accounts.balance: scope.balances[user_id]}).where(Accounts.user_id == user_id).run()
+            await self.db.fetch(_SET_BALANCE, scope.balances[user_id], user_id)
         scope.unwritten.clear()
 
     async def ledger_page(self, query: LedgerQuery) -> list[LedgerEntry]:
@@ -243,9 +245,10 @@ class TradingStore:
 
     async def position(self, user_id: uuid.UUID, position_id: str) -> Position:
         pid = parse_id(position_id, "position")
-        row = await Positions.select().where((Positions.id == pid) & (Positions.user_id == user_id)).first().run()
-        if row is None:  # another user's position is "not found", never "forbidden"
+        rows = await self.db.fetch(_POSITION, pid, user_id)
+        if not rows:  # another user's position is "not found", never "forbidden"
             raise NotFound("No such position.", code="position_not_found")
+        row = rows[0]
         scope = _SCOPE.get()
         if scope is not None:  # what the command's costs read of it next, without reading the row again
             scope.carries[str(row["id"])] = {name: row[name] for name in _CARRIED}
@@ -265,9 +268,7 @@ class TradingStore:
         held = None if scope is None else self._held(scope, user_id)
         if held is not None:
             return list(held)
-        rows = await Positions.select(Positions.symbol, Positions.side, Positions.qty, Positions.entry_price,
-                                      Positions.margin).where(
-            (Positions.user_id == user_id) & (Positions.status == "open")).run()
+        rows = await self.db.fetch(_EXPOSURES, user_id)
         exposures = [Exposure(r["symbol"], r["side"], r["qty"], r["entry_price"], r["margin"]) for r in rows]
         if scope is not None:
             scope.held[user_id] = list(exposures)
@@ -320,7 +321,7 @@ class TradingStore:
         after it opened)."""
         if position.status == "open":
             self._moved(user_id, now=position)
-        await Positions.insert(Positions(
+        await self.db.fetch(_INSERT_POSITION.statement, *_INSERT_POSITION.args(dict(
             id=uuid.UUID(position.id), user_id=user_id, symbol=position.symbol, side=position.side,
             qty=position.qty, entry_price=position.entry_price, leverage=position.leverage, margin=position.margin,
             stop_loss=position.stop_loss, take_profit=position.take_profit, status=position.status,
@@ -333,7 +334,7 @@ class TradingStore:
             unbooked_commission=unbooked_commission,
             financed_until=position.opened_at if financed_until is None else financed_until,
             open_receipt=_receipt_column(position.open_receipt), close_receipt=_receipt_column(position.close_receipt),
-        )).run()
+        )))
 
     async def cost_carries(self, position_id: str) -> CostCarries:
         """What rounding left unbooked of the position's commission and financing, and the last rollover it has
@@ -500,22 +501,21 @@ class TradingStore:
         uid = parse_id(user_id, "account")
         if any(event.user_id != user_id for event in events):
             raise ValueError("a command's events are all its own user's")
-        changes: dict[Column | str, Any] = {Accounts.event_seq: Accounts.event_seq + len(events)}
         scope = _SCOPE.get()
         if scope is not None and uid in scope.unwritten:  # the balance the command booked, in the same statement
-            changes[Accounts.balance] = scope.balances[uid]
+            rows = await self.db.fetch(_COUNT_EVENTS_AND_SET_BALANCE, len(events), scope.balances[uid], uid)
             scope.unwritten.discard(uid)
-        rows = await Accounts.update(changes).where(Accounts.user_id == uid).returning(Accounts.event_seq).run()
+        else:
+            rows = await self.db.fetch(_COUNT_EVENTS, len(events), uid)
         if not rows:
             raise NotFound("No trading account for this user.", code="account_not_found")
         first = rows[0]["event_seq"] - len(events) + 1
         if scope is not None:
             self._remember(scope, uid, first - 1, first + len(events) - 1)
         frames = [encode(msgspec.structs.replace(event, seq=first + i)) for i, event in enumerate(events)]
-        await AccountEvents.insert(*[
-            AccountEvents(user_id=uid, seq=first + i, frame=frame.decode(), created_at=at)
-            for i, frame in enumerate(frames)
-        ]).run()
+        insert = _insert_events(len(frames))
+        await self.db.fetch(insert.statement, *insert.args(*[
+            dict(user_id=uid, seq=first + i, frame=frame.decode(), created_at=at) for i, frame in enumerate(frames)]))
         return frames, first + len(events) - 1
 
     def _remember(self, scope: _CommandScope, user_id: uuid.UUID, before: int, after: int) -> None:
@@ -576,6 +576,24 @@ class TradingStore:
         """Rows after `cursor` in a newest-first list ordered by `column` then id: one index range scan."""
         row_id = cursor.id if self.db.is_sqlite else uuid.UUID(cursor.id)  # SQLite stores UUIDs as text
         return WhereRaw(f"({column}, id) < ({{}}, {{}})", cursor.at, row_id)
+
+
+_BALANCE = Statement('SELECT "balance", "event_seq" FROM "accounts" WHERE "user_id" = {}')
+_SET_BALANCE = Statement('UPDATE "accounts" SET "balance" = {} WHERE "user_id" = {}')
+_COUNT_EVENTS = Statement(
+    'UPDATE "accounts" SET "event_seq" = "event_seq" + {} WHERE "user_id" = {} RETURNING "event_seq"')
+_COUNT_EVENTS_AND_SET_BALANCE = Statement(
+    'UPDATE "accounts" SET "event_seq" = "event_seq" + {}, "balance" = {} WHERE "user_id" = {} RETURNING "event_seq"')
+_POSITION = Statement('SELECT * FROM "positions" WHERE "id" = {} AND "user_id" = {}')
+_EXPOSURES = Statement('SELECT "symbol", "side", "qty", "entry_price", "margin" FROM "positions" '
+                       'WHERE "user_id" = {} AND "status" = \'open\'')
+_INSERT_POSITION = RowInsert(Positions)
+_INSERT_LEDGER = RowInsert(LedgerEntries)
+
+
+@functools.cache
+def _insert_events(count: int) -> RowInsert:
+    return RowInsert(AccountEvents, rows=count)
 
 
 _LOCK_AND_CHECK = """SELECT accounts.balance, accounts.event_seq, processed_commands.reply FROM accounts
