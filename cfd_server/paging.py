@@ -6,9 +6,10 @@ The next page's link repeats them with the cursor, so a walk stays inside the wi
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar, cast
 from urllib.parse import urlencode
 
+import msgspec
 from litestar import Request, Response
 from litestar.datastructures import ResponseHeader
 from litestar.params import QueryParameter
@@ -58,11 +59,11 @@ async def positions_page(request: Request, rpc: RequestClient, *, user_id: str |
     order = "closed" if status == "closed" else "opened"
     if cursor is not None:
         decode_cursor(cursor, order)
-    rows = await rpc.call(ops.POSITIONS, PositionsQuery(user_id=user_id, status=status, limit=limit + 1,
-                                                        cursor=cursor, since=since, until=until), key=key)
+    rows = await rpc.call_rows(ops.POSITIONS, PositionsQuery(user_id=user_id, status=status, limit=limit + 1,
+                                                             cursor=cursor, since=since, until=until), key=key)
     if order == "closed":
-        return paged(request, rows, limit, order, lambda p: (p.closed_at or 0, p.id))
-    return paged(request, rows, limit, order, lambda p: (p.opened_at, p.id))
+        return as_sent(paged(request, rows, limit, order, lambda raw: _closed_key(raw)))
+    return as_sent(paged(request, rows, limit, order, lambda raw: _opened_key(raw)))
 
 
 async def orders_page(request: Request, rpc: RequestClient, *, user_id: str | None, status: OrderStatus | None,
@@ -72,6 +73,39 @@ async def orders_page(request: Request, rpc: RequestClient, *, user_id: str | No
     placed (the time `since` and `until` bound)."""
     if cursor is not None:
         decode_cursor(cursor, "created")
-    rows = await rpc.call(ops.ORDERS, OrdersQuery(user_id=user_id, status=status, limit=limit + 1, cursor=cursor,
-                                                  since=since, until=until), key=key)
-    return paged(request, rows, limit, "created", lambda o: (o.created_at, o.id))
+    rows = await rpc.call_rows(ops.ORDERS, OrdersQuery(user_id=user_id, status=status, limit=limit + 1,
+                                                       cursor=cursor, since=since, until=until), key=key)
+    return as_sent(paged(request, rows, limit, "created", lambda raw: _created_key(raw)))
+
+
+class _Keys(msgspec.Struct):
+    """What a page's cursor is made of, read from a row as the dbproc encoded it (the rest is not decoded)."""
+
+    id: str
+    opened_at: int = 0
+    closed_at: int | None = None
+    created_at: int = 0
+
+
+_keys = msgspec.json.Decoder(_Keys)
+
+
+def _opened_key(raw: msgspec.Raw) -> tuple[int, str]:
+    keys = _keys.decode(raw)
+    return keys.opened_at, keys.id
+
+
+def _closed_key(raw: msgspec.Raw) -> tuple[int, str]:
+    keys = _keys.decode(raw)
+    return keys.closed_at or 0, keys.id
+
+
+def _created_key(raw: msgspec.Raw) -> tuple[int, str]:
+    keys = _keys.decode(raw)
+    return keys.created_at, keys.id
+
+
+def as_sent(page: Response[list[msgspec.Raw]]) -> Response[list[T]]:
+    """A page of rows as the dbproc encoded them, answered as the list of records its route documents (each
+    row goes out as it came, spliced into the JSON array)."""
+    return cast("Response[list[T]]", page)

@@ -31,6 +31,8 @@ SESSION_PREFIX = "session:"
 # except the one `jti` (the session that signed every other one out).
 GATE_PREFIX = "user-gate:"
 DISABLED = b"disabled"
+VERIFIED_KEPT = 10_000
+"""Access tokens whose signature a server remembers having checked (the most recently seen)."""
 
 
 class Sessions:
@@ -41,6 +43,9 @@ class Sessions:
         self.notices = notices
         self.keys: ApiKeys | None = None  # set for a server (`for_server`)
         self._decoder = msgspec.json.Decoder(Session)
+        self._verified: dict[str, tuple[int, str, str]] = {}
+        """Per access token checked here: its `exp`, `jti` and `sub` (a bot's burst of requests with one token
+        pays for the signature once)."""
 
     @classmethod
     def for_server(cls, ctx: ServerContext) -> Sessions:
@@ -60,13 +65,26 @@ class Sessions:
         await self.cache.set(SESSION_PREFIX + jti, encode(session), ttl=self.ttl)
         return token, session
 
-    def _claims(self, token: str) -> dict:
-        try:
-            return jwt.decode(token, self.secret, algorithms=[ALGORITHM], options={"require": ["exp", "jti", "sub"]})
-        except jwt.ExpiredSignatureError:
-            raise Unauthorized("Your session has expired; please sign in again.", code="session_expired") from None
-        except jwt.PyJWTError:
-            raise Unauthorized("The access token is not valid; please sign in.", code="invalid_token") from None
+    def _claims(self, token: str) -> tuple[str, str]:
+        """The `jti` and `sub` of a valid, unexpired access token; else `Unauthorized`. The signature is checked
+        the first time a token is seen; after that only the expiry is."""
+        verified = self._verified.pop(token, None)
+        if verified is None:
+            try:
+                claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM],
+                                    options={"require": ["exp", "jti", "sub"]})
+            except jwt.ExpiredSignatureError:
+                raise Unauthorized("Your session has expired; please sign in again.",
+                                   code="session_expired") from None
+            except jwt.PyJWTError:
+                raise Unauthorized("The access token is not valid; please sign in.", code="invalid_token") from None
+            verified = (int(claims["exp"]), str(claims["jti"]), str(claims["sub"]))
+        elif verified[0] <= time.time():  # expired since (PyJWT allows no leeway either)
+            raise Unauthorized("Your session has expired; please sign in again.", code="session_expired")
+        self._verified[token] = verified  # the most recently seen last
+        if len(self._verified) > VERIFIED_KEPT:
+            self._verified.pop(next(iter(self._verified)))
+        return verified[1], verified[2]
 
     async def check_gate(self, user_id: str) -> None:
         """Refuse a disabled user (`account_disabled`)."""
@@ -77,9 +95,9 @@ class Sessions:
         """The live session behind `token` (an access token, or an API key), or `Unauthorized`."""
         if self.keys is not None and is_key(token):
             return await self.keys.resolve(token)
-        claims = self._claims(token)
+        jti, sub = self._claims(token)
         # the session and the user's gate in one trip to the cache: every authenticated request pays for it
-        raw, gate = await self.cache.get_many(SESSION_PREFIX + str(claims["jti"]), GATE_PREFIX + str(claims["sub"]))
+        raw, gate = await self.cache.get_many(SESSION_PREFIX + jti, GATE_PREFIX + sub)
         if raw is None:
             raise Unauthorized("This session has ended; please sign in again.", code="session_expired")
         if gate == DISABLED:

@@ -100,6 +100,22 @@ class RequestClient:
 
         `key` orders the request among others (one user's commands go to one partition, in order);
         `command_id` makes a command apply once however often it is sent (a fresh one by default)."""
+        reply = await self._ask(op, body, key=key, command_id=command_id, timeout=timeout)
+        decoder = self._decoders.get(op.name)
+        if decoder is None:
+            decoder = self._decoders[op.name] = msgspec.json.Decoder(op.reply)
+        result: Rep = decoder.decode(reply.body)
+        return result
+
+    async def call_rows(self, op: Operation[Req, list[Any]], body: Req, *, key: str,
+                        timeout: float | None = None) -> list[msgspec.Raw]:
+        """`call` for a list reply, each item left as the answering service encoded it: a page passed on to a
+        client as it is, not decoded and encoded again."""
+        reply = await self._ask(op, body, key=key, command_id=None, timeout=timeout)
+        return _rows_decoder.decode(reply.body)
+
+    async def _ask(self, op: Operation[Req, Any], body: Req, *, key: str, command_id: str | None,
+                   timeout: float | None) -> BusReply:
         if op.reply is None:
             raise TypeError(f"{op.name} has no reply: publish it with rpc.send")
         correlation_id = uuid.uuid4().hex
@@ -120,11 +136,10 @@ class RequestClient:
         if reply.error is not None:
             e = reply.error
             raise error_from_wire(e.status, e.code, e.message, e.details, e.retry_after)
-        decoder = self._decoders.get(op.name)
-        if decoder is None:
-            decoder = self._decoders[op.name] = msgspec.json.Decoder(op.reply)
-        result: Rep = decoder.decode(reply.body)
-        return result
+        return reply
+
+
+_rows_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 def _with_error(request: BusRequest, reply: BusReply | None, error: CfdError) -> BusReply | None:

@@ -1,0 +1,61 @@
+"""The trading path's written-once statements (`cfd_dbproc.db.statements`) store and read rows exactly as
+Piccolo's queries do, on SQLite and on PostgreSQL, in a transaction and outside one."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from cfd_dbproc.db.statements import RowInsert, Statement
+from cfd_dbproc.db.tables import AccountEvents, Positions
+
+SELECT_POSITION = Statement('SELECT * FROM "positions" WHERE "id" = {}')
+
+
+def _position(**changes) -> dict:
+    row = dict(id=uuid.uuid4(), user_id=uuid.uuid4(), symbol="BTC_USDC", side="short", qty=Decimal("0.1234567891"),
+               entry_price=Decimal("65432.1"), leverage=20, margin=Decimal("403.75"), stop_loss=Decimal("70000"),
+               status="open", opened_at=1_765_000_000_000, updated_at=1_765_000_000_001,
+               parent_id=None, open_receipt='{"side":"sell"}')
+    row.update(changes)
+    return row
+
+
+async def test_a_row_written_by_a_statement_reads_back_as_piccolo_s_own(platform):
+    db = platform.db
+    ours, theirs = _position(), _position(take_profit=Decimal("60000.5"))
+    insert = RowInsert(Positions)
+    async with db.transaction():
+        await db.fetch(insert.statement, *insert.args(ours))
+        await Positions.insert(Positions(**{k: v for k, v in theirs.items()})).run()
+        inside = (await db.fetch(SELECT_POSITION, ours["id"]))[0]
+    piccolo = await Positions.select().where(Positions.id == ours["id"]).first().run()
+    outside = (await db.fetch(SELECT_POSITION, ours["id"]))[0]
+    piccolo_theirs = await Positions.select().where(Positions.id == theirs["id"]).first().run()
+
+    assert inside == outside == piccolo
+    assert piccolo.keys() == piccolo_theirs.keys()
+    for name, value in piccolo.items():  # the same types as a row Piccolo wrote, the defaults included
+        assert type(value) is type(piccolo_theirs[name]) or None in (value, piccolo_theirs[name]), name
+    assert piccolo["qty"] == Decimal("0.1234567891") and piccolo["entry_price"] == Decimal("65432.1")
+    assert piccolo["unbooked_financing"] == 0 and piccolo["financed_until"] == 0  # left out: the defaults
+    assert isinstance(piccolo["id"], uuid.UUID) and piccolo["parent_id"] is None
+
+
+async def test_several_rows_in_one_insert_and_a_rollback_leaves_none(platform):
+    db = platform.db
+    user = uuid.uuid4()
+    insert = RowInsert(AccountEvents, rows=3)
+    async with db.transaction():
+        await db.fetch(insert.statement, *insert.args(
+            *[dict(user_id=user, seq=n, frame=f'{{"seq":{n}}}', created_at=n) for n in (1, 2, 3)]))
+    try:
+        async with db.transaction():
+            await db.fetch(insert.statement, *insert.args(
+                *[dict(user_id=user, seq=n, frame="{}", created_at=n) for n in (4, 5, 6)]))
+            raise RuntimeError("the command fails")
+    except RuntimeError:
+        pass
+    rows = await AccountEvents.select(AccountEvents.seq, AccountEvents.frame).where(
+        AccountEvents.user_id == user).order_by(AccountEvents.seq).run()
+    assert rows == [{"seq": n, "frame": f'{{"seq":{n}}}'} for n in (1, 2, 3)]
