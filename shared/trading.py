@@ -7,7 +7,7 @@ Pure functions on `Decimal`, shared by the dbproc (which applies them), the risk
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localcontext
 from typing import Literal, NamedTuple, Protocol, overload
 
 from msgspec import Struct
@@ -142,7 +142,62 @@ class Exposure(Struct, frozen=True):
     margin: Decimal
 
 
-def account_state(balance: Decimal, positions: Iterable[Exposed], quotes: dict[str, Quote],
+_SUMS = Context(prec=60, rounding=ROUND_HALF_EVEN)
+"""The precision of `Holdings`' sums and products: exact for any position the markets admit, many times over."""
+
+
+class Holdings:
+    """Open positions summed per market and side: all `account_state` needs of them, in a size that does not grow
+    with their number. Exact: a long's PnL at the bid b is b × qty − qty × entry, so the sums of the quantities and
+    of their costs (qty × entry) value them all at once."""
+
+    __slots__ = ("count", "margin", "nets")
+
+    def __init__(self, positions: Iterable[Exposed] = ()) -> None:
+        self.nets: dict[str, list[Decimal]] = {}
+        """Per market: the long quantity and cost, the short quantity and cost."""
+        self.margin = Decimal(0)
+        self.count = 0
+        for p in positions:
+            self.add(p)
+
+    def add(self, p: Exposed, sign: int = 1) -> None:
+        """Hold a position (sign 1) or let one go (sign −1)."""
+        net = self.nets.get(p.symbol)
+        if net is None:
+            net = self.nets[p.symbol] = [Decimal(0)] * 4
+        at = 0 if p.side == "long" else 2
+        qty = p.qty if sign == 1 else -p.qty
+        net[at] = _SUMS.add(net[at], qty)
+        net[at + 1] = _SUMS.add(net[at + 1], _SUMS.multiply(qty, p.entry_price))
+        self.margin = _SUMS.add(self.margin, p.margin if sign == 1 else -p.margin)
+        self.count += sign
+
+    @property
+    def consistent(self) -> bool:
+        """Nothing let go that was not held (no negative count, quantity or margin)."""
+        return self.count >= 0 and self.margin >= 0 and all(
+            net[0] >= 0 and net[2] >= 0 for net in self.nets.values())
+
+    def copy(self) -> Holdings:
+        held = Holdings()
+        held.nets = {symbol: list(net) for symbol, net in self.nets.items()}
+        held.margin, held.count = self.margin, self.count
+        return held
+
+    def unrealized(self, quotes: dict[str, Quote]) -> Decimal:
+        """The unrealised PnL at `quotes` (longs at the bid, shorts at the ask); a market without a quote counts
+        as at its entry prices (none)."""
+        total = Decimal(0)
+        for symbol, (long_qty, long_cost, short_qty, short_cost) in self.nets.items():
+            quote = quotes.get(symbol)
+            if quote is not None:
+                total = _SUMS.add(total, _SUMS.subtract(_SUMS.multiply(quote.bid, long_qty), long_cost))
+                total = _SUMS.add(total, _SUMS.subtract(short_cost, _SUMS.multiply(quote.ask, short_qty)))
+        return total
+
+
+def account_state(balance: Decimal, positions: Iterable[Exposed] | Holdings, quotes: dict[str, Quote],
                   used_margin: Decimal | None = None) -> Account:
     """The account marked to `quotes`, as the risk book checks it and clients see it (`GET /account`, the feed's
     snapshots and marks).
@@ -152,15 +207,9 @@ def account_state(balance: Decimal, positions: Iterable[Exposed], quotes: dict[s
     position whose close is in flight no longer counts).
 
     A position whose market has no quote is valued at its entry price (no unrealised PnL)."""
-    used = Decimal(0)
-    unrealized = Decimal(0)
-    for p in positions:
-        used += p.margin
-        quote = quotes.get(p.symbol)
-        if quote is not None:
-            unrealized += unrealized_pnl(p.side, p.qty, p.entry_price, quote)
-    if used_margin is not None:
-        used = used_margin
+    held = positions if isinstance(positions, Holdings) else Holdings(positions)
+    used = held.margin if used_margin is None else used_margin
+    unrealized = held.unrealized(quotes)
     equity = balance + unrealized
     with localcontext() as wide:
         wide.prec = 60  # a tiny margin under a huge equity must not overflow the quantize

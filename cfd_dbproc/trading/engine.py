@@ -103,7 +103,7 @@ class TradingEngine:
     async def account_of(self, user_id: uuid.UUID, balance: Decimal | None = None) -> Account:
         """The account marked to the latest quotes."""
         balance = await self.store.balance(user_id) if balance is None else balance
-        return account_state(balance, await self.store.exposures(user_id), self.quotes.latest())
+        return account_state(balance, await self.store.holdings(user_id), self.quotes.latest())
 
     # --- applying a command -------------------------------------------------------------------------------
 
@@ -231,8 +231,7 @@ class TradingEngine:
         if order.trailing_distance is not None:
             stop_loss = trailed_stop(order.side, order.trailing_distance, quote, stop_loss) or stop_loss
         balance = await self.store.balance(uid)
-        positions = await self.store.exposures(uid)
-        account = account_state(balance, positions, self.quotes.latest())
+        account = account_state(balance, await self.store.holdings(uid), self.quotes.latest())
         needed = margin(order.qty, fill, order.leverage)
         fee, fee_carry = self.costs.opening(market, order.qty, fill)
         check_affordable(needed, fee, account.free_margin, balance)
@@ -246,8 +245,8 @@ class TradingEngine:
         await self.store.insert(uid, position, unbooked_commission=fee_carry)
         balance = await self.costs.charge(uid, position.id, fee, balance, command_id, at)
         events.append(PositionEvent(event="opened", user_id=user_id, position=position, balance=balance))
-        events.append(AccountEvent(event="snapshot", user_id=user_id,
-                                   account=account_state(balance, [*positions, position], self.quotes.latest())))
+        after = account_state(balance, await self.store.holdings(uid), self.quotes.latest())
+        events.append(AccountEvent(event="snapshot", user_id=user_id, account=after))
         return position
 
     @handles(ops.OPEN)

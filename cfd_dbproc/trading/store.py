@@ -29,7 +29,7 @@ from shared.contracts.rest import Alert, FillReceipt, LedgerEntry, Order, Positi
 from shared.errors import NotFound
 from shared.ids import Ids
 from shared.paging import MAX_PAGE, Cursor, decode_cursor
-from shared.trading import Exposure, money, plain
+from shared.trading import Exposure, Holdings, money, plain
 
 
 def position_from_row(row: dict[str, Any], *, with_user: bool = False) -> Position:
@@ -104,7 +104,7 @@ class _CommandScope:
         self.unwritten: set[uuid.UUID] = set()
         self.seqs: dict[uuid.UUID, int] = {}
         """Each user's event counter as the command read it, with the balance, before its own events."""
-        self.held: dict[uuid.UUID, list[Exposure]] = {}
+        self.held: dict[uuid.UUID, Holdings] = {}
         """Each user's open positions as they stand now in the command, where the store knows them."""
         self.stale: set[uuid.UUID] = set()
         """Users whose open positions the command has changed: what the store remembers of them is past."""
@@ -135,10 +135,10 @@ class TradingStore:
         self.db = db
         self.ids = ids or Ids()
         """Where the ids of positions, orders, alerts and ledger entries come from (seeded in a sandbox)."""
-        self._remembered: dict[uuid.UUID, tuple[int, tuple[Exposure, ...]]] = {}
+        self._remembered: dict[uuid.UUID, tuple[int, Holdings]] = {}
         """Per user, their open positions (what the margin maths reads) after the command that took their event
         counter to the number kept with them: still true while the counter reads the same, since every command
-        that changes positions numbers events (`exposures`, `record_events`)."""
+        that changes positions numbers events (`holdings`, `record_events`)."""
 
     # --- accounts and the ledger --------------------------------------------------------------------------
 
@@ -148,7 +148,7 @@ class TradingStore:
         lock) and kept up to date by `book`, the one way a balance changes, and what it books is written once,
         at its end (`write_balances`, or with the event counter by `record_events`). The open positions the
         margin maths reads are read at most once too, or not at all when the store remembers them from the
-        user's last command (`exposures`). Gone with the command: one rolled back leaves nothing behind, and
+        user's last command (`holdings`). Gone with the command: one rolled back leaves nothing behind, and
         what the store remembered of its user is forgotten."""
         scope = _CommandScope(_user_or_none(user_id))
         token = _SCOPE.set(scope)
@@ -260,27 +260,26 @@ class TradingStore:
         ).order_by(Positions.opened_at).run()
         return [position_from_row(r) for r in rows]
 
-    async def exposures(self, user_id: uuid.UUID) -> list[Exposure]:
-        """Just what the margin maths needs of the user's open positions. In a command, read once: later in it,
-        and in the user's next command while nothing else has numbered events for them (their event counter
-        reads as it did when this store last saw it), they come from memory."""
+    async def holdings(self, user_id: uuid.UUID) -> Holdings:
+        """The user's open positions summed as the margin maths needs them (`Holdings`). In a command, read once:
+        later in it, and in the user's next command while nothing else has numbered events for them (their event
+        counter reads as it did when this store last saw it), they come from memory. The caller gets its own copy."""
         scope = _SCOPE.get()
         held = None if scope is None else self._held(scope, user_id)
-        if held is not None:
-            return list(held)
-        rows = await self.db.fetch(_EXPOSURES, user_id)
-        exposures = [Exposure(r["symbol"], r["side"], r["qty"], r["entry_price"], r["margin"]) for r in rows]
-        if scope is not None:
-            scope.held[user_id] = list(exposures)
-        return exposures
+        if held is None:
+            rows = await self.db.fetch(_EXPOSURES, user_id)
+            held = Holdings(Exposure(r["symbol"], r["side"], r["qty"], r["entry_price"], r["margin"]) for r in rows)
+            if scope is not None:
+                scope.held[user_id] = held
+        return held.copy()
 
-    def _held(self, scope: _CommandScope, user_id: uuid.UUID) -> list[Exposure] | None:
+    def _held(self, scope: _CommandScope, user_id: uuid.UUID) -> Holdings | None:
         """The user's open positions as they stand in the command, if known without a query."""
         held = scope.held.get(user_id)
         if held is None and user_id not in scope.stale:
             remembered = self._remembered.get(user_id)
             if remembered is not None and remembered[0] == scope.seqs.get(user_id):
-                held = scope.held[user_id] = list(remembered[1])
+                held = scope.held[user_id] = remembered[1].copy()
         return held
 
     def _moved(self, user_id: uuid.UUID | None, was: Position | None = None, now: Position | None = None) -> None:
@@ -300,14 +299,11 @@ class TradingStore:
         scope.stale.add(user_id)
         if held is None:
             return
-        try:
-            if was is not None:  # equal exposures are interchangeable: any one of them goes
-                held.remove(_exposure(was))
-            if now is not None:
-                held.append(_exposure(now))
-            if was is None and now is None:
-                raise ValueError("a change the store cannot follow")
-        except ValueError:
+        if was is not None:
+            held.add(was, -1)
+        if now is not None:
+            held.add(now)
+        if (was is None and now is None) or not held.consistent:  # a change it cannot follow: read them again
             del scope.held[user_id]
 
     async def unbooked_pnl(self, position_id: str) -> Decimal:
@@ -524,7 +520,7 @@ class TradingStore:
         held = scope.held.get(user_id)
         remembered = self._remembered.pop(user_id, None)
         if held is not None:
-            kept: tuple[Exposure, ...] | None = tuple(held)
+            kept: Holdings | None = held.copy()
         elif remembered is not None and remembered[0] == before and user_id not in scope.stale:
             kept = remembered[1]
         else:
@@ -601,10 +597,6 @@ LEFT JOIN processed_commands ON processed_commands.command_id = {}
 WHERE accounts.user_id = {} FOR UPDATE OF accounts"""
 
 _BATCH = 500  # user ids per `IN (...)`: well inside SQLite's limit of bound parameters
-
-
-def _exposure(position: Position) -> Exposure:
-    return Exposure(position.symbol, position.side, position.qty, position.entry_price, position.margin)
 
 
 def _user_or_none(user_id: str | None) -> uuid.UUID | None:
