@@ -173,6 +173,16 @@ class Holdings:
         self.margin = _SUMS.add(self.margin, p.margin if sign == 1 else -p.margin)
         self.count += sign
 
+    @classmethod
+    def summed(cls, nets: dict[str, tuple[Decimal, Decimal, Decimal, Decimal]], margin: Decimal,
+               count: int) -> Holdings:
+        """Holdings from sums kept elsewhere (the risk book's): per market the long quantity and cost, the short
+        quantity and cost; the margin used and the number of positions."""
+        held = cls()
+        held.nets = {symbol: list(net) for symbol, net in nets.items()}
+        held.margin, held.count = margin, count
+        return held
+
     @property
     def consistent(self) -> bool:
         """Nothing let go that was not held (no negative count, quantity or margin)."""

@@ -31,6 +31,7 @@ from shared.contracts.rest import Account
 from shared.trading import (
     MARGIN_CALL_LEVEL,
     STOP_OUT_LEVEL,
+    Holdings,
     account_state,
     close_price,
     further_stop,
@@ -114,12 +115,19 @@ class RiskBook:
         """The user's exact account state at the latest quotes (pending positions use no margin)."""
         return self._accounts[user_id].state(self._quotes)
 
-    def holdings(self, user_id: str) -> tuple[Decimal, list[OpenPosition]] | None:
-        """The user's balance and open positions, as the book holds them; None when it does not hold the user."""
+    def holdings(self, user_id: str) -> tuple[Decimal, Holdings] | None:
+        """The user's balance and open positions summed as `account_state` needs them (every position using its
+        margin, a pending one too), from the book's own sums; None when it does not hold the user."""
         acct = self._accounts.get(user_id)
         if acct is None:
             return None
-        return acct.balance, [h.position for h in acct.held.values()]
+        used = acct.used
+        for held in acct.held.values():
+            if held.pending:
+                used = EXACT.add(used, held.position.margin)
+        nets = {symbol: (net.long_qty, net.long_cost, net.short_qty, net.short_cost)
+                for symbol, net in acct.nets.items()}
+        return acct.balance, Holdings.summed(nets, used, len(acct.held))
 
     def marked(self, user_id: str) -> tuple[Account, list[PositionMark]] | None:
         """The user's account and open positions marked to the latest quotes, as the trader sees them (every open

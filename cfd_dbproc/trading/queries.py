@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from cfd_dbproc.risk.models import OpenPosition
 from cfd_dbproc.trading.engine import TradingEngine
 from cfd_dbproc.trading.risk_runner import RiskRunner
 from cfd_dbproc.trading.store import parse_id
@@ -22,7 +21,7 @@ from shared.contracts.bus import (
 )
 from shared.contracts.events import AccountState
 from shared.contracts.rest import Account, LedgerEntry, Position
-from shared.trading import account_state
+from shared.trading import Holdings, account_state
 
 BOOK_WAIT_SECONDS = 0.2
 """How long `GET /account` waits for the risk book to hold a command just committed before reading the database."""
@@ -49,10 +48,10 @@ class TradingQueries:
         if holdings is None:
             return await self.engine.account_of(uid)
         self.from_book += 1
-        balance, positions = holdings
-        return account_state(balance, positions, self.engine.quotes.latest())
+        balance, held = holdings
+        return account_state(balance, held, self.engine.quotes.latest())
 
-    async def _book_holdings(self, user_id: str) -> tuple[Decimal, list[OpenPosition]] | None:
+    async def _book_holdings(self, user_id: str) -> tuple[Decimal, Holdings] | None:
         if self.risk is None:
             return None
         committed = self.engine.committed.get(user_id)

@@ -8,6 +8,7 @@ import pytest
 
 from cfd_dbproc.risk import OpenPosition, RiskBook, Trigger
 from shared.contracts.quote import Quote
+from shared.trading import account_state
 
 D = Decimal
 
@@ -384,3 +385,20 @@ def test_a_margin_call_a_previous_owner_told_is_not_told_again_and_is_cleared_on
     recovered.on_quote(quote("X", "30", "31"))
     recovered.margin_call_out("u")  # it recovered while the account changed hands
     assert kinds(recovered.on_quote(quote("X", "30", "31"))) == [("margin_call_cleared", "u")]
+
+
+def test_the_account_from_the_book_s_sums_counts_a_position_whose_close_is_in_flight():
+    """`GET /account` answered from the book: every open position uses its margin until it is closed, the one
+    whose stop fired too, as when the account is summed position by position."""
+    held = [position("p", "long", "2", "100", "20", sl="90"), position("q", "short", "1.5", "101", "15.15"),
+            position("r", "long", "3", "50", "15", symbol="Y")]
+    book = book_with(*held, balance="1000")
+    assert kinds(book.on_quote(quote("X", "89.99", "90.10"))) == [("stop_loss", "p")]
+    assert book.is_pending("p")
+    book.on_quote(quote("Y", "52", "52.5"))
+    summed = book.holdings("u")
+    assert summed is not None
+    balance, holdings = summed
+    quotes = {"X": quote("X", "89.99", "90.10"), "Y": quote("Y", "52", "52.5")}
+    assert account_state(balance, holdings, quotes) == account_state(D(1000), held, quotes)
+    assert account_state(balance, holdings, quotes).used_margin == D("50.15")
