@@ -1,5 +1,8 @@
 """The trading path's written-once statements (`cfd_dbproc.db.statements`) store and read rows exactly as
-Piccolo's queries do, on SQLite and on PostgreSQL, in a transaction and outside one."""
+Piccolo's queries do, on SQLite and on PostgreSQL, in a transaction and outside one.
+
+The platform's database is shared by the session's tests: the rows here belong to no user, are closed, and
+are deleted at the end."""
 
 from __future__ import annotations
 
@@ -8,15 +11,22 @@ from decimal import Decimal
 
 from cfd_dbproc.db.statements import RowInsert, Statement
 from cfd_dbproc.db.tables import AccountEvents, Positions
+from shared.contracts import encode
+from shared.contracts.rest import FillReceipt
 
 SELECT_POSITION = Statement('SELECT * FROM "positions" WHERE "id" = {}')
+
+
+RECEIPT = FillReceipt(side="sell", price=Decimal("65432.1"), exchange_bid=Decimal("65440"),
+                      exchange_ask=Decimal("65441"), exchange_time_us=1_765_000_000_000_000, spread_bps=Decimal(20),
+                      markup=Decimal("7.9"))
 
 
 def _position(**changes) -> dict:
     row = dict(id=uuid.uuid4(), user_id=uuid.uuid4(), symbol="BTC_USDC", side="short", qty=Decimal("0.1234567891"),
                entry_price=Decimal("65432.1"), leverage=20, margin=Decimal("403.75"), stop_loss=Decimal("70000"),
-               status="open", opened_at=1_765_000_000_000, updated_at=1_765_000_000_001,
-               parent_id=None, open_receipt='{"side":"sell"}')
+               status="closed", opened_at=1_765_000_000_000, updated_at=1_765_000_000_001, closed_at=1_765_000_000_002,
+               parent_id=None, open_receipt=encode(RECEIPT).decode())
     row.update(changes)
     return row
 
@@ -25,13 +35,16 @@ async def test_a_row_written_by_a_statement_reads_back_as_piccolo_s_own(platform
     db = platform.db
     ours, theirs = _position(), _position(take_profit=Decimal("60000.5"))
     insert = RowInsert(Positions)
-    async with db.transaction():
-        await db.fetch(insert.statement, *insert.args(ours))
-        await Positions.insert(Positions(**{k: v for k, v in theirs.items()})).run()
-        inside = (await db.fetch(SELECT_POSITION, ours["id"]))[0]
-    piccolo = await Positions.select().where(Positions.id == ours["id"]).first().run()
-    outside = (await db.fetch(SELECT_POSITION, ours["id"]))[0]
-    piccolo_theirs = await Positions.select().where(Positions.id == theirs["id"]).first().run()
+    try:
+        async with db.transaction():
+            await db.fetch(insert.statement, *insert.args(ours))
+            await Positions.insert(Positions(**{k: v for k, v in theirs.items()})).run()
+            inside = (await db.fetch(SELECT_POSITION, ours["id"]))[0]
+        piccolo = await Positions.select().where(Positions.id == ours["id"]).first().run()
+        outside = (await db.fetch(SELECT_POSITION, ours["id"]))[0]
+        piccolo_theirs = await Positions.select().where(Positions.id == theirs["id"]).first().run()
+    finally:
+        await Positions.delete().where(Positions.id.is_in([ours["id"], theirs["id"]])).run()
 
     assert inside == outside == piccolo
     assert piccolo.keys() == piccolo_theirs.keys()
@@ -58,4 +71,5 @@ async def test_several_rows_in_one_insert_and_a_rollback_leaves_none(platform):
         pass
     rows = await AccountEvents.select(AccountEvents.seq, AccountEvents.frame).where(
         AccountEvents.user_id == user).order_by(AccountEvents.seq).run()
+    await AccountEvents.delete().where(AccountEvents.user_id == user).run()
     assert rows == [{"seq": n, "frame": f'{{"seq":{n}}}'} for n in (1, 2, 3)]
