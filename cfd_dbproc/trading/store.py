@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
@@ -51,11 +52,26 @@ def position_from_row(row: dict[str, Any], *, with_user: bool = False) -> Positi
     )
 
 
+log = logging.getLogger(__name__)
 _receipt_decoder = msgspec.json.Decoder(FillReceipt)
 
 
 def _receipt_from_column(value: str | None) -> FillReceipt | None:
-    return None if value is None else _receipt_decoder.decode(value)
+    """The receipt stored with a position; None, logged once, for one that cannot be read (written before its
+    shape changed, say): a receipt only explains a fill, and one must not keep the position from being read."""
+    if value is None:
+        return None
+    try:
+        return _receipt_decoder.decode(value)
+    except msgspec.DecodeError as exc:  # a ValidationError too
+        if len(_UNREADABLE_RECEIPTS) < 1_000 and value not in _UNREADABLE_RECEIPTS:
+            _UNREADABLE_RECEIPTS.add(value)
+            log.warning("a position's fill receipt cannot be read, so it is left out: %s (%.200s)", exc, value)
+        return None
+
+
+_UNREADABLE_RECEIPTS: set[str] = set()
+"""The unreadable receipts already logged (once each)."""
 
 
 def _receipt_column(receipt: FillReceipt | None) -> str | None:
