@@ -61,9 +61,7 @@ async def positions_page(request: Request, rpc: RequestClient, *, user_id: str |
         decode_cursor(cursor, order)
     rows = await rpc.call_rows(ops.POSITIONS, PositionsQuery(user_id=user_id, status=status, limit=limit + 1,
                                                              cursor=cursor, since=since, until=until), key=key)
-    if order == "closed":
-        return as_sent(paged(request, rows, limit, order, lambda raw: _closed_key(raw)))
-    return as_sent(paged(request, rows, limit, order, lambda raw: _opened_key(raw)))
+    return as_sent(paged(request, rows, limit, order, _row_key("closed_at" if order == "closed" else "opened_at")))
 
 
 async def orders_page(request: Request, rpc: RequestClient, *, user_id: str | None, status: OrderStatus | None,
@@ -75,7 +73,7 @@ async def orders_page(request: Request, rpc: RequestClient, *, user_id: str | No
         decode_cursor(cursor, "created")
     rows = await rpc.call_rows(ops.ORDERS, OrdersQuery(user_id=user_id, status=status, limit=limit + 1,
                                                        cursor=cursor, since=since, until=until), key=key)
-    return as_sent(paged(request, rows, limit, "created", lambda raw: _created_key(raw)))
+    return as_sent(paged(request, rows, limit, "created", _row_key("created_at")))
 
 
 class _Keys(msgspec.Struct):
@@ -90,19 +88,14 @@ class _Keys(msgspec.Struct):
 _keys = msgspec.json.Decoder(_Keys)
 
 
-def _opened_key(raw: msgspec.Raw) -> tuple[int, str]:
-    keys = _keys.decode(raw)
-    return keys.opened_at, keys.id
+def _row_key(time: str) -> Callable[[msgspec.Raw], tuple[int, str]]:
+    """A row's cursor key: its sort time (`time`, 0 when unset) and its id."""
 
+    def key(raw: msgspec.Raw) -> tuple[int, str]:
+        keys = _keys.decode(raw)
+        return getattr(keys, time) or 0, keys.id
 
-def _closed_key(raw: msgspec.Raw) -> tuple[int, str]:
-    keys = _keys.decode(raw)
-    return keys.closed_at or 0, keys.id
-
-
-def _created_key(raw: msgspec.Raw) -> tuple[int, str]:
-    keys = _keys.decode(raw)
-    return keys.created_at, keys.id
+    return key
 
 
 def as_sent(page: Response[list[msgspec.Raw]]) -> Response[list[T]]:

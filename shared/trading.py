@@ -7,9 +7,10 @@ Pure functions on `Decimal`, shared by the dbproc (which applies them), the risk
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow, localcontext
 from typing import Literal, NamedTuple, Protocol, overload
 
+import msgspec
 from msgspec import Struct
 
 from shared.contracts.quote import Quote
@@ -142,68 +143,95 @@ class Exposure(Struct, frozen=True):
     margin: Decimal
 
 
-_SUMS = Context(prec=60, rounding=ROUND_HALF_EVEN)
-"""The precision of `Holdings`' sums and products: exact for any position the markets admit, many times over."""
+EXACT = Context(prec=100, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
+"""Exact sums and products, or `decimal.Inexact` (catalogue quantities × prices fit many times over)."""
+ZERO = Decimal(0)
+
+
+class Net(Struct, gc=False):
+    """One user's open positions in one market, netted: what their unrealised PnL needs (f_s in the risk book,
+    pending positions included there). A long's PnL at the bid b is b × qty − qty × entry, so the sums of the
+    quantities and of their costs (qty × entry) value them all at once."""
+
+    long_qty: Decimal = ZERO
+    long_cost: Decimal = ZERO
+    short_qty: Decimal = ZERO
+    short_cost: Decimal = ZERO
+    count: int = 0
+
+    def add(self, p: Exposed, sign: int) -> None:
+        """Add (sign 1) or remove (sign −1) a position; exact, or `decimal.Inexact` with nothing changed."""
+        qty = EXACT.multiply(p.qty, sign)
+        cost = EXACT.multiply(qty, p.entry_price)
+        if p.side == "long":
+            self.long_qty, self.long_cost = EXACT.add(self.long_qty, qty), EXACT.add(self.long_cost, cost)
+        else:
+            self.short_qty, self.short_cost = EXACT.add(self.short_qty, qty), EXACT.add(self.short_cost, cost)
+        self.count += sign
+
+    @property
+    def spread_dependent(self) -> bool:
+        """Hedged but not flat: its keys bound the spread by the market's allowance."""
+        return self.long_qty > 0 and self.short_qty > 0 and self.long_qty != self.short_qty
+
+    @property
+    def weight(self) -> Decimal:
+        """The share of the slack this market gets: its gross notional at entry."""
+        return EXACT.add(self.long_cost, self.short_cost)
+
+    def value(self, quote: Quote | None) -> Decimal:
+        """f_s: the unrealised PnL of these positions at `quote` (long on the bid, short on the ask); exact."""
+        if quote is None:
+            return ZERO
+        longs = EXACT.subtract(EXACT.multiply(self.long_qty, quote.bid), self.long_cost)
+        shorts = EXACT.subtract(self.short_cost, EXACT.multiply(self.short_qty, quote.ask))
+        return EXACT.add(longs, shorts)
 
 
 class Holdings:
-    """Open positions summed per market and side: all `account_state` needs of them, in a size that does not grow
-    with their number. Exact: a long's PnL at the bid b is b × qty − qty × entry, so the sums of the quantities and
-    of their costs (qty × entry) value them all at once."""
+    """Open positions netted per market (`Net`), with the margin they use: all `account_state` needs of them, in
+    a size that does not grow with their number."""
 
     __slots__ = ("count", "margin", "nets")
 
     def __init__(self, positions: Iterable[Exposed] = ()) -> None:
-        self.nets: dict[str, list[Decimal]] = {}
-        """Per market: the long quantity and cost, the short quantity and cost."""
-        self.margin = Decimal(0)
+        self.nets: dict[str, Net] = {}
+        self.margin = ZERO
         self.count = 0
         for p in positions:
             self.add(p)
 
-    def add(self, p: Exposed, sign: int = 1) -> None:
-        """Hold a position (sign 1) or let one go (sign −1)."""
-        net = self.nets.get(p.symbol)
-        if net is None:
-            net = self.nets[p.symbol] = [Decimal(0)] * 4
-        at = 0 if p.side == "long" else 2
-        qty = p.qty if sign == 1 else -p.qty
-        net[at] = _SUMS.add(net[at], qty)
-        net[at + 1] = _SUMS.add(net[at + 1], _SUMS.multiply(qty, p.entry_price))
-        self.margin = _SUMS.add(self.margin, p.margin if sign == 1 else -p.margin)
-        self.count += sign
-
     @classmethod
-    def summed(cls, nets: dict[str, tuple[Decimal, Decimal, Decimal, Decimal]], margin: Decimal,
-               count: int) -> Holdings:
-        """Holdings from sums kept elsewhere (the risk book's): per market the long quantity and cost, the short
-        quantity and cost; the margin used and the number of positions."""
+    def summed(cls, nets: dict[str, Net], margin: Decimal, count: int) -> Holdings:
+        """Holdings from nets kept elsewhere (the risk book's), copied; the margin used and the number of
+        positions."""
         held = cls()
-        held.nets = {symbol: list(net) for symbol, net in nets.items()}
+        held.nets = {symbol: msgspec.structs.replace(net) for symbol, net in nets.items()}
         held.margin, held.count = margin, count
         return held
+
+    def add(self, p: Exposed, sign: int = 1) -> None:
+        """Hold a position (sign 1) or let one go (sign −1)."""
+        net = self.nets.get(p.symbol) or Net()
+        net.add(p, sign)
+        self.nets[p.symbol] = net
+        self.margin = EXACT.add(self.margin, EXACT.multiply(p.margin, sign))
+        self.count += sign
 
     @property
     def consistent(self) -> bool:
         """Nothing let go that was not held (no negative count, quantity or margin)."""
         return self.count >= 0 and self.margin >= 0 and all(
-            net[0] >= 0 and net[2] >= 0 for net in self.nets.values())
+            net.long_qty >= 0 and net.short_qty >= 0 for net in self.nets.values())
 
     def copy(self) -> Holdings:
-        held = Holdings()
-        held.nets = {symbol: list(net) for symbol, net in self.nets.items()}
-        held.margin, held.count = self.margin, self.count
-        return held
+        return Holdings.summed(self.nets, self.margin, self.count)
 
     def unrealized(self, quotes: dict[str, Quote]) -> Decimal:
-        """The unrealised PnL at `quotes` (longs at the bid, shorts at the ask); a market without a quote counts
-        as at its entry prices (none)."""
-        total = Decimal(0)
-        for symbol, (long_qty, long_cost, short_qty, short_cost) in self.nets.items():
-            quote = quotes.get(symbol)
-            if quote is not None:
-                total = _SUMS.add(total, _SUMS.subtract(_SUMS.multiply(quote.bid, long_qty), long_cost))
-                total = _SUMS.add(total, _SUMS.subtract(short_cost, _SUMS.multiply(quote.ask, short_qty)))
+        """The unrealised PnL at `quotes`; a market without a quote counts as at its entry prices (none)."""
+        total = ZERO
+        for symbol, net in self.nets.items():
+            total = EXACT.add(total, net.value(quotes.get(symbol)))
         return total
 
 

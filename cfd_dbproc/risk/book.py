@@ -125,9 +125,7 @@ class RiskBook:
         for held in acct.held.values():
             if held.pending:
                 used = EXACT.add(used, held.position.margin)
-        nets = {symbol: (net.long_qty, net.long_cost, net.short_qty, net.short_cost)
-                for symbol, net in acct.nets.items()}
-        return acct.balance, Holdings.summed(nets, used, len(acct.held))
+        return acct.balance, Holdings.summed(acct.nets, used, len(acct.held))
 
     def marked(self, user_id: str) -> tuple[Account, list[PositionMark]] | None:
         """The user's account and open positions marked to the latest quotes, as the trader sees them (every open

@@ -14,64 +14,20 @@ every tick). Each division rounds the way that makes the key fire earlier, never
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
+from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
 from typing import NamedTuple
-
-from msgspec import Struct
 
 from cfd_dbproc.risk.ladder import Series
 from cfd_dbproc.risk.models import OpenPosition
 from shared.contracts.quote import Quote
 from shared.markets import MARKETS
-from shared.trading import plain
+from shared.trading import EXACT, ZERO, Net, plain
 
-EXACT = Context(prec=100, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
-"""Exact sums and products, or `decimal.Inexact` (catalogue quantities × prices fit many times over)."""
 _EARLIER_UP = Context(prec=34, rounding=ROUND_CEILING)
 _EARLIER_DOWN = Context(prec=34, rounding=ROUND_FLOOR)
-ZERO = Decimal(0)
 HUNDRED = Decimal(100)
 ALWAYS: tuple[Series, bool, Decimal] = ("bid", True, Decimal("-Infinity"))
 """A watch that fires on every tick of its market (bid ≥ −∞)."""
-
-
-class Net(Struct, gc=False):
-    """One user's open positions in one market, netted: what f_s needs. Pending positions included."""
-
-    long_qty: Decimal = ZERO
-    long_cost: Decimal = ZERO
-    short_qty: Decimal = ZERO
-    short_cost: Decimal = ZERO
-    count: int = 0
-
-    def add(self, p: OpenPosition, sign: int) -> None:
-        """Add (sign 1) or remove (sign −1) a position; exact, or `decimal.Inexact` with nothing changed."""
-        qty = EXACT.multiply(p.qty, sign)
-        cost = EXACT.multiply(qty, p.entry_price)
-        if p.side == "long":
-            self.long_qty, self.long_cost = EXACT.add(self.long_qty, qty), EXACT.add(self.long_cost, cost)
-        else:
-            self.short_qty, self.short_cost = EXACT.add(self.short_qty, qty), EXACT.add(self.short_cost, cost)
-        self.count += sign
-
-    @property
-    def spread_dependent(self) -> bool:
-        """Hedged but not flat: its keys bound the spread by the market's allowance."""
-        return self.long_qty > 0 and self.short_qty > 0 and self.long_qty != self.short_qty
-
-    @property
-    def weight(self) -> Decimal:
-        """The share of the slack this market gets: its gross notional at entry."""
-        return EXACT.add(self.long_cost, self.short_cost)
-
-    def value(self, quote: Quote | None) -> Decimal:
-        """f_s: the unrealised PnL of these positions at `quote` (long on the bid, short on the ask); exact."""
-        if quote is None:
-            return ZERO
-        ctx = EXACT
-        longs = ctx.subtract(ctx.multiply(self.long_qty, quote.bid), self.long_cost)
-        shorts = ctx.subtract(self.short_cost, ctx.multiply(self.short_qty, quote.ask))
-        return ctx.add(longs, shorts)
 
 
 class Holding(NamedTuple):
